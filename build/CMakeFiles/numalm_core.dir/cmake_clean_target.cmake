@@ -1,0 +1,3 @@
+file(REMOVE_RECURSE
+  "libnumalm_core.a"
+)

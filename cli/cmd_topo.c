@@ -1,0 +1,11 @@
+/* PLACEHOLDER: replaced by the real command. */
+#include "commands.h"
+
+#include <stdio.h>
+
+int cmd_topo(int argc, char **argv) {
+    (void)argc;
+    (void)argv;
+    fprintf(stderr, "numalm topo: not built yet\n");
+    return 2;
+}

@@ -1,0 +1,116 @@
+#include "util.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+double nm_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+int nm_parse_size(const char *s, uint64_t *out, nm_error *err) {
+    char *end = NULL;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (end == s || errno || v < 0)
+        return nm_fail(err, "bad size '%s': expected a number such as 4G or 512M", s);
+    double mul = 1;
+    switch (toupper((unsigned char)*end)) {
+    case 0: break;
+    case 'K': mul = 1024.0; end++; break;
+    case 'M': mul = 1024.0 * 1024; end++; break;
+    case 'G': mul = 1024.0 * 1024 * 1024; end++; break;
+    case 'T': mul = 1024.0 * 1024 * 1024 * 1024; end++; break;
+    default: return nm_fail(err, "bad size '%s': unknown suffix '%s' (use K, M, G or T)", s, end);
+    }
+    if (*end == 'i' || *end == 'B')
+        end += (*end == 'i' && end[1] == 'B') ? 2 : 1;
+    if (*end)
+        return nm_fail(err, "bad size '%s': trailing characters '%s'", s, end);
+    double bytes = v * mul;
+    if (bytes > 1.8e19)
+        return nm_fail(err, "bad size '%s': too large", s);
+    *out = (uint64_t)bytes;
+    return 0;
+}
+
+int nm_parse_long(const char *s, long min, long max, long *out,
+                  const char *what, nm_error *err) {
+    char *end = NULL;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (!s[0] || *end || errno)
+        return nm_fail(err, "%s: '%s' is not a whole number", what, s);
+    if (v < min || v > max)
+        return nm_fail(err, "%s: %ld is out of range [%ld, %ld]", what, v, min, max);
+    *out = v;
+    return 0;
+}
+
+int nm_parse_int_list(const char *s, int *out, int max_out, int max_value,
+                      nm_error *err) {
+    int n = 0;
+    const char *p = s;
+    while (*p) {
+        char *end;
+        long a = strtol(p, &end, 10);
+        if (end == p || a < 0 || a > max_value)
+            return nm_fail(err, "bad list '%s' at '%s': expected numbers 0..%d", s, p, max_value);
+        long b = a;
+        p = end;
+        if (*p == '-') {
+            p++;
+            b = strtol(p, &end, 10);
+            if (end == p || b < a || b > max_value)
+                return nm_fail(err, "bad range in list '%s' at '%s'", s, p);
+            p = end;
+        }
+        for (long v = a; v <= b; v++) {
+            if (n >= max_out)
+                return nm_fail(err, "list '%s' has more than %d entries", s, max_out);
+            for (int i = 0; i < n; i++)
+                if (out[i] == v)
+                    return nm_fail(err, "list '%s' names %ld twice", s, v);
+            out[n++] = (int)v;
+        }
+        if (*p == ',')
+            p++;
+        else if (*p)
+            return nm_fail(err, "bad list '%s': unexpected '%c'", s, *p);
+    }
+    if (n == 0)
+        return nm_fail(err, "empty list '%s'", s);
+    return n;
+}
+
+const char *nm_fmt_bytes(uint64_t bytes, char *buf, size_t n) {
+    const char *unit[] = {"B", "KB", "MB", "GB", "TB"};
+    double v = (double)bytes;
+    int u = 0;
+    while (v >= 1000.0 && u < 4) {
+        v /= 1000.0;
+        u++;
+    }
+    snprintf(buf, n, u ? "%.2f %s" : "%.0f %s", v, unit[u]);
+    return buf;
+}
+
+void *nm_xcalloc(size_t n, size_t size) {
+    void *p = calloc(n ? n : 1, size ? size : 1);
+    if (!p) {
+        fprintf(stderr, "numalm: out of memory allocating %zu x %zu bytes\n", n, size);
+        abort();
+    }
+    return p;
+}
+
+char *nm_xstrdup(const char *s) {
+    size_t n = strlen(s) + 1;
+    char *p = nm_xcalloc(1, n);
+    memcpy(p, s, n);
+    return p;
+}

@@ -1,0 +1,49 @@
+/* Small helpers shared by every layer: clocks, size parsing, lists. */
+#ifndef NM_UTIL_H
+#define NM_UTIL_H
+
+#include "error.h"
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+
+/* Monotonic seconds. */
+double nm_now(void);
+
+/* Parses "4G", "512M", "64K", "123" (powers of 1024) into bytes. */
+int nm_parse_size(const char *s, uint64_t *out, nm_error *err);
+
+/* Parses a list such as "0,1" or "0-3,6" into ints; returns the count or -1.
+ * Refuses values above max_value. */
+int nm_parse_int_list(const char *s, int *out, int max_out, int max_value,
+                      nm_error *err);
+
+/* Parses a whole decimal integer in [min,max]; what names the option. */
+int nm_parse_long(const char *s, long min, long max, long *out,
+                  const char *what, nm_error *err);
+
+/* Overflow-checked arithmetic: return 0 on success, -1 on overflow. */
+static inline int nm_add_u64(uint64_t a, uint64_t b, uint64_t *out) {
+    return __builtin_add_overflow(a, b, out) ? -1 : 0;
+}
+static inline int nm_mul_u64(uint64_t a, uint64_t b, uint64_t *out) {
+    return __builtin_mul_overflow(a, b, out) ? -1 : 0;
+}
+
+static inline uint64_t nm_align_up(uint64_t v, uint64_t a) {
+    return (v + a - 1) / a * a;
+}
+static inline uint64_t nm_align_down(uint64_t v, uint64_t a) {
+    return v / a * a;
+}
+
+/* Human-readable bytes ("1.23 GB") into buf. */
+const char *nm_fmt_bytes(uint64_t bytes, char *buf, size_t n);
+
+/* xmalloc-style: abort with a message on OOM (only for small bookkeeping;
+ * weight buffers use the arena and report errors). */
+void *nm_xcalloc(size_t n, size_t size);
+char *nm_xstrdup(const char *s);
+
+#endif

@@ -1,0 +1,77 @@
+/* The loader executes a plan: one reader per arena (pinned to its node) fills
+ * the node-local arenas from the file, or mmap+interleave maps it. After it,
+ * the runtime asks only "where are rows r0..r1 of tensor t for node n". */
+#ifndef NM_LOADER_H
+#define NM_LOADER_H
+
+#include "../numa/arena.h"
+#include "../numa/plan.h"
+
+typedef enum nm_io_mode {
+    NM_IO_DIO,      /* O_DIRECT + io_uring, per-node readers */
+    NM_IO_BUFFERED, /* pread by per-node pinned threads */
+    NM_IO_MMAP,     /* the baseline: mmap + mbind interleave/bind, prefault */
+    NM_IO_AUTO,     /* cache-aware: copy cached ranges, O_DIRECT the rest */
+} nm_io_mode;
+
+typedef struct nm_load_opts {
+    nm_io_mode io;
+    nm_arena_opts arena;
+    uint64_t chunk_bytes;    /* 0: default */
+    int queue_depth;         /* 0: default */
+    int readers_per_node;    /* 0: default */
+    bool verify;             /* placement (move_pages) + checksums */
+    bool drop_caches;        /* root only */
+    bool progress;           /* progress bar on a TTY */
+} nm_load_opts;
+
+typedef struct nm_load_node_stats {
+    int node;                /* OS index, -1 for an interleaved arena */
+    uint64_t bytes;
+    double seconds;
+    double placed_pct;       /* < 0 when not verified */
+} nm_load_node_stats;
+
+typedef struct nm_loaded {
+    const nm_plan *plan;
+    const nm_gguf *gguf;
+    nm_io_mode io;
+    nm_arena arenas[NM_MAX_NODES];
+    void *map;               /* mmap mode: the file mapping */
+    uint64_t map_len;
+    /* stats */
+    double seconds;
+    uint64_t bytes;
+    nm_load_node_stats node_stats[NM_MAX_NODES];
+    int n_node_stats;
+    char fallbacks[8][256];
+    int n_fallbacks;
+    uint64_t off_policy_pages; /* mmap: pages already cached elsewhere */
+    uint64_t cached_bytes;     /* auto: bytes found in the page cache */
+    bool verified;
+    bool checksums_ok;
+} nm_loaded;
+
+const char *nm_io_name(nm_io_mode m);
+int nm_io_parse(const char *s, nm_io_mode *m, nm_error *err);
+
+nm_loaded *nm_load(const nm_gguf *g, const nm_plan *plan,
+                   const nm_load_opts *opts, nm_error *err);
+void nm_loaded_free(nm_loaded *w);
+
+/* Rows [rows[node].row0, rows[node].row1) of tensor ti as node `node` (plan
+ * node index) computes them, from memory local to that node. The pointer is
+ * to row rows[node].row0. */
+const void *nm_loaded_rows(const nm_loaded *w, int ti, int node);
+
+/* The whole tensor as seen from `node` when its arena holds all of it (norms
+ * always; everything in replicate/interleave/node), else NULL. */
+const void *nm_loaded_tensor(const nm_loaded *w, int ti, int node);
+
+/* One row of tensor ti, from whichever arena holds it (token embedding). */
+const void *nm_loaded_row(const nm_loaded *w, int ti, uint64_t row);
+
+void nm_loaded_print(const nm_loaded *w, FILE *out);
+void nm_loaded_print_json(const nm_loaded *w, FILE *out);
+
+#endif

@@ -1,0 +1,70 @@
+/* Compute kernels for weights of type F32, F16, BF16, Q8_0 and Q4_0.
+ * Each has a scalar reference and AVX2 / AVX-512 versions, picked at run time
+ * from CPUID (never -march=native: the NUMA VM has no AVX-512).
+ *
+ * Activations are prepared once per input vector for a weight type
+ * (nm_act_prepare): e.g. quantized to Q8_0 blocks for Q8_0/Q4_0 weights when
+ * that kernel works on integer dot products. */
+#ifndef NM_KERNELS_H
+#define NM_KERNELS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef enum nm_simd {
+    NM_SIMD_SCALAR = 0,
+    NM_SIMD_AVX2 = 1,
+    NM_SIMD_AVX512 = 2,
+} nm_simd;
+
+/* Best level this CPU supports (cached). NUMALM_SIMD=scalar|avx2|avx512 in the
+ * environment caps it. */
+nm_simd nm_simd_detect(void);
+bool nm_simd_supported(nm_simd level);
+/* Level used by nm_matvec/nm_matmat; defaults to nm_simd_detect(). Returns -1
+ * if the CPU lacks it. Not thread-safe: call before starting workers. */
+int nm_simd_set(nm_simd level);
+nm_simd nm_simd_get(void);
+const char *nm_simd_name(nm_simd level);
+
+/* A batch of n_tok activation vectors of n elements each, as a weight type's
+ * kernel wants them. */
+typedef struct nm_act {
+    uint32_t wtype;    /* weight type it was prepared for */
+    int64_t n;         /* elements per vector */
+    int n_tok;
+    const float *f32;  /* n_tok x n, row-major */
+    const void *q;     /* prepared form (n_tok x q_row_bytes) or NULL */
+    size_t q_row_bytes;
+} nm_act;
+
+/* Bytes of the prepared buffer for n_tok vectors of n elements (0 if the
+ * type's kernel uses F32 directly). */
+size_t nm_act_buffer_bytes(uint32_t wtype, int64_t n, int n_tok);
+/* Fills *act; buf must hold nm_act_buffer_bytes(). x stays referenced. */
+void nm_act_prepare(uint32_t wtype, const float *x, int64_t n, int n_tok,
+                    void *buf, nm_act *act);
+
+/* y[i] = dot(row i of w, x) for i in [0, n_rows); rows are contiguous, each
+ * n_cols elements of act->wtype. Uses the current SIMD level. */
+void nm_matvec(const void *w, int64_t n_rows, const nm_act *x, float *y);
+
+/* y[t * ldy + i] = dot(row i of w, x_t), t in [0, n_tok), i in [0, n_rows).
+ * Prompt processing: each weight row is read once per group of tokens. */
+void nm_matmat(const void *w, int64_t n_rows, const nm_act *x, float *y,
+               int64_t ldy);
+
+/* Same, at an explicit level (tests compare each level with scalar). */
+void nm_matvec_at(nm_simd level, const void *w, int64_t n_rows,
+                  const nm_act *x, float *y);
+void nm_matmat_at(nm_simd level, const void *w, int64_t n_rows,
+                  const nm_act *x, float *y, int64_t ldy);
+
+/* Vector helpers for attention and norms (current SIMD level). */
+float nm_dot_f32(const float *a, const float *b, int64_t n);
+float nm_dot_f16_f32(const uint16_t *a, const float *b, int64_t n);
+void nm_axpy_f32(float *y, float a, const float *x, int64_t n);     /* y += a*x */
+void nm_axpy_f16(float *y, float a, const uint16_t *x, int64_t n);  /* y += a*x */
+
+#endif

@@ -1,0 +1,37 @@
+/* Scalar reference conversions between F32 and the weight types numalm
+ * computes with (F16, BF16, Q8_0, Q4_0), with the exact GGUF block layouts.
+ * mkmodel uses them to write files; kernels use them as the reference. */
+#ifndef NM_QUANT_H
+#define NM_QUANT_H
+
+#include <stdint.h>
+
+#define NM_QK 32 /* elements per Q8_0 / Q4_0 block */
+
+typedef uint16_t nm_fp16;
+typedef uint16_t nm_bf16;
+
+typedef struct {
+    nm_fp16 d;          /* scale */
+    int8_t qs[NM_QK];   /* x = qs * d */
+} nm_block_q8_0;        /* 34 bytes */
+
+typedef struct {
+    nm_fp16 d;             /* scale */
+    uint8_t qs[NM_QK / 2]; /* low nibble: element j, high: j+16; x = (q-8)*d */
+} nm_block_q4_0;           /* 18 bytes */
+
+_Static_assert(sizeof(nm_block_q8_0) == 34, "Q8_0 block layout");
+_Static_assert(sizeof(nm_block_q4_0) == 18, "Q4_0 block layout");
+
+float nm_fp16_to_f32(nm_fp16 h);
+nm_fp16 nm_f32_to_fp16(float f); /* round to nearest even */
+float nm_bf16_to_f32(nm_bf16 h);
+nm_bf16 nm_f32_to_bf16(float f); /* round to nearest even, NaN kept */
+
+/* n must be a multiple of the block size for quantized types. Return -1 for
+ * a type without a converter. */
+int nm_quantize_row(uint32_t type, const float *src, void *dst, int64_t n);
+int nm_dequantize_row(uint32_t type, const void *src, float *dst, int64_t n);
+
+#endif
