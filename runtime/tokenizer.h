@@ -28,7 +28,13 @@ int nm_tokenize(const nm_tokenizer *t, const char *text, size_t len,
 /* The bytes token `id` stands for when it follows token `prev` (-1 at the
  * start of the text: the leading space of the first piece is dropped, as
  * llama.cpp's detokenizer does). Control tokens (BOS/EOS) give "". Returns
- * the byte count written to buf (at most cap). */
+ * the byte count written to buf (at most cap).
+ * Details: the space is dropped only when the vocab adds a space prefix, and
+ * also after BOS (prev == BOS), so that concatenating the texts of
+ * [BOS, prompt..., generated...] gives the prompt back without a leading
+ * space. Unknown and unused tokens give "" (as llama.cpp with special =
+ * false); byte tokens <0xXX> give that one byte (a UTF-8 character may span
+ * several tokens: concatenate before printing); out-of-range ids give "". */
 size_t nm_token_to_text(const nm_tokenizer *t, int32_t id, int32_t prev,
                         char *buf, size_t cap);
 
