@@ -1,11 +1,58 @@
-/* PLACEHOLDER: replaced by the real command. */
+/* numalm topo: what the loader will see: NUMA nodes, cores, distances, PCI
+ * devices and their nodes, of this machine or of an hwloc XML export. */
 #include "commands.h"
 
+#include "numa/topo.h"
+
 #include <stdio.h>
+#include <string.h>
+
+static void usage(FILE *out) {
+    fprintf(out, "usage: numalm topo [--topology FILE.xml] [--json]\n"
+                 "\n"
+                 "Shows the NUMA nodes this process may use (memory, cores, PUs, cpu\n"
+                 "lists), package/core/PU totals, the node distance matrix, the GPUs,\n"
+                 "disks and NICs with their nearest node, and the allowed cpu/node sets.\n"
+                 "Runs under numactl, taskset or a cgroup see only what they may use.\n"
+                 "\n"
+                 "  --topology FILE.xml  describe an hwloc XML export instead of this machine\n"
+                 "  --json               machine-readable output\n"
+                 "  -h, --help           this help\n");
+}
 
 int cmd_topo(int argc, char **argv) {
-    (void)argc;
-    (void)argv;
-    fprintf(stderr, "numalm topo: not built yet\n");
-    return 2;
+    const char *xml = NULL;
+    int json = 0;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
+            usage(stdout);
+            return 0;
+        } else if (!strcmp(argv[i], "--json")) {
+            json = 1;
+        } else if (!strcmp(argv[i], "--topology")) {
+            if (i + 1 >= argc) {
+                fprintf(stderr, "numalm topo: --topology needs an XML file\n");
+                return 2;
+            }
+            xml = argv[++i];
+        } else if (!strncmp(argv[i], "--topology=", 11)) {
+            xml = argv[i] + 11;
+        } else {
+            fprintf(stderr, "numalm topo: unknown argument '%s'\n", argv[i]);
+            usage(stderr);
+            return 2;
+        }
+    }
+    nm_error err = {{0}};
+    nm_topo *t = nm_topo_load(xml, &err);
+    if (!t) {
+        fprintf(stderr, "numalm topo: %s\n", err.msg);
+        return 1;
+    }
+    if (json)
+        nm_topo_print_json(t, stdout);
+    else
+        nm_topo_print(t, stdout);
+    nm_topo_free(t);
+    return 0;
 }

@@ -44,9 +44,22 @@ typedef struct nm_topo {
     char allowed_nodeset[256];
     uint64_t meminfo_total;    /* /proc/meminfo MemTotal (this machine only) */
     bool memory_mismatch;      /* hwloc node memory sum disagrees with meminfo */
+    /* Added by topo (additive): */
+    hwloc_bitmap_t allowed_cpus;  /* hwloc's allowed PUs AND the process affinity
+                                     (taskset, numactl --cpunodebind) */
+    hwloc_bitmap_t allowed_nodes; /* hwloc's allowed nodes AND the memory binding
+                                     (numactl --membind/--interleave) */
+    bool cores_are_pus;        /* topology has no Core objects: each PU is a core */
+    uint64_t sysfs_nodes_total;/* sum of ALL /sys nodeN MemTotal; 0 if n/a */
+    char memory_note[320];     /* one line saying what disagrees; "" if nothing */
 } nm_topo;
 
-/* xml_path NULL probes this machine. */
+/* xml_path NULL probes this machine (or HWLOC_XMLFILE if set: then from_xml).
+ * On this machine the process's CPU affinity and memory binding restrict
+ * what is listed, so load the topology BEFORE pinning any thread. A PU
+ * belongs to one node: its ordinary-DRAM node (hwloc gives MCDRAM/HBM nodes
+ * the same cpuset; Linux lists them CPU-less, so do we). Nodes are sorted by
+ * OS index. */
 nm_topo *nm_topo_load(const char *xml_path, nm_error *err);
 void nm_topo_free(nm_topo *t);
 
