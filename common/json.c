@@ -40,10 +40,39 @@ void nm_json_obj_end(nm_json *j) { close(j, '}'); }
 void nm_json_arr_begin(nm_json *j) { open(j, '['); }
 void nm_json_arr_end(nm_json *j) { close(j, ']'); }
 
-static void write_escaped(FILE *out, const char *s, size_t n) {
+/* Length of the valid UTF-8 sequence at s (at most n bytes), 0 if invalid.
+ * GGUF strings are not guaranteed UTF-8, and JSON output must stay valid. */
+static size_t utf8_len(const unsigned char *s, size_t n) {
+    size_t len = s[0] >= 0xf0 ? 4 : s[0] >= 0xe0 ? 3 : s[0] >= 0xc2 ? 2 : 0;
+    if (s[0] > 0xf4 || len == 0 || len > n)
+        return 0;
+    for (size_t i = 1; i < len; i++)
+        if ((s[i] & 0xc0) != 0x80)
+            return 0;
+    uint32_t cp = s[0] & (0xff >> (len + 1));
+    for (size_t i = 1; i < len; i++)
+        cp = (cp << 6) | (s[i] & 0x3f);
+    static const uint32_t min_cp[5] = {0, 0, 0x80, 0x800, 0x10000};
+    if (cp < min_cp[len] || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+        return 0;
+    return len;
+}
+
+static void write_escaped(FILE *out, const char *str, size_t n) {
+    const unsigned char *s = (const unsigned char *)str;
     fputc('"', out);
     for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
+        unsigned char c = s[i];
+        if (c >= 0x80) {
+            size_t len = utf8_len(s + i, n - i);
+            if (len == 0) {
+                fputs("\\ufffd", out);
+            } else {
+                fwrite(s + i, 1, len, out);
+                i += len - 1;
+            }
+            continue;
+        }
         switch (c) {
         case '"': fputs("\\\"", out); break;
         case '\\': fputs("\\\\", out); break;
