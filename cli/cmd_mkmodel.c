@@ -1,11 +1,222 @@
-/* PLACEHOLDER: replaced by the real command. */
+/* numalm mkmodel: writes a deterministic llama GGUF with random weights. */
+#include "../common/json.h"
+#include "../common/util.h"
+#include "../io/ggml_types.h"
+#include "../io/mkmodel.h"
 #include "commands.h"
 
+#include <stdbool.h>
 #include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+static void usage(FILE *out) {
+    fprintf(out, "usage: numalm mkmodel OUT.gguf [options]\n"
+                 "\n"
+                 "Writes a llama-architecture GGUF with seeded random weights and a generated\n"
+                 "SentencePiece vocab. Same options -> byte-identical file.\n"
+                 "\n"
+                 "  --preset tiny|1b   shape (default tiny: embd 256, 4 blocks, ff 768, 8 heads,\n"
+                 "                     4 kv heads, vocab 2048, ctx 1024; 1b: TinyLlama-1.1B's)\n"
+                 "  --size SIZE        pick a llama-like shape of about SIZE bytes (4G, 500M)\n"
+                 "  --type T           f32|f16|bf16|q8_0|q4_0 for matrices, token_embd and\n"
+                 "                     output (default f16); norms are always f32\n"
+                 "  --seed N           random seed (default 42)\n"
+                 "  --embd N --blocks N --ff N --heads N --kv-heads N --vocab N --ctx N\n"
+                 "                     override one field of the preset or --size shape\n"
+                 "  --name S           general.name\n"
+                 "  --json             print the result as JSON\n");
+}
+
+typedef struct mk_args {
+    const char *out;
+    const char *preset;
+    const char *size;
+    const char *type;
+    const char *name;
+    uint64_t seed;
+    long over[7]; /* -1 = not given; order of FIELD_OPTS */
+    bool json;
+} mk_args;
+
+static const char *const FIELD_OPTS[7] = {"--embd",     "--blocks", "--ff", "--heads",
+                                          "--kv-heads", "--vocab",  "--ctx"};
+
+static uint32_t *shape_field(nm_mkmodel_shape *s, int i) {
+    uint32_t *f[7] = {&s->n_embd,    &s->n_layer, &s->n_ff, &s->n_head,
+                      &s->n_head_kv, &s->n_vocab, &s->n_ctx};
+    return f[i];
+}
+
+/* "--opt value" or "--opt=value"; *i advances past what was used. */
+static const char *opt_value(int argc, char **argv, int *i, const char *opt, nm_error *err) {
+    const char *a = argv[*i];
+    size_t n = strlen(opt);
+    if (a[n] == '=')
+        return a + n + 1;
+    if (*i + 1 >= argc) {
+        nm_fail(err, "%s needs a value", opt);
+        return NULL;
+    }
+    return argv[++*i];
+}
+
+static bool is_opt(const char *arg, const char *opt) {
+    size_t n = strlen(opt);
+    return !strncmp(arg, opt, n) && (arg[n] == 0 || arg[n] == '=');
+}
+
+static int parse_field(int argc, char **argv, int *i, mk_args *a, bool *matched, nm_error *err) {
+    *matched = false;
+    for (int f = 0; f < 7; f++) {
+        if (!is_opt(argv[*i], FIELD_OPTS[f]))
+            continue;
+        *matched = true;
+        const char *v = opt_value(argc, argv, i, FIELD_OPTS[f], err);
+        return v ? nm_parse_long(v, 1, 1L << 30, &a->over[f], FIELD_OPTS[f], err) : -1;
+    }
+    return 0;
+}
+
+static int parse_args(int argc, char **argv, mk_args *a, nm_error *err) {
+    memset(a, 0, sizeof *a);
+    a->seed = 42;
+    for (int f = 0; f < 7; f++)
+        a->over[f] = -1;
+    const struct {
+        const char *opt;
+        const char **dst;
+    } strs[] = {
+        {"--preset", &a->preset}, {"--size", &a->size}, {"--type", &a->type}, {"--name", &a->name}};
+    for (int i = 1; i < argc; i++) {
+        const char *arg = argv[i];
+        bool matched = false;
+        if (!strcmp(arg, "--json")) {
+            a->json = true;
+            continue;
+        }
+        for (size_t k = 0; k < sizeof strs / sizeof strs[0] && !matched; k++) {
+            if (!is_opt(arg, strs[k].opt))
+                continue;
+            matched = true;
+            if (!(*strs[k].dst = opt_value(argc, argv, &i, strs[k].opt, err)))
+                return -1;
+        }
+        if (!matched && is_opt(arg, "--seed")) {
+            const char *v = opt_value(argc, argv, &i, "--seed", err);
+            long seed;
+            /* long is 64-bit here; seeds are non-negative to keep them portable */
+            if (!v || nm_parse_long(v, 0, __LONG_MAX__, &seed, "--seed", err))
+                return -1;
+            a->seed = (uint64_t)seed;
+            continue;
+        }
+        if (!matched && parse_field(argc, argv, &i, a, &matched, err))
+            return -1;
+        if (matched)
+            continue;
+        if (arg[0] == '-' && arg[1])
+            return nm_fail(err, "unknown option '%s' (see --help)", arg);
+        if (a->out)
+            return nm_fail(err, "more than one output file ('%s' and '%s')", a->out, arg);
+        a->out = arg;
+    }
+    if (!a->out)
+        return nm_fail(err, "no output file given (usage: numalm mkmodel OUT.gguf ...)");
+    if (a->preset && a->size)
+        return nm_fail(err, "--preset and --size choose the shape: give one of them");
+    return 0;
+}
+
+/* The shape and type the options describe. */
+static int resolve(const mk_args *a, nm_mkmodel_opts *o, nm_error *err) {
+    memset(o, 0, sizeof *o);
+    int type = nm_type_from_name(a->type ? a->type : "f16");
+    if (type < 0 || nm_mkmodel_file_type((uint32_t)type) < 0)
+        return nm_fail(err, "--type %s: must be one of f32, f16, bf16, q8_0, q4_0", a->type);
+    o->type = (uint32_t)type;
+    o->seed = a->seed;
+    o->name = a->name;
+    if (a->size) {
+        uint64_t bytes;
+        uint32_t vocab = a->over[5] > 0 ? (uint32_t)a->over[5] : 32000;
+        if (nm_parse_size(a->size, &bytes, err))
+            return nm_fail_prefix(err, "--size");
+        if (nm_mkmodel_shape_for_size(bytes, o->type, vocab, &o->shape, err))
+            return -1;
+    } else if (nm_mkmodel_preset(a->preset ? a->preset : "tiny", &o->shape, err)) {
+        return nm_fail_prefix(err, "--preset");
+    }
+    for (int f = 0; f < 7; f++)
+        if (a->over[f] > 0)
+            *shape_field(&o->shape, f) = (uint32_t)a->over[f];
+    return nm_mkmodel_check(&o->shape, o->type, err);
+}
+
+static void report_json(const mk_args *a, const nm_mkmodel_opts *o, const nm_mkmodel_result *r) {
+    const nm_mkmodel_shape *s = &o->shape;
+    nm_json j;
+    nm_json_init(&j, stdout);
+    nm_json_obj_begin(&j);
+    nm_json_kstr(&j, "path", a->out);
+    nm_json_kstr(&j, "preset", a->size ? "size" : a->preset ? a->preset : "tiny");
+    nm_json_kstr(&j, "type", nm_type_name(o->type));
+    nm_json_kuint(&j, "seed", o->seed);
+    nm_json_key(&j, "shape");
+    nm_json_obj_begin(&j);
+    nm_json_kuint(&j, "embd", s->n_embd);
+    nm_json_kuint(&j, "blocks", s->n_layer);
+    nm_json_kuint(&j, "ff", s->n_ff);
+    nm_json_kuint(&j, "heads", s->n_head);
+    nm_json_kuint(&j, "kv_heads", s->n_head_kv);
+    nm_json_kuint(&j, "vocab", s->n_vocab);
+    nm_json_kuint(&j, "ctx", s->n_ctx);
+    nm_json_obj_end(&j);
+    nm_json_kuint(&j, "n_tensors", r->n_tensors);
+    nm_json_kuint(&j, "n_params", r->n_params);
+    nm_json_kuint(&j, "file_bytes", r->file_bytes);
+    nm_json_kdouble(&j, "seconds", r->seconds);
+    nm_json_kdouble(&j, "mb_per_s", r->seconds > 0 ? r->file_bytes / 1e6 / r->seconds : 0);
+    nm_json_obj_end(&j);
+    nm_json_finish(&j);
+}
+
+static void report_text(const mk_args *a, const nm_mkmodel_opts *o, const nm_mkmodel_result *r) {
+    const nm_mkmodel_shape *s = &o->shape;
+    char b[32];
+    printf("wrote %s: %s, %s, %.1fM params, %llu tensors\n", a->out,
+           nm_fmt_bytes(r->file_bytes, b, sizeof b), nm_type_name(o->type), r->n_params / 1e6,
+           (unsigned long long)r->n_tensors);
+    printf("  llama: embd %u, blocks %u, ff %u, heads %u, kv heads %u, vocab %u, ctx %u, "
+           "seed %llu\n",
+           s->n_embd, s->n_layer, s->n_ff, s->n_head, s->n_head_kv, s->n_vocab, s->n_ctx,
+           (unsigned long long)o->seed);
+    printf("  %.2f s (%.0f MB/s)\n", r->seconds,
+           r->seconds > 0 ? r->file_bytes / 1e6 / r->seconds : 0.0);
+}
 
 int cmd_mkmodel(int argc, char **argv) {
-    (void)argc;
-    (void)argv;
-    fprintf(stderr, "numalm mkmodel: not built yet\n");
-    return 2;
+    for (int i = 1; i < argc; i++)
+        if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
+            usage(stdout);
+            return 0;
+        }
+    nm_error err = {{0}};
+    mk_args a;
+    nm_mkmodel_opts o;
+    nm_mkmodel_result r;
+    if (parse_args(argc, argv, &a, &err) || resolve(&a, &o, &err)) {
+        fprintf(stderr, "numalm mkmodel: %s\n", err.msg);
+        return 2;
+    }
+    o.progress = true; /* drawn only when stderr is a TTY */
+    if (nm_mkmodel_write(a.out, &o, &r, &err)) {
+        fprintf(stderr, "numalm mkmodel: %s\n", err.msg);
+        return 1;
+    }
+    if (a.json)
+        report_json(&a, &o, &r);
+    else
+        report_text(&a, &o, &r);
+    return 0;
 }

@@ -50,8 +50,10 @@ nm_fp16 nm_f32_to_fp16(float f) {
     uint32_t man = absx & 0x7fffff;
     uint32_t h = (exp << 10) | (man >> 13);
     uint32_t rest = man & 0x1fff;
-    if (rest > 0x1000 || (rest == 0x1000 && (h & 1)))
-        h++; /* may carry into the exponent, which is the right result */
+    /* round to nearest even without a branch: random weights made the branch
+     * mispredict half the time. +1 when rest > half, or rest == half and h
+     * is odd; may carry into the exponent, which is the right result */
+    h += (rest + 0xfff + (h & 1)) >> 13;
     return (nm_fp16)(sign | h);
 }
 

@@ -1,0 +1,403 @@
+#include "mkmodel.h"
+
+#include "../common/progress.h"
+#include "../common/util.h"
+#include "../runtime/quant.h"
+#include "ggml_types.h"
+#include "gguf_write.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Floats generated per chunk: bounds memory (4 MB of floats plus the encoded
+ * copy) whatever the model size. */
+#define CHUNK_ELEMS (1u << 20)
+
+/* ------------------------------------------------------------------------
+ * Random numbers: splitmix64 seeds xoshiro256**; a normal deviate is the
+ * Irwin-Hall sum of the four 16-bit quarters of one 64-bit draw, rescaled.
+ * Its tails stop at 3.46 sigma, which suits random weights fine, and it costs
+ * one draw and no transcendental function per value.
+ * ---------------------------------------------------------------------- */
+
+typedef struct rng {
+    uint64_t s[4];
+} rng;
+
+static uint64_t splitmix64(uint64_t *x) {
+    uint64_t z = (*x += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+static void rng_seed(rng *r, uint64_t seed, uint64_t stream) {
+    uint64_t x = seed ^ (stream * 0xd1b54a32d192ed03ull);
+    for (int i = 0; i < 4; i++)
+        r->s[i] = splitmix64(&x);
+}
+
+static inline uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
+
+static inline uint64_t rng_next(rng *r) {
+    uint64_t *s = r->s;
+    uint64_t out = rotl(s[1] * 5, 7) * 9;
+    uint64_t t = s[1] << 17;
+    s[2] ^= s[0];
+    s[3] ^= s[1];
+    s[1] ^= s[2];
+    s[0] ^= s[3];
+    s[2] ^= t;
+    s[3] = rotl(s[3], 45);
+    return out;
+}
+
+static void fill_normal(rng *r, float *dst, size_t n, float mean, float std) {
+    /* the sum of four uniform 0..65535 has mean 131070, std 37837.23 */
+    const float scale = std / 37837.23f;
+    for (size_t i = 0; i < n; i++) {
+        uint64_t v = rng_next(r);
+        uint32_t sum = (uint32_t)(v & 0xffff) + (uint32_t)((v >> 16) & 0xffff) +
+                       (uint32_t)((v >> 32) & 0xffff) + (uint32_t)(v >> 48);
+        dst[i] = mean + ((float)sum - 131070.0f) * scale;
+    }
+}
+
+/* ------------------------------------------------------------------------
+ * Shapes
+ * ---------------------------------------------------------------------- */
+
+int nm_mkmodel_preset(const char *name, nm_mkmodel_shape *out, nm_error *err) {
+    if (!strcmp(name, "tiny")) {
+        *out = (nm_mkmodel_shape){.n_embd = 256,
+                                  .n_layer = 4,
+                                  .n_ff = 768,
+                                  .n_head = 8,
+                                  .n_head_kv = 4,
+                                  .n_vocab = 2048,
+                                  .n_ctx = 1024};
+        return 0;
+    }
+    if (!strcmp(name, "1b")) { /* TinyLlama-1.1B's shape */
+        *out = (nm_mkmodel_shape){.n_embd = 2048,
+                                  .n_layer = 22,
+                                  .n_ff = 5632,
+                                  .n_head = 32,
+                                  .n_head_kv = 4,
+                                  .n_vocab = 32000,
+                                  .n_ctx = 2048};
+        return 0;
+    }
+    return nm_fail(err, "unknown preset '%s' (known: tiny, 1b)", name);
+}
+
+int nm_mkmodel_file_type(uint32_t type) {
+    switch (type) {
+    case NM_TYPE_F32:
+        return 0;
+    case NM_TYPE_F16:
+        return 1;
+    case NM_TYPE_Q4_0:
+        return 2;
+    case NM_TYPE_Q8_0:
+        return 7;
+    case NM_TYPE_BF16:
+        return 32;
+    default:
+        return -1;
+    }
+}
+
+int nm_mkmodel_check(const nm_mkmodel_shape *s, uint32_t type, nm_error *err) {
+    const nm_type_info *ti = nm_type_get(type);
+    if (!ti || nm_mkmodel_file_type(type) < 0)
+        return nm_fail(err, "type %s: mkmodel writes f32, f16, bf16, q8_0 or q4_0",
+                       nm_type_name(type));
+    const struct {
+        const char *what;
+        uint32_t v, max;
+    } ranges[] = {
+        {"embd", s->n_embd, 65536}, {"blocks", s->n_layer, 1024},     {"ff", s->n_ff, 262144},
+        {"heads", s->n_head, 1024}, {"kv-heads", s->n_head_kv, 1024}, {"ctx", s->n_ctx, 1u << 20},
+    };
+    for (size_t i = 0; i < sizeof ranges / sizeof ranges[0]; i++)
+        if (ranges[i].v < 1 || ranges[i].v > ranges[i].max)
+            return nm_fail(err, "--%s %u is out of range (1..%u)", ranges[i].what, ranges[i].v,
+                           ranges[i].max);
+    if (s->n_vocab < NM_MKMODEL_MIN_VOCAB || s->n_vocab > NM_MKMODEL_MAX_VOCAB)
+        return nm_fail(err, "--vocab %u is out of range (%d..%d)", s->n_vocab, NM_MKMODEL_MIN_VOCAB,
+                       NM_MKMODEL_MAX_VOCAB);
+    if (s->n_embd % s->n_head)
+        return nm_fail(err, "--embd %u is not a multiple of --heads %u", s->n_embd, s->n_head);
+    uint32_t head_dim = s->n_embd / s->n_head;
+    if (head_dim % 2)
+        return nm_fail(err, "head dimension %u (embd %u / heads %u) must be even for RoPE",
+                       head_dim, s->n_embd, s->n_head);
+    if (s->n_head % s->n_head_kv)
+        return nm_fail(err, "--heads %u is not a multiple of --kv-heads %u", s->n_head,
+                       s->n_head_kv);
+    /* every row of every matrix is embd or ff long */
+    if (s->n_embd % ti->block_size || s->n_ff % ti->block_size)
+        return nm_fail(err,
+                       "%s rows are %u-element blocks: --embd %u and --ff %u must be "
+                       "multiples of %u",
+                       ti->name, ti->block_size, s->n_embd, s->n_ff, ti->block_size);
+    return 0;
+}
+
+typedef struct tspec {
+    char name[64];
+    uint32_t n_dims;
+    uint64_t ne[2];
+    uint32_t type;
+    float mean, std;
+} tspec;
+
+/* The llama tensors in file order; returns the count (3 + 9 per block). */
+static uint64_t build_specs(const nm_mkmodel_shape *s, uint32_t type, tspec *out) {
+    const uint64_t embd = s->n_embd, ff = s->n_ff;
+    const uint64_t kv = (uint64_t)s->n_embd / s->n_head * s->n_head_kv;
+    const float in_embd = 1.0f / sqrtf((float)embd);
+    const float branch = 1.0f / sqrtf((float)(s->n_layer ? s->n_layer : 1));
+    uint64_t n = 0;
+#define SPEC(nd, e0, e1, ty, mu, sd, ...)                                                          \
+    do {                                                                                           \
+        if (out) {                                                                                 \
+            tspec *t = &out[n];                                                                    \
+            snprintf(t->name, sizeof t->name, __VA_ARGS__);                                        \
+            t->n_dims = (nd);                                                                      \
+            t->ne[0] = (e0);                                                                       \
+            t->ne[1] = (e1);                                                                       \
+            t->type = (ty);                                                                        \
+            t->mean = (mu);                                                                        \
+            t->std = (sd);                                                                         \
+        }                                                                                          \
+        n++;                                                                                       \
+    } while (0)
+    SPEC(2, embd, s->n_vocab, type, 0.0f, 1.0f, "token_embd.weight");
+    for (uint32_t b = 0; b < s->n_layer; b++) {
+        SPEC(1, embd, 1, NM_TYPE_F32, 1.0f, 0.05f, "blk.%u.attn_norm.weight", b);
+        SPEC(2, embd, embd, type, 0.0f, in_embd, "blk.%u.attn_q.weight", b);
+        SPEC(2, embd, kv, type, 0.0f, in_embd, "blk.%u.attn_k.weight", b);
+        SPEC(2, embd, kv, type, 0.0f, in_embd, "blk.%u.attn_v.weight", b);
+        SPEC(2, embd, embd, type, 0.0f, in_embd * branch, "blk.%u.attn_output.weight", b);
+        SPEC(1, embd, 1, NM_TYPE_F32, 1.0f, 0.05f, "blk.%u.ffn_norm.weight", b);
+        SPEC(2, embd, ff, type, 0.0f, in_embd, "blk.%u.ffn_gate.weight", b);
+        SPEC(2, embd, ff, type, 0.0f, in_embd, "blk.%u.ffn_up.weight", b);
+        SPEC(2, ff, embd, type, 0.0f, branch / sqrtf((float)ff), "blk.%u.ffn_down.weight", b);
+    }
+    SPEC(1, embd, 1, NM_TYPE_F32, 1.0f, 0.05f, "output_norm.weight");
+    SPEC(2, embd, s->n_vocab, type, 0.0f, 2.0f * in_embd, "output.weight");
+#undef SPEC
+    return n;
+}
+
+static uint64_t spec_bytes(const tspec *t) {
+    uint64_t row = 0;
+    if (nm_type_row_bytes(t->type, t->ne[0], &row))
+        return 0; /* nm_mkmodel_check refuses such shapes before anything is written */
+    return row * t->ne[1];
+}
+
+uint64_t nm_mkmodel_data_bytes(const nm_mkmodel_shape *s, uint32_t type) {
+    uint64_t n = build_specs(s, type, NULL), total = 0;
+    tspec *specs = nm_xcalloc(n, sizeof *specs);
+    build_specs(s, type, specs);
+    for (uint64_t i = 0; i < n; i++)
+        total += nm_align_up(spec_bytes(&specs[i]), NM_GGUF_DEFAULT_ALIGNMENT);
+    free(specs);
+    return total;
+}
+
+uint64_t nm_mkmodel_n_params(const nm_mkmodel_shape *s) {
+    const uint64_t embd = s->n_embd, ff = s->n_ff;
+    const uint64_t kv = embd / s->n_head * s->n_head_kv;
+    uint64_t block = 2 * embd + 2 * embd * embd + 2 * embd * kv + 3 * embd * ff;
+    return 2 * embd * s->n_vocab + embd + s->n_layer * block;
+}
+
+/* Common llama widths, narrowest first; a --size target takes the first one
+ * that reaches it within max_blocks. */
+static const struct rung {
+    uint32_t embd, ff, heads, kv_heads, max_blocks;
+} LADDER[] = {
+    {256, 768, 8, 4, 8},      {512, 1536, 8, 4, 12},      {1024, 2816, 16, 4, 16},
+    {2048, 5632, 32, 4, 32},  {3072, 8192, 24, 8, 32},    {4096, 11008, 32, 8, 40},
+    {5120, 13824, 40, 8, 48}, {8192, 28672, 64, 8, 1024},
+};
+
+/* Metadata bytes, roughly: the vocab dominates (string, score, type). */
+static uint64_t meta_estimate(uint32_t n_vocab) { return 8192 + 28ull * n_vocab; }
+
+int nm_mkmodel_shape_for_size(uint64_t target, uint32_t type, uint32_t n_vocab,
+                              nm_mkmodel_shape *out, nm_error *err) {
+    const size_t n_rungs = sizeof LADDER / sizeof LADDER[0];
+    char b1[32], b2[32];
+    for (size_t i = 0; i < n_rungs; i++) {
+        const struct rung *r = &LADDER[i];
+        nm_mkmodel_shape s = {.n_embd = r->embd,
+                              .n_layer = 0,
+                              .n_ff = r->ff,
+                              .n_head = r->heads,
+                              .n_head_kv = r->kv_heads,
+                              .n_vocab = n_vocab,
+                              .n_ctx = 2048};
+        uint64_t fixed = nm_mkmodel_data_bytes(&s, type) + meta_estimate(n_vocab);
+        s.n_layer = 1;
+        uint64_t per = nm_mkmodel_data_bytes(&s, type) + meta_estimate(n_vocab) - fixed;
+        if (i == 0 && target < fixed + per)
+            return nm_fail(err,
+                           "--size %s is too small: the smallest --size shape (embd %u, "
+                           "1 block, vocab %u) takes %s as %s; use --preset tiny",
+                           nm_fmt_bytes(target, b1, sizeof b1), r->embd, n_vocab,
+                           nm_fmt_bytes(fixed + per, b2, sizeof b2), nm_type_name(type));
+        if (target > fixed + (uint64_t)r->max_blocks * per && i + 1 < n_rungs)
+            continue;
+        uint64_t blocks = (target - fixed + per / 2) / per;
+        if (blocks > r->max_blocks)
+            return nm_fail(err, "--size %s is too large (at most about %s as %s)",
+                           nm_fmt_bytes(target, b1, sizeof b1),
+                           nm_fmt_bytes(fixed + (uint64_t)r->max_blocks * per, b2, sizeof b2),
+                           nm_type_name(type));
+        s.n_layer = blocks ? (uint32_t)blocks : 1;
+        *out = s;
+        return 0;
+    }
+    return nm_fail(err, "--size: no shape found"); /* not reached: the last rung answers */
+}
+
+/* ------------------------------------------------------------------------
+ * Writing
+ * ---------------------------------------------------------------------- */
+
+static int write_metadata(nm_gguf_writer *w, const nm_mkmodel_opts *o, const nm_mkmodel_vocab *v,
+                          nm_error *err) {
+    const nm_mkmodel_shape *s = &o->shape;
+    char name[128];
+    if (o->name)
+        snprintf(name, sizeof name, "%s", o->name);
+    else
+        snprintf(name, sizeof name, "numalm-mkmodel %uL-%ue %s seed %llu", s->n_layer, s->n_embd,
+                 nm_type_name(o->type), (unsigned long long)o->seed);
+#define TRY(call)                                                                                  \
+    do {                                                                                           \
+        if (call)                                                                                  \
+            return -1;                                                                             \
+    } while (0)
+    TRY(nm_gguf_w_str(w, "general.architecture", "llama", err));
+    TRY(nm_gguf_w_str(w, "general.name", name, err));
+    TRY(nm_gguf_w_u32(w, "general.alignment", NM_GGUF_DEFAULT_ALIGNMENT, err));
+    TRY(nm_gguf_w_u32(w, "general.file_type", (uint32_t)nm_mkmodel_file_type(o->type), err));
+    TRY(nm_gguf_w_u64(w, "numalm.mkmodel.seed", o->seed, err));
+    TRY(nm_gguf_w_u32(w, "llama.context_length", s->n_ctx, err));
+    TRY(nm_gguf_w_u32(w, "llama.embedding_length", s->n_embd, err));
+    TRY(nm_gguf_w_u32(w, "llama.block_count", s->n_layer, err));
+    TRY(nm_gguf_w_u32(w, "llama.feed_forward_length", s->n_ff, err));
+    TRY(nm_gguf_w_u32(w, "llama.attention.head_count", s->n_head, err));
+    TRY(nm_gguf_w_u32(w, "llama.attention.head_count_kv", s->n_head_kv, err));
+    TRY(nm_gguf_w_u32(w, "llama.rope.dimension_count", s->n_embd / s->n_head, err));
+    TRY(nm_gguf_w_f32(w, "llama.rope.freq_base", 10000.0f, err));
+    TRY(nm_gguf_w_f32(w, "llama.attention.layer_norm_rms_epsilon", 1e-5f, err));
+    TRY(nm_gguf_w_u32(w, "llama.vocab_size", s->n_vocab, err));
+    TRY(nm_gguf_w_str(w, "tokenizer.ggml.model", "llama", err));
+    TRY(nm_gguf_w_str_arr(w, "tokenizer.ggml.tokens", (const char *const *)v->pieces, v->n, err));
+    TRY(nm_gguf_w_arr(w, "tokenizer.ggml.scores", NM_GGUF_FLOAT32, v->scores, v->n, err));
+    TRY(nm_gguf_w_arr(w, "tokenizer.ggml.token_type", NM_GGUF_INT32, v->types, v->n, err));
+    TRY(nm_gguf_w_u32(w, "tokenizer.ggml.bos_token_id", 1, err));
+    TRY(nm_gguf_w_u32(w, "tokenizer.ggml.eos_token_id", 2, err));
+    TRY(nm_gguf_w_u32(w, "tokenizer.ggml.unknown_token_id", 0, err));
+    TRY(nm_gguf_w_bool(w, "tokenizer.ggml.add_bos_token", true, err));
+    TRY(nm_gguf_w_bool(w, "tokenizer.ggml.add_eos_token", false, err));
+    return 0;
+#undef TRY
+}
+
+/* Generates and streams one tensor, a chunk of rows at a time. */
+static int write_tensor(nm_gguf_writer *w, const tspec *t, uint64_t index, uint64_t seed, float *f,
+                        uint8_t *enc, nm_progress *prog, nm_error *err) {
+    rng r;
+    rng_seed(&r, seed, index);
+    uint64_t row_bytes = 0;
+    if (nm_type_row_bytes(t->type, t->ne[0], &row_bytes))
+        return nm_fail(err, "tensor '%s': bad row length %llu", t->name,
+                       (unsigned long long)t->ne[0]);
+    uint64_t rows_per_chunk = CHUNK_ELEMS / t->ne[0] ? CHUNK_ELEMS / t->ne[0] : 1;
+    for (uint64_t row = 0; row < t->ne[1]; row += rows_per_chunk) {
+        uint64_t k = t->ne[1] - row < rows_per_chunk ? t->ne[1] - row : rows_per_chunk;
+        fill_normal(&r, f, (size_t)(k * t->ne[0]), t->mean, t->std);
+        for (uint64_t i = 0; i < k; i++)
+            if (nm_quantize_row(t->type, f + i * t->ne[0], enc + i * row_bytes, (int64_t)t->ne[0]))
+                return nm_fail(err, "tensor '%s': cannot encode as %s", t->name,
+                               nm_type_name(t->type));
+        if (nm_gguf_w_data(w, enc, (size_t)(k * row_bytes), err))
+            return -1;
+        if (prog)
+            nm_progress_add(prog, k * row_bytes);
+    }
+    return 0;
+}
+
+static int write_all_tensors(nm_gguf_writer *w, const tspec *specs, uint64_t n,
+                             const nm_mkmodel_opts *o, nm_progress *prog, nm_error *err) {
+    uint32_t max_row = o->shape.n_embd > o->shape.n_ff ? o->shape.n_embd : o->shape.n_ff;
+    size_t elems = CHUNK_ELEMS > max_row ? CHUNK_ELEMS : max_row;
+    float *f = malloc(elems * sizeof *f);
+    uint8_t *enc = malloc(elems * sizeof *f); /* no encoding is larger than F32 */
+    int rc = 0;
+    if (!f || !enc)
+        rc = nm_fail(err, "out of memory for %zu-element buffers", elems);
+    for (uint64_t i = 0; !rc && i < n; i++)
+        rc = write_tensor(w, &specs[i], i, o->seed, f, enc, prog, err);
+    free(f);
+    free(enc);
+    return rc;
+}
+
+static int declare(nm_gguf_writer *w, const nm_mkmodel_opts *o, const tspec *specs, uint64_t n,
+                   nm_error *err) {
+    nm_mkmodel_vocab v = {0};
+    if (nm_mkmodel_vocab_build(o->shape.n_vocab, &v, err))
+        return -1;
+    int rc = write_metadata(w, o, &v, err);
+    nm_mkmodel_vocab_free(&v);
+    for (uint64_t i = 0; !rc && i < n; i++)
+        rc = nm_gguf_w_tensor(w, specs[i].name, specs[i].n_dims, specs[i].ne, specs[i].type, err);
+    return rc;
+}
+
+int nm_mkmodel_write(const char *path, const nm_mkmodel_opts *o, nm_mkmodel_result *res,
+                     nm_error *err) {
+    double t0 = nm_now();
+    if (nm_mkmodel_check(&o->shape, o->type, err))
+        return -1;
+    uint64_t n = build_specs(&o->shape, o->type, NULL);
+    tspec *specs = nm_xcalloc(n, sizeof *specs);
+    build_specs(&o->shape, o->type, specs);
+    nm_gguf_writer *w = nm_gguf_writer_new(NM_GGUF_DEFAULT_ALIGNMENT);
+    nm_progress prog;
+    int rc = declare(w, o, specs, n, err);
+    if (!rc) {
+        nm_progress_begin(&prog, "mkmodel", nm_gguf_w_file_size(w));
+        if (!o->progress)
+            prog.enabled = 0;
+        rc = nm_gguf_w_begin(w, path, err);
+    }
+    if (!rc) {
+        nm_progress_add(&prog, nm_gguf_w_file_size(w) - nm_mkmodel_data_bytes(&o->shape, o->type));
+        rc = write_all_tensors(w, specs, n, o, &prog, err);
+        nm_progress_end(&prog);
+    }
+    if (!rc)
+        rc = nm_gguf_w_finish(w, err);
+    if (!rc && res) {
+        res->file_bytes = nm_gguf_w_file_size(w);
+        res->n_tensors = n;
+        res->n_params = nm_mkmodel_n_params(&o->shape);
+        res->seconds = nm_now() - t0;
+    }
+    nm_gguf_writer_free(w); /* removes path.tmp after a failure */
+    free(specs);
+    return rc;
+}

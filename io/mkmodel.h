@@ -1,0 +1,88 @@
+/* mkmodel: deterministic llama-architecture GGUF files with random weights
+ * and a generated SentencePiece-style vocab, for tests, demos and
+ * benchmarks. Same options and seed -> byte-identical file.
+ *
+ * Weights: each tensor has its own random stream (seed, tensor index), so a
+ * tensor's values do not depend on how the file is written. Matrices are
+ * normal with std 1/sqrt(row length) (the residual-branch outputs attn_output
+ * and ffn_down further divided by sqrt(n_layer)), so every activation stays
+ * O(1); token_embd has std 1, output.weight std 2/sqrt(n_embd) (logits of
+ * std ~2), norms are 1 + 0.05 * normal, F32. */
+#ifndef NM_MKMODEL_H
+#define NM_MKMODEL_H
+
+#include "../common/error.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#define NM_MKMODEL_N_SPECIAL 3 /* <unk> <s> </s> */
+#define NM_MKMODEL_N_BYTES 256 /* <0x00>..<0xFF> */
+#define NM_MKMODEL_MIN_VOCAB 300
+#define NM_MKMODEL_MAX_VOCAB 262144
+
+typedef struct nm_mkmodel_shape {
+    uint32_t n_embd;
+    uint32_t n_layer;
+    uint32_t n_ff;
+    uint32_t n_head;
+    uint32_t n_head_kv;
+    uint32_t n_vocab;
+    uint32_t n_ctx;
+} nm_mkmodel_shape;
+
+typedef struct nm_mkmodel_opts {
+    nm_mkmodel_shape shape;
+    uint32_t type; /* enum nm_type: F32, F16, BF16, Q8_0 or Q4_0 */
+    uint64_t seed;
+    const char *name; /* general.name; NULL: derived from shape and type */
+    bool progress;    /* progress bar on a TTY */
+} nm_mkmodel_opts;
+
+typedef struct nm_mkmodel_result {
+    uint64_t file_bytes;
+    uint64_t n_tensors;
+    uint64_t n_params;
+    double seconds;
+} nm_mkmodel_result;
+
+/* "tiny" or "1b". */
+int nm_mkmodel_preset(const char *name, nm_mkmodel_shape *out, nm_error *err);
+
+/* A llama-like shape whose file is about target bytes with the given type
+ * and vocab: the number of blocks grows first, then the width (embd/ff/heads
+ * step up a ladder of common llama widths). */
+int nm_mkmodel_shape_for_size(uint64_t target, uint32_t type, uint32_t n_vocab,
+                              nm_mkmodel_shape *out, nm_error *err);
+
+/* Refuses shapes llama.cpp or numalm cannot use (divisibility, block-size
+ * multiples for quantized rows, ranges); names the offending field. */
+int nm_mkmodel_check(const nm_mkmodel_shape *s, uint32_t type, nm_error *err);
+
+/* Sum of tensor data bytes (no header) and the parameter count. */
+uint64_t nm_mkmodel_data_bytes(const nm_mkmodel_shape *s, uint32_t type);
+uint64_t nm_mkmodel_n_params(const nm_mkmodel_shape *s);
+
+/* llama.cpp's general.file_type for a weight type (ALL_F32 = 0, ...); -1 when
+ * mkmodel cannot write that type. */
+int nm_mkmodel_file_type(uint32_t type);
+
+/* Writes path (via path.tmp + rename). res may be NULL. */
+int nm_mkmodel_write(const char *path, const nm_mkmodel_opts *o, nm_mkmodel_result *res,
+                     nm_error *err);
+
+/* The generated vocab: <unk> <s> </s>, the 256 byte tokens, then unique
+ * pieces with decreasing scores ("▁", letters, "▁"+letters, words grown one
+ * letter at a time, letter n-grams), each multi-character piece being the
+ * concatenation of two earlier pieces so SentencePiece merges reach it. */
+typedef struct nm_mkmodel_vocab {
+    uint32_t n;
+    char **pieces;
+    float *scores;
+    int32_t *types; /* 1 normal, 2 unknown, 3 control, 6 byte */
+} nm_mkmodel_vocab;
+
+int nm_mkmodel_vocab_build(uint32_t n, nm_mkmodel_vocab *v, nm_error *err);
+void nm_mkmodel_vocab_free(nm_mkmodel_vocab *v);
+
+#endif
