@@ -33,7 +33,8 @@ typedef struct nm_arena {
 int nm_arena_create(nm_arena *a, uint64_t size, int node, const int *nodes,
                     int n_nodes, const nm_arena_opts *opts, nm_error *err);
 
-/* Faults every page in from the calling thread (pin it to the node first). */
+/* Faults every page in from the calling thread (pin it to the node first).
+ * Contents are kept: it may run before or after data is written. */
 void nm_arena_prefault(nm_arena *a, uint64_t offset, uint64_t len);
 
 void nm_arena_destroy(nm_arena *a);
@@ -41,7 +42,10 @@ void nm_arena_destroy(nm_arena *a);
 /* move_pages(2) query over every page (or an even sample of at most
  * max_samples pages) of [base, base+len): percentage on the expected node,
  * and a histogram by node. expected -1 means "any node in the interleave
- * set". Returns -1 with err when the kernel refuses the query. */
+ * set". Returns -1 with err when the kernel refuses the query.
+ * per_node (may be NULL) has max_node entries, per_node[i] counting pages on
+ * node i < max_node; pages not faulted in count nowhere. max_samples 0 means
+ * every page. */
 int nm_pages_on_node(const void *base, uint64_t len, int expected,
                      uint64_t max_samples, double *pct, uint64_t *per_node,
                      int max_node, nm_error *err);

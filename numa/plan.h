@@ -103,4 +103,26 @@ void nm_plan_free(nm_plan *p);
 void nm_plan_print(const nm_plan *p, FILE *out);
 void nm_plan_print_json(const nm_plan *p, FILE *out);
 
+/* Additions (plan engineer). */
+
+/* The full per-tensor table (`numalm plan --verbose`). */
+void nm_plan_print_table(const nm_plan *p, FILE *out);
+
+const char *nm_role_name(nm_role r);
+
+/* True for vectors (norms, rope factors): every node gets a whole copy and
+ * rows[] spans the whole tensor on every node. */
+bool nm_tensor_is_copied(const nm_gguf_tensor *t);
+
+/* Weight bytes plan node k's workers read per decoded token (its rows of
+ * every matrix, every copied vector; an untied token embedding excluded). */
+uint64_t nm_plan_node_read_bytes(const nm_plan *p, int k);
+
+/* About the held[] layout: a reader may round a range out to `align` on both
+ * ends (O_DIRECT) and read straight into the arena: ranges that share an
+ * align block map file to arena with the same shift, so the rounded read
+ * writes only the file's own bytes. arena_bytes[] are multiples of align.
+ * embd_row_bytes is 0 when there is no output.weight (the embedding is then
+ * the LM head, split and read like a matrix). */
+
 #endif

@@ -1,0 +1,472 @@
+/* The placement plan: compute split first (the same for every placement),
+ * then what each arena holds and where in the arena it goes.
+ *
+ * Token embedding: it is split by rows across the nodes like any matrix, in
+ * every placement. When output.weight exists, a decoded token reads a single
+ * row of it (n_embd values), so holding 1/n of it per node costs at most one
+ * remote row per token (reported as embd_row_bytes) and saves (n-1)/n of a
+ * tensor that is 0.1-1 GB in real models. When output.weight is absent the
+ * embedding is also the LM head and every row is read each token: then the
+ * row split is exactly the compute split of a matrix. One rule covers both. */
+#include "plan.h"
+
+#include "../common/util.h"
+#include "../io/ggml_types.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define NM_PLAN_MAX_CPUS 256 /* size of nm_plan_node.cpus */
+
+int nm_placement_parse(const char *s, nm_placement *p, int *node, nm_error *err) {
+    if (!strcmp(s, "shard")) {
+        *p = NM_PLACE_SHARD;
+    } else if (!strcmp(s, "replicate")) {
+        *p = NM_PLACE_REPLICATE;
+    } else if (!strcmp(s, "interleave")) {
+        *p = NM_PLACE_INTERLEAVE;
+    } else if (!strncmp(s, "node:", 5)) {
+        long v;
+        if (nm_parse_long(s + 5, 0, 4095, &v, "--placement node:N", err))
+            return -1;
+        *p = NM_PLACE_NODE;
+        if (node)
+            *node = (int)v;
+    } else {
+        return nm_fail(err, "unknown placement '%s': expected shard, replicate, "
+                            "interleave or node:N", s);
+    }
+    return 0;
+}
+
+const char *nm_placement_name(nm_placement p) {
+    switch (p) {
+    case NM_PLACE_SHARD: return "shard";
+    case NM_PLACE_REPLICATE: return "replicate";
+    case NM_PLACE_INTERLEAVE: return "interleave";
+    case NM_PLACE_NODE: return "node";
+    }
+    return "unknown";
+}
+
+const char *nm_role_name(nm_role r) {
+    static const char *names[] = {
+        [NM_ROLE_OTHER] = "other",       [NM_ROLE_TOKEN_EMBD] = "token_embd",
+        [NM_ROLE_NORM] = "norm",         [NM_ROLE_ATTN_Q] = "attn_q",
+        [NM_ROLE_ATTN_K] = "attn_k",     [NM_ROLE_ATTN_V] = "attn_v",
+        [NM_ROLE_ATTN_OUT] = "attn_output", [NM_ROLE_FFN_GATE] = "ffn_gate",
+        [NM_ROLE_FFN_UP] = "ffn_up",     [NM_ROLE_FFN_DOWN] = "ffn_down",
+        [NM_ROLE_OUTPUT] = "output",
+    };
+    return (unsigned)r < sizeof names / sizeof names[0] ? names[r] : "other";
+}
+
+static nm_role role_of(const char *name, int *layer) {
+    *layer = -1;
+    if (!strcmp(name, "token_embd.weight"))
+        return NM_ROLE_TOKEN_EMBD;
+    if (!strcmp(name, "output.weight"))
+        return NM_ROLE_OUTPUT;
+    if (!strcmp(name, "output_norm.weight"))
+        return NM_ROLE_NORM;
+    int l, n = 0;
+    if (sscanf(name, "blk.%d.%n", &l, &n) != 1 || n == 0 || l < 0)
+        return NM_ROLE_OTHER;
+    *layer = l;
+    static const struct { const char *suffix; nm_role role; } blk[] = {
+        {"attn_norm.weight", NM_ROLE_NORM},      {"ffn_norm.weight", NM_ROLE_NORM},
+        {"attn_q.weight", NM_ROLE_ATTN_Q},       {"attn_k.weight", NM_ROLE_ATTN_K},
+        {"attn_v.weight", NM_ROLE_ATTN_V},       {"attn_output.weight", NM_ROLE_ATTN_OUT},
+        {"ffn_gate.weight", NM_ROLE_FFN_GATE},   {"ffn_up.weight", NM_ROLE_FFN_UP},
+        {"ffn_down.weight", NM_ROLE_FFN_DOWN},
+    };
+    for (size_t i = 0; i < sizeof blk / sizeof blk[0]; i++)
+        if (!strcmp(name + n, blk[i].suffix))
+            return blk[i].role;
+    return NM_ROLE_OTHER;
+}
+
+/* Vectors (norms, rope factors) are too small to split and every node reads
+ * all of them, so each node gets a copy. */
+bool nm_tensor_is_copied(const nm_gguf_tensor *t) {
+    return t->n_dims <= 1 || t->n_rows <= 1;
+}
+
+/* ---- nodes and threads ---- */
+
+static int cmp_int(const void *a, const void *b) {
+    return *(const int *)a - *(const int *)b;
+}
+
+static void append_int(char *buf, size_t n, int v) {
+    size_t len = strlen(buf);
+    snprintf(buf + len, n - len, "%s%d", len ? ", " : "", v);
+}
+
+/* Fills idx[] with topo node indexes; returns the count. */
+static int select_nodes(const nm_topo *topo, const nm_plan_opts *o, int *idx,
+                        nm_error *err) {
+    int n = 0;
+    if (o->n_nodes_req <= 0) {
+        for (int i = 0; i < topo->n_nodes && n < NM_MAX_NODES; i++)
+            if (topo->nodes[i].allowed && topo->nodes[i].n_cores > 0)
+                idx[n++] = i;
+        if (n == 0)
+            return nm_fail(err, "%s: no NUMA node this process may use has CPUs "
+                                "(allowed cpus %s, allowed nodes %s)",
+                           topo->source, topo->allowed_cpuset, topo->allowed_nodeset);
+        return n;
+    }
+    if (o->n_nodes_req > NM_MAX_NODES)
+        return nm_fail(err, "--nodes: at most %d nodes", NM_MAX_NODES);
+    int req[NM_MAX_NODES];
+    memcpy(req, o->nodes_req, sizeof(int) * (size_t)o->n_nodes_req);
+    qsort(req, (size_t)o->n_nodes_req, sizeof req[0], cmp_int);
+    char not_allowed[256] = "", no_cpus[256] = "";
+    for (int k = 0; k < o->n_nodes_req; k++) {
+        if (k > 0 && req[k] == req[k - 1])
+            return nm_fail(err, "--nodes: node %d is named twice", req[k]);
+        int i = nm_topo_node_index(topo, req[k]);
+        if (i < 0 || !topo->nodes[i].allowed)
+            append_int(not_allowed, sizeof not_allowed, req[k]);
+        else if (topo->nodes[i].n_cores == 0)
+            append_int(no_cpus, sizeof no_cpus, req[k]);
+        else
+            idx[n++] = i;
+    }
+    if (not_allowed[0])
+        return nm_fail(err, "--nodes: node %s not allowed for this process "
+                            "(allowed nodes on %s: %s)",
+                       not_allowed, topo->source, topo->allowed_nodeset);
+    if (no_cpus[0])
+        return nm_fail(err, "--nodes: node %s has no CPUs this process may use "
+                            "(memory-only or outside the cpuset %s); workers need CPUs",
+                       no_cpus, topo->allowed_cpuset);
+    return n;
+}
+
+/* Largest-remainder split of total over weights; every count within one of
+ * proportional. */
+static void spread(int total, const int *weight, int n, int *out) {
+    long wsum = 0;
+    for (int i = 0; i < n; i++)
+        wsum += weight[i];
+    int given = 0;
+    long rem[NM_MAX_NODES];
+    for (int i = 0; i < n; i++) {
+        out[i] = (int)((long)total * weight[i] / wsum);
+        rem[i] = (long)total * weight[i] % wsum;
+        given += out[i];
+    }
+    while (given < total) {
+        int best = 0;
+        for (int i = 1; i < n; i++)
+            if (rem[i] > rem[best])
+                best = i;
+        out[best]++;
+        rem[best] = -1;
+        given++;
+    }
+}
+
+/* Workers go on distinct cores first (one PU per core), then on the
+ * remaining hyperthreads. More workers than PUs would only time-slice. */
+static int pick_cpus(const nm_topo_node *tn, int count, nm_plan_node *pn, nm_error *err) {
+    if (count > tn->n_pus)
+        return nm_fail(err, "node %d: %d worker threads asked for, but only %d CPUs "
+                            "of it are allowed",
+                       tn->os_index, count, tn->n_pus);
+    if (count > NM_PLAN_MAX_CPUS)
+        return nm_fail(err, "node %d: %d worker threads asked for; at most %d per node",
+                       tn->os_index, count, NM_PLAN_MAX_CPUS);
+    int n = 0;
+    for (int c = 0; c < tn->n_cores && n < count; c++)
+        pn->cpus[n++] = tn->core_first_pu[c];
+    for (int k = 0; k < tn->n_pus && n < count; k++) {
+        bool used = false;
+        for (int j = 0; j < n; j++)
+            used |= pn->cpus[j] == tn->cpus[k];
+        if (!used)
+            pn->cpus[n++] = tn->cpus[k];
+    }
+    pn->n_threads = n;
+    return 0;
+}
+
+static int assign_threads(nm_plan *p, const nm_topo *topo, const int *idx, int n,
+                          const nm_plan_opts *o, nm_error *err) {
+    if (o->threads_per_node > 0 && o->n_threads > 0)
+        return nm_fail(err, "-t and --threads-per-node both given: use one");
+    int count[NM_MAX_NODES], cores[NM_MAX_NODES];
+    for (int i = 0; i < n; i++) {
+        cores[i] = topo->nodes[idx[i]].n_cores;
+        count[i] = cores[i] < NM_PLAN_MAX_CPUS ? cores[i] : NM_PLAN_MAX_CPUS;
+        if (o->threads_per_node > 0)
+            count[i] = o->threads_per_node;
+    }
+    if (o->n_threads > 0) {
+        if (o->n_nodes_req > 0 && o->n_threads < n)
+            return nm_fail(err, "-t %d is fewer threads than the %d nodes named by "
+                                "--nodes: every node needs a worker",
+                           o->n_threads, n);
+        spread(o->n_threads, cores, n, count);
+    }
+    p->n_nodes = 0;
+    for (int i = 0; i < n; i++) {
+        if (count[i] == 0)
+            continue; /* -t below the node count: that node computes nothing */
+        nm_plan_node *pn = &p->nodes[p->n_nodes];
+        pn->os_index = topo->nodes[idx[i]].os_index;
+        if (pick_cpus(&topo->nodes[idx[i]], count[i], pn, err))
+            return -1;
+        p->n_nodes++;
+    }
+    return 0;
+}
+
+/* ---- compute split ---- */
+
+/* Boundaries of units split over the plan nodes in proportion to their
+ * threads: bound[k] = round(units * threads[0..k) / threads). Cumulative
+ * rounding covers every unit exactly once, and each node's share is within
+ * one unit of proportional. */
+static void split_units(const nm_plan *p, uint64_t units, uint64_t *bound) {
+    uint64_t total = 0, cum = 0;
+    for (int k = 0; k < p->n_nodes; k++)
+        total += (uint64_t)p->nodes[k].n_threads;
+    for (int k = 0; k <= p->n_nodes; k++) {
+        unsigned __int128 x = (unsigned __int128)units * cum * 2 + total;
+        bound[k] = (uint64_t)(x / (2 * (unsigned __int128)total));
+        if (k < p->n_nodes)
+            cum += (uint64_t)p->nodes[k].n_threads;
+    }
+}
+
+static int check_rows(const nm_gguf_tensor *t, uint64_t want, const char *what,
+                      nm_error *err) {
+    if (t->n_rows != want)
+        return nm_fail(err, "tensor '%s' (info at byte %llu): %llu rows, expected %llu (%s)",
+                       t->name, (unsigned long long)t->info_offset,
+                       (unsigned long long)t->n_rows, (unsigned long long)want, what);
+    return 0;
+}
+
+static int split_tensor(nm_plan *p, nm_tensor_plan *tp, nm_error *err) {
+    const nm_gguf_tensor *t = tp->t;
+    const nm_llama_hparams *hp = &p->hp;
+    uint64_t hd = hp->head_dim, group = hp->n_head / hp->n_head_kv;
+    for (int k = 0; k < p->n_nodes; k++) {
+        uint64_t kv0 = p->nodes[k].kv_head0, kv1 = p->nodes[k].kv_head1;
+        tp->rows[k].row0 = 0;
+        tp->rows[k].row1 = t->n_rows;
+        if (nm_tensor_is_copied(t))
+            continue;
+        if (tp->role == NM_ROLE_ATTN_Q) {
+            if (check_rows(t, (uint64_t)hp->n_head * hd, "head_count x head_dim", err))
+                return -1;
+            tp->rows[k].row0 = kv0 * group * hd;
+            tp->rows[k].row1 = kv1 * group * hd;
+        } else if (tp->role == NM_ROLE_ATTN_K || tp->role == NM_ROLE_ATTN_V) {
+            if (check_rows(t, (uint64_t)hp->n_head_kv * hd, "head_count_kv x head_dim", err))
+                return -1;
+            tp->rows[k].row0 = kv0 * hd;
+            tp->rows[k].row1 = kv1 * hd;
+        }
+    }
+    if (nm_tensor_is_copied(t) || tp->role == NM_ROLE_ATTN_Q ||
+        tp->role == NM_ROLE_ATTN_K || tp->role == NM_ROLE_ATTN_V)
+        return 0;
+    uint64_t bound[NM_MAX_NODES + 1];
+    split_units(p, t->n_rows, bound);
+    for (int k = 0; k < p->n_nodes; k++) {
+        tp->rows[k].row0 = bound[k];
+        tp->rows[k].row1 = bound[k + 1];
+    }
+    return 0;
+}
+
+/* ---- arenas ---- */
+
+static void set_held(nm_range *r, const nm_gguf_tensor *t, uint64_t row0, uint64_t row1) {
+    r->row0 = row0;
+    r->row1 = row1;
+    r->file_offset = t->file_offset + row0 * t->row_bytes;
+    r->nbytes = (row1 - row0) * t->row_bytes;
+    r->arena_offset = 0;
+}
+
+static void fill_held(nm_plan *p, nm_tensor_plan *tp) {
+    const nm_gguf_tensor *t = tp->t;
+    for (int a = 0; a < p->n_arenas; a++) {
+        if (p->placement == NM_PLACE_SHARD && !nm_tensor_is_copied(t))
+            set_held(&tp->held[a], t, tp->rows[a].row0, tp->rows[a].row1);
+        else
+            set_held(&tp->held[a], t, 0, t->n_rows);
+    }
+}
+
+static int cmp_file_order(const void *a, const void *b, void *tensors) {
+    const nm_tensor_plan *tp = tensors;
+    uint64_t x = tp[*(const int *)a].t->file_offset;
+    uint64_t y = tp[*(const int *)b].t->file_offset;
+    return x < y ? -1 : x > y;
+}
+
+/* Packs one arena's ranges in file order with arena_offset == file_offset
+ * (mod align), so an O_DIRECT read lands in place. A reader rounds a range
+ * out to align on both ends; so that the rounded read never writes other
+ * file bytes over a neighbour, a range shares an align block with the
+ * previous one only when both map file to arena with the same shift (then
+ * the shared bytes are the same file bytes). Whole tensors consecutive in
+ * the file therefore pack as one contiguous copy of the data section. */
+static int pack_arena(nm_plan *p, int a, const int *order, nm_error *err) {
+    uint64_t cursor = 0, al = p->align;
+    bool have_prev = false;
+    uint64_t prev_shift = 0;
+    for (int i = 0; i < p->n_tensors; i++) {
+        nm_range *r = &p->tensors[order[i]].held[a];
+        if (r->nbytes == 0)
+            continue;
+        uint64_t ao = cursor + (r->file_offset - cursor % al + al) % al;
+        if (have_prev && r->file_offset - ao != prev_shift) {
+            uint64_t fresh = nm_align_up(cursor, al);
+            ao = fresh + r->file_offset % al;
+        }
+        r->arena_offset = ao;
+        prev_shift = r->file_offset - ao;
+        have_prev = true;
+        if (nm_add_u64(ao, r->nbytes, &cursor))
+            return nm_fail(err, "arena %d: size overflows at tensor '%s'", a,
+                           p->tensors[order[i]].t->name);
+    }
+    p->arena_bytes[a] = nm_align_up(cursor, al);
+    return 0;
+}
+
+static int layout_arenas(nm_plan *p, nm_error *err) {
+    bool per_node = p->placement == NM_PLACE_SHARD || p->placement == NM_PLACE_REPLICATE;
+    p->n_arenas = per_node ? p->n_nodes : 1;
+    for (int a = 0; a < p->n_arenas; a++)
+        p->arena_node[a] = per_node ? p->nodes[a].os_index
+                           : p->placement == NM_PLACE_NODE ? p->fixed_node
+                                                           : -1;
+    for (int i = 0; i < p->n_tensors; i++)
+        fill_held(p, &p->tensors[i]);
+    int *order = nm_xcalloc((size_t)p->n_tensors, sizeof(int));
+    for (int i = 0; i < p->n_tensors; i++)
+        order[i] = i;
+    qsort_r(order, (size_t)p->n_tensors, sizeof(int), cmp_file_order, p->tensors);
+    int rc = 0;
+    for (int a = 0; a < p->n_arenas && rc == 0; a++)
+        rc = pack_arena(p, a, order, err);
+    free(order);
+    return rc;
+}
+
+/* ---- traffic ---- */
+
+/* Bytes node k's workers read per decoded token: their rows of every split
+ * matrix plus the whole of every copied vector. An untied token embedding is
+ * a row lookup, counted apart (embd_row_bytes). */
+uint64_t nm_plan_node_read_bytes(const nm_plan *p, int k) {
+    uint64_t sum = 0;
+    for (int i = 0; i < p->n_tensors; i++) {
+        const nm_tensor_plan *tp = &p->tensors[i];
+        if (tp->role == NM_ROLE_TOKEN_EMBD && p->embd_row_bytes)
+            continue;
+        sum += (tp->rows[k].row1 - tp->rows[k].row0) * tp->t->row_bytes;
+    }
+    return sum;
+}
+
+static void compute_traffic(nm_plan *p, bool tied_embd) {
+    const nm_gguf_tensor *embd = NULL;
+    for (int i = 0; i < p->n_tensors; i++)
+        if (p->tensors[i].role == NM_ROLE_TOKEN_EMBD)
+            embd = p->tensors[i].t;
+    /* embd_row_bytes stays 0 when the embedding is the LM head: then it is
+     * read in full and counted like a matrix. */
+    p->embd_row_bytes = embd && !tied_embd ? embd->row_bytes : 0;
+    uint64_t remote = 0;
+    for (int k = 0; k < p->n_nodes; k++) {
+        uint64_t bytes = nm_plan_node_read_bytes(p, k);
+        if (p->placement == NM_PLACE_INTERLEAVE)
+            remote += bytes * (uint64_t)(p->n_nodes - 1) / (uint64_t)p->n_nodes;
+        else if (p->placement == NM_PLACE_NODE && p->nodes[k].os_index != p->fixed_node)
+            remote += bytes;
+    }
+    p->remote_bytes_per_token = remote;
+}
+
+/* ---- build ---- */
+
+static int check_fixed_node(const nm_plan *p, const nm_topo *topo, nm_error *err) {
+    int i = nm_topo_node_index(topo, p->fixed_node);
+    if (i < 0 || !topo->nodes[i].allowed)
+        return nm_fail(err, "--placement node:%d: node %d is not allowed for this "
+                            "process (allowed nodes on %s: %s)",
+                       p->fixed_node, p->fixed_node, topo->source, topo->allowed_nodeset);
+    return 0;
+}
+
+static int build(nm_plan *p, const nm_gguf *g, const nm_topo *topo,
+                 const nm_plan_opts *o, nm_error *err) {
+    if (nm_llama_hparams_read(g, &p->hp, false, err))
+        return -1;
+    if (p->hp.n_head_kv == 0 || p->hp.head_dim == 0 || p->hp.n_head % p->hp.n_head_kv)
+        return nm_fail(err, "%s: head_count %u is not a multiple of head_count_kv %u",
+                       g->path ? g->path : "model", p->hp.n_head, p->hp.n_head_kv);
+    if (p->placement == NM_PLACE_NODE && check_fixed_node(p, topo, err))
+        return -1;
+    int idx[NM_MAX_NODES];
+    int n = select_nodes(topo, o, idx, err);
+    if (n < 0 || assign_threads(p, topo, idx, n, o, err))
+        return -1;
+    uint64_t kv[NM_MAX_NODES + 1];
+    split_units(p, p->hp.n_head_kv, kv);
+    for (int k = 0; k < p->n_nodes; k++) {
+        p->nodes[k].kv_head0 = (uint32_t)kv[k];
+        p->nodes[k].kv_head1 = (uint32_t)kv[k + 1];
+    }
+    p->n_tensors = (int)g->n_tensors;
+    p->tensors = nm_xcalloc(g->n_tensors ? g->n_tensors : 1, sizeof *p->tensors);
+    for (int i = 0; i < p->n_tensors; i++) {
+        nm_tensor_plan *tp = &p->tensors[i];
+        tp->t = &g->tensors[i];
+        tp->role = role_of(tp->t->name, &tp->layer);
+        if (split_tensor(p, tp, err))
+            return -1;
+    }
+    if (layout_arenas(p, err))
+        return -1;
+    compute_traffic(p, nm_gguf_find_tensor(g, "output.weight") == NULL);
+    return 0;
+}
+
+nm_plan *nm_plan_build(const nm_gguf *g, const nm_topo *topo, const nm_plan_opts *opts,
+                       nm_error *err) {
+    nm_plan_opts def = {0};
+    const nm_plan_opts *o = opts ? opts : &def;
+    if (o->align & (o->align - 1)) {
+        nm_fail(err, "plan alignment %llu is not a power of two",
+                (unsigned long long)o->align);
+        return NULL;
+    }
+    nm_plan *p = nm_xcalloc(1, sizeof *p);
+    p->placement = o->placement;
+    p->fixed_node = o->placement == NM_PLACE_NODE ? o->fixed_node : -1;
+    p->align = o->align ? o->align : 4096;
+    if (build(p, g, topo, o, err)) {
+        nm_plan_free(p);
+        return NULL;
+    }
+    return p;
+}
+
+void nm_plan_free(nm_plan *p) {
+    if (!p)
+        return;
+    free(p->tensors);
+    free(p);
+}
