@@ -39,10 +39,18 @@ typedef struct nm_act {
     size_t q_row_bytes;
 } nm_act;
 
+/* True for the weight types with kernels (F32, F16, BF16, Q8_0, Q4_0).
+ * nm_matvec/nm_matmat fill y with NaN for any other type. */
+bool nm_kernels_supports(uint32_t wtype);
+
 /* Bytes of the prepared buffer for n_tok vectors of n elements (0 if the
  * type's kernel uses F32 directly). */
 size_t nm_act_buffer_bytes(uint32_t wtype, int64_t n, int n_tok);
-/* Fills *act; buf must hold nm_act_buffer_bytes(). x stays referenced. */
+/* Fills *act; buf must hold nm_act_buffer_bytes() and be 4-byte aligned (64
+ * is best). x stays referenced. Q8_0 and Q4_0 weights get activations
+ * quantized to 8 bits per block of 32 (integer dot products), BF16 weights
+ * get them rounded to BF16 (AVX512_BF16 dot products), F32 and F16 weights
+ * use x as is. See docs/kernels.md for why. */
 void nm_act_prepare(uint32_t wtype, const float *x, int64_t n, int n_tok,
                     void *buf, nm_act *act);
 

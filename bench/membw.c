@@ -1,0 +1,185 @@
+/* membw: the machine's memory read bandwidth, the ceiling of a memory-bound
+ * decode step. N pinned threads each allocate, first-touch and then sum
+ * their own slice of a large buffer (so on a NUMA machine each slice lives
+ * on its reader's node), several passes; the best pass is reported.
+ *
+ *   membw [-t THREADS] [-s SIZE] [-p PASSES] [--json]
+ *   defaults: all CPUs this process may run on, 1G, 5 passes */
+#include "common/error.h"
+#include "common/json.h"
+#include "common/util.h"
+
+#include <pthread.h>
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#define MAX_THREADS 1024
+#define MAX_PASSES 100
+
+typedef struct worker {
+    int index, cpu;
+    size_t bytes;
+    pthread_barrier_t *barrier;
+    int passes;
+    double seconds[MAX_PASSES];
+    uint64_t sink;
+    int failed;
+} worker;
+
+/* Four independent accumulators: one add chain would limit a core to about
+ * 8 bytes per cycle latency-bound; four keep the loads, not the adds, the
+ * bottleneck. The values are used, so the compiler cannot drop the loop. */
+static uint64_t sum_words(const uint64_t *p, size_t n) {
+    uint64_t a = 0, b = 0, c = 0, d = 0;
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        a += p[i] + p[i + 4];
+        b += p[i + 1] + p[i + 5];
+        c += p[i + 2] + p[i + 6];
+        d += p[i + 3] + p[i + 7];
+    }
+    for (; i < n; i++)
+        a += p[i];
+    return a + b + c + d;
+}
+
+static void pin_to(int cpu) {
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    CPU_SET(cpu, &set);
+    pthread_setaffinity_np(pthread_self(), sizeof set, &set);
+}
+
+static void *run_worker(void *arg) {
+    worker *w = arg;
+    pin_to(w->cpu);
+    uint64_t *buf = mmap(NULL, w->bytes, PROT_READ | PROT_WRITE,
+                         MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    w->failed = buf == MAP_FAILED;
+    if (!w->failed) /* first touch from the reading thread places the pages */
+        memset(buf, w->index + 1, w->bytes);
+    pthread_barrier_wait(w->barrier);
+    for (int p = 0; p < w->passes; p++) {
+        pthread_barrier_wait(w->barrier);
+        double t0 = nm_now();
+        if (!w->failed)
+            w->sink += sum_words(buf, w->bytes / 8);
+        w->seconds[p] = nm_now() - t0;
+    }
+    if (!w->failed)
+        munmap(buf, w->bytes);
+    return NULL;
+}
+
+static int allowed_cpus(int *cpus, int max) {
+    cpu_set_t set;
+    if (sched_getaffinity(0, sizeof set, &set) != 0)
+        return 0;
+    int n = 0;
+    for (int c = 0; c < CPU_SETSIZE && n < max; c++)
+        if (CPU_ISSET(c, &set))
+            cpus[n++] = c;
+    return n;
+}
+
+static void usage(void) {
+    fprintf(stderr, "usage: membw [-t THREADS] [-s SIZE] [-p PASSES] [--json]\n");
+}
+
+int main(int argc, char **argv) {
+    static int cpus[MAX_THREADS];
+    int ncpu = allowed_cpus(cpus, MAX_THREADS);
+    long threads = ncpu > 0 ? ncpu : 1, passes = 5;
+    uint64_t size = 1ull << 30;
+    int json = 0;
+    nm_error err;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        int bad = 0;
+        if (!strcmp(a, "--json"))
+            json = 1;
+        else if (!strcmp(a, "-t") && v)
+            bad = nm_parse_long(argv[++i], 1, MAX_THREADS, &threads, "-t", &err);
+        else if (!strcmp(a, "-p") && v)
+            bad = nm_parse_long(argv[++i], 1, MAX_PASSES, &passes, "-p", &err);
+        else if (!strcmp(a, "-s") && v)
+            bad = nm_parse_size(argv[++i], &size, &err);
+        else {
+            usage();
+            return 2;
+        }
+        if (bad) {
+            fprintf(stderr, "membw: %s\n", err.msg);
+            return 2;
+        }
+    }
+    if (ncpu < 1) {
+        fprintf(stderr, "membw: cannot read this process's CPU affinity\n");
+        return 1;
+    }
+    if (size < (uint64_t)threads * 4096) {
+        fprintf(stderr, "membw: -s %llu is too small for %ld threads\n",
+                (unsigned long long)size, threads);
+        return 2;
+    }
+    static worker ws[MAX_THREADS];
+    pthread_t tids[MAX_THREADS];
+    pthread_barrier_t barrier;
+    pthread_barrier_init(&barrier, NULL, (unsigned)threads + 1);
+    size_t slice = (size_t)(size / (uint64_t)threads) / 4096 * 4096;
+    for (int i = 0; i < threads; i++) {
+        ws[i] = (worker){.index = i, .cpu = cpus[i % ncpu], .bytes = slice,
+                         .barrier = &barrier, .passes = (int)passes};
+        if (pthread_create(&tids[i], NULL, run_worker, &ws[i]) != 0) {
+            fprintf(stderr, "membw: cannot start thread %d\n", i);
+            return 1;
+        }
+    }
+    pthread_barrier_wait(&barrier); /* all slices allocated and touched */
+    for (int p = 0; p < passes; p++)
+        pthread_barrier_wait(&barrier);
+    for (int i = 0; i < threads; i++)
+        pthread_join(tids[i], NULL);
+    double best = 0;
+    double gbps[MAX_PASSES];
+    for (int p = 0; p < passes; p++) {
+        double slowest = 0;
+        for (int i = 0; i < threads; i++) {
+            if (ws[i].failed) {
+                fprintf(stderr, "membw: thread %d could not map %zu bytes\n",
+                        i, slice);
+                return 1;
+            }
+            if (ws[i].seconds[p] > slowest)
+                slowest = ws[i].seconds[p];
+        }
+        gbps[p] = (double)slice * (double)threads / slowest / 1e9;
+        if (gbps[p] > best)
+            best = gbps[p];
+    }
+    if (json) {
+        nm_json j;
+        nm_json_init(&j, stdout);
+        nm_json_obj_begin(&j);
+        nm_json_kint(&j, "threads", threads);
+        nm_json_kuint(&j, "bytes", (uint64_t)slice * (uint64_t)threads);
+        nm_json_kdouble(&j, "best_gbps", best);
+        nm_json_key(&j, "passes_gbps");
+        nm_json_arr_begin(&j);
+        for (int p = 0; p < passes; p++)
+            nm_json_double(&j, gbps[p]);
+        nm_json_arr_end(&j);
+        nm_json_obj_end(&j);
+        nm_json_finish(&j);
+    } else {
+        printf("membw: %ld threads, %.2f GiB: ", threads,
+               (double)slice * (double)threads / (1 << 30));
+        for (int p = 0; p < passes; p++)
+            printf("%s%.2f", p ? " " : "", gbps[p]);
+        printf(" GB/s; best %.2f GB/s\n", best);
+    }
+    return 0;
+}

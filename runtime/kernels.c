@@ -1,0 +1,452 @@
+/* Kernel dispatch, activation preparation and the scalar reference kernels.
+ *
+ * The scalar kernels are the definition of what every SIMD kernel computes:
+ * tests compare each SIMD level with them. They sum in the plain order, one
+ * F32 accumulator, and the quantized ones sum each block's integer products
+ * exactly before scaling, as the SIMD code does. */
+#include "kernels.h"
+
+#include "../io/ggml_types.h"
+#include "kernels_internal.h"
+#include "quant.h"
+
+#include <cpuid.h>
+#include <float.h>
+#include <math.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- CPU detection ---------------------------------------------------- */
+
+/* clang's __builtin_cpu_supports does not know "f16c"; CPUID.1:ECX does. */
+static bool cpu_has_f16c(void) {
+    unsigned a, b, c, d;
+    if (!__get_cpuid(1, &a, &b, &c, &d))
+        return false;
+    return (c & bit_F16C) != 0;
+}
+
+static bool cpu_level_ok(nm_simd level) {
+    __builtin_cpu_init();
+    switch (level) {
+    case NM_SIMD_SCALAR:
+        return true;
+    case NM_SIMD_AVX2:
+        return __builtin_cpu_supports("avx2") &&
+               __builtin_cpu_supports("fma") && cpu_has_f16c();
+    case NM_SIMD_AVX512:
+        return cpu_level_ok(NM_SIMD_AVX2) &&
+               __builtin_cpu_supports("avx512f") &&
+               __builtin_cpu_supports("avx512bw") &&
+               __builtin_cpu_supports("avx512vl") &&
+               __builtin_cpu_supports("avx512dq");
+    }
+    return false;
+}
+
+bool nm_simd_supported(nm_simd level) { return cpu_level_ok(level); }
+
+const char *nm_simd_name(nm_simd level) {
+    switch (level) {
+    case NM_SIMD_SCALAR:
+        return "scalar";
+    case NM_SIMD_AVX2:
+        return "avx2";
+    case NM_SIMD_AVX512:
+        return "avx512";
+    }
+    return "unknown";
+}
+
+/* NUMALM_SIMD caps the level, so one binary can be measured at each level
+ * and a suspected SIMD bug can be ruled out without a rebuild. */
+static nm_simd env_cap(void) {
+    const char *s = getenv("NUMALM_SIMD");
+    if (!s || !*s)
+        return NM_SIMD_AVX512;
+    for (int l = NM_SIMD_SCALAR; l <= NM_SIMD_AVX512; l++)
+        if (strcmp(s, nm_simd_name((nm_simd)l)) == 0)
+            return (nm_simd)l;
+    fprintf(stderr, "numalm: NUMALM_SIMD=%s is not scalar, avx2 or avx512; "
+                    "ignoring it\n", s);
+    return NM_SIMD_AVX512;
+}
+
+static atomic_int detected = -1;
+static atomic_int current = -1;
+
+nm_simd nm_simd_detect(void) {
+    int d = atomic_load(&detected);
+    if (d >= 0)
+        return (nm_simd)d;
+    nm_simd cap = env_cap();
+    int best = NM_SIMD_SCALAR;
+    for (int l = NM_SIMD_AVX2; l <= (int)cap; l++)
+        if (cpu_level_ok((nm_simd)l))
+            best = l;
+    atomic_store(&detected, best);
+    return (nm_simd)best;
+}
+
+/* The kernel set of the current level, cached: attention calls nm_dot_f32
+ * once per head and position, too often to look at CPUID each time. */
+static const nm_kernel_set *_Atomic current_set;
+
+int nm_simd_set(nm_simd level) {
+    if (!cpu_level_ok(level))
+        return -1;
+    atomic_store(&current, (int)level);
+    atomic_store(&current_set, nm_kernels_for(level));
+    return 0;
+}
+
+nm_simd nm_simd_get(void) {
+    int c = atomic_load(&current);
+    if (c < 0) {
+        c = (int)nm_simd_detect();
+        atomic_store(&current_set, nm_kernels_for(c));
+        atomic_store(&current, c);
+    }
+    return (nm_simd)c;
+}
+
+static const nm_kernel_set *current_kernels(void) {
+    const nm_kernel_set *ks = atomic_load(&current_set);
+    if (!ks) {
+        nm_simd_get();
+        ks = atomic_load(&current_set);
+    }
+    return ks;
+}
+
+const nm_kernel_set *nm_kernels_for(int level) {
+    switch (level) {
+    case NM_SIMD_AVX512:
+        return nm_kernels_avx512();
+    case NM_SIMD_AVX2:
+        return nm_kernels_avx2();
+    default:
+        return nm_kernels_scalar();
+    }
+}
+
+static int type_index(uint32_t wtype) {
+    switch (wtype) {
+    case NM_TYPE_F32:
+        return NM_K_F32;
+    case NM_TYPE_F16:
+        return NM_K_F16;
+    case NM_TYPE_BF16:
+        return NM_K_BF16;
+    case NM_TYPE_Q8_0:
+        return NM_K_Q8_0;
+    case NM_TYPE_Q4_0:
+        return NM_K_Q4_0;
+    }
+    return -1;
+}
+
+bool nm_kernels_supports(uint32_t wtype) { return type_index(wtype) >= 0; }
+
+static bool uses_q8_act(uint32_t wtype) {
+    return wtype == NM_TYPE_Q8_0 || wtype == NM_TYPE_Q4_0;
+}
+
+/* ---- activation preparation ------------------------------------------ */
+
+/* BF16 weights take BF16 activations: vdpbf16ps then multiplies pairs with
+ * no conversion, and every level computes the same products (llama.cpp also
+ * rounds activations to BF16 for BF16 weights). docs/kernels.md has the
+ * measurements behind this and the Q8 choice. */
+static uint64_t bf16_act_row_bytes(int64_t n) {
+    return ((uint64_t)n * 2 + 63) / 64 * 64;
+}
+
+static uint64_t act_row_bytes(uint32_t wtype, int64_t n) {
+    if (uses_q8_act(wtype))
+        return nm_actq_row_bytes(n);
+    if (wtype == NM_TYPE_BF16)
+        return bf16_act_row_bytes(n);
+    return 0;
+}
+
+size_t nm_act_buffer_bytes(uint32_t wtype, int64_t n, int n_tok) {
+    return (size_t)act_row_bytes(wtype, n) * (size_t)n_tok;
+}
+
+/* Rounds to nearest even for |v| < 2^22 without a libm call: adding 1.5 *
+ * 2^23 leaves no fraction bits. (nearbyintf is a call on baseline x86-64, and
+ * this runs for every activation of every prompt token.) */
+static inline int round_small(float v) {
+    return (int)((v + 0x1.8p23f) - 0x1.8p23f);
+}
+
+void nm_act_quantize_q8(const float *x, int64_t n, void *row) {
+    int8_t *qs = (int8_t *)row;
+    float *d = (float *)((char *)row + n);
+    float *m = d + n / 32;
+    for (int64_t b = 0; b < n / 32; b++) {
+        const float *xb = x + b * 32;
+        float amax = 0.0f;
+        bool finite = true;
+        for (int j = 0; j < 32; j++) {
+            float a = fabsf(xb[j]);
+            finite &= a <= FLT_MAX; /* false for inf and NaN */
+            amax = a > amax ? a : amax;
+        }
+        if (!finite) {
+            /* a NaN scale makes every dot with this block NaN: the broken
+             * activation shows instead of turning into plausible numbers */
+            memset(qs + b * 32, 0, 32);
+            d[b] = m[b] = NAN;
+            continue;
+        }
+        float db = amax / 127.0f;
+        /* below ~4e-37 the inverse overflows: such a block counts as zero */
+        float id = amax > 0.0f ? 127.0f / amax : 0.0f;
+        if (id > FLT_MAX)
+            db = id = 0.0f;
+        int sum = 0;
+        for (int j = 0; j < 32; j++) {
+            int q = round_small(xb[j] * id);
+            q = q > 127 ? 127 : q < -127 ? -127 : q;
+            qs[b * 32 + j] = (int8_t)q;
+            sum += q;
+        }
+        d[b] = db;
+        m[b] = 8.0f * db * (float)sum;
+    }
+}
+
+void nm_act_prepare(uint32_t wtype, const float *x, int64_t n, int n_tok,
+                    void *buf, nm_act *act) {
+    act->wtype = wtype;
+    act->n = n;
+    act->n_tok = n_tok;
+    act->f32 = x;
+    act->q = NULL;
+    act->q_row_bytes = 0;
+    size_t rb = (size_t)act_row_bytes(wtype, n);
+    if (rb == 0)
+        return;
+    for (int t = 0; t < n_tok; t++) {
+        const float *xt = x + (size_t)t * (size_t)n;
+        void *row = (char *)buf + t * rb;
+        if (wtype == NM_TYPE_BF16)
+            nm_quantize_row(NM_TYPE_BF16, xt, row, n);
+        else
+            nm_act_quantize_q8(xt, n, row);
+    }
+    act->q = buf;
+    act->q_row_bytes = rb;
+}
+
+/* ---- drivers ----------------------------------------------------------- */
+
+static uint64_t row_bytes_of(uint32_t wtype, int64_t n) {
+    uint64_t b = 0;
+    if (nm_type_row_bytes(wtype, (uint64_t)n, &b) != 0)
+        return 0;
+    return b;
+}
+
+static const void *act_row(const nm_act *x, int t) {
+    if (x->q)
+        return (const char *)x->q + (size_t)t * x->q_row_bytes;
+    return x->f32 + (size_t)t * (size_t)x->n;
+}
+
+static void fill_nan(float *y, int64_t n_rows, int n_tok, int64_t ldy) {
+    for (int t = 0; t < n_tok; t++)
+        for (int64_t i = 0; i < n_rows; i++)
+            y[t * ldy + i] = NAN;
+}
+
+void nm_matvec_set(const nm_kernel_set *ks, const void *w, int64_t n_rows,
+                   const nm_act *x, float *y) {
+    int k = type_index(x->wtype);
+    if (k < 0) {
+        fill_nan(y, n_rows, 1, n_rows);
+        return;
+    }
+    nm_rowdot_fn dot = ks->rowdot[k];
+    nm_rows4_fn rows4 = ks->rows4[k];
+    uint64_t rb = row_bytes_of(x->wtype, x->n);
+    const void *a = act_row(x, 0);
+    int64_t i = 0;
+    if (rows4) /* F32-sized activations: share each load among four rows */
+        for (; i + 4 <= n_rows; i += 4)
+            rows4((const char *)w + i * rb, rb, a, x->n, &y[i]);
+    for (; i < n_rows; i++)
+        dot((const char *)w + i * rb, &a, 1, x->n, &y[i]);
+}
+
+/* Rows are taken in blocks that stay in L2 while every token group passes
+ * over them, so a weight is read from memory once per call, and each token
+ * group's activations stay in L1/L2 across the block. */
+#define MATMAT_BLOCK_BYTES (192 * 1024)
+
+void nm_matmat_set(const nm_kernel_set *ks, const void *w, int64_t n_rows,
+                   const nm_act *x, float *y, int64_t ldy) {
+    int k = type_index(x->wtype);
+    if (k < 0) {
+        fill_nan(y, n_rows, x->n_tok, ldy);
+        return;
+    }
+    nm_rowdot_fn dot = ks->rowdot[k];
+    uint64_t rb = row_bytes_of(x->wtype, x->n);
+    int64_t block = rb ? (int64_t)(MATMAT_BLOCK_BYTES / rb) : 1;
+    if (block < 1)
+        block = 1;
+    for (int64_t r0 = 0; r0 < n_rows; r0 += block) {
+        int64_t r1 = r0 + block < n_rows ? r0 + block : n_rows;
+        for (int t0 = 0; t0 < x->n_tok; t0 += ks->tok_group) {
+            int nt = x->n_tok - t0 < ks->tok_group ? x->n_tok - t0
+                                                    : ks->tok_group;
+            const void *acts[NM_K_MAX_TOK];
+            for (int t = 0; t < nt; t++)
+                acts[t] = act_row(x, t0 + t);
+            for (int64_t i = r0; i < r1; i++) {
+                float out[NM_K_MAX_TOK];
+                dot((const char *)w + i * rb, acts, nt, x->n, out);
+                for (int t = 0; t < nt; t++)
+                    y[(t0 + t) * ldy + i] = out[t];
+            }
+        }
+    }
+}
+
+void nm_matvec_at(nm_simd level, const void *w, int64_t n_rows,
+                  const nm_act *x, float *y) {
+    nm_matvec_set(nm_kernels_for(level), w, n_rows, x, y);
+}
+
+void nm_matmat_at(nm_simd level, const void *w, int64_t n_rows,
+                  const nm_act *x, float *y, int64_t ldy) {
+    nm_matmat_set(nm_kernels_for(level), w, n_rows, x, y, ldy);
+}
+
+void nm_matvec(const void *w, int64_t n_rows, const nm_act *x, float *y) {
+    nm_matvec_set(current_kernels(), w, n_rows, x, y);
+}
+
+void nm_matmat(const void *w, int64_t n_rows, const nm_act *x, float *y,
+               int64_t ldy) {
+    nm_matmat_set(current_kernels(), w, n_rows, x, y, ldy);
+}
+
+float nm_dot_f32(const float *a, const float *b, int64_t n) {
+    return current_kernels()->dot_f32(a, b, n);
+}
+float nm_dot_f16_f32(const uint16_t *a, const float *b, int64_t n) {
+    return current_kernels()->dot_f16_f32(a, b, n);
+}
+void nm_axpy_f32(float *y, float a, const float *x, int64_t n) {
+    current_kernels()->axpy_f32(y, a, x, n);
+}
+void nm_axpy_f16(float *y, float a, const uint16_t *x, int64_t n) {
+    current_kernels()->axpy_f16(y, a, x, n);
+}
+
+/* ---- scalar reference -------------------------------------------------- */
+
+static float sc_dot_f32(const float *a, const float *b, int64_t n) {
+    float s = 0.0f;
+    for (int64_t i = 0; i < n; i++)
+        s += a[i] * b[i];
+    return s;
+}
+
+static float sc_dot_f16_f32(const uint16_t *a, const float *b, int64_t n) {
+    float s = 0.0f;
+    for (int64_t i = 0; i < n; i++)
+        s += nm_fp16_to_f32(a[i]) * b[i];
+    return s;
+}
+
+static float sc_dot_bf16(const uint16_t *a, const uint16_t *b, int64_t n) {
+    float s = 0.0f;
+    for (int64_t i = 0; i < n; i++)
+        s += nm_bf16_to_f32(a[i]) * nm_bf16_to_f32(b[i]);
+    return s;
+}
+
+static void sc_axpy_f32(float *y, float a, const float *x, int64_t n) {
+    for (int64_t i = 0; i < n; i++)
+        y[i] += a * x[i];
+}
+
+static void sc_axpy_f16(float *y, float a, const uint16_t *x, int64_t n) {
+    for (int64_t i = 0; i < n; i++)
+        y[i] += a * nm_fp16_to_f32(x[i]);
+}
+
+static void sc_rowdot_f32(const void *row, const void *const *acts, int nt,
+                          int64_t n, float *out) {
+    for (int t = 0; t < nt; t++)
+        out[t] = sc_dot_f32(row, acts[t], n);
+}
+
+static void sc_rowdot_f16(const void *row, const void *const *acts, int nt,
+                          int64_t n, float *out) {
+    for (int t = 0; t < nt; t++)
+        out[t] = sc_dot_f16_f32(row, acts[t], n);
+}
+
+static void sc_rowdot_bf16(const void *row, const void *const *acts, int nt,
+                           int64_t n, float *out) {
+    for (int t = 0; t < nt; t++)
+        out[t] = sc_dot_bf16(row, acts[t], n);
+}
+
+static void sc_rowdot_q8_0(const void *row, const void *const *acts, int nt,
+                           int64_t n, float *out) {
+    const nm_block_q8_0 *w = row;
+    for (int t = 0; t < nt; t++) {
+        const int8_t *qa = nm_actq_qs(acts[t]);
+        const float *da = nm_actq_d(acts[t], n);
+        float s = 0.0f;
+        for (int64_t b = 0; b < n / 32; b++) {
+            int32_t isum = 0;
+            for (int j = 0; j < 32; j++)
+                isum += (int32_t)w[b].qs[j] * qa[b * 32 + j];
+            s += nm_fp16_to_f32(w[b].d) * da[b] * (float)isum;
+        }
+        out[t] = s;
+    }
+}
+
+static void sc_rowdot_q4_0(const void *row, const void *const *acts, int nt,
+                           int64_t n, float *out) {
+    const nm_block_q4_0 *w = row;
+    for (int t = 0; t < nt; t++) {
+        const int8_t *qa = nm_actq_qs(acts[t]);
+        const float *da = nm_actq_d(acts[t], n);
+        float s = 0.0f;
+        for (int64_t b = 0; b < n / 32; b++) {
+            const int8_t *a = qa + b * 32;
+            int32_t isum = 0;
+            for (int j = 0; j < 16; j++) {
+                isum += ((w[b].qs[j] & 0x0f) - 8) * a[j];
+                isum += ((w[b].qs[j] >> 4) - 8) * a[j + 16];
+            }
+            s += nm_fp16_to_f32(w[b].d) * da[b] * (float)isum;
+        }
+        out[t] = s;
+    }
+}
+
+static const nm_kernel_set scalar_set = {
+    .name = "scalar",
+    .tok_group = NM_K_MAX_TOK,
+    .rowdot = {sc_rowdot_f32, sc_rowdot_f16, sc_rowdot_bf16, sc_rowdot_q8_0,
+               sc_rowdot_q4_0},
+    .dot_f32 = sc_dot_f32,
+    .dot_f16_f32 = sc_dot_f16_f32,
+    .axpy_f32 = sc_axpy_f32,
+    .axpy_f16 = sc_axpy_f16,
+};
+
+const nm_kernel_set *nm_kernels_scalar(void) { return &scalar_set; }

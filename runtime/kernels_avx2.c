@@ -1,0 +1,268 @@
+/* AVX2 + FMA + F16C kernels. Compiled with those flags only (CMakeLists.txt)
+ * and reached only after kernels.c has checked CPUID.
+ *
+ * Every row kernel is written once for a compile-time token count NT and
+ * instantiated for NT = 1..4 through a switch, so the accumulators stay in
+ * registers. With more tokens each weight vector is converted once and used
+ * NT times; with one token (decode) the float types take four rows at once,
+ * so each activation load from L1/L2 serves four rows. */
+#include "kernels_internal.h"
+#include "quant.h"
+
+#include <immintrin.h>
+#include <string.h>
+
+#define AI static inline __attribute__((always_inline))
+#define TOK_GROUP 4
+
+AI float hsum8(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+/* Loaders: 8 weights at element i as F32, and one element for the tail. */
+AI __m256 ld_f32(const void *p, int64_t i) {
+    return _mm256_loadu_ps((const float *)p + i);
+}
+AI __m256 ld_f16(const void *p, int64_t i) {
+    return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)((const uint16_t *)p + i)));
+}
+AI __m256 ld_bf16(const void *p, int64_t i) {
+    __m128i h = _mm_loadu_si128((const __m128i *)((const uint16_t *)p + i));
+    return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+}
+AI float el_f32(const void *p, int64_t i) { return ((const float *)p)[i]; }
+AI float el_f16(const void *p, int64_t i) {
+    return _cvtsh_ss(((const uint16_t *)p)[i]);
+}
+AI float el_bf16(const void *p, int64_t i) {
+    uint32_t u = (uint32_t)((const uint16_t *)p)[i] << 16;
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
+}
+
+/* The weight lines of one step (32 elements of es bytes), NM_PREFETCH_BYTES
+ * ahead, into L2. */
+AI void prefetch_l2(const char *p, const int es) {
+    _mm_prefetch(p + NM_PREFETCH_BYTES, _MM_HINT_T1);
+    if (es == 4)
+        _mm_prefetch(p + NM_PREFETCH_BYTES + 64, _MM_HINT_T1);
+}
+
+/* R rows x NT tokens; out[r * NT + t]. Each dot keeps two accumulators of
+ * 8 lanes with the same order of operations whatever R and NT are, so a
+ * row's result does not depend on how rows or tokens are grouped. */
+#define FLOAT_KERNEL(NAME, ES, LD, EL, XT, XLD, XEL)                              \
+    AI void NAME##_rt(const void *w, size_t rb, const void *const *acts,      \
+                      const int R, const int NT, int64_t n, float *out) {     \
+        const XT *x[TOK_GROUP];                                               \
+        const char *row[4];                                                   \
+        __m256 acc[4][TOK_GROUP][2];                                          \
+        _Pragma("GCC unroll 4") for (int t = 0; t < NT; t++) x[t] = acts[t];  \
+        _Pragma("GCC unroll 4") for (int r = 0; r < R; r++) {                 \
+            row[r] = (const char *)w + (size_t)r * rb;                        \
+            _Pragma("GCC unroll 4") for (int t = 0; t < NT; t++) {            \
+                acc[r][t][0] = _mm256_setzero_ps();                           \
+                acc[r][t][1] = _mm256_setzero_ps();                           \
+            }                                                                 \
+        }                                                                     \
+        int64_t i = 0;                                                        \
+        for (; i + 16 <= n; i += 16) {                                        \
+            _Pragma("GCC unroll 4") for (int r = 0; r < R; r++) {             \
+                if ((i & 31) == 0) /* one prefetch per 64 bytes of F16 */     \
+                    prefetch_l2(row[r] + i * ES, ES);                         \
+                __m256 w0 = LD(row[r], i), w1 = LD(row[r], i + 8);            \
+                _Pragma("GCC unroll 4") for (int t = 0; t < NT; t++) {        \
+                    acc[r][t][0] =                                            \
+                        _mm256_fmadd_ps(w0, XLD(x[t], i), acc[r][t][0]);      \
+                    acc[r][t][1] =                                            \
+                        _mm256_fmadd_ps(w1, XLD(x[t], i + 8), acc[r][t][1]);  \
+                }                                                             \
+            }                                                                 \
+        }                                                                     \
+        for (; i + 8 <= n; i += 8) {                                          \
+            _Pragma("GCC unroll 4") for (int r = 0; r < R; r++) {             \
+                __m256 wv = LD(row[r], i);                                    \
+                _Pragma("GCC unroll 4") for (int t = 0; t < NT; t++)          \
+                    acc[r][t][0] =                                            \
+                        _mm256_fmadd_ps(wv, XLD(x[t], i), acc[r][t][0]);      \
+            }                                                                 \
+        }                                                                     \
+        _Pragma("GCC unroll 4") for (int r = 0; r < R; r++)                   \
+            _Pragma("GCC unroll 4") for (int t = 0; t < NT; t++) {            \
+            float s = hsum8(_mm256_add_ps(acc[r][t][0], acc[r][t][1]));       \
+            for (int64_t j = i; j < n; j++)                                   \
+                s += EL(row[r], j) * XEL(x[t], j);                            \
+            out[r * NT + t] = s;                                              \
+        }                                                                     \
+    }                                                                         \
+    AI void NAME##_nt(const void *w, const void *const *acts, const int NT,  \
+                      int64_t n, float *out) {                                \
+        NAME##_rt(w, 0, acts, 1, NT, n, out);                                 \
+    }                                                                         \
+    static void NAME##_rows4(const void *w, size_t rb, const void *act,       \
+                             int64_t n, float *out) {                         \
+        NAME##_rt(w, rb, &act, 4, 1, n, out);                                 \
+    }                                                                         \
+    static void NAME(const void *w, const void *const *acts, int nt,          \
+                     int64_t n, float *out) {                                 \
+        switch (nt) {                                                         \
+        case 1:                                                               \
+            NAME##_nt(w, acts, 1, n, out);                                    \
+            break;                                                            \
+        case 2:                                                               \
+            NAME##_nt(w, acts, 2, n, out);                                    \
+            break;                                                            \
+        case 3:                                                               \
+            NAME##_nt(w, acts, 3, n, out);                                    \
+            break;                                                            \
+        default:                                                              \
+            NAME##_nt(w, acts, 4, n, out);                                    \
+            break;                                                            \
+        }                                                                     \
+    }
+
+FLOAT_KERNEL(rowdot_f32, 4, ld_f32, el_f32, float, ld_f32, el_f32)
+FLOAT_KERNEL(rowdot_f16, 2, ld_f16, el_f16, float, ld_f32, el_f32)
+/* BF16 weights take BF16 activations (see nm_act_prepare) */
+FLOAT_KERNEL(rowdot_bf16, 2, ld_bf16, el_bf16, uint16_t, ld_bf16, el_bf16)
+
+/* Q8_0: maddubs wants unsigned x signed bytes, so the weight's sign moves
+ * onto the activation (|w| * sign(w)a), then pairs of int16 widen to int32. */
+AI void q8_nt(const void *row, const void *const *acts, const int NT,
+              int64_t n, float *out) {
+    const nm_block_q8_0 *w = row;
+    const __m256i ones = _mm256_set1_epi16(1);
+    const int8_t *qa[TOK_GROUP];
+    const float *da[TOK_GROUP];
+    __m256 acc[TOK_GROUP];
+    _Pragma("GCC unroll 4") for (int t = 0; t < NT; t++) {
+        qa[t] = nm_actq_qs(acts[t]);
+        da[t] = nm_actq_d(acts[t], n);
+        acc[t] = _mm256_setzero_ps();
+    }
+    for (int64_t b = 0; b < n / 32; b++) {
+        _mm_prefetch((const char *)(w + b) + NM_PREFETCH_BYTES, _MM_HINT_T1);
+        __m256i wq = _mm256_loadu_si256((const __m256i *)w[b].qs);
+        __m256i wabs = _mm256_sign_epi8(wq, wq);
+        float dw = _cvtsh_ss(w[b].d);
+        _Pragma("GCC unroll 4") for (int t = 0; t < NT; t++) {
+            __m256i a = _mm256_loadu_si256((const __m256i *)(qa[t] + b * 32));
+            __m256i p = _mm256_maddubs_epi16(wabs, _mm256_sign_epi8(a, wq));
+            __m256 f = _mm256_cvtepi32_ps(_mm256_madd_epi16(p, ones));
+            acc[t] = _mm256_fmadd_ps(f, _mm256_set1_ps(dw * da[t][b]), acc[t]);
+        }
+    }
+    _Pragma("GCC unroll 4") for (int t = 0; t < NT; t++) out[t] = hsum8(acc[t]);
+}
+
+/* Q4_0: the nibbles q in 0..15 are already unsigned bytes, so maddubs takes
+ * them as they are; the -8 offset comes back as 8 * d * sum(a), which the
+ * activation preparation stored per block (nm_actq_m). */
+AI void q4_nt(const void *row, const void *const *acts, const int NT,
+              int64_t n, float *out) {
+    const nm_block_q4_0 *w = row;
+    const __m256i ones = _mm256_set1_epi16(1);
+    const __m128i m4 = _mm_set1_epi8(0x0f);
+    const int8_t *qa[TOK_GROUP];
+    const float *da[TOK_GROUP], *ma[TOK_GROUP];
+    __m256 acc[TOK_GROUP];
+    float corr[TOK_GROUP];
+    _Pragma("GCC unroll 4") for (int t = 0; t < NT; t++) {
+        qa[t] = nm_actq_qs(acts[t]);
+        da[t] = nm_actq_d(acts[t], n);
+        ma[t] = nm_actq_m(acts[t], n);
+        acc[t] = _mm256_setzero_ps();
+        corr[t] = 0.0f;
+    }
+    for (int64_t b = 0; b < n / 32; b++) {
+        _mm_prefetch((const char *)(w + b) + NM_PREFETCH_BYTES, _MM_HINT_T1);
+        __m128i raw = _mm_loadu_si128((const __m128i *)w[b].qs);
+        __m128i lo = _mm_and_si128(raw, m4);
+        __m128i hi = _mm_and_si128(_mm_srli_epi16(raw, 4), m4);
+        __m256i q = _mm256_set_m128i(hi, lo);
+        float dw = _cvtsh_ss(w[b].d);
+        _Pragma("GCC unroll 4") for (int t = 0; t < NT; t++) {
+            __m256i a = _mm256_loadu_si256((const __m256i *)(qa[t] + b * 32));
+            __m256i p = _mm256_madd_epi16(_mm256_maddubs_epi16(q, a), ones);
+            acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p),
+                                     _mm256_set1_ps(dw * da[t][b]), acc[t]);
+            corr[t] += dw * ma[t][b];
+        }
+    }
+    _Pragma("GCC unroll 4") for (int t = 0; t < NT; t++)
+        out[t] = hsum8(acc[t]) - corr[t];
+}
+
+#define QUANT_ROWDOT(NAME, IMPL)                                              \
+    static void NAME(const void *w, const void *const *acts, int nt,          \
+                     int64_t n, float *out) {                                 \
+        switch (nt) {                                                         \
+        case 1:                                                               \
+            IMPL(w, acts, 1, n, out);                                         \
+            break;                                                            \
+        case 2:                                                               \
+            IMPL(w, acts, 2, n, out);                                         \
+            break;                                                            \
+        case 3:                                                               \
+            IMPL(w, acts, 3, n, out);                                         \
+            break;                                                            \
+        default:                                                              \
+            IMPL(w, acts, 4, n, out);                                         \
+            break;                                                            \
+        }                                                                     \
+    }
+
+QUANT_ROWDOT(rowdot_q8_0, q8_nt)
+QUANT_ROWDOT(rowdot_q4_0, q4_nt)
+
+static float dot_f32(const float *a, const float *b, int64_t n) {
+    const void *acts[1] = {b};
+    float r;
+    rowdot_f32_nt(a, acts, 1, n, &r);
+    return r;
+}
+
+static float dot_f16_f32(const uint16_t *a, const float *b, int64_t n) {
+    const void *acts[1] = {b};
+    float r;
+    rowdot_f16_nt(a, acts, 1, n, &r);
+    return r;
+}
+
+#define AXPY(NAME, T, LD, EL)                                                 \
+    static void NAME(float *y, float a, const T *x, int64_t n) {              \
+        __m256 va = _mm256_set1_ps(a);                                        \
+        int64_t i = 0;                                                        \
+        for (; i + 16 <= n; i += 16) {                                        \
+            __m256 y0 = _mm256_fmadd_ps(va, LD(x, i), _mm256_loadu_ps(y + i)); \
+            __m256 y1 = _mm256_fmadd_ps(va, LD(x, i + 8),                     \
+                                        _mm256_loadu_ps(y + i + 8));          \
+            _mm256_storeu_ps(y + i, y0);                                      \
+            _mm256_storeu_ps(y + i + 8, y1);                                  \
+        }                                                                     \
+        for (; i + 8 <= n; i += 8)                                            \
+            _mm256_storeu_ps(y + i, _mm256_fmadd_ps(va, LD(x, i),             \
+                                                    _mm256_loadu_ps(y + i))); \
+        for (; i < n; i++)                                                    \
+            y[i] += a * EL(x, i);                                             \
+    }
+
+AXPY(axpy_f32, float, ld_f32, el_f32)
+AXPY(axpy_f16, uint16_t, ld_f16, el_f16)
+
+static const nm_kernel_set avx2_set = {
+    .name = "avx2",
+    .tok_group = TOK_GROUP,
+    .rowdot = {rowdot_f32, rowdot_f16, rowdot_bf16, rowdot_q8_0, rowdot_q4_0},
+    .rows4 = {rowdot_f32_rows4, rowdot_f16_rows4, rowdot_bf16_rows4, NULL, NULL},
+    .dot_f32 = dot_f32,
+    .dot_f16_f32 = dot_f16_f32,
+    .axpy_f32 = axpy_f32,
+    .axpy_f16 = axpy_f16,
+};
+
+const nm_kernel_set *nm_kernels_avx2(void) { return &avx2_set; }

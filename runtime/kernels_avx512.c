@@ -1,0 +1,452 @@
+/* AVX-512 (F, BW, VL, DQ) kernels, with a VNNI sub-path for the integer dot
+ * products of Q8_0 / Q4_0 and an AVX512_BF16 sub-path (vdpbf16ps) for BF16.
+ * The file is compiled with the VNNI and BF16 flags, but such an instruction
+ * only runs when nm_kernels_avx512() found the feature in CPUID: the other
+ * sets never reach one.
+ *
+ * As in kernels_avx2.c, each row kernel is written for a compile-time token
+ * count NT (1..8) so the accumulators stay in registers. Tails that are not a
+ * multiple of 16 elements use masked loads, which never touch memory past
+ * the end of the row. */
+#include "kernels_internal.h"
+#include "quant.h"
+
+#include <immintrin.h>
+
+#define AI static inline __attribute__((always_inline))
+#define TOK_GROUP 8
+
+/* Loaders: 16 weights at element i as F32; the masked forms load only the
+ * lanes in m and zero the rest. */
+AI __m512 ld_f32(const void *p, int64_t i) {
+    return _mm512_loadu_ps((const float *)p + i);
+}
+AI __m512 ldm_f32(const void *p, int64_t i, __mmask16 m) {
+    return _mm512_maskz_loadu_ps(m, (const float *)p + i);
+}
+AI __m512 ld_f16(const void *p, int64_t i) {
+    return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)((const uint16_t *)p + i)));
+}
+AI __m512 ldm_f16(const void *p, int64_t i, __mmask16 m) {
+    return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, (const uint16_t *)p + i));
+}
+AI __m512 bf16_widen(__m256i h) {
+    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+}
+AI __m512 ld_bf16(const void *p, int64_t i) {
+    return bf16_widen(_mm256_loadu_si256((const __m256i *)((const uint16_t *)p + i)));
+}
+AI __m512 ldm_bf16(const void *p, int64_t i, __mmask16 m) {
+    return bf16_widen(_mm256_maskz_loadu_epi16(m, (const uint16_t *)p + i));
+}
+
+AI __mmask16 tail_mask(int64_t left) {
+    return (__mmask16)((1u << left) - 1u);
+}
+
+/* The weight lines of one step (32 elements of es bytes), NM_PREFETCH_BYTES
+ * ahead, into L2. */
+AI void prefetch_l2(const char *p, const int es) {
+    _mm_prefetch(p + NM_PREFETCH_BYTES, _MM_HINT_T1);
+    if (es == 4)
+        _mm_prefetch(p + NM_PREFETCH_BYTES + 64, _MM_HINT_T1);
+}
+
+/* R rows x NT tokens; out[r * NT + t]. Each dot keeps two accumulators
+ * of 16 lanes, with the same order of operations whatever R and NT are: a
+ * row's result does not depend on how the caller groups rows or tokens (nor
+ * on how threads split the rows), only on the SIMD level. */
+#define FLOAT_KERNEL(NAME, ES, LD, LDM, XT, XLD, XLDM)                            \
+    AI void NAME##_rt(const void *w, size_t rb, const void *const *acts,      \
+                      const int R, const int NT, int64_t n, float *out) {     \
+        const XT *x[TOK_GROUP];                                               \
+        const char *row[4];                                                   \
+        __m512 acc[4][TOK_GROUP][2];                                          \
+        _Pragma("GCC unroll 8") for (int t = 0; t < NT; t++) x[t] = acts[t];  \
+        _Pragma("GCC unroll 4") for (int r = 0; r < R; r++) {                 \
+            row[r] = (const char *)w + (size_t)r * rb;                        \
+            _Pragma("GCC unroll 8") for (int t = 0; t < NT; t++) {            \
+                acc[r][t][0] = _mm512_setzero_ps();                           \
+                acc[r][t][1] = _mm512_setzero_ps();                           \
+            }                                                                 \
+        }                                                                     \
+        int64_t i = 0;                                                        \
+        for (; i + 32 <= n; i += 32) {                                        \
+            _Pragma("GCC unroll 4") for (int r = 0; r < R; r++) {             \
+                prefetch_l2(row[r] + i * ES, ES);                             \
+                __m512 w0 = LD(row[r], i), w1 = LD(row[r], i + 16);           \
+                _Pragma("GCC unroll 8") for (int t = 0; t < NT; t++) {        \
+                    acc[r][t][0] =                                            \
+                        _mm512_fmadd_ps(w0, XLD(x[t], i), acc[r][t][0]);      \
+                    acc[r][t][1] =                                            \
+                        _mm512_fmadd_ps(w1, XLD(x[t], i + 16), acc[r][t][1]); \
+                }                                                             \
+            }                                                                 \
+        }                                                                     \
+        for (; i < n; i += 16) {                                              \
+            __mmask16 m = n - i >= 16 ? (__mmask16)0xffff : tail_mask(n - i); \
+            _Pragma("GCC unroll 4") for (int r = 0; r < R; r++) {             \
+                __m512 wv = LDM(row[r], i, m);                                \
+                _Pragma("GCC unroll 8") for (int t = 0; t < NT; t++)          \
+                    acc[r][t][0] =                                            \
+                        _mm512_fmadd_ps(wv, XLDM(x[t], i, m), acc[r][t][0]);  \
+            }                                                                 \
+        }                                                                     \
+        _Pragma("GCC unroll 4") for (int r = 0; r < R; r++)                   \
+            _Pragma("GCC unroll 8") for (int t = 0; t < NT; t++)              \
+                out[r * NT + t] = _mm512_reduce_add_ps(                        \
+                    _mm512_add_ps(acc[r][t][0], acc[r][t][1]));               \
+    }                                                                         \
+    AI void NAME##_nt(const void *w, const void *const *acts, const int NT,  \
+                      int64_t n, float *out) {                                \
+        NAME##_rt(w, 0, acts, 1, NT, n, out);                                 \
+    }                                                                         \
+    static void NAME##_rows4(const void *w, size_t rb, const void *act,       \
+                             int64_t n, float *out) {                         \
+        NAME##_rt(w, rb, &act, 4, 1, n, out);                                 \
+    }
+
+#define DISPATCH_NT(IMPL, ...)                                                \
+    switch (nt) {                                                             \
+    case 1:                                                                   \
+        IMPL(w, acts, 1, n, out, ##__VA_ARGS__);                              \
+        break;                                                                \
+    case 2:                                                                   \
+        IMPL(w, acts, 2, n, out, ##__VA_ARGS__);                              \
+        break;                                                                \
+    case 3:                                                                   \
+        IMPL(w, acts, 3, n, out, ##__VA_ARGS__);                              \
+        break;                                                                \
+    case 4:                                                                   \
+        IMPL(w, acts, 4, n, out, ##__VA_ARGS__);                              \
+        break;                                                                \
+    case 5:                                                                   \
+        IMPL(w, acts, 5, n, out, ##__VA_ARGS__);                              \
+        break;                                                                \
+    case 6:                                                                   \
+        IMPL(w, acts, 6, n, out, ##__VA_ARGS__);                              \
+        break;                                                                \
+    case 7:                                                                   \
+        IMPL(w, acts, 7, n, out, ##__VA_ARGS__);                              \
+        break;                                                                \
+    default:                                                                  \
+        IMPL(w, acts, 8, n, out, ##__VA_ARGS__);                              \
+        break;                                                                \
+    }
+
+FLOAT_KERNEL(rowdot_f32, 4, ld_f32, ldm_f32, float, ld_f32, ldm_f32)
+FLOAT_KERNEL(rowdot_f16, 2, ld_f16, ldm_f16, float, ld_f32, ldm_f32)
+/* BF16 weights take BF16 activations (nm_act_prepare); without AVX512_BF16
+ * both are widened to F32, which gives the same products as vdpbf16ps. */
+FLOAT_KERNEL(rowdot_bf16, 2, ld_bf16, ldm_bf16, uint16_t, ld_bf16, ldm_bf16)
+/* the alternative measured in docs/kernels.md: F32 activations */
+FLOAT_KERNEL(rowdot_bf16_f32act, 2, ld_bf16, ldm_bf16, float, ld_f32, ldm_f32)
+
+static void rowdot_f32(const void *w, const void *const *acts, int nt,
+                       int64_t n, float *out) {
+    DISPATCH_NT(rowdot_f32_nt)
+}
+static void rowdot_f16(const void *w, const void *const *acts, int nt,
+                       int64_t n, float *out) {
+    DISPATCH_NT(rowdot_f16_nt)
+}
+static void rowdot_bf16(const void *w, const void *const *acts, int nt,
+                        int64_t n, float *out) {
+    DISPATCH_NT(rowdot_bf16_nt)
+}
+static void rowdot_bf16_f32act(const void *w, const void *const *acts, int nt,
+                               int64_t n, float *out) {
+    DISPATCH_NT(rowdot_bf16_f32act_nt)
+}
+
+/* ---- Q8_0 / Q4_0 ------------------------------------------------------
+ * Two blocks (64 elements) per step: their 8-bit products are summed into
+ * 8 int32 lanes per block, converted to F32 and scaled by d_w * d_a, which
+ * the step builds for both blocks at once with a 2-lane F16C conversion and
+ * one permute. */
+
+/* sum over groups of 4 bytes of u (unsigned) * s (signed), as 16 int32 */
+AI __m512i dot_us8(__m512i u, __m512i s, const int VNNI) {
+    if (VNNI)
+        return _mm512_dpbusd_epi32(_mm512_setzero_si512(), u, s);
+    /* |u| <= 128 and |s| <= 127, so the int16 pair sums cannot saturate */
+    return _mm512_madd_epi16(_mm512_maddubs_epi16(u, s), _mm512_set1_epi16(1));
+}
+
+/* [d0, d1, 0, 0] from two F16 block scales (d1 = 0 for a lone block) */
+AI __m128 scales2(uint16_t d0, uint16_t d1) {
+    return _mm_cvtph_ps(_mm_cvtsi32_si128((int)((uint32_t)d0 | (uint32_t)d1 << 16)));
+}
+AI __m128 load2(const float *p, const int two) {
+    /* the m array is only 4-byte aligned: an unaligned 8-byte load */
+    return two ? _mm_castsi128_ps(_mm_loadl_epi64((const __m128i *)p))
+               : _mm_load_ss(p);
+}
+/* lanes 0-7 get s[0], lanes 8-15 get s[1] */
+AI __m512 spread2(__m128 s) {
+    const __m512i idx = _mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0);
+    return _mm512_permutexvar_ps(idx, _mm512_castps128_ps512(s));
+}
+AI __m512i load_act(const int8_t *p, const int two) {
+    if (two)
+        return _mm512_loadu_si512(p);
+    return _mm512_zextsi256_si512(_mm256_loadu_si256((const __m256i *)p));
+}
+
+AI __m512i q8_weights(const nm_block_q8_0 *w, const int two) {
+    __m256i lo = _mm256_loadu_si256((const __m256i *)w[0].qs);
+    if (!two)
+        return _mm512_zextsi256_si512(lo);
+    return _mm512_inserti64x4(_mm512_castsi256_si512(lo),
+                              _mm256_loadu_si256((const __m256i *)w[1].qs), 1);
+}
+
+/* One step over one or two blocks for NT tokens. */
+AI void q8_step(const nm_block_q8_0 *w, int64_t b, const int8_t *const *qa,
+                const float *const *da, __m512 *acc, const int NT,
+                const int two, const int VNNI) {
+    /* no software prefetch here: it halved this loop's streaming speed
+     * (0.86 -> 0.46 of read bandwidth at 8-64 KiB ahead), unlike AVX2's */
+    __m512i wq = q8_weights(w + b, two);
+    __m512i wabs = _mm512_abs_epi8(wq);
+    __mmask64 neg = _mm512_movepi8_mask(wq);
+    __m128 dw = scales2(w[b].d, two ? w[b + 1].d : 0);
+    _Pragma("GCC unroll 8") for (int t = 0; t < NT; t++) {
+        __m512i a = load_act(qa[t] + b * 32, two);
+        /* move the weight's sign onto the activation: |w| * (sign(w) a) */
+        a = _mm512_mask_sub_epi8(a, neg, _mm512_setzero_si512(), a);
+        __m512 f = _mm512_cvtepi32_ps(dot_us8(wabs, a, VNNI));
+        __m512 s = spread2(_mm_mul_ps(dw, load2(da[t] + b, two)));
+        acc[t] = _mm512_fmadd_ps(f, s, acc[t]);
+    }
+}
+
+AI void q8_nt(const void *row, const void *const *acts, const int NT,
+              int64_t n, float *out, const int VNNI) {
+    const nm_block_q8_0 *w = row;
+    const int64_t nb = n / 32;
+    const int8_t *qa[TOK_GROUP];
+    const float *da[TOK_GROUP];
+    __m512 acc[TOK_GROUP];
+    _Pragma("GCC unroll 8") for (int t = 0; t < NT; t++) {
+        qa[t] = nm_actq_qs(acts[t]);
+        da[t] = nm_actq_d(acts[t], n);
+        acc[t] = _mm512_setzero_ps();
+    }
+    int64_t b = 0;
+    for (; b + 2 <= nb; b += 2)
+        q8_step(w, b, qa, da, acc, NT, 1, VNNI);
+    if (b < nb)
+        q8_step(w, b, qa, da, acc, NT, 0, VNNI);
+    _Pragma("GCC unroll 8") for (int t = 0; t < NT; t++)
+        out[t] = _mm512_reduce_add_ps(acc[t]);
+}
+
+/* Q4_0 nibbles q in 0..15 are the unsigned operand as they are; the -8
+ * offset is subtracted at the end as sum_b d_w * (8 d_a sum(a)) (nm_actq_m). */
+AI __m512i q4_weights(const nm_block_q4_0 *w, const int two) {
+    const __m256i m4 = _mm256_set1_epi8(0x0f);
+    __m128i r0 = _mm_loadu_si128((const __m128i *)w[0].qs);
+    if (!two) {
+        __m128i lo = _mm_and_si128(r0, _mm256_castsi256_si128(m4));
+        __m128i hi = _mm_and_si128(_mm_srli_epi16(r0, 4), _mm256_castsi256_si128(m4));
+        return _mm512_zextsi256_si512(_mm256_set_m128i(hi, lo));
+    }
+    __m256i raw = _mm256_inserti128_si256(
+        _mm256_castsi128_si256(r0), _mm_loadu_si128((const __m128i *)w[1].qs), 1);
+    __m256i lo = _mm256_and_si256(raw, m4);                      /* lo0 lo1 */
+    __m256i hi = _mm256_and_si256(_mm256_srli_epi16(raw, 4), m4); /* hi0 hi1 */
+    __m512i z = _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
+    /* lo0 lo1 hi0 hi1 -> lo0 hi0 lo1 hi1: each block's 32 elements in order */
+    return _mm512_shuffle_i64x2(z, z, _MM_SHUFFLE(3, 1, 2, 0));
+}
+
+AI void q4_step(const nm_block_q4_0 *w, int64_t b, const int8_t *const *qa,
+                const float *const *da, const float *const *ma, __m512 *acc,
+                __m128 *corr, const int NT, const int two, const int VNNI) {
+    _mm_prefetch((const char *)(w + b) + NM_PREFETCH_BYTES, _MM_HINT_T1);
+    __m512i q = q4_weights(w + b, two);
+    __m128 dw = scales2(w[b].d, two ? w[b + 1].d : 0);
+    _Pragma("GCC unroll 8") for (int t = 0; t < NT; t++) {
+        __m512i a = load_act(qa[t] + b * 32, two);
+        __m512 f = _mm512_cvtepi32_ps(dot_us8(q, a, VNNI));
+        __m512 s = spread2(_mm_mul_ps(dw, load2(da[t] + b, two)));
+        acc[t] = _mm512_fmadd_ps(f, s, acc[t]);
+        corr[t] = _mm_fmadd_ps(dw, load2(ma[t] + b, two), corr[t]);
+    }
+}
+
+AI void q4_nt(const void *row, const void *const *acts, const int NT,
+              int64_t n, float *out, const int VNNI) {
+    const nm_block_q4_0 *w = row;
+    const int64_t nb = n / 32;
+    const int8_t *qa[TOK_GROUP];
+    const float *da[TOK_GROUP], *ma[TOK_GROUP];
+    __m512 acc[TOK_GROUP];
+    __m128 corr[TOK_GROUP];
+    _Pragma("GCC unroll 8") for (int t = 0; t < NT; t++) {
+        qa[t] = nm_actq_qs(acts[t]);
+        da[t] = nm_actq_d(acts[t], n);
+        ma[t] = nm_actq_m(acts[t], n);
+        acc[t] = _mm512_setzero_ps();
+        corr[t] = _mm_setzero_ps();
+    }
+    int64_t b = 0;
+    for (; b + 2 <= nb; b += 2)
+        q4_step(w, b, qa, da, ma, acc, corr, NT, 1, VNNI);
+    if (b < nb)
+        q4_step(w, b, qa, da, ma, acc, corr, NT, 0, VNNI);
+    _Pragma("GCC unroll 8") for (int t = 0; t < NT; t++) {
+        __m128 c = _mm_add_ss(corr[t], _mm_movehdup_ps(corr[t]));
+        out[t] = _mm512_reduce_add_ps(acc[t]) - _mm_cvtss_f32(c);
+    }
+}
+
+static void rowdot_q8_0_vnni(const void *w, const void *const *acts, int nt,
+                             int64_t n, float *out) {
+    DISPATCH_NT(q8_nt, 1)
+}
+static void rowdot_q8_0_bw(const void *w, const void *const *acts, int nt,
+                           int64_t n, float *out) {
+    DISPATCH_NT(q8_nt, 0)
+}
+static void rowdot_q4_0_vnni(const void *w, const void *const *acts, int nt,
+                             int64_t n, float *out) {
+    DISPATCH_NT(q4_nt, 1)
+}
+static void rowdot_q4_0_bw(const void *w, const void *const *acts, int nt,
+                           int64_t n, float *out) {
+    DISPATCH_NT(q4_nt, 0)
+}
+
+
+/* ---- BF16 with AVX512_BF16: vdpbf16ps multiplies pairs of BF16 exactly
+ * and adds them to F32 lanes (denormal inputs count as zero). ------------ */
+
+AI void bf16dp_nt(const void *row, const void *const *acts, const int NT,
+                  int64_t n, float *out) {
+    const uint16_t *w = row;
+    const uint16_t *x[TOK_GROUP];
+    __m512 acc[TOK_GROUP];
+    _Pragma("GCC unroll 8") for (int t = 0; t < NT; t++) {
+        x[t] = acts[t];
+        acc[t] = _mm512_setzero_ps();
+    }
+    for (int64_t i = 0; i < n; i += 32) {
+        __mmask32 m = n - i >= 32 ? (__mmask32)0xffffffffu
+                                  : (__mmask32)((1ull << (n - i)) - 1);
+        _mm_prefetch((const char *)(w + i) + NM_PREFETCH_BYTES, _MM_HINT_T1);
+        __m512bh wv = (__m512bh)_mm512_maskz_loadu_epi16(m, w + i);
+        _Pragma("GCC unroll 8") for (int t = 0; t < NT; t++) acc[t] =
+            _mm512_dpbf16_ps(acc[t], wv,
+                             (__m512bh)_mm512_maskz_loadu_epi16(m, x[t] + i));
+    }
+    _Pragma("GCC unroll 8") for (int t = 0; t < NT; t++)
+        out[t] = _mm512_reduce_add_ps(acc[t]);
+}
+
+static void rowdot_bf16_dpbf16(const void *w, const void *const *acts,
+                               int nt, int64_t n, float *out) {
+    DISPATCH_NT(bf16dp_nt)
+}
+
+/* ---- alternative measured by bench_kernels for docs/kernels.md: Q8_0
+ * weights widened to F32 against F32 activations. Not used by nm_matvec. */
+AI void q8f_nt(const void *row, const void *const *acts, const int NT,
+               int64_t n, float *out) {
+    const nm_block_q8_0 *w = row;
+    const float *x[TOK_GROUP];
+    __m512 acc[TOK_GROUP];
+    _Pragma("GCC unroll 8") for (int t = 0; t < NT; t++) {
+        x[t] = acts[t];
+        acc[t] = _mm512_setzero_ps();
+    }
+    for (int64_t b = 0; b < n / 32; b++) {
+        __m512 w0 = _mm512_cvtepi32_ps(
+            _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)w[b].qs)));
+        __m512 w1 = _mm512_cvtepi32_ps(
+            _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(w[b].qs + 16))));
+        __m512 d = _mm512_set1_ps(_cvtsh_ss(w[b].d));
+        _Pragma("GCC unroll 8") for (int t = 0; t < NT; t++) {
+            __m512 s = _mm512_mul_ps(w0, _mm512_loadu_ps(x[t] + b * 32));
+            s = _mm512_fmadd_ps(w1, _mm512_loadu_ps(x[t] + b * 32 + 16), s);
+            acc[t] = _mm512_fmadd_ps(s, d, acc[t]);
+        }
+    }
+    _Pragma("GCC unroll 8") for (int t = 0; t < NT; t++)
+        out[t] = _mm512_reduce_add_ps(acc[t]);
+}
+
+static void rowdot_q8_0_f32act(const void *w, const void *const *acts,
+                               int nt, int64_t n, float *out) {
+    DISPATCH_NT(q8f_nt)
+}
+
+/* ---- vector helpers for attention ------------------------------------ */
+
+static float dot_f32(const float *a, const float *b, int64_t n) {
+    const void *acts[1] = {b};
+    float r;
+    rowdot_f32_nt(a, acts, 1, n, &r);
+    return r;
+}
+
+static float dot_f16_f32(const uint16_t *a, const float *b, int64_t n) {
+    const void *acts[1] = {b};
+    float r;
+    rowdot_f16_nt(a, acts, 1, n, &r);
+    return r;
+}
+
+#define AXPY(NAME, T, LDM)                                                    \
+    static void NAME(float *y, float a, const T *x, int64_t n) {              \
+        __m512 va = _mm512_set1_ps(a);                                        \
+        for (int64_t i = 0; i < n; i += 16) {                                 \
+            __mmask16 m = n - i >= 16 ? (__mmask16)0xffff : tail_mask(n - i); \
+            __m512 yv = _mm512_maskz_loadu_ps(m, y + i);                      \
+            _mm512_mask_storeu_ps(y + i, m,                                   \
+                                  _mm512_fmadd_ps(va, LDM(x, i, m), yv));     \
+        }                                                                     \
+    }
+
+AXPY(axpy_f32, float, ldm_f32)
+AXPY(axpy_f16, uint16_t, ldm_f16)
+
+#define AVX512_SET(NAME, LABEL, BF16_FN, BF16_ROWS4, Q8_FN, Q4_FN)                   \
+    static const nm_kernel_set NAME = {                                       \
+        .name = LABEL,                                                        \
+        .tok_group = TOK_GROUP,                                               \
+        .rowdot = {rowdot_f32, rowdot_f16, BF16_FN, Q8_FN, Q4_FN},            \
+        .rows4 = {rowdot_f32_rows4, rowdot_f16_rows4, BF16_ROWS4, NULL, NULL}, \
+        .dot_f32 = dot_f32,                                                   \
+        .dot_f16_f32 = dot_f16_f32,                                           \
+        .axpy_f32 = axpy_f32,                                                 \
+        .axpy_f16 = axpy_f16,                                                 \
+    };
+
+AVX512_SET(set_plain, "avx512", rowdot_bf16, rowdot_bf16_rows4,
+           rowdot_q8_0_bw, rowdot_q4_0_bw)
+AVX512_SET(set_vnni, "avx512-vnni", rowdot_bf16, rowdot_bf16_rows4,
+           rowdot_q8_0_vnni, rowdot_q4_0_vnni)
+AVX512_SET(set_bf16, "avx512-bf16", rowdot_bf16_dpbf16, NULL, rowdot_q8_0_bw,
+           rowdot_q4_0_bw)
+AVX512_SET(set_vnni_bf16, "avx512-vnni-bf16", rowdot_bf16_dpbf16, NULL,
+           rowdot_q8_0_vnni, rowdot_q4_0_vnni)
+AVX512_SET(set_alt, "avx512-alt", rowdot_bf16_f32act, rowdot_bf16_f32act_rows4,
+           rowdot_q8_0_f32act, rowdot_q4_0_bw)
+
+const nm_kernel_set *nm_kernels_avx512_alt(void) { return &set_alt; }
+
+const nm_kernel_set *nm_kernels_avx512_variant(int features) {
+    static const nm_kernel_set *const sets[4] = {&set_plain, &set_vnni,
+                                                 &set_bf16, &set_vnni_bf16};
+    return sets[features & (NM_AVX512_VNNI | NM_AVX512_BF16)];
+}
+
+const nm_kernel_set *nm_kernels_avx512(void) {
+    __builtin_cpu_init();
+    int f = __builtin_cpu_supports("avx512vnni") ? NM_AVX512_VNNI : 0;
+    if (__builtin_cpu_supports("avx512bf16"))
+        f |= NM_AVX512_BF16;
+    return nm_kernels_avx512_variant(f);
+}

@@ -1,0 +1,105 @@
+/* Private contract between kernels.c (dispatch, scalar reference, activation
+ * preparation) and the per-ISA files kernels_avx2.c / kernels_avx512.c.
+ * Not part of the public API: tests and benchmarks include it to reach each
+ * sub-path (e.g. AVX-512 with and without VNNI) on one machine. */
+#ifndef NM_KERNELS_INTERNAL_H
+#define NM_KERNELS_INTERNAL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct nm_act;
+
+/* Dense index of the weight types that have kernels. */
+enum {
+    NM_K_F32 = 0,
+    NM_K_F16,
+    NM_K_BF16,
+    NM_K_Q8_0,
+    NM_K_Q4_0,
+    NM_K_COUNT,
+};
+
+/* Weight kernels prefetch into L2 this many bytes ahead of the weight byte
+ * they read. Hardware prefetch alone left the F16 decode loop at 0.62-0.73 of
+ * the read bandwidth here; 32 KiB ahead gave 0.78-0.89 (2, 4, 8, 16 and
+ * 64 KiB did less; into L1 did nothing). Prefetches never fault, so running
+ * past the end of the weights is harmless. */
+#define NM_PREFETCH_BYTES 32768
+
+/* Most tokens a row kernel handles in one call (matmat token group). */
+#define NM_K_MAX_TOK 8
+
+/* out[t] = dot(row, acts[t]) for t < nt (1 <= nt <= the set's tok_group).
+ * acts[t] is a float vector for F32/F16, a BF16 vector (the activations
+ * rounded to BF16) for BF16, and a prepared Q8 activation row (layout below)
+ * for Q8_0/Q4_0. n is the number of elements. */
+typedef void (*nm_rowdot_fn)(const void *row, const void *const *acts, int nt,
+                             int64_t n, float *out);
+
+/* out[r] = dot(row r, act) for the 4 rows at w, w + row_bytes, ... It must
+ * give the same bits as rowdot on each row: only the memory traffic differs
+ * (one activation load serves four rows). */
+typedef void (*nm_rows4_fn)(const void *w, size_t row_bytes, const void *act,
+                            int64_t n, float *out);
+
+typedef struct nm_kernel_set {
+    const char *name;
+    int tok_group; /* tokens per pass over a weight row in matmat */
+    nm_rowdot_fn rowdot[NM_K_COUNT];
+    nm_rows4_fn rows4[NM_K_COUNT]; /* matvec on 4 rows, or NULL */
+    float (*dot_f32)(const float *a, const float *b, int64_t n);
+    float (*dot_f16_f32)(const uint16_t *a, const float *b, int64_t n);
+    void (*axpy_f32)(float *y, float a, const float *x, int64_t n);
+    void (*axpy_f16)(float *y, float a, const uint16_t *x, int64_t n);
+} nm_kernel_set;
+
+/* AVX-512 sub-paths, picked from CPUID unless a test asks for one. */
+enum {
+    NM_AVX512_VNNI = 1, /* vpdpbusd for the Q8_0 / Q4_0 integer dots */
+    NM_AVX512_BF16 = 2, /* vdpbf16ps for BF16 weights */
+};
+
+const nm_kernel_set *nm_kernels_scalar(void);
+const nm_kernel_set *nm_kernels_avx2(void);
+const nm_kernel_set *nm_kernels_avx512(void); /* best sub-path for this CPU */
+const nm_kernel_set *nm_kernels_avx512_variant(int features);
+/* Alternatives that bench_kernels measures against the chosen kernels:
+ * rowdot[NM_K_Q8_0] and rowdot[NM_K_BF16] take F32 activations (acts[t] =
+ * float vectors) instead of the prepared Q8 / BF16 ones. The others are the
+ * plain AVX-512 kernels. */
+const nm_kernel_set *nm_kernels_avx512_alt(void);
+/* The set nm_matvec_at(level) uses. */
+const nm_kernel_set *nm_kernels_for(int level);
+
+/* nm_matvec / nm_matmat with an explicit kernel set. */
+void nm_matvec_set(const nm_kernel_set *ks, const void *w, int64_t n_rows,
+                   const struct nm_act *x, float *y);
+void nm_matmat_set(const nm_kernel_set *ks, const void *w, int64_t n_rows,
+                   const struct nm_act *x, float *y, int64_t ldy);
+
+/* Prepared Q8 activation row for n elements (n a multiple of 32), nb = n/32:
+ *   int8_t qs[n];   x[j] ~= qs[j] * d[j / 32]
+ *   float  d[nb];   block scale (kept in F32: finer than llama.cpp's F16)
+ *   float  m[nb];   8 * d * sum(qs of the block): the Q4_0 kernels multiply
+ *                   the unsigned nibbles q in 0..15 and subtract this for the
+ *                   -8 offset, so they need no sign fix-up per byte.
+ * Rows are padded to 64 bytes. Splitting qs from the scales lets SIMD code
+ * load 64 activation bytes and several scales with one instruction each. */
+void nm_act_quantize_q8(const float *x, int64_t n, void *row);
+
+static inline const int8_t *nm_actq_qs(const void *row) {
+    return (const int8_t *)row;
+}
+static inline const float *nm_actq_d(const void *row, int64_t n) {
+    return (const float *)((const char *)row + n);
+}
+static inline const float *nm_actq_m(const void *row, int64_t n) {
+    return (const float *)((const char *)row + n) + n / 32;
+}
+static inline uint64_t nm_actq_row_bytes(int64_t n) {
+    uint64_t b = (uint64_t)n + (uint64_t)(n / 32) * 8;
+    return (b + 63) / 64 * 64;
+}
+
+#endif

@@ -1,0 +1,746 @@
+/* Kernels: F16/BF16 conversions against known bit patterns (and the F16C
+ * instructions where the CPU has them), Q8_0/Q4_0 layouts and error bounds,
+ * the scalar reference against a double-precision dot, and every SIMD level
+ * and sub-path this CPU supports against the scalar reference on random data
+ * and odd shapes.
+ *
+ * Random data comes from a seed printed at start: NUMALM_TEST_SEED=N repeats
+ * a run, otherwise every run takes a new seed. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include "io/ggml_types.h"
+#include "runtime/kernels.h"
+#include "runtime/kernels_internal.h"
+#include "runtime/quant.h"
+
+#include <immintrin.h>
+#include <float.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <time.h>
+#include <unistd.h>
+
+/* ---- helpers ---------------------------------------------------------- */
+
+static uint64_t rng_state;
+
+static uint64_t rng_next(void) {
+    /* splitmix64 */
+    uint64_t z = (rng_state += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+static float rng_uniform(void) { /* [-1, 1) */
+    return (float)((double)(rng_next() >> 11) * 0x1p-52 - 1.0);
+}
+
+/* Values of mixed magnitude, with some exact zeros, like real activations. */
+static float rng_value(void) {
+    uint64_t r = rng_next();
+    if ((r & 31) == 0)
+        return 0.0f;
+    return rng_uniform() * ldexpf(1.0f, (int)((r >> 8) % 6) - 3);
+}
+
+static uint32_t f2u(float f) {
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    return u;
+}
+static float u2f(uint32_t u) {
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
+}
+
+/* A buffer whose last byte sits just before a PROT_NONE page, so a kernel
+ * that reads past the end of a row range faults instead of passing. */
+typedef struct guarded {
+    void *map;
+    size_t map_len;
+    void *p;
+} guarded;
+
+static void *guarded_alloc(guarded *g, size_t bytes) {
+    long page = sysconf(_SC_PAGESIZE);
+    size_t data = (bytes + (size_t)page - 1) / (size_t)page * (size_t)page;
+    g->map_len = data + (size_t)page;
+    g->map = mmap(NULL, g->map_len, PROT_READ | PROT_WRITE,
+                  MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    assert_true(g->map != MAP_FAILED);
+    assert_int_equal(mprotect((char *)g->map + data, (size_t)page, PROT_NONE), 0);
+    g->p = (char *)g->map + data - bytes;
+    return g->p;
+}
+
+static void guarded_free(guarded *g) { munmap(g->map, g->map_len); }
+
+static const uint32_t all_types[] = {NM_TYPE_F32, NM_TYPE_F16, NM_TYPE_BF16,
+                                     NM_TYPE_Q8_0, NM_TYPE_Q4_0};
+
+static bool is_quant(uint32_t t) {
+    return t == NM_TYPE_Q8_0 || t == NM_TYPE_Q4_0;
+}
+
+static size_t row_bytes(uint32_t type, int64_t n) {
+    uint64_t b = 0;
+    assert_int_equal(nm_type_row_bytes(type, (uint64_t)n, &b), 0);
+    return (size_t)b;
+}
+
+/* The kernel sets this CPU can run: scalar, avx2, avx512 without and with
+ * VNNI. */
+static int supported_sets(const nm_kernel_set **sets) {
+    int n = 0;
+    sets[n++] = nm_kernels_scalar();
+    if (nm_simd_supported(NM_SIMD_AVX2))
+        sets[n++] = nm_kernels_avx2();
+    if (nm_simd_supported(NM_SIMD_AVX512)) {
+        sets[n++] = nm_kernels_avx512_variant(0);
+        __builtin_cpu_init();
+        int vnni = __builtin_cpu_supports("avx512vnni") ? NM_AVX512_VNNI : 0;
+        int bf16 = __builtin_cpu_supports("avx512bf16") ? NM_AVX512_BF16 : 0;
+        if (vnni)
+            sets[n++] = nm_kernels_avx512_variant(vnni);
+        if (bf16)
+            sets[n++] = nm_kernels_avx512_variant(bf16);
+        if (vnni && bf16)
+            sets[n++] = nm_kernels_avx512_variant(vnni | bf16);
+    }
+    return n;
+}
+
+/* ---- F16 / BF16 conversions ------------------------------------------ */
+
+static void test_fp16_known_bits(void **state) {
+    (void)state;
+    static const struct {
+        uint32_t f;
+        uint16_t h;
+    } to_half[] = {
+        {0x00000000, 0x0000}, /* +0 */
+        {0x80000000, 0x8000}, /* -0 */
+        {0x3f800000, 0x3c00}, /* 1 */
+        {0xc0000000, 0xc000}, /* -2 */
+        {0x477fe000, 0x7bff}, /* 65504, largest finite */
+        {0x477fefff, 0x7bff}, /* just below 65520 */
+        {0x477ff000, 0x7c00}, /* 65520: tie, rounds to even = inf */
+        {0x7f800000, 0x7c00}, /* inf */
+        {0xff800000, 0xfc00}, /* -inf */
+        {0x7f7fffff, 0x7c00}, /* FLT_MAX overflows */
+        {0x33800000, 0x0001}, /* 2^-24, smallest subnormal */
+        {0x33000000, 0x0000}, /* 2^-25: tie between 0 and 1 -> 0 (even) */
+        {0x33000001, 0x0001}, /* just above the tie */
+        {0x33c00000, 0x0002}, /* 3 * 2^-25: tie between 1 and 2 -> 2 */
+        {0x387fc000, 0x03ff}, /* largest subnormal */
+        {0x38800000, 0x0400}, /* 2^-14, smallest normal */
+        {0x387fe000, 0x0400}, /* tie between 0x3ff and 0x400 -> 0x400 */
+        {0x3f801000, 0x3c00}, /* 1 + 2^-11: tie -> 1 (even) */
+        {0x3f803000, 0x3c02}, /* 1 + 3*2^-11: tie -> 0x3c02 (even) */
+        {0x3f801001, 0x3c01}, /* just above the tie */
+        {0x3eaaaaab, 0x3555}, /* 1/3 */
+        {0x00000001, 0x0000}, /* F32 subnormal underflows to 0 */
+        {0x80000001, 0x8000},
+    };
+    for (size_t i = 0; i < sizeof to_half / sizeof to_half[0]; i++) {
+        uint16_t h = nm_f32_to_fp16(u2f(to_half[i].f));
+        if (h != to_half[i].h)
+            fail_msg("f32 0x%08x -> half 0x%04x, want 0x%04x", to_half[i].f, h,
+                     to_half[i].h);
+    }
+    static const struct {
+        uint16_t h;
+        uint32_t f;
+    } to_float[] = {
+        {0x0001, 0x33800000}, {0x8001, 0xb3800000}, {0x03ff, 0x387fc000},
+        {0x0400, 0x38800000}, {0x3c00, 0x3f800000}, {0x7bff, 0x477fe000},
+        {0x7c00, 0x7f800000}, {0xfc00, 0xff800000}, {0x8000, 0x80000000},
+        {0x3555, 0x3eaaa000},
+    };
+    for (size_t i = 0; i < sizeof to_float / sizeof to_float[0]; i++)
+        assert_int_equal(f2u(nm_fp16_to_f32(to_float[i].h)), to_float[i].f);
+    /* NaN stays NaN both ways, sign kept */
+    assert_true(isnan(nm_fp16_to_f32(0x7e00)));
+    assert_true(isnan(nm_fp16_to_f32(0xfc01)));
+    uint16_t hn = nm_f32_to_fp16(u2f(0x7fc00000));
+    assert_int_equal(hn & 0x7c00, 0x7c00);
+    assert_true((hn & 0x03ff) != 0);
+    assert_true((nm_f32_to_fp16(u2f(0xff800001)) & 0x8000) != 0);
+}
+
+__attribute__((target("f16c"))) static uint16_t hw_to_half(float f) {
+    return (uint16_t)_cvtss_sh(f, _MM_FROUND_TO_NEAREST_INT);
+}
+__attribute__((target("f16c"))) static float hw_to_float(uint16_t h) {
+    return _cvtsh_ss(h);
+}
+
+/* Every half, and random floats of every exponent, against F16C. */
+static void test_fp16_matches_f16c(void **state) {
+    (void)state;
+    if (!nm_simd_supported(NM_SIMD_AVX2))
+        skip();
+    for (uint32_t h = 0; h < 65536; h++) {
+        float a = nm_fp16_to_f32((uint16_t)h), b = hw_to_float((uint16_t)h);
+        if (isnan(b)) {
+            assert_true(isnan(a));
+            continue;
+        }
+        if (f2u(a) != f2u(b))
+            fail_msg("half 0x%04x: 0x%08x, F16C 0x%08x", h, f2u(a), f2u(b));
+    }
+    for (int i = 0; i < 2000000; i++) {
+        uint32_t u = (uint32_t)rng_next();
+        if ((u & 0x7f800000) == 0x7f800000)
+            continue; /* inf/NaN: covered by the known-bits test */
+        uint16_t a = nm_f32_to_fp16(u2f(u)), b = hw_to_half(u2f(u));
+        if (a != b)
+            fail_msg("f32 0x%08x: 0x%04x, F16C 0x%04x", u, a, b);
+    }
+}
+
+static void test_bf16_known_bits(void **state) {
+    (void)state;
+    static const struct {
+        uint32_t f;
+        uint16_t b;
+    } cases[] = {
+        {0x3f800000, 0x3f80}, /* 1 */
+        {0x3f808000, 0x3f80}, /* 1 + 2^-8: tie -> even */
+        {0x3f818000, 0x3f82}, /* tie -> even (up) */
+        {0x3f808001, 0x3f81}, /* above the tie */
+        {0xbf80ffff, 0xbf81}, /* negative, rounds away */
+        {0x7f7fffff, 0x7f80}, /* FLT_MAX rounds to inf */
+        {0x7f800000, 0x7f80}, /* inf */
+        {0xff800000, 0xff80},
+        {0x00010000, 0x0001}, /* subnormal kept, not flushed */
+        {0x00008000, 0x0000}, /* subnormal tie -> 0 */
+        {0x80000000, 0x8000}, /* -0 */
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        uint16_t b = nm_f32_to_bf16(u2f(cases[i].f));
+        if (b != cases[i].b)
+            fail_msg("f32 0x%08x -> bf16 0x%04x, want 0x%04x", cases[i].f, b,
+                     cases[i].b);
+    }
+    /* a NaN whose payload is only in the low half must stay NaN */
+    uint16_t n = nm_f32_to_bf16(u2f(0x7f800001));
+    assert_int_equal(n & 0x7f80, 0x7f80);
+    assert_true((n & 0x7f) != 0);
+    assert_int_equal(f2u(nm_bf16_to_f32(0x3f81)), 0x3f810000);
+    assert_int_equal(f2u(nm_bf16_to_f32(0x8001)), 0x80010000);
+}
+
+/* ---- block layouts and quantization error ---------------------------- */
+
+static void test_block_layouts(void **state) {
+    (void)state;
+    float x[32];
+    for (int j = 0; j < 32; j++)
+        x[j] = (float)(j - 16); /* -16 .. 15 */
+    nm_block_q4_0 q4;
+    assert_int_equal(nm_quantize_row(NM_TYPE_Q4_0, x, &q4, 32), 0);
+    /* largest magnitude is -16 -> d = -16 / -8 = 2, element j -> j/2 + 0 */
+    assert_int_equal(q4.d, nm_f32_to_fp16(2.0f));
+    for (int j = 0; j < 16; j++) {
+        int lo = q4.qs[j] & 15, hi = q4.qs[j] >> 4;
+        /* q = x/d + 8 rounded (+8.5, truncated), clamped to 15 */
+        int want_lo = (int)(x[j] / 2.0f + 8.5f);
+        int want_hi = (int)(x[j + 16] / 2.0f + 8.5f);
+        assert_int_equal(lo, want_lo > 15 ? 15 : want_lo);
+        assert_int_equal(hi, want_hi > 15 ? 15 : want_hi);
+    }
+    const uint8_t *raw = (const uint8_t *)&q4;
+    assert_int_equal(raw[0] | raw[1] << 8, nm_f32_to_fp16(2.0f)); /* d first */
+
+    nm_block_q8_0 q8;
+    for (int j = 0; j < 32; j++)
+        x[j] = (float)(j - 16) * 0.5f;
+    assert_int_equal(nm_quantize_row(NM_TYPE_Q8_0, x, &q8, 32), 0);
+    float d = nm_fp16_to_f32(q8.d);
+    assert_float_equal(d, 8.0f / 127.0f, 1e-5);
+    for (int j = 0; j < 32; j++)
+        assert_true(fabsf((float)q8.qs[j] - x[j] * 127.0f / 8.0f) <= 0.5001f);
+    assert_int_equal(nm_quantize_row(NM_TYPE_Q8_0, x, &q8, 31), -1);
+}
+
+static void test_quant_error_bounds(void **state) {
+    (void)state;
+    enum { N = 32 * 64 };
+    static float x[N], y[N];
+    static nm_block_q8_0 q8[N / 32];
+    static nm_block_q4_0 q4[N / 32];
+    for (int rep = 0; rep < 20; rep++) {
+        for (int i = 0; i < N; i++)
+            x[i] = rng_value();
+        assert_int_equal(nm_quantize_row(NM_TYPE_Q8_0, x, q8, N), 0);
+        assert_int_equal(nm_dequantize_row(NM_TYPE_Q8_0, q8, y, N), 0);
+        for (int b = 0; b < N / 32; b++) {
+            float amax = 0;
+            for (int j = 0; j < 32; j++)
+                amax = fmaxf(amax, fabsf(x[b * 32 + j]));
+            /* half a step, plus the F16 rounding of d times |q| <= 127 */
+            float bound = amax / 127.0f * (0.5f + 127.0f * 0x1p-11f) + 1e-30f;
+            for (int j = 0; j < 32; j++)
+                if (fabsf(x[b * 32 + j] - y[b * 32 + j]) > bound)
+                    fail_msg("Q8_0 block %d elem %d: %g vs %g", b, j,
+                             x[b * 32 + j], y[b * 32 + j]);
+        }
+        assert_int_equal(nm_quantize_row(NM_TYPE_Q4_0, x, q4, N), 0);
+        assert_int_equal(nm_dequantize_row(NM_TYPE_Q4_0, q4, y, N), 0);
+        for (int b = 0; b < N / 32; b++) {
+            float amax = 0;
+            for (int j = 0; j < 32; j++)
+                amax = fmaxf(amax, fabsf(x[b * 32 + j]));
+            /* a step is amax/8; the value opposite the extreme clamps at
+             * q = 15, a whole step off; plus F16 rounding of d */
+            float bound = amax / 8.0f * (1.0f + 8.0f * 0x1p-10f) + 1e-30f;
+            for (int j = 0; j < 32; j++)
+                if (fabsf(x[b * 32 + j] - y[b * 32 + j]) > bound)
+                    fail_msg("Q4_0 block %d elem %d: %g vs %g", b, j,
+                             x[b * 32 + j], y[b * 32 + j]);
+        }
+    }
+}
+
+static void test_act_quant_round_trip(void **state) {
+    (void)state;
+    enum { N = 32 * 13 };
+    float x[N];
+    _Alignas(64) uint8_t buf[N * 2];
+    assert_true(nm_act_buffer_bytes(NM_TYPE_Q8_0, N, 1) <= sizeof buf);
+    assert_int_equal(nm_act_buffer_bytes(NM_TYPE_F16, N, 3), 0);
+    for (int rep = 0; rep < 50; rep++) {
+        for (int i = 0; i < N; i++)
+            x[i] = rng_value();
+        if (rep == 0)
+            memset(x, 0, 32 * sizeof(float)); /* all-zero block */
+        if (rep == 1)
+            for (int j = 32; j < 64; j++) /* subnormal block: 127/amax is inf */
+                x[j] = (float)(j - 48) * 1e-40f;
+        nm_act act;
+        nm_act_prepare(NM_TYPE_Q4_0, x, N, 1, buf, &act);
+        assert_ptr_equal(act.q, buf);
+        const int8_t *qs = nm_actq_qs(buf);
+        const float *d = nm_actq_d(buf, N), *m = nm_actq_m(buf, N);
+        for (int b = 0; b < N / 32; b++) {
+            float amax = 0;
+            int sum = 0;
+            for (int j = 0; j < 32; j++)
+                amax = fmaxf(amax, fabsf(x[b * 32 + j]));
+            if (!(127.0f / amax <= FLT_MAX)) { /* zero, or too small to scale */
+                assert_true(d[b] == 0.0f);
+                for (int j = 0; j < 32; j++)
+                    assert_int_equal(qs[b * 32 + j], 0);
+                continue;
+            }
+            assert_float_equal(d[b], amax / 127.0f, amax * 1e-6f);
+            for (int j = 0; j < 32; j++) {
+                float back = (float)qs[b * 32 + j] * d[b];
+                assert_true(fabsf(back - x[b * 32 + j]) <= d[b] * 0.5001f);
+                assert_true(qs[b * 32 + j] >= -127);
+                sum += qs[b * 32 + j];
+            }
+            assert_float_equal(m[b], 8.0f * d[b] * (float)sum,
+                               fabsf(m[b]) * 1e-6f);
+        }
+    }
+}
+
+/* An inf or NaN activation makes the dots with its block NaN, at every
+ * level, instead of a plausible number. */
+static void test_act_nonfinite(void **state) {
+    (void)state;
+    float x[64], w[64];
+    nm_block_q8_0 wq[2];
+    _Alignas(64) uint8_t buf[256];
+    for (int i = 0; i < 64; i++)
+        x[i] = w[i] = 0.5f;
+    nm_quantize_row(NM_TYPE_Q8_0, w, wq, 64);
+    const nm_kernel_set *sets[8];
+    int ns = supported_sets(sets);
+    for (int k = 0; k < 2; k++) {
+        x[40] = k ? NAN : INFINITY;
+        nm_act act;
+        nm_act_prepare(NM_TYPE_Q8_0, x, 64, 1, buf, &act);
+        for (int s = 0; s < ns; s++) {
+            float y = 0;
+            nm_matvec_set(sets[s], wq, 1, &act, &y);
+            if (!isnan(y))
+                fail_msg("%s: %g with a %s activation", sets[s]->name, y,
+                         k ? "NaN" : "inf");
+        }
+    }
+}
+
+/* ---- kernels against references -------------------------------------- */
+
+/* A random problem: n_rows rows of type, n_tok activation vectors. The
+ * weights end right before a guard page, and so do the activations. */
+typedef struct problem {
+    uint32_t type;
+    int64_t n, n_rows;
+    int n_tok;
+    guarded gw, gx;
+    void *w;
+    float *x, *wf; /* activations; dequantized weights */
+    void *qbuf;
+    nm_act act;
+} problem;
+
+static void problem_make(problem *p, uint32_t type, int64_t n, int64_t n_rows,
+                         int n_tok) {
+    p->type = type;
+    p->n = n;
+    p->n_rows = n_rows;
+    p->n_tok = n_tok;
+    size_t rb = row_bytes(type, n);
+    float *src = malloc((size_t)(n * n_rows) * sizeof(float));
+    p->wf = malloc((size_t)(n * n_rows) * sizeof(float));
+    assert_non_null(src);
+    assert_non_null(p->wf);
+    for (int64_t i = 0; i < n * n_rows; i++)
+        src[i] = rng_value();
+    p->w = guarded_alloc(&p->gw, rb * (size_t)n_rows);
+    for (int64_t r = 0; r < n_rows; r++) {
+        assert_int_equal(nm_quantize_row(type, src + r * n, (char *)p->w + r * rb, n), 0);
+        assert_int_equal(nm_dequantize_row(type, (char *)p->w + r * rb, p->wf + r * n, n), 0);
+    }
+    free(src);
+    p->x = guarded_alloc(&p->gx, (size_t)(n * n_tok) * sizeof(float));
+    for (int64_t i = 0; i < n * n_tok; i++)
+        p->x[i] = rng_value();
+    size_t qb = nm_act_buffer_bytes(type, n, n_tok);
+    p->qbuf = qb ? aligned_alloc(64, qb) : NULL;
+    nm_act_prepare(type, p->x, n, n_tok, p->qbuf, &p->act);
+}
+
+static void problem_free(problem *p) {
+    guarded_free(&p->gw);
+    guarded_free(&p->gx);
+    free(p->wf);
+    free(p->qbuf);
+}
+
+/* The activation value the kernel multiplies with: x, or its prepared Q8 or
+ * BF16 form. */
+static double act_value(const problem *p, int t, int64_t j) {
+    if (!p->act.q)
+        return p->x[t * p->n + j];
+    const void *row = (const char *)p->qbuf + (size_t)t * p->act.q_row_bytes;
+    if (p->type == NM_TYPE_BF16)
+        return nm_bf16_to_f32(((const uint16_t *)row)[j]);
+    return (double)nm_actq_qs(row)[j] * nm_actq_d(row, p->n)[j / 32];
+}
+
+/* Error scale of dot(row r, token t): sum |w a|. Q4_0 kernels also add and
+ * subtract the 8 * d * sum(a) offset, whose terms count as well. */
+static double dot_scale(const problem *p, int64_t r, int t, double *exact) {
+    double s = 0, e = 0;
+    for (int64_t j = 0; j < p->n; j++) {
+        double w = p->wf[r * p->n + j], a = act_value(p, t, j);
+        e += w * a;
+        s += fabs(w * a);
+        if (p->type == NM_TYPE_Q4_0) {
+            const nm_block_q4_0 *b = (const nm_block_q4_0 *)p->w +
+                                     r * (p->n / 32) + j / 32;
+            s += 8.0 * fabs(nm_fp16_to_f32(b->d) * a);
+        }
+    }
+    *exact = e;
+    return s;
+}
+
+/* Bound on the F32 rounding error of a sum of n terms whose magnitudes add
+ * to scale: n * 2^-24 * scale, with room for the scale products. */
+static double tolerance(const problem *p, double scale) {
+    return (double)(p->n + 8) * 0x1p-24 * scale * 2.0 + 1e-30;
+}
+
+static void check_against_exact(const problem *p, const float *y,
+                                int64_t ldy, const char *what) {
+    for (int t = 0; t < p->n_tok; t++)
+        for (int64_t r = 0; r < p->n_rows; r++) {
+            double exact;
+            double scale = dot_scale(p, r, t, &exact);
+            double got = y[t * ldy + r];
+            if (!(fabs(got - exact) <= tolerance(p, scale)))
+                fail_msg("%s %s n=%ld rows=%ld tok=%d: row %ld tok %d: %.9g, "
+                         "exact %.9g (scale %.3g)",
+                         what, nm_type_name(p->type), (long)p->n,
+                         (long)p->n_rows, p->n_tok, (long)r, t, got, exact,
+                         scale);
+        }
+}
+
+static void run_problem_all_sets(problem *p) {
+    const nm_kernel_set *sets[8];
+    int ns = supported_sets(sets);
+    int64_t ldy = p->n_rows + 3;
+    size_t ny = (size_t)(ldy * p->n_tok);
+    float *y = malloc(ny * sizeof(float));
+    float *yv = malloc((size_t)p->n_rows * sizeof(float));
+    assert_non_null(y);
+    assert_non_null(yv);
+    for (int s = 0; s < ns; s++) {
+        for (size_t i = 0; i < ny; i++)
+            y[i] = -12345.0f; /* sentinel in the ldy padding */
+        nm_matmat_set(sets[s], p->w, p->n_rows, &p->act, y, ldy);
+        check_against_exact(p, y, ldy, sets[s]->name);
+        for (int t = 0; t < p->n_tok; t++)
+            for (int64_t i = p->n_rows; i < ldy; i++)
+                assert_true(y[t * ldy + i] == -12345.0f);
+        /* matvec on the first token */
+        nm_matvec_set(sets[s], p->w, p->n_rows, &p->act, yv);
+        check_against_exact(&(problem){.type = p->type, .n = p->n,
+                                       .n_rows = p->n_rows, .n_tok = 1,
+                                       .w = p->w, .x = p->x, .wf = p->wf,
+                                       .qbuf = p->qbuf, .act = p->act},
+                            yv, p->n_rows, sets[s]->name);
+    }
+    /* the alternatives bench_kernels compares with: F32 activations */
+    if (nm_simd_supported(NM_SIMD_AVX512) &&
+        (p->type == NM_TYPE_Q8_0 || p->type == NM_TYPE_BF16)) {
+        problem f = *p;
+        f.act.q = NULL;
+        f.act.q_row_bytes = 0;
+        nm_matmat_set(nm_kernels_avx512_alt(), f.w, f.n_rows, &f.act, y, ldy);
+        check_against_exact(&f, y, ldy, "avx512-alt");
+    }
+    free(y);
+    free(yv);
+}
+
+static void test_kernels_float_shapes(void **state) {
+    (void)state;
+    static const int64_t ns[] = {1, 7, 16, 33, 100, 4096 + 17};
+    const uint32_t types[] = {NM_TYPE_F32, NM_TYPE_F16, NM_TYPE_BF16};
+    for (size_t ti = 0; ti < 3; ti++)
+        for (size_t k = 0; k < sizeof ns / sizeof ns[0]; k++) {
+            int64_t rows = 1 + (int64_t)(rng_next() % 37);
+            int tok = 1 + (int)(rng_next() % 9);
+            problem p;
+            problem_make(&p, types[ti], ns[k], rows, tok);
+            run_problem_all_sets(&p);
+            problem_free(&p);
+        }
+}
+
+static void test_kernels_quant_shapes(void **state) {
+    (void)state;
+    static const int64_t ns[] = {32, 64, 96, 416, 4096 + 32};
+    const uint32_t types[] = {NM_TYPE_Q8_0, NM_TYPE_Q4_0};
+    for (size_t ti = 0; ti < 2; ti++)
+        for (size_t k = 0; k < sizeof ns / sizeof ns[0]; k++) {
+            int64_t rows = 1 + (int64_t)(rng_next() % 37);
+            int tok = 1 + (int)(rng_next() % 9);
+            problem p;
+            problem_make(&p, types[ti], ns[k], rows, tok);
+            run_problem_all_sets(&p);
+            problem_free(&p);
+        }
+}
+
+/* Every token count 1..9 (each token-group remainder) and row counts that
+ * cross the matmat row blocks. */
+static void test_kernels_token_counts(void **state) {
+    (void)state;
+    for (size_t ti = 0; ti < 5; ti++)
+        for (int tok = 1; tok <= 9; tok++) {
+            int64_t n = is_quant(all_types[ti]) ? 96 : 33;
+            problem p;
+            problem_make(&p, all_types[ti], n, 1 + (tok * 7) % 37, tok);
+            run_problem_all_sets(&p);
+            problem_free(&p);
+        }
+    problem p; /* more rows than one L2 row block of the matmat driver */
+    problem_make(&p, NM_TYPE_F32, 4096, 97, 3);
+    run_problem_all_sets(&p);
+    problem_free(&p);
+}
+
+/* Dots against the unrounded activations: the only extra error is the
+ * activation rounding, at most d_a/2 per element for Q8 and 2^-9 relative
+ * for BF16. */
+static void test_quant_act_error(void **state) {
+    (void)state;
+    const uint32_t types[] = {NM_TYPE_Q8_0, NM_TYPE_Q4_0, NM_TYPE_BF16};
+    for (int ti = 0; ti < 3; ti++) {
+        problem p;
+        problem_make(&p, types[ti], 416, 5, 1);
+        float y[5];
+        nm_matvec(p.w, 5, &p.act, y);
+        for (int r = 0; r < 5; r++) {
+            double e = 0, bound = 0, exact;
+            for (int64_t j = 0; j < p.n; j++) {
+                double w = p.wf[r * p.n + j];
+                e += w * p.x[j];
+                if (p.type == NM_TYPE_BF16)
+                    bound += fabs(w * p.x[j]) * 0x1p-9;
+                else
+                    bound += fabs(w) * nm_actq_d(p.qbuf, p.n)[j / 32] * 0.5;
+            }
+            bound += tolerance(&p, dot_scale(&p, r, 0, &exact));
+            assert_true(fabs(y[r] - e) <= bound * 1.001);
+        }
+        problem_free(&p);
+    }
+}
+
+/* A dot's bits do not depend on how rows are split among threads, nor on
+ * matvec vs matmat or the token group: the forward pass gives the same
+ * result with any thread count, and prompt and decode agree. */
+static void test_kernels_deterministic(void **state) {
+    (void)state;
+    const nm_kernel_set *sets[8];
+    int ns = supported_sets(sets);
+    for (size_t ti = 0; ti < 5; ti++) {
+        int64_t n = is_quant(all_types[ti]) ? 416 : 4096 + 17, rows = 23;
+        problem p;
+        problem_make(&p, all_types[ti], n, rows, 9);
+        size_t rb = row_bytes(p.type, n);
+        float ym[23 * 9], yv[23], ys[23];
+        for (int s = 0; s < ns; s++) {
+            nm_matmat_set(sets[s], p.w, rows, &p.act, ym, rows);
+            for (int t = 0; t < 9; t++) {
+                nm_act one = p.act;
+                one.n_tok = 1;
+                if (one.q)
+                    one.q = (const char *)one.q + (size_t)t * one.q_row_bytes;
+                else
+                    one.f32 += (size_t)t * (size_t)n;
+                nm_matvec_set(sets[s], p.w, rows, &one, yv);
+                /* split as three threads would: 0-6, 7-14, 15-22 */
+                for (int64_t r0 = 0; r0 < rows;) {
+                    int64_t cnt = r0 == 0 ? 7 : 8;
+                    nm_matvec_set(sets[s], (char *)p.w + (size_t)r0 * rb, cnt,
+                                  &one, ys + r0);
+                    r0 += cnt;
+                }
+                for (int64_t r = 0; r < rows; r++)
+                    if (f2u(yv[r]) != f2u(ym[t * rows + r]) ||
+                        f2u(yv[r]) != f2u(ys[r]))
+                        fail_msg("%s %s row %ld tok %d: matvec %.9g, matmat "
+                                 "%.9g, split %.9g",
+                                 sets[s]->name, nm_type_name(p.type), (long)r,
+                                 t, yv[r], ym[t * rows + r], ys[r]);
+            }
+        }
+        problem_free(&p);
+    }
+}
+
+static void test_vector_helpers(void **state) {
+    (void)state;
+    const nm_kernel_set *sets[8];
+    int nsets = supported_sets(sets);
+    static const int64_t ns[] = {1, 5, 16, 31, 100, 4096 + 17};
+    for (size_t k = 0; k < sizeof ns / sizeof ns[0]; k++) {
+        int64_t n = ns[k];
+        guarded ga, gb, gh;
+        float *a = guarded_alloc(&ga, (size_t)n * 4);
+        float *b = guarded_alloc(&gb, (size_t)n * 4);
+        uint16_t *h = guarded_alloc(&gh, (size_t)n * 2);
+        float *y0 = malloc((size_t)n * 4), *y1 = malloc((size_t)n * 4);
+        double dd = 0, dh = 0, scale = 0, hscale = 0;
+        for (int64_t i = 0; i < n; i++) {
+            a[i] = rng_value();
+            b[i] = rng_value();
+            h[i] = nm_f32_to_fp16(rng_value());
+            dd += (double)a[i] * b[i];
+            scale += fabs((double)a[i] * b[i]);
+            dh += (double)nm_fp16_to_f32(h[i]) * b[i];
+            hscale += fabs((double)nm_fp16_to_f32(h[i]) * b[i]);
+        }
+        double tol = (double)(n + 4) * 0x1p-23;
+        float alpha = rng_uniform();
+        for (int s = 0; s < nsets; s++) {
+            assert_true(fabs(sets[s]->dot_f32(a, b, n) - dd) <= tol * scale + 1e-30);
+            assert_true(fabs(sets[s]->dot_f16_f32(h, b, n) - dh) <= tol * hscale + 1e-30);
+            for (int f16 = 0; f16 < 2; f16++) {
+                memcpy(y0, b, (size_t)n * 4);
+                memcpy(y1, b, (size_t)n * 4);
+                if (f16) {
+                    sets[0]->axpy_f16(y0, alpha, h, n);
+                    sets[s]->axpy_f16(y1, alpha, h, n);
+                } else {
+                    sets[0]->axpy_f32(y0, alpha, a, n);
+                    sets[s]->axpy_f32(y1, alpha, a, n);
+                }
+                /* FMA rounds once where scalar rounds twice */
+                for (int64_t i = 0; i < n; i++)
+                    assert_true(fabsf(y0[i] - y1[i]) <=
+                                (fabsf(y0[i]) + fabsf(b[i]) + 4.0f) * 0x1p-22f);
+            }
+        }
+        free(y0);
+        free(y1);
+        guarded_free(&ga);
+        guarded_free(&gb);
+        guarded_free(&gh);
+    }
+}
+
+static void test_dispatch(void **state) {
+    (void)state;
+    assert_true(nm_simd_supported(NM_SIMD_SCALAR));
+    nm_simd best = nm_simd_detect();
+    assert_true(nm_simd_supported(best));
+    assert_string_equal(nm_simd_name(NM_SIMD_AVX2), "avx2");
+    nm_simd saved = nm_simd_get();
+    assert_int_equal(nm_simd_set(NM_SIMD_SCALAR), 0);
+    assert_int_equal(nm_simd_get(), NM_SIMD_SCALAR);
+    if (!nm_simd_supported(NM_SIMD_AVX512))
+        assert_int_equal(nm_simd_set(NM_SIMD_AVX512), -1);
+    assert_int_equal(nm_simd_set(saved), 0);
+    for (size_t i = 0; i < 5; i++)
+        assert_true(nm_kernels_supports(all_types[i]));
+    assert_false(nm_kernels_supports(NM_TYPE_Q4_K));
+    /* an unsupported type yields NaN, never a plausible number */
+    float x[256] = {0}, y[2] = {0};
+    uint8_t w[1024] = {0};
+    nm_act act;
+    nm_act_prepare(NM_TYPE_Q4_K, x, 256, 1, NULL, &act);
+    nm_matvec(w, 2, &act, y);
+    assert_true(isnan(y[0]) && isnan(y[1]));
+}
+
+int main(void) {
+    const char *s = getenv("NUMALM_TEST_SEED");
+    uint64_t seed = s ? strtoull(s, NULL, 0)
+                      : (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32);
+    rng_state = seed;
+    printf("test_kernels: seed %llu (NUMALM_TEST_SEED repeats it), SIMD %s\n",
+           (unsigned long long)seed, nm_simd_name(nm_simd_detect()));
+    const nm_kernel_set *sets[8];
+    int ns = supported_sets(sets);
+    for (int i = 0; i < ns; i++)
+        printf("test_kernels: kernel set %s\n", sets[i]->name);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_fp16_known_bits),
+        cmocka_unit_test(test_fp16_matches_f16c),
+        cmocka_unit_test(test_bf16_known_bits),
+        cmocka_unit_test(test_block_layouts),
+        cmocka_unit_test(test_quant_error_bounds),
+        cmocka_unit_test(test_act_quant_round_trip),
+        cmocka_unit_test(test_act_nonfinite),
+        cmocka_unit_test(test_kernels_float_shapes),
+        cmocka_unit_test(test_kernels_quant_shapes),
+        cmocka_unit_test(test_kernels_token_counts),
+        cmocka_unit_test(test_quant_act_error),
+        cmocka_unit_test(test_kernels_deterministic),
+        cmocka_unit_test(test_vector_helpers),
+        cmocka_unit_test(test_dispatch),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
