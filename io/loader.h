@@ -23,6 +23,13 @@ typedef struct nm_load_opts {
     bool verify;             /* placement (move_pages) + checksums */
     bool drop_caches;        /* root only */
     bool progress;           /* progress bar on a TTY */
+    /* Added by the loader (additive): */
+    const nm_topo *topo;     /* for pinning readers; NULL: probed here */
+    bool drop_file_cache;    /* posix_fadvise(DONTNEED) on the model only */
+    int thp;                 /* arenas' transparent huge pages: 0 auto (on,
+                                except where freed memory goes back to a
+                                hypervisor: see docs/loading.md), 1 on, -1 off */
+    bool no_map;             /* auto: always copy, never map cached pages */
 } nm_load_opts;
 
 typedef struct nm_load_node_stats {
@@ -30,6 +37,12 @@ typedef struct nm_load_node_stats {
     uint64_t bytes;
     double seconds;
     double placed_pct;       /* < 0 when not verified */
+    /* Added by the loader (additive): */
+    double share_pct;        /* interleave: % of the arena's pages on this
+                                node (< 0 when not verified / not interleave) */
+    int reader_cpus[32];     /* distinct sched_getcpu() seen by its readers */
+    int n_reader_cpus;
+    int n_readers;
 } nm_load_node_stats;
 
 typedef struct nm_loaded {
@@ -50,6 +63,18 @@ typedef struct nm_loaded {
     uint64_t cached_bytes;     /* auto: bytes found in the page cache */
     bool verified;
     bool checksums_ok;
+    /* Added by the loader (additive): */
+    uint64_t chunk_bytes;      /* dio/auto chunk in use */
+    int queue_depth;           /* dio/auto io_uring depth in use */
+    int readers_per_node;
+    uint32_t dio_align;        /* O_DIRECT offset alignment, 0 if unused */
+    nm_io_mode io_requested;   /* before fallbacks */
+    int n_mismatches;          /* verify: tensor ranges whose checksum differs */
+    char mismatches[512];      /* their names, comma-separated (cut) */
+    int fd;                    /* the model, buffered; -1 when closed */
+    bool thp;                  /* arenas may use transparent huge pages */
+    uint64_t mapped_bytes;     /* auto: bytes mapped from the page cache
+                                  (zero copy) instead of copied */
 } nm_loaded;
 
 const char *nm_io_name(nm_io_mode m);

@@ -1,0 +1,159 @@
+#!/bin/bash
+# Load benchmark: numalm's io modes x cache states, side by side in one run
+# with what the hardware and the usual tools do on the same file:
+#   fio O_DIRECT sequential read (io_uring, 4 MiB, depth 16)   cold ceiling
+#   dd of the file                                              cold/warm copy
+#   llama.cpp load time (mmap and --no-mmap), if built           the baseline
+# Cold = page cache dropped before each run (root: sync + drop_caches; else
+# posix_fadvise DONTNEED on the model only). Warm = file read once before.
+# Each case runs REPEAT times; the table shows the median.
+#
+#   bench/bench_load.sh [--sweep] [MODEL]
+#   env: NUMALM (binary; default build/numalm), BENCH_DIR (default
+#        /tmp/numalm-bench), REPEAT (default 3), LLAMA_BIN (default
+#        /work/peers/llama.cpp/build/bin), PLACEMENT (default shard)
+# --sweep: cold dio over chunk 1/4/8/16 MiB x queue depth 4/8/16/32 instead.
+set -u
+HERE=$(cd "$(dirname "$0")" && pwd)
+NUMALM=${NUMALM:-$HERE/../build/numalm}
+BENCH_DIR=${BENCH_DIR:-/tmp/numalm-bench}
+REPEAT=${REPEAT:-3}
+LLAMA_BIN=${LLAMA_BIN:-/work/peers/llama.cpp/build/bin}
+PLACEMENT=${PLACEMENT:-shard}
+SWEEP=0
+[ "${1:-}" = --sweep ] && { SWEEP=1; shift; }
+MODEL=${1:-$BENCH_DIR/demo-1b-f16.gguf}
+export NUMALM_NO_PROGRESS=1
+PY=/usr/bin/python3
+[ -x "$PY" ] || PY=python3
+
+[ -x "$NUMALM" ] || { echo "bench_load: no numalm at $NUMALM (set NUMALM)"; exit 2; }
+mkdir -p "$BENCH_DIR"
+if [ ! -s "$MODEL" ]; then
+    echo "# writing the demo model: $NUMALM mkmodel $MODEL --preset 1b --type f16"
+    "$NUMALM" mkmodel "$MODEL" --preset 1b --type f16 >/dev/null || exit 1
+fi
+SIZE=$(stat -c %s "$MODEL")
+RESULTS=$BENCH_DIR/results.jsonl
+: >"$RESULTS"
+
+if [ "$(id -u)" = 0 ] && [ -w /proc/sys/vm/drop_caches ]; then
+    COLD_HOW="sync; echo 3 > /proc/sys/vm/drop_caches"
+    drop() { sync; echo 3 >/proc/sys/vm/drop_caches; }
+else
+    COLD_HOW="posix_fadvise DONTNEED on the model (not root)"
+    drop() { "$PY" -c "import os,sys; fd=os.open(sys.argv[1],os.O_RDONLY); os.posix_fadvise(fd,0,0,os.POSIX_FADV_DONTNEED)" "$MODEL"; }
+fi
+warm() { cat "$MODEL" >/dev/null; }
+
+median() { sort -g | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
+
+# Seconds of one run of each tool (a bare number on stdout, "nan" on error).
+t_numalm() { # io [extra args]
+    local io=$1
+    shift
+    "$NUMALM" load -m "$MODEL" --io "$io" --placement "$PLACEMENT" --json "$@" \
+        2>>"$BENCH_DIR/stderr.log" | "$PY" -S -E -c 'import json,sys; print(json.load(sys.stdin)["seconds"])' \
+        2>/dev/null || echo nan
+}
+t_fio() {
+    fio --name=seqread --filename="$MODEL" --rw=read --bs=4M --ioengine=io_uring \
+        --iodepth=16 --direct=1 --readonly --output-format=json 2>/dev/null |
+        "$PY" -S -E -c 'import json,sys; r=json.load(sys.stdin)["jobs"][0]["read"]; print(r["io_bytes"]/r["bw_bytes"])' \
+        2>/dev/null || echo nan
+}
+t_dd() {
+    local t0 t1
+    t0=$(date +%s.%N)
+    dd if="$MODEL" of=/dev/null bs=4M 2>/dev/null || { echo nan; return; }
+    t1=$(date +%s.%N)
+    awk -v a="$t0" -v b="$t1" 'BEGIN {print b - a}'
+}
+# llama.cpp's "load time" runs from the start of the model load to the end
+# of the first evaluation; with --no-warmup that evaluation is the 2-token
+# prompt, whose own time it prints too: load = load time - prompt eval time.
+# (For mmap this subtracts the page faults the prompt took: generous to it.)
+t_llama() { # extra args: "" or --no-mmap
+    "$LLAMA_BIN/llama-cli" -m "$MODEL" -no-cnv -n 1 -p hi -t 2 --no-warmup "$@" </dev/null 2>&1 |
+        awk '/ load time =/ {l = $(NF-1)} /prompt eval time =/ {for (i = 1; i <= NF; i++) if ($i == "=") {p = $(i+1); break}}
+             END {if (l == "") print "nan"; else print (l - p) / 1000}'
+}
+
+# case NAME STATE FUNCTION ARGS...: REPEAT runs, median into the table
+declare -a ROWS
+run_case() {
+    local name=$1 state=$2
+    shift 2
+    local times=() t i
+    for ((i = 0; i < REPEAT; i++)); do
+        if [ "$state" = cold ]; then drop; else warm; fi
+        t=$("$@")
+        times+=("$t")
+    done
+    local med
+    med=$(printf '%s\n' "${times[@]}" | grep -v nan | median)
+    [ -n "$med" ] || med=nan
+    local gbps=nan
+    [ "$med" != nan ] && gbps=$(awk -v s="$SIZE" -v t="$med" 'BEGIN {print s / t / 1e9}')
+    printf '{"case":"%s","state":"%s","seconds":%s,"gbps":%s,"runs":[%s]}\n' "$name" "$state" \
+        "$med" "$gbps" "$(IFS=,; echo "${times[*]}")" >>"$RESULTS"
+    printf '%-28s %-5s %9.3f s %7.2f GB/s   runs: %s\n' "$name" "$state" "$med" "$gbps" "${times[*]}"
+}
+
+echo "# numalm load benchmark, $(date -u '+%Y-%m-%d %H:%M UTC'), $(uname -r), $(nproc) CPUs"
+echo "# model $MODEL ($SIZE bytes), placement $PLACEMENT, median of $REPEAT, cold = $COLD_HOW"
+echo "# command: $0 $([ $SWEEP = 1 ] && echo "--sweep ")$MODEL"
+
+if [ $SWEEP = 1 ]; then
+    for chunk in 1M 4M 8M 16M; do
+        for qd in 4 8 16 32; do
+            run_case "dio chunk $chunk qd $qd" cold t_numalm dio --chunk $chunk --qd $qd
+        done
+    done
+    exit 0
+fi
+
+run_case "fio O_DIRECT 4M qd16" cold t_fio
+run_case "dd bs=4M" cold t_dd
+for io in dio buffered auto mmap; do
+    run_case "numalm $io" cold t_numalm $io
+done
+run_case "numalm dio --thp on" cold t_numalm dio --thp on
+if [ -x "$LLAMA_BIN/llama-cli" ]; then
+    run_case "llama.cpp mmap" cold t_llama
+    run_case "llama.cpp --no-mmap" cold t_llama --no-mmap
+fi
+run_case "dd bs=4M" warm t_dd
+for io in dio buffered auto mmap; do
+    run_case "numalm $io" warm t_numalm $io
+done
+run_case "numalm auto --no-map" warm t_numalm auto --no-map
+if [ -x "$LLAMA_BIN/llama-cli" ]; then
+    run_case "llama.cpp mmap" warm t_llama
+    run_case "llama.cpp --no-mmap" warm t_llama --no-mmap
+fi
+
+"$PY" -S -E - "$RESULTS" <<'EOF'
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1])]
+t = {(r["case"], r["state"]): r["seconds"] for r in rows}
+def ratio(name, num, den, want):
+    a, b = t.get(num), t.get(den)
+    if a is None or b is None or a != a or b != b:
+        print(f"{name:58s} n/a")
+        return
+    r = b / a  # a rate ratio: time of den / time of num
+    ok = r >= want
+    print(f"{name:58s} {r:6.2f}  (target >= {want})  {'MET' if ok else 'MISSED'}")
+print("\n# ratios (of rates, same run)")
+ratio("cold dio / fio O_DIRECT", ("numalm dio", "cold"), ("fio O_DIRECT 4M qd16", "cold"), 0.95)
+ratio("cold dio / cold buffered", ("numalm dio", "cold"), ("numalm buffered", "cold"), 1.0)
+ratio("warm auto / warm dd", ("numalm auto", "warm"), ("dd bs=4M", "warm"), 0.8)
+ratio("warm auto vs llama.cpp --no-mmap warm (speedup)", ("numalm auto", "warm"),
+      ("llama.cpp --no-mmap", "warm"), 4.0)
+ratio("cold auto / cold dio (auto no slower than dio cold)", ("numalm auto", "cold"),
+      ("numalm dio", "cold"), 0.95)
+ratio("warm auto / warm buffered (auto no slower, warm)", ("numalm auto", "warm"),
+      ("numalm buffered", "warm"), 0.95)
+EOF
+echo "# results: $RESULTS; numalm's stderr: $BENCH_DIR/stderr.log"

@@ -1,0 +1,783 @@
+/* The loader: turns the plan into copy ops, starts the readers (pinned to
+ * their nodes, each first-touching the pages it fills) and waits for them.
+ * Everything that can go wrong on the way (O_DIRECT refused, io_uring off)
+ * degrades to the next best method with one line in w->fallbacks. */
+#include "loader.h"
+
+#include "../common/util.h"
+#include "checksum.h"
+#include "reader.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <numaif.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* Measured here (docs/loading.md, cold O_DIRECT sweep): 4 MiB requests at
+ * depth 32 were the fastest (1.23 GB/s, vs 1.11 at depth 16 and 0.78 for
+ * 1 MiB at depth 4); larger chunks gained nothing. */
+#define DEFAULT_CHUNK (4u << 20)
+#define DEFAULT_QD 32
+/* How readers split an arena's work: cuts at this file alignment keep every
+ * share O_DIRECT-aligned. */
+#define CUT_ALIGN (64u << 10)
+/* Ops of the same shift closer than this are read as one (the gap is
+ * padding between tensors: reading it costs less than another request). */
+#define MERGE_GAP (64u << 10)
+
+const char *nm_io_name(nm_io_mode m) {
+    switch (m) {
+    case NM_IO_DIO: return "dio";
+    case NM_IO_BUFFERED: return "buffered";
+    case NM_IO_MMAP: return "mmap";
+    case NM_IO_AUTO: return "auto";
+    }
+    return "?";
+}
+
+int nm_io_parse(const char *s, nm_io_mode *m, nm_error *err) {
+    static const nm_io_mode all[] = {NM_IO_DIO, NM_IO_BUFFERED, NM_IO_MMAP, NM_IO_AUTO};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
+        if (s && !strcmp(s, nm_io_name(all[i]))) {
+            *m = all[i];
+            return 0;
+        }
+    return nm_fail(err, "unknown --io '%s': expected dio, buffered, mmap or auto",
+                   s ? s : "");
+}
+
+/* ---- setup ----------------------------------------------------------- */
+
+typedef struct load_run {
+    nm_loaded *w;
+    const nm_load_opts *o;
+    const nm_topo *topo;
+    nm_read_ctx ctx;
+    nm_reader_job *jobs;
+    int n_jobs, cap_jobs;
+    int staged_first[NM_MAX_NODES], staged_count[NM_MAX_NODES];
+    nm_read_op **op_lists; /* freed at the end */
+    int n_op_lists;
+    double t0;
+} load_run;
+
+static void add_fallback(nm_loaded *w, const char *line) {
+    for (int i = 0; i < w->n_fallbacks; i++)
+        if (!strcmp(w->fallbacks[i], line))
+            return;
+    if (w->n_fallbacks < 8)
+        snprintf(w->fallbacks[w->n_fallbacks++], sizeof w->fallbacks[0], "%s", line);
+}
+
+/* The file must still hold every tensor the header promised. */
+static int check_file_size(const nm_gguf *g, int fd, nm_error *err) {
+    struct stat st;
+    if (fstat(fd, &st) != 0)
+        return nm_fail(err, "%s: fstat: %s", g->path, strerror(errno));
+    uint64_t size = (uint64_t)st.st_size;
+    if (size == g->file_size)
+        return 0;
+    for (uint64_t i = 0; i < g->n_tensors; i++) {
+        const nm_gguf_tensor *t = &g->tensors[i];
+        if (t->file_offset + t->nbytes > size)
+            return nm_fail(err, "%s: the file changed size since its header was read "
+                                "(%llu -> %llu bytes): tensor '%s' at offset %llu "
+                                "(%llu bytes) lies past the end",
+                           g->path, (unsigned long long)g->file_size,
+                           (unsigned long long)size, t->name,
+                           (unsigned long long)t->file_offset,
+                           (unsigned long long)t->nbytes);
+    }
+    return 0;
+}
+
+static int drop_caches(load_run *r, nm_error *err) {
+    const nm_load_opts *o = r->o;
+    if (o->drop_caches) {
+        if (geteuid() != 0)
+            return nm_fail(err, "--drop-caches needs root (it writes "
+                                "/proc/sys/vm/drop_caches); run as root, or use "
+                                "--drop-file-cache to evict only this model");
+        sync();
+        int fd = open("/proc/sys/vm/drop_caches", O_WRONLY);
+        if (fd < 0 || write(fd, "3\n", 2) != 2) {
+            int e = errno;
+            if (fd >= 0)
+                close(fd);
+            return nm_fail(err, "--drop-caches: writing /proc/sys/vm/drop_caches: %s",
+                           strerror(e));
+        }
+        close(fd);
+    }
+    if (o->drop_file_cache) {
+        (void)fdatasync(r->ctx.fd);
+        int e = posix_fadvise(r->ctx.fd, 0, 0, POSIX_FADV_DONTNEED);
+        if (e)
+            return nm_fail(err, "--drop-file-cache: posix_fadvise(%s): %s",
+                           r->w->gguf->path, strerror(e));
+    }
+    return 0;
+}
+
+/* Decides dio -> preadv -> buffered before any reader starts. */
+static void setup_direct(load_run *r) {
+    nm_read_ctx *c = &r->ctx;
+    nm_loaded *w = r->w;
+    char why[256];
+    if (nm_dio_open(w->gguf->path, &c->fd_direct, &c->dio_align, &c->dio_mem_align,
+                    why, sizeof why) != 0 ||
+        nm_dio_probe_read(c->fd_direct, c->file_size, c->dio_align, c->dio_mem_align,
+                          why, sizeof why) != 0) {
+        if (c->fd_direct >= 0)
+            close(c->fd_direct);
+        c->fd_direct = -1;
+        c->dio_align = 0;
+        nm_read_fallback(c, "%s: %s -> buffered reads", w->gguf->path, why);
+        w->io = w->io == NM_IO_AUTO ? NM_IO_AUTO : NM_IO_BUFFERED;
+        return;
+    }
+    w->dio_align = c->dio_align;
+    c->use_uring = nm_uring_probe(why, sizeof why) == 0;
+    if (!c->use_uring)
+        nm_read_fallback(c, "%s -> preadv with O_DIRECT", why);
+}
+
+static int open_model(load_run *r, nm_error *err) {
+    nm_loaded *w = r->w;
+    nm_read_ctx *c = &r->ctx;
+    c->g = w->gguf;
+    c->fd = c->fd_direct = -1;
+    c->file_size = w->gguf->file_size;
+    c->chunk_bytes = r->o->chunk_bytes ? r->o->chunk_bytes : DEFAULT_CHUNK;
+    c->queue_depth = r->o->queue_depth > 0 ? r->o->queue_depth : DEFAULT_QD;
+    w->chunk_bytes = c->chunk_bytes;
+    w->queue_depth = c->queue_depth;
+    c->fd = open(w->gguf->path, O_RDONLY | O_CLOEXEC);
+    if (c->fd < 0)
+        return nm_fail(err, "%s: %s", w->gguf->path, strerror(errno));
+    w->fd = c->fd;
+    if (check_file_size(w->gguf, c->fd, err) || drop_caches(r, err))
+        return -1;
+    if (w->io == NM_IO_DIO || w->io == NM_IO_AUTO)
+        setup_direct(r);
+    return 0;
+}
+
+/* ---- ops ------------------------------------------------------------- */
+
+static int cmp_dst(const void *a, const void *b) {
+    const nm_read_op *x = a, *y = b;
+    return x->dst < y->dst ? -1 : x->dst > y->dst;
+}
+
+/* Arena a's ranges as ops, in memory order, neighbours with the same
+ * file-to-arena shift merged. */
+static nm_read_op *arena_ops(load_run *r, int a, size_t *n_out, nm_error *err) {
+    const nm_plan *p = r->w->plan;
+    const nm_arena *ar = &r->w->arenas[a];
+    nm_read_op *ops = calloc((size_t)p->n_tensors + 1, sizeof *ops);
+    if (!ops) {
+        nm_fail(err, "out of memory for the read list");
+        return NULL;
+    }
+    size_t n = 0;
+    for (int ti = 0; ti < p->n_tensors; ti++) {
+        const nm_range *h = &p->tensors[ti].held[a];
+        if (!h->nbytes)
+            continue;
+        if (h->arena_offset + h->nbytes > ar->size ||
+            h->file_offset + h->nbytes > r->ctx.file_size) {
+            free(ops);
+            nm_fail(err, "plan: tensor '%s' range (file offset %llu, %llu bytes, arena "
+                         "offset %llu) does not fit arena %d (%llu bytes) or the file",
+                    p->tensors[ti].t->name, (unsigned long long)h->file_offset,
+                    (unsigned long long)h->nbytes, (unsigned long long)h->arena_offset, a,
+                    (unsigned long long)ar->size);
+            return NULL;
+        }
+        ops[n++] = (nm_read_op){h->file_offset, h->nbytes,
+                                (uint8_t *)ar->base + h->arena_offset, ti};
+    }
+    qsort(ops, n, sizeof *ops, cmp_dst);
+    size_t m = 0;
+    for (size_t i = 0; i < n; i++) {
+        nm_read_op *last = m ? &ops[m - 1] : NULL;
+        if (last && ops[i].dst >= last->dst + last->nbytes &&
+            ops[i].file_offset >= last->file_offset + last->nbytes &&
+            (uint64_t)(ops[i].dst - last->dst) == ops[i].file_offset - last->file_offset &&
+            ops[i].file_offset - (last->file_offset + last->nbytes) <= MERGE_GAP) {
+            last->nbytes = ops[i].file_offset + ops[i].nbytes - last->file_offset;
+            continue;
+        }
+        ops[m++] = ops[i];
+    }
+    *n_out = m;
+    return ops;
+}
+
+static uint64_t ops_bytes(const nm_read_op *ops, size_t n) {
+    uint64_t s = 0;
+    for (size_t i = 0; i < n; i++)
+        s += ops[i].nbytes;
+    return s;
+}
+
+static nm_reader_job *new_job(load_run *r) {
+    if (r->n_jobs == r->cap_jobs) {
+        int cap = r->cap_jobs ? r->cap_jobs * 2 : 16;
+        nm_reader_job *v = realloc(r->jobs, (size_t)cap * sizeof *v);
+        if (!v)
+            return NULL;
+        r->jobs = v;
+        r->cap_jobs = cap;
+    }
+    nm_reader_job *j = &r->jobs[r->n_jobs++];
+    memset(j, 0, sizeof *j);
+    j->ctx = &r->ctx;
+    return j;
+}
+
+static int keep_list(load_run *r, nm_read_op *ops) {
+    nm_read_op **v = realloc(r->op_lists, (size_t)(r->n_op_lists + 1) * sizeof *v);
+    if (!v)
+        return -1;
+    r->op_lists = v;
+    r->op_lists[r->n_op_lists++] = ops;
+    return 0;
+}
+
+/* Splits ops (in order) into k shares of about equal bytes, cut at CUT_ALIGN
+ * file offsets; share s goes to a job on nodes[s % n_nodes]. */
+static int spread_ops(load_run *r, const nm_read_op *ops, size_t n, int k,
+                      const int *nodes, int n_nodes, nm_job_kind kind, nm_error *err) {
+    uint64_t total = ops_bytes(ops, n);
+    if (total == 0)
+        return 0;
+    nm_read_op *copy = calloc(n + (size_t)k, sizeof *copy);
+    if (!copy || keep_list(r, copy)) {
+        free(copy);
+        return nm_fail(err, "out of memory for the read list");
+    }
+    size_t m = 0, i = 0;
+    uint64_t pos = 0; /* within ops[i] */
+    for (int s = 0; s < k && i < n; s++) {
+        nm_reader_job *j = new_job(r);
+        if (!j)
+            return nm_fail(err, "out of memory for the reader list");
+        j->ops = &copy[m];
+        j->kind = kind;
+        j->node_os = nodes[s % n_nodes];
+        uint64_t target = total / (uint64_t)k + 1, got = 0;
+        while (i < n && (got < target || s == k - 1)) {
+            uint64_t f = ops[i].file_offset + pos, left = ops[i].nbytes - pos;
+            uint64_t take = left;
+            if (s < k - 1 && got + left > target) {
+                uint64_t cut = nm_align_up(f + (target - got), CUT_ALIGN);
+                if (cut < f + left)
+                    take = cut - f;
+            }
+            copy[m++] = (nm_read_op){f, take, ops[i].dst + pos, ops[i].tensor};
+            got += take;
+            pos += take;
+            if (pos == ops[i].nbytes) {
+                i++;
+                pos = 0;
+            }
+        }
+        j->n_ops = (size_t)(&copy[m] - j->ops);
+        j->bytes = got;
+    }
+    return 0;
+}
+
+static int node_pus(const load_run *r, int node_os) {
+    int idx = r->topo ? nm_topo_node_index(r->topo, node_os) : -1;
+    return idx >= 0 && r->topo->nodes[idx].n_pus > 0 ? r->topo->nodes[idx].n_pus : 1;
+}
+
+/* Threads per node for a kind: one io_uring reader keeps the disk busy;
+ * copies from the page cache (or faults) scale with memory bandwidth, so
+ * use several cores, at most 4 (FIELD-NOTES: 10 GB/s per thread here). */
+static int readers_for(const load_run *r, nm_job_kind kind, int node_os) {
+    if (r->o->readers_per_node > 0)
+        return r->o->readers_per_node;
+    if (kind == NM_JOB_DIO)
+        return 1;
+    int pus = node_pus(r, node_os);
+    return pus < 4 ? pus : 4;
+}
+
+/* The nodes whose readers fill arena a: its own node, or all plan nodes
+ * for an interleaved arena (any reader may fill any part of it). */
+static int arena_reader_nodes(const load_run *r, int a, int *nodes) {
+    const nm_plan *p = r->w->plan;
+    if (p->arena_node[a] >= 0) {
+        nodes[0] = p->arena_node[a];
+        return 1;
+    }
+    for (int i = 0; i < p->n_nodes; i++)
+        nodes[i] = p->nodes[i].os_index;
+    return p->n_nodes;
+}
+
+static int plan_jobs_for(load_run *r, const nm_read_op *ops, size_t n, const int *nodes,
+                         int n_nodes, nm_job_kind kind, nm_error *err) {
+    int k = readers_for(r, kind, nodes[0]) * n_nodes;
+    if (n_nodes == 1 && ops_bytes(ops, n) < (uint64_t)k * CUT_ALIGN)
+        k = 1; /* tiny: one reader is enough */
+    return spread_ops(r, ops, n, k, nodes, n_nodes, kind, err);
+}
+
+/* replicate + O_DIRECT: every node reads 1/n of the bytes from the disk and
+ * copies the other shares from the nodes that read them, so the disk is
+ * read once instead of n times. The arenas have the same layout, so share
+ * s of arena a is share s of arena s shifted by the distance between the
+ * arenas. Copy jobs refer to job indexes, fixed up once all exist. */
+static int plan_staged_jobs(load_run *r, int a, const nm_read_op *ops, size_t n,
+                            nm_error *err) {
+    int n_arenas = r->w->plan->n_arenas, node = r->w->plan->arena_node[a];
+    int first = r->n_jobs;
+    if (spread_ops(r, ops, n, n_arenas, &node, 1, NM_JOB_DIO, err) != 0)
+        return -1;
+    r->staged_first[a] = first;
+    r->staged_count[a] = r->n_jobs - first;
+    return 0;
+}
+
+static int link_staged_jobs(load_run *r) {
+    int n_arenas = r->w->plan->n_arenas, empty = 0;
+    for (int a = 0; a < n_arenas; a++)
+        empty += r->staged_count[a] == 0;
+    if (empty == n_arenas)
+        return 0; /* auto found everything cached: nothing to stage */
+    for (int a = 0; a < n_arenas; a++)
+        if (r->staged_count[a] != n_arenas)
+            return -1; /* a share came out empty: read everything instead */
+    for (int a = 0; a < n_arenas; a++)
+        for (int s = 0; s < n_arenas; s++) {
+            nm_reader_job *j = &r->jobs[r->staged_first[a] + s];
+            if (s == a)
+                continue;
+            j->kind = NM_JOB_COPY;
+            j->src = &r->jobs[r->staged_first[s] + s];
+            j->src_delta = (intptr_t)((uint8_t *)r->w->arenas[s].base -
+                                      (uint8_t *)r->w->arenas[a].base);
+        }
+    return 0;
+}
+
+static bool staged(const load_run *r) {
+    return r->w->plan->placement == NM_PLACE_REPLICATE && r->w->plan->n_arenas > 1 &&
+           r->ctx.fd_direct >= 0 && r->o->readers_per_node <= 1 &&
+           !getenv("NUMALM_NO_STAGING");
+}
+
+/* auto may map cached pages into a node-bound arena of normal pages; an
+ * interleaved arena wants its pages spread, which the cache does not do. */
+static bool may_map(const load_run *r, int a) {
+    const nm_arena *ar = &r->w->arenas[a];
+    return !r->o->no_map && ar->node >= 0 && !ar->huge && !ar->locked &&
+           !getenv("NUMALM_NO_MAP");
+}
+
+static int plan_arena_jobs(load_run *r, int a, nm_error *err) {
+    size_t n;
+    nm_read_op *ops = arena_ops(r, a, &n, err);
+    if (!ops)
+        return -1;
+    int nodes[NM_MAX_NODES];
+    int n_nodes = arena_reader_nodes(r, a, nodes);
+    int rc;
+    if (r->w->io == NM_IO_AUTO && r->ctx.fd_direct >= 0) {
+        nm_read_op *hot, *cold;
+        size_t n_hot, n_cold;
+        uint64_t hot_bytes;
+        rc = nm_auto_split(&r->ctx, ops, n, &hot, &n_hot, &cold, &n_cold, &hot_bytes, err);
+        if (rc == 0) {
+            r->w->cached_bytes += hot_bytes;
+            rc = plan_jobs_for(r, hot, n_hot, nodes, n_nodes,
+                               may_map(r, a) ? NM_JOB_MAP : NM_JOB_BUFFERED, err);
+            if (rc == 0 && staged(r))
+                rc = plan_staged_jobs(r, a, cold, n_cold, err);
+            else if (rc == 0)
+                rc = plan_jobs_for(r, cold, n_cold, nodes, n_nodes, NM_JOB_DIO, err);
+            free(hot);
+            free(cold);
+        }
+    } else {
+        nm_job_kind kind = r->w->io == NM_IO_DIO && r->ctx.fd_direct >= 0
+                               ? NM_JOB_DIO
+                               : NM_JOB_BUFFERED;
+        if (kind == NM_JOB_DIO && staged(r))
+            rc = plan_staged_jobs(r, a, ops, n, err);
+        else
+            rc = plan_jobs_for(r, ops, n, nodes, n_nodes, kind, err);
+    }
+    free(ops);
+    return rc;
+}
+
+/* A virtio balloon with free page reporting (feature bit 5) hands memory
+ * the guest frees back to the hypervisor; faulting it in again costs a host
+ * fault per small page, and a huge-page fault pays 512 of them up front:
+ * measured here, THP arenas populate at 0.2-0.4 GB/s, 4 KiB pages at
+ * 2.4-2.7 GB/s. Elsewhere huge pages are cheaper to fault and to use. */
+static bool freed_memory_goes_to_host(void) {
+    DIR *d = opendir("/sys/bus/virtio/drivers/virtio_balloon");
+    bool yes = false;
+    struct dirent *e;
+    while (d && !yes && (e = readdir(d))) {
+        if (strncmp(e->d_name, "virtio", 6))
+            continue;
+        char path[300], feat[256] = "";
+        snprintf(path, sizeof path, "/sys/bus/virtio/devices/%s/features", e->d_name);
+        FILE *f = fopen(path, "r");
+        if (f && fgets(feat, sizeof feat, f) && strlen(feat) > 5 && feat[5] == '1')
+            yes = true;
+        if (f)
+            fclose(f);
+    }
+    if (d)
+        closedir(d);
+    return yes;
+}
+
+static void decide_thp(load_run *r) {
+    nm_loaded *w = r->w;
+    w->thp = r->o->thp >= 0;
+    if (r->o->thp == 0 && freed_memory_goes_to_host()) {
+        w->thp = false;
+        nm_read_fallback(&r->ctx, "arenas without transparent huge pages: this VM's "
+                         "balloon returns freed memory to the host, which makes huge-page "
+                         "faults ~5x slower (--thp on to force them)");
+    }
+}
+
+static int create_arenas(load_run *r, nm_error *err) {
+    const nm_plan *p = r->w->plan;
+    int nodes[NM_MAX_NODES];
+    for (int i = 0; i < p->n_nodes; i++)
+        nodes[i] = p->nodes[i].os_index;
+    for (int a = 0; a < p->n_arenas; a++) {
+        if (nm_arena_create(&r->w->arenas[a], p->arena_bytes[a], p->arena_node[a], nodes,
+                            p->n_nodes, &r->o->arena, err) != 0)
+            return nm_fail_prefix(err, "arena %d (node %d, %llu bytes)", a,
+                                  p->arena_node[a], (unsigned long long)p->arena_bytes[a]);
+        if (!r->w->thp && r->w->arenas[a].base && !r->w->arenas[a].huge)
+            (void)madvise(r->w->arenas[a].base, r->w->arenas[a].mapped, MADV_NOHUGEPAGE);
+        if (r->w->arenas[a].note[0])
+            nm_read_fallback(&r->ctx, "arena %d: %s", a, r->w->arenas[a].note);
+    }
+    return 0;
+}
+
+/* ---- mmap ------------------------------------------------------------ */
+
+static void set_mask(nm_read_ctx *c, int node) {
+    if (node >= 0 && node < (int)sizeof c->mpol_mask * 8)
+        c->mpol_mask[node / 64] |= 1ul << (node % 64);
+}
+
+static int plan_mmap_jobs(load_run *r, nm_error *err) {
+    nm_loaded *w = r->w;
+    const nm_plan *p = w->plan;
+    nm_read_ctx *c = &r->ctx;
+    int nodes[NM_MAX_NODES], n_nodes = 0;
+    if (p->placement == NM_PLACE_NODE) {
+        c->mpol_mode = MPOL_BIND;
+        set_mask(c, p->fixed_node);
+        nodes[n_nodes++] = p->fixed_node;
+    } else {
+        c->mpol_mode = MPOL_INTERLEAVE;
+        for (int i = 0; i < p->n_nodes; i++) {
+            set_mask(c, p->nodes[i].os_index);
+            nodes[n_nodes++] = p->nodes[i].os_index;
+        }
+        if (p->placement != NM_PLACE_INTERLEAVE)
+            nm_read_fallback(c, "mmap keeps one copy of the file: pages interleaved over "
+                             "the plan's nodes instead of '%s'",
+                             nm_placement_name(p->placement));
+    }
+    if (nm_mmap_file(c, &w->map, err) != 0)
+        return -1;
+    w->map_len = c->file_size;
+    nm_read_op all = {w->gguf->data_offset, c->file_size - w->gguf->data_offset,
+                      (uint8_t *)w->map + w->gguf->data_offset, 0};
+    return plan_jobs_for(r, &all, 1, nodes, n_nodes, NM_JOB_TOUCH, err);
+}
+
+/* ---- running --------------------------------------------------------- */
+
+typedef struct reader_arg {
+    load_run *r;
+    nm_reader_job *j;
+} reader_arg;
+
+static void *reader_main(void *arg) {
+    reader_arg *ra = arg;
+    nm_reader_job *j = ra->j;
+    load_run *r = ra->r;
+    nm_error e;
+    if (j->node_os >= 0 && r->topo && nm_pin_thread_to_node(r->topo, j->node_os, &e) != 0)
+        nm_read_fallback(&r->ctx, "reader for node %d runs unpinned: %s", j->node_os, e.msg);
+    switch (j->kind) {
+    case NM_JOB_DIO: j->rc = nm_read_dio(j); break;
+    case NM_JOB_BUFFERED: j->rc = nm_read_buffered(j); break;
+    case NM_JOB_TOUCH: j->rc = nm_read_touch(j); break;
+    case NM_JOB_COPY: j->rc = nm_read_copy(j); break;
+    case NM_JOB_MAP: j->rc = nm_read_map(j); break;
+    }
+    j->seconds = nm_now() - r->t0;
+    nm_reader_finish(j, j->rc);
+    return NULL;
+}
+
+static int run_jobs(load_run *r, nm_error *err) {
+    pthread_t *th = calloc((size_t)r->n_jobs, sizeof *th);
+    reader_arg *args = calloc((size_t)r->n_jobs, sizeof *args);
+    bool *started = calloc((size_t)r->n_jobs, sizeof *started);
+    int rc = 0;
+    if (!th || !args || !started)
+        rc = nm_fail(err, "out of memory for %d reader threads", r->n_jobs);
+    for (int i = 0; rc == 0 && i < r->n_jobs; i++) {
+        args[i] = (reader_arg){r, &r->jobs[i]};
+        int e = pthread_create(&th[i], NULL, reader_main, &args[i]);
+        if (e)
+            rc = nm_fail(err, "cannot start reader thread %d: %s", i, strerror(e));
+        else
+            started[i] = true;
+    }
+    /* copy jobs wait for their sources: release them from any that will
+     * never run */
+    for (int i = 0; rc != 0 && i < r->n_jobs; i++)
+        if (!started || !started[i])
+            nm_reader_finish(&r->jobs[i], -1);
+    for (int i = 0; th && started && i < r->n_jobs; i++)
+        if (started[i])
+            pthread_join(th[i], NULL);
+    for (int i = 0; rc == 0 && i < r->n_jobs; i++)
+        if (r->jobs[i].rc != 0) {
+            *err = r->jobs[i].err;
+            rc = -1;
+        }
+    free(th);
+    free(args);
+    free(started);
+    return rc;
+}
+
+/* ---- results --------------------------------------------------------- */
+
+static nm_load_node_stats *stats_for(nm_loaded *w, int node_os) {
+    for (int i = 0; i < w->n_node_stats; i++)
+        if (w->node_stats[i].node == node_os)
+            return &w->node_stats[i];
+    if (w->n_node_stats >= NM_MAX_NODES)
+        return NULL;
+    nm_load_node_stats *s = &w->node_stats[w->n_node_stats++];
+    memset(s, 0, sizeof *s);
+    s->node = node_os;
+    s->placed_pct = -1;
+    s->share_pct = -1;
+    return s;
+}
+
+static void add_cpu(nm_load_node_stats *s, int cpu) {
+    for (int i = 0; i < s->n_reader_cpus; i++)
+        if (s->reader_cpus[i] == cpu)
+            return;
+    if (s->n_reader_cpus < (int)(sizeof s->reader_cpus / sizeof s->reader_cpus[0]))
+        s->reader_cpus[s->n_reader_cpus++] = cpu;
+}
+
+static void collect_node_stats(load_run *r) {
+    nm_loaded *w = r->w;
+    /* plan order first, so the report reads node 0, 1, ... */
+    for (int i = 0; i < w->plan->n_nodes; i++)
+        for (int k = 0; k < r->n_jobs; k++)
+            if (r->jobs[k].node_os == w->plan->nodes[i].os_index) {
+                stats_for(w, r->jobs[k].node_os);
+                break;
+            }
+    for (int k = 0; k < r->n_jobs; k++) {
+        const nm_reader_job *j = &r->jobs[k];
+        nm_load_node_stats *s = stats_for(w, j->node_os);
+        if (!s)
+            continue;
+        s->bytes += j->bytes;
+        s->n_readers++;
+        if (j->seconds > s->seconds)
+            s->seconds = j->seconds;
+        for (int c = 0; c < j->n_cpus; c++)
+            add_cpu(s, j->cpus[c]);
+        w->mapped_bytes += j->mapped;
+    }
+}
+
+/* Page placement of one region: bound (expected >= 0) or interleaved over
+ * the plan's nodes. Fills placed_pct / share_pct of the node entries. */
+static int verify_region(nm_loaded *w, const void *base, uint64_t len, int expected,
+                         nm_error *err) {
+    uint64_t hist[NM_MAX_NODES];
+    double pct;
+    if (!base || !len)
+        return 0;
+    if (nm_pages_on_node(base, len, expected, 0, &pct, hist, NM_MAX_NODES, err) != 0)
+        return -1;
+    uint64_t pages = (nm_align_up((uintptr_t)base + len, 4096) -
+                      nm_align_down((uintptr_t)base, 4096)) / 4096;
+    if (expected >= 0) {
+        nm_load_node_stats *s = stats_for(w, expected);
+        if (s)
+            s->placed_pct = pct;
+        return 0;
+    }
+    uint64_t in_set = 0;
+    for (int i = 0; i < w->plan->n_nodes; i++) {
+        int n = w->plan->nodes[i].os_index;
+        in_set += n < NM_MAX_NODES ? hist[n] : 0;
+    }
+    for (int i = 0; i < w->plan->n_nodes; i++) {
+        int n = w->plan->nodes[i].os_index;
+        nm_load_node_stats *s = stats_for(w, n);
+        if (!s)
+            continue;
+        s->placed_pct = pages ? 100.0 * (double)in_set / (double)pages : 100.0;
+        s->share_pct = pages && n < NM_MAX_NODES ? 100.0 * (double)hist[n] / (double)pages
+                                                 : 0.0;
+    }
+    return 0;
+}
+
+static int verify_placement(load_run *r, nm_error *err) {
+    nm_loaded *w = r->w;
+    if (w->map)
+        return verify_region(w, (uint8_t *)w->map + w->gguf->data_offset,
+                             w->map_len - w->gguf->data_offset,
+                             r->ctx.mpol_mode == MPOL_BIND ? w->plan->fixed_node : -1, err);
+    for (int a = 0; a < w->plan->n_arenas; a++)
+        if (verify_region(w, w->arenas[a].base, w->arenas[a].size, w->arenas[a].node,
+                          err) != 0)
+            return nm_fail_prefix(err, "verify of arena %d", a);
+    return 0;
+}
+
+/* mmap: pages cached before the load keep their node; say how many. */
+static int count_off_policy(load_run *r, nm_error *err) {
+    uint64_t hist[NM_MAX_NODES];
+    nm_loaded *w = r->w;
+    uint64_t resident;
+    if (nm_mmap_placement(&r->ctx, w->map, w->map_len, hist, NM_MAX_NODES, r->n_jobs,
+                          &w->off_policy_pages, &resident, err) != 0)
+        return -1;
+    if (w->off_policy_pages)
+        nm_read_fallback(&r->ctx,
+                         "mmap: %llu of %llu pages are not where the policy wants them "
+                         "(already in the page cache on another node: pages keep their "
+                         "node); drop caches first: `numalm load --drop-caches` or `echo 3 "
+                         "> /proc/sys/vm/drop_caches` as root",
+                         (unsigned long long)w->off_policy_pages,
+                         (unsigned long long)resident);
+    return 0;
+}
+
+static int finish_stats(load_run *r, nm_error *err) {
+    nm_loaded *w = r->w;
+    w->readers_per_node = r->o->readers_per_node;
+    collect_node_stats(r);
+    if (w->map && count_off_policy(r, err) != 0)
+        return -1;
+    if (!r->o->verify)
+        return 0;
+    if (verify_placement(r, err) != 0 || nm_loaded_verify_checksums(w, err) != 0)
+        return -1;
+    w->verified = true;
+    return 0;
+}
+
+nm_loaded *nm_load(const nm_gguf *g, const nm_plan *plan, const nm_load_opts *opts,
+                   nm_error *err) {
+    nm_load_opts defaults;
+    memset(&defaults, 0, sizeof defaults);
+    if (!opts)
+        opts = &defaults;
+    nm_loaded *w = nm_xcalloc(1, sizeof *w);
+    w->gguf = g;
+    w->plan = plan;
+    w->io = w->io_requested = opts->io;
+    w->fd = -1;
+    load_run r = {.w = w, .o = opts, .topo = opts->topo};
+    pthread_mutex_init(&r.ctx.lock, NULL);
+    pthread_cond_init(&r.ctx.job_done, NULL);
+    nm_topo *own_topo = NULL;
+    nm_progress prog;
+    int rc = open_model(&r, err);
+    if (rc == 0 && !r.topo) {
+        own_topo = nm_topo_load(NULL, err);
+        rc = own_topo ? 0 : -1;
+        r.topo = own_topo;
+    }
+    r.t0 = nm_now();
+    if (rc == 0 && w->io == NM_IO_MMAP) {
+        rc = plan_mmap_jobs(&r, err);
+    } else if (rc == 0) {
+        decide_thp(&r);
+        rc = create_arenas(&r, err);
+        for (int a = 0; rc == 0 && a < plan->n_arenas; a++)
+            rc = plan_arena_jobs(&r, a, err);
+        if (rc == 0 && staged(&r) && link_staged_jobs(&r) != 0)
+            nm_read_fallback(&r.ctx, "replicate: shares too small to stage; every node "
+                             "reads its copy from the disk");
+    }
+    if (rc == 0) {
+        uint64_t total = 0;
+        for (int i = 0; i < r.n_jobs; i++)
+            total += r.jobs[i].bytes;
+        nm_progress_begin(&prog, "loading", total);
+        r.ctx.progress = opts->progress ? &prog : NULL;
+        rc = run_jobs(&r, err);
+        if (opts->progress)
+            nm_progress_end(&prog);
+        w->seconds = nm_now() - r.t0;
+        w->bytes = total;
+    }
+    if (rc == 0)
+        rc = finish_stats(&r, err);
+    for (int i = 0; i < r.ctx.n_fallbacks; i++)
+        add_fallback(w, r.ctx.fallbacks[i]);
+    if (r.ctx.fd_direct >= 0)
+        close(r.ctx.fd_direct);
+    for (int i = 0; i < r.n_op_lists; i++)
+        free(r.op_lists[i]);
+    free(r.op_lists);
+    free(r.jobs);
+    nm_topo_free(own_topo);
+    pthread_mutex_destroy(&r.ctx.lock);
+    pthread_cond_destroy(&r.ctx.job_done);
+    if (rc != 0) {
+        nm_loaded_free(w);
+        return NULL;
+    }
+    for (int i = 0; i < w->n_fallbacks; i++)
+        fprintf(stderr, "numalm: load fallback: %s\n", w->fallbacks[i]);
+    return w;
+}
+
+void nm_loaded_free(nm_loaded *w) {
+    if (!w)
+        return;
+    for (int a = 0; a < NM_MAX_NODES; a++)
+        if (w->arenas[a].base)
+            nm_arena_destroy(&w->arenas[a]);
+    if (w->map)
+        munmap(w->map, w->map_len);
+    if (w->fd >= 0)
+        close(w->fd);
+    free(w);
+}

@@ -1,0 +1,179 @@
+/* What the runtime asks of a load (where are these rows) and the load
+ * report, text and JSON. */
+#include "loader.h"
+
+#include "../common/json.h"
+#include "../common/util.h"
+
+#include <string.h>
+
+static const nm_tensor_plan *tensor_plan(const nm_loaded *w, int ti) {
+    if (!w || !w->plan || ti < 0 || ti >= w->plan->n_tensors)
+        return NULL;
+    return &w->plan->tensors[ti];
+}
+
+/* The arena whose memory node `node` (plan index) computes from. */
+static int arena_of(const nm_loaded *w, int node) {
+    return w->plan->n_arenas == 1 ? 0 : node;
+}
+
+static const uint8_t *held_rows(const nm_loaded *w, int a, const nm_tensor_plan *tp,
+                                uint64_t row0, uint64_t row1) {
+    const nm_range *h = &tp->held[a];
+    if (!h->nbytes || row0 < h->row0 || row1 > h->row1 || !w->arenas[a].base)
+        return NULL;
+    return (const uint8_t *)w->arenas[a].base + h->arena_offset +
+           (row0 - h->row0) * tp->t->row_bytes;
+}
+
+const void *nm_loaded_rows(const nm_loaded *w, int ti, int node) {
+    const nm_tensor_plan *tp = tensor_plan(w, ti);
+    if (!tp || node < 0 || node >= w->plan->n_nodes)
+        return NULL;
+    uint64_t r0 = tp->rows[node].row0, r1 = tp->rows[node].row1;
+    if (w->map)
+        return (const uint8_t *)w->map + tp->t->file_offset + r0 * tp->t->row_bytes;
+    return held_rows(w, arena_of(w, node), tp, r0, r1);
+}
+
+const void *nm_loaded_tensor(const nm_loaded *w, int ti, int node) {
+    const nm_tensor_plan *tp = tensor_plan(w, ti);
+    if (!tp || node < 0 || node >= w->plan->n_nodes)
+        return NULL;
+    if (w->map)
+        return (const uint8_t *)w->map + tp->t->file_offset;
+    return held_rows(w, arena_of(w, node), tp, 0, tp->t->n_rows);
+}
+
+const void *nm_loaded_row(const nm_loaded *w, int ti, uint64_t row) {
+    const nm_tensor_plan *tp = tensor_plan(w, ti);
+    if (!tp || row >= tp->t->n_rows)
+        return NULL;
+    if (w->map)
+        return (const uint8_t *)w->map + tp->t->file_offset + row * tp->t->row_bytes;
+    for (int a = 0; a < w->plan->n_arenas; a++) {
+        const uint8_t *p = held_rows(w, a, tp, row, row + 1);
+        if (p)
+            return p;
+    }
+    return NULL;
+}
+
+static double gbps(uint64_t bytes, double s) {
+    return s > 0 ? (double)bytes / s / 1e9 : 0.0;
+}
+
+static void cpu_list(const nm_load_node_stats *s, char *buf, size_t n) {
+    buf[0] = 0;
+    for (int i = 0; i < s->n_reader_cpus; i++) {
+        size_t used = strlen(buf);
+        snprintf(buf + used, n - used, "%s%d", i ? "," : "", s->reader_cpus[i]);
+    }
+}
+
+void nm_loaded_print(const nm_loaded *w, FILE *out) {
+    char b[32], b2[32], cpus[128];
+    fprintf(out, "load: %s\n  io %s", w->gguf->path, nm_io_name(w->io));
+    if (w->io != w->io_requested)
+        fprintf(out, " (asked for %s)", nm_io_name(w->io_requested));
+    fprintf(out, ", placement %s", nm_placement_name(w->plan->placement));
+    if (w->io == NM_IO_DIO || w->io == NM_IO_AUTO)
+        fprintf(out, ", chunk %llu KiB, queue depth %d, O_DIRECT align %u",
+                (unsigned long long)(w->chunk_bytes >> 10), w->queue_depth, w->dio_align);
+    fprintf(out, "\n");
+    if (w->io == NM_IO_AUTO)
+        fprintf(out, "  found in the page cache: %s, of which mapped (zero copy): %s\n",
+                nm_fmt_bytes(w->cached_bytes, b, sizeof b),
+                nm_fmt_bytes(w->mapped_bytes, b2, sizeof b2));
+    if (w->map)
+        fprintf(out, "  mmap pages not where the policy wants them: %llu\n",
+                (unsigned long long)w->off_policy_pages);
+    fprintf(out, "  %-6s %7s %12s %9s %8s %8s  %s\n", "node", "readers", "bytes", "seconds",
+            "GB/s", "placed", "reader cpus");
+    for (int i = 0; i < w->n_node_stats; i++) {
+        const nm_load_node_stats *s = &w->node_stats[i];
+        char placed[32] = "-";
+        if (s->placed_pct >= 0)
+            snprintf(placed, sizeof placed, "%.1f%%", s->placed_pct);
+        cpu_list(s, cpus, sizeof cpus);
+        fprintf(out, "  %-6d %7d %12s %9.3f %8.2f %8s  %s", s->node, s->n_readers,
+                nm_fmt_bytes(s->bytes, b, sizeof b), s->seconds, gbps(s->bytes, s->seconds),
+                placed, cpus);
+        if (s->share_pct >= 0)
+            fprintf(out, "  (%.1f%% of the pages here)", s->share_pct);
+        fprintf(out, "\n");
+    }
+    fprintf(out, "  %-6s %7s %12s %9.3f %8.2f\n", "total", "", nm_fmt_bytes(w->bytes, b, sizeof b),
+            w->seconds, gbps(w->bytes, w->seconds));
+    if (w->verified) {
+        if (w->checksums_ok)
+            fprintf(out, "  checksums: OK (every tensor range equals a plain read of the file)\n");
+        else
+            fprintf(out, "  checksums: %d MISMATCHES: %s\n", w->n_mismatches, w->mismatches);
+    }
+    for (int i = 0; i < w->n_fallbacks; i++)
+        fprintf(out, "  fallback: %s\n", w->fallbacks[i]);
+}
+
+static void json_node(nm_json *j, const nm_load_node_stats *s) {
+    nm_json_obj_begin(j);
+    nm_json_kint(j, "node", s->node);
+    nm_json_kint(j, "readers", s->n_readers);
+    nm_json_kuint(j, "bytes", s->bytes);
+    nm_json_kdouble(j, "seconds", s->seconds);
+    nm_json_kdouble(j, "gbps", gbps(s->bytes, s->seconds));
+    nm_json_key(j, "placed_pct");
+    if (s->placed_pct >= 0)
+        nm_json_double(j, s->placed_pct);
+    else
+        nm_json_null(j);
+    if (s->share_pct >= 0)
+        nm_json_kdouble(j, "share_pct", s->share_pct);
+    nm_json_key(j, "reader_cpus");
+    nm_json_arr_begin(j);
+    for (int c = 0; c < s->n_reader_cpus; c++)
+        nm_json_int(j, s->reader_cpus[c]);
+    nm_json_arr_end(j);
+    nm_json_obj_end(j);
+}
+
+void nm_loaded_print_json(const nm_loaded *w, FILE *out) {
+    nm_json j;
+    nm_json_init(&j, out);
+    nm_json_obj_begin(&j);
+    nm_json_kstr(&j, "model", w->gguf->path);
+    nm_json_kstr(&j, "io", nm_io_name(w->io));
+    nm_json_kstr(&j, "io_requested", nm_io_name(w->io_requested));
+    nm_json_kstr(&j, "placement", nm_placement_name(w->plan->placement));
+    nm_json_kuint(&j, "bytes", w->bytes);
+    nm_json_kdouble(&j, "seconds", w->seconds);
+    nm_json_kdouble(&j, "gbps", gbps(w->bytes, w->seconds));
+    nm_json_kuint(&j, "chunk_bytes", w->chunk_bytes);
+    nm_json_kint(&j, "queue_depth", w->queue_depth);
+    nm_json_kuint(&j, "dio_align", w->dio_align);
+    nm_json_kuint(&j, "cached_bytes", w->cached_bytes);
+    nm_json_kuint(&j, "mapped_bytes", w->mapped_bytes);
+    nm_json_kbool(&j, "thp", w->thp);
+    if (w->map)
+        nm_json_kuint(&j, "off_policy_pages", w->off_policy_pages);
+    nm_json_key(&j, "fallbacks");
+    nm_json_arr_begin(&j);
+    for (int i = 0; i < w->n_fallbacks; i++)
+        nm_json_str(&j, w->fallbacks[i]);
+    nm_json_arr_end(&j);
+    nm_json_key(&j, "nodes");
+    nm_json_arr_begin(&j);
+    for (int i = 0; i < w->n_node_stats; i++)
+        json_node(&j, &w->node_stats[i]);
+    nm_json_arr_end(&j);
+    nm_json_kbool(&j, "verified", w->verified);
+    if (w->verified) {
+        nm_json_kbool(&j, "checksums_ok", w->checksums_ok);
+        nm_json_kint(&j, "mismatches", w->n_mismatches);
+        if (w->n_mismatches)
+            nm_json_kstr(&j, "mismatched", w->mismatches);
+    }
+    nm_json_obj_end(&j);
+    nm_json_finish(&j);
+}

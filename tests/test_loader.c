@@ -1,0 +1,372 @@
+/* The loader on real files: every io mode x placement loads, every tensor
+ * range equals a plain read of the file (checksums and byte compares of what
+ * nm_loaded_rows/tensor/row return), io_uring and O_DIRECT fallbacks, the
+ * cache-aware split, and truncated files (before and during the read). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include "common/util.h"
+#include "io/ggml_types.h"
+#include "io/loader.h"
+#include "io/mkmodel.h"
+#include "io/reader.h"
+#include "io/checksum.h"
+
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static char g_dir[512];
+static char g_models[2][600]; /* mkmodel tiny f16, stories260K (odd sizes) */
+static int g_n_models;
+static nm_topo *g_topo;
+
+static const nm_io_mode IOS[] = {NM_IO_DIO, NM_IO_BUFFERED, NM_IO_MMAP, NM_IO_AUTO};
+static const char *PLACES[] = {"shard", "replicate", "interleave", "node:0"};
+
+typedef struct loaded_model {
+    nm_gguf *g;
+    nm_plan *plan;
+    nm_loaded *w;
+    nm_error err;
+} loaded_model;
+
+static void unload(loaded_model *m) {
+    nm_loaded_free(m->w);
+    nm_plan_free(m->plan);
+    nm_gguf_close(m->g);
+    memset(m, 0, sizeof *m);
+}
+
+/* Opens, plans and loads; m->w is NULL with m->err on a load error. */
+static void load(loaded_model *m, const char *path, nm_io_mode io, const char *place,
+                 bool verify) {
+    memset(m, 0, sizeof *m);
+    m->g = nm_gguf_open(path, &m->err);
+    if (!m->g)
+        fail_msg("%s", m->err.msg);
+    nm_plan_opts po = {0};
+    if (nm_placement_parse(place, &po.placement, &po.fixed_node, &m->err))
+        fail_msg("%s", m->err.msg);
+    m->plan = nm_plan_build(m->g, g_topo, &po, &m->err);
+    if (!m->plan)
+        fail_msg("%s", m->err.msg);
+    nm_load_opts lo = {.io = io, .verify = verify, .topo = g_topo};
+    m->w = nm_load(m->g, m->plan, &lo, &m->err);
+}
+
+static uint8_t *file_bytes(const char *path, uint64_t off, uint64_t len) {
+    uint8_t *buf = malloc(len ? len : 1);
+    assert_non_null(buf);
+    int fd = open(path, O_RDONLY);
+    assert_true(fd >= 0);
+    assert_int_equal(pread(fd, buf, len, (off_t)off), (ssize_t)len);
+    close(fd);
+    return buf;
+}
+
+/* What the runtime will read: each node's rows, whole tensors where held,
+ * single rows (first/last), all equal to the file's bytes. */
+static void check_rows(const loaded_model *m) {
+    const nm_plan *p = m->plan;
+    for (int ti = 0; ti < p->n_tensors; ti++) {
+        const nm_tensor_plan *tp = &p->tensors[ti];
+        const nm_gguf_tensor *t = tp->t;
+        uint8_t *want = file_bytes(m->g->path, t->file_offset, t->nbytes);
+        for (int n = 0; n < p->n_nodes; n++) {
+            uint64_t r0 = tp->rows[n].row0, r1 = tp->rows[n].row1;
+            const uint8_t *got = nm_loaded_rows(m->w, ti, n);
+            assert_non_null(got);
+            if (memcmp(got, want + r0 * t->row_bytes, (r1 - r0) * t->row_bytes))
+                fail_msg("%s: rows %llu..%llu of node %d differ from the file", t->name,
+                         (unsigned long long)r0, (unsigned long long)r1, n);
+            const uint8_t *whole = nm_loaded_tensor(m->w, ti, n);
+            if (whole && memcmp(whole, want, t->nbytes))
+                fail_msg("%s: whole tensor on node %d differs from the file", t->name, n);
+        }
+        uint64_t rows[2] = {0, t->n_rows - 1};
+        for (int k = 0; k < 2; k++) {
+            const uint8_t *row = nm_loaded_row(m->w, ti, rows[k]);
+            assert_non_null(row);
+            assert_memory_equal(row, want + rows[k] * t->row_bytes, t->row_bytes);
+        }
+        assert_null(nm_loaded_row(m->w, ti, t->n_rows));
+        free(want);
+    }
+}
+
+static void test_every_mode_and_placement(void **state) {
+    (void)state;
+    for (int mi = 0; mi < g_n_models; mi++)
+        for (size_t i = 0; i < sizeof IOS / sizeof IOS[0]; i++)
+            for (size_t k = 0; k < sizeof PLACES / sizeof PLACES[0]; k++) {
+                loaded_model m;
+                load(&m, g_models[mi], IOS[i], PLACES[k], true);
+                if (!m.w)
+                    fail_msg("%s --io %s --placement %s: %s", g_models[mi],
+                             nm_io_name(IOS[i]), PLACES[k], m.err.msg);
+                assert_true(m.w->verified);
+                if (!m.w->checksums_ok)
+                    fail_msg("%s --io %s --placement %s: mismatches %s", g_models[mi],
+                             nm_io_name(IOS[i]), PLACES[k], m.w->mismatches);
+                assert_true(m.w->n_node_stats >= 1);
+                assert_true(m.w->node_stats[0].placed_pct >= 99.9);
+                assert_true(m.w->node_stats[0].n_reader_cpus >= 1);
+                assert_true(m.w->bytes >= m.g->data_bytes / 2);
+                check_rows(&m);
+                unload(&m);
+            }
+}
+
+/* A corrupted arena byte must be caught by --verify and named. */
+static void test_verify_catches_corruption(void **state) {
+    (void)state;
+    loaded_model m;
+    load(&m, g_models[0], NM_IO_BUFFERED, "shard", false);
+    assert_non_null(m.w);
+    int ti = m.plan->n_tensors / 2;
+    uint8_t *p = (uint8_t *)nm_loaded_tensor(m.w, ti, 0);
+    assert_non_null(p);
+    p[m.plan->tensors[ti].t->nbytes / 2] ^= 0x5a;
+    nm_error err;
+    assert_int_equal(nm_loaded_verify_checksums(m.w, &err), 0);
+    assert_false(m.w->checksums_ok);
+    assert_int_equal(m.w->n_mismatches, 1);
+    assert_non_null(strstr(m.w->mismatches, m.plan->tensors[ti].t->name));
+    unload(&m);
+}
+
+static bool has_fallback(const nm_loaded *w, const char *needle) {
+    for (int i = 0; i < w->n_fallbacks; i++)
+        if (strstr(w->fallbacks[i], needle))
+            return true;
+    return false;
+}
+
+static void test_no_uring_still_loads(void **state) {
+    (void)state;
+    setenv("NUMALM_DISABLE_URING", "1", 1);
+    for (int mi = 0; mi < g_n_models; mi++) {
+        loaded_model m;
+        load(&m, g_models[mi], NM_IO_DIO, "shard", true);
+        if (!m.w)
+            fail_msg("%s", m.err.msg);
+        assert_true(m.w->checksums_ok);
+        assert_int_equal(m.w->io, NM_IO_DIO);
+        assert_true(has_fallback(m.w, "preadv with O_DIRECT"));
+        check_rows(&m);
+        unload(&m);
+    }
+    unsetenv("NUMALM_DISABLE_URING");
+}
+
+static void test_no_odirect_falls_back(void **state) {
+    (void)state;
+    setenv("NUMALM_DISABLE_ODIRECT", "1", 1);
+    loaded_model m;
+    load(&m, g_models[0], NM_IO_DIO, "replicate", true);
+    if (!m.w)
+        fail_msg("%s", m.err.msg);
+    assert_true(m.w->checksums_ok);
+    assert_int_equal(m.w->io, NM_IO_BUFFERED);
+    assert_int_equal(m.w->io_requested, NM_IO_DIO);
+    assert_true(has_fallback(m.w, "buffered reads"));
+    unload(&m);
+    unsetenv("NUMALM_DISABLE_ODIRECT");
+}
+
+/* auto: after evicting the file it finds (almost) nothing cached, after a
+ * full read everything, and loads correctly both times. */
+static void test_auto_sees_the_page_cache(void **state) {
+    (void)state;
+    const char *path = g_models[0];
+    int fd = open(path, O_RDONLY);
+    assert_true(fd >= 0);
+    assert_int_equal(posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED), 0);
+    loaded_model m;
+    load(&m, path, NM_IO_AUTO, "shard", true);
+    assert_non_null(m.w);
+    assert_true(m.w->checksums_ok);
+    /* --verify reads the file again, so look at the first load's split only */
+    uint64_t cold_cached = m.w->cached_bytes, total = m.w->bytes;
+    unload(&m);
+    assert_true(cold_cached < total / 4);
+    uint8_t *all = file_bytes(path, 0, (uint64_t)lseek(fd, 0, SEEK_END));
+    free(all);
+    load(&m, path, NM_IO_AUTO, "shard", true);
+    assert_non_null(m.w);
+    assert_true(m.w->checksums_ok);
+    assert_int_equal(m.w->cached_bytes, m.w->bytes);
+    /* cached pages on the arena's (only) node are mapped, not copied */
+    assert_true(m.w->mapped_bytes > m.w->bytes / 2);
+    check_rows(&m);
+    unload(&m);
+    /* no_map: the same, copied */
+    m.g = nm_gguf_open(path, &m.err);
+    nm_plan_opts po = {.placement = NM_PLACE_SHARD};
+    m.plan = nm_plan_build(m.g, g_topo, &po, &m.err);
+    nm_load_opts lo = {.io = NM_IO_AUTO, .verify = true, .topo = g_topo, .no_map = true};
+    m.w = nm_load(m.g, m.plan, &lo, &m.err);
+    assert_non_null(m.w);
+    assert_true(m.w->checksums_ok);
+    assert_int_equal(m.w->mapped_bytes, 0);
+    check_rows(&m);
+    unload(&m);
+    close(fd);
+}
+
+static void copy_file(const char *from, const char *to) {
+    struct stat st;
+    assert_int_equal(stat(from, &st), 0);
+    uint8_t *b = file_bytes(from, 0, (uint64_t)st.st_size);
+    FILE *f = fopen(to, "wb");
+    assert_non_null(f);
+    assert_int_equal(fwrite(b, 1, (size_t)st.st_size, f), (size_t)st.st_size);
+    fclose(f);
+    free(b);
+}
+
+/* Truncated after the header was read: a clear error naming a tensor and an
+ * offset, in every mode, never a half-filled weight reported as loaded. */
+static void test_truncated_after_header(void **state) {
+    (void)state;
+    char path[700];
+    snprintf(path, sizeof path, "%s/trunc.gguf", g_dir);
+    for (size_t i = 0; i < sizeof IOS / sizeof IOS[0]; i++) {
+        copy_file(g_models[0], path);
+        nm_error err;
+        nm_gguf *g = nm_gguf_open(path, &err);
+        assert_non_null(g);
+        const nm_gguf_tensor *last = &g->tensors[0];
+        for (uint64_t k = 0; k < g->n_tensors; k++)
+            if (g->tensors[k].file_offset > last->file_offset)
+                last = &g->tensors[k];
+        assert_int_equal(truncate(path, (off_t)(last->file_offset + last->nbytes / 2)), 0);
+        nm_plan_opts po = {.placement = NM_PLACE_SHARD};
+        nm_plan *plan = nm_plan_build(g, g_topo, &po, &err);
+        assert_non_null(plan);
+        nm_load_opts lo = {.io = IOS[i], .topo = g_topo};
+        nm_loaded *w = nm_load(g, plan, &lo, &err);
+        assert_null(w);
+        if (!strstr(err.msg, last->name) || !strstr(err.msg, "offset"))
+            fail_msg("--io %s: message does not name '%s' and the offset: %s",
+                     nm_io_name(IOS[i]), last->name, err.msg);
+        nm_plan_free(plan);
+        nm_gguf_close(g);
+    }
+    unlink(path);
+}
+
+/* The readers' own end-of-file check (the file shrinking while they read):
+ * ops past the end must fail with the tensor's name, in every engine. */
+static void test_short_read_in_readers(void **state) {
+    (void)state;
+    nm_error err;
+    nm_gguf *g = nm_gguf_open(g_models[0], &err);
+    assert_non_null(g);
+    const nm_gguf_tensor *t = &g->tensors[g->n_tensors - 1];
+    nm_read_ctx c;
+    memset(&c, 0, sizeof c);
+    pthread_mutex_init(&c.lock, NULL);
+    c.g = g;
+    c.file_size = g->file_size;
+    c.chunk_bytes = 1 << 20;
+    c.queue_depth = 4;
+    c.fd = open(g->path, O_RDONLY);
+    char why[256];
+    assert_int_equal(nm_dio_open(g->path, &c.fd_direct, &c.dio_align, &c.dio_mem_align, why,
+                                 sizeof why), 0);
+    uint64_t len = 3 << 20; /* runs 3 MiB past the end */
+    uint8_t *dst = aligned_alloc(4096, len + 4096);
+    assert_non_null(dst);
+    nm_read_op op = {t->file_offset, len, dst + t->file_offset % 4096,
+                     (int)(g->n_tensors - 1)};
+    for (int e = 0; e < 3; e++) {
+        nm_reader_job j;
+        memset(&j, 0, sizeof j);
+        j.ctx = &c;
+        j.ops = &op;
+        j.n_ops = 1;
+        c.use_uring = e == 1;
+        int rc = e == 0 ? nm_read_buffered(&j) : nm_read_dio(&j);
+        assert_int_equal(rc, -1);
+        if (!strstr(j.err.msg, t->name) || !strstr(j.err.msg, "ends early"))
+            fail_msg("engine %d: %s", e, j.err.msg);
+    }
+    free(dst);
+    close(c.fd);
+    close(c.fd_direct);
+    nm_gguf_close(g);
+}
+
+static void test_parse_and_names(void **state) {
+    (void)state;
+    nm_io_mode m;
+    nm_error err;
+    for (size_t i = 0; i < sizeof IOS / sizeof IOS[0]; i++) {
+        assert_int_equal(nm_io_parse(nm_io_name(IOS[i]), &m, &err), 0);
+        assert_int_equal(m, IOS[i]);
+    }
+    assert_int_equal(nm_io_parse("direct", &m, &err), -1);
+    assert_non_null(strstr(err.msg, "direct"));
+}
+
+static int make_models(void) {
+    const char *tmp = getenv("TMPDIR");
+    snprintf(g_dir, sizeof g_dir, "%s/test_loader.XXXXXX", tmp ? tmp : "/tmp");
+    if (!mkdtemp(g_dir))
+        return -1;
+    nm_error err;
+    nm_mkmodel_opts o = {.type = NM_TYPE_F16, .seed = 7};
+    if (nm_mkmodel_preset("tiny", &o.shape, &err))
+        return -1;
+    snprintf(g_models[0], sizeof g_models[0], "%s/tiny-f16.gguf", g_dir);
+    if (nm_mkmodel_write(g_models[0], &o, NULL, &err)) {
+        fprintf(stderr, "mkmodel: %s\n", err.msg);
+        return -1;
+    }
+    g_n_models = 1;
+    const char *shared = getenv("NUMALM_SHARED");
+    char s260[512];
+    snprintf(s260, sizeof s260, "%s/models/stories260K.gguf", shared ? shared : "../shared");
+    if (access(s260, R_OK) == 0)
+        snprintf(g_models[g_n_models++], sizeof g_models[0], "%s", s260);
+    else
+        printf("test_loader: %s absent: only the generated model is used\n", s260);
+    return 0;
+}
+
+int main(void) {
+    nm_error err;
+    if (make_models() != 0) {
+        printf("test_loader: cannot write a test model under %s\n", g_dir);
+        return 1;
+    }
+    g_topo = nm_topo_load(NULL, &err);
+    if (!g_topo) {
+        printf("test_loader: topology: %s\n", err.msg);
+        return 1;
+    }
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_parse_and_names),
+        cmocka_unit_test(test_every_mode_and_placement),
+        cmocka_unit_test(test_verify_catches_corruption),
+        cmocka_unit_test(test_no_uring_still_loads),
+        cmocka_unit_test(test_no_odirect_falls_back),
+        cmocka_unit_test(test_auto_sees_the_page_cache),
+        cmocka_unit_test(test_truncated_after_header),
+        cmocka_unit_test(test_short_read_in_readers),
+    };
+    int rc = cmocka_run_group_tests(tests, NULL, NULL);
+    nm_topo_free(g_topo);
+    unlink(g_models[0]);
+    rmdir(g_dir);
+    return rc;
+}
