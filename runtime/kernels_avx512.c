@@ -160,10 +160,10 @@ static void rowdot_bf16_f32act(const void *w, const void *const *acts, int nt,
 }
 
 /* ---- Q8_0 / Q4_0 ------------------------------------------------------
- * Two blocks (64 elements) per step: their 8-bit products are summed into
- * 8 int32 lanes per block, converted to F32 and scaled by d_w * d_a, which
- * the step builds for both blocks at once with a 2-lane F16C conversion and
- * one permute. */
+ * Q8_0: two blocks (64 elements) per step: their 8-bit products are summed
+ * into 8 int32 lanes per block, converted to F32 and scaled by d_w * d_a,
+ * which the step builds for both blocks at once with a 2-lane F16C
+ * conversion and one permute. */
 
 /* sum over groups of 4 bytes of u (unsigned) * s (signed), as 16 int32 */
 AI __m512i dot_us8(__m512i u, __m512i s, const int VNNI) {
@@ -242,64 +242,155 @@ AI void q8_nt(const void *row, const void *const *acts, const int NT,
         out[t] = _mm512_reduce_add_ps(acc[t]);
 }
 
-/* Q4_0 nibbles q in 0..15 are the unsigned operand as they are; the -8
- * offset is subtracted at the end as sum_b d_w * (8 d_a sum(a)) (nm_actq_m). */
-AI __m512i q4_weights(const nm_block_q4_0 *w, const int two) {
-    const __m256i m4 = _mm256_set1_epi8(0x0f);
-    __m128i r0 = _mm_loadu_si128((const __m128i *)w[0].qs);
-    if (!two) {
-        __m128i lo = _mm_and_si128(r0, _mm256_castsi256_si128(m4));
-        __m128i hi = _mm_and_si128(_mm_srli_epi16(r0, 4), _mm256_castsi256_si128(m4));
-        return _mm512_zextsi256_si512(_mm256_set_m128i(hi, lo));
+/* Q4_0 takes four blocks (72 bytes) per step. Two 64-byte loads (at +0 and
+ * +8) cover them; one word permute gathers the four blocks' 16 nibble bytes
+ * into the four 128-bit lanes, another spreads the four F16 scales to 4
+ * lanes each. The nibbles q in 0..15 are the unsigned operand as they are:
+ * low nibbles against the activations' first 16 bytes of each block, high
+ * nibbles against the other 16, so 128-bit lane k of the int32 sums holds
+ * four partial sums of block k, and the scales apply lane by lane with no
+ * horizontal sum in the loop. The -8 offset is m = 8 d_a sum(a) per block
+ * (nm_actq_m), put in one lane of the four:
+ *     acc += d_w * (d_a * isum - m)      (isum from the unsigned nibbles)
+ * Each dot has this one sequence whatever the rows and tokens per call. */
+
+/* Word indexes into (bytes 0..63, bytes 8..71) of a step: block k's
+ * nibbles start at byte 18k + 2; block 3 comes from the second load. */
+static const uint16_t q4_nibble_words[32] = {
+    1,  2,  3,  4,  5,  6,  7,  8,  10, 11, 12, 13, 14, 15, 16, 17,
+    19, 20, 21, 22, 23, 24, 25, 26, 56, 57, 58, 59, 60, 61, 62, 63};
+/* block k's F16 scale (word 9k) into words 4k..4k+3 */
+static const uint16_t q4_scale_words[32] = {0,  0,  0,  0,  9,  9,  9,  9,
+                                            18, 18, 18, 18, 27, 27, 27, 27};
+static const int32_t q4_spread[16] = {0, 0, 0, 0, 1, 1, 1, 1,
+                                      2, 2, 2, 2, 3, 3, 3, 3};
+
+typedef struct q4_wstep {
+    __m512i lo, hi; /* nibbles of blocks 0..3 (elements 0-15, 16-31) */
+    __m512 d;       /* d_w of block k in lanes 4k..4k+3 */
+} q4_wstep;
+
+typedef struct q4_astep {
+    __m512i lo, hi; /* activation bytes matching q4_wstep.lo / .hi */
+    __m512 d, m;    /* d_a spread like q4_wstep.d; m in lane 4k only */
+} q4_astep;
+
+/* k = blocks in this step (1..4); k < 4 only for a row's last step, whose
+ * masked loads read nothing past the row and zero the missing blocks. */
+AI q4_wstep q4_unpack(const char *p, const int k) {
+    const __m512i m4 = _mm512_set1_epi8(0x0f);
+    __m512i l0, l1;
+    if (k == 4) {
+        /* unlike the Q8_0 loop, this one needs the prefetch: without it
+         * four rows at once streamed at 0.40 of the read bandwidth */
+        _mm_prefetch(p + NM_PREFETCH_BYTES, _MM_HINT_T1);
+        _mm_prefetch(p + NM_PREFETCH_BYTES + 64, _MM_HINT_T1);
+        l0 = _mm512_loadu_si512(p);
+        l1 = _mm512_loadu_si512(p + 8);
+    } else {
+        l0 = _mm512_maskz_loadu_epi8(((__mmask64)1 << (18 * k)) - 1, p);
+        l1 = _mm512_setzero_si512();
     }
-    __m256i raw = _mm256_inserti128_si256(
-        _mm256_castsi128_si256(r0), _mm_loadu_si128((const __m128i *)w[1].qs), 1);
-    __m256i lo = _mm256_and_si256(raw, m4);                      /* lo0 lo1 */
-    __m256i hi = _mm256_and_si256(_mm256_srli_epi16(raw, 4), m4); /* hi0 hi1 */
-    __m512i z = _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
-    /* lo0 lo1 hi0 hi1 -> lo0 hi0 lo1 hi1: each block's 32 elements in order */
-    return _mm512_shuffle_i64x2(z, z, _MM_SHUFFLE(3, 1, 2, 0));
+    __m512i raw = _mm512_permutex2var_epi16(
+        l0, _mm512_loadu_si512(q4_nibble_words), l1);
+    __m512i dh =
+        _mm512_permutexvar_epi16(_mm512_loadu_si512(q4_scale_words), l0);
+    return (q4_wstep){
+        .lo = _mm512_and_si512(raw, m4),
+        .hi = _mm512_and_si512(_mm512_srli_epi16(raw, 4), m4),
+        .d = _mm512_cvtph_ps(_mm512_castsi512_si256(dh)),
+    };
 }
 
-AI void q4_step(const nm_block_q4_0 *w, int64_t b, const int8_t *const *qa,
-                const float *const *da, const float *const *ma, __m512 *acc,
-                __m128 *corr, const int NT, const int two, const int VNNI) {
-    _mm_prefetch((const char *)(w + b) + NM_PREFETCH_BYTES, _MM_HINT_T1);
-    __m512i q = q4_weights(w + b, two);
-    __m128 dw = scales2(w[b].d, two ? w[b + 1].d : 0);
+AI q4_astep q4_act(const void *act, int64_t n, int64_t b, const int k) {
+    const int8_t *qa = nm_actq_qs(act) + b * 32;
+    __m512i a0, a1;
+    __m128 d4, m4;
+    if (k == 4) {
+        a0 = _mm512_loadu_si512(qa);
+        a1 = _mm512_loadu_si512(qa + 64);
+        d4 = _mm_loadu_ps(nm_actq_d(act, n) + b);
+        m4 = _mm_loadu_ps(nm_actq_m(act, n) + b);
+    } else {
+        __mmask64 full = ~(__mmask64)0, half = ((__mmask64)1 << 32) - 1;
+        a0 = _mm512_maskz_loadu_epi8(k >= 2 ? full : half, qa);
+        a1 = _mm512_maskz_loadu_epi8(k == 3 ? half : 0, qa + 64);
+        __mmask8 bm = (__mmask8)((1u << k) - 1);
+        d4 = _mm_maskz_loadu_ps(bm, nm_actq_d(act, n) + b);
+        m4 = _mm_maskz_loadu_ps(bm, nm_actq_m(act, n) + b);
+    }
+    const __m512i spread = _mm512_loadu_si512(q4_spread);
+    return (q4_astep){
+        /* [a0 lane 0, a0 lane 2, a1 lane 0, a1 lane 2]: each block's first
+         * 16 bytes; the odd lanes are the second 16 */
+        .lo = _mm512_shuffle_i64x2(a0, a1, _MM_SHUFFLE(2, 0, 2, 0)),
+        .hi = _mm512_shuffle_i64x2(a0, a1, _MM_SHUFFLE(3, 1, 3, 1)),
+        .d = _mm512_permutexvar_ps(spread, _mm512_castps128_ps512(d4)),
+        .m = _mm512_maskz_permutexvar_ps(0x1111, spread,
+                                         _mm512_castps128_ps512(m4)),
+    };
+}
+
+AI __m512 q4_fma(const q4_wstep *w, const q4_astep *a, __m512 acc,
+                 const int VNNI) {
+    __m512i s;
+    if (VNNI)
+        s = _mm512_dpbusd_epi32(
+            _mm512_dpbusd_epi32(_mm512_setzero_si512(), w->lo, a->lo), w->hi,
+            a->hi);
+    else
+        s = _mm512_add_epi32(dot_us8(w->lo, a->lo, 0),
+                             dot_us8(w->hi, a->hi, 0));
+    __m512 t = _mm512_fmsub_ps(_mm512_cvtepi32_ps(s), a->d, a->m);
+    return _mm512_fmadd_ps(t, w->d, acc);
+}
+
+/* One step of R rows x NT tokens. */
+AI void q4_step(const char *const *row, int64_t b, const void *const *acts,
+                int64_t n, __m512 acc[4][TOK_GROUP], const int R, const int NT,
+                const int k, const int VNNI) {
+    q4_wstep ws[4];
+    _Pragma("GCC unroll 4") for (int r = 0; r < R; r++)
+        ws[r] = q4_unpack(row[r] + b * (int64_t)sizeof(nm_block_q4_0), k);
     _Pragma("GCC unroll 8") for (int t = 0; t < NT; t++) {
-        __m512i a = load_act(qa[t] + b * 32, two);
-        __m512 f = _mm512_cvtepi32_ps(dot_us8(q, a, VNNI));
-        __m512 s = spread2(_mm_mul_ps(dw, load2(da[t] + b, two)));
-        acc[t] = _mm512_fmadd_ps(f, s, acc[t]);
-        corr[t] = _mm_fmadd_ps(dw, load2(ma[t] + b, two), corr[t]);
+        q4_astep as = q4_act(acts[t], n, b, k);
+        _Pragma("GCC unroll 4") for (int r = 0; r < R; r++)
+            acc[r][t] = q4_fma(&ws[r], &as, acc[r][t], VNNI);
     }
 }
 
-AI void q4_nt(const void *row, const void *const *acts, const int NT,
-              int64_t n, float *out, const int VNNI) {
-    const nm_block_q4_0 *w = row;
+AI void q4_rt(const void *w, size_t rb, const void *const *acts, const int R,
+              const int NT, int64_t n, float *out, const int VNNI) {
     const int64_t nb = n / 32;
-    const int8_t *qa[TOK_GROUP];
-    const float *da[TOK_GROUP], *ma[TOK_GROUP];
-    __m512 acc[TOK_GROUP];
-    __m128 corr[TOK_GROUP];
-    _Pragma("GCC unroll 8") for (int t = 0; t < NT; t++) {
-        qa[t] = nm_actq_qs(acts[t]);
-        da[t] = nm_actq_d(acts[t], n);
-        ma[t] = nm_actq_m(acts[t], n);
-        acc[t] = _mm512_setzero_ps();
-        corr[t] = _mm_setzero_ps();
+    const char *row[4];
+    __m512 acc[4][TOK_GROUP];
+    _Pragma("GCC unroll 4") for (int r = 0; r < R; r++) {
+        row[r] = (const char *)w + (size_t)r * rb;
+        _Pragma("GCC unroll 8") for (int t = 0; t < NT; t++)
+            acc[r][t] = _mm512_setzero_ps();
     }
     int64_t b = 0;
-    for (; b + 2 <= nb; b += 2)
-        q4_step(w, b, qa, da, ma, acc, corr, NT, 1, VNNI);
-    if (b < nb)
-        q4_step(w, b, qa, da, ma, acc, corr, NT, 0, VNNI);
-    _Pragma("GCC unroll 8") for (int t = 0; t < NT; t++) {
-        __m128 c = _mm_add_ss(corr[t], _mm_movehdup_ps(corr[t]));
-        out[t] = _mm512_reduce_add_ps(acc[t]) - _mm_cvtss_f32(c);
+    for (; b + 4 <= nb; b += 4)
+        q4_step(row, b, acts, n, acc, R, NT, 4, VNNI);
+    switch (nb - b) {
+    case 3:
+        q4_step(row, b, acts, n, acc, R, NT, 3, VNNI);
+        break;
+    case 2:
+        q4_step(row, b, acts, n, acc, R, NT, 2, VNNI);
+        break;
+    case 1:
+        q4_step(row, b, acts, n, acc, R, NT, 1, VNNI);
+        break;
     }
+    _Pragma("GCC unroll 4") for (int r = 0; r < R; r++)
+        _Pragma("GCC unroll 8") for (int t = 0; t < NT; t++)
+            out[r * NT + t] = _mm512_reduce_add_ps(acc[r][t]);
+}
+
+AI void q4_nt(const void *w, const void *const *acts, const int NT, int64_t n,
+              float *out, const int VNNI) {
+    q4_rt(w, 0, acts, 1, NT, n, out, VNNI);
 }
 
 static void rowdot_q8_0_vnni(const void *w, const void *const *acts, int nt,
@@ -317,6 +408,14 @@ static void rowdot_q4_0_vnni(const void *w, const void *const *acts, int nt,
 static void rowdot_q4_0_bw(const void *w, const void *const *acts, int nt,
                            int64_t n, float *out) {
     DISPATCH_NT(q4_nt, 0)
+}
+static void rows4_q4_0_vnni(const void *w, size_t rb, const void *act,
+                            int64_t n, float *out) {
+    q4_rt(w, rb, &act, 4, 1, n, out, 1);
+}
+static void rows4_q4_0_bw(const void *w, size_t rb, const void *act,
+                          int64_t n, float *out) {
+    q4_rt(w, rb, &act, 4, 1, n, out, 0);
 }
 
 
@@ -412,12 +511,14 @@ static float dot_f16_f32(const uint16_t *a, const float *b, int64_t n) {
 AXPY(axpy_f32, float, ldm_f32)
 AXPY(axpy_f16, uint16_t, ldm_f16)
 
-#define AVX512_SET(NAME, LABEL, BF16_FN, BF16_ROWS4, Q8_FN, Q4_FN)                   \
+#define AVX512_SET(NAME, LABEL, BF16_FN, BF16_ROWS4, Q8_FN, Q4_SUFFIX)      \
     static const nm_kernel_set NAME = {                                       \
         .name = LABEL,                                                        \
         .tok_group = TOK_GROUP,                                               \
-        .rowdot = {rowdot_f32, rowdot_f16, BF16_FN, Q8_FN, Q4_FN},            \
-        .rows4 = {rowdot_f32_rows4, rowdot_f16_rows4, BF16_ROWS4, NULL, NULL}, \
+        .rowdot = {rowdot_f32, rowdot_f16, BF16_FN, Q8_FN,                    \
+                   rowdot_q4_0_##Q4_SUFFIX},                                  \
+        .rows4 = {rowdot_f32_rows4, rowdot_f16_rows4, BF16_ROWS4, NULL,       \
+                  rows4_q4_0_##Q4_SUFFIX},                                    \
         .dot_f32 = dot_f32,                                                   \
         .dot_f16_f32 = dot_f16_f32,                                           \
         .axpy_f32 = axpy_f32,                                                 \
@@ -425,15 +526,15 @@ AXPY(axpy_f16, uint16_t, ldm_f16)
     };
 
 AVX512_SET(set_plain, "avx512", rowdot_bf16, rowdot_bf16_rows4,
-           rowdot_q8_0_bw, rowdot_q4_0_bw)
+           rowdot_q8_0_bw, bw)
 AVX512_SET(set_vnni, "avx512-vnni", rowdot_bf16, rowdot_bf16_rows4,
-           rowdot_q8_0_vnni, rowdot_q4_0_vnni)
+           rowdot_q8_0_vnni, vnni)
 AVX512_SET(set_bf16, "avx512-bf16", rowdot_bf16_dpbf16, NULL, rowdot_q8_0_bw,
-           rowdot_q4_0_bw)
+           bw)
 AVX512_SET(set_vnni_bf16, "avx512-vnni-bf16", rowdot_bf16_dpbf16, NULL,
-           rowdot_q8_0_vnni, rowdot_q4_0_vnni)
+           rowdot_q8_0_vnni, vnni)
 AVX512_SET(set_alt, "avx512-alt", rowdot_bf16_f32act, rowdot_bf16_f32act_rows4,
-           rowdot_q8_0_f32act, rowdot_q4_0_bw)
+           rowdot_q8_0_f32act, bw)
 
 const nm_kernel_set *nm_kernels_avx512_alt(void) { return &set_alt; }
 

@@ -358,27 +358,38 @@ static void test_act_quant_round_trip(void **state) {
 }
 
 /* An inf or NaN activation makes the dots with its block NaN, at every
- * level, instead of a plausible number. */
+ * level, instead of a plausible number: in a full 4-block step of the Q4_0
+ * kernels or in the tail, and on the 4-row decode path. */
 static void test_act_nonfinite(void **state) {
     (void)state;
-    float x[64], w[64];
-    nm_block_q8_0 wq[2];
-    _Alignas(64) uint8_t buf[256];
-    for (int i = 0; i < 64; i++)
-        x[i] = w[i] = 0.5f;
-    nm_quantize_row(NM_TYPE_Q8_0, w, wq, 64);
+    enum { N = 160, ROWS = 5 };
+    static float x[N], w[N * ROWS];
+    static uint8_t wq[ROWS * (N / 32) * sizeof(nm_block_q8_0)];
+    _Alignas(64) static uint8_t buf[1024];
+    const uint32_t types[] = {NM_TYPE_Q8_0, NM_TYPE_Q4_0};
     const nm_kernel_set *sets[8];
     int ns = supported_sets(sets);
-    for (int k = 0; k < 2; k++) {
-        x[40] = k ? NAN : INFINITY;
-        nm_act act;
-        nm_act_prepare(NM_TYPE_Q8_0, x, 64, 1, buf, &act);
-        for (int s = 0; s < ns; s++) {
-            float y = 0;
-            nm_matvec_set(sets[s], wq, 1, &act, &y);
-            if (!isnan(y))
-                fail_msg("%s: %g with a %s activation", sets[s]->name, y,
-                         k ? "NaN" : "inf");
+    for (int i = 0; i < N * ROWS; i++)
+        w[i] = 0.5f;
+    for (int ti = 0; ti < 2; ti++) {
+        assert_int_equal(nm_quantize_row(types[ti], w, wq, N * ROWS), 0);
+        assert_true(nm_act_buffer_bytes(types[ti], N, 1) <= sizeof buf);
+        for (int k = 0; k < 4; k++) {
+            int at = k < 2 ? 40 : 140; /* first step, or the tail block */
+            for (int i = 0; i < N; i++)
+                x[i] = 0.5f;
+            x[at] = k & 1 ? NAN : INFINITY;
+            nm_act act;
+            nm_act_prepare(types[ti], x, N, 1, buf, &act);
+            for (int s = 0; s < ns; s++) {
+                float y[ROWS] = {0};
+                nm_matvec_set(sets[s], wq, ROWS, &act, y);
+                for (int r = 0; r < ROWS; r++)
+                    if (!isnan(y[r]))
+                        fail_msg("%s %s row %d: %g with a %s activation at "
+                                 "%d", sets[s]->name, nm_type_name(types[ti]),
+                                 r, y[r], k & 1 ? "NaN" : "inf", at);
+            }
         }
     }
 }
