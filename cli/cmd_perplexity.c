@@ -1,11 +1,169 @@
-/* PLACEHOLDER: replaced by the real command. */
+/* numalm perplexity: llama.cpp's method (see runtime/generate.h). stdout:
+ * the running value after each chunk ("[1]3.7958,[2]4.4937,..."), then a
+ * last line "PPL = X.XXXX". */
+#include "cli_opt.h"
+#include "cmd_common.h"
 #include "commands.h"
 
+#include "../common/json.h"
+#include "../common/util.h"
+#include "../io/ggml_types.h"
+#include "../runtime/generate.h"
+#include "../runtime/kernels.h"
+
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define DEFAULT_CTX 512
+
+typedef struct ppl_opts {
+    nm_cli_common c;
+    nm_model_opts model;
+    const char *file;
+} ppl_opts;
+
+static void usage(FILE *out) {
+    fprintf(out,
+            "usage: numalm perplexity -m MODEL -f TEXT [-c N] [options]\n"
+            "  -f, --file TEXT         text to score\n"
+            "  (-c is the chunk length; default %d or the model's context if "
+            "smaller)\n" NM_CLI_MODEL_HELP NM_CLI_COMMON_HELP,
+            DEFAULT_CTX);
+}
+
+static int parse(ppl_opts *o, int argc, char **argv, nm_error *err) {
+    memset(o, 0, sizeof *o);
+    nm_cli_common_init(&o->c);
+    o->model = nm_model_opts_default();
+    if (nm_cli_help_asked(argc, argv)) {
+        usage(stdout);
+        return 1;
+    }
+    for (int i = 1; i < argc; i++) {
+        const char *v;
+        int rc = nm_cli_common_arg(&o->c, argc, argv, &i, err);
+        if (rc == 0)
+            rc = nm_cli_model_arg(&o->model, argc, argv, &i, err);
+        if (rc == 0 && (rc = nm_cli_opt(argc, argv, &i, "--file", "-f", &v, err)) > 0)
+            o->file = v;
+        if (rc < 0)
+            return -1;
+        if (rc == 0)
+            return nm_fail(err, "unknown option '%s' (see numalm perplexity --help)", argv[i]);
+    }
+    if (o->c.topology)
+        return nm_fail(err, "--topology describes another machine: it is for `numalm plan`, "
+                            "not for running a model here");
+    if (!o->file)
+        return nm_fail(err, "no text given (-f FILE)");
+    return 0;
+}
+
+static char *read_text(const char *path, size_t *len, nm_error *err) {
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        nm_fail(err, "%s: cannot open: %m", path);
+        return NULL;
+    }
+    size_t cap = 1 << 16, n = 0;
+    char *buf = malloc(cap);
+    while (buf) {
+        n += fread(buf + n, 1, cap - n, f);
+        if (n < cap)
+            break;
+        char *b = realloc(buf, cap *= 2);
+        if (!b)
+            free(buf);
+        buf = b;
+    }
+    bool bad = ferror(f);
+    fclose(f);
+    if (!buf || bad) {
+        free(buf);
+        nm_fail(err, "%s: %s", path, bad ? "read error" : "out of memory");
+        return NULL;
+    }
+    *len = n;
+    return buf;
+}
+
+static void on_chunk(void *ud, int chunk, double ppl) {
+    (void)ud;
+    printf("%s[%d]%.4f", chunk > 1 ? "," : "", chunk, ppl);
+    fflush(stdout);
+}
+
+static void report(const ppl_opts *o, const nm_cli_session *s, const nm_model *m,
+                   const nm_ppl_result *r, int n_ctx) {
+    printf("\nPPL = %.4f\n", r->ppl);
+    fprintf(stderr,
+            "numalm perplexity: %d tokens, %d chunks of %d, %d scored, PPL = %.4f "
+            "+/- %.4f | load %.3f s, %.1f tok/s\n",
+            r->n_tokens, r->n_chunks, n_ctx, r->n_scored, r->ppl, r->ppl_err, s->load_s,
+            r->seconds > 0 ? r->n_chunks * n_ctx / r->seconds : 0);
+    if (!o->c.json)
+        return;
+    nm_json j;
+    nm_json_init(&j, stderr);
+    nm_json_obj_begin(&j);
+    nm_json_kdouble(&j, "ppl", r->ppl);
+    nm_json_kdouble(&j, "ppl_err", r->ppl_err);
+    nm_json_kint(&j, "n_tokens", r->n_tokens);
+    nm_json_kint(&j, "n_ctx", n_ctx);
+    nm_json_kint(&j, "n_chunks", r->n_chunks);
+    nm_json_kint(&j, "n_scored", r->n_scored);
+    nm_json_kdouble(&j, "load_s", s->load_s);
+    nm_json_kdouble(&j, "eval_s", r->seconds);
+    nm_json_kdouble(&j, "tok_s", r->seconds > 0 ? r->n_chunks * n_ctx / r->seconds : 0);
+    nm_json_kstr(&j, "io", nm_io_name(s->w->io));
+    nm_json_kstr(&j, "placement", nm_placement_name(s->plan->placement));
+    nm_json_kint(&j, "threads", nm_model_n_threads(m));
+    nm_json_kstr(&j, "simd", nm_simd_name(nm_simd_get()));
+    nm_json_kstr(&j, "kv_type", nm_model_kv_type(m) == NM_TYPE_F16 ? "f16" : "f32");
+    nm_json_obj_end(&j);
+    nm_json_finish(&j);
+}
 
 int cmd_perplexity(int argc, char **argv) {
-    (void)argc;
-    (void)argv;
-    fprintf(stderr, "numalm perplexity: not built yet\n");
-    return 2;
+    ppl_opts o;
+    nm_error err = {{0}};
+    int rc = parse(&o, argc, argv, &err);
+    if (rc != 0) {
+        if (rc < 0)
+            fprintf(stderr, "numalm perplexity: %s\n", err.msg);
+        return rc < 0 ? 2 : 0;
+    }
+    size_t len = 0;
+    char *text = read_text(o.file, &len, &err);
+    nm_cli_session s = {0};
+    nm_tokenizer *tok = NULL;
+    nm_model *m = NULL;
+    nm_ppl_result r;
+    int status = 1;
+    if (!text || nm_cli_open(&o.c, &s, &err) < 0)
+        goto fail;
+    if (o.model.n_ctx == 0)
+        o.model.n_ctx = s.plan->hp.n_ctx_train && s.plan->hp.n_ctx_train < DEFAULT_CTX
+                            ? (int)s.plan->hp.n_ctx_train
+                            : DEFAULT_CTX;
+    if (o.model.n_batch < o.model.n_ctx)
+        o.model.n_batch = o.model.n_ctx; /* one pass per chunk */
+    if (!(tok = nm_tokenizer_load(s.gguf, &err)) ||
+        !(m = nm_model_create(s.w, s.topo, &o.model, &err)) ||
+        nm_perplexity(m, tok, text, len, o.model.n_ctx, on_chunk, NULL, &r, &err) < 0)
+        goto fail;
+    report(&o, &s, m, &r, o.model.n_ctx);
+    status = 0;
+    goto done;
+fail:
+    fprintf(stderr, "numalm perplexity: %s\n", err.msg);
+done:
+    nm_model_free(m);
+    if (tok)
+        nm_tokenizer_free(tok);
+    if (s.gguf)
+        nm_cli_close(&s);
+    free(text);
+    return status;
 }

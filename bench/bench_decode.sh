@@ -1,0 +1,95 @@
+#!/usr/bin/env bash
+# Decode and prompt speed of `numalm run` on TinyLlama-shape demo models
+# (numalm mkmodel --preset 1b), next to llama.cpp's llama-bench on the same
+# files in the same run, and the effective weight bandwidth of a decode step
+# against the machine's read bandwidth (bench/membw).
+#
+#   bench/bench_decode.sh [TYPE...]          default: f16 q8_0 q4_0
+#   env: NUMALM (binary; default build/numalm), MEMBW (default next to it),
+#        MODELS (dir for the demo models; default /tmp/numalm-bench),
+#        THREADS (2), N_DECODE (64), N_PROMPT (64), REPS (3; best run kept),
+#        LLAMA_BENCH (default /work/peers/llama.cpp/build/bin/llama-bench),
+#        EXTRA (more numalm options, e.g. "--placement interleave")
+# The runs of the two tools alternate, so that a noisy neighbour hurts both.
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")/.." && pwd)
+NUMALM=${NUMALM:-$here/build/numalm}
+MEMBW=${MEMBW:-$(dirname "$NUMALM")/membw}
+MODELS=${MODELS:-/tmp/numalm-bench}
+THREADS=${THREADS:-2}
+N_DECODE=${N_DECODE:-64}
+N_PROMPT=${N_PROMPT:-64}
+REPS=${REPS:-3}
+LLAMA_BENCH=${LLAMA_BENCH:-/work/peers/llama.cpp/build/bin/llama-bench}
+EXTRA=${EXTRA:-}
+types=("$@")
+[ ${#types[@]} -gt 0 ] || types=(f16 q8_0 q4_0)
+
+command -v jq >/dev/null || { echo "bench_decode: needs jq" >&2; exit 1; }
+[ -x "$NUMALM" ] || { echo "bench_decode: no numalm binary at $NUMALM" >&2; exit 1; }
+mkdir -p "$MODELS"
+
+# A prompt of about N_PROMPT tokens: words of the demo vocab (letters).
+prompt=""
+words=(the cat sat on a mat and then ran far away from home to see big red ball)
+while [ $(( ${#prompt} / 3 )) -lt "$N_PROMPT" ]; do
+    prompt+="${words[$(( ${#prompt} % ${#words[@]} ))]} "
+done
+
+# Read bandwidth: the best of membw runs before and after the models (a
+# shared machine gives a low figure when a neighbour is busy).
+bw=""
+measure_bw() {
+    [ -x "$MEMBW" ] || return 0
+    local b
+    b=$("$MEMBW" -t "$THREADS" --json | jq -r .best_gbps)
+    bw=$(jq -n "[${bw:-0}, $b] | max")
+}
+measure_bw
+have_llama=0
+[ -x "$LLAMA_BENCH" ] && have_llama=1
+
+report_bw() { [ -z "$bw" ] || echo "membw: $THREADS threads read $bw GB/s (best of the runs so far)"; }
+report_bw
+printf "\n%-6s %9s %9s %6s %9s %9s %9s %7s\n" type "numalm" "llama" "ratio" "np tok/s" "lp tok/s" "GB/s" "of bw"
+printf "%-6s %9s %9s %6s %9s %9s %9s %7s\n" "" "dec tok/s" "dec tok/s" "" "(prompt)" "(prompt)" "weights" ""
+for t in "${types[@]}"; do
+    model="$MODELS/1b-$t.gguf"
+    if [ ! -f "$model" ]; then
+        echo "bench_decode: writing $model" >&2
+        "$NUMALM" mkmodel "$model" --preset 1b --type "$t" >&2
+    fi
+    best_dec=0 best_pp=0 best_ldec=0 best_lpp=0 wbytes=0 n_prompt=0
+    for _ in $(seq "$REPS"); do
+        # shellcheck disable=SC2086
+        js=$("$NUMALM" run -m "$model" -p "$prompt" -n "$N_DECODE" -t "$THREADS" --no-echo \
+             --no-progress --json $EXTRA 2>&1 >/dev/null | tail -1)
+        dec=$(jq -r .decode_tok_s <<<"$js")
+        pp=$(jq -r .prompt_tok_s <<<"$js")
+        wbytes=$(jq -r .weight_bytes_per_token <<<"$js")
+        n_prompt=$(jq -r .n_prompt <<<"$js")
+        best_dec=$(jq -n "[$best_dec, $dec] | max")
+        best_pp=$(jq -n "[$best_pp, $pp] | max")
+        if [ $have_llama = 1 ]; then
+            lj=$("$LLAMA_BENCH" -m "$model" -t "$THREADS" -p "$n_prompt" -n "$N_DECODE" -r 1 \
+                 -o json 2>/dev/null)
+            ldec=$(jq -r '[.[] | select(.n_gen > 0) | .avg_ts] | first' <<<"$lj")
+            lpp=$(jq -r '[.[] | select(.n_prompt > 0) | .avg_ts] | first' <<<"$lj")
+            best_ldec=$(jq -n "[$best_ldec, $ldec] | max")
+            best_lpp=$(jq -n "[$best_lpp, $lpp] | max")
+        fi
+    done
+    measure_bw
+    gbs=$(jq -n "$best_dec * $wbytes / 1e9")
+    ratio="-" pct="-"
+    [ $have_llama = 1 ] && ratio=$(jq -n "$best_dec / $best_ldec * 100 | round / 100")
+    [ -n "$bw" ] && pct=$(jq -n "$gbs / $bw * 100 | round")%
+    printf "%-6s %9.2f %9.2f %6s %9.1f %9.1f %9.2f %7s\n" "$t" "$best_dec" "$best_ldec" \
+        "$ratio" "$best_pp" "$best_lpp" "$gbs" "$pct"
+done
+report_bw
+echo
+echo "numalm: $NUMALM run -m MODEL -p <$N_PROMPT-ish tokens> -n $N_DECODE -t $THREADS --no-echo $EXTRA"
+[ $have_llama = 1 ] && echo "llama.cpp: $LLAMA_BENCH -m MODEL -t $THREADS -p N_PROMPT -n $N_DECODE -r 1"
+echo "best of $REPS alternating runs; GB/s = decode tok/s x weight bytes read per token"

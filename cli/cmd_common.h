@@ -1,0 +1,63 @@
+/* Options shared by the commands that load a model (load, run, perplexity):
+ * -m, --io, --placement, --nodes, -t/--threads, --threads-per-node, ...,
+ * and the open -> plan -> load sequence behind them. */
+#ifndef NM_CMD_COMMON_H
+#define NM_CMD_COMMON_H
+
+#include "../io/loader.h"
+#include "../runtime/model.h"
+
+#include <stdbool.h>
+
+typedef struct nm_cli_common {
+    const char *model;
+    const char *topology; /* --topology X.xml (plans only; no binding) */
+    nm_plan_opts plan;
+    nm_load_opts load;
+    bool json;
+} nm_cli_common;
+
+/* Lines for a command's --help. */
+#define NM_CLI_COMMON_HELP                                                                         \
+    "  -m, --model FILE        GGUF model\n"                                                       \
+    "  --io MODE               dio | buffered | mmap | auto (default auto)\n"                      \
+    "  --placement P           shard | replicate | interleave | node:N (default shard)\n"          \
+    "  --nodes LIST            NUMA nodes to use, e.g. 0,1 (default: all allowed)\n"               \
+    "  -t, --threads N         worker threads in all (default: all allowed cores)\n"               \
+    "  --threads-per-node N    worker threads on each node\n"                                      \
+    "  --mlock, --hugepages    lock the weights / use explicit huge pages\n"                       \
+    "  --thp on|off|auto       transparent huge pages for the arenas (default auto)\n"             \
+    "  --verify                check page placement and checksums after loading\n"                 \
+    "  --drop-caches           drop the page cache first (root)\n"                                 \
+    "  --no-progress           no progress bar\n"                                                  \
+    "  --json                  machine-readable report\n"
+
+void nm_cli_common_init(nm_cli_common *c);
+
+/* Looks at argv[*i]: 1 if it was a common option (its value consumed and *i
+ * moved to the last argument used), 0 if not, -1 on a bad value (err). */
+int nm_cli_common_arg(nm_cli_common *c, int argc, char **argv, int *i, nm_error *err);
+
+/* The value of option argv[*i] (advances *i); NULL + err when missing. */
+const char *nm_cli_value(int argc, char **argv, int *i, nm_error *err);
+
+/* Model options of run and perplexity: -c, --kv-type, --batch. */
+#define NM_CLI_MODEL_HELP                                                                          \
+    "  -c, --ctx-size N        context (KV cache) length (default: the model's)\n"                 \
+    "  --kv-type f16|f32       KV cache element type (default f16)\n"                              \
+    "  --batch N               prompt tokens per batched pass (default 64)\n"
+
+int nm_cli_model_arg(nm_model_opts *o, int argc, char **argv, int *i, nm_error *err);
+
+typedef struct nm_cli_session {
+    nm_gguf *gguf;
+    nm_topo *topo;
+    nm_plan *plan;
+    nm_loaded *w;
+    double load_s; /* open + plan + load, wall clock */
+} nm_cli_session;
+
+int nm_cli_open(const nm_cli_common *c, nm_cli_session *s, nm_error *err);
+void nm_cli_close(nm_cli_session *s);
+
+#endif

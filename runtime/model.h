@@ -1,0 +1,50 @@
+/* The llama forward pass on node-local weights. Every worker of node n
+ * computes a static slice of the rows the plan gives node n, reading them
+ * from node n's arena; node n keeps the KV cache of its KV heads and
+ * computes attention for the query heads of those KV heads. What crosses
+ * nodes is only activation vectors (x, attention output, FFN hidden: a few
+ * KiB per token). */
+#ifndef NM_MODEL_H
+#define NM_MODEL_H
+
+#include "../io/loader.h"
+#include "threadpool.h"
+
+#include <stdint.h>
+
+typedef struct nm_model_opts {
+    int n_ctx;        /* KV cache positions; 0: llama.context_length */
+    uint32_t kv_type; /* NM_TYPE_F16 or NM_TYPE_F32 */
+    int n_batch;      /* prompt tokens per batched pass; 0: 64 */
+} nm_model_opts;
+
+/* The defaults (NM_TYPE_F32 is 0, so start from these, not from {0}). */
+nm_model_opts nm_model_opts_default(void);
+
+typedef struct nm_model nm_model;
+
+/* Checks the hyperparameters strictly (refuses rope scaling and other
+ * unsupported settings) and the tensors, binds every weight to its
+ * node-local rows, allocates the per-node KV caches and scratch and starts
+ * the pool. w, its plan and gguf, and topo must outlive the model. */
+nm_model *nm_model_create(const nm_loaded *w, const nm_topo *topo, const nm_model_opts *opts,
+                          nm_error *err);
+void nm_model_free(nm_model *m);
+
+const nm_llama_hparams *nm_model_hparams(const nm_model *m);
+int nm_model_n_ctx(const nm_model *m);
+int nm_model_n_vocab(const nm_model *m);
+int nm_model_n_threads(const nm_model *m);
+uint32_t nm_model_kv_type(const nm_model *m);
+/* Weight bytes one decode step reads (every matrix + one embedding row). */
+uint64_t nm_model_weight_bytes_per_token(const nm_model *m);
+
+/* Runs tokens[0..n) at positions pos..pos+n-1; the cache must hold
+ * positions 0..pos-1 (pos 0 starts a new sequence). Logits of tokens
+ * [logits_from, n) go to logits[(i - logits_from) * n_vocab]; logits_from
+ * == n computes none. Fails (without touching the cache) when pos + n
+ * exceeds the context. */
+int nm_model_eval(nm_model *m, const int32_t *tokens, int n, int pos, int logits_from,
+                  float *logits, nm_error *err);
+
+#endif

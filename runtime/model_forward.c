@@ -1,0 +1,272 @@
+/* The llama forward pass, run by every worker of the pool at once.
+ *
+ * Per layer a worker goes through five phases, separated by barriers:
+ *   A  x -> RMSNorm -> its rows of Q, K, V; RoPE; K, V into the KV cache
+ *      (node barrier: node n's attention needs only node n's Q/K/V rows)
+ *   B  attention for its share of node n's query heads
+ *   C  its rows of attn_output, added into x (the residual)
+ *   D  x -> RMSNorm -> its rows of gate and up -> SwiGLU
+ *   E  its rows of ffn_down, added into x
+ * Each worker normalizes and prepares (nm_act_prepare) the whole input
+ * vector itself, into its own node-local buffer: a few microseconds of
+ * redundant work that saves a barrier per phase. */
+#include "model_internal.h"
+
+#include "../io/ggml_types.h"
+#include "kernels.h"
+#include "ops.h"
+#include "quant.h"
+
+#include <math.h>
+#include <string.h>
+
+/* Workers split a node's rows on multiples of this (kernels work on row
+ * groups; RoPE on pairs). */
+#define SPLIT_ALIGN 16
+
+static void prepare(const nm_scratch *s, nm_act *a, uint32_t type, const float *x, int64_t n,
+                    int n_tok) {
+    if (a->f32 == x && a->wtype == type && a->n == n && a->n_tok == n_tok)
+        return;
+    nm_act_prepare(type, x, n, n_tok, s->act, a);
+}
+
+/* The worker's slice of the node's rows of mt, into y (row i of token t at
+ * y[t * ldy + i]). Returns the slice as absolute rows [*a0, *a1). */
+static void mat_rows(const nm_mat *mt, const nm_worker *w, const nm_act *a, float *y, int64_t ldy,
+                     uint64_t *a0, uint64_t *a1) {
+    uint64_t r0 = mt->row0[w->node], r1 = mt->row1[w->node], lo, hi;
+    nm_split_rows(r1 - r0, w->local, w->n_local, SPLIT_ALIGN, &lo, &hi);
+    *a0 = r0 + lo;
+    *a1 = r0 + hi;
+    if (hi == lo)
+        return;
+    const uint8_t *wp = mt->base[w->node] + lo * mt->row_bytes;
+    if (a->n_tok == 1)
+        nm_matvec(wp, (int64_t)(hi - lo), a, y + r0 + lo);
+    else
+        nm_matmat(wp, (int64_t)(hi - lo), a, y + r0 + lo, ldy);
+}
+
+static void rope_rows(const nm_model *m, float *buf, int64_t ld, uint64_t a0, uint64_t a1) {
+    const int hd = (int)m->hp.head_dim, n_rot = (int)m->hp.n_rot;
+    for (int t = 0; t < m->n_tok; t++) {
+        const float *cs = m->rope + (size_t)t * (n_rot + 2);
+        float *row = buf + t * ld;
+        for (uint64_t r = a0; r + 1 < a1; r += 2) {
+            int i = (int)(r % (uint64_t)hd);
+            if (i >= n_rot)
+                continue;
+            float c = cs[i], s = cs[i + 1], x0 = row[r], x1 = row[r + 1];
+            row[r] = x0 * c - x1 * s;
+            row[r + 1] = x0 * s + x1 * c;
+        }
+    }
+}
+
+/* Rows [a0, a1) of K or V (all tokens) into the owning nodes' caches. */
+static void store_kv(const nm_model *m, int layer, const float *src, int64_t ld, uint64_t a0,
+                     uint64_t a1, bool is_v) {
+    const uint64_t hd = m->hp.head_dim;
+    for (uint64_t r = a0; r < a1;) {
+        uint64_t head = r / hd, d0 = r % hd;
+        uint64_t d1 = (a1 - head * hd) < hd ? a1 - head * hd : hd;
+        const nm_kv_node *kv = &m->kv[m->kv_owner[head]];
+        size_t nh = kv->head1 - kv->head0;
+        size_t base = ((size_t)layer * nh + (head - kv->head0)) * (size_t)m->n_ctx;
+        for (int t = 0; t < m->n_tok; t++) {
+            size_t at = (base + (size_t)(m->pos + t)) * hd;
+            const float *x = src + t * ld + head * hd;
+            if (m->kv_type == NM_TYPE_F16) {
+                uint16_t *dst = (uint16_t *)(is_v ? kv->v : kv->k) + at;
+                for (uint64_t d = d0; d < d1; d++)
+                    dst[d] = nm_f32_to_fp16(x[d]);
+            } else {
+                float *dst = (float *)(is_v ? kv->v : kv->k) + at;
+                memcpy(dst + d0, x + d0, (d1 - d0) * sizeof(float));
+            }
+        }
+        r = head * hd + d1;
+    }
+}
+
+static void phase_qkv(nm_model *m, const nm_worker *w, int l) {
+    const nm_layer *L = &m->layers[l];
+    nm_scratch *s = &m->scr[w->id];
+    const int64_t E = m->hp.n_embd, KV = (int64_t)m->hp.n_head_kv * m->hp.head_dim;
+    for (int t = 0; t < m->n_tok; t++)
+        nm_rmsnorm(s->xb + t * E, m->x + t * E, L->attn_norm[w->node], E, m->hp.rms_eps);
+    nm_act a = {0};
+    uint64_t a0, a1;
+    prepare(s, &a, L->q.type, s->xb, E, m->n_tok);
+    mat_rows(&L->q, w, &a, m->q, E, &a0, &a1);
+    rope_rows(m, m->q, E, a0, a1);
+    prepare(s, &a, L->k.type, s->xb, E, m->n_tok);
+    mat_rows(&L->k, w, &a, m->k, KV, &a0, &a1);
+    rope_rows(m, m->k, KV, a0, a1);
+    store_kv(m, l, m->k, KV, a0, a1, false);
+    prepare(s, &a, L->v.type, s->xb, E, m->n_tok);
+    mat_rows(&L->v, w, &a, m->v, KV, &a0, &a1);
+    store_kv(m, l, m->v, KV, a0, a1, true);
+}
+
+/* One query head of one token against the cached positions 0..pos+t. */
+static void attend(const nm_model *m, nm_scratch *s, int l, int t, int h) {
+    const int hd = (int)m->hp.head_dim;
+    const int node = m->kv_owner[h / m->gqa];
+    const nm_kv_node *kv = &m->kv[node];
+    size_t nh = kv->head1 - kv->head0;
+    size_t base =
+        (((size_t)l * nh + (size_t)(h / m->gqa - (int)kv->head0)) * (size_t)m->n_ctx) * hd;
+    const float *q = m->q + (size_t)t * m->hp.n_embd + (size_t)h * hd;
+    float *out = m->att + (size_t)t * m->hp.n_embd + (size_t)h * hd;
+    const int n_pos = m->pos + t + 1;
+    const float scale = 1.0f / sqrtf((float)hd);
+    if (m->kv_type == NM_TYPE_F16) {
+        const uint16_t *K = (const uint16_t *)kv->k + base, *V = (const uint16_t *)kv->v + base;
+        for (int p = 0; p < n_pos; p++)
+            s->scores[p] = nm_dot_f16_f32(K + (size_t)p * hd, q, hd) * scale;
+        nm_softmax(s->scores, n_pos);
+        memset(out, 0, (size_t)hd * sizeof(float));
+        for (int p = 0; p < n_pos; p++)
+            nm_axpy_f16(out, s->scores[p], V + (size_t)p * hd, hd);
+    } else {
+        const float *K = (const float *)kv->k + base, *V = (const float *)kv->v + base;
+        for (int p = 0; p < n_pos; p++)
+            s->scores[p] = nm_dot_f32(K + (size_t)p * hd, q, hd) * scale;
+        nm_softmax(s->scores, n_pos);
+        memset(out, 0, (size_t)hd * sizeof(float));
+        for (int p = 0; p < n_pos; p++)
+            nm_axpy_f32(out, s->scores[p], V + (size_t)p * hd, hd);
+    }
+}
+
+/* Node n answers for the query heads of its KV heads. */
+static void phase_attention(nm_model *m, const nm_worker *w, int l) {
+    const nm_kv_node *kv = &m->kv[w->node];
+    uint64_t h0 = (uint64_t)kv->head0 * m->gqa, nh = (uint64_t)(kv->head1 - kv->head0) * m->gqa;
+    uint64_t lo, hi;
+    nm_split_rows(nh * (uint64_t)m->n_tok, w->local, w->n_local, 1, &lo, &hi);
+    for (uint64_t i = lo; i < hi; i++)
+        attend(m, &m->scr[w->id], l, (int)(i / nh), (int)(h0 + i % nh));
+}
+
+/* x += in @ mt^T for the worker's rows. */
+static void phase_proj_residual(nm_model *m, const nm_worker *w, const nm_mat *mt, const float *in,
+                                int64_t n_in) {
+    nm_scratch *s = &m->scr[w->id];
+    const int64_t E = m->hp.n_embd;
+    nm_act a = {0};
+    uint64_t a0, a1;
+    prepare(s, &a, mt->type, in, n_in, m->n_tok);
+    mat_rows(mt, w, &a, m->y, E, &a0, &a1);
+    for (int t = 0; t < m->n_tok; t++) {
+        float *x = m->x + t * E;
+        const float *y = m->y + t * E;
+        for (uint64_t r = a0; r < a1; r++)
+            x[r] += y[r];
+    }
+}
+
+static void phase_ffn_up(nm_model *m, const nm_worker *w, int l) {
+    const nm_layer *L = &m->layers[l];
+    nm_scratch *s = &m->scr[w->id];
+    const int64_t E = m->hp.n_embd, F = m->hp.n_ff;
+    for (int t = 0; t < m->n_tok; t++)
+        nm_rmsnorm(s->xb + t * E, m->x + t * E, L->ffn_norm[w->node], E, m->hp.rms_eps);
+    nm_act a = {0};
+    uint64_t a0, a1, b0, b1;
+    prepare(s, &a, L->gate.type, s->xb, E, m->n_tok);
+    mat_rows(&L->gate, w, &a, m->g, F, &a0, &a1);
+    prepare(s, &a, L->up.type, s->xb, E, m->n_tok);
+    mat_rows(&L->up, w, &a, m->u, F, &b0, &b1);
+    if (!m->gate_up_same) {
+        /* Another worker computed the matching up rows: wait, then
+         * combine a global slice. */
+        nm_pool_barrier(w);
+        nm_split_rows((uint64_t)F, w->id, nm_pool_n_workers(m->pool), SPLIT_ALIGN, &a0, &a1);
+    }
+    for (int t = 0; t < m->n_tok; t++)
+        nm_swiglu(m->g + t * F + a0, m->g + t * F + a0, m->u + t * F + a0, (int64_t)(a1 - a0));
+}
+
+static void phase_lm_head(nm_model *m, const nm_worker *w) {
+    int n_out = m->n_tok - m->logits_from;
+    if (n_out <= 0)
+        return;
+    nm_scratch *s = &m->scr[w->id];
+    const int64_t E = m->hp.n_embd;
+    for (int t = 0; t < n_out; t++)
+        nm_rmsnorm(s->xb + t * E, m->x + (m->logits_from + t) * E, m->out_norm[w->node], E,
+                   m->hp.rms_eps);
+    nm_act a = {0};
+    uint64_t a0, a1;
+    prepare(s, &a, m->output.type, s->xb, E, n_out);
+    mat_rows(&m->output, w, &a, m->logits, m->hp.n_vocab, &a0, &a1);
+}
+
+static void forward_job(void *ctx, const nm_worker *w) {
+    nm_model *m = ctx;
+    for (int l = 0; l < (int)m->hp.n_layer; l++) {
+        nm_layer *L = &m->layers[l];
+        phase_qkv(m, w, l);
+        if (m->attn_local)
+            nm_pool_node_barrier(w);
+        else
+            nm_pool_barrier(w);
+        phase_attention(m, w, l);
+        nm_pool_barrier(w);
+        phase_proj_residual(m, w, &L->o, m->att, m->hp.n_embd);
+        nm_pool_barrier(w);
+        phase_ffn_up(m, w, l);
+        nm_pool_barrier(w);
+        phase_proj_residual(m, w, &L->down, m->g, m->hp.n_ff);
+        nm_pool_barrier(w);
+    }
+    phase_lm_head(m, w);
+}
+
+static int embed(nm_model *m, const int32_t *tokens, int n, nm_error *err) {
+    const nm_gguf_tensor *t = &m->w->gguf->tensors[m->embd_ti];
+    for (int i = 0; i < n; i++) {
+        const void *row = nm_loaded_row(m->w, m->embd_ti, (uint64_t)tokens[i]);
+        if (!row ||
+            nm_dequantize_row(t->type, row, m->x + (size_t)i * m->hp.n_embd, m->hp.n_embd) < 0)
+            return nm_fail(err, "token_embd.weight: cannot read row %d (type %s)", tokens[i],
+                           nm_type_name(t->type));
+    }
+    return 0;
+}
+
+int nm_model_eval(nm_model *m, const int32_t *tokens, int n, int pos, int logits_from,
+                  float *logits, nm_error *err) {
+    if (n < 0 || pos < 0 || pos > m->n_ctx - n)
+        return nm_fail(err,
+                       "context full: positions %d..%d do not fit in a context of "
+                       "%d tokens",
+                       pos, pos + n - 1, m->n_ctx);
+    if (logits_from < 0 || logits_from > n || (logits_from < n && !logits))
+        return nm_fail(err, "model eval: bad logits range %d of %d", logits_from, n);
+    for (int i = 0; i < n; i++)
+        if (tokens[i] < 0 || (uint32_t)tokens[i] >= m->hp.n_vocab)
+            return nm_fail(err, "token id %d is outside the vocabulary of %u", tokens[i],
+                           m->hp.n_vocab);
+    const int n_rot = (int)m->hp.n_rot;
+    for (int b = 0; b < n; b += m->n_batch) {
+        int nt = n - b < m->n_batch ? n - b : m->n_batch;
+        if (embed(m, tokens + b, nt, err) < 0)
+            return -1;
+        for (int t = 0; t < nt; t++)
+            nm_rope_table(m->rope + (size_t)t * (n_rot + 2), pos + b + t, n_rot,
+                          m->hp.rope_freq_base);
+        int first = logits_from > b ? logits_from : b; /* first token with logits */
+        if (first > b + nt)
+            first = b + nt;
+        m->n_tok = nt;
+        m->pos = pos + b;
+        m->logits_from = first - b;
+        m->logits = logits ? logits + (size_t)(first - logits_from) * m->hp.n_vocab : NULL;
+        nm_pool_run(m->pool, forward_job, m);
+    }
+    return 0;
+}

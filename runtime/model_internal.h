@@ -1,0 +1,73 @@
+/* Private to model.c / model_forward.c. */
+#ifndef NM_MODEL_INTERNAL_H
+#define NM_MODEL_INTERNAL_H
+
+#include "model.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+
+/* A weight matrix as the nodes see it: node n computes rows
+ * [row0[n], row1[n]) from base[n] (its first row, in its own arena). */
+typedef struct nm_mat {
+    int ti;
+    uint32_t type;
+    uint64_t n_cols, n_rows, row_bytes;
+    const uint8_t *base[NM_MAX_NODES];
+    uint64_t row0[NM_MAX_NODES], row1[NM_MAX_NODES];
+} nm_mat;
+
+typedef struct nm_layer {
+    const float *attn_norm[NM_MAX_NODES], *ffn_norm[NM_MAX_NODES];
+    nm_mat q, k, v, o, gate, up, down;
+} nm_layer;
+
+/* Node n's KV cache: its KV heads only, laid out
+ * [layer][head - head0][position][head_dim], F16 or F32. */
+typedef struct nm_kv_node {
+    void *k, *v;
+    uint32_t head0, head1;
+} nm_kv_node;
+
+/* Per worker, on the worker's node. */
+typedef struct nm_scratch {
+    float *xb;     /* n_batch x n_embd: normalized input */
+    void *act;     /* prepared activations */
+    float *scores; /* n_ctx attention scores */
+} nm_scratch;
+
+typedef struct nm_alloc_rec {
+    void *p;
+    size_t bytes;
+    bool numa;
+} nm_alloc_rec;
+
+struct nm_model {
+    const nm_loaded *w;
+    const nm_plan *plan;
+    nm_llama_hparams hp;
+    nm_pool *pool;
+    int n_ctx, n_batch, gqa;
+    uint32_t kv_type;
+    size_t kv_esize;
+    bool numa_alloc;
+    bool attn_local;   /* Q/K/V rows of each node == its KV heads */
+    bool gate_up_same; /* gate and up split identically */
+    nm_layer *layers;
+    const float *out_norm[NM_MAX_NODES];
+    nm_mat output;
+    int embd_ti;
+    nm_kv_node kv[NM_MAX_NODES];
+    int *kv_owner;   /* plan node of each KV head */
+    nm_scratch *scr; /* one per worker */
+    /* Activations shared by all workers, n_batch rows each. */
+    float *x, *q, *k, *v, *att, *y, *g, *u;
+    float *rope; /* n_batch x (n_rot + 2): cos/sin per position */
+    nm_alloc_rec *allocs;
+    int n_allocs, cap_allocs;
+    /* The job in flight. */
+    int n_tok, pos, logits_from;
+    float *logits;
+};
+
+#endif

@@ -1,0 +1,568 @@
+/* The forward pass: llama.cpp's greedy outputs and perplexity on the real
+ * stories260K model, identical tokens across placements / io modes /
+ * thread counts, and logits of quantized demo models against a plain F64
+ * reference forward pass written here from the llama equations. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include "io/ggml_types.h"
+#include "io/loader.h"
+#include "io/mkmodel.h"
+#include "runtime/generate.h"
+#include "runtime/quant.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+/* ---- setup ---- */
+
+typedef struct session {
+    nm_gguf *g;
+    nm_topo *topo;
+    nm_plan *plan;
+    nm_loaded *w;
+    nm_tokenizer *tok;
+    nm_model *m;
+} session;
+
+static nm_topo *g_topo;
+
+static const char *shared_path(const char *rel, char *buf, size_t cap) {
+    const char *s = getenv("NUMALM_SHARED");
+    snprintf(buf, cap, "%s/%s", s && *s ? s : "../shared", rel);
+    return buf;
+}
+
+static bool have_file(const char *path) {
+    return access(path, R_OK) == 0;
+}
+
+static void open_session(session *s, const char *path, nm_placement pl, nm_io_mode io, int threads,
+                         uint32_t kv_type) {
+    nm_error err = {{0}};
+    memset(s, 0, sizeof *s);
+    s->g = nm_gguf_open(path, &err);
+    if (!s->g)
+        fail_msg("%s", err.msg);
+    nm_plan_opts po = {
+        .placement = pl, .fixed_node = g_topo->nodes[0].os_index, .n_threads = threads};
+    s->plan = nm_plan_build(s->g, g_topo, &po, &err);
+    if (!s->plan)
+        fail_msg("plan: %s", err.msg);
+    nm_load_opts lo = {.io = io};
+    s->w = nm_load(s->g, s->plan, &lo, &err);
+    if (!s->w)
+        fail_msg("load (%s): %s", nm_io_name(io), err.msg);
+    s->tok = nm_tokenizer_load(s->g, &err);
+    if (!s->tok)
+        fail_msg("tokenizer: %s", err.msg);
+    nm_model_opts mo = nm_model_opts_default();
+    mo.kv_type = kv_type;
+    s->m = nm_model_create(s->w, g_topo, &mo, &err);
+    if (!s->m)
+        fail_msg("model: %s", err.msg);
+}
+
+static void close_session(session *s) {
+    nm_model_free(s->m);
+    nm_tokenizer_free(s->tok);
+    nm_loaded_free(s->w);
+    nm_plan_free(s->plan);
+    nm_gguf_close(s->g);
+}
+
+typedef struct text_buf {
+    char *p;
+    size_t n, cap;
+} text_buf;
+
+static void append_text(void *ud, const char *text, size_t len) {
+    text_buf *b = ud;
+    if (b->n + len + 1 > b->cap) {
+        b->cap = (b->n + len + 1) * 2;
+        b->p = realloc(b->p, b->cap);
+        assert_non_null(b->p);
+    }
+    memcpy(b->p + b->n, text, len);
+    b->n += len;
+    b->p[b->n] = 0;
+}
+
+static int greedy(session *s, const char *prompt, int n, text_buf *text, int32_t **toks) {
+    nm_gen_opts o = {.n_predict = n, .echo = true, .sampler = {.temp = 0, .top_p = 1}};
+    nm_gen_stats st;
+    nm_error err = {{0}};
+    int n_tok = 0;
+    if (nm_generate(s->m, s->tok, prompt, &o, text ? append_text : NULL, text, toks, &n_tok, &st,
+                    &err) < 0)
+        fail_msg("generate: %s", err.msg);
+    return n_tok;
+}
+
+/* ---- stories260K: llama.cpp's reference outputs ---- */
+
+/* The JSON string value of "key" in one line (escapes decoded). */
+static char *json_string(const char *line, const char *key) {
+    char pat[64];
+    snprintf(pat, sizeof pat, "\"%s\": \"", key);
+    const char *p = strstr(line, pat);
+    if (!p)
+        return NULL;
+    p += strlen(pat);
+    char *out = malloc(strlen(p) * 4 + 1), *o = out;
+    for (; *p && *p != '"'; p++) {
+        if (*p != '\\') {
+            *o++ = *p;
+            continue;
+        }
+        switch (*++p) {
+        case 'n':
+            *o++ = '\n';
+            break;
+        case 't':
+            *o++ = '\t';
+            break;
+        case 'r':
+            *o++ = '\r';
+            break;
+        case 'u': {
+            unsigned c = (unsigned)strtoul((char[5]){p[1], p[2], p[3], p[4], 0}, NULL, 16);
+            p += 4;
+            if (c < 0x80) {
+                *o++ = (char)c;
+            } else if (c < 0x800) {
+                *o++ = (char)(0xC0 | c >> 6);
+                *o++ = (char)(0x80 | (c & 0x3F));
+            } else {
+                *o++ = (char)(0xE0 | c >> 12);
+                *o++ = (char)(0x80 | ((c >> 6) & 0x3F));
+                *o++ = (char)(0x80 | (c & 0x3F));
+            }
+            break;
+        }
+        default:
+            *o++ = *p;
+            break; /* \" \\ \/ */
+        }
+    }
+    *o = 0;
+    return out;
+}
+
+static void test_greedy_matches_llama_cpp(void **state) {
+    (void)state;
+    char model[512], ref[512];
+    shared_path("models/stories260K.gguf", model, sizeof model);
+    shared_path("models/stories260K.greedy.jsonl", ref, sizeof ref);
+    if (!have_file(model) || !have_file(ref)) {
+        print_message("skipped: %s or %s is absent\n", model, ref);
+        skip();
+    }
+    session s;
+    open_session(&s, model, NM_PLACE_SHARD, NM_IO_AUTO, 0, NM_TYPE_F16);
+    FILE *f = fopen(ref, "r");
+    assert_non_null(f);
+    char line[65536];
+    int n_lines = 0;
+    while (fgets(line, sizeof line, f)) {
+        char *prompt = json_string(line, "prompt"), *expected = json_string(line, "expected");
+        const char *np = strstr(line, "\"n_predict\": ");
+        assert_non_null(prompt);
+        assert_non_null(expected);
+        assert_non_null(np);
+        text_buf text = {0};
+        greedy(&s, prompt, atoi(np + 13), &text, NULL);
+        if (strcmp(text.p, expected))
+            fail_msg("prompt '%s':\n got      '%s'\n expected '%s'", prompt, text.p, expected);
+        free(prompt), free(expected), free(text.p);
+        n_lines++;
+    }
+    fclose(f);
+    assert_true(n_lines > 0);
+    close_session(&s);
+}
+
+static void record_chunk(void *ud, int chunk, double ppl) {
+    double *v = ud;
+    if (chunk >= 1 && chunk <= 8)
+        v[chunk - 1] = ppl;
+}
+
+static void test_perplexity_matches_llama_cpp(void **state) {
+    (void)state;
+    char model[512], story[512];
+    shared_path("models/stories260K.gguf", model, sizeof model);
+    shared_path("models/story.txt", story, sizeof story);
+    if (!have_file(model) || !have_file(story)) {
+        print_message("skipped: %s or %s is absent\n", model, story);
+        skip();
+    }
+    FILE *f = fopen(story, "rb");
+    assert_non_null(f);
+    static char text[1 << 20];
+    size_t len = fread(text, 1, sizeof text - 1, f);
+    fclose(f);
+    const double want[] = {3.7958, 4.4937, 4.5270, 4.3920, 4.4724};
+    for (int kv = 0; kv < 2; kv++) {
+        session s;
+        open_session(&s, model, NM_PLACE_SHARD, NM_IO_AUTO, 0, kv ? NM_TYPE_F32 : NM_TYPE_F16);
+        nm_ppl_result r;
+        nm_error err = {{0}};
+        /* The model's context is 2048; a chunk of 128 fits. */
+        if (nm_perplexity(s.m, s.tok, text, len, 128, NULL, NULL, &r, &err) < 0)
+            fail_msg("perplexity: %s", err.msg);
+        assert_int_equal(r.n_chunks, 5);
+        assert_int_equal(r.n_scored, 5 * 63);
+        if (fabs(r.ppl - want[4]) / want[4] > 0.001)
+            fail_msg("kv %s: PPL %.4f, llama.cpp gives %.4f", kv ? "f32" : "f16", r.ppl, want[4]);
+        close_session(&s);
+    }
+    /* The running values after each chunk, through the callback. */
+    session s;
+    open_session(&s, model, NM_PLACE_SHARD, NM_IO_AUTO, 0, NM_TYPE_F16);
+    double got[8] = {0};
+    nm_ppl_result r;
+    nm_error err = {{0}};
+    assert_int_equal(nm_perplexity(s.m, s.tok, text, len, 128, record_chunk, got, &r, &err), 0);
+    for (int i = 0; i < 5; i++)
+        if (fabs(got[i] - want[i]) / want[i] > 0.001)
+            fail_msg("chunk %d: running PPL %.4f, llama.cpp gives %.4f", i + 1, got[i], want[i]);
+    close_session(&s);
+}
+
+static void test_tokens_identical_everywhere(void **state) {
+    (void)state;
+    char model[512];
+    shared_path("models/stories260K.gguf", model, sizeof model);
+    if (!have_file(model)) {
+        print_message("skipped: %s is absent\n", model);
+        skip();
+    }
+    const nm_placement pls[] = {NM_PLACE_SHARD, NM_PLACE_REPLICATE, NM_PLACE_INTERLEAVE,
+                                NM_PLACE_NODE};
+    const nm_io_mode ios[] = {NM_IO_DIO, NM_IO_BUFFERED, NM_IO_MMAP, NM_IO_AUTO};
+    int32_t *base = NULL;
+    int n_base = 0;
+    for (int p = 0; p < 4; p++)
+        for (int i = 0; i < 4; i++)
+            for (int t = 1; t <= 2; t++) {
+                session s;
+                open_session(&s, model, pls[p], ios[i], t, NM_TYPE_F16);
+                int32_t *toks = NULL;
+                int n = greedy(&s, "Once upon a time", 40, NULL, &toks);
+                if (!base) {
+                    base = toks, n_base = n;
+                } else {
+                    if (n != n_base || memcmp(toks, base, (size_t)n * sizeof *toks))
+                        fail_msg("placement %s, io %s, %d threads: tokens differ",
+                                 nm_placement_name(pls[p]), nm_io_name(ios[i]), t);
+                    free(toks);
+                }
+                close_session(&s);
+            }
+    assert_int_equal(n_base, 5 + 40);
+    free(base);
+}
+
+/* ---- a plain F64 llama forward pass, the reference for quantized models ---- */
+
+typedef struct ref_layer {
+    double *attn_norm, *ffn_norm, *q, *k, *v, *o, *gate, *up, *down;
+} ref_layer;
+
+typedef struct ref_model {
+    nm_llama_hparams hp;
+    double *embd, *out_norm, *out;
+    ref_layer *L;
+    double *kcache, *vcache; /* [layer][pos][kv dim] */
+    int max_pos;
+} ref_model;
+
+/* Every weight read with fread and dequantized to double: nothing shared
+ * with the loader or the kernels but the reference dequantizers. */
+static double *ref_tensor(FILE *f, const nm_gguf *g, const char *name) {
+    const nm_gguf_tensor *t = nm_gguf_find_tensor(g, name);
+    if (!t)
+        fail_msg("reference: no tensor %s", name);
+    uint8_t *raw = malloc(t->nbytes);
+    float *row = malloc(t->ne[0] * sizeof(float));
+    double *out = malloc(t->ne[0] * t->n_rows * sizeof(double));
+    assert_true(raw && row && out);
+    assert_int_equal(fseeko(f, (off_t)t->file_offset, SEEK_SET), 0);
+    assert_int_equal(fread(raw, 1, t->nbytes, f), t->nbytes);
+    for (uint64_t r = 0; r < t->n_rows; r++) {
+        assert_int_equal(nm_dequantize_row(t->type, raw + r * t->row_bytes, row, (int64_t)t->ne[0]),
+                         0);
+        for (uint64_t i = 0; i < t->ne[0]; i++)
+            out[r * t->ne[0] + i] = row[i];
+    }
+    free(raw), free(row);
+    return out;
+}
+
+static void ref_load(ref_model *r, const nm_gguf *g, int max_pos) {
+    nm_error err = {{0}};
+    memset(r, 0, sizeof *r);
+    assert_int_equal(nm_llama_hparams_read(g, &r->hp, true, &err), 0);
+    FILE *f = fopen(g->path, "rb");
+    assert_non_null(f);
+    char name[96];
+    r->L = calloc(r->hp.n_layer, sizeof *r->L);
+    for (uint32_t l = 0; l < r->hp.n_layer; l++) {
+        ref_layer *L = &r->L[l];
+        double **dst[] = {&L->attn_norm, &L->ffn_norm, &L->q,  &L->k,   &L->v,
+                          &L->o,         &L->gate,     &L->up, &L->down};
+        const char *names[] = {"attn_norm",   "ffn_norm", "attn_q", "attn_k",  "attn_v",
+                               "attn_output", "ffn_gate", "ffn_up", "ffn_down"};
+        for (int i = 0; i < 9; i++) {
+            snprintf(name, sizeof name, "blk.%u.%s.weight", l, names[i]);
+            *dst[i] = ref_tensor(f, g, name);
+        }
+    }
+    r->embd = ref_tensor(f, g, "token_embd.weight");
+    r->out_norm = ref_tensor(f, g, "output_norm.weight");
+    r->out = nm_gguf_find_tensor(g, "output.weight") ? ref_tensor(f, g, "output.weight") : r->embd;
+    fclose(f);
+    size_t kvd = (size_t)r->hp.n_head_kv * r->hp.head_dim;
+    r->max_pos = max_pos;
+    r->kcache = calloc((size_t)r->hp.n_layer * max_pos * kvd, sizeof(double));
+    r->vcache = calloc((size_t)r->hp.n_layer * max_pos * kvd, sizeof(double));
+}
+
+static void ref_free(ref_model *r) {
+    for (uint32_t l = 0; l < r->hp.n_layer; l++) {
+        ref_layer *L = &r->L[l];
+        double *p[] = {L->attn_norm, L->ffn_norm, L->q, L->k, L->v, L->o, L->gate, L->up, L->down};
+        for (int i = 0; i < 9; i++)
+            free(p[i]);
+    }
+    if (r->out != r->embd)
+        free(r->out);
+    free(r->embd), free(r->out_norm), free(r->L), free(r->kcache), free(r->vcache);
+}
+
+static void ref_matvec(const double *w, const double *x, double *y, int rows, int cols) {
+    for (int i = 0; i < rows; i++) {
+        double s = 0;
+        for (int j = 0; j < cols; j++)
+            s += w[(size_t)i * cols + j] * x[j];
+        y[i] = s;
+    }
+}
+
+static void ref_rmsnorm(const double *x, const double *w, double *y, int n, double eps) {
+    double ss = 0;
+    for (int i = 0; i < n; i++)
+        ss += x[i] * x[i];
+    double scale = 1.0 / sqrt(ss / n + eps);
+    for (int i = 0; i < n; i++)
+        y[i] = x[i] * scale * w[i];
+}
+
+static void ref_rope(double *v, int n_heads, int hd, int n_rot, int pos, double base) {
+    for (int h = 0; h < n_heads; h++)
+        for (int i = 0; i < n_rot / 2; i++) {
+            double th = pos * pow(base, -2.0 * i / n_rot), c = cos(th), s = sin(th);
+            double *x = v + h * hd + 2 * i, a = x[0], b = x[1];
+            x[0] = a * c - b * s;
+            x[1] = a * s + b * c;
+        }
+}
+
+/* One token at position pos; logits (n_vocab doubles) out. */
+static void ref_step(ref_model *r, int32_t token, int pos, double *logits) {
+    const nm_llama_hparams *hp = &r->hp;
+    const int E = (int)hp->n_embd, F = (int)hp->n_ff, hd = (int)hp->head_dim;
+    const int KV = (int)hp->n_head_kv * hd, gqa = (int)(hp->n_head / hp->n_head_kv);
+    double *x = malloc(E * sizeof(double)), *xb = malloc(E * sizeof(double));
+    double *q = malloc(E * sizeof(double)), *att = malloc(E * sizeof(double));
+    double *g = malloc(F * sizeof(double)), *u = malloc(F * sizeof(double));
+    double *tmp = malloc((size_t)(F > E ? F : E) * sizeof(double));
+    double *sc = malloc((size_t)(pos + 1) * sizeof(double));
+    memcpy(x, r->embd + (size_t)token * E, E * sizeof(double));
+    for (uint32_t l = 0; l < hp->n_layer; l++) {
+        ref_layer *L = &r->L[l];
+        double *kc = r->kcache + (size_t)l * r->max_pos * KV,
+               *vc = r->vcache + (size_t)l * r->max_pos * KV;
+        ref_rmsnorm(x, L->attn_norm, xb, E, hp->rms_eps);
+        ref_matvec(L->q, xb, q, E, E);
+        ref_matvec(L->k, xb, kc + (size_t)pos * KV, KV, E);
+        ref_matvec(L->v, xb, vc + (size_t)pos * KV, KV, E);
+        ref_rope(q, (int)hp->n_head, hd, (int)hp->n_rot, pos, hp->rope_freq_base);
+        ref_rope(kc + (size_t)pos * KV, (int)hp->n_head_kv, hd, (int)hp->n_rot, pos,
+                 hp->rope_freq_base);
+        for (int h = 0; h < (int)hp->n_head; h++) {
+            int kvh = h / gqa;
+            double max = -INFINITY, sum = 0;
+            for (int p = 0; p <= pos; p++) {
+                double s = 0;
+                for (int d = 0; d < hd; d++)
+                    s += q[h * hd + d] * kc[(size_t)p * KV + kvh * hd + d];
+                sc[p] = s / sqrt((double)hd);
+                max = sc[p] > max ? sc[p] : max;
+            }
+            for (int p = 0; p <= pos; p++)
+                sum += (sc[p] = exp(sc[p] - max));
+            for (int d = 0; d < hd; d++) {
+                double a = 0;
+                for (int p = 0; p <= pos; p++)
+                    a += sc[p] / sum * vc[(size_t)p * KV + kvh * hd + d];
+                att[h * hd + d] = a;
+            }
+        }
+        ref_matvec(L->o, att, tmp, E, E);
+        for (int i = 0; i < E; i++)
+            x[i] += tmp[i];
+        ref_rmsnorm(x, L->ffn_norm, xb, E, hp->rms_eps);
+        ref_matvec(L->gate, xb, g, F, E);
+        ref_matvec(L->up, xb, u, F, E);
+        for (int i = 0; i < F; i++)
+            g[i] = g[i] / (1 + exp(-g[i])) * u[i];
+        ref_matvec(L->down, g, tmp, E, F);
+        for (int i = 0; i < E; i++)
+            x[i] += tmp[i];
+    }
+    ref_rmsnorm(x, r->out_norm, xb, E, hp->rms_eps);
+    ref_matvec(r->out, xb, logits, (int)hp->n_vocab, E);
+    free(x), free(xb), free(q), free(att), free(g), free(u), free(tmp), free(sc);
+}
+
+/* Relative RMS error of a against the reference b. */
+static double rel_rms(const float *a, const double *b, int n) {
+    double num = 0, den = 0;
+    for (int i = 0; i < n; i++) {
+        num += (a[i] - b[i]) * (a[i] - b[i]);
+        den += b[i] * b[i];
+    }
+    return sqrt(num / den);
+}
+
+static char g_tmpdir[256];
+
+static const char *make_tiny(uint32_t type, char *path, size_t cap) {
+    if (!g_tmpdir[0]) {
+        snprintf(g_tmpdir, sizeof g_tmpdir, "/tmp/test_forward.XXXXXX");
+        assert_non_null(mkdtemp(g_tmpdir));
+    }
+    snprintf(path, cap, "%s/tiny-%s.gguf", g_tmpdir, nm_type_name(type));
+    if (have_file(path))
+        return path;
+    nm_mkmodel_opts o = {.type = type, .seed = 7};
+    nm_error err = {{0}};
+    assert_int_equal(nm_mkmodel_preset("tiny", &o.shape, &err), 0);
+    if (nm_mkmodel_write(path, &o, NULL, &err) < 0)
+        fail_msg("mkmodel: %s", err.msg);
+    return path;
+}
+
+/* A batched prompt pass, then single-token steps, against the reference. */
+static void test_quantized_vs_f64_reference(void **state) {
+    (void)state;
+    /* Tolerances: Q8_0/Q4_0 kernels quantize activations to 8 bits (as
+     * llama.cpp does), the KV cache is F16. */
+    const struct {
+        uint32_t type;
+        uint32_t kv;
+        double tol;
+    } cases[] = {
+        {NM_TYPE_F32, NM_TYPE_F32, 1e-5},    {NM_TYPE_F16, NM_TYPE_F16, 2e-3},
+        {NM_TYPE_Q8_0, NM_TYPE_F16, 0.03},   {NM_TYPE_Q4_0, NM_TYPE_F16, 0.03},
+        {NM_TYPE_BF16, NM_TYPE_F32, 1.5e-2},
+    };
+    const int32_t toks[] = {1, 300, 301, 512, 777, 1000, 42, 2000, 1234, 5};
+    const int n = 10, n_batch = 6;
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        char path[512];
+        make_tiny(cases[c].type, path, sizeof path);
+        for (int threads = 1; threads <= 2; threads++) {
+            session s;
+            open_session(&s, path, NM_PLACE_SHARD, NM_IO_AUTO, threads, cases[c].kv);
+            ref_model r;
+            ref_load(&r, s.g, n);
+            int nv = (int)r.hp.n_vocab;
+            float *got = malloc((size_t)n * nv * sizeof(float));
+            double *want = malloc((size_t)nv * sizeof(double));
+            nm_error err = {{0}};
+            assert_int_equal(nm_model_eval(s.m, toks, n_batch, 0, 0, got, &err), 0);
+            for (int i = n_batch; i < n; i++)
+                assert_int_equal(nm_model_eval(s.m, toks + i, 1, i, 0, got + (size_t)i * nv, &err),
+                                 0);
+            double worst = 0;
+            for (int i = 0; i < n; i++) {
+                ref_step(&r, toks[i], i, want);
+                double e = rel_rms(got + (size_t)i * nv, want, nv);
+                worst = e > worst ? e : worst;
+            }
+            print_message("%s weights, %s KV, %d threads: worst relative RMS logit error %.2e\n",
+                          nm_type_name(cases[c].type), nm_type_name(cases[c].kv), threads, worst);
+            if (!(worst < cases[c].tol))
+                fail_msg("%s: logits differ from the F64 reference by %.3e (> %.1e)",
+                         nm_type_name(cases[c].type), worst, cases[c].tol);
+            free(got), free(want);
+            ref_free(&r);
+            close_session(&s);
+        }
+    }
+}
+
+/* Generation stops at the context instead of writing past the cache. */
+static void test_context_limit(void **state) {
+    (void)state;
+    char path[512];
+    make_tiny(NM_TYPE_Q8_0, path, sizeof path);
+    nm_error err = {{0}};
+    session s;
+    memset(&s, 0, sizeof s);
+    s.g = nm_gguf_open(path, &err);
+    assert_non_null(s.g);
+    nm_plan_opts po = {.placement = NM_PLACE_SHARD};
+    s.plan = nm_plan_build(s.g, g_topo, &po, &err);
+    nm_load_opts lo = {.io = NM_IO_BUFFERED};
+    s.w = nm_load(s.g, s.plan, &lo, &err);
+    s.tok = nm_tokenizer_load(s.g, &err);
+    assert_true(s.plan && s.w && s.tok);
+    nm_model_opts mo = nm_model_opts_default();
+    mo.n_ctx = 12;
+    s.m = nm_model_create(s.w, g_topo, &mo, &err);
+    assert_non_null(s.m);
+    nm_gen_opts o = {.n_predict = 50, .echo = false, .sampler = {.temp = 0, .top_p = 1}};
+    nm_gen_stats st;
+    int32_t *t = NULL;
+    int nt = 0;
+    assert_int_equal(nm_generate(s.m, s.tok, "the cat", &o, NULL, NULL, &t, &nt, &st, &err), 0);
+    if (!st.hit_eos) {
+        assert_true(st.hit_ctx);
+        assert_int_equal(nt, 12);
+    }
+    free(t);
+    const int32_t one = 5;
+    assert_int_equal(nm_model_eval(s.m, &one, 1, 12, 0, NULL, &err), -1);
+    assert_non_null(strstr(err.msg, "context"));
+    close_session(&s);
+}
+
+int main(void) {
+    nm_error err = {{0}};
+    g_topo = nm_topo_load(NULL, &err);
+    if (!g_topo) {
+        fprintf(stderr, "test_forward: topology: %s\n", err.msg);
+        return 1;
+    }
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_greedy_matches_llama_cpp),
+        cmocka_unit_test(test_perplexity_matches_llama_cpp),
+        cmocka_unit_test(test_tokens_identical_everywhere),
+        cmocka_unit_test(test_quantized_vs_f64_reference),
+        cmocka_unit_test(test_context_limit),
+    };
+    int rc = cmocka_run_group_tests(tests, NULL, NULL);
+    nm_topo_free(g_topo);
+    return rc;
+}

@@ -1,0 +1,54 @@
+# The forward pass's multi-node checks (sourced by checks.sh inside the NUMA
+# VM; uses its helpers: run, register, tiny_model, $N, $WORK, $NUMALM).
+#
+# Greedy `numalm run` must give the same text on every placement and io mode
+# with workers on all N nodes (each node computing its own rows, KV heads
+# and attention), and the text must be llama.cpp's reference. -n is small:
+# code runs ~20x slower in the VM.
+
+SHARED_STORIES=${NUMALM_SHARED:-$SELF_DIR/../../../shared}/models/stories260K.gguf
+STORIES=$WORK/stories260K.gguf
+
+# A copy on the VM's scratch disk: the host's files come over 9p, where
+# O_DIRECT reads may not work (and a real model lives on a real disk).
+stories_model() {
+    [ -s "$STORIES" ] && return 0
+    if [ ! -s "$SHARED_STORIES" ]; then
+        echo "no $SHARED_STORIES"
+        return 77
+    fi
+    cp "$SHARED_STORIES" "$STORIES"
+}
+
+check_forward_tokens_across_placements() {
+    stories_model || return $?
+    local want="Once upon a time, there was a little girl named Lily. She loved to play"
+    local base="" out p io
+    for p in shard replicate interleave node:0 node:$((N - 1)); do
+        for io in dio buffered; do
+            out=$("$NUMALM" run -m "$STORIES" -p "Once upon a time" -n 16 --placement "$p" \
+                  --io "$io" --no-progress --json 2>"$WORK/fwd.err") || {
+                cat "$WORK/fwd.err"
+                return 1
+            }
+            echo "$p $io: $out | $(grep -o '"nodes":[0-9]*,"threads":[0-9]*' "$WORK/fwd.err")"
+            grep -q "\"nodes\":$N," "$WORK/fwd.err" || { echo "  not on $N nodes"; return 1; }
+            [ -n "$base" ] || base=$out
+            [ "$out" = "$base" ] || { echo "  differs from the first run"; return 1; }
+        done
+    done
+    [ "$base" = "$want" ] || { echo "expected: $want"; return 1; }
+}
+register forward_tokens_across_placements
+
+check_forward_threads_per_node() {
+    stories_model || return $?
+    local a b
+    a=$("$NUMALM" run -m "$STORIES" -p "The little dog" -n 12 --no-progress 2>/dev/null) || return 1
+    b=$("$NUMALM" run -m "$STORIES" -p "The little dog" -n 12 --nodes 0 --no-progress \
+        2>/dev/null) || return 1
+    echo "all nodes: $a"
+    echo "node 0:    $b"
+    [ "$a" = "$b" ]
+}
+register forward_threads_per_node
