@@ -83,22 +83,19 @@ static uint64_t sum_words(const uint64_t *p, size_t n) {
 static void fill_weights(bench *b, int k);
 
 static void run_job(bench *b, int k) {
-    const char *w = (const char *)b->buf[k] +
-                    (size_t)b->copy * (size_t)b->nrows[k] * b->row_bytes;
+    const char *w = (const char *)b->buf[k] + (size_t)b->copy * (size_t)b->nrows[k] * b->row_bytes;
     switch (b->job) {
     case JOB_FILL:
         fill_weights(b, k);
         break;
     case JOB_READ:
-        b->sink[k] += sum_words((const uint64_t *)w,
-                                (size_t)b->nrows[k] * b->row_bytes / 8);
+        b->sink[k] += sum_words((const uint64_t *)w, (size_t)b->nrows[k] * b->row_bytes / 8);
         break;
     case JOB_MATVEC:
         nm_matvec_set(b->ks, w, b->nrows[k], &b->act1, b->y + b->row0[k]);
         break;
     case JOB_MATMAT:
-        nm_matmat_set(b->ks, w, b->nrows[k], &b->actk, b->y + b->row0[k],
-                      b->rows);
+        nm_matmat_set(b->ks, w, b->nrows[k], &b->actk, b->y + b->row0[k], b->rows);
         break;
     case JOB_EXIT:
         break;
@@ -154,8 +151,7 @@ static double run_once(bench *b) {
  * seconds of one call of each. Interleaving gives both the same share of
  * whatever else runs on the machine, so their ratio holds even when the
  * absolute numbers move; the median drops bursts. */
-static void time_job(bench *b, enum job_kind job, double budget,
-                     double *job_s, double *read_s) {
+static void time_job(bench *b, enum job_kind job, double budget, double *job_s, double *read_s) {
     static double tj[MAX_ITERS], tr[MAX_ITERS];
     int it = 0;
     double begin = nm_now();
@@ -200,8 +196,7 @@ static void fill_random(uint32_t type, void *dst, size_t bytes, uint64_t seed) {
 
 /* Quantized rows also need sane block scales. */
 static void fix_scales(uint32_t type, void *row, int64_t cols, uint64_t r) {
-    size_t bs = type == NM_TYPE_Q8_0 ? sizeof(nm_block_q8_0)
-                                     : sizeof(nm_block_q4_0);
+    size_t bs = type == NM_TYPE_Q8_0 ? sizeof(nm_block_q8_0) : sizeof(nm_block_q4_0);
     for (int64_t b = 0; b < cols / 32; b++) {
         uint16_t d = (uint16_t)(0x2000 | ((r + (uint64_t)b) & 0x3ff));
         memcpy((char *)row + (size_t)b * bs, &d, 2);
@@ -213,8 +208,8 @@ static int alloc_weights(bench *b) {
         b->row0[k] = b->rows * k / b->threads;
         b->nrows[k] = b->rows * (k + 1) / b->threads - b->row0[k];
         b->buf_bytes[k] = (size_t)b->copies * (size_t)b->nrows[k] * b->row_bytes;
-        b->buf[k] = mmap(NULL, b->buf_bytes[k], PROT_READ | PROT_WRITE,
-                         MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        b->buf[k] =
+            mmap(NULL, b->buf_bytes[k], PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
         if (b->buf[k] == MAP_FAILED)
             return -1;
     }
@@ -223,12 +218,10 @@ static int alloc_weights(bench *b) {
 
 /* Run by thread k: the first touch places its pages on its node. */
 static void fill_weights(bench *b, int k) {
-    fill_random(b->type, b->buf[k], b->buf_bytes[k],
-                0x9e3779b97f4a7c15ull * (uint64_t)(k + 1));
+    fill_random(b->type, b->buf[k], b->buf_bytes[k], 0x9e3779b97f4a7c15ull * (uint64_t)(k + 1));
     if (b->type == NM_TYPE_Q8_0 || b->type == NM_TYPE_Q4_0)
         for (int64_t r = 0; r < (int64_t)b->copies * b->nrows[k]; r++)
-            fix_scales(b->type, (char *)b->buf[k] + (size_t)r * b->row_bytes,
-                       b->cols, (uint64_t)r);
+            fix_scales(b->type, (char *)b->buf[k] + (size_t)r * b->row_bytes, b->cols, (uint64_t)r);
 }
 
 static float frand(uint64_t *s) {
@@ -251,9 +244,14 @@ typedef struct options {
 } options;
 
 static int parse_options(int argc, char **argv, options *o) {
-    *o = (options){.rows = 2048, .cols = 5632, .max_threads = 2, .n_tok = 32,
-                   .scalar = 1, .budget = 0.4,
-                   .only_type = -1, .min_threads = 1};
+    *o = (options){.rows = 2048,
+                   .cols = 5632,
+                   .max_threads = 2,
+                   .n_tok = 32,
+                   .scalar = 1,
+                   .budget = 0.4,
+                   .only_type = -1,
+                   .min_threads = 1};
     nm_error err;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -277,14 +275,14 @@ static int parse_options(int argc, char **argv, options *o) {
         } else if (has && !strcmp(a, "--only-threads")) {
             o->min_threads = o->max_threads = atoi(argv[++i]);
             if (o->min_threads < 1 || o->min_threads > MAX_THREADS) {
-                fprintf(stderr, "bench_kernels: --only-threads %s: not in 1..%d\n",
-                        argv[i], MAX_THREADS);
+                fprintf(stderr, "bench_kernels: --only-threads %s: not in 1..%d\n", argv[i],
+                        MAX_THREADS);
                 return -1;
             }
         } else if (has && !strcmp(a, "--time"))
             o->budget = atof(argv[++i]);
-        else if (has && (!strcmp(a, "-r") || !strcmp(a, "-n") ||
-                         !strcmp(a, "-t") || !strcmp(a, "-k"))) {
+        else if (has &&
+                 (!strcmp(a, "-r") || !strcmp(a, "-n") || !strcmp(a, "-t") || !strcmp(a, "-k"))) {
             long max = a[1] == 't' ? MAX_THREADS : a[1] == 'k' ? 4096 : 1 << 20;
             if (nm_parse_long(argv[++i], 1, max, &v, a, &err)) {
                 fprintf(stderr, "bench_kernels: %s\n", err.msg);
@@ -337,31 +335,18 @@ static int sets_for(uint32_t type, const options *o, const nm_kernel_set **s) {
 
 /* Activations as the set wants them: the alternative set takes F32 where
  * the chosen kernels take prepared Q8 or BF16 ones. */
-static void prepare_act(const nm_kernel_set *ks, uint32_t type, const float *x,
-                        int64_t n, int n_tok, void *qbuf, nm_act *act) {
+static void prepare_act(const nm_kernel_set *ks, uint32_t type, const float *x, int64_t n,
+                        int n_tok, void *qbuf, nm_act *act) {
     nm_act_prepare(type, x, n, n_tok, qbuf, act);
-    if (ks == nm_kernels_avx512_alt() &&
-        (type == NM_TYPE_Q8_0 || type == NM_TYPE_BF16)) {
+    if (ks == nm_kernels_avx512_alt() && (type == NM_TYPE_Q8_0 || type == NM_TYPE_BF16)) {
         act->q = NULL;
         act->q_row_bytes = 0;
     }
 }
 
-static int allowed_cpus(int *cpus, int max) {
-    cpu_set_t set;
-    if (sched_getaffinity(0, sizeof set, &set) != 0)
-        return 0;
-    int n = 0;
-    for (int c = 0; c < CPU_SETSIZE && n < max; c++)
-        if (CPU_ISSET(c, &set))
-            cpus[n++] = c;
-    return n;
-}
-
 /* Measures one type with `threads` threads: the read bandwidth of its
  * buffers, then matvec and matmat for each kernel set. */
-static int bench_type(const options *o, uint32_t type, int threads,
-                      result *res, int *nres) {
+static int bench_type(const options *o, uint32_t type, int threads, result *res, int *nres) {
     static bench b;
     memset(&b, 0, sizeof b);
     b.type = type;
@@ -375,7 +360,7 @@ static int bench_type(const options *o, uint32_t type, int threads,
     uint64_t mat = rb * (uint64_t)o->rows;
     b.copies = o->hot ? 1 : (int)((COPY_BYTES + mat - 1) / mat);
     b.wall = o->wall;
-    int ncpu = allowed_cpus(b.cpus, MAX_THREADS);
+    int ncpu = nm_allowed_cpus(b.cpus, MAX_THREADS);
     for (int k = ncpu; k < threads && ncpu > 0; k++)
         b.cpus[k] = b.cpus[k % ncpu];
 
@@ -390,8 +375,8 @@ static int bench_type(const options *o, uint32_t type, int threads,
     for (size_t i = 0; i < xn; i++)
         x[i] = frand(&seed);
     if (alloc_weights(&b) != 0) {
-        fprintf(stderr, "bench_kernels: cannot map %d copies of %s weights\n",
-                b.copies, nm_type_name(type));
+        fprintf(stderr, "bench_kernels: cannot map %d copies of %s weights\n", b.copies,
+                nm_type_name(type));
         return -1;
     }
     pthread_barrier_init(&b.start, NULL, (unsigned)threads + 1);
@@ -416,8 +401,7 @@ static int bench_type(const options *o, uint32_t type, int threads,
         prepare_act(sets[s], type, x, o->cols, o->n_tok, qk, &b.actk);
         time_job(&b, JOB_MATMAT, o->budget, &tm, &tr2);
         result *r = &res[(*nres)++];
-        *r = (result){.type = nm_type_name(type), .kernels = sets[s]->name,
-                      .threads = threads};
+        *r = (result){.type = nm_type_name(type), .kernels = sets[s]->name, .threads = threads};
         r->mv_gbps = (double)mat / tv / 1e9;
         r->read_gbps = (double)mat / tr / 1e9;
         r->ratio = r->mv_gbps / r->read_gbps;
@@ -440,8 +424,8 @@ int main(int argc, char **argv) {
     options o;
     if (parse_options(argc, argv, &o) != 0)
         return 2;
-    static const uint32_t types[] = {NM_TYPE_F32, NM_TYPE_F16, NM_TYPE_BF16,
-                                     NM_TYPE_Q8_0, NM_TYPE_Q4_0};
+    static const uint32_t types[] = {NM_TYPE_F32, NM_TYPE_F16, NM_TYPE_BF16, NM_TYPE_Q8_0,
+                                     NM_TYPE_Q4_0};
     static result res[256];
     int nres = 0;
     for (int ti = 0; ti < 5; ti++)
@@ -449,8 +433,7 @@ int main(int argc, char **argv) {
             if (o.only_type >= 0 && types[ti] != (uint32_t)o.only_type)
                 continue;
             if (bench_type(&o, types[ti], t, res, &nres) != 0) {
-                fprintf(stderr, "bench_kernels: out of memory for %s\n",
-                        nm_type_name(types[ti]));
+                fprintf(stderr, "bench_kernels: out of memory for %s\n", nm_type_name(types[ti]));
                 return 1;
             }
             if (!o.json)
@@ -490,13 +473,12 @@ int main(int argc, char **argv) {
     printf("matrix %lld x %lld, matmat %d tokens; read = plain sum of the same "
            "buffers by the same threads\n",
            (long long)o.rows, (long long)o.cols, o.n_tok);
-    printf("%-6s %-12s %3s %9s %10s %6s %12s %9s\n", "type", "kernels", "thr",
-           "read GB/s", "matvec GB/s", "ratio", "matmat tok/s", "GFLOP/s");
+    printf("%-6s %-12s %3s %9s %10s %6s %12s %9s\n", "type", "kernels", "thr", "read GB/s",
+           "matvec GB/s", "ratio", "matmat tok/s", "GFLOP/s");
     for (int i = 0; i < nres; i++) {
         result *r = &res[i];
-        printf("%-6s %-12s %3d %9.2f %10.2f %6.2f %12.1f %9.2f\n", r->type,
-               r->kernels, r->threads, r->read_gbps, r->mv_gbps,
-               r->ratio, r->mm_tok_s, r->mm_gflops);
+        printf("%-6s %-12s %3d %9.2f %10.2f %6.2f %12.1f %9.2f\n", r->type, r->kernels, r->threads,
+               r->read_gbps, r->mv_gbps, r->ratio, r->mm_tok_s, r->mm_gflops);
     }
     return 0;
 }

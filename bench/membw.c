@@ -56,8 +56,8 @@ static void pin_to(int cpu) {
 static void *run_worker(void *arg) {
     worker *w = arg;
     pin_to(w->cpu);
-    uint64_t *buf = mmap(NULL, w->bytes, PROT_READ | PROT_WRITE,
-                         MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    uint64_t *buf =
+        mmap(NULL, w->bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     w->failed = buf == MAP_FAILED;
     if (!w->failed) /* first touch from the reading thread places the pages */
         memset(buf, w->index + 1, w->bytes);
@@ -74,24 +74,13 @@ static void *run_worker(void *arg) {
     return NULL;
 }
 
-static int allowed_cpus(int *cpus, int max) {
-    cpu_set_t set;
-    if (sched_getaffinity(0, sizeof set, &set) != 0)
-        return 0;
-    int n = 0;
-    for (int c = 0; c < CPU_SETSIZE && n < max; c++)
-        if (CPU_ISSET(c, &set))
-            cpus[n++] = c;
-    return n;
-}
-
 static void usage(void) {
     fprintf(stderr, "usage: membw [-t THREADS] [-s SIZE] [-p PASSES] [--json]\n");
 }
 
 int main(int argc, char **argv) {
     static int cpus[MAX_THREADS];
-    int ncpu = allowed_cpus(cpus, MAX_THREADS);
+    int ncpu = nm_allowed_cpus(cpus, MAX_THREADS);
     long threads = ncpu > 0 ? ncpu : 1, passes = 5;
     uint64_t size = 1ull << 30;
     int json = 0;
@@ -121,8 +110,8 @@ int main(int argc, char **argv) {
         return 1;
     }
     if (size < (uint64_t)threads * 4096) {
-        fprintf(stderr, "membw: -s %llu is too small for %ld threads\n",
-                (unsigned long long)size, threads);
+        fprintf(stderr, "membw: -s %llu is too small for %ld threads\n", (unsigned long long)size,
+                threads);
         return 2;
     }
     static worker ws[MAX_THREADS];
@@ -131,8 +120,11 @@ int main(int argc, char **argv) {
     pthread_barrier_init(&barrier, NULL, (unsigned)threads + 1);
     size_t slice = (size_t)(size / (uint64_t)threads) / 4096 * 4096;
     for (int i = 0; i < threads; i++) {
-        ws[i] = (worker){.index = i, .cpu = cpus[i % ncpu], .bytes = slice,
-                         .barrier = &barrier, .passes = (int)passes};
+        ws[i] = (worker){.index = i,
+                         .cpu = cpus[i % ncpu],
+                         .bytes = slice,
+                         .barrier = &barrier,
+                         .passes = (int)passes};
         if (pthread_create(&tids[i], NULL, run_worker, &ws[i]) != 0) {
             fprintf(stderr, "membw: cannot start thread %d\n", i);
             return 1;
@@ -149,8 +141,7 @@ int main(int argc, char **argv) {
         double slowest = 0;
         for (int i = 0; i < threads; i++) {
             if (ws[i].failed) {
-                fprintf(stderr, "membw: thread %d could not map %zu bytes\n",
-                        i, slice);
+                fprintf(stderr, "membw: thread %d could not map %zu bytes\n", i, slice);
                 return 1;
             }
             if (ws[i].seconds[p] > slowest)

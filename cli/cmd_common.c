@@ -119,9 +119,12 @@ int nm_cli_open(const nm_cli_common *c, nm_cli_session *s, nm_error *err) {
     if (!c->model)
         return nm_fail(err, "no model given (-m FILE)");
     double t0 = nm_now();
+    /* the loader pins readers with the same topology: probing hwloc twice
+     * costs milliseconds and could see a different allowed set */
+    nm_load_opts load = c->load;
     if (!(s->gguf = nm_gguf_open(c->model, err)) || !(s->topo = nm_topo_load(c->topology, err)) ||
         !(s->plan = nm_plan_build(s->gguf, s->topo, &c->plan, err)) ||
-        !(s->w = nm_load(s->gguf, s->plan, &c->load, err))) {
+        !(load.topo = s->topo, s->w = nm_load(s->gguf, s->plan, &load, err))) {
         nm_cli_close(s);
         return -1;
     }

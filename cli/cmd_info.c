@@ -1,6 +1,7 @@
 /* numalm info: what a GGUF file holds (metadata, llama hyperparameters,
  * tensors, totals per type) and whether numalm can run it. The file is fully
  * validated first; a bad file gives one message naming the byte. */
+#include "cli_opt.h"
 #include "commands.h"
 
 #include "common/json.h"
@@ -13,10 +14,10 @@
 #include <stdio.h>
 #include <string.h>
 
-#define TEXT_ARRAY_HEAD 6   /* array elements shown in text */
-#define TEXT_STRING_MAX 72  /* characters of a string shown in text */
-#define JSON_ARRAY_FULL 64  /* arrays up to this length are given whole */
-#define JSON_ARRAY_HEAD 8   /* longer ones: this many elements and the count */
+#define TEXT_ARRAY_HEAD 6  /* array elements shown in text */
+#define TEXT_STRING_MAX 72 /* characters of a string shown in text */
+#define JSON_ARRAY_FULL 64 /* arrays up to this length are given whole */
+#define JSON_ARRAY_HEAD 8  /* longer ones: this many elements and the count */
 
 static void usage(FILE *out) {
     fprintf(out,
@@ -39,9 +40,9 @@ typedef struct info {
     const nm_gguf *g;
     nm_llama_hparams hp;
     bool have_hp;
-    nm_error hp_err;   /* why the hyperparameters could not be read */
+    nm_error hp_err; /* why the hyperparameters could not be read */
     bool runnable;
-    nm_error run_err;  /* why numalm cannot run it */
+    nm_error run_err; /* why numalm cannot run it */
 } info;
 
 /* ---- values ---- */
@@ -56,17 +57,55 @@ static nm_gguf_kv array_elem(const nm_gguf_kv *kv, uint64_t i) {
     nm_gguf_kv e = {.type = kv->v.arr.type};
     const unsigned char *p = kv->v.arr.data;
     switch (e.type) {
-    case NM_GGUF_UINT8: case NM_GGUF_BOOL: e.v.u64 = p[i]; break;
-    case NM_GGUF_INT8: e.v.i64 = (int8_t)p[i]; break;
-    case NM_GGUF_UINT16: { uint16_t v; memcpy(&v, p + 2 * i, 2); e.v.u64 = v; break; }
-    case NM_GGUF_INT16: { int16_t v; memcpy(&v, p + 2 * i, 2); e.v.i64 = v; break; }
-    case NM_GGUF_UINT32: { uint32_t v; memcpy(&v, p + 4 * i, 4); e.v.u64 = v; break; }
-    case NM_GGUF_INT32: { int32_t v; memcpy(&v, p + 4 * i, 4); e.v.i64 = v; break; }
-    case NM_GGUF_FLOAT32: { float v; memcpy(&v, p + 4 * i, 4); e.v.f64 = v; break; }
-    case NM_GGUF_UINT64: memcpy(&e.v.u64, p + 8 * i, 8); break;
-    case NM_GGUF_INT64: memcpy(&e.v.i64, p + 8 * i, 8); break;
-    case NM_GGUF_FLOAT64: memcpy(&e.v.f64, p + 8 * i, 8); break;
-    case NM_GGUF_STRING: e.v.str = ((const nm_gguf_str *)kv->v.arr.data)[i]; break;
+    case NM_GGUF_UINT8:
+    case NM_GGUF_BOOL:
+        e.v.u64 = p[i];
+        break;
+    case NM_GGUF_INT8:
+        e.v.i64 = (int8_t)p[i];
+        break;
+    case NM_GGUF_UINT16: {
+        uint16_t v;
+        memcpy(&v, p + 2 * i, 2);
+        e.v.u64 = v;
+        break;
+    }
+    case NM_GGUF_INT16: {
+        int16_t v;
+        memcpy(&v, p + 2 * i, 2);
+        e.v.i64 = v;
+        break;
+    }
+    case NM_GGUF_UINT32: {
+        uint32_t v;
+        memcpy(&v, p + 4 * i, 4);
+        e.v.u64 = v;
+        break;
+    }
+    case NM_GGUF_INT32: {
+        int32_t v;
+        memcpy(&v, p + 4 * i, 4);
+        e.v.i64 = v;
+        break;
+    }
+    case NM_GGUF_FLOAT32: {
+        float v;
+        memcpy(&v, p + 4 * i, 4);
+        e.v.f64 = v;
+        break;
+    }
+    case NM_GGUF_UINT64:
+        memcpy(&e.v.u64, p + 8 * i, 8);
+        break;
+    case NM_GGUF_INT64:
+        memcpy(&e.v.i64, p + 8 * i, 8);
+        break;
+    case NM_GGUF_FLOAT64:
+        memcpy(&e.v.f64, p + 8 * i, 8);
+        break;
+    case NM_GGUF_STRING:
+        e.v.str = ((const nm_gguf_str *)kv->v.arr.data)[i];
+        break;
     }
     return e;
 }
@@ -92,15 +131,28 @@ static void text_string(const nm_gguf_str *s, FILE *out) {
 
 static void text_scalar(const nm_gguf_kv *kv, FILE *out) {
     switch (kv->type) {
-    case NM_GGUF_UINT8: case NM_GGUF_UINT16: case NM_GGUF_UINT32: case NM_GGUF_UINT64:
+    case NM_GGUF_UINT8:
+    case NM_GGUF_UINT16:
+    case NM_GGUF_UINT32:
+    case NM_GGUF_UINT64:
         fprintf(out, "%" PRIu64, kv->v.u64);
         break;
-    case NM_GGUF_INT8: case NM_GGUF_INT16: case NM_GGUF_INT32: case NM_GGUF_INT64:
+    case NM_GGUF_INT8:
+    case NM_GGUF_INT16:
+    case NM_GGUF_INT32:
+    case NM_GGUF_INT64:
         fprintf(out, "%" PRId64, kv->v.i64);
         break;
-    case NM_GGUF_FLOAT32: case NM_GGUF_FLOAT64: fprintf(out, "%g", kv->v.f64); break;
-    case NM_GGUF_BOOL: fputs(kv->v.u64 ? "true" : "false", out); break;
-    case NM_GGUF_STRING: text_string(&kv->v.str, out); break;
+    case NM_GGUF_FLOAT32:
+    case NM_GGUF_FLOAT64:
+        fprintf(out, "%g", kv->v.f64);
+        break;
+    case NM_GGUF_BOOL:
+        fputs(kv->v.u64 ? "true" : "false", out);
+        break;
+    case NM_GGUF_STRING:
+        text_string(&kv->v.str, out);
+        break;
     }
 }
 
@@ -123,15 +175,28 @@ static void text_value(const nm_gguf_kv *kv, FILE *out) {
 
 static void json_scalar(nm_json *j, const nm_gguf_kv *kv) {
     switch (kv->type) {
-    case NM_GGUF_UINT8: case NM_GGUF_UINT16: case NM_GGUF_UINT32: case NM_GGUF_UINT64:
+    case NM_GGUF_UINT8:
+    case NM_GGUF_UINT16:
+    case NM_GGUF_UINT32:
+    case NM_GGUF_UINT64:
         nm_json_uint(j, kv->v.u64);
         break;
-    case NM_GGUF_INT8: case NM_GGUF_INT16: case NM_GGUF_INT32: case NM_GGUF_INT64:
+    case NM_GGUF_INT8:
+    case NM_GGUF_INT16:
+    case NM_GGUF_INT32:
+    case NM_GGUF_INT64:
         nm_json_int(j, kv->v.i64);
         break;
-    case NM_GGUF_FLOAT32: case NM_GGUF_FLOAT64: nm_json_double(j, kv->v.f64); break;
-    case NM_GGUF_BOOL: nm_json_bool(j, kv->v.u64 != 0); break;
-    case NM_GGUF_STRING: nm_json_strn(j, kv->v.str.data, kv->v.str.len); break;
+    case NM_GGUF_FLOAT32:
+    case NM_GGUF_FLOAT64:
+        nm_json_double(j, kv->v.f64);
+        break;
+    case NM_GGUF_BOOL:
+        nm_json_bool(j, kv->v.u64 != 0);
+        break;
+    case NM_GGUF_STRING:
+        nm_json_strn(j, kv->v.str.data, kv->v.str.len);
+        break;
     }
 }
 
@@ -207,8 +272,9 @@ static void print_text(const info *in, FILE *out) {
     const nm_gguf *g = in->g;
     char b1[32];
     fprintf(out, "file:      %s (%s)\n", g->path, nm_fmt_bytes(g->file_size, b1, sizeof b1));
-    fprintf(out, "GGUF:      version %u, %" PRIu64 " keys, %" PRIu64 " tensors, alignment %u, "
-                 "data at byte %" PRIu64 "\n",
+    fprintf(out,
+            "GGUF:      version %u, %" PRIu64 " keys, %" PRIu64 " tensors, alignment %u, "
+            "data at byte %" PRIu64 "\n",
             g->version, g->n_kv, g->n_tensors, g->alignment, g->data_offset);
     fprintf(out, "\nmetadata:\n");
     for (uint64_t i = 0; i < g->n_kv; i++) {
@@ -223,8 +289,8 @@ static void print_text(const info *in, FILE *out) {
         fputc('\n', out);
     }
     print_hparams_text(in, out);
-    fprintf(out, "\nnumalm can run it: %s%s\n", in->runnable ? "yes" : "no: ",
-            in->runnable ? "" : in->run_err.msg);
+    fprintf(out, "\nnumalm can run it: %s%s\n",
+            in->runnable ? "yes" : "no: ", in->runnable ? "" : in->run_err.msg);
     fprintf(out, "\ntensors:\n  %-32s %-7s %-22s %14s %14s\n", "name", "type", "shape",
             "file offset", "bytes");
     for (uint64_t i = 0; i < g->n_tensors; i++) {
@@ -340,21 +406,21 @@ static void print_json(const info *in, FILE *out) {
 }
 
 int cmd_info(int argc, char **argv) {
+    if (nm_cli_help_asked(argc, argv)) {
+        usage(stdout);
+        return 0;
+    }
     const char *path = NULL;
     bool json = false;
     for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
-            usage(stdout);
-            return 0;
-        } else if (!strcmp(argv[i], "--json")) {
+        if (!strcmp(argv[i], "--json")) {
             json = true;
         } else if (argv[i][0] == '-' && argv[i][1]) {
             fprintf(stderr, "numalm info: unknown option '%s'\n", argv[i]);
             usage(stderr);
             return 2;
         } else if (path) {
-            fprintf(stderr, "numalm info: more than one model given ('%s', '%s')\n", path,
-                    argv[i]);
+            fprintf(stderr, "numalm info: more than one model given ('%s', '%s')\n", path, argv[i]);
             return 2;
         } else {
             path = argv[i];

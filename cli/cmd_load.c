@@ -3,6 +3,7 @@
  * and how much of them landed on the intended node. */
 #include "commands.h"
 
+#include "cli_opt.h"
 #include "cmd_common.h"
 #include "common/util.h"
 #include "io/loader.h"
@@ -26,8 +27,7 @@ static void usage(FILE *out) {
             "  auto      copy what the page cache holds, O_DIRECT the rest (default)\n"
             "Fallbacks (O_DIRECT refused -> buffered, no io_uring -> preadv) are taken\n"
             "automatically and printed, one line each.\n"
-            "\n" NM_CLI_COMMON_HELP
-            "  --chunk SIZE            O_DIRECT request size (default 4M)\n"
+            "\n" NM_CLI_COMMON_HELP "  --chunk SIZE            O_DIRECT request size (default 4M)\n"
             "  --qd N                  io_uring queue depth per reader (default 32)\n"
             "  --readers N             reader threads per node (default: 1 for O_DIRECT,\n"
             "                          up to 4 for copies)\n"
@@ -63,14 +63,6 @@ static int load_arg(nm_cli_common *c, int argc, char **argv, int *i, nm_error *e
             c->load.readers_per_node = (int)n;
         return 1;
     }
-    if (!strcmp(a, "--thp")) {
-        if (!(v = nm_cli_value(argc, argv, i, err)))
-            return -1;
-        if (strcmp(v, "on") && strcmp(v, "off") && strcmp(v, "auto"))
-            return nm_fail(err, "--thp %s: expected on, off or auto", v);
-        c->load.thp = !strcmp(v, "on") ? 1 : !strcmp(v, "off") ? -1 : 0;
-        return 1;
-    }
     if (!strcmp(a, "--no-map")) {
         c->load.no_map = true;
         return 1;
@@ -98,18 +90,18 @@ static int parse(nm_cli_common *c, int argc, char **argv, nm_error *err) {
     if (!c->model)
         return nm_fail(err, "no model: give -m MODEL.gguf");
     if (c->topology)
-        return nm_fail(err, "--topology %s: load runs on this machine; an XML topology is "
-                            "for `numalm plan` only",
+        return nm_fail(err,
+                       "--topology %s: load runs on this machine; an XML topology is "
+                       "for `numalm plan` only",
                        c->topology);
     return 0;
 }
 
 int cmd_load(int argc, char **argv) {
-    for (int i = 1; i < argc; i++)
-        if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
-            usage(stdout);
-            return 0;
-        }
+    if (nm_cli_help_asked(argc, argv)) {
+        usage(stdout);
+        return 0;
+    }
     nm_cli_common c;
     nm_cli_common_init(&c);
     nm_error err = {{0}};

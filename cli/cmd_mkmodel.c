@@ -3,6 +3,7 @@
 #include "../common/util.h"
 #include "../io/ggml_types.h"
 #include "../io/mkmodel.h"
+#include "cli_opt.h"
 #include "commands.h"
 
 #include <stdbool.h>
@@ -48,32 +49,14 @@ static uint32_t *shape_field(nm_mkmodel_shape *s, int i) {
     return f[i];
 }
 
-/* "--opt value" or "--opt=value"; *i advances past what was used. */
-static const char *opt_value(int argc, char **argv, int *i, const char *opt, nm_error *err) {
-    const char *a = argv[*i];
-    size_t n = strlen(opt);
-    if (a[n] == '=')
-        return a + n + 1;
-    if (*i + 1 >= argc) {
-        nm_fail(err, "%s needs a value", opt);
-        return NULL;
-    }
-    return argv[++*i];
-}
-
-static bool is_opt(const char *arg, const char *opt) {
-    size_t n = strlen(opt);
-    return !strncmp(arg, opt, n) && (arg[n] == 0 || arg[n] == '=');
-}
-
-static int parse_field(int argc, char **argv, int *i, mk_args *a, bool *matched, nm_error *err) {
-    *matched = false;
+/* 1 when argv[*i] was one of the shape overrides (--embd ...), 0 when not,
+ * -1 on a bad value. */
+static int parse_field(int argc, char **argv, int *i, mk_args *a, nm_error *err) {
     for (int f = 0; f < 7; f++) {
-        if (!is_opt(argv[*i], FIELD_OPTS[f]))
-            continue;
-        *matched = true;
-        const char *v = opt_value(argc, argv, i, FIELD_OPTS[f], err);
-        return v ? nm_parse_long(v, 1, 1L << 30, &a->over[f], FIELD_OPTS[f], err) : -1;
+        const char *v;
+        int r = nm_cli_opt(argc, argv, i, FIELD_OPTS[f], NULL, &v, err);
+        if (r)
+            return r < 0 || nm_parse_long(v, 1, 1L << 30, &a->over[f], FIELD_OPTS[f], err) ? -1 : 1;
     }
     return 0;
 }
@@ -89,29 +72,23 @@ static int parse_args(int argc, char **argv, mk_args *a, nm_error *err) {
     } strs[] = {
         {"--preset", &a->preset}, {"--size", &a->size}, {"--type", &a->type}, {"--name", &a->name}};
     for (int i = 1; i < argc; i++) {
-        const char *arg = argv[i];
-        bool matched = false;
+        const char *arg = argv[i], *v;
+        int matched = 0;
         if (!strcmp(arg, "--json")) {
             a->json = true;
             continue;
         }
-        for (size_t k = 0; k < sizeof strs / sizeof strs[0] && !matched; k++) {
-            if (!is_opt(arg, strs[k].opt))
-                continue;
-            matched = true;
-            if (!(*strs[k].dst = opt_value(argc, argv, &i, strs[k].opt, err)))
+        for (size_t k = 0; k < sizeof strs / sizeof strs[0] && !matched; k++)
+            if ((matched = nm_cli_opt(argc, argv, &i, strs[k].opt, NULL, strs[k].dst, err)) < 0)
                 return -1;
-        }
-        if (!matched && is_opt(arg, "--seed")) {
-            const char *v = opt_value(argc, argv, &i, "--seed", err);
+        if (!matched && (matched = nm_cli_opt(argc, argv, &i, "--seed", NULL, &v, err))) {
             long seed;
             /* long is 64-bit here; seeds are non-negative to keep them portable */
-            if (!v || nm_parse_long(v, 0, __LONG_MAX__, &seed, "--seed", err))
+            if (matched < 0 || nm_parse_long(v, 0, __LONG_MAX__, &seed, "--seed", err))
                 return -1;
             a->seed = (uint64_t)seed;
-            continue;
         }
-        if (!matched && parse_field(argc, argv, &i, a, &matched, err))
+        if (!matched && (matched = parse_field(argc, argv, &i, a, err)) < 0)
             return -1;
         if (matched)
             continue;
@@ -196,11 +173,10 @@ static void report_text(const mk_args *a, const nm_mkmodel_opts *o, const nm_mkm
 }
 
 int cmd_mkmodel(int argc, char **argv) {
-    for (int i = 1; i < argc; i++)
-        if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
-            usage(stdout);
-            return 0;
-        }
+    if (nm_cli_help_asked(argc, argv)) {
+        usage(stdout);
+        return 0;
+    }
     nm_error err = {{0}};
     mk_args a;
     nm_mkmodel_opts o;

@@ -1,6 +1,7 @@
 /* numalm plan: where every weight of a model would go and which threads
  * compute on it, for this machine or an hwloc XML export. Nothing is loaded:
  * only the GGUF header is read. */
+#include "cli_opt.h"
 #include "commands.h"
 
 #include "common/util.h"
@@ -10,31 +11,30 @@
 #include <string.h>
 
 static void usage(FILE *out) {
-    fprintf(out,
-            "usage: numalm plan -m MODEL [--placement shard|replicate|interleave|node:N]\n"
-            "                   [--nodes LIST] [--threads-per-node N | -t N]\n"
-            "                   [--topology FILE.xml] [--align BYTES] [--verbose] [--json]\n"
-            "\n"
-            "Prints, per NUMA node: its worker threads (one per allowed core by default),\n"
-            "the KV heads and the row range of every tensor role it computes, the bytes\n"
-            "it holds, then the arenas and the weight bytes read across nodes per token.\n"
-            "The compute split is the same for every placement; placement decides where\n"
-            "the bytes live:\n"
-            "  shard       each node holds the rows it computes (default; no remote reads)\n"
-            "  replicate   each node holds a full copy (n x the memory)\n"
-            "  interleave  one arena, pages round-robin over the nodes\n"
-            "  node:N      one arena on node N; the other nodes read it remotely\n"
-            "\n"
-            "  -m, --model MODEL       GGUF file (only its header is read)\n"
-            "  --placement P           see above (default shard)\n"
-            "  --nodes LIST            compute on these nodes only, e.g. 0,1 or 0-3\n"
-            "  --threads-per-node N    N workers on every node\n"
-            "  -t, --threads N         N workers in all, spread in proportion to cores\n"
-            "  --topology FILE.xml     plan for an hwloc XML export instead of this machine\n"
-            "  --align BYTES           arena/file offset congruence (default 4096)\n"
-            "  -v, --verbose           also the full per-tensor table\n"
-            "  --json                  machine-readable output\n"
-            "  -h, --help              this help\n");
+    fprintf(out, "usage: numalm plan -m MODEL [--placement shard|replicate|interleave|node:N]\n"
+                 "                   [--nodes LIST] [--threads-per-node N | -t N]\n"
+                 "                   [--topology FILE.xml] [--align BYTES] [--verbose] [--json]\n"
+                 "\n"
+                 "Prints, per NUMA node: its worker threads (one per allowed core by default),\n"
+                 "the KV heads and the row range of every tensor role it computes, the bytes\n"
+                 "it holds, then the arenas and the weight bytes read across nodes per token.\n"
+                 "The compute split is the same for every placement; placement decides where\n"
+                 "the bytes live:\n"
+                 "  shard       each node holds the rows it computes (default; no remote reads)\n"
+                 "  replicate   each node holds a full copy (n x the memory)\n"
+                 "  interleave  one arena, pages round-robin over the nodes\n"
+                 "  node:N      one arena on node N; the other nodes read it remotely\n"
+                 "\n"
+                 "  -m, --model MODEL       GGUF file (only its header is read)\n"
+                 "  --placement P           see above (default shard)\n"
+                 "  --nodes LIST            compute on these nodes only, e.g. 0,1 or 0-3\n"
+                 "  --threads-per-node N    N workers on every node\n"
+                 "  -t, --threads N         N workers in all, spread in proportion to cores\n"
+                 "  --topology FILE.xml     plan for an hwloc XML export instead of this machine\n"
+                 "  --align BYTES           arena/file offset congruence (default 4096)\n"
+                 "  -v, --verbose           also the full per-tensor table\n"
+                 "  --json                  machine-readable output\n"
+                 "  -h, --help              this help\n");
 }
 
 typedef struct plan_args {
@@ -42,23 +42,6 @@ typedef struct plan_args {
     bool json, verbose;
     nm_plan_opts opts;
 } plan_args;
-
-/* The value of an option given as "--opt V" or "--opt=V"; NULL if argv[*i]
- * is not that option. */
-static const char *opt_value(int argc, char **argv, int *i, const char *name,
-                             const char *alias, bool *missing) {
-    const char *a = argv[*i];
-    size_t n = strlen(name);
-    if (!strncmp(a, name, n) && a[n] == '=')
-        return a + n + 1;
-    if (strcmp(a, name) && (!alias || strcmp(a, alias)))
-        return NULL;
-    if (*i + 1 >= argc) {
-        *missing = true;
-        return NULL;
-    }
-    return argv[++*i];
-}
 
 static int parse_value(const char *opt, const char *v, plan_args *pa, nm_error *err) {
     long n;
@@ -100,7 +83,9 @@ static int parse_value(const char *opt, const char *v, plan_args *pa, nm_error *
 }
 
 static int parse_args(int argc, char **argv, plan_args *pa, nm_error *err) {
-    static const struct { const char *name, *alias; } OPTS[] = {
+    static const struct {
+        const char *name, *alias;
+    } OPTS[] = {
         {"--model", "-m"},   {"--placement", NULL},        {"--nodes", NULL},
         {"--threads", "-t"}, {"--threads-per-node", NULL}, {"--topology", NULL},
         {"--align", NULL},
@@ -114,16 +99,12 @@ static int parse_args(int argc, char **argv, plan_args *pa, nm_error *err) {
             pa->verbose = true;
             continue;
         }
-        bool found = false, missing = false;
+        int found = 0;
         for (size_t k = 0; k < sizeof OPTS / sizeof OPTS[0] && !found; k++) {
-            const char *v = opt_value(argc, argv, &i, OPTS[k].name, OPTS[k].alias, &missing);
-            if (missing)
-                return nm_fail(err, "%s needs a value", argv[i]);
-            if (v) {
-                found = true;
-                if (parse_value(OPTS[k].name, v, pa, err))
-                    return -1;
-            }
+            const char *v;
+            found = nm_cli_opt(argc, argv, &i, OPTS[k].name, OPTS[k].alias, &v, err);
+            if (found < 0 || (found && parse_value(OPTS[k].name, v, pa, err)))
+                return -1;
         }
         if (!found)
             return nm_fail(err, "unknown argument '%s' (see numalm plan --help)", argv[i]);
@@ -134,11 +115,10 @@ static int parse_args(int argc, char **argv, plan_args *pa, nm_error *err) {
 }
 
 int cmd_plan(int argc, char **argv) {
-    for (int i = 1; i < argc; i++)
-        if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
-            usage(stdout);
-            return 0;
-        }
+    if (nm_cli_help_asked(argc, argv)) {
+        usage(stdout);
+        return 0;
+    }
     plan_args pa = {0};
     nm_error err = {{0}};
     if (parse_args(argc, argv, &pa, &err)) {

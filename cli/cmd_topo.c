@@ -1,5 +1,6 @@
 /* numalm topo: what the loader will see: NUMA nodes, cores, distances, PCI
  * devices and their nodes, of this machine or of an hwloc XML export. */
+#include "cli_opt.h"
 #include "commands.h"
 
 #include "numa/topo.h"
@@ -21,29 +22,26 @@ static void usage(FILE *out) {
 }
 
 int cmd_topo(int argc, char **argv) {
+    if (nm_cli_help_asked(argc, argv)) {
+        usage(stdout);
+        return 0;
+    }
     const char *xml = NULL;
     int json = 0;
+    nm_error err = {{0}};
     for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
-            usage(stdout);
-            return 0;
-        } else if (!strcmp(argv[i], "--json")) {
+        int r = nm_cli_opt(argc, argv, &i, "--topology", NULL, &xml, &err);
+        if (r < 0) {
+            fprintf(stderr, "numalm topo: %s (an hwloc XML file)\n", err.msg);
+            return 2;
+        } else if (r == 0 && !strcmp(argv[i], "--json")) {
             json = 1;
-        } else if (!strcmp(argv[i], "--topology")) {
-            if (i + 1 >= argc) {
-                fprintf(stderr, "numalm topo: --topology needs an XML file\n");
-                return 2;
-            }
-            xml = argv[++i];
-        } else if (!strncmp(argv[i], "--topology=", 11)) {
-            xml = argv[i] + 11;
-        } else {
+        } else if (r == 0) {
             fprintf(stderr, "numalm topo: unknown argument '%s'\n", argv[i]);
             usage(stderr);
             return 2;
         }
     }
-    nm_error err = {{0}};
     nm_topo *t = nm_topo_load(xml, &err);
     if (!t) {
         fprintf(stderr, "numalm topo: %s\n", err.msg);

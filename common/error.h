@@ -12,11 +12,9 @@ typedef struct nm_error {
 
 /* Sets err->msg (printf-style) and returns -1 so callers can write
  * `return nm_fail(err, "...")`. err may be NULL. */
-int nm_fail(nm_error *err, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
+int nm_fail(nm_error *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* Prefixes the existing message with more context ("loading X: ..."). */
-int nm_fail_prefix(nm_error *err, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
+int nm_fail_prefix(nm_error *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 #endif

@@ -35,10 +35,18 @@ static void close(nm_json *j, char c) {
         j->depth--;
 }
 
-void nm_json_obj_begin(nm_json *j) { open(j, '{'); }
-void nm_json_obj_end(nm_json *j) { close(j, '}'); }
-void nm_json_arr_begin(nm_json *j) { open(j, '['); }
-void nm_json_arr_end(nm_json *j) { close(j, ']'); }
+void nm_json_obj_begin(nm_json *j) {
+    open(j, '{');
+}
+void nm_json_obj_end(nm_json *j) {
+    close(j, '}');
+}
+void nm_json_arr_begin(nm_json *j) {
+    open(j, '[');
+}
+void nm_json_arr_end(nm_json *j) {
+    close(j, ']');
+}
 
 /* Length of the valid UTF-8 sequence at s (at most n bytes), 0 if invalid.
  * GGUF strings are not guaranteed UTF-8, and JSON output must stay valid. */
@@ -74,11 +82,21 @@ static void write_escaped(FILE *out, const char *str, size_t n) {
             continue;
         }
         switch (c) {
-        case '"': fputs("\\\"", out); break;
-        case '\\': fputs("\\\\", out); break;
-        case '\n': fputs("\\n", out); break;
-        case '\r': fputs("\\r", out); break;
-        case '\t': fputs("\\t", out); break;
+        case '"':
+            fputs("\\\"", out);
+            break;
+        case '\\':
+            fputs("\\\\", out);
+            break;
+        case '\n':
+            fputs("\\n", out);
+            break;
+        case '\r':
+            fputs("\\r", out);
+            break;
+        case '\t':
+            fputs("\\t", out);
+            break;
         default:
             if (c < 0x20 || c == 0x7f)
                 fprintf(out, "\\u%04x", c);
@@ -137,11 +155,34 @@ void nm_json_null(nm_json *j) {
     fputs("null", j->out);
 }
 
-void nm_json_kstr(nm_json *j, const char *k, const char *s) { nm_json_key(j, k); nm_json_str(j, s); }
-void nm_json_kint(nm_json *j, const char *k, int64_t v) { nm_json_key(j, k); nm_json_int(j, v); }
-void nm_json_kuint(nm_json *j, const char *k, uint64_t v) { nm_json_key(j, k); nm_json_uint(j, v); }
-void nm_json_kdouble(nm_json *j, const char *k, double v) { nm_json_key(j, k); nm_json_double(j, v); }
-void nm_json_kbool(nm_json *j, const char *k, int v) { nm_json_key(j, k); nm_json_bool(j, v); }
+void nm_json_kstr(nm_json *j, const char *k, const char *s) {
+    nm_json_key(j, k);
+    nm_json_str(j, s);
+}
+void nm_json_kint(nm_json *j, const char *k, int64_t v) {
+    nm_json_key(j, k);
+    nm_json_int(j, v);
+}
+void nm_json_kuint(nm_json *j, const char *k, uint64_t v) {
+    nm_json_key(j, k);
+    nm_json_uint(j, v);
+}
+void nm_json_kdouble(nm_json *j, const char *k, double v) {
+    nm_json_key(j, k);
+    nm_json_double(j, v);
+}
+void nm_json_kbool(nm_json *j, const char *k, int v) {
+    nm_json_key(j, k);
+    nm_json_bool(j, v);
+}
+
+void nm_json_kint_array(nm_json *j, const char *k, const int *v, int n) {
+    nm_json_key(j, k);
+    nm_json_arr_begin(j);
+    for (int i = 0; i < n; i++)
+        nm_json_int(j, v[i]);
+    nm_json_arr_end(j);
+}
 
 void nm_json_finish(nm_json *j) {
     fputc('\n', j->out);

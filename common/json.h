@@ -35,6 +35,7 @@ void nm_json_kint(nm_json *j, const char *key, int64_t v);
 void nm_json_kuint(nm_json *j, const char *key, uint64_t v);
 void nm_json_kdouble(nm_json *j, const char *key, double v);
 void nm_json_kbool(nm_json *j, const char *key, int v);
+void nm_json_kint_array(nm_json *j, const char *key, const int *v, int n);
 
 /* Ends the document with a newline. */
 void nm_json_finish(nm_json *j);

@@ -26,8 +26,8 @@ static void draw(nm_progress *p, uint64_t done) {
     for (int i = 0; i < width; i++)
         bar[i] = i < fill ? '#' : '.';
     bar[width] = 0;
-    fprintf(stderr, "\r%s [%s] %5.1f%% %8.1f MB %6.2f GB/s", p->label, bar,
-            frac * 100.0, (double)done / 1e6, rate);
+    fprintf(stderr, "\r%s [%s] %5.1f%% %8.1f MB %6.2f GB/s", p->label, bar, frac * 100.0,
+            (double)done / 1e6, rate);
     fflush(stderr);
 }
 

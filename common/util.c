@@ -1,6 +1,7 @@
 #include "util.h"
 
 #include <ctype.h>
+#include <sched.h>
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
@@ -20,12 +21,26 @@ int nm_parse_size(const char *s, uint64_t *out, nm_error *err) {
         return nm_fail(err, "bad size '%s': expected a number such as 4G or 512M", s);
     double mul = 1;
     switch (toupper((unsigned char)*end)) {
-    case 0: break;
-    case 'K': mul = 1024.0; end++; break;
-    case 'M': mul = 1024.0 * 1024; end++; break;
-    case 'G': mul = 1024.0 * 1024 * 1024; end++; break;
-    case 'T': mul = 1024.0 * 1024 * 1024 * 1024; end++; break;
-    default: return nm_fail(err, "bad size '%s': unknown suffix '%s' (use K, M, G or T)", s, end);
+    case 0:
+        break;
+    case 'K':
+        mul = 1024.0;
+        end++;
+        break;
+    case 'M':
+        mul = 1024.0 * 1024;
+        end++;
+        break;
+    case 'G':
+        mul = 1024.0 * 1024 * 1024;
+        end++;
+        break;
+    case 'T':
+        mul = 1024.0 * 1024 * 1024 * 1024;
+        end++;
+        break;
+    default:
+        return nm_fail(err, "bad size '%s': unknown suffix '%s' (use K, M, G or T)", s, end);
     }
     if (*end == 'i' || *end == 'B')
         end += (*end == 'i' && end[1] == 'B') ? 2 : 1;
@@ -38,8 +53,7 @@ int nm_parse_size(const char *s, uint64_t *out, nm_error *err) {
     return 0;
 }
 
-int nm_parse_long(const char *s, long min, long max, long *out,
-                  const char *what, nm_error *err) {
+int nm_parse_long(const char *s, long min, long max, long *out, const char *what, nm_error *err) {
     char *end = NULL;
     errno = 0;
     long v = strtol(s, &end, 10);
@@ -51,8 +65,7 @@ int nm_parse_long(const char *s, long min, long max, long *out,
     return 0;
 }
 
-int nm_parse_int_list(const char *s, int *out, int max_out, int max_value,
-                      nm_error *err) {
+int nm_parse_int_list(const char *s, int *out, int max_out, int max_value, nm_error *err) {
     int n = 0;
     const char *p = s;
     while (*p) {
@@ -87,6 +100,17 @@ int nm_parse_int_list(const char *s, int *out, int max_out, int max_value,
     return n;
 }
 
+int nm_allowed_cpus(int *cpus, int max) {
+    cpu_set_t set;
+    if (sched_getaffinity(0, sizeof set, &set) != 0)
+        return 0;
+    int n = 0;
+    for (int c = 0; c < CPU_SETSIZE && n < max; c++)
+        if (CPU_ISSET(c, &set))
+            cpus[n++] = c;
+    return n;
+}
+
 const char *nm_fmt_bytes(uint64_t bytes, char *buf, size_t n) {
     const char *unit[] = {"B", "KB", "MB", "GB", "TB"};
     double v = (double)bytes;
@@ -97,6 +121,36 @@ const char *nm_fmt_bytes(uint64_t bytes, char *buf, size_t n) {
     }
     snprintf(buf, n, u ? "%.2f %s" : "%.0f %s", v, unit[u]);
     return buf;
+}
+
+const char *nm_fmt_int_list(const int *v, int n, char *buf, size_t size) {
+    /* an item is at most ",-2147483648-2147483648": 24 bytes with the NUL */
+    size_t len = 0;
+    if (size)
+        buf[0] = 0;
+    for (int i = 0; i < n && len + 24 < size; i++) {
+        int j = i;
+        while (j + 1 < n && v[j + 1] == v[j] + 1)
+            j++;
+        len += (size_t)snprintf(buf + len, size - len, "%s%d", i ? "," : "", v[i]);
+        if (j > i)
+            len += (size_t)snprintf(buf + len, size - len, "-%d", v[j]);
+        i = j;
+    }
+    return buf;
+}
+
+void *nm_grow(void *p, size_t *cap, size_t n, size_t first_cap, size_t elem) {
+    if (n < *cap)
+        return p;
+    size_t want, bytes;
+    if (__builtin_mul_overflow(*cap ? *cap : 1, *cap ? 2 : first_cap, &want) ||
+        __builtin_mul_overflow(want, elem, &bytes))
+        return NULL;
+    void *q = realloc(p, bytes ? bytes : 1);
+    if (q)
+        *cap = want;
+    return q;
 }
 
 void *nm_xcalloc(size_t n, size_t size) {

@@ -11,17 +11,20 @@
 /* Monotonic seconds. */
 double nm_now(void);
 
+/* The CPUs this process may run on (its affinity mask), ascending; the count,
+ * at most max, or 0 when the mask cannot be read. For benchmarks that pin one
+ * thread per CPU without needing the NUMA layout. */
+int nm_allowed_cpus(int *cpus, int max);
+
 /* Parses "4G", "512M", "64K", "123" (powers of 1024) into bytes. */
 int nm_parse_size(const char *s, uint64_t *out, nm_error *err);
 
 /* Parses a list such as "0,1" or "0-3,6" into ints; returns the count or -1.
  * Refuses values above max_value. */
-int nm_parse_int_list(const char *s, int *out, int max_out, int max_value,
-                      nm_error *err);
+int nm_parse_int_list(const char *s, int *out, int max_out, int max_value, nm_error *err);
 
 /* Parses a whole decimal integer in [min,max]; what names the option. */
-int nm_parse_long(const char *s, long min, long max, long *out,
-                  const char *what, nm_error *err);
+int nm_parse_long(const char *s, long min, long max, long *out, const char *what, nm_error *err);
 
 /* Overflow-checked arithmetic: return 0 on success, -1 on overflow. */
 static inline int nm_add_u64(uint64_t a, uint64_t b, uint64_t *out) {
@@ -40,6 +43,16 @@ static inline uint64_t nm_align_down(uint64_t v, uint64_t a) {
 
 /* Human-readable bytes ("1.23 GB") into buf. */
 const char *nm_fmt_bytes(uint64_t bytes, char *buf, size_t n);
+
+/* "0-5,12,14-15" from a list of ints (runs of +1 become ranges), the form
+ * nm_parse_int_list reads back. Stops at the last whole item that fits. */
+const char *nm_fmt_int_list(const int *v, int n, char *buf, size_t size);
+
+/* Room for element n of a doubling array p of *cap elements of elem bytes:
+ * p itself while n < *cap, else a larger copy (first_cap elements the first
+ * time) with *cap updated. NULL when out of memory or when the size would
+ * overflow; then p and *cap are unchanged and p is still the caller's. */
+void *nm_grow(void *p, size_t *cap, size_t n, size_t first_cap, size_t elem);
 
 /* xmalloc-style: abort with a message on OOM (only for small bookkeeping;
  * weight buffers use the arena and report errors). */

@@ -13,8 +13,8 @@ uint64_t nm_xxh3(const void *p, uint64_t len) {
     return XXH3_64bits(p, (size_t)len);
 }
 
-int nm_xxh3_file(int fd, const char *path, uint64_t off, uint64_t len,
-                 void *buf, uint64_t buf_len, uint64_t *out, nm_error *err) {
+int nm_xxh3_file(int fd, const char *path, uint64_t off, uint64_t len, void *buf, uint64_t buf_len,
+                 uint64_t *out, nm_error *err) {
     XXH3_state_t *st = XXH3_createState();
     if (!st)
         return nm_fail(err, "out of memory for a checksum state");
@@ -44,13 +44,12 @@ static void note_mismatch(nm_loaded *w, const char *name, int arena) {
     size_t used = strlen(w->mismatches);
     if (used + 1 >= sizeof w->mismatches)
         return;
-    snprintf(w->mismatches + used, sizeof w->mismatches - used, "%s%s@arena%d",
-             used ? "," : "", name, arena);
+    snprintf(w->mismatches + used, sizeof w->mismatches - used, "%s%s@arena%d", used ? "," : "",
+             name, arena);
 }
 
 /* Where arena a keeps tensor ti's held range, NULL when it holds none. */
-static const uint8_t *held_ptr(const nm_loaded *w, int a, int ti,
-                               const nm_range **r) {
+static const uint8_t *held_ptr(const nm_loaded *w, int a, int ti, const nm_range **r) {
     const nm_tensor_plan *tp = &w->plan->tensors[ti];
     if (w->map) {
         if (a != 0)
@@ -83,8 +82,8 @@ int nm_loaded_verify_checksums(nm_loaded *w, nm_error *err) {
             uint64_t off = r ? r->file_offset : t->file_offset;
             uint64_t len = r ? r->nbytes : t->nbytes;
             if (off != last_off || len != last_len) {
-                if (nm_xxh3_file(w->fd, w->gguf->path, off, len, buf, VERIFY_BUF,
-                                 &file_hash, err) != 0) {
+                if (nm_xxh3_file(w->fd, w->gguf->path, off, len, buf, VERIFY_BUF, &file_hash,
+                                 err) != 0) {
                     free(buf);
                     return nm_fail_prefix(err, "verify of tensor '%s'", t->name);
                 }

@@ -13,8 +13,8 @@ uint64_t nm_xxh3(const void *p, uint64_t len);
 
 /* XXH3-64 of file bytes [off, off+len), read with pread (buf: scratch of
  * buf_len bytes). -1 with err on a read error or a short file. */
-int nm_xxh3_file(int fd, const char *path, uint64_t off, uint64_t len,
-                 void *buf, uint64_t buf_len, uint64_t *out, nm_error *err);
+int nm_xxh3_file(int fd, const char *path, uint64_t off, uint64_t len, void *buf, uint64_t buf_len,
+                 uint64_t *out, nm_error *err);
 
 /* Compares every tensor range of every arena (or of the mapping) with the
  * file. Sets w->checksums_ok, w->n_mismatches and w->mismatches. -1 only

@@ -54,12 +54,14 @@ static int rfail(reader *r, const char *fmt, ...) {
     return nm_fail(r->err, "%s: %s", r->name, msg);
 }
 
-static uint64_t remaining(const reader *r) { return r->size - r->pos; }
+static uint64_t remaining(const reader *r) {
+    return r->size - r->pos;
+}
 
 static int read_bytes(reader *r, void *buf, uint64_t n, const char *what) {
     if (n > remaining(r))
-        return rfail(r, "%s at byte %llu needs %llu bytes but the file ends at byte %llu",
-                     what, (unsigned long long)r->pos, (unsigned long long)n,
+        return rfail(r, "%s at byte %llu needs %llu bytes but the file ends at byte %llu", what,
+                     (unsigned long long)r->pos, (unsigned long long)n,
                      (unsigned long long)r->size);
     if (n && fread(buf, 1, n, r->f) != n)
         return rfail(r, "%s at byte %llu: %s", what, (unsigned long long)r->pos,
@@ -79,8 +81,8 @@ static int read_u64(reader *r, uint64_t *v, const char *what) {
 static void *meta_alloc(reader *r, uint64_t count, uint64_t size, const char *what) {
     uint64_t n;
     if (nm_mul_u64(count, size, &n) || n > META_MAX_BYTES || r->meta_bytes + n > META_MAX_BYTES) {
-        rfail(r, "%s at byte %llu would take the metadata past %llu MiB; refusing",
-              what, (unsigned long long)r->pos, META_MAX_BYTES >> 20);
+        rfail(r, "%s at byte %llu would take the metadata past %llu MiB; refusing", what,
+              (unsigned long long)r->pos, META_MAX_BYTES >> 20);
         return NULL;
     }
     void *p = malloc(n ? n : 1);
@@ -98,7 +100,8 @@ static void *meta_alloc(reader *r, uint64_t count, uint64_t size, const char *wh
 static int check_count(reader *r, uint64_t count, uint64_t min_size, const char *what) {
     uint64_t need;
     if (nm_mul_u64(count, min_size, &need) || need > remaining(r))
-        return rfail(r, "%s %llu at byte %llu is impossible: at %llu bytes each they cannot "
+        return rfail(r,
+                     "%s %llu at byte %llu is impossible: at %llu bytes each they cannot "
                      "fit in the %llu bytes that remain in the file",
                      what, (unsigned long long)count, (unsigned long long)(r->pos - 8),
                      (unsigned long long)min_size, (unsigned long long)remaining(r));
@@ -114,7 +117,8 @@ static int read_str_len(reader *r, uint64_t max_len, const char *what, uint64_t 
                      (unsigned long long)*len, (unsigned long long)(r->pos - 8),
                      (unsigned long long)max_len);
     if (*len > remaining(r))
-        return rfail(r, "%s length %llu at byte %llu runs past the end of the file "
+        return rfail(r,
+                     "%s length %llu at byte %llu runs past the end of the file "
                      "(only %llu bytes remain)",
                      what, (unsigned long long)*len, (unsigned long long)(r->pos - 8),
                      (unsigned long long)remaining(r));
@@ -148,7 +152,8 @@ static int check_name(reader *r, const nm_gguf_str *s, uint64_t start, const cha
     for (uint64_t i = 0; i < s->len; i++) {
         unsigned char c = (unsigned char)s->data[i];
         if (c < 0x20 || c == 0x7f || (ascii_only && c > 0x7f))
-            return rfail(r, "%s at byte %llu holds byte 0x%02x at position %llu; "
+            return rfail(r,
+                         "%s at byte %llu holds byte 0x%02x at position %llu; "
                          "only printable characters are allowed",
                          what, (unsigned long long)start, c, (unsigned long long)i);
     }
@@ -178,21 +183,56 @@ const char *nm_gguf_vtype_name(uint32_t type) {
 static int decode_scalar(reader *r, uint32_t type, const unsigned char *raw, uint64_t at,
                          nm_gguf_kv *kv) {
     switch (type) {
-    case NM_GGUF_UINT8: kv->v.u64 = raw[0]; break;
-    case NM_GGUF_INT8: kv->v.i64 = (int8_t)raw[0]; break;
-    case NM_GGUF_UINT16: { uint16_t v; memcpy(&v, raw, 2); kv->v.u64 = v; break; }
-    case NM_GGUF_INT16: { int16_t v; memcpy(&v, raw, 2); kv->v.i64 = v; break; }
-    case NM_GGUF_UINT32: { uint32_t v; memcpy(&v, raw, 4); kv->v.u64 = v; break; }
-    case NM_GGUF_INT32: { int32_t v; memcpy(&v, raw, 4); kv->v.i64 = v; break; }
-    case NM_GGUF_FLOAT32: { float v; memcpy(&v, raw, 4); kv->v.f64 = v; break; }
-    case NM_GGUF_UINT64: memcpy(&kv->v.u64, raw, 8); break;
-    case NM_GGUF_INT64: memcpy(&kv->v.i64, raw, 8); break;
-    case NM_GGUF_FLOAT64: memcpy(&kv->v.f64, raw, 8); break;
+    case NM_GGUF_UINT8:
+        kv->v.u64 = raw[0];
+        break;
+    case NM_GGUF_INT8:
+        kv->v.i64 = (int8_t)raw[0];
+        break;
+    case NM_GGUF_UINT16: {
+        uint16_t v;
+        memcpy(&v, raw, 2);
+        kv->v.u64 = v;
+        break;
+    }
+    case NM_GGUF_INT16: {
+        int16_t v;
+        memcpy(&v, raw, 2);
+        kv->v.i64 = v;
+        break;
+    }
+    case NM_GGUF_UINT32: {
+        uint32_t v;
+        memcpy(&v, raw, 4);
+        kv->v.u64 = v;
+        break;
+    }
+    case NM_GGUF_INT32: {
+        int32_t v;
+        memcpy(&v, raw, 4);
+        kv->v.i64 = v;
+        break;
+    }
+    case NM_GGUF_FLOAT32: {
+        float v;
+        memcpy(&v, raw, 4);
+        kv->v.f64 = v;
+        break;
+    }
+    case NM_GGUF_UINT64:
+        memcpy(&kv->v.u64, raw, 8);
+        break;
+    case NM_GGUF_INT64:
+        memcpy(&kv->v.i64, raw, 8);
+        break;
+    case NM_GGUF_FLOAT64:
+        memcpy(&kv->v.f64, raw, 8);
+        break;
     case NM_GGUF_BOOL:
         /* the spec makes any byte but 0 and 1 invalid */
         if (raw[0] > 1)
-            return rfail(r, "bool value at byte %llu is %u, not 0 or 1",
-                         (unsigned long long)at, raw[0]);
+            return rfail(r, "bool value at byte %llu is %u, not 0 or 1", (unsigned long long)at,
+                         raw[0]);
         kv->v.u64 = raw[0];
         break;
     }
@@ -217,10 +257,10 @@ static int read_str_array(reader *r, uint64_t count, nm_gguf_str **out) {
             while (ncap < used + len + 1)
                 ncap *= 2;
             if (r->meta_bytes + (ncap - cap) > META_MAX_BYTES) {
-                rfail(r, "string array element %llu at byte %llu would take the metadata "
+                rfail(r,
+                      "string array element %llu at byte %llu would take the metadata "
                       "past %llu MiB; refusing",
-                      (unsigned long long)i, (unsigned long long)r->pos,
-                      META_MAX_BYTES >> 20);
+                      (unsigned long long)i, (unsigned long long)r->pos, META_MAX_BYTES >> 20);
                 goto fail;
             }
             char *np = realloc(pool, ncap);
@@ -321,8 +361,8 @@ static void free_kv(nm_gguf_kv *kv) {
 
 static int read_kv(reader *r, uint64_t index, nm_gguf_kv *kv) {
     kv->file_offset = r->pos;
-    snprintf(r->where, sizeof r->where, "key #%llu (at byte %llu)",
-             (unsigned long long)index, (unsigned long long)kv->file_offset);
+    snprintf(r->where, sizeof r->where, "key #%llu (at byte %llu)", (unsigned long long)index,
+             (unsigned long long)kv->file_offset);
     nm_gguf_str key;
     if (read_str(r, KEY_MAX_LEN, "key", &key))
         return -1;
@@ -404,7 +444,9 @@ static int read_tensor_info(reader *r, uint64_t index, nm_gguf_tensor *t) {
 
 /* ---- whole-file checks ---- */
 
-static int cmp_u64(uint64_t a, uint64_t b) { return a < b ? -1 : a > b; }
+static int cmp_u64(uint64_t a, uint64_t b) {
+    return a < b ? -1 : a > b;
+}
 
 /* Comparators for qsort_r over index arrays; ties go by file position so
  * the first definition sorts first and is the one messages point back to. */
@@ -485,11 +527,13 @@ static int check_tensor_data(reader *r, gguf_impl *G) {
             return rfail(r, "offset %llu is not a multiple of the alignment %u",
                          (unsigned long long)t->offset, g->alignment);
         if (g->data_offset > g->file_size)
-            return rfail(r, "the data section would start at byte %llu, past the end of the "
+            return rfail(r,
+                         "the data section would start at byte %llu, past the end of the "
                          "file (size %llu)",
                          (unsigned long long)g->data_offset, (unsigned long long)g->file_size);
         if (nm_add_u64(t->offset, t->nbytes, &end) || end > data_room)
-            return rfail(r, "data at offset %llu (%llu bytes, file bytes %llu..%llu) runs past "
+            return rfail(r,
+                         "data at offset %llu (%llu bytes, file bytes %llu..%llu) runs past "
                          "the end of the file (size %llu)",
                          (unsigned long long)t->offset, (unsigned long long)t->nbytes,
                          (unsigned long long)(g->data_offset + t->offset),
@@ -556,7 +600,8 @@ static int read_header(reader *r, nm_gguf *g) {
         return -1;
     uint64_t need = g->n_kv * KV_MIN_BYTES + g->n_tensors * TENSOR_INFO_MIN_BYTES;
     if (need > remaining(r))
-        return rfail(r, "%llu keys and %llu tensors need at least %llu bytes but only %llu "
+        return rfail(r,
+                     "%llu keys and %llu tensors need at least %llu bytes but only %llu "
                      "remain in the file",
                      (unsigned long long)g->n_kv, (unsigned long long)g->n_tensors,
                      (unsigned long long)need, (unsigned long long)remaining(r));
@@ -702,101 +747,4 @@ int64_t nm_gguf_tensor_index(const nm_gguf *g, const char *name) {
 const nm_gguf_tensor *nm_gguf_find_tensor(const nm_gguf *g, const char *name) {
     int64_t i = nm_gguf_tensor_index(g, name);
     return i < 0 ? NULL : &g->tensors[i];
-}
-
-/* ---- typed getters ---- */
-
-static bool is_unsigned(uint32_t t) {
-    return t == NM_GGUF_UINT8 || t == NM_GGUF_UINT16 || t == NM_GGUF_UINT32 ||
-           t == NM_GGUF_UINT64;
-}
-static bool is_signed(uint32_t t) {
-    return t == NM_GGUF_INT8 || t == NM_GGUF_INT16 || t == NM_GGUF_INT32 || t == NM_GGUF_INT64;
-}
-
-static int wrong_type(const nm_gguf *g, const nm_gguf_kv *kv, const char *want, nm_error *err) {
-    return nm_fail(err, "%s: key '%s' (at byte %llu) has type %s; expected %s", g->path, kv->key,
-                   (unsigned long long)kv->file_offset, nm_gguf_vtype_name(kv->type), want);
-}
-
-int nm_gguf_get_u64(const nm_gguf *g, const char *key, uint64_t *out, nm_error *err) {
-    const nm_gguf_kv *kv = nm_gguf_find(g, key);
-    if (!kv)
-        return 0;
-    if (is_unsigned(kv->type)) {
-        *out = kv->v.u64;
-        return 1;
-    }
-    if (!is_signed(kv->type))
-        return wrong_type(g, kv, "an integer", err);
-    if (kv->v.i64 < 0)
-        return nm_fail(err, "%s: key '%s' (at byte %llu) is %lld; expected a value >= 0",
-                       g->path, key, (unsigned long long)kv->file_offset,
-                       (long long)kv->v.i64);
-    *out = (uint64_t)kv->v.i64;
-    return 1;
-}
-
-int nm_gguf_get_u32(const nm_gguf *g, const char *key, uint32_t *out, nm_error *err) {
-    uint64_t v;
-    int rc = nm_gguf_get_u64(g, key, &v, err);
-    if (rc != 1)
-        return rc;
-    if (v > UINT32_MAX) {
-        const nm_gguf_kv *kv = nm_gguf_find(g, key);
-        return nm_fail(err, "%s: key '%s' (at byte %llu) is %llu; expected a value < 2^32",
-                       g->path, key, (unsigned long long)kv->file_offset,
-                       (unsigned long long)v);
-    }
-    *out = (uint32_t)v;
-    return 1;
-}
-
-int nm_gguf_get_f32(const nm_gguf *g, const char *key, float *out, nm_error *err) {
-    const nm_gguf_kv *kv = nm_gguf_find(g, key);
-    if (!kv)
-        return 0;
-    if (kv->type != NM_GGUF_FLOAT32 && kv->type != NM_GGUF_FLOAT64)
-        return wrong_type(g, kv, "float32", err);
-    *out = (float)kv->v.f64;
-    return 1;
-}
-
-int nm_gguf_get_bool(const nm_gguf *g, const char *key, bool *out, nm_error *err) {
-    const nm_gguf_kv *kv = nm_gguf_find(g, key);
-    if (!kv)
-        return 0;
-    if (kv->type != NM_GGUF_BOOL)
-        return wrong_type(g, kv, "bool", err);
-    *out = kv->v.u64 != 0;
-    return 1;
-}
-
-int nm_gguf_get_str(const nm_gguf *g, const char *key, const char **out, nm_error *err) {
-    const nm_gguf_kv *kv = nm_gguf_find(g, key);
-    if (!kv)
-        return 0;
-    if (kv->type != NM_GGUF_STRING)
-        return wrong_type(g, kv, "string", err);
-    *out = kv->v.str.data;
-    return 1;
-}
-
-int nm_gguf_get_arr(const nm_gguf *g, const char *key, uint32_t elem_type, uint64_t *count,
-                    const void **data, nm_error *err) {
-    const nm_gguf_kv *kv = nm_gguf_find(g, key);
-    if (!kv)
-        return 0;
-    if (kv->type != NM_GGUF_ARRAY || kv->v.arr.type != elem_type) {
-        char want[48];
-        snprintf(want, sizeof want, "an array of %s", nm_gguf_vtype_name(elem_type));
-        if (kv->type != NM_GGUF_ARRAY)
-            return wrong_type(g, kv, want, err);
-        return nm_fail(err, "%s: key '%s' (at byte %llu) is an array of %s; expected %s",
-                       g->path, key, (unsigned long long)kv->file_offset,
-                       nm_gguf_vtype_name(kv->v.arr.type), want);
-    }
-    *count = kv->v.arr.count;
-    *data = kv->v.arr.data;
-    return 1;
 }

@@ -45,10 +45,10 @@ typedef struct nm_gguf_kv {
         double f64;   /* FLOAT32 and FLOAT64 */
         nm_gguf_str str;
         struct {
-            uint32_t type;  /* element type; never ARRAY (nested arrays refused) */
+            uint32_t type; /* element type; never ARRAY (nested arrays refused) */
             uint64_t count;
-            void *data;     /* count elements: raw little-endian values of the
-                               element's size, or nm_gguf_str[] for strings */
+            void *data; /* count elements: raw little-endian values of the
+                           element's size, or nm_gguf_str[] for strings */
         } arr;
     } v;
 } nm_gguf_kv;
@@ -61,9 +61,9 @@ typedef struct nm_gguf_tensor {
     uint64_t offset;               /* relative to the data section */
     uint64_t file_offset;          /* absolute: data_offset + offset */
     uint64_t nbytes;
-    uint64_t n_rows;               /* ne[1]*ne[2]*ne[3] */
+    uint64_t n_rows; /* ne[1]*ne[2]*ne[3] */
     uint64_t row_bytes;
-    uint64_t info_offset;          /* where its tensor info starts in the file */
+    uint64_t info_offset; /* where its tensor info starts in the file */
 } nm_gguf_tensor;
 
 typedef struct nm_gguf {
@@ -85,8 +85,7 @@ nm_gguf *nm_gguf_open(const char *path, nm_error *err);
 
 /* Parses from a stream of known size (used by the fuzzer via fmemopen).
  * name is used in messages. */
-nm_gguf *nm_gguf_read(FILE *f, uint64_t file_size, const char *name,
-                      nm_error *err);
+nm_gguf *nm_gguf_read(FILE *f, uint64_t file_size, const char *name, nm_error *err);
 
 void nm_gguf_close(nm_gguf *g);
 
@@ -103,8 +102,8 @@ int nm_gguf_get_f32(const nm_gguf *g, const char *key, float *out, nm_error *err
 int nm_gguf_get_bool(const nm_gguf *g, const char *key, bool *out, nm_error *err);
 int nm_gguf_get_str(const nm_gguf *g, const char *key, const char **out, nm_error *err);
 /* Array of the given element type; *count and *data from the kv. */
-int nm_gguf_get_arr(const nm_gguf *g, const char *key, uint32_t elem_type,
-                    uint64_t *count, const void **data, nm_error *err);
+int nm_gguf_get_arr(const nm_gguf *g, const char *key, uint32_t elem_type, uint64_t *count,
+                    const void **data, nm_error *err);
 
 const char *nm_gguf_vtype_name(uint32_t type);
 

@@ -69,8 +69,12 @@ static void mb_put(membuf *b, const void *p, size_t n) {
 }
 
 /* GGUF is little-endian; so are the x86 and arm64 hosts numalm runs on. */
-static void mb_u32(membuf *b, uint32_t v) { mb_put(b, &v, 4); }
-static void mb_u64(membuf *b, uint64_t v) { mb_put(b, &v, 8); }
+static void mb_u32(membuf *b, uint32_t v) {
+    mb_put(b, &v, 4);
+}
+static void mb_u64(membuf *b, uint64_t v) {
+    mb_put(b, &v, 8);
+}
 static void mb_str(membuf *b, const char *s, size_t n) {
     mb_u64(b, n);
     mb_put(b, s, n);
@@ -294,7 +298,9 @@ int nm_gguf_w_tensor(nm_gguf_writer *w, const char *name, uint32_t n_dims, const
     return 0;
 }
 
-uint64_t nm_gguf_w_n_tensors(const nm_gguf_writer *w) { return w->n_tensors; }
+uint64_t nm_gguf_w_n_tensors(const nm_gguf_writer *w) {
+    return w->n_tensors;
+}
 
 uint64_t nm_gguf_w_tensor_bytes(const nm_gguf_writer *w, uint64_t i) {
     return i < w->n_tensors ? w->tensors[i].nbytes : 0;

@@ -26,15 +26,44 @@ static int arr_elem_u64(const nm_gguf_kv *kv, uint64_t i, uint64_t *out) {
     const unsigned char *p = kv->v.arr.data;
     int64_t s;
     switch (kv->v.arr.type) {
-    case NM_GGUF_UINT8: *out = p[i]; return 0;
-    case NM_GGUF_UINT16: { uint16_t v; memcpy(&v, p + 2 * i, 2); *out = v; return 0; }
-    case NM_GGUF_UINT32: { uint32_t v; memcpy(&v, p + 4 * i, 4); *out = v; return 0; }
-    case NM_GGUF_UINT64: memcpy(out, p + 8 * i, 8); return 0;
-    case NM_GGUF_INT8: s = (int8_t)p[i]; break;
-    case NM_GGUF_INT16: { int16_t v; memcpy(&v, p + 2 * i, 2); s = v; break; }
-    case NM_GGUF_INT32: { int32_t v; memcpy(&v, p + 4 * i, 4); s = v; break; }
-    case NM_GGUF_INT64: memcpy(&s, p + 8 * i, 8); break;
-    default: return -1;
+    case NM_GGUF_UINT8:
+        *out = p[i];
+        return 0;
+    case NM_GGUF_UINT16: {
+        uint16_t v;
+        memcpy(&v, p + 2 * i, 2);
+        *out = v;
+        return 0;
+    }
+    case NM_GGUF_UINT32: {
+        uint32_t v;
+        memcpy(&v, p + 4 * i, 4);
+        *out = v;
+        return 0;
+    }
+    case NM_GGUF_UINT64:
+        memcpy(out, p + 8 * i, 8);
+        return 0;
+    case NM_GGUF_INT8:
+        s = (int8_t)p[i];
+        break;
+    case NM_GGUF_INT16: {
+        int16_t v;
+        memcpy(&v, p + 2 * i, 2);
+        s = v;
+        break;
+    }
+    case NM_GGUF_INT32: {
+        int32_t v;
+        memcpy(&v, p + 4 * i, 4);
+        s = v;
+        break;
+    }
+    case NM_GGUF_INT64:
+        memcpy(&s, p + 8 * i, 8);
+        break;
+    default:
+        return -1;
     }
     if (s < 0)
         return -1;
@@ -55,18 +84,19 @@ static int get_uniform_u32(const nm_gguf *g, const char *key, uint32_t *out, nm_
                        (unsigned long long)kv->file_offset);
     for (uint64_t i = 0; i < kv->v.arr.count; i++) {
         if (arr_elem_u64(kv, i, &v) || v > UINT32_MAX)
-            return nm_fail(err, "%s: key '%s' (at byte %llu): element %llu is not an integer "
+            return nm_fail(err,
+                           "%s: key '%s' (at byte %llu): element %llu is not an integer "
                            "in [0, 2^32)",
                            g->path, key, (unsigned long long)kv->file_offset,
                            (unsigned long long)i);
         if (i == 0)
             first = v;
         else if (v != first)
-            return nm_fail(err, "%s: key '%s' (at byte %llu): per-layer values that differ "
+            return nm_fail(err,
+                           "%s: key '%s' (at byte %llu): per-layer values that differ "
                            "(%llu, then %llu at layer %llu) are not supported yet",
                            g->path, key, (unsigned long long)kv->file_offset,
-                           (unsigned long long)first, (unsigned long long)v,
-                           (unsigned long long)i);
+                           (unsigned long long)first, (unsigned long long)v, (unsigned long long)i);
     }
     *out = (uint32_t)first;
     return 1;
@@ -119,11 +149,13 @@ static int read_arch(const nm_gguf *g, nm_llama_hparams *hp, bool strict, nm_err
     if (rc == 0)
         return missing(g, "general.architecture", err);
     if (strict && strcmp(arch, "llama"))
-        return nm_fail(err, "%s: key 'general.architecture': architecture '%.64s' is not "
+        return nm_fail(err,
+                       "%s: key 'general.architecture': architecture '%.64s' is not "
                        "supported yet (numalm runs 'llama')",
                        g->path, arch);
     if (strlen(arch) >= sizeof hp->arch || !arch[0])
-        return nm_fail(err, "%s: key 'general.architecture': '%.64s' is not a valid "
+        return nm_fail(err,
+                       "%s: key 'general.architecture': '%.64s' is not a valid "
                        "architecture name",
                        g->path, arch);
     snprintf(hp->arch, sizeof hp->arch, "%s", arch);
@@ -141,7 +173,8 @@ static int check_rope_scaling(const nm_gguf *g, const char *arch, nm_error *err)
     if (rc < 0)
         return -1;
     if (rc == 1 && strcmp(type, "none"))
-        return nm_fail(err, "%s: key '%s' (at byte %llu) is '%.64s': rope scaling is not "
+        return nm_fail(err,
+                       "%s: key '%s' (at byte %llu) is '%.64s': rope scaling is not "
                        "supported yet",
                        g->path, key, (unsigned long long)nm_gguf_find(g, key)->file_offset, type);
     static const char *const FACTORS[] = {"rope.scale_linear", "rope.scaling.factor",
@@ -153,7 +186,8 @@ static int check_rope_scaling(const nm_gguf *g, const char *arch, nm_error *err)
         if (rc < 0)
             return -1;
         if (rc == 1 && f != 0.0f && f != 1.0f)
-            return nm_fail(err, "%s: key '%s' (at byte %llu) is %g: rope scaling is not "
+            return nm_fail(err,
+                           "%s: key '%s' (at byte %llu) is %g: rope scaling is not "
                            "supported yet",
                            g->path, key, (unsigned long long)nm_gguf_find(g, key)->file_offset,
                            (double)f);
@@ -170,14 +204,15 @@ static int read_n_vocab(const nm_gguf *g, nm_llama_hparams *hp, nm_error *err) {
     if (rc == 0) {
         const nm_gguf_tensor *t = nm_gguf_find_tensor(g, "token_embd.weight");
         if (!t)
-            return nm_fail(err, "%s: neither key 'tokenizer.ggml.tokens' nor tensor "
+            return nm_fail(err,
+                           "%s: neither key 'tokenizer.ggml.tokens' nor tensor "
                            "'token_embd.weight' is present: the vocabulary size is unknown",
                            g->path);
         count = t->ne[1];
     }
     if (count < 1 || count > INT32_MAX)
-        return nm_fail(err, "%s: vocabulary of %llu tokens (from %s) is not in [1, 2^31)",
-                       g->path, (unsigned long long)count,
+        return nm_fail(err, "%s: vocabulary of %llu tokens (from %s) is not in [1, 2^31)", g->path,
+                       (unsigned long long)count,
                        rc ? "key 'tokenizer.ggml.tokens'" : "tensor 'token_embd.weight'");
     hp->n_vocab = (uint32_t)count;
     return 0;
@@ -186,11 +221,13 @@ static int read_n_vocab(const nm_gguf *g, nm_llama_hparams *hp, nm_error *err) {
 static int check_divisibility(const nm_gguf *g, nm_llama_hparams *hp, nm_error *err) {
     const char *a = hp->arch;
     if (hp->n_embd % hp->n_head)
-        return nm_fail(err, "%s: %s.embedding_length %u is not a multiple of "
+        return nm_fail(err,
+                       "%s: %s.embedding_length %u is not a multiple of "
                        "%s.attention.head_count %u",
                        g->path, a, hp->n_embd, a, hp->n_head);
     if (hp->n_head_kv > hp->n_head || hp->n_head % hp->n_head_kv)
-        return nm_fail(err, "%s: %s.attention.head_count %u is not a multiple of "
+        return nm_fail(err,
+                       "%s: %s.attention.head_count %u is not a multiple of "
                        "%s.attention.head_count_kv %u",
                        g->path, a, hp->n_head, a, hp->n_head_kv);
     hp->head_dim = hp->n_embd / hp->n_head;
@@ -214,7 +251,8 @@ int nm_llama_hparams_read(const nm_gguf *g, nm_llama_hparams *hp, bool strict, n
     if (get_dim(g, a, "rope.dimension_count", hp->head_dim, MAX_EMBD, &hp->n_rot, err))
         return -1;
     if (hp->n_rot > hp->head_dim || hp->n_rot % 2)
-        return nm_fail(err, "%s: key '%s.rope.dimension_count' is %u; expected an even number "
+        return nm_fail(err,
+                       "%s: key '%s.rope.dimension_count' is %u; expected an even number "
                        "no larger than the head dimension %u",
                        g->path, a, hp->n_rot, hp->head_dim);
     if (get_positive_f32(g, a, "rope.freq_base", 10000.0f, &hp->rope_freq_base, err) ||
@@ -235,12 +273,12 @@ static int check_tensor(const nm_gguf *g, const char *name, uint64_t ne0, uint64
     if (!t) {
         if (optional)
             return 0;
-        return nm_fail(err, "%s: tensor '%s' is missing; the llama graph needs it", g->path,
-                       name);
+        return nm_fail(err, "%s: tensor '%s' is missing; the llama graph needs it", g->path, name);
     }
     uint64_t want[NM_GGUF_MAX_DIMS] = {ne0, ne1 ? ne1 : 1, 1, 1};
     if (memcmp(want, t->ne, sizeof want))
-        return nm_fail(err, "%s: tensor '%s' (info at byte %llu) has shape [%llu, %llu, %llu, "
+        return nm_fail(err,
+                       "%s: tensor '%s' (info at byte %llu) has shape [%llu, %llu, %llu, "
                        "%llu]; expected [%llu, %llu, 1, 1] from the hyperparameters",
                        g->path, name, (unsigned long long)t->info_offset,
                        (unsigned long long)t->ne[0], (unsigned long long)t->ne[1],
@@ -252,7 +290,8 @@ static int check_tensor(const nm_gguf *g, const char *name, uint64_t ne0, uint64
                        name, ti->name);
     /* norm weights are read as plain floats; llama.cpp always writes them F32 */
     if (!ne1 && t->type != NM_TYPE_F32)
-        return nm_fail(err, "%s: tensor '%s' has type %s; numalm supports only F32 norm "
+        return nm_fail(err,
+                       "%s: tensor '%s' has type %s; numalm supports only F32 norm "
                        "weights yet",
                        g->path, name, ti->name);
     return 1;
@@ -261,11 +300,11 @@ static int check_tensor(const nm_gguf *g, const char *name, uint64_t ne0, uint64
 static int check_block(const nm_gguf *g, const nm_llama_hparams *hp, uint32_t layer,
                        nm_error *err) {
     uint64_t e = hp->n_embd, kv = (uint64_t)hp->n_head_kv * hp->head_dim, ff = hp->n_ff;
-    static const char *const SUFFIX[] = {"attn_norm", "attn_q", "attn_k", "attn_v",
-                                         "attn_output", "ffn_norm", "ffn_gate", "ffn_up",
-                                         "ffn_down"};
-    const uint64_t shape[][2] = {{e, 0},  {e, e},  {e, kv}, {e, kv}, {e, e},
-                                 {e, 0},  {e, ff}, {e, ff}, {ff, e}};
+    static const char *const SUFFIX[] = {"attn_norm", "attn_q",      "attn_k",
+                                         "attn_v",    "attn_output", "ffn_norm",
+                                         "ffn_gate",  "ffn_up",      "ffn_down"};
+    const uint64_t shape[][2] = {{e, 0}, {e, e},  {e, kv}, {e, kv}, {e, e},
+                                 {e, 0}, {e, ff}, {e, ff}, {ff, e}};
     for (size_t i = 0; i < sizeof SUFFIX / sizeof SUFFIX[0]; i++) {
         char name[64];
         snprintf(name, sizeof name, "blk.%u.%s.weight", layer, SUFFIX[i]);
@@ -283,7 +322,8 @@ int nm_llama_check_tensors(const nm_gguf *g, const nm_llama_hparams *hp, nm_erro
     /* Llama 3.1-style rope scaling ships as a tensor of frequency factors. */
     const nm_gguf_tensor *rf = nm_gguf_find_tensor(g, "rope_freqs.weight");
     if (rf)
-        return nm_fail(err, "%s: tensor 'rope_freqs.weight' (info at byte %llu): rope "
+        return nm_fail(err,
+                       "%s: tensor 'rope_freqs.weight' (info at byte %llu): rope "
                        "frequency scaling is not supported yet",
                        g->path, (unsigned long long)rf->info_offset);
     for (uint32_t l = 0; l < hp->n_layer; l++)

@@ -33,10 +33,14 @@
 
 const char *nm_io_name(nm_io_mode m) {
     switch (m) {
-    case NM_IO_DIO: return "dio";
-    case NM_IO_BUFFERED: return "buffered";
-    case NM_IO_MMAP: return "mmap";
-    case NM_IO_AUTO: return "auto";
+    case NM_IO_DIO:
+        return "dio";
+    case NM_IO_BUFFERED:
+        return "buffered";
+    case NM_IO_MMAP:
+        return "mmap";
+    case NM_IO_AUTO:
+        return "auto";
     }
     return "?";
 }
@@ -48,8 +52,7 @@ int nm_io_parse(const char *s, nm_io_mode *m, nm_error *err) {
             *m = all[i];
             return 0;
         }
-    return nm_fail(err, "unknown --io '%s': expected dio, buffered, mmap or auto",
-                   s ? s : "");
+    return nm_fail(err, "unknown --io '%s': expected dio, buffered, mmap or auto", s ? s : "");
 }
 
 /* ---- setup ----------------------------------------------------------- */
@@ -86,12 +89,12 @@ static int check_file_size(const nm_gguf *g, int fd, nm_error *err) {
     for (uint64_t i = 0; i < g->n_tensors; i++) {
         const nm_gguf_tensor *t = &g->tensors[i];
         if (t->file_offset + t->nbytes > size)
-            return nm_fail(err, "%s: the file changed size since its header was read "
-                                "(%llu -> %llu bytes): tensor '%s' at offset %llu "
-                                "(%llu bytes) lies past the end",
-                           g->path, (unsigned long long)g->file_size,
-                           (unsigned long long)size, t->name,
-                           (unsigned long long)t->file_offset,
+            return nm_fail(err,
+                           "%s: the file changed size since its header was read "
+                           "(%llu -> %llu bytes): tensor '%s' at offset %llu "
+                           "(%llu bytes) lies past the end",
+                           g->path, (unsigned long long)g->file_size, (unsigned long long)size,
+                           t->name, (unsigned long long)t->file_offset,
                            (unsigned long long)t->nbytes);
     }
     return 0;
@@ -110,8 +113,7 @@ static int drop_caches(load_run *r, nm_error *err) {
             int e = errno;
             if (fd >= 0)
                 close(fd);
-            return nm_fail(err, "--drop-caches: writing /proc/sys/vm/drop_caches: %s",
-                           strerror(e));
+            return nm_fail(err, "--drop-caches: writing /proc/sys/vm/drop_caches: %s", strerror(e));
         }
         close(fd);
     }
@@ -119,8 +121,8 @@ static int drop_caches(load_run *r, nm_error *err) {
         (void)fdatasync(r->ctx.fd);
         int e = posix_fadvise(r->ctx.fd, 0, 0, POSIX_FADV_DONTNEED);
         if (e)
-            return nm_fail(err, "--drop-file-cache: posix_fadvise(%s): %s",
-                           r->w->gguf->path, strerror(e));
+            return nm_fail(err, "--drop-file-cache: posix_fadvise(%s): %s", r->w->gguf->path,
+                           strerror(e));
     }
     return 0;
 }
@@ -130,10 +132,10 @@ static void setup_direct(load_run *r) {
     nm_read_ctx *c = &r->ctx;
     nm_loaded *w = r->w;
     char why[256];
-    if (nm_dio_open(w->gguf->path, &c->fd_direct, &c->dio_align, &c->dio_mem_align,
-                    why, sizeof why) != 0 ||
-        nm_dio_probe_read(c->fd_direct, c->file_size, c->dio_align, c->dio_mem_align,
-                          why, sizeof why) != 0) {
+    if (nm_dio_open(w->gguf->path, &c->fd_direct, &c->dio_align, &c->dio_mem_align, why,
+                    sizeof why) != 0 ||
+        nm_dio_probe_read(c->fd_direct, c->file_size, c->dio_align, c->dio_mem_align, why,
+                          sizeof why) != 0) {
         if (c->fd_direct >= 0)
             close(c->fd_direct);
         c->fd_direct = -1;
@@ -194,15 +196,16 @@ static nm_read_op *arena_ops(load_run *r, int a, size_t *n_out, nm_error *err) {
         if (h->arena_offset + h->nbytes > ar->size ||
             h->file_offset + h->nbytes > r->ctx.file_size) {
             free(ops);
-            nm_fail(err, "plan: tensor '%s' range (file offset %llu, %llu bytes, arena "
-                         "offset %llu) does not fit arena %d (%llu bytes) or the file",
+            nm_fail(err,
+                    "plan: tensor '%s' range (file offset %llu, %llu bytes, arena "
+                    "offset %llu) does not fit arena %d (%llu bytes) or the file",
                     p->tensors[ti].t->name, (unsigned long long)h->file_offset,
                     (unsigned long long)h->nbytes, (unsigned long long)h->arena_offset, a,
                     (unsigned long long)ar->size);
             return NULL;
         }
-        ops[n++] = (nm_read_op){h->file_offset, h->nbytes,
-                                (uint8_t *)ar->base + h->arena_offset, ti};
+        ops[n++] =
+            (nm_read_op){h->file_offset, h->nbytes, (uint8_t *)ar->base + h->arena_offset, ti};
     }
     qsort(ops, n, sizeof *ops, cmp_dst);
     size_t m = 0;
@@ -254,8 +257,8 @@ static int keep_list(load_run *r, nm_read_op *ops) {
 
 /* Splits ops (in order) into k shares of about equal bytes, cut at CUT_ALIGN
  * file offsets; share s goes to a job on nodes[s % n_nodes]. */
-static int spread_ops(load_run *r, const nm_read_op *ops, size_t n, int k,
-                      const int *nodes, int n_nodes, nm_job_kind kind, nm_error *err) {
+static int spread_ops(load_run *r, const nm_read_op *ops, size_t n, int k, const int *nodes,
+                      int n_nodes, nm_job_kind kind, nm_error *err) {
     uint64_t total = ops_bytes(ops, n);
     if (total == 0)
         return 0;
@@ -339,8 +342,7 @@ static int plan_jobs_for(load_run *r, const nm_read_op *ops, size_t n, const int
  * read once instead of n times. The arenas have the same layout, so share
  * s of arena a is share s of arena s shifted by the distance between the
  * arenas. Copy jobs refer to job indexes, fixed up once all exist. */
-static int plan_staged_jobs(load_run *r, int a, const nm_read_op *ops, size_t n,
-                            nm_error *err) {
+static int plan_staged_jobs(load_run *r, int a, const nm_read_op *ops, size_t n, nm_error *err) {
     int n_arenas = r->w->plan->n_arenas, node = r->w->plan->arena_node[a];
     int first = r->n_jobs;
     if (spread_ops(r, ops, n, n_arenas, &node, 1, NM_JOB_DIO, err) != 0)
@@ -366,24 +368,22 @@ static int link_staged_jobs(load_run *r) {
                 continue;
             j->kind = NM_JOB_COPY;
             j->src = &r->jobs[r->staged_first[s] + s];
-            j->src_delta = (intptr_t)((uint8_t *)r->w->arenas[s].base -
-                                      (uint8_t *)r->w->arenas[a].base);
+            j->src_delta =
+                (intptr_t)((uint8_t *)r->w->arenas[s].base - (uint8_t *)r->w->arenas[a].base);
         }
     return 0;
 }
 
 static bool staged(const load_run *r) {
     return r->w->plan->placement == NM_PLACE_REPLICATE && r->w->plan->n_arenas > 1 &&
-           r->ctx.fd_direct >= 0 && r->o->readers_per_node <= 1 &&
-           !getenv("NUMALM_NO_STAGING");
+           r->ctx.fd_direct >= 0 && r->o->readers_per_node <= 1 && !getenv("NUMALM_NO_STAGING");
 }
 
 /* auto may map cached pages into a node-bound arena of normal pages; an
  * interleaved arena wants its pages spread, which the cache does not do. */
 static bool may_map(const load_run *r, int a) {
     const nm_arena *ar = &r->w->arenas[a];
-    return !r->o->no_map && ar->node >= 0 && !ar->huge && !ar->locked &&
-           !getenv("NUMALM_NO_MAP");
+    return !r->o->no_map && ar->node >= 0 && !ar->huge && !ar->locked && !getenv("NUMALM_NO_MAP");
 }
 
 static int plan_arena_jobs(load_run *r, int a, nm_error *err) {
@@ -411,9 +411,8 @@ static int plan_arena_jobs(load_run *r, int a, nm_error *err) {
             free(cold);
         }
     } else {
-        nm_job_kind kind = r->w->io == NM_IO_DIO && r->ctx.fd_direct >= 0
-                               ? NM_JOB_DIO
-                               : NM_JOB_BUFFERED;
+        nm_job_kind kind =
+            r->w->io == NM_IO_DIO && r->ctx.fd_direct >= 0 ? NM_JOB_DIO : NM_JOB_BUFFERED;
         if (kind == NM_JOB_DIO && staged(r))
             rc = plan_staged_jobs(r, a, ops, n, err);
         else
@@ -454,9 +453,36 @@ static void decide_thp(load_run *r) {
     if (r->o->thp == 0 && freed_memory_goes_to_host()) {
         w->thp = false;
         nm_read_fallback(&r->ctx, "arenas without transparent huge pages: this VM's "
-                         "balloon returns freed memory to the host, which makes huge-page "
-                         "faults ~5x slower (--thp on to force them)");
+                                  "balloon returns freed memory to the host, which makes huge-page "
+                                  "faults ~5x slower (--thp on to force them)");
     }
+}
+
+#ifndef MADV_COLLAPSE
+#define MADV_COLLAPSE 25
+#endif
+
+/* EXPERIMENT (NUMALM_THP_AFTER=hugepage|collapse): huge pages after a fill
+ * with small ones. Prints how long it took. */
+static void thp_after_fill(load_run *r) {
+    const char *how = getenv("NUMALM_THP_AFTER");
+    if (!how || r->w->thp)
+        return;
+    double t0 = nm_now();
+    int bad = 0;
+    for (int a = 0; a < r->w->plan->n_arenas; a++) {
+        nm_arena *ar = &r->w->arenas[a];
+        if (!ar->base || ar->huge)
+            continue;
+        if (madvise(ar->base, ar->mapped, MADV_HUGEPAGE) != 0)
+            bad++;
+        if (!strcmp(how, "collapse") && madvise(ar->base, ar->mapped, MADV_COLLAPSE) != 0) {
+            fprintf(stderr, "numalm: MADV_COLLAPSE arena %d: %s\n", a, strerror(errno));
+            bad++;
+        }
+    }
+    fprintf(stderr, "numalm: thp after fill (%s): %.3f s%s\n", how, nm_now() - t0,
+            bad ? " (some madvise failed)" : "");
 }
 
 static int create_arenas(load_run *r, nm_error *err) {
@@ -467,8 +493,8 @@ static int create_arenas(load_run *r, nm_error *err) {
     for (int a = 0; a < p->n_arenas; a++) {
         if (nm_arena_create(&r->w->arenas[a], p->arena_bytes[a], p->arena_node[a], nodes,
                             p->n_nodes, &r->o->arena, err) != 0)
-            return nm_fail_prefix(err, "arena %d (node %d, %llu bytes)", a,
-                                  p->arena_node[a], (unsigned long long)p->arena_bytes[a]);
+            return nm_fail_prefix(err, "arena %d (node %d, %llu bytes)", a, p->arena_node[a],
+                                  (unsigned long long)p->arena_bytes[a]);
         if (!r->w->thp && r->w->arenas[a].base && !r->w->arenas[a].huge)
             (void)madvise(r->w->arenas[a].base, r->w->arenas[a].mapped, MADV_NOHUGEPAGE);
         if (r->w->arenas[a].note[0])
@@ -500,7 +526,8 @@ static int plan_mmap_jobs(load_run *r, nm_error *err) {
             nodes[n_nodes++] = p->nodes[i].os_index;
         }
         if (p->placement != NM_PLACE_INTERLEAVE)
-            nm_read_fallback(c, "mmap keeps one copy of the file: pages interleaved over "
+            nm_read_fallback(c,
+                             "mmap keeps one copy of the file: pages interleaved over "
                              "the plan's nodes instead of '%s'",
                              nm_placement_name(p->placement));
     }
@@ -527,11 +554,21 @@ static void *reader_main(void *arg) {
     if (j->node_os >= 0 && r->topo && nm_pin_thread_to_node(r->topo, j->node_os, &e) != 0)
         nm_read_fallback(&r->ctx, "reader for node %d runs unpinned: %s", j->node_os, e.msg);
     switch (j->kind) {
-    case NM_JOB_DIO: j->rc = nm_read_dio(j); break;
-    case NM_JOB_BUFFERED: j->rc = nm_read_buffered(j); break;
-    case NM_JOB_TOUCH: j->rc = nm_read_touch(j); break;
-    case NM_JOB_COPY: j->rc = nm_read_copy(j); break;
-    case NM_JOB_MAP: j->rc = nm_read_map(j); break;
+    case NM_JOB_DIO:
+        j->rc = nm_read_dio(j);
+        break;
+    case NM_JOB_BUFFERED:
+        j->rc = nm_read_buffered(j);
+        break;
+    case NM_JOB_TOUCH:
+        j->rc = nm_read_touch(j);
+        break;
+    case NM_JOB_COPY:
+        j->rc = nm_read_copy(j);
+        break;
+    case NM_JOB_MAP:
+        j->rc = nm_read_map(j);
+        break;
     }
     j->seconds = nm_now() - r->t0;
     nm_reader_finish(j, j->rc);
@@ -630,8 +667,8 @@ static int verify_region(nm_loaded *w, const void *base, uint64_t len, int expec
         return 0;
     if (nm_pages_on_node(base, len, expected, 0, &pct, hist, NM_MAX_NODES, err) != 0)
         return -1;
-    uint64_t pages = (nm_align_up((uintptr_t)base + len, 4096) -
-                      nm_align_down((uintptr_t)base, 4096)) / 4096;
+    uint64_t pages =
+        (nm_align_up((uintptr_t)base + len, 4096) - nm_align_down((uintptr_t)base, 4096)) / 4096;
     if (expected >= 0) {
         nm_load_node_stats *s = stats_for(w, expected);
         if (s)
@@ -649,8 +686,7 @@ static int verify_region(nm_loaded *w, const void *base, uint64_t len, int expec
         if (!s)
             continue;
         s->placed_pct = pages ? 100.0 * (double)in_set / (double)pages : 100.0;
-        s->share_pct = pages && n < NM_MAX_NODES ? 100.0 * (double)hist[n] / (double)pages
-                                                 : 0.0;
+        s->share_pct = pages && n < NM_MAX_NODES ? 100.0 * (double)hist[n] / (double)pages : 0.0;
     }
     return 0;
 }
@@ -662,8 +698,7 @@ static int verify_placement(load_run *r, nm_error *err) {
                              w->map_len - w->gguf->data_offset,
                              r->ctx.mpol_mode == MPOL_BIND ? w->plan->fixed_node : -1, err);
     for (int a = 0; a < w->plan->n_arenas; a++)
-        if (verify_region(w, w->arenas[a].base, w->arenas[a].size, w->arenas[a].node,
-                          err) != 0)
+        if (verify_region(w, w->arenas[a].base, w->arenas[a].size, w->arenas[a].node, err) != 0)
             return nm_fail_prefix(err, "verify of arena %d", a);
     return 0;
 }
@@ -682,8 +717,7 @@ static int count_off_policy(load_run *r, nm_error *err) {
                          "(already in the page cache on another node: pages keep their "
                          "node); drop caches first: `numalm load --drop-caches` or `echo 3 "
                          "> /proc/sys/vm/drop_caches` as root",
-                         (unsigned long long)w->off_policy_pages,
-                         (unsigned long long)resident);
+                         (unsigned long long)w->off_policy_pages, (unsigned long long)resident);
     return 0;
 }
 
@@ -701,8 +735,7 @@ static int finish_stats(load_run *r, nm_error *err) {
     return 0;
 }
 
-nm_loaded *nm_load(const nm_gguf *g, const nm_plan *plan, const nm_load_opts *opts,
-                   nm_error *err) {
+nm_loaded *nm_load(const nm_gguf *g, const nm_plan *plan, const nm_load_opts *opts, nm_error *err) {
     nm_load_opts defaults;
     memset(&defaults, 0, sizeof defaults);
     if (!opts)
@@ -733,7 +766,7 @@ nm_loaded *nm_load(const nm_gguf *g, const nm_plan *plan, const nm_load_opts *op
             rc = plan_arena_jobs(&r, a, err);
         if (rc == 0 && staged(&r) && link_staged_jobs(&r) != 0)
             nm_read_fallback(&r.ctx, "replicate: shares too small to stage; every node "
-                             "reads its copy from the disk");
+                                     "reads its copy from the disk");
     }
     if (rc == 0) {
         uint64_t total = 0;
@@ -742,6 +775,8 @@ nm_loaded *nm_load(const nm_gguf *g, const nm_plan *plan, const nm_load_opts *op
         nm_progress_begin(&prog, "loading", total);
         r.ctx.progress = opts->progress ? &prog : NULL;
         rc = run_jobs(&r, err);
+        if (rc == 0 && w->io != NM_IO_MMAP)
+            thp_after_fill(&r);
         if (opts->progress)
             nm_progress_end(&prog);
         w->seconds = nm_now() - r.t0;

@@ -17,30 +17,30 @@ typedef enum nm_io_mode {
 typedef struct nm_load_opts {
     nm_io_mode io;
     nm_arena_opts arena;
-    uint64_t chunk_bytes;    /* 0: default */
-    int queue_depth;         /* 0: default */
-    int readers_per_node;    /* 0: default */
-    bool verify;             /* placement (move_pages) + checksums */
-    bool drop_caches;        /* root only */
-    bool progress;           /* progress bar on a TTY */
+    uint64_t chunk_bytes; /* 0: default */
+    int queue_depth;      /* 0: default */
+    int readers_per_node; /* 0: default */
+    bool verify;          /* placement (move_pages) + checksums */
+    bool drop_caches;     /* root only */
+    bool progress;        /* progress bar on a TTY */
     /* Added by the loader (additive): */
-    const nm_topo *topo;     /* for pinning readers; NULL: probed here */
-    bool drop_file_cache;    /* posix_fadvise(DONTNEED) on the model only */
-    int thp;                 /* arenas' transparent huge pages: 0 auto (on,
-                                except where freed memory goes back to a
-                                hypervisor: see docs/loading.md), 1 on, -1 off */
-    bool no_map;             /* auto: always copy, never map cached pages */
+    const nm_topo *topo;  /* for pinning readers; NULL: probed here */
+    bool drop_file_cache; /* posix_fadvise(DONTNEED) on the model only */
+    int thp;              /* arenas' transparent huge pages: 0 auto (on,
+                             except where freed memory goes back to a
+                             hypervisor: see docs/loading.md), 1 on, -1 off */
+    bool no_map;          /* auto: always copy, never map cached pages */
 } nm_load_opts;
 
 typedef struct nm_load_node_stats {
-    int node;                /* OS index, -1 for an interleaved arena */
+    int node; /* OS index, -1 for an interleaved arena */
     uint64_t bytes;
     double seconds;
-    double placed_pct;       /* < 0 when not verified */
+    double placed_pct; /* < 0 when not verified */
     /* Added by the loader (additive): */
-    double share_pct;        /* interleave: % of the arena's pages on this
-                                node (< 0 when not verified / not interleave) */
-    int reader_cpus[32];     /* distinct sched_getcpu() seen by its readers */
+    double share_pct;    /* interleave: % of the arena's pages on this
+                            node (< 0 when not verified / not interleave) */
+    int reader_cpus[32]; /* distinct sched_getcpu() seen by its readers */
     int n_reader_cpus;
     int n_readers;
 } nm_load_node_stats;
@@ -50,7 +50,7 @@ typedef struct nm_loaded {
     const nm_gguf *gguf;
     nm_io_mode io;
     nm_arena arenas[NM_MAX_NODES];
-    void *map;               /* mmap mode: the file mapping */
+    void *map; /* mmap mode: the file mapping */
     uint64_t map_len;
     /* stats */
     double seconds;
@@ -64,24 +64,23 @@ typedef struct nm_loaded {
     bool verified;
     bool checksums_ok;
     /* Added by the loader (additive): */
-    uint64_t chunk_bytes;      /* dio/auto chunk in use */
-    int queue_depth;           /* dio/auto io_uring depth in use */
+    uint64_t chunk_bytes; /* dio/auto chunk in use */
+    int queue_depth;      /* dio/auto io_uring depth in use */
     int readers_per_node;
-    uint32_t dio_align;        /* O_DIRECT offset alignment, 0 if unused */
-    nm_io_mode io_requested;   /* before fallbacks */
-    int n_mismatches;          /* verify: tensor ranges whose checksum differs */
-    char mismatches[512];      /* their names, comma-separated (cut) */
-    int fd;                    /* the model, buffered; -1 when closed */
-    bool thp;                  /* arenas may use transparent huge pages */
-    uint64_t mapped_bytes;     /* auto: bytes mapped from the page cache
-                                  (zero copy) instead of copied */
+    uint32_t dio_align;      /* O_DIRECT offset alignment, 0 if unused */
+    nm_io_mode io_requested; /* before fallbacks */
+    int n_mismatches;        /* verify: tensor ranges whose checksum differs */
+    char mismatches[512];    /* their names, comma-separated (cut) */
+    int fd;                  /* the model, buffered; -1 when closed */
+    bool thp;                /* arenas may use transparent huge pages */
+    uint64_t mapped_bytes;   /* auto: bytes mapped from the page cache
+                                (zero copy) instead of copied */
 } nm_loaded;
 
 const char *nm_io_name(nm_io_mode m);
 int nm_io_parse(const char *s, nm_io_mode *m, nm_error *err);
 
-nm_loaded *nm_load(const nm_gguf *g, const nm_plan *plan,
-                   const nm_load_opts *opts, nm_error *err);
+nm_loaded *nm_load(const nm_gguf *g, const nm_plan *plan, const nm_load_opts *opts, nm_error *err);
 void nm_loaded_free(nm_loaded *w);
 
 /* Rows [rows[node].row0, rows[node].row1) of tensor ti as node `node` (plan

@@ -18,8 +18,8 @@ static int arena_of(const nm_loaded *w, int node) {
     return w->plan->n_arenas == 1 ? 0 : node;
 }
 
-static const uint8_t *held_rows(const nm_loaded *w, int a, const nm_tensor_plan *tp,
-                                uint64_t row0, uint64_t row1) {
+static const uint8_t *held_rows(const nm_loaded *w, int a, const nm_tensor_plan *tp, uint64_t row0,
+                                uint64_t row1) {
     const nm_range *h = &tp->held[a];
     if (!h->nbytes || row0 < h->row0 || row1 > h->row1 || !w->arenas[a].base)
         return NULL;
@@ -64,14 +64,6 @@ static double gbps(uint64_t bytes, double s) {
     return s > 0 ? (double)bytes / s / 1e9 : 0.0;
 }
 
-static void cpu_list(const nm_load_node_stats *s, char *buf, size_t n) {
-    buf[0] = 0;
-    for (int i = 0; i < s->n_reader_cpus; i++) {
-        size_t used = strlen(buf);
-        snprintf(buf + used, n - used, "%s%d", i ? "," : "", s->reader_cpus[i]);
-    }
-}
-
 void nm_loaded_print(const nm_loaded *w, FILE *out) {
     char b[32], b2[32], cpus[128];
     fprintf(out, "load: %s\n  io %s", w->gguf->path, nm_io_name(w->io));
@@ -89,17 +81,17 @@ void nm_loaded_print(const nm_loaded *w, FILE *out) {
     if (w->map)
         fprintf(out, "  mmap pages not where the policy wants them: %llu\n",
                 (unsigned long long)w->off_policy_pages);
-    fprintf(out, "  %-6s %7s %12s %9s %8s %8s  %s\n", "node", "readers", "bytes", "seconds",
-            "GB/s", "placed", "reader cpus");
+    fprintf(out, "  %-6s %7s %12s %9s %8s %8s  %s\n", "node", "readers", "bytes", "seconds", "GB/s",
+            "placed", "reader cpus");
     for (int i = 0; i < w->n_node_stats; i++) {
         const nm_load_node_stats *s = &w->node_stats[i];
         char placed[32] = "-";
         if (s->placed_pct >= 0)
             snprintf(placed, sizeof placed, "%.1f%%", s->placed_pct);
-        cpu_list(s, cpus, sizeof cpus);
+        nm_fmt_int_list(s->reader_cpus, s->n_reader_cpus, cpus, sizeof cpus);
         fprintf(out, "  %-6d %7d %12s %9.3f %8.2f %8s  %s", s->node, s->n_readers,
-                nm_fmt_bytes(s->bytes, b, sizeof b), s->seconds, gbps(s->bytes, s->seconds),
-                placed, cpus);
+                nm_fmt_bytes(s->bytes, b, sizeof b), s->seconds, gbps(s->bytes, s->seconds), placed,
+                cpus);
         if (s->share_pct >= 0)
             fprintf(out, "  (%.1f%% of the pages here)", s->share_pct);
         fprintf(out, "\n");
@@ -130,11 +122,7 @@ static void json_node(nm_json *j, const nm_load_node_stats *s) {
         nm_json_null(j);
     if (s->share_pct >= 0)
         nm_json_kdouble(j, "share_pct", s->share_pct);
-    nm_json_key(j, "reader_cpus");
-    nm_json_arr_begin(j);
-    for (int c = 0; c < s->n_reader_cpus; c++)
-        nm_json_int(j, s->reader_cpus[c]);
-    nm_json_arr_end(j);
+    nm_json_kint_array(j, "reader_cpus", s->reader_cpus, s->n_reader_cpus);
     nm_json_obj_end(j);
 }
 

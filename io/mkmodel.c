@@ -1,6 +1,7 @@
 #include "mkmodel.h"
 
 #include "../common/progress.h"
+#include "../common/rng.h"
 #include "../common/util.h"
 #include "../runtime/quant.h"
 #include "ggml_types.h"
@@ -16,49 +17,17 @@
 #define CHUNK_ELEMS (1u << 20)
 
 /* ------------------------------------------------------------------------
- * Random numbers: splitmix64 seeds xoshiro256**; a normal deviate is the
+ * Random numbers (common/rng.h): a normal deviate is the
  * Irwin-Hall sum of the four 16-bit quarters of one 64-bit draw, rescaled.
  * Its tails stop at 3.46 sigma, which suits random weights fine, and it costs
  * one draw and no transcendental function per value.
  * ---------------------------------------------------------------------- */
 
-typedef struct rng {
-    uint64_t s[4];
-} rng;
-
-static uint64_t splitmix64(uint64_t *x) {
-    uint64_t z = (*x += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
-
-static void rng_seed(rng *r, uint64_t seed, uint64_t stream) {
-    uint64_t x = seed ^ (stream * 0xd1b54a32d192ed03ull);
-    for (int i = 0; i < 4; i++)
-        r->s[i] = splitmix64(&x);
-}
-
-static inline uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
-
-static inline uint64_t rng_next(rng *r) {
-    uint64_t *s = r->s;
-    uint64_t out = rotl(s[1] * 5, 7) * 9;
-    uint64_t t = s[1] << 17;
-    s[2] ^= s[0];
-    s[3] ^= s[1];
-    s[1] ^= s[2];
-    s[0] ^= s[3];
-    s[2] ^= t;
-    s[3] = rotl(s[3], 45);
-    return out;
-}
-
-static void fill_normal(rng *r, float *dst, size_t n, float mean, float std) {
+static void fill_normal(nm_rng *r, float *dst, size_t n, float mean, float std) {
     /* the sum of four uniform 0..65535 has mean 131070, std 37837.23 */
     const float scale = std / 37837.23f;
     for (size_t i = 0; i < n; i++) {
-        uint64_t v = rng_next(r);
+        uint64_t v = nm_rng_next(r);
         uint32_t sum = (uint32_t)(v & 0xffff) + (uint32_t)((v >> 16) & 0xffff) +
                        (uint32_t)((v >> 32) & 0xffff) + (uint32_t)(v >> 48);
         dst[i] = mean + ((float)sum - 131070.0f) * scale;
@@ -229,7 +198,9 @@ static const struct rung {
 };
 
 /* Metadata bytes, roughly: the vocab dominates (string, score, type). */
-static uint64_t meta_estimate(uint32_t n_vocab) { return 8192 + 28ull * n_vocab; }
+static uint64_t meta_estimate(uint32_t n_vocab) {
+    return 8192 + 28ull * n_vocab;
+}
 
 int nm_mkmodel_shape_for_size(uint64_t target, uint32_t type, uint32_t n_vocab,
                               nm_mkmodel_shape *out, nm_error *err) {
@@ -317,8 +288,8 @@ static int write_metadata(nm_gguf_writer *w, const nm_mkmodel_opts *o, const nm_
 /* Generates and streams one tensor, a chunk of rows at a time. */
 static int write_tensor(nm_gguf_writer *w, const tspec *t, uint64_t index, uint64_t seed, float *f,
                         uint8_t *enc, nm_progress *prog, nm_error *err) {
-    rng r;
-    rng_seed(&r, seed, index);
+    nm_rng r;
+    nm_rng_seed(&r, seed, index);
     uint64_t row_bytes = 0;
     if (nm_type_row_bytes(t->type, t->ne[0], &row_bytes))
         return nm_fail(err, "tensor '%s': bad row length %llu", t->name,

@@ -56,7 +56,9 @@ static uint32_t hash_str(const char *s) {
     return h;
 }
 
-static bool full(const builder *b) { return b->v->n >= b->cap; }
+static bool full(const builder *b) {
+    return b->v->n >= b->cap;
+}
 
 /* Adds s unless present or the vocab is full. */
 static void add(builder *b, const char *s, int32_t type) {

@@ -25,20 +25,20 @@ typedef struct nm_read_op {
 /* Shared by every reader of one load. */
 typedef struct nm_read_ctx {
     const nm_gguf *g;
-    int fd;            /* buffered */
-    int fd_direct;     /* O_RDONLY|O_DIRECT, -1 when not in use */
+    int fd;        /* buffered */
+    int fd_direct; /* O_RDONLY|O_DIRECT, -1 when not in use */
     uint64_t file_size;
     uint32_t dio_align;     /* file offset alignment for O_DIRECT */
     uint32_t dio_mem_align; /* buffer alignment for O_DIRECT */
     uint64_t chunk_bytes;
     int queue_depth;
-    bool use_uring;         /* false: preadv on fd_direct */
-    nm_progress *progress;  /* may be NULL */
+    bool use_uring;        /* false: preadv on fd_direct */
+    nm_progress *progress; /* may be NULL */
     /* mmap: the task policy each touching thread sets before its first
      * touch (page-cache pages follow the task's policy, not the VMA's) */
-    int mpol_mode;          /* MPOL_INTERLEAVE or MPOL_BIND */
+    int mpol_mode; /* MPOL_INTERLEAVE or MPOL_BIND */
     unsigned long mpol_mask[16];
-    pthread_mutex_t lock;   /* guards the fallback lines and job states */
+    pthread_mutex_t lock;    /* guards the fallback lines and job states */
     pthread_cond_t job_done; /* a job's state changed (for NM_JOB_COPY) */
     char fallbacks[8][256];
     int n_fallbacks;
@@ -59,11 +59,11 @@ typedef struct nm_reader_job {
     nm_read_ctx *ctx;
     nm_read_op *ops;
     size_t n_ops;
-    uint64_t bytes;        /* sum of op sizes */
-    int node_os;           /* node it is pinned to, -1: not pinned */
+    uint64_t bytes; /* sum of op sizes */
+    int node_os;    /* node it is pinned to, -1: not pinned */
     nm_job_kind kind;
     /* results */
-    double seconds;        /* from the load start to this reader's end */
+    double seconds; /* from the load start to this reader's end */
     int cpus[NM_MAX_SEEN_CPUS];
     int n_cpus;
     int rc;
@@ -74,8 +74,8 @@ typedef struct nm_reader_job {
      * src (its state) is done */
     struct nm_reader_job *src;
     intptr_t src_delta;
-    int state;             /* 0 running, 1 done, -1 failed (under ctx lock) */
-    uint64_t mapped;       /* NM_JOB_MAP: bytes mapped instead of copied */
+    int state;       /* 0 running, 1 done, -1 failed (under ctx lock) */
+    uint64_t mapped; /* NM_JOB_MAP: bytes mapped instead of copied */
 } nm_reader_job;
 
 /* Marks the job finished (rc 0: done, else failed) and wakes copiers. */
@@ -86,8 +86,7 @@ int nm_read_copy(nm_reader_job *j);
 
 /* Records a fallback line once (thread-safe); also printed to stderr by the
  * loader at the end. */
-void nm_read_fallback(nm_read_ctx *c, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
+void nm_read_fallback(nm_read_ctx *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* Remembers which CPU the calling reader runs on (cheap; call often). */
 void nm_reader_sample_cpu(nm_reader_job *j);
@@ -98,8 +97,7 @@ void nm_reader_sample_cpu(nm_reader_job *j);
 void nm_reader_populate(nm_reader_job *j, uint8_t *dst, uint64_t len);
 
 /* Error for a read that hit the end of the file early. */
-int nm_read_truncated(const nm_read_ctx *c, const nm_read_op *op,
-                      uint64_t at, nm_error *err);
+int nm_read_truncated(const nm_read_ctx *c, const nm_read_op *op, uint64_t at, nm_error *err);
 
 /* pread one op into memory. 0 or -1 (j->err). */
 int nm_read_range(nm_reader_job *j, const nm_read_op *op);
@@ -124,23 +122,22 @@ int nm_mmap_file(nm_read_ctx *c, void **map, nm_error *err);
  * where the policy wants them: outside the policy's nodes, and for
  * interleave the pages beyond an even share (less the round-robin phase of
  * the n_touchers faulting threads, at most one page per thread and node). */
-int nm_mmap_placement(const nm_read_ctx *c, const void *map, uint64_t len,
-                      uint64_t *per_node, int max_node, int n_touchers,
-                      uint64_t *off_policy,
-                      uint64_t *resident, nm_error *err);
+int nm_mmap_placement(const nm_read_ctx *c, const void *map, uint64_t len, uint64_t *per_node,
+                      int max_node, int n_touchers, uint64_t *off_policy, uint64_t *resident,
+                      nm_error *err);
 
 /* Probes: 0 = usable. Fill `why` with the reason otherwise. */
-int nm_dio_open(const char *path, int *fd_direct, uint32_t *align,
-                uint32_t *mem_align, char *why, size_t why_len);
-int nm_dio_probe_read(int fd_direct, uint64_t file_size, uint32_t align,
-                      uint32_t mem_align, char *why, size_t why_len);
+int nm_dio_open(const char *path, int *fd_direct, uint32_t *align, uint32_t *mem_align, char *why,
+                size_t why_len);
+int nm_dio_probe_read(int fd_direct, uint64_t file_size, uint32_t align, uint32_t mem_align,
+                      char *why, size_t why_len);
 int nm_uring_probe(char *why, size_t why_len);
 
 /* auto: splits ops at chunk boundaries into the parts that the page cache
  * holds (cached) and the rest. Both outputs are malloc'd. */
-int nm_auto_split(const nm_read_ctx *c, const nm_read_op *ops, size_t n,
-                  nm_read_op **cached, size_t *n_cached, nm_read_op **cold,
-                  size_t *n_cold, uint64_t *cached_bytes, nm_error *err);
+int nm_auto_split(const nm_read_ctx *c, const nm_read_op *ops, size_t n, nm_read_op **cached,
+                  size_t *n_cached, nm_read_op **cold, size_t *n_cold, uint64_t *cached_bytes,
+                  nm_error *err);
 
 /* auto, zero copy: the page-aligned interior of each op becomes a private
  * mapping of the file's (cached) pages, kept only where every page already

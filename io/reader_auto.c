@@ -83,21 +83,17 @@ static int push(op_list *l, const nm_read_op *op) {
             return 0;
         }
     }
-    if (l->n == l->cap) {
-        size_t cap = l->cap ? l->cap * 2 : 64;
-        nm_read_op *v = realloc(l->v, cap * sizeof *v);
-        if (!v)
-            return -1;
-        l->v = v;
-        l->cap = cap;
-    }
+    nm_read_op *v = nm_grow(l->v, &l->cap, l->n, 64, sizeof *v);
+    if (!v)
+        return -1;
+    l->v = v;
     l->v[l->n++] = *op;
     return 0;
 }
 
-int nm_auto_split(const nm_read_ctx *c, const nm_read_op *ops, size_t n,
-                  nm_read_op **cached, size_t *n_cached, nm_read_op **cold,
-                  size_t *n_cold, uint64_t *cached_bytes, nm_error *err) {
+int nm_auto_split(const nm_read_ctx *c, const nm_read_op *ops, size_t n, nm_read_op **cached,
+                  size_t *n_cached, nm_read_op **cold, size_t *n_cold, uint64_t *cached_bytes,
+                  nm_error *err) {
     op_list hot = {0}, miss = {0};
     /* cut at chunk boundaries of the file so that the cold parts keep the
      * O_DIRECT alignment of the op they come from */
@@ -115,14 +111,13 @@ int nm_auto_split(const nm_read_ctx *c, const nm_read_op *ops, size_t n,
             if (in < 0) {
                 free(hot.v);
                 free(miss.v);
-                return nm_fail(err, "%s: page-cache query at offset %llu: %s",
-                               c->g->path, (unsigned long long)f, strerror(errno));
+                return nm_fail(err, "%s: page-cache query at offset %llu: %s", c->g->path,
+                               (unsigned long long)f, strerror(errno));
             }
             /* mostly cached: a buffered read finds the few missing pages
              * itself; mostly not: the disk at O_DIRECT speed */
             bool is_hot = (uint64_t)in * 2 >= next - f;
-            nm_read_op part = {f, next - f, ops[i].dst + (f - ops[i].file_offset),
-                               ops[i].tensor};
+            nm_read_op part = {f, next - f, ops[i].dst + (f - ops[i].file_offset), ops[i].tensor};
             if (push(is_hot ? &hot : &miss, &part) != 0) {
                 free(hot.v);
                 free(miss.v);
@@ -147,8 +142,7 @@ int nm_auto_split(const nm_read_ctx *c, const nm_read_op *ops, size_t n,
 
 /* Puts anonymous memory bound to the node back over [p, p+len). */
 static int unmap_back(uint8_t *p, uint64_t len, int node) {
-    void *m = mmap(p, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED,
-                   -1, 0);
+    void *m = mmap(p, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
     if (m == MAP_FAILED)
         return -1;
     unsigned long mask[16] = {0};
@@ -181,8 +175,7 @@ static bool pages_on(const uint8_t *p, uint64_t len, int node) {
 /* 1 mapped, 0 not (copy it), -1 error (the range could not be restored). */
 static int map_piece(nm_reader_job *j, uint8_t *p, uint64_t len, uint64_t foff) {
     nm_read_ctx *c = j->ctx;
-    void *m = mmap(p, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_FIXED, c->fd,
-                   (off_t)foff);
+    void *m = mmap(p, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_FIXED, c->fd, (off_t)foff);
     if (m == MAP_FAILED)
         return unmap_back(p, len, j->node_os) == 0 ? 0 : -1;
     /* page tables now, so decoding never takes a fault */
@@ -194,8 +187,8 @@ static int map_piece(nm_reader_job *j, uint8_t *p, uint64_t len, uint64_t foff) 
 static int copy_part(nm_reader_job *j, const nm_read_op *op, uint8_t *from, uint8_t *to) {
     if (to <= from)
         return 0;
-    nm_read_op part = {op->file_offset + (uint64_t)(from - op->dst), (uint64_t)(to - from),
-                       from, op->tensor};
+    nm_read_op part = {op->file_offset + (uint64_t)(from - op->dst), (uint64_t)(to - from), from,
+                       op->tensor};
     return nm_read_range(j, &part);
 }
 
@@ -213,8 +206,10 @@ static int map_op(nm_reader_job *j, const nm_read_op *op) {
         uint64_t len = (uint64_t)(p1 - q) < piece ? (uint64_t)(p1 - q) : piece;
         int r = map_piece(j, q, len, f0 + (uint64_t)(q - p0));
         if (r < 0)
-            return nm_fail(&j->err, "auto: cannot restore the arena at %p after a failed "
-                                    "mapping: %s", (void *)q, strerror(errno));
+            return nm_fail(&j->err,
+                           "auto: cannot restore the arena at %p after a failed "
+                           "mapping: %s",
+                           (void *)q, strerror(errno));
         if (r == 0 && copy_part(j, op, q, q + len) != 0)
             return -1;
         if (r == 1) {

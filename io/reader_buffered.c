@@ -64,8 +64,7 @@ void nm_reader_populate(nm_reader_job *j, uint8_t *dst, uint64_t len) {
     j->populated_to = end;
 }
 
-int nm_read_truncated(const nm_read_ctx *c, const nm_read_op *op, uint64_t at,
-                      nm_error *err) {
+int nm_read_truncated(const nm_read_ctx *c, const nm_read_op *op, uint64_t at, nm_error *err) {
     const char *name = "?";
     uint64_t toff = 0;
     if (op->tensor >= 0 && (uint64_t)op->tensor < c->g->n_tensors) {
@@ -87,8 +86,8 @@ int nm_read_truncated(const nm_read_ctx *c, const nm_read_op *op, uint64_t at,
                    "needs byte %llu, but the read stopped there (file "
                    "truncated or changed after its header was read; expected "
                    "%llu bytes)",
-                   c->g->path, name, (unsigned long long)toff,
-                   (unsigned long long)at, (unsigned long long)c->file_size);
+                   c->g->path, name, (unsigned long long)toff, (unsigned long long)at,
+                   (unsigned long long)c->file_size);
 }
 
 int nm_read_range(nm_reader_job *j, const nm_read_op *op) {
@@ -99,14 +98,12 @@ int nm_read_range(nm_reader_job *j, const nm_read_op *op) {
         if (want > BUFFERED_PIECE)
             want = BUFFERED_PIECE;
         nm_reader_populate(j, op->dst + done, want);
-        ssize_t r = pread(c->fd, op->dst + done, want,
-                          (off_t)(op->file_offset + done));
+        ssize_t r = pread(c->fd, op->dst + done, want, (off_t)(op->file_offset + done));
         if (r < 0 && errno == EINTR)
             continue;
         if (r < 0)
-            return nm_fail(&j->err, "%s: read of %llu bytes at offset %llu: %s",
-                           c->g->path, (unsigned long long)want,
-                           (unsigned long long)(op->file_offset + done),
+            return nm_fail(&j->err, "%s: read of %llu bytes at offset %llu: %s", c->g->path,
+                           (unsigned long long)want, (unsigned long long)(op->file_offset + done),
                            strerror(errno));
         if (r == 0)
             return nm_read_truncated(c, op, op->file_offset + done, &j->err);

@@ -45,8 +45,8 @@ static uint32_t sysfs_logical_block(dev_t dev) {
     return v;
 }
 
-int nm_dio_open(const char *path, int *fd_direct, uint32_t *align,
-                uint32_t *mem_align, char *why, size_t why_len) {
+int nm_dio_open(const char *path, int *fd_direct, uint32_t *align, uint32_t *mem_align, char *why,
+                size_t why_len) {
     if (getenv("NUMALM_DISABLE_ODIRECT")) {
         snprintf(why, why_len, "O_DIRECT disabled by NUMALM_DISABLE_ODIRECT");
         return -1;
@@ -58,12 +58,12 @@ int nm_dio_open(const char *path, int *fd_direct, uint32_t *align,
     }
     struct statx sx;
     uint32_t a = 0, m = 0;
-    if (statx(fd, "", AT_EMPTY_PATH, STATX_DIOALIGN, &sx) == 0 &&
-        (sx.stx_mask & STATX_DIOALIGN)) {
+    if (statx(fd, "", AT_EMPTY_PATH, STATX_DIOALIGN, &sx) == 0 && (sx.stx_mask & STATX_DIOALIGN)) {
         if (sx.stx_dio_offset_align == 0) {
             close(fd);
-            snprintf(why, why_len, "the filesystem reports no direct I/O "
-                                   "support (statx dio_offset_align 0)");
+            snprintf(why, why_len,
+                     "the filesystem reports no direct I/O "
+                     "support (statx dio_offset_align 0)");
             return -1;
         }
         a = sx.stx_dio_offset_align;
@@ -75,8 +75,12 @@ int nm_dio_open(const char *path, int *fd_direct, uint32_t *align,
         struct stat st;
         if (fstat(fd, &st) == 0) {
             a = sysfs_logical_block(st.st_dev);
+            /* st_blksize is the preferred I/O size, not an alignment: 9p
+             * says 512 KiB (its iounit). No block device behind the file
+             * (network and FUSE filesystems): a page, which the probe
+             * read checks. */
             if (!a && st.st_blksize > 0)
-                a = (uint32_t)st.st_blksize;
+                a = (uint32_t)(st.st_blksize < 4096 ? st.st_blksize : 4096);
         }
         if (!a)
             a = 4096;
@@ -84,10 +88,17 @@ int nm_dio_open(const char *path, int *fd_direct, uint32_t *align,
     }
     if (!m)
         m = a;
+    /* Tests: pretend the filesystem wants a larger alignment (a multiple of
+     * the real one, so the reads stay valid), as 9p once seemed to. */
+    const char *force = getenv("NUMALM_DIO_ALIGN");
+    if (force) {
+        unsigned long v = strtoul(force, NULL, 0);
+        if (v >= a && v >= m && v <= (1u << 20) && !(v & (v - 1)))
+            a = (uint32_t)v;
+    }
     if ((a & (a - 1)) || (m & (m - 1)) || a > (1u << 20)) {
         close(fd);
-        snprintf(why, why_len, "unusable O_DIRECT alignment (offset %u, memory %u)",
-                 a, m);
+        snprintf(why, why_len, "unusable O_DIRECT alignment (offset %u, memory %u)", a, m);
         return -1;
     }
     *fd_direct = fd;
@@ -96,8 +107,8 @@ int nm_dio_open(const char *path, int *fd_direct, uint32_t *align,
     return 0;
 }
 
-int nm_dio_probe_read(int fd_direct, uint64_t file_size, uint32_t align,
-                      uint32_t mem_align, char *why, size_t why_len) {
+int nm_dio_probe_read(int fd_direct, uint64_t file_size, uint32_t align, uint32_t mem_align,
+                      char *why, size_t why_len) {
     if (file_size < align)
         return 0; /* nothing aligned to read; the readers will see */
     void *buf = NULL;
@@ -112,8 +123,7 @@ int nm_dio_probe_read(int fd_direct, uint64_t file_size, uint32_t align,
     int e = errno;
     free(buf);
     if (r < 0) {
-        snprintf(why, why_len, "O_DIRECT refused at the first read: %s",
-                 strerror(e));
+        snprintf(why, why_len, "O_DIRECT refused at the first read: %s", strerror(e));
         return -1;
     }
     return 0;
@@ -130,19 +140,29 @@ static int uring_disabled_sysctl(void) {
     return v;
 }
 
+/* kernel.io_uring_disabled (6.6+): 2 refuses io_uring to everyone, so do
+ * not try; 1 allows it to root and to members of kernel.io_uring_group, so
+ * try, and name the sysctl when the kernel says no. */
 int nm_uring_probe(char *why, size_t why_len) {
     const char *env = getenv("NUMALM_DISABLE_URING");
     if (env && strcmp(env, "0") != 0) {
         snprintf(why, why_len, "io_uring disabled by NUMALM_DISABLE_URING");
         return -1;
     }
+    int sys = uring_disabled_sysctl();
+    if (sys >= 2) {
+        snprintf(why, why_len, "io_uring disabled for all processes (kernel.io_uring_disabled = %d)",
+                 sys);
+        return -1;
+    }
     struct io_uring ring;
     int r = io_uring_queue_init(4, &ring, 0);
     if (r < 0) {
-        int sys = uring_disabled_sysctl();
-        if (sys)
-            snprintf(why, why_len, "io_uring unavailable (%s; "
-                     "kernel.io_uring_disabled = %d)", strerror(-r), sys);
+        if (sys == 1)
+            snprintf(why, why_len,
+                     "io_uring unavailable (%s; kernel.io_uring_disabled = 1: only root "
+                     "and kernel.io_uring_group may use it)",
+                     strerror(-r));
         else
             snprintf(why, why_len, "io_uring unavailable (%s)", strerror(-r));
         return -1;
@@ -171,10 +191,16 @@ typedef struct piece_gen {
     uint64_t pos;
     uint32_t a; /* max(offset alignment, memory alignment) */
     uint64_t chunk;
+    uint64_t bounce; /* slot size, at least 2 * a: see next_piece */
+    bool stuck;      /* a piece would not have moved pos: a bug, not a loop */
 } piece_gen;
 
 /* Next piece of the op list; bounce is the slot to use if it needs one.
- * Returns false when everything has been handed out. */
+ * Returns false when everything has been handed out. Every piece moves
+ * g->pos forward: a bounce window starts at most a - 1 bytes before the
+ * wanted byte and is at least 2 * a long. (With a 512 KiB alignment, 9p's
+ * st_blksize, and 256 KiB slots, a range starting 256 KiB past a block
+ * boundary got zero-byte pieces forever: the NUMA VM hang.) */
 static bool next_piece(piece_gen *g, uint8_t *bounce, piece *p) {
     while (g->i < g->n && g->pos >= g->ops[g->i].nbytes) {
         g->i++;
@@ -200,17 +226,35 @@ static bool next_piece(piece_gen *g, uint8_t *bounce, piece *p) {
         return true;
     }
     uint64_t a0 = f - head, end = nm_align_up(f + r, g->a);
-    if (end - a0 > BOUNCE_BYTES)
+    if (end - a0 > g->bounce)
         /* congruent: bounce only up to the next block, then go direct */
-        end = congruent ? a0 + g->a : a0 + BOUNCE_BYTES;
+        end = congruent ? a0 + g->a : a0 + g->bounce;
     p->foff = a0;
     p->len = (uint32_t)(end - a0);
     p->buf = bounce;
     p->copy_dst = d;
     p->copy_off = (uint32_t)head;
     p->copy_len = (uint32_t)((end - f) < r ? (end - f) : r);
+    if (end <= f || p->copy_len == 0 || p->len > g->bounce) {
+        g->stuck = true;
+        return false;
+    }
     g->pos += p->copy_len;
     return true;
+}
+
+/* The error for a piece generator that stopped without progress. */
+static int stuck_error(nm_reader_job *j, const piece_gen *g) {
+    const nm_read_op *op = &g->ops[g->i];
+    const nm_gguf_tensor *t =
+        op->tensor >= 0 && (uint64_t)op->tensor < j->ctx->g->n_tensors ? &j->ctx->g->tensors[op->tensor]
+                                                                       : NULL;
+    return nm_fail(&j->err,
+                   "%s: O_DIRECT read of tensor '%s' at offset %llu cannot make progress "
+                   "(alignment %u, bounce slot %llu bytes)",
+                   j->ctx->g->path, t ? t->name : "?",
+                   (unsigned long long)(op->file_offset + g->pos), g->a,
+                   (unsigned long long)g->bounce);
 }
 
 /* Bytes of the piece that must be present (a bounce read may run past the
@@ -224,9 +268,9 @@ static uint32_t piece_needed(const piece *p) {
 static int piece_complete(nm_reader_job *j, piece *p, int64_t res) {
     nm_read_ctx *c = j->ctx;
     if (res < 0)
-        return nm_fail(&j->err, "%s: O_DIRECT read of %u bytes at offset %llu: %s",
-                       c->g->path, p->len - p->done,
-                       (unsigned long long)(p->foff + p->done), strerror((int)-res));
+        return nm_fail(&j->err, "%s: O_DIRECT read of %u bytes at offset %llu: %s", c->g->path,
+                       p->len - p->done, (unsigned long long)(p->foff + p->done),
+                       strerror((int)-res));
     if (res == 0) {
         uint64_t at = p->foff + p->done;
         if (p->copy_dst && at < p->foff + p->copy_off)
@@ -264,14 +308,12 @@ typedef struct slot {
 
 static void prep_read(struct io_uring *ring, int fd, slot *s) {
     struct io_uring_sqe *sqe = io_uring_get_sqe(ring);
-    io_uring_prep_read(sqe, fd, s->p.buf + s->p.done, s->p.len - s->p.done,
-                       s->p.foff + s->p.done);
+    io_uring_prep_read(sqe, fd, s->p.buf + s->p.done, s->p.len - s->p.done, s->p.foff + s->p.done);
     io_uring_sqe_set_data(sqe, s);
 }
 
 /* 1 when EINVAL says the kernel refuses O_DIRECT for this request. */
-static int run_uring(nm_reader_job *j, slot *slots, int qd, piece_gen *g,
-                     bool *einval) {
+static int run_uring(nm_reader_job *j, slot *slots, int qd, piece_gen *g, bool *einval) {
     nm_read_ctx *c = j->ctx;
     struct io_uring ring;
     int r = io_uring_queue_init((unsigned)qd, &ring, 0);
@@ -363,14 +405,15 @@ int nm_read_dio(nm_reader_job *j) {
         balign = 4096;
     slot *slots = calloc((size_t)qd, sizeof *slots);
     void *bounce = NULL;
-    if (!slots || posix_memalign(&bounce, balign, (size_t)qd * BOUNCE_BYTES)) {
+    piece_gen g = {.ops = j->ops, .n = j->n_ops, .chunk = c->chunk_bytes};
+    g.a = c->dio_align > c->dio_mem_align ? c->dio_align : c->dio_mem_align;
+    g.bounce = BOUNCE_BYTES > 2 * (uint64_t)g.a ? BOUNCE_BYTES : 2 * (uint64_t)g.a;
+    if (!slots || posix_memalign(&bounce, balign, (size_t)qd * g.bounce)) {
         free(slots);
         return nm_fail(&j->err, "out of memory for %d O_DIRECT bounce buffers", qd);
     }
     for (int s = 0; s < qd; s++)
-        slots[s].bounce = (uint8_t *)bounce + (size_t)s * BOUNCE_BYTES;
-    piece_gen g = {.ops = j->ops, .n = j->n_ops, .chunk = c->chunk_bytes};
-    g.a = c->dio_align > c->dio_mem_align ? c->dio_align : c->dio_mem_align;
+        slots[s].bounce = (uint8_t *)bounce + (size_t)s * g.bounce;
     if (g.chunk < g.a)
         g.chunk = g.a;
     g.chunk = nm_align_down(g.chunk, g.a);
@@ -378,14 +421,18 @@ int nm_read_dio(nm_reader_job *j) {
         g.chunk = 1u << 30;
     nm_reader_sample_cpu(j);
     bool einval = false;
-    int rc = c->use_uring ? run_uring(j, slots, qd, &g, &einval)
-                          : run_preadv(j, slots, &g, &einval);
+    int rc =
+        c->use_uring ? run_uring(j, slots, qd, &g, &einval) : run_preadv(j, slots, &g, &einval);
+    if (rc == 0 && g.stuck)
+        rc = stuck_error(j, &g);
     free(bounce);
     free(slots);
     if (rc != 0 && einval) {
         /* e.g. a filesystem that accepts the open but not the read */
-        nm_read_fallback(c, "O_DIRECT read refused (EINVAL) on %s: buffered "
-                         "reads instead", c->g->path);
+        nm_read_fallback(c,
+                         "O_DIRECT read refused (EINVAL) on %s: buffered "
+                         "reads instead",
+                         c->g->path);
         j->populated_to = NULL;
         j->kind = NM_JOB_BUFFERED;
         return nm_read_buffered(j);

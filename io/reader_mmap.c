@@ -23,9 +23,9 @@ int nm_mmap_file(nm_read_ctx *c, void **map, nm_error *err) {
                        (unsigned long long)c->file_size, strerror(errno));
     /* the whole file is wanted, front to back: larger readahead */
     (void)madvise(p, c->file_size, MADV_SEQUENTIAL);
-    if (mbind(p, c->file_size, c->mpol_mode, c->mpol_mask,
-              sizeof c->mpol_mask * 8, 0) != 0)
-        nm_read_fallback(c, "mmap: mbind on the file mapping refused (%s): "
+    if (mbind(p, c->file_size, c->mpol_mode, c->mpol_mask, sizeof c->mpol_mask * 8, 0) != 0)
+        nm_read_fallback(c,
+                         "mmap: mbind on the file mapping refused (%s): "
                          "only the readers' task policy places the pages",
                          strerror(errno));
     *map = p;
@@ -69,10 +69,9 @@ static bool mask_has(const nm_read_ctx *c, int node) {
            (c->mpol_mask[node / 64] >> (node % 64) & 1);
 }
 
-int nm_mmap_placement(const nm_read_ctx *c, const void *map, uint64_t len,
-                      uint64_t *per_node, int max_node, int n_touchers,
-                      uint64_t *off_policy,
-                      uint64_t *resident, nm_error *err) {
+int nm_mmap_placement(const nm_read_ctx *c, const void *map, uint64_t len, uint64_t *per_node,
+                      int max_node, int n_touchers, uint64_t *off_policy, uint64_t *resident,
+                      nm_error *err) {
     double pct;
     if (nm_pages_on_node(map, len, -1, 0, &pct, per_node, max_node, err) != 0)
         return -1;

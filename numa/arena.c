@@ -46,8 +46,8 @@ static int map_memory(nm_arena *a, uint64_t size, const nm_arena_opts *o, nm_err
     if (o && o->hugepages) {
         uint64_t hps = meminfo_value("Hugepagesize", 2048) * 1024;
         uint64_t len = nm_align_up(size, hps);
-        void *p = mmap(NULL, len, PROT_READ | PROT_WRITE,
-                       MAP_PRIVATE | MAP_ANONYMOUS | MAP_HUGETLB, -1, 0);
+        void *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_HUGETLB,
+                       -1, 0);
         if (p != MAP_FAILED) {
             a->base = p;
             a->mapped = len;
@@ -64,8 +64,8 @@ static int map_memory(nm_arena *a, uint64_t size, const nm_arena_opts *o, nm_err
     uint64_t len = nm_align_up(size, page_size());
     void *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (p == MAP_FAILED)
-        return nm_fail(err, "mmap of %llu bytes for an arena failed: %s",
-                       (unsigned long long)len, strerror(errno));
+        return nm_fail(err, "mmap of %llu bytes for an arena failed: %s", (unsigned long long)len,
+                       strerror(errno));
     a->base = p;
     a->mapped = len;
     /* Transparent huge pages cut TLB misses on the weight scans; the kernel
@@ -84,8 +84,8 @@ static int bind_memory(nm_arena *a, nm_error *err) {
     if (a->node >= 0) {
         if (a->node > max_node) {
             numa_bitmask_free(bm);
-            return nm_fail(err, "arena: node %d does not exist (highest possible %d)",
-                           a->node, max_node);
+            return nm_fail(err, "arena: node %d does not exist (highest possible %d)", a->node,
+                           max_node);
         }
         numa_bitmask_setbit(bm, (unsigned)a->node);
         snprintf(nodes, sizeof nodes, "%d", a->node);
@@ -122,11 +122,12 @@ static int lock_memory(nm_arena *a, nm_error *err) {
     struct rlimit rl;
     if ((e == EPERM || e == ENOMEM) && getrlimit(RLIMIT_MEMLOCK, &rl) == 0 &&
         rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < a->mapped) {
-        return nm_fail(err, "--mlock: cannot lock %llu KiB (%s): RLIMIT_MEMLOCK is too "
-                            "small: `ulimit -l` is %llu KiB, at least %llu KiB is needed "
-                            "for this arena. Raise it (ulimit -l unlimited, memlock in "
-                            "/etc/security/limits.conf, LimitMEMLOCK= for systemd, "
-                            "--ulimit memlock=-1 for docker) or run without --mlock",
+        return nm_fail(err,
+                       "--mlock: cannot lock %llu KiB (%s): RLIMIT_MEMLOCK is too "
+                       "small: `ulimit -l` is %llu KiB, at least %llu KiB is needed "
+                       "for this arena. Raise it (ulimit -l unlimited, memlock in "
+                       "/etc/security/limits.conf, LimitMEMLOCK= for systemd, "
+                       "--ulimit memlock=-1 for docker) or run without --mlock",
                        (unsigned long long)(a->mapped >> 10), strerror(e),
                        (unsigned long long)(rl.rlim_cur >> 10),
                        (unsigned long long)((a->mapped + 1023) >> 10));
@@ -197,16 +198,16 @@ int nm_pages_on_node(const void *base, uint64_t len, int expected, uint64_t max_
     int status[QUERY_BATCH];
     uint64_t hits = 0;
     for (uint64_t done = 0; done < samples;) {
-        unsigned long n = samples - done < QUERY_BATCH ? (unsigned long)(samples - done)
-                                                       : QUERY_BATCH;
+        unsigned long n =
+            samples - done < QUERY_BATCH ? (unsigned long)(samples - done) : QUERY_BATCH;
         for (unsigned long i = 0; i < n; i++) {
             /* even sample: page floor(s * pages / samples) */
             uint64_t page = (uint64_t)((unsigned __int128)(done + i) * pages / samples);
             addr[i] = (void *)(start + page * ps);
         }
         if (numa_move_pages(0, n, addr, NULL, status, 0) != 0)
-            return nm_fail(err, "move_pages query of %lu pages at %p failed: %s", n,
-                           addr[0], strerror(errno));
+            return nm_fail(err, "move_pages query of %lu pages at %p failed: %s", n, addr[0],
+                           strerror(errno));
         for (unsigned long i = 0; i < n; i++) {
             int s = status[i]; /* node, or -errno (-ENOENT: not faulted in) */
             if (s >= 0 && per_node && s < max_node)

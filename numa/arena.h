@@ -12,26 +12,26 @@
 #include <stdint.h>
 
 typedef struct nm_arena_opts {
-    bool mlock;      /* pin the pages; a clear message on RLIMIT_MEMLOCK */
-    bool hugepages;  /* explicit MAP_HUGETLB, falls back with a message */
+    bool mlock;     /* pin the pages; a clear message on RLIMIT_MEMLOCK */
+    bool hugepages; /* explicit MAP_HUGETLB, falls back with a message */
 } nm_arena_opts;
 
 typedef struct nm_arena {
     void *base;
-    uint64_t size;      /* requested */
-    uint64_t mapped;    /* rounded to the page size in use */
-    int node;           /* OS index; -1 = interleaved over interleave_nodes */
+    uint64_t size;   /* requested */
+    uint64_t mapped; /* rounded to the page size in use */
+    int node;        /* OS index; -1 = interleaved over interleave_nodes */
     int n_interleave;
     int interleave_nodes[64];
-    bool huge;          /* MAP_HUGETLB in use */
+    bool huge; /* MAP_HUGETLB in use */
     bool locked;
-    char note[256];     /* fallback taken, if any ("no huge pages reserved...") */
+    char note[256]; /* fallback taken, if any ("no huge pages reserved...") */
 } nm_arena;
 
 /* Maps and binds (does not fault in). node >= 0: MPOL_BIND to it; node -1:
  * MPOL_INTERLEAVE over nodes[0..n). */
-int nm_arena_create(nm_arena *a, uint64_t size, int node, const int *nodes,
-                    int n_nodes, const nm_arena_opts *opts, nm_error *err);
+int nm_arena_create(nm_arena *a, uint64_t size, int node, const int *nodes, int n_nodes,
+                    const nm_arena_opts *opts, nm_error *err);
 
 /* Faults every page in from the calling thread (pin it to the node first).
  * Contents are kept: it may run before or after data is written. */
@@ -46,8 +46,7 @@ void nm_arena_destroy(nm_arena *a);
  * per_node (may be NULL) has max_node entries, per_node[i] counting pages on
  * node i < max_node; pages not faulted in count nowhere. max_samples 0 means
  * every page. */
-int nm_pages_on_node(const void *base, uint64_t len, int expected,
-                     uint64_t max_samples, double *pct, uint64_t *per_node,
-                     int max_node, nm_error *err);
+int nm_pages_on_node(const void *base, uint64_t len, int expected, uint64_t max_samples,
+                     double *pct, uint64_t *per_node, int max_node, nm_error *err);
 
 #endif

@@ -34,29 +34,40 @@ int nm_placement_parse(const char *s, nm_placement *p, int *node, nm_error *err)
         if (node)
             *node = (int)v;
     } else {
-        return nm_fail(err, "unknown placement '%s': expected shard, replicate, "
-                            "interleave or node:N", s);
+        return nm_fail(err,
+                       "unknown placement '%s': expected shard, replicate, "
+                       "interleave or node:N",
+                       s);
     }
     return 0;
 }
 
 const char *nm_placement_name(nm_placement p) {
     switch (p) {
-    case NM_PLACE_SHARD: return "shard";
-    case NM_PLACE_REPLICATE: return "replicate";
-    case NM_PLACE_INTERLEAVE: return "interleave";
-    case NM_PLACE_NODE: return "node";
+    case NM_PLACE_SHARD:
+        return "shard";
+    case NM_PLACE_REPLICATE:
+        return "replicate";
+    case NM_PLACE_INTERLEAVE:
+        return "interleave";
+    case NM_PLACE_NODE:
+        return "node";
     }
     return "unknown";
 }
 
 const char *nm_role_name(nm_role r) {
     static const char *names[] = {
-        [NM_ROLE_OTHER] = "other",       [NM_ROLE_TOKEN_EMBD] = "token_embd",
-        [NM_ROLE_NORM] = "norm",         [NM_ROLE_ATTN_Q] = "attn_q",
-        [NM_ROLE_ATTN_K] = "attn_k",     [NM_ROLE_ATTN_V] = "attn_v",
-        [NM_ROLE_ATTN_OUT] = "attn_output", [NM_ROLE_FFN_GATE] = "ffn_gate",
-        [NM_ROLE_FFN_UP] = "ffn_up",     [NM_ROLE_FFN_DOWN] = "ffn_down",
+        [NM_ROLE_OTHER] = "other",
+        [NM_ROLE_TOKEN_EMBD] = "token_embd",
+        [NM_ROLE_NORM] = "norm",
+        [NM_ROLE_ATTN_Q] = "attn_q",
+        [NM_ROLE_ATTN_K] = "attn_k",
+        [NM_ROLE_ATTN_V] = "attn_v",
+        [NM_ROLE_ATTN_OUT] = "attn_output",
+        [NM_ROLE_FFN_GATE] = "ffn_gate",
+        [NM_ROLE_FFN_UP] = "ffn_up",
+        [NM_ROLE_FFN_DOWN] = "ffn_down",
         [NM_ROLE_OUTPUT] = "output",
     };
     return (unsigned)r < sizeof names / sizeof names[0] ? names[r] : "other";
@@ -74,11 +85,14 @@ static nm_role role_of(const char *name, int *layer) {
     if (sscanf(name, "blk.%d.%n", &l, &n) != 1 || n == 0 || l < 0)
         return NM_ROLE_OTHER;
     *layer = l;
-    static const struct { const char *suffix; nm_role role; } blk[] = {
-        {"attn_norm.weight", NM_ROLE_NORM},      {"ffn_norm.weight", NM_ROLE_NORM},
-        {"attn_q.weight", NM_ROLE_ATTN_Q},       {"attn_k.weight", NM_ROLE_ATTN_K},
-        {"attn_v.weight", NM_ROLE_ATTN_V},       {"attn_output.weight", NM_ROLE_ATTN_OUT},
-        {"ffn_gate.weight", NM_ROLE_FFN_GATE},   {"ffn_up.weight", NM_ROLE_FFN_UP},
+    static const struct {
+        const char *suffix;
+        nm_role role;
+    } blk[] = {
+        {"attn_norm.weight", NM_ROLE_NORM},    {"ffn_norm.weight", NM_ROLE_NORM},
+        {"attn_q.weight", NM_ROLE_ATTN_Q},     {"attn_k.weight", NM_ROLE_ATTN_K},
+        {"attn_v.weight", NM_ROLE_ATTN_V},     {"attn_output.weight", NM_ROLE_ATTN_OUT},
+        {"ffn_gate.weight", NM_ROLE_FFN_GATE}, {"ffn_up.weight", NM_ROLE_FFN_UP},
         {"ffn_down.weight", NM_ROLE_FFN_DOWN},
     };
     for (size_t i = 0; i < sizeof blk / sizeof blk[0]; i++)
@@ -105,16 +119,16 @@ static void append_int(char *buf, size_t n, int v) {
 }
 
 /* Fills idx[] with topo node indexes; returns the count. */
-static int select_nodes(const nm_topo *topo, const nm_plan_opts *o, int *idx,
-                        nm_error *err) {
+static int select_nodes(const nm_topo *topo, const nm_plan_opts *o, int *idx, nm_error *err) {
     int n = 0;
     if (o->n_nodes_req <= 0) {
         for (int i = 0; i < topo->n_nodes && n < NM_MAX_NODES; i++)
             if (topo->nodes[i].allowed && topo->nodes[i].n_cores > 0)
                 idx[n++] = i;
         if (n == 0)
-            return nm_fail(err, "%s: no NUMA node this process may use has CPUs "
-                                "(allowed cpus %s, allowed nodes %s)",
+            return nm_fail(err,
+                           "%s: no NUMA node this process may use has CPUs "
+                           "(allowed cpus %s, allowed nodes %s)",
                            topo->source, topo->allowed_cpuset, topo->allowed_nodeset);
         return n;
     }
@@ -136,12 +150,14 @@ static int select_nodes(const nm_topo *topo, const nm_plan_opts *o, int *idx,
             idx[n++] = i;
     }
     if (not_allowed[0])
-        return nm_fail(err, "--nodes: node %s not allowed for this process "
-                            "(allowed nodes on %s: %s)",
+        return nm_fail(err,
+                       "--nodes: node %s not allowed for this process "
+                       "(allowed nodes on %s: %s)",
                        not_allowed, topo->source, topo->allowed_nodeset);
     if (no_cpus[0])
-        return nm_fail(err, "--nodes: node %s has no CPUs this process may use "
-                            "(memory-only or outside the cpuset %s); workers need CPUs",
+        return nm_fail(err,
+                       "--nodes: node %s has no CPUs this process may use "
+                       "(memory-only or outside the cpuset %s); workers need CPUs",
                        no_cpus, topo->allowed_cpuset);
     return n;
 }
@@ -174,8 +190,9 @@ static void spread(int total, const int *weight, int n, int *out) {
  * remaining hyperthreads. More workers than PUs would only time-slice. */
 static int pick_cpus(const nm_topo_node *tn, int count, nm_plan_node *pn, nm_error *err) {
     if (count > tn->n_pus)
-        return nm_fail(err, "node %d: %d worker threads asked for, but only %d CPUs "
-                            "of it are allowed",
+        return nm_fail(err,
+                       "node %d: %d worker threads asked for, but only %d CPUs "
+                       "of it are allowed",
                        tn->os_index, count, tn->n_pus);
     if (count > NM_PLAN_MAX_CPUS)
         return nm_fail(err, "node %d: %d worker threads asked for; at most %d per node",
@@ -207,8 +224,9 @@ static int assign_threads(nm_plan *p, const nm_topo *topo, const int *idx, int n
     }
     if (o->n_threads > 0) {
         if (o->n_nodes_req > 0 && o->n_threads < n)
-            return nm_fail(err, "-t %d is fewer threads than the %d nodes named by "
-                                "--nodes: every node needs a worker",
+            return nm_fail(err,
+                           "-t %d is fewer threads than the %d nodes named by "
+                           "--nodes: every node needs a worker",
                            o->n_threads, n);
         spread(o->n_threads, cores, n, count);
     }
@@ -243,12 +261,11 @@ static void split_units(const nm_plan *p, uint64_t units, uint64_t *bound) {
     }
 }
 
-static int check_rows(const nm_gguf_tensor *t, uint64_t want, const char *what,
-                      nm_error *err) {
+static int check_rows(const nm_gguf_tensor *t, uint64_t want, const char *what, nm_error *err) {
     if (t->n_rows != want)
         return nm_fail(err, "tensor '%s' (info at byte %llu): %llu rows, expected %llu (%s)",
-                       t->name, (unsigned long long)t->info_offset,
-                       (unsigned long long)t->n_rows, (unsigned long long)want, what);
+                       t->name, (unsigned long long)t->info_offset, (unsigned long long)t->n_rows,
+                       (unsigned long long)want, what);
     return 0;
 }
 
@@ -274,8 +291,8 @@ static int split_tensor(nm_plan *p, nm_tensor_plan *tp, nm_error *err) {
             tp->rows[k].row1 = kv1 * hd;
         }
     }
-    if (nm_tensor_is_copied(t) || tp->role == NM_ROLE_ATTN_Q ||
-        tp->role == NM_ROLE_ATTN_K || tp->role == NM_ROLE_ATTN_V)
+    if (nm_tensor_is_copied(t) || tp->role == NM_ROLE_ATTN_Q || tp->role == NM_ROLE_ATTN_K ||
+        tp->role == NM_ROLE_ATTN_V)
         return 0;
     uint64_t bound[NM_MAX_NODES + 1];
     split_units(p, t->n_rows, bound);
@@ -348,7 +365,7 @@ static int layout_arenas(nm_plan *p, nm_error *err) {
     bool per_node = p->placement == NM_PLACE_SHARD || p->placement == NM_PLACE_REPLICATE;
     p->n_arenas = per_node ? p->n_nodes : 1;
     for (int a = 0; a < p->n_arenas; a++)
-        p->arena_node[a] = per_node ? p->nodes[a].os_index
+        p->arena_node[a] = per_node                        ? p->nodes[a].os_index
                            : p->placement == NM_PLACE_NODE ? p->fixed_node
                                                            : -1;
     for (int i = 0; i < p->n_tensors; i++)
@@ -404,14 +421,15 @@ static void compute_traffic(nm_plan *p, bool tied_embd) {
 static int check_fixed_node(const nm_plan *p, const nm_topo *topo, nm_error *err) {
     int i = nm_topo_node_index(topo, p->fixed_node);
     if (i < 0 || !topo->nodes[i].allowed)
-        return nm_fail(err, "--placement node:%d: node %d is not allowed for this "
-                            "process (allowed nodes on %s: %s)",
+        return nm_fail(err,
+                       "--placement node:%d: node %d is not allowed for this "
+                       "process (allowed nodes on %s: %s)",
                        p->fixed_node, p->fixed_node, topo->source, topo->allowed_nodeset);
     return 0;
 }
 
-static int build(nm_plan *p, const nm_gguf *g, const nm_topo *topo,
-                 const nm_plan_opts *o, nm_error *err) {
+static int build(nm_plan *p, const nm_gguf *g, const nm_topo *topo, const nm_plan_opts *o,
+                 nm_error *err) {
     if (nm_llama_hparams_read(g, &p->hp, false, err))
         return -1;
     if (p->hp.n_head_kv == 0 || p->hp.head_dim == 0 || p->hp.n_head % p->hp.n_head_kv)
@@ -449,8 +467,7 @@ nm_plan *nm_plan_build(const nm_gguf *g, const nm_topo *topo, const nm_plan_opts
     nm_plan_opts def = {0};
     const nm_plan_opts *o = opts ? opts : &def;
     if (o->align & (o->align - 1)) {
-        nm_fail(err, "plan alignment %llu is not a power of two",
-                (unsigned long long)o->align);
+        nm_fail(err, "plan alignment %llu is not a power of two", (unsigned long long)o->align);
         return NULL;
     }
     nm_plan *p = nm_xcalloc(1, sizeof *p);

@@ -30,7 +30,7 @@ typedef enum nm_placement {
 typedef enum nm_role {
     NM_ROLE_OTHER,
     NM_ROLE_TOKEN_EMBD,
-    NM_ROLE_NORM,      /* 1-D: copied, never split */
+    NM_ROLE_NORM, /* 1-D: copied, never split */
     NM_ROLE_ATTN_Q,
     NM_ROLE_ATTN_K,
     NM_ROLE_ATTN_V,
@@ -43,41 +43,43 @@ typedef enum nm_role {
 
 /* A contiguous byte range of the file that one arena holds. */
 typedef struct nm_range {
-    uint64_t row0, row1;     /* tensor rows [row0, row1) */
-    uint64_t file_offset;    /* absolute */
+    uint64_t row0, row1;  /* tensor rows [row0, row1) */
+    uint64_t file_offset; /* absolute */
     uint64_t nbytes;
-    uint64_t arena_offset;   /* in the arena; == file_offset mod the
-                                placement alignment (see nm_plan.align) */
+    uint64_t arena_offset; /* in the arena; == file_offset mod the
+                              placement alignment (see nm_plan.align) */
 } nm_range;
 
 typedef struct nm_tensor_plan {
     const nm_gguf_tensor *t;
     nm_role role;
-    int layer;               /* -1 when not in a block */
+    int layer; /* -1 when not in a block */
     /* Rows computed by each plan node: [rows[n].row0, rows[n].row1). */
-    struct { uint64_t row0, row1; } rows[NM_MAX_NODES];
+    struct {
+        uint64_t row0, row1;
+    } rows[NM_MAX_NODES];
     /* What each arena holds of this tensor (nbytes 0: nothing). */
     nm_range held[NM_MAX_NODES];
 } nm_tensor_plan;
 
 typedef struct nm_plan_node {
-    int os_index;            /* NUMA node OS index */
-    int n_threads;           /* workers on this node */
-    int cpus[256];           /* OS PU index for each worker */
+    int os_index;                /* NUMA node OS index */
+    int n_threads;               /* workers on this node */
+    int cpus[256];               /* OS PU index for each worker */
     uint32_t kv_head0, kv_head1; /* KV heads [kv_head0, kv_head1) it owns */
 } nm_plan_node;
 
 typedef struct nm_plan {
     nm_placement placement;
-    int fixed_node;          /* os index for NM_PLACE_NODE */
-    int n_nodes;             /* compute nodes */
+    int fixed_node; /* os index for NM_PLACE_NODE */
+    int n_nodes;    /* compute nodes */
     nm_plan_node nodes[NM_MAX_NODES];
-    int n_arenas;            /* n_nodes for shard/replicate, 1 otherwise */
+    int n_arenas; /* n_nodes for shard/replicate, 1 otherwise */
     uint64_t arena_bytes[NM_MAX_NODES];
     int arena_node[NM_MAX_NODES]; /* os index; -1 = interleaved over all */
-    uint64_t align;          /* alignment the arena keeps offsets congruent to */
+    uint64_t align;               /* alignment the arena keeps offsets congruent to */
     int n_tensors;
-    nm_tensor_plan *tensors; /* same order as the file's tensors */
+    nm_tensor_plan *tensors;         /* same order as the file's tensors */
     uint64_t remote_bytes_per_token; /* weight bytes read across nodes */
     uint64_t embd_row_bytes;         /* one token_embd row (read per token) */
     nm_llama_hparams hp;
@@ -85,19 +87,19 @@ typedef struct nm_plan {
 
 typedef struct nm_plan_opts {
     nm_placement placement;
-    int fixed_node;          /* for NM_PLACE_NODE */
-    int n_nodes_req;         /* 0: all allowed nodes with CPUs */
+    int fixed_node;  /* for NM_PLACE_NODE */
+    int n_nodes_req; /* 0: all allowed nodes with CPUs */
     int nodes_req[NM_MAX_NODES];
-    int threads_per_node;    /* 0: one per allowed core */
-    int n_threads;           /* 0: all allowed cores; else total, spread */
-    uint64_t align;          /* 0: 4096 */
+    int threads_per_node; /* 0: one per allowed core */
+    int n_threads;        /* 0: all allowed cores; else total, spread */
+    uint64_t align;       /* 0: 4096 */
 } nm_plan_opts;
 
 int nm_placement_parse(const char *s, nm_placement *p, int *node, nm_error *err);
 const char *nm_placement_name(nm_placement p);
 
-nm_plan *nm_plan_build(const nm_gguf *g, const nm_topo *topo,
-                       const nm_plan_opts *opts, nm_error *err);
+nm_plan *nm_plan_build(const nm_gguf *g, const nm_topo *topo, const nm_plan_opts *opts,
+                       nm_error *err);
 void nm_plan_free(nm_plan *p);
 
 void nm_plan_print(const nm_plan *p, FILE *out);

@@ -8,28 +8,15 @@
 
 #include <string.h>
 
-/* "0-5,12,14-15" from an ascending or unordered short list. */
-static const char *fmt_cpus(const int *cpu, int n, char *buf, size_t size) {
-    size_t len = 0;
-    buf[0] = 0;
-    for (int i = 0; i < n && len + 24 < size; i++) {
-        int j = i;
-        while (j + 1 < n && cpu[j + 1] == cpu[j] + 1)
-            j++;
-        len += (size_t)snprintf(buf + len, size - len, "%s%d", i ? "," : "", cpu[i]);
-        if (j > i)
-            len += (size_t)snprintf(buf + len, size - len, "-%d", cpu[j]);
-        i = j;
-    }
-    return buf;
-}
-
 static uint64_t node_held_bytes(const nm_plan *p, int k) {
     switch (p->placement) {
     case NM_PLACE_SHARD:
-    case NM_PLACE_REPLICATE: return p->arena_bytes[k];
-    case NM_PLACE_INTERLEAVE: return p->arena_bytes[0] / (uint64_t)p->n_nodes;
-    case NM_PLACE_NODE: return p->nodes[k].os_index == p->fixed_node ? p->arena_bytes[0] : 0;
+    case NM_PLACE_REPLICATE:
+        return p->arena_bytes[k];
+    case NM_PLACE_INTERLEAVE:
+        return p->arena_bytes[0] / (uint64_t)p->n_nodes;
+    case NM_PLACE_NODE:
+        return p->nodes[k].os_index == p->fixed_node ? p->arena_bytes[0] : 0;
     }
     return 0;
 }
@@ -40,8 +27,10 @@ static uint64_t embd_remote(const nm_plan *p) {
     uint64_t n = (uint64_t)p->n_nodes;
     switch (p->placement) {
     case NM_PLACE_SHARD:
-    case NM_PLACE_INTERLEAVE: return p->embd_row_bytes * (n - 1) / n;
-    case NM_PLACE_REPLICATE: return 0;
+    case NM_PLACE_INTERLEAVE:
+        return p->embd_row_bytes * (n - 1) / n;
+    case NM_PLACE_REPLICATE:
+        return 0;
     case NM_PLACE_NODE: {
         bool on_plan = false;
         for (int k = 0; k < p->n_nodes; k++)
@@ -53,9 +42,8 @@ static uint64_t embd_remote(const nm_plan *p) {
 }
 
 static const nm_role SPLIT_ROLES[] = {
-    NM_ROLE_TOKEN_EMBD, NM_ROLE_ATTN_Q,    NM_ROLE_ATTN_K,   NM_ROLE_ATTN_V,
-    NM_ROLE_ATTN_OUT,   NM_ROLE_FFN_GATE,  NM_ROLE_FFN_UP,   NM_ROLE_FFN_DOWN,
-    NM_ROLE_OUTPUT,     NM_ROLE_OTHER,
+    NM_ROLE_TOKEN_EMBD, NM_ROLE_ATTN_Q, NM_ROLE_ATTN_K,   NM_ROLE_ATTN_V, NM_ROLE_ATTN_OUT,
+    NM_ROLE_FFN_GATE,   NM_ROLE_FFN_UP, NM_ROLE_FFN_DOWN, NM_ROLE_OUTPUT, NM_ROLE_OTHER,
 };
 
 static void print_role(const nm_plan *p, int k, nm_role role, FILE *out) {
@@ -72,8 +60,7 @@ static void print_role(const nm_plan *p, int k, nm_role role, FILE *out) {
         count++;
         bytes += (tp->rows[k].row1 - tp->rows[k].row0) * tp->t->row_bytes;
         uniform &= tp->rows[k].row0 == first->rows[k].row0 &&
-                   tp->rows[k].row1 == first->rows[k].row1 &&
-                   tp->t->n_rows == first->t->n_rows;
+                   tp->rows[k].row1 == first->rows[k].row1 && tp->t->n_rows == first->t->n_rows;
     }
     if (!first)
         return;
@@ -81,8 +68,7 @@ static void print_role(const nm_plan *p, int k, nm_role role, FILE *out) {
     fprintf(out, "    %-12s ", nm_role_name(role));
     if (uniform)
         fprintf(out, "rows [%llu, %llu) of %llu", (unsigned long long)first->rows[k].row0,
-                (unsigned long long)first->rows[k].row1,
-                (unsigned long long)first->t->n_rows);
+                (unsigned long long)first->rows[k].row1, (unsigned long long)first->t->n_rows);
     else
         fprintf(out, "row ranges differ between tensors (see --verbose)");
     fprintf(out, "  x%d tensor%s, %s%s\n", count, count == 1 ? "" : "s",
@@ -108,13 +94,14 @@ static void print_copied(const nm_plan *p, FILE *out) {
 static void print_node(const nm_plan *p, int k, FILE *out) {
     const nm_plan_node *pn = &p->nodes[k];
     char cpus[512], b1[32], b2[32];
-    fprintf(out, "node %d: %d worker thread%s on cpus %s; kv heads [%u, %u) of %u\n",
-            pn->os_index, pn->n_threads, pn->n_threads == 1 ? "" : "s",
-            fmt_cpus(pn->cpus, pn->n_threads, cpus, sizeof cpus), pn->kv_head0,
-            pn->kv_head1, p->hp.n_head_kv);
-    const char *where = p->placement == NM_PLACE_INTERLEAVE ? " (its share of the interleaved arena)"
-                        : p->placement == NM_PLACE_NODE     ? ""
-                                                            : " in its own arena";
+    fprintf(out, "node %d: %d worker thread%s on cpus %s; kv heads [%u, %u) of %u\n", pn->os_index,
+            pn->n_threads, pn->n_threads == 1 ? "" : "s",
+            nm_fmt_int_list(pn->cpus, pn->n_threads, cpus, sizeof cpus), pn->kv_head0, pn->kv_head1,
+            p->hp.n_head_kv);
+    const char *where = p->placement == NM_PLACE_INTERLEAVE
+                            ? " (its share of the interleaved arena)"
+                        : p->placement == NM_PLACE_NODE ? ""
+                                                        : " in its own arena";
     fprintf(out, "  holds %s%s; its workers read %s per token\n",
             nm_fmt_bytes(node_held_bytes(p, k), b1, sizeof b1), where,
             nm_fmt_bytes(nm_plan_node_read_bytes(p, k), b2, sizeof b2));
@@ -139,10 +126,14 @@ static void print_arenas(const nm_plan *p, FILE *out) {
 
 static const char *remote_why(const nm_plan *p) {
     switch (p->placement) {
-    case NM_PLACE_SHARD: return "every worker reads only rows held on its own node";
-    case NM_PLACE_REPLICATE: return "every node holds a full copy";
-    case NM_PLACE_INTERLEAVE: return "(n-1)/n of every node's pages are on other nodes";
-    case NM_PLACE_NODE: return "everything computed on other nodes is read from the bound node";
+    case NM_PLACE_SHARD:
+        return "every worker reads only rows held on its own node";
+    case NM_PLACE_REPLICATE:
+        return "every node holds a full copy";
+    case NM_PLACE_INTERLEAVE:
+        return "(n-1)/n of every node's pages are on other nodes";
+    case NM_PLACE_NODE:
+        return "everything computed on other nodes is read from the bound node";
     }
     return "";
 }
@@ -162,13 +153,15 @@ void nm_plan_print(const nm_plan *p, FILE *out) {
         print_node(p, k, out);
     print_arenas(p, out);
     char b1[32], b2[32];
-    fprintf(out, "exchanged between nodes each layer: activations only, never weights "
-                 "(the attention output, %u values; the FFN hidden vector, %u values; "
-                 "each matrix's output slice)\n",
+    fprintf(out,
+            "exchanged between nodes each layer: activations only, never weights "
+            "(the attention output, %u values; the FFN hidden vector, %u values; "
+            "each matrix's output slice)\n",
             p->hp.n_embd, p->hp.n_ff);
     if (p->embd_row_bytes)
-        fprintf(out, "token_embd: split by rows like a matrix; a token reads one %s row "
-                     "of it, from another node %s per token on average\n",
+        fprintf(out,
+                "token_embd: split by rows like a matrix; a token reads one %s row "
+                "of it, from another node %s per token on average\n",
                 nm_fmt_bytes(p->embd_row_bytes, b1, sizeof b1),
                 nm_fmt_bytes(embd_remote(p), b2, sizeof b2));
     else
@@ -216,11 +209,7 @@ static void json_nodes(const nm_plan *p, nm_json *j) {
         nm_json_obj_begin(j);
         nm_json_kint(j, "node", pn->os_index);
         nm_json_kint(j, "threads", pn->n_threads);
-        nm_json_key(j, "cpus");
-        nm_json_arr_begin(j);
-        for (int c = 0; c < pn->n_threads; c++)
-            nm_json_int(j, pn->cpus[c]);
-        nm_json_arr_end(j);
+        nm_json_kint_array(j, "cpus", pn->cpus, pn->n_threads);
         nm_json_kuint(j, "bytes", node_held_bytes(p, k));
         nm_json_kuint(j, "read_bytes_per_token", nm_plan_node_read_bytes(p, k));
         nm_json_key(j, "kv_heads");

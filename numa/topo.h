@@ -13,13 +13,13 @@
 
 typedef struct nm_topo_node {
     int os_index;
-    uint64_t memory_bytes;       /* hwloc's local memory for the node */
-    uint64_t sysfs_meminfo_bytes;/* /sys/.../nodeN/meminfo MemTotal; 0 if n/a */
-    int n_cores;                 /* allowed cores with >= 1 allowed PU */
-    int n_pus;                   /* allowed PUs */
-    int *cpus;                   /* OS indexes of allowed PUs, ascending */
-    int *core_first_pu;          /* one allowed PU per core (for 1 worker/core) */
-    bool allowed;                /* in the process's allowed nodeset */
+    uint64_t memory_bytes;        /* hwloc's local memory for the node */
+    uint64_t sysfs_meminfo_bytes; /* /sys/.../nodeN/meminfo MemTotal; 0 if n/a */
+    int n_cores;                  /* allowed cores with >= 1 allowed PU */
+    int n_pus;                    /* allowed PUs */
+    int *cpus;                    /* OS indexes of allowed PUs, ascending */
+    int *core_first_pu;           /* one allowed PU per core (for 1 worker/core) */
+    bool allowed;                 /* in the process's allowed nodeset */
     hwloc_obj_t obj;
 } nm_topo_node;
 
@@ -27,31 +27,31 @@ typedef struct nm_topo_pci {
     char type[16];  /* "gpu", "nvme", "block", "net", "other" */
     char name[128]; /* OS device name or PCI vendor:device */
     char busid[32];
-    int node;       /* OS index of the nearest NUMA node, -1 if unknown */
+    int node; /* OS index of the nearest NUMA node, -1 if unknown */
 } nm_topo_pci;
 
 typedef struct nm_topo {
     hwloc_topology_t topo;
-    bool from_xml;        /* not this machine: no binding allowed */
-    char source[512];     /* "this machine" or the XML path */
-    int n_nodes;          /* allowed nodes only */
+    bool from_xml;    /* not this machine: no binding allowed */
+    char source[512]; /* "this machine" or the XML path */
+    int n_nodes;      /* allowed nodes only */
     nm_topo_node *nodes;
     int n_packages, n_cores, n_pus; /* allowed */
-    uint64_t *distances;  /* n_nodes x n_nodes, NULL if unknown */
+    uint64_t *distances;            /* n_nodes x n_nodes, NULL if unknown */
     int n_pci;
     nm_topo_pci *pci;
-    char allowed_cpuset[256];  /* hwloc list syntax, e.g. "0-3,8" */
+    char allowed_cpuset[256]; /* hwloc list syntax, e.g. "0-3,8" */
     char allowed_nodeset[256];
-    uint64_t meminfo_total;    /* /proc/meminfo MemTotal (this machine only) */
-    bool memory_mismatch;      /* hwloc node memory sum disagrees with meminfo */
+    uint64_t meminfo_total; /* /proc/meminfo MemTotal (this machine only) */
+    bool memory_mismatch;   /* hwloc node memory sum disagrees with meminfo */
     /* Added by topo (additive): */
     hwloc_bitmap_t allowed_cpus;  /* hwloc's allowed PUs AND the process affinity
                                      (taskset, numactl --cpunodebind) */
     hwloc_bitmap_t allowed_nodes; /* hwloc's allowed nodes AND the memory binding
                                      (numactl --membind/--interleave) */
-    bool cores_are_pus;        /* topology has no Core objects: each PU is a core */
-    uint64_t sysfs_nodes_total;/* sum of ALL /sys nodeN MemTotal; 0 if n/a */
-    char memory_note[320];     /* one line saying what disagrees; "" if nothing */
+    bool cores_are_pus;           /* topology has no Core objects: each PU is a core */
+    uint64_t sysfs_nodes_total;   /* sum of ALL /sys nodeN MemTotal; 0 if n/a */
+    char memory_note[320];        /* one line saying what disagrees; "" if nothing */
 } nm_topo;
 
 /* xml_path NULL probes this machine (or HWLOC_XMLFILE if set: then from_xml).

@@ -109,14 +109,6 @@ void nm_topo_print(const nm_topo *t, FILE *out) {
     print_memory(t, out);
 }
 
-static void json_int_array(nm_json *j, const char *key, const int *v, int n) {
-    nm_json_key(j, key);
-    nm_json_arr_begin(j);
-    for (int i = 0; i < n; i++)
-        nm_json_int(j, v[i]);
-    nm_json_arr_end(j);
-}
-
 static void json_nodes(const nm_topo *t, nm_json *j) {
     nm_json_key(j, "nodes");
     nm_json_arr_begin(j);
@@ -134,8 +126,8 @@ static void json_nodes(const nm_topo *t, nm_json *j) {
             nm_json_null(j);
         nm_json_kint(j, "cores", n->n_cores);
         nm_json_kint(j, "pus", n->n_pus);
-        json_int_array(j, "cpus", n->cpus, n->n_pus);
-        json_int_array(j, "core_first_pu", n->core_first_pu, n->n_cores);
+        nm_json_kint_array(j, "cpus", n->cpus, n->n_pus);
+        nm_json_kint_array(j, "core_first_pu", n->core_first_pu, n->n_cores);
         nm_json_kbool(j, "allowed", n->allowed);
         nm_json_obj_end(j);
     }

@@ -34,19 +34,18 @@ static bool cpu_level_ok(nm_simd level) {
     case NM_SIMD_SCALAR:
         return true;
     case NM_SIMD_AVX2:
-        return __builtin_cpu_supports("avx2") &&
-               __builtin_cpu_supports("fma") && cpu_has_f16c();
+        return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && cpu_has_f16c();
     case NM_SIMD_AVX512:
-        return cpu_level_ok(NM_SIMD_AVX2) &&
-               __builtin_cpu_supports("avx512f") &&
-               __builtin_cpu_supports("avx512bw") &&
-               __builtin_cpu_supports("avx512vl") &&
+        return cpu_level_ok(NM_SIMD_AVX2) && __builtin_cpu_supports("avx512f") &&
+               __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
                __builtin_cpu_supports("avx512dq");
     }
     return false;
 }
 
-bool nm_simd_supported(nm_simd level) { return cpu_level_ok(level); }
+bool nm_simd_supported(nm_simd level) {
+    return cpu_level_ok(level);
+}
 
 const char *nm_simd_name(nm_simd level) {
     switch (level) {
@@ -69,8 +68,10 @@ static nm_simd env_cap(void) {
     for (int l = NM_SIMD_SCALAR; l <= NM_SIMD_AVX512; l++)
         if (strcmp(s, nm_simd_name((nm_simd)l)) == 0)
             return (nm_simd)l;
-    fprintf(stderr, "numalm: NUMALM_SIMD=%s is not scalar, avx2 or avx512; "
-                    "ignoring it\n", s);
+    fprintf(stderr,
+            "numalm: NUMALM_SIMD=%s is not scalar, avx2 or avx512; "
+            "ignoring it\n",
+            s);
     return NM_SIMD_AVX512;
 }
 
@@ -148,7 +149,9 @@ static int type_index(uint32_t wtype) {
     return -1;
 }
 
-bool nm_kernels_supports(uint32_t wtype) { return type_index(wtype) >= 0; }
+bool nm_kernels_supports(uint32_t wtype) {
+    return type_index(wtype) >= 0;
+}
 
 static bool uses_q8_act(uint32_t wtype) {
     return wtype == NM_TYPE_Q8_0 || wtype == NM_TYPE_Q4_0;
@@ -220,8 +223,7 @@ void nm_act_quantize_q8(const float *x, int64_t n, void *row) {
     }
 }
 
-void nm_act_prepare(uint32_t wtype, const float *x, int64_t n, int n_tok,
-                    void *buf, nm_act *act) {
+void nm_act_prepare(uint32_t wtype, const float *x, int64_t n, int n_tok, void *buf, nm_act *act) {
     act->wtype = wtype;
     act->n = n;
     act->n_tok = n_tok;
@@ -264,8 +266,8 @@ static void fill_nan(float *y, int64_t n_rows, int n_tok, int64_t ldy) {
             y[t * ldy + i] = NAN;
 }
 
-void nm_matvec_set(const nm_kernel_set *ks, const void *w, int64_t n_rows,
-                   const nm_act *x, float *y) {
+void nm_matvec_set(const nm_kernel_set *ks, const void *w, int64_t n_rows, const nm_act *x,
+                   float *y) {
     int k = type_index(x->wtype);
     if (k < 0) {
         fill_nan(y, n_rows, 1, n_rows);
@@ -288,8 +290,8 @@ void nm_matvec_set(const nm_kernel_set *ks, const void *w, int64_t n_rows,
  * group's activations stay in L1/L2 across the block. */
 #define MATMAT_BLOCK_BYTES (192 * 1024)
 
-void nm_matmat_set(const nm_kernel_set *ks, const void *w, int64_t n_rows,
-                   const nm_act *x, float *y, int64_t ldy) {
+void nm_matmat_set(const nm_kernel_set *ks, const void *w, int64_t n_rows, const nm_act *x,
+                   float *y, int64_t ldy) {
     int k = type_index(x->wtype);
     if (k < 0) {
         fill_nan(y, n_rows, x->n_tok, ldy);
@@ -303,8 +305,7 @@ void nm_matmat_set(const nm_kernel_set *ks, const void *w, int64_t n_rows,
     for (int64_t r0 = 0; r0 < n_rows; r0 += block) {
         int64_t r1 = r0 + block < n_rows ? r0 + block : n_rows;
         for (int t0 = 0; t0 < x->n_tok; t0 += ks->tok_group) {
-            int nt = x->n_tok - t0 < ks->tok_group ? x->n_tok - t0
-                                                    : ks->tok_group;
+            int nt = x->n_tok - t0 < ks->tok_group ? x->n_tok - t0 : ks->tok_group;
             const void *acts[NM_K_MAX_TOK];
             for (int t = 0; t < nt; t++)
                 acts[t] = act_row(x, t0 + t);
@@ -318,13 +319,12 @@ void nm_matmat_set(const nm_kernel_set *ks, const void *w, int64_t n_rows,
     }
 }
 
-void nm_matvec_at(nm_simd level, const void *w, int64_t n_rows,
-                  const nm_act *x, float *y) {
+void nm_matvec_at(nm_simd level, const void *w, int64_t n_rows, const nm_act *x, float *y) {
     nm_matvec_set(nm_kernels_for(level), w, n_rows, x, y);
 }
 
-void nm_matmat_at(nm_simd level, const void *w, int64_t n_rows,
-                  const nm_act *x, float *y, int64_t ldy) {
+void nm_matmat_at(nm_simd level, const void *w, int64_t n_rows, const nm_act *x, float *y,
+                  int64_t ldy) {
     nm_matmat_set(nm_kernels_for(level), w, n_rows, x, y, ldy);
 }
 
@@ -332,8 +332,7 @@ void nm_matvec(const void *w, int64_t n_rows, const nm_act *x, float *y) {
     nm_matvec_set(current_kernels(), w, n_rows, x, y);
 }
 
-void nm_matmat(const void *w, int64_t n_rows, const nm_act *x, float *y,
-               int64_t ldy) {
+void nm_matmat(const void *w, int64_t n_rows, const nm_act *x, float *y, int64_t ldy) {
     nm_matmat_set(current_kernels(), w, n_rows, x, y, ldy);
 }
 
@@ -383,26 +382,24 @@ static void sc_axpy_f16(float *y, float a, const uint16_t *x, int64_t n) {
         y[i] += a * nm_fp16_to_f32(x[i]);
 }
 
-static void sc_rowdot_f32(const void *row, const void *const *acts, int nt,
-                          int64_t n, float *out) {
+static void sc_rowdot_f32(const void *row, const void *const *acts, int nt, int64_t n, float *out) {
     for (int t = 0; t < nt; t++)
         out[t] = sc_dot_f32(row, acts[t], n);
 }
 
-static void sc_rowdot_f16(const void *row, const void *const *acts, int nt,
-                          int64_t n, float *out) {
+static void sc_rowdot_f16(const void *row, const void *const *acts, int nt, int64_t n, float *out) {
     for (int t = 0; t < nt; t++)
         out[t] = sc_dot_f16_f32(row, acts[t], n);
 }
 
-static void sc_rowdot_bf16(const void *row, const void *const *acts, int nt,
-                           int64_t n, float *out) {
+static void sc_rowdot_bf16(const void *row, const void *const *acts, int nt, int64_t n,
+                           float *out) {
     for (int t = 0; t < nt; t++)
         out[t] = sc_dot_bf16(row, acts[t], n);
 }
 
-static void sc_rowdot_q8_0(const void *row, const void *const *acts, int nt,
-                           int64_t n, float *out) {
+static void sc_rowdot_q8_0(const void *row, const void *const *acts, int nt, int64_t n,
+                           float *out) {
     const nm_block_q8_0 *w = row;
     for (int t = 0; t < nt; t++) {
         const int8_t *qa = nm_actq_qs(acts[t]);
@@ -418,8 +415,8 @@ static void sc_rowdot_q8_0(const void *row, const void *const *acts, int nt,
     }
 }
 
-static void sc_rowdot_q4_0(const void *row, const void *const *acts, int nt,
-                           int64_t n, float *out) {
+static void sc_rowdot_q4_0(const void *row, const void *const *acts, int nt, int64_t n,
+                           float *out) {
     const nm_block_q4_0 *w = row;
     for (int t = 0; t < nt; t++) {
         const int8_t *qa = nm_actq_qs(acts[t]);
@@ -441,12 +438,13 @@ static void sc_rowdot_q4_0(const void *row, const void *const *acts, int nt,
 static const nm_kernel_set scalar_set = {
     .name = "scalar",
     .tok_group = NM_K_MAX_TOK,
-    .rowdot = {sc_rowdot_f32, sc_rowdot_f16, sc_rowdot_bf16, sc_rowdot_q8_0,
-               sc_rowdot_q4_0},
+    .rowdot = {sc_rowdot_f32, sc_rowdot_f16, sc_rowdot_bf16, sc_rowdot_q8_0, sc_rowdot_q4_0},
     .dot_f32 = sc_dot_f32,
     .dot_f16_f32 = sc_dot_f16_f32,
     .axpy_f32 = sc_axpy_f32,
     .axpy_f16 = sc_axpy_f16,
 };
 
-const nm_kernel_set *nm_kernels_scalar(void) { return &scalar_set; }
+const nm_kernel_set *nm_kernels_scalar(void) {
+    return &scalar_set;
+}

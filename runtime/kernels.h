@@ -31,11 +31,11 @@ const char *nm_simd_name(nm_simd level);
 /* A batch of n_tok activation vectors of n elements each, as a weight type's
  * kernel wants them. */
 typedef struct nm_act {
-    uint32_t wtype;    /* weight type it was prepared for */
-    int64_t n;         /* elements per vector */
+    uint32_t wtype; /* weight type it was prepared for */
+    int64_t n;      /* elements per vector */
     int n_tok;
-    const float *f32;  /* n_tok x n, row-major */
-    const void *q;     /* prepared form (n_tok x q_row_bytes) or NULL */
+    const float *f32; /* n_tok x n, row-major */
+    const void *q;    /* prepared form (n_tok x q_row_bytes) or NULL */
     size_t q_row_bytes;
 } nm_act;
 
@@ -51,8 +51,7 @@ size_t nm_act_buffer_bytes(uint32_t wtype, int64_t n, int n_tok);
  * quantized to 8 bits per block of 32 (integer dot products), BF16 weights
  * get them rounded to BF16 (AVX512_BF16 dot products), F32 and F16 weights
  * use x as is. See docs/kernels.md for why. */
-void nm_act_prepare(uint32_t wtype, const float *x, int64_t n, int n_tok,
-                    void *buf, nm_act *act);
+void nm_act_prepare(uint32_t wtype, const float *x, int64_t n, int n_tok, void *buf, nm_act *act);
 
 /* y[i] = dot(row i of w, x) for i in [0, n_rows); rows are contiguous, each
  * n_cols elements of act->wtype. Uses the current SIMD level. */
@@ -60,19 +59,17 @@ void nm_matvec(const void *w, int64_t n_rows, const nm_act *x, float *y);
 
 /* y[t * ldy + i] = dot(row i of w, x_t), t in [0, n_tok), i in [0, n_rows).
  * Prompt processing: each weight row is read once per group of tokens. */
-void nm_matmat(const void *w, int64_t n_rows, const nm_act *x, float *y,
-               int64_t ldy);
+void nm_matmat(const void *w, int64_t n_rows, const nm_act *x, float *y, int64_t ldy);
 
 /* Same, at an explicit level (tests compare each level with scalar). */
-void nm_matvec_at(nm_simd level, const void *w, int64_t n_rows,
-                  const nm_act *x, float *y);
-void nm_matmat_at(nm_simd level, const void *w, int64_t n_rows,
-                  const nm_act *x, float *y, int64_t ldy);
+void nm_matvec_at(nm_simd level, const void *w, int64_t n_rows, const nm_act *x, float *y);
+void nm_matmat_at(nm_simd level, const void *w, int64_t n_rows, const nm_act *x, float *y,
+                  int64_t ldy);
 
 /* Vector helpers for attention and norms (current SIMD level). */
 float nm_dot_f32(const float *a, const float *b, int64_t n);
 float nm_dot_f16_f32(const uint16_t *a, const float *b, int64_t n);
-void nm_axpy_f32(float *y, float a, const float *x, int64_t n);     /* y += a*x */
-void nm_axpy_f16(float *y, float a, const uint16_t *x, int64_t n);  /* y += a*x */
+void nm_axpy_f32(float *y, float a, const float *x, int64_t n);    /* y += a*x */
+void nm_axpy_f16(float *y, float a, const uint16_t *x, int64_t n); /* y += a*x */
 
 #endif

@@ -33,7 +33,9 @@ AI __m256 ld_bf16(const void *p, int64_t i) {
     __m128i h = _mm_loadu_si128((const __m128i *)((const uint16_t *)p + i));
     return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
 }
-AI float el_f32(const void *p, int64_t i) { return ((const float *)p)[i]; }
+AI float el_f32(const void *p, int64_t i) {
+    return ((const float *)p)[i];
+}
 AI float el_f16(const void *p, int64_t i) {
     return _cvtsh_ss(((const uint16_t *)p)[i]);
 }
@@ -55,74 +57,69 @@ AI void prefetch_l2(const char *p, const int es) {
 /* R rows x NT tokens; out[r * NT + t]. Each dot keeps two accumulators of
  * 8 lanes with the same order of operations whatever R and NT are, so a
  * row's result does not depend on how rows or tokens are grouped. */
-#define FLOAT_KERNEL(NAME, ES, LD, EL, XT, XLD, XEL)                              \
-    AI void NAME##_rt(const void *w, size_t rb, const void *const *acts,      \
-                      const int R, const int NT, int64_t n, float *out) {     \
-        const XT *x[TOK_GROUP];                                               \
-        const char *row[4];                                                   \
-        __m256 acc[4][TOK_GROUP][2];                                          \
-        _Pragma("GCC unroll 4") for (int t = 0; t < NT; t++) x[t] = acts[t];  \
-        _Pragma("GCC unroll 4") for (int r = 0; r < R; r++) {                 \
-            row[r] = (const char *)w + (size_t)r * rb;                        \
-            _Pragma("GCC unroll 4") for (int t = 0; t < NT; t++) {            \
-                acc[r][t][0] = _mm256_setzero_ps();                           \
-                acc[r][t][1] = _mm256_setzero_ps();                           \
-            }                                                                 \
-        }                                                                     \
-        int64_t i = 0;                                                        \
-        for (; i + 16 <= n; i += 16) {                                        \
-            _Pragma("GCC unroll 4") for (int r = 0; r < R; r++) {             \
-                if ((i & 31) == 0) /* one prefetch per 64 bytes of F16 */     \
-                    prefetch_l2(row[r] + i * ES, ES);                         \
-                __m256 w0 = LD(row[r], i), w1 = LD(row[r], i + 8);            \
-                _Pragma("GCC unroll 4") for (int t = 0; t < NT; t++) {        \
-                    acc[r][t][0] =                                            \
-                        _mm256_fmadd_ps(w0, XLD(x[t], i), acc[r][t][0]);      \
-                    acc[r][t][1] =                                            \
-                        _mm256_fmadd_ps(w1, XLD(x[t], i + 8), acc[r][t][1]);  \
-                }                                                             \
-            }                                                                 \
-        }                                                                     \
-        for (; i + 8 <= n; i += 8) {                                          \
-            _Pragma("GCC unroll 4") for (int r = 0; r < R; r++) {             \
-                __m256 wv = LD(row[r], i);                                    \
-                _Pragma("GCC unroll 4") for (int t = 0; t < NT; t++)          \
-                    acc[r][t][0] =                                            \
-                        _mm256_fmadd_ps(wv, XLD(x[t], i), acc[r][t][0]);      \
-            }                                                                 \
-        }                                                                     \
-        _Pragma("GCC unroll 4") for (int r = 0; r < R; r++)                   \
-            _Pragma("GCC unroll 4") for (int t = 0; t < NT; t++) {            \
-            float s = hsum8(_mm256_add_ps(acc[r][t][0], acc[r][t][1]));       \
-            for (int64_t j = i; j < n; j++)                                   \
-                s += EL(row[r], j) * XEL(x[t], j);                            \
-            out[r * NT + t] = s;                                              \
-        }                                                                     \
-    }                                                                         \
-    AI void NAME##_nt(const void *w, const void *const *acts, const int NT,  \
-                      int64_t n, float *out) {                                \
-        NAME##_rt(w, 0, acts, 1, NT, n, out);                                 \
-    }                                                                         \
-    static void NAME##_rows4(const void *w, size_t rb, const void *act,       \
-                             int64_t n, float *out) {                         \
-        NAME##_rt(w, rb, &act, 4, 1, n, out);                                 \
-    }                                                                         \
-    static void NAME(const void *w, const void *const *acts, int nt,          \
-                     int64_t n, float *out) {                                 \
-        switch (nt) {                                                         \
-        case 1:                                                               \
-            NAME##_nt(w, acts, 1, n, out);                                    \
-            break;                                                            \
-        case 2:                                                               \
-            NAME##_nt(w, acts, 2, n, out);                                    \
-            break;                                                            \
-        case 3:                                                               \
-            NAME##_nt(w, acts, 3, n, out);                                    \
-            break;                                                            \
-        default:                                                              \
-            NAME##_nt(w, acts, 4, n, out);                                    \
-            break;                                                            \
-        }                                                                     \
+#define FLOAT_KERNEL(NAME, ES, LD, EL, XT, XLD, XEL)                                               \
+    AI void NAME##_rt(const void *w, size_t rb, const void *const *acts, const int R,              \
+                      const int NT, int64_t n, float *out) {                                       \
+        const XT *x[TOK_GROUP];                                                                    \
+        const char *row[4];                                                                        \
+        __m256 acc[4][TOK_GROUP][2];                                                               \
+        _Pragma("GCC unroll 4") for (int t = 0; t < NT; t++) x[t] = acts[t];                       \
+        _Pragma("GCC unroll 4") for (int r = 0; r < R; r++) {                                      \
+            row[r] = (const char *)w + (size_t)r * rb;                                             \
+            _Pragma("GCC unroll 4") for (int t = 0; t < NT; t++) {                                 \
+                acc[r][t][0] = _mm256_setzero_ps();                                                \
+                acc[r][t][1] = _mm256_setzero_ps();                                                \
+            }                                                                                      \
+        }                                                                                          \
+        int64_t i = 0;                                                                             \
+        for (; i + 16 <= n; i += 16) {                                                             \
+            _Pragma("GCC unroll 4") for (int r = 0; r < R; r++) {                                  \
+                if ((i & 31) == 0) /* one prefetch per 64 bytes of F16 */                          \
+                    prefetch_l2(row[r] + i * ES, ES);                                              \
+                __m256 w0 = LD(row[r], i), w1 = LD(row[r], i + 8);                                 \
+                _Pragma("GCC unroll 4") for (int t = 0; t < NT; t++) {                             \
+                    acc[r][t][0] = _mm256_fmadd_ps(w0, XLD(x[t], i), acc[r][t][0]);                \
+                    acc[r][t][1] = _mm256_fmadd_ps(w1, XLD(x[t], i + 8), acc[r][t][1]);            \
+                }                                                                                  \
+            }                                                                                      \
+        }                                                                                          \
+        for (; i + 8 <= n; i += 8) {                                                               \
+            _Pragma("GCC unroll 4") for (int r = 0; r < R; r++) {                                  \
+                __m256 wv = LD(row[r], i);                                                         \
+                _Pragma("GCC unroll 4") for (int t = 0; t < NT; t++) acc[r][t][0] =                \
+                    _mm256_fmadd_ps(wv, XLD(x[t], i), acc[r][t][0]);                               \
+            }                                                                                      \
+        }                                                                                          \
+        _Pragma("GCC unroll 4") for (int r = 0; r < R; r++)                                        \
+            _Pragma("GCC unroll 4") for (int t = 0; t < NT; t++) {                                 \
+            float s = hsum8(_mm256_add_ps(acc[r][t][0], acc[r][t][1]));                            \
+            for (int64_t j = i; j < n; j++)                                                        \
+                s += EL(row[r], j) * XEL(x[t], j);                                                 \
+            out[r * NT + t] = s;                                                                   \
+        }                                                                                          \
+    }                                                                                              \
+    AI void NAME##_nt(const void *w, const void *const *acts, const int NT, int64_t n,             \
+                      float *out) {                                                                \
+        NAME##_rt(w, 0, acts, 1, NT, n, out);                                                      \
+    }                                                                                              \
+    static void NAME##_rows4(const void *w, size_t rb, const void *act, int64_t n, float *out) {   \
+        NAME##_rt(w, rb, &act, 4, 1, n, out);                                                      \
+    }                                                                                              \
+    static void NAME(const void *w, const void *const *acts, int nt, int64_t n, float *out) {      \
+        switch (nt) {                                                                              \
+        case 1:                                                                                    \
+            NAME##_nt(w, acts, 1, n, out);                                                         \
+            break;                                                                                 \
+        case 2:                                                                                    \
+            NAME##_nt(w, acts, 2, n, out);                                                         \
+            break;                                                                                 \
+        case 3:                                                                                    \
+            NAME##_nt(w, acts, 3, n, out);                                                         \
+            break;                                                                                 \
+        default:                                                                                   \
+            NAME##_nt(w, acts, 4, n, out);                                                         \
+            break;                                                                                 \
+        }                                                                                          \
     }
 
 FLOAT_KERNEL(rowdot_f32, 4, ld_f32, el_f32, float, ld_f32, el_f32)
@@ -132,8 +129,7 @@ FLOAT_KERNEL(rowdot_bf16, 2, ld_bf16, el_bf16, uint16_t, ld_bf16, el_bf16)
 
 /* Q8_0: maddubs wants unsigned x signed bytes, so the weight's sign moves
  * onto the activation (|w| * sign(w)a), then pairs of int16 widen to int32. */
-AI void q8_nt(const void *row, const void *const *acts, const int NT,
-              int64_t n, float *out) {
+AI void q8_nt(const void *row, const void *const *acts, const int NT, int64_t n, float *out) {
     const nm_block_q8_0 *w = row;
     const __m256i ones = _mm256_set1_epi16(1);
     const int8_t *qa[TOK_GROUP];
@@ -186,8 +182,7 @@ AI q4_wstep q4_unpack(const nm_block_q4_0 *w, const int k) {
     uint64_t dh = 0;
     _Pragma("GCC unroll 4") for (int j = 0; j < 4; j++) {
         if (j < k) {
-            __m256i raw = _mm256_broadcastsi128_si256(
-                _mm_loadu_si128((const __m128i *)w[j].qs));
+            __m256i raw = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)w[j].qs));
             s.q[j] = _mm256_and_si256(_mm256_srlv_epi64(raw, shift), m4);
             dh |= (uint64_t)w[j].d << (16 * j);
         } else {
@@ -199,21 +194,20 @@ AI q4_wstep q4_unpack(const nm_block_q4_0 *w, const int k) {
     return s;
 }
 
-AI __m256 q4_fma(const q4_wstep *w, const void *act, int64_t n, int64_t b,
-                 __m256 acc, const int k) {
+AI __m256 q4_fma(const q4_wstep *w, const void *act, int64_t n, int64_t b, __m256 acc,
+                 const int k) {
     const int8_t *qa = nm_actq_qs(act) + b * 32;
     __m256i p[4];
     _Pragma("GCC unroll 4") for (int j = 0; j < 4; j++) {
         const __m256i *a = (const __m256i *)(qa + 32 * j);
-        p[j] = j < k ? _mm256_maddubs_epi16(w->q[j], _mm256_loadu_si256(a))
-                     : _mm256_setzero_si256();
+        p[j] =
+            j < k ? _mm256_maddubs_epi16(w->q[j], _mm256_loadu_si256(a)) : _mm256_setzero_si256();
     }
-    __m256i u01 = _mm256_add_epi16(_mm256_unpacklo_epi32(p[0], p[1]),
-                                   _mm256_unpackhi_epi32(p[0], p[1]));
-    __m256i u23 = _mm256_add_epi16(_mm256_unpacklo_epi32(p[2], p[3]),
-                                   _mm256_unpackhi_epi32(p[2], p[3]));
-    __m256i h = _mm256_add_epi16(_mm256_unpacklo_epi64(u01, u23),
-                                 _mm256_unpackhi_epi64(u01, u23));
+    __m256i u01 =
+        _mm256_add_epi16(_mm256_unpacklo_epi32(p[0], p[1]), _mm256_unpackhi_epi32(p[0], p[1]));
+    __m256i u23 =
+        _mm256_add_epi16(_mm256_unpacklo_epi32(p[2], p[3]), _mm256_unpackhi_epi32(p[2], p[3]));
+    __m256i h = _mm256_add_epi16(_mm256_unpacklo_epi64(u01, u23), _mm256_unpackhi_epi64(u01, u23));
     __m256 f = _mm256_cvtepi32_ps(_mm256_madd_epi16(h, _mm256_set1_epi16(1)));
     __m128 d4, m4;
     if (k == 4) {
@@ -225,27 +219,24 @@ AI __m256 q4_fma(const q4_wstep *w, const void *act, int64_t n, int64_t b,
         d4 = _mm_maskload_ps(nm_actq_d(act, n) + b, mask);
         m4 = _mm_maskload_ps(nm_actq_m(act, n) + b, mask);
     }
-    __m256 t = _mm256_fmsub_ps(f, _mm256_set_m128(d4, d4),
-                               _mm256_zextps128_ps256(m4));
+    __m256 t = _mm256_fmsub_ps(f, _mm256_set_m128(d4, d4), _mm256_zextps128_ps256(m4));
     return _mm256_fmadd_ps(t, w->d, acc);
 }
 
-AI void q4_step(const nm_block_q4_0 *w, int64_t b, const void *const *acts,
-                int64_t n, __m256 *acc, const int NT, const int k) {
+AI void q4_step(const nm_block_q4_0 *w, int64_t b, const void *const *acts, int64_t n, __m256 *acc,
+                const int NT, const int k) {
     _mm_prefetch((const char *)(w + b) + NM_PREFETCH_BYTES, _MM_HINT_T1);
     _mm_prefetch((const char *)(w + b) + NM_PREFETCH_BYTES + 64, _MM_HINT_T1);
     q4_wstep ws = q4_unpack(w + b, k);
-    _Pragma("GCC unroll 4") for (int t = 0; t < NT; t++)
-        acc[t] = q4_fma(&ws, acts[t], n, b, acc[t], k);
+    _Pragma("GCC unroll 4") for (int t = 0; t < NT; t++) acc[t] =
+        q4_fma(&ws, acts[t], n, b, acc[t], k);
 }
 
-AI void q4_nt(const void *row, const void *const *acts, const int NT,
-              int64_t n, float *out) {
+AI void q4_nt(const void *row, const void *const *acts, const int NT, int64_t n, float *out) {
     const nm_block_q4_0 *w = row;
     const int64_t nb = n / 32;
     __m256 acc[TOK_GROUP];
-    _Pragma("GCC unroll 4") for (int t = 0; t < NT; t++) acc[t] =
-        _mm256_setzero_ps();
+    _Pragma("GCC unroll 4") for (int t = 0; t < NT; t++) acc[t] = _mm256_setzero_ps();
     int64_t b = 0;
     for (; b + 4 <= nb; b += 4)
         q4_step(w, b, acts, n, acc, NT, 4);
@@ -263,23 +254,22 @@ AI void q4_nt(const void *row, const void *const *acts, const int NT,
     _Pragma("GCC unroll 4") for (int t = 0; t < NT; t++) out[t] = hsum8(acc[t]);
 }
 
-#define QUANT_ROWDOT(NAME, IMPL)                                              \
-    static void NAME(const void *w, const void *const *acts, int nt,          \
-                     int64_t n, float *out) {                                 \
-        switch (nt) {                                                         \
-        case 1:                                                               \
-            IMPL(w, acts, 1, n, out);                                         \
-            break;                                                            \
-        case 2:                                                               \
-            IMPL(w, acts, 2, n, out);                                         \
-            break;                                                            \
-        case 3:                                                               \
-            IMPL(w, acts, 3, n, out);                                         \
-            break;                                                            \
-        default:                                                              \
-            IMPL(w, acts, 4, n, out);                                         \
-            break;                                                            \
-        }                                                                     \
+#define QUANT_ROWDOT(NAME, IMPL)                                                                   \
+    static void NAME(const void *w, const void *const *acts, int nt, int64_t n, float *out) {      \
+        switch (nt) {                                                                              \
+        case 1:                                                                                    \
+            IMPL(w, acts, 1, n, out);                                                              \
+            break;                                                                                 \
+        case 2:                                                                                    \
+            IMPL(w, acts, 2, n, out);                                                              \
+            break;                                                                                 \
+        case 3:                                                                                    \
+            IMPL(w, acts, 3, n, out);                                                              \
+            break;                                                                                 \
+        default:                                                                                   \
+            IMPL(w, acts, 4, n, out);                                                              \
+            break;                                                                                 \
+        }                                                                                          \
     }
 
 QUANT_ROWDOT(rowdot_q8_0, q8_nt)
@@ -299,22 +289,20 @@ static float dot_f16_f32(const uint16_t *a, const float *b, int64_t n) {
     return r;
 }
 
-#define AXPY(NAME, T, LD, EL)                                                 \
-    static void NAME(float *y, float a, const T *x, int64_t n) {              \
-        __m256 va = _mm256_set1_ps(a);                                        \
-        int64_t i = 0;                                                        \
-        for (; i + 16 <= n; i += 16) {                                        \
-            __m256 y0 = _mm256_fmadd_ps(va, LD(x, i), _mm256_loadu_ps(y + i)); \
-            __m256 y1 = _mm256_fmadd_ps(va, LD(x, i + 8),                     \
-                                        _mm256_loadu_ps(y + i + 8));          \
-            _mm256_storeu_ps(y + i, y0);                                      \
-            _mm256_storeu_ps(y + i + 8, y1);                                  \
-        }                                                                     \
-        for (; i + 8 <= n; i += 8)                                            \
-            _mm256_storeu_ps(y + i, _mm256_fmadd_ps(va, LD(x, i),             \
-                                                    _mm256_loadu_ps(y + i))); \
-        for (; i < n; i++)                                                    \
-            y[i] += a * EL(x, i);                                             \
+#define AXPY(NAME, T, LD, EL)                                                                      \
+    static void NAME(float *y, float a, const T *x, int64_t n) {                                   \
+        __m256 va = _mm256_set1_ps(a);                                                             \
+        int64_t i = 0;                                                                             \
+        for (; i + 16 <= n; i += 16) {                                                             \
+            __m256 y0 = _mm256_fmadd_ps(va, LD(x, i), _mm256_loadu_ps(y + i));                     \
+            __m256 y1 = _mm256_fmadd_ps(va, LD(x, i + 8), _mm256_loadu_ps(y + i + 8));             \
+            _mm256_storeu_ps(y + i, y0);                                                           \
+            _mm256_storeu_ps(y + i + 8, y1);                                                       \
+        }                                                                                          \
+        for (; i + 8 <= n; i += 8)                                                                 \
+            _mm256_storeu_ps(y + i, _mm256_fmadd_ps(va, LD(x, i), _mm256_loadu_ps(y + i)));        \
+        for (; i < n; i++)                                                                         \
+            y[i] += a * EL(x, i);                                                                  \
     }
 
 AXPY(axpy_f32, float, ld_f32, el_f32)
@@ -331,4 +319,6 @@ static const nm_kernel_set avx2_set = {
     .axpy_f16 = axpy_f16,
 };
 
-const nm_kernel_set *nm_kernels_avx2(void) { return &avx2_set; }
+const nm_kernel_set *nm_kernels_avx2(void) {
+    return &avx2_set;
+}

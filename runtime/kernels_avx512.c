@@ -56,82 +56,77 @@ AI void prefetch_l2(const char *p, const int es) {
  * of 16 lanes, with the same order of operations whatever R and NT are: a
  * row's result does not depend on how the caller groups rows or tokens (nor
  * on how threads split the rows), only on the SIMD level. */
-#define FLOAT_KERNEL(NAME, ES, LD, LDM, XT, XLD, XLDM)                            \
-    AI void NAME##_rt(const void *w, size_t rb, const void *const *acts,      \
-                      const int R, const int NT, int64_t n, float *out) {     \
-        const XT *x[TOK_GROUP];                                               \
-        const char *row[4];                                                   \
-        __m512 acc[4][TOK_GROUP][2];                                          \
-        _Pragma("GCC unroll 8") for (int t = 0; t < NT; t++) x[t] = acts[t];  \
-        _Pragma("GCC unroll 4") for (int r = 0; r < R; r++) {                 \
-            row[r] = (const char *)w + (size_t)r * rb;                        \
-            _Pragma("GCC unroll 8") for (int t = 0; t < NT; t++) {            \
-                acc[r][t][0] = _mm512_setzero_ps();                           \
-                acc[r][t][1] = _mm512_setzero_ps();                           \
-            }                                                                 \
-        }                                                                     \
-        int64_t i = 0;                                                        \
-        for (; i + 32 <= n; i += 32) {                                        \
-            _Pragma("GCC unroll 4") for (int r = 0; r < R; r++) {             \
-                prefetch_l2(row[r] + i * ES, ES);                             \
-                __m512 w0 = LD(row[r], i), w1 = LD(row[r], i + 16);           \
-                _Pragma("GCC unroll 8") for (int t = 0; t < NT; t++) {        \
-                    acc[r][t][0] =                                            \
-                        _mm512_fmadd_ps(w0, XLD(x[t], i), acc[r][t][0]);      \
-                    acc[r][t][1] =                                            \
-                        _mm512_fmadd_ps(w1, XLD(x[t], i + 16), acc[r][t][1]); \
-                }                                                             \
-            }                                                                 \
-        }                                                                     \
-        for (; i < n; i += 16) {                                              \
-            __mmask16 m = n - i >= 16 ? (__mmask16)0xffff : tail_mask(n - i); \
-            _Pragma("GCC unroll 4") for (int r = 0; r < R; r++) {             \
-                __m512 wv = LDM(row[r], i, m);                                \
-                _Pragma("GCC unroll 8") for (int t = 0; t < NT; t++)          \
-                    acc[r][t][0] =                                            \
-                        _mm512_fmadd_ps(wv, XLDM(x[t], i, m), acc[r][t][0]);  \
-            }                                                                 \
-        }                                                                     \
-        _Pragma("GCC unroll 4") for (int r = 0; r < R; r++)                   \
-            _Pragma("GCC unroll 8") for (int t = 0; t < NT; t++)              \
-                out[r * NT + t] = _mm512_reduce_add_ps(                        \
-                    _mm512_add_ps(acc[r][t][0], acc[r][t][1]));               \
-    }                                                                         \
-    AI void NAME##_nt(const void *w, const void *const *acts, const int NT,  \
-                      int64_t n, float *out) {                                \
-        NAME##_rt(w, 0, acts, 1, NT, n, out);                                 \
-    }                                                                         \
-    static void NAME##_rows4(const void *w, size_t rb, const void *act,       \
-                             int64_t n, float *out) {                         \
-        NAME##_rt(w, rb, &act, 4, 1, n, out);                                 \
+#define FLOAT_KERNEL(NAME, ES, LD, LDM, XT, XLD, XLDM)                                             \
+    AI void NAME##_rt(const void *w, size_t rb, const void *const *acts, const int R,              \
+                      const int NT, int64_t n, float *out) {                                       \
+        const XT *x[TOK_GROUP];                                                                    \
+        const char *row[4];                                                                        \
+        __m512 acc[4][TOK_GROUP][2];                                                               \
+        _Pragma("GCC unroll 8") for (int t = 0; t < NT; t++) x[t] = acts[t];                       \
+        _Pragma("GCC unroll 4") for (int r = 0; r < R; r++) {                                      \
+            row[r] = (const char *)w + (size_t)r * rb;                                             \
+            _Pragma("GCC unroll 8") for (int t = 0; t < NT; t++) {                                 \
+                acc[r][t][0] = _mm512_setzero_ps();                                                \
+                acc[r][t][1] = _mm512_setzero_ps();                                                \
+            }                                                                                      \
+        }                                                                                          \
+        int64_t i = 0;                                                                             \
+        for (; i + 32 <= n; i += 32) {                                                             \
+            _Pragma("GCC unroll 4") for (int r = 0; r < R; r++) {                                  \
+                prefetch_l2(row[r] + i * ES, ES);                                                  \
+                __m512 w0 = LD(row[r], i), w1 = LD(row[r], i + 16);                                \
+                _Pragma("GCC unroll 8") for (int t = 0; t < NT; t++) {                             \
+                    acc[r][t][0] = _mm512_fmadd_ps(w0, XLD(x[t], i), acc[r][t][0]);                \
+                    acc[r][t][1] = _mm512_fmadd_ps(w1, XLD(x[t], i + 16), acc[r][t][1]);           \
+                }                                                                                  \
+            }                                                                                      \
+        }                                                                                          \
+        for (; i < n; i += 16) {                                                                   \
+            __mmask16 m = n - i >= 16 ? (__mmask16)0xffff : tail_mask(n - i);                      \
+            _Pragma("GCC unroll 4") for (int r = 0; r < R; r++) {                                  \
+                __m512 wv = LDM(row[r], i, m);                                                     \
+                _Pragma("GCC unroll 8") for (int t = 0; t < NT; t++) acc[r][t][0] =                \
+                    _mm512_fmadd_ps(wv, XLDM(x[t], i, m), acc[r][t][0]);                           \
+            }                                                                                      \
+        }                                                                                          \
+        _Pragma("GCC unroll 4") for (int r = 0; r < R; r++)                                        \
+            _Pragma("GCC unroll 8") for (int t = 0; t < NT; t++) out[r * NT + t] =                 \
+                _mm512_reduce_add_ps(_mm512_add_ps(acc[r][t][0], acc[r][t][1]));                   \
+    }                                                                                              \
+    AI void NAME##_nt(const void *w, const void *const *acts, const int NT, int64_t n,             \
+                      float *out) {                                                                \
+        NAME##_rt(w, 0, acts, 1, NT, n, out);                                                      \
+    }                                                                                              \
+    static void NAME##_rows4(const void *w, size_t rb, const void *act, int64_t n, float *out) {   \
+        NAME##_rt(w, rb, &act, 4, 1, n, out);                                                      \
     }
 
-#define DISPATCH_NT(IMPL, ...)                                                \
-    switch (nt) {                                                             \
-    case 1:                                                                   \
-        IMPL(w, acts, 1, n, out, ##__VA_ARGS__);                              \
-        break;                                                                \
-    case 2:                                                                   \
-        IMPL(w, acts, 2, n, out, ##__VA_ARGS__);                              \
-        break;                                                                \
-    case 3:                                                                   \
-        IMPL(w, acts, 3, n, out, ##__VA_ARGS__);                              \
-        break;                                                                \
-    case 4:                                                                   \
-        IMPL(w, acts, 4, n, out, ##__VA_ARGS__);                              \
-        break;                                                                \
-    case 5:                                                                   \
-        IMPL(w, acts, 5, n, out, ##__VA_ARGS__);                              \
-        break;                                                                \
-    case 6:                                                                   \
-        IMPL(w, acts, 6, n, out, ##__VA_ARGS__);                              \
-        break;                                                                \
-    case 7:                                                                   \
-        IMPL(w, acts, 7, n, out, ##__VA_ARGS__);                              \
-        break;                                                                \
-    default:                                                                  \
-        IMPL(w, acts, 8, n, out, ##__VA_ARGS__);                              \
-        break;                                                                \
+#define DISPATCH_NT(IMPL, ...)                                                                     \
+    switch (nt) {                                                                                  \
+    case 1:                                                                                        \
+        IMPL(w, acts, 1, n, out, ##__VA_ARGS__);                                                   \
+        break;                                                                                     \
+    case 2:                                                                                        \
+        IMPL(w, acts, 2, n, out, ##__VA_ARGS__);                                                   \
+        break;                                                                                     \
+    case 3:                                                                                        \
+        IMPL(w, acts, 3, n, out, ##__VA_ARGS__);                                                   \
+        break;                                                                                     \
+    case 4:                                                                                        \
+        IMPL(w, acts, 4, n, out, ##__VA_ARGS__);                                                   \
+        break;                                                                                     \
+    case 5:                                                                                        \
+        IMPL(w, acts, 5, n, out, ##__VA_ARGS__);                                                   \
+        break;                                                                                     \
+    case 6:                                                                                        \
+        IMPL(w, acts, 6, n, out, ##__VA_ARGS__);                                                   \
+        break;                                                                                     \
+    case 7:                                                                                        \
+        IMPL(w, acts, 7, n, out, ##__VA_ARGS__);                                                   \
+        break;                                                                                     \
+    default:                                                                                       \
+        IMPL(w, acts, 8, n, out, ##__VA_ARGS__);                                                   \
+        break;                                                                                     \
     }
 
 FLOAT_KERNEL(rowdot_f32, 4, ld_f32, ldm_f32, float, ld_f32, ldm_f32)
@@ -142,22 +137,17 @@ FLOAT_KERNEL(rowdot_bf16, 2, ld_bf16, ldm_bf16, uint16_t, ld_bf16, ldm_bf16)
 /* the alternative measured in docs/kernels.md: F32 activations */
 FLOAT_KERNEL(rowdot_bf16_f32act, 2, ld_bf16, ldm_bf16, float, ld_f32, ldm_f32)
 
-static void rowdot_f32(const void *w, const void *const *acts, int nt,
-                       int64_t n, float *out) {
+static void rowdot_f32(const void *w, const void *const *acts, int nt, int64_t n, float *out) {
     DISPATCH_NT(rowdot_f32_nt)
 }
-static void rowdot_f16(const void *w, const void *const *acts, int nt,
-                       int64_t n, float *out) {
+static void rowdot_f16(const void *w, const void *const *acts, int nt, int64_t n, float *out) {
     DISPATCH_NT(rowdot_f16_nt)
 }
-static void rowdot_bf16(const void *w, const void *const *acts, int nt,
-                        int64_t n, float *out) {
+static void rowdot_bf16(const void *w, const void *const *acts, int nt, int64_t n, float *out) {
     DISPATCH_NT(rowdot_bf16_nt)
 }
-static void rowdot_bf16_f32act(const void *w, const void *const *acts, int nt,
-                               int64_t n, float *out) {
-    DISPATCH_NT(rowdot_bf16_f32act_nt)
-}
+static void rowdot_bf16_f32act(const void *w, const void *const *acts, int nt, int64_t n,
+                               float *out){DISPATCH_NT(rowdot_bf16_f32act_nt)}
 
 /* ---- Q8_0 / Q4_0 ------------------------------------------------------
  * Q8_0: two blocks (64 elements) per step: their 8-bit products are summed
@@ -179,8 +169,7 @@ AI __m128 scales2(uint16_t d0, uint16_t d1) {
 }
 AI __m128 load2(const float *p, const int two) {
     /* the m array is only 4-byte aligned: an unaligned 8-byte load */
-    return two ? _mm_castsi128_ps(_mm_loadl_epi64((const __m128i *)p))
-               : _mm_load_ss(p);
+    return two ? _mm_castsi128_ps(_mm_loadl_epi64((const __m128i *)p)) : _mm_load_ss(p);
 }
 /* lanes 0-7 get s[0], lanes 8-15 get s[1] */
 AI __m512 spread2(__m128 s) {
@@ -202,9 +191,8 @@ AI __m512i q8_weights(const nm_block_q8_0 *w, const int two) {
 }
 
 /* One step over one or two blocks for NT tokens. */
-AI void q8_step(const nm_block_q8_0 *w, int64_t b, const int8_t *const *qa,
-                const float *const *da, __m512 *acc, const int NT,
-                const int two, const int VNNI) {
+AI void q8_step(const nm_block_q8_0 *w, int64_t b, const int8_t *const *qa, const float *const *da,
+                __m512 *acc, const int NT, const int two, const int VNNI) {
     /* no software prefetch here: it halved this loop's streaming speed
      * (0.86 -> 0.46 of read bandwidth at 8-64 KiB ahead), unlike AVX2's */
     __m512i wq = q8_weights(w + b, two);
@@ -221,8 +209,8 @@ AI void q8_step(const nm_block_q8_0 *w, int64_t b, const int8_t *const *qa,
     }
 }
 
-AI void q8_nt(const void *row, const void *const *acts, const int NT,
-              int64_t n, float *out, const int VNNI) {
+AI void q8_nt(const void *row, const void *const *acts, const int NT, int64_t n, float *out,
+              const int VNNI) {
     const nm_block_q8_0 *w = row;
     const int64_t nb = n / 32;
     const int8_t *qa[TOK_GROUP];
@@ -238,8 +226,42 @@ AI void q8_nt(const void *row, const void *const *acts, const int NT,
         q8_step(w, b, qa, da, acc, NT, 1, VNNI);
     if (b < nb)
         q8_step(w, b, qa, da, acc, NT, 0, VNNI);
-    _Pragma("GCC unroll 8") for (int t = 0; t < NT; t++)
-        out[t] = _mm512_reduce_add_ps(acc[t]);
+    _Pragma("GCC unroll 8") for (int t = 0; t < NT; t++) out[t] = _mm512_reduce_add_ps(acc[t]);
+}
+
+/* Decode (one token) on R rows at once: the activation bytes and scales of a
+ * step are loaded once for the R rows, and the loop and the horizontal sums
+ * are shared. Each row goes through q8_step's exact sequence, so the bits
+ * match rowdot's. */
+AI void q8_rows_step(const nm_block_q8_0 *const *row, int64_t b, __m512i a, __m128 da2, __m512 *acc,
+                     const int R, const int two, const int VNNI) {
+    _Pragma("GCC unroll 4") for (int r = 0; r < R; r++) {
+        __m512i wq = q8_weights(row[r] + b, two);
+        __mmask64 neg = _mm512_movepi8_mask(wq);
+        __m128 dw = scales2(row[r][b].d, two ? row[r][b + 1].d : 0);
+        __m512i ar = _mm512_mask_sub_epi8(a, neg, _mm512_setzero_si512(), a);
+        __m512 f = _mm512_cvtepi32_ps(dot_us8(_mm512_abs_epi8(wq), ar, VNNI));
+        acc[r] = _mm512_fmadd_ps(f, spread2(_mm_mul_ps(dw, da2)), acc[r]);
+    }
+}
+
+AI void q8_rows(const void *w, size_t rb, const void *act, int64_t n, float *out, const int R,
+                const int VNNI) {
+    const nm_block_q8_0 *row[4];
+    __m512 acc[4];
+    const int8_t *qa = nm_actq_qs(act);
+    const float *da = nm_actq_d(act, n);
+    const int64_t nb = n / 32;
+    _Pragma("GCC unroll 4") for (int r = 0; r < R; r++) {
+        row[r] = (const nm_block_q8_0 *)((const char *)w + (size_t)r * rb);
+        acc[r] = _mm512_setzero_ps();
+    }
+    int64_t b = 0;
+    for (; b + 2 <= nb; b += 2)
+        q8_rows_step(row, b, load_act(qa + b * 32, 1), load2(da + b, 1), acc, R, 1, VNNI);
+    if (b < nb)
+        q8_rows_step(row, b, load_act(qa + b * 32, 0), load2(da + b, 0), acc, R, 0, VNNI);
+    _Pragma("GCC unroll 4") for (int r = 0; r < R; r++) out[r] = _mm512_reduce_add_ps(acc[r]);
 }
 
 /* Q4_0 takes four blocks (72 bytes) per step. Two 64-byte loads (at +0 and
@@ -256,14 +278,12 @@ AI void q8_nt(const void *row, const void *const *acts, const int NT,
 
 /* Word indexes into (bytes 0..63, bytes 8..71) of a step: block k's
  * nibbles start at byte 18k + 2; block 3 comes from the second load. */
-static const uint16_t q4_nibble_words[32] = {
-    1,  2,  3,  4,  5,  6,  7,  8,  10, 11, 12, 13, 14, 15, 16, 17,
-    19, 20, 21, 22, 23, 24, 25, 26, 56, 57, 58, 59, 60, 61, 62, 63};
+static const uint16_t q4_nibble_words[32] = {1,  2,  3,  4,  5,  6,  7,  8,  10, 11, 12,
+                                             13, 14, 15, 16, 17, 19, 20, 21, 22, 23, 24,
+                                             25, 26, 56, 57, 58, 59, 60, 61, 62, 63};
 /* block k's F16 scale (word 9k) into words 4k..4k+3 */
-static const uint16_t q4_scale_words[32] = {0,  0,  0,  0,  9,  9,  9,  9,
-                                            18, 18, 18, 18, 27, 27, 27, 27};
-static const int32_t q4_spread[16] = {0, 0, 0, 0, 1, 1, 1, 1,
-                                      2, 2, 2, 2, 3, 3, 3, 3};
+static const uint16_t q4_scale_words[32] = {0, 0, 0, 0, 9, 9, 9, 9, 18, 18, 18, 18, 27, 27, 27, 27};
+static const int32_t q4_spread[16] = {0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3};
 
 typedef struct q4_wstep {
     __m512i lo, hi; /* nibbles of blocks 0..3 (elements 0-15, 16-31) */
@@ -291,10 +311,8 @@ AI q4_wstep q4_unpack(const char *p, const int k) {
         l0 = _mm512_maskz_loadu_epi8(((__mmask64)1 << (18 * k)) - 1, p);
         l1 = _mm512_setzero_si512();
     }
-    __m512i raw = _mm512_permutex2var_epi16(
-        l0, _mm512_loadu_si512(q4_nibble_words), l1);
-    __m512i dh =
-        _mm512_permutexvar_epi16(_mm512_loadu_si512(q4_scale_words), l0);
+    __m512i raw = _mm512_permutex2var_epi16(l0, _mm512_loadu_si512(q4_nibble_words), l1);
+    __m512i dh = _mm512_permutexvar_epi16(_mm512_loadu_si512(q4_scale_words), l0);
     return (q4_wstep){
         .lo = _mm512_and_si512(raw, m4),
         .hi = _mm512_and_si512(_mm512_srli_epi16(raw, 4), m4),
@@ -326,48 +344,42 @@ AI q4_astep q4_act(const void *act, int64_t n, int64_t b, const int k) {
         .lo = _mm512_shuffle_i64x2(a0, a1, _MM_SHUFFLE(2, 0, 2, 0)),
         .hi = _mm512_shuffle_i64x2(a0, a1, _MM_SHUFFLE(3, 1, 3, 1)),
         .d = _mm512_permutexvar_ps(spread, _mm512_castps128_ps512(d4)),
-        .m = _mm512_maskz_permutexvar_ps(0x1111, spread,
-                                         _mm512_castps128_ps512(m4)),
+        .m = _mm512_maskz_permutexvar_ps(0x1111, spread, _mm512_castps128_ps512(m4)),
     };
 }
 
-AI __m512 q4_fma(const q4_wstep *w, const q4_astep *a, __m512 acc,
-                 const int VNNI) {
+AI __m512 q4_fma(const q4_wstep *w, const q4_astep *a, __m512 acc, const int VNNI) {
     __m512i s;
     if (VNNI)
-        s = _mm512_dpbusd_epi32(
-            _mm512_dpbusd_epi32(_mm512_setzero_si512(), w->lo, a->lo), w->hi,
-            a->hi);
+        s = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), w->lo, a->lo), w->hi,
+                                a->hi);
     else
-        s = _mm512_add_epi32(dot_us8(w->lo, a->lo, 0),
-                             dot_us8(w->hi, a->hi, 0));
+        s = _mm512_add_epi32(dot_us8(w->lo, a->lo, 0), dot_us8(w->hi, a->hi, 0));
     __m512 t = _mm512_fmsub_ps(_mm512_cvtepi32_ps(s), a->d, a->m);
     return _mm512_fmadd_ps(t, w->d, acc);
 }
 
 /* One step of R rows x NT tokens. */
-AI void q4_step(const char *const *row, int64_t b, const void *const *acts,
-                int64_t n, __m512 acc[4][TOK_GROUP], const int R, const int NT,
-                const int k, const int VNNI) {
+AI void q4_step(const char *const *row, int64_t b, const void *const *acts, int64_t n,
+                __m512 acc[4][TOK_GROUP], const int R, const int NT, const int k, const int VNNI) {
     q4_wstep ws[4];
-    _Pragma("GCC unroll 4") for (int r = 0; r < R; r++)
-        ws[r] = q4_unpack(row[r] + b * (int64_t)sizeof(nm_block_q4_0), k);
+    _Pragma("GCC unroll 4") for (int r = 0; r < R; r++) ws[r] =
+        q4_unpack(row[r] + b * (int64_t)sizeof(nm_block_q4_0), k);
     _Pragma("GCC unroll 8") for (int t = 0; t < NT; t++) {
         q4_astep as = q4_act(acts[t], n, b, k);
-        _Pragma("GCC unroll 4") for (int r = 0; r < R; r++)
-            acc[r][t] = q4_fma(&ws[r], &as, acc[r][t], VNNI);
+        _Pragma("GCC unroll 4") for (int r = 0; r < R; r++) acc[r][t] =
+            q4_fma(&ws[r], &as, acc[r][t], VNNI);
     }
 }
 
-AI void q4_rt(const void *w, size_t rb, const void *const *acts, const int R,
-              const int NT, int64_t n, float *out, const int VNNI) {
+AI void q4_rt(const void *w, size_t rb, const void *const *acts, const int R, const int NT,
+              int64_t n, float *out, const int VNNI) {
     const int64_t nb = n / 32;
     const char *row[4];
     __m512 acc[4][TOK_GROUP];
     _Pragma("GCC unroll 4") for (int r = 0; r < R; r++) {
         row[r] = (const char *)w + (size_t)r * rb;
-        _Pragma("GCC unroll 8") for (int t = 0; t < NT; t++)
-            acc[r][t] = _mm512_setzero_ps();
+        _Pragma("GCC unroll 8") for (int t = 0; t < NT; t++) acc[r][t] = _mm512_setzero_ps();
     }
     int64_t b = 0;
     for (; b + 4 <= nb; b += 4)
@@ -384,46 +396,46 @@ AI void q4_rt(const void *w, size_t rb, const void *const *acts, const int R,
         break;
     }
     _Pragma("GCC unroll 4") for (int r = 0; r < R; r++)
-        _Pragma("GCC unroll 8") for (int t = 0; t < NT; t++)
-            out[r * NT + t] = _mm512_reduce_add_ps(acc[r][t]);
+        _Pragma("GCC unroll 8") for (int t = 0; t < NT; t++) out[r * NT + t] =
+            _mm512_reduce_add_ps(acc[r][t]);
 }
 
-AI void q4_nt(const void *w, const void *const *acts, const int NT, int64_t n,
-              float *out, const int VNNI) {
+AI void q4_nt(const void *w, const void *const *acts, const int NT, int64_t n, float *out,
+              const int VNNI) {
     q4_rt(w, 0, acts, 1, NT, n, out, VNNI);
 }
 
-static void rowdot_q8_0_vnni(const void *w, const void *const *acts, int nt,
-                             int64_t n, float *out) {
+static void rowdot_q8_0_vnni(const void *w, const void *const *acts, int nt, int64_t n,
+                             float *out) {
     DISPATCH_NT(q8_nt, 1)
 }
-static void rowdot_q8_0_bw(const void *w, const void *const *acts, int nt,
-                           int64_t n, float *out) {
+static void rowdot_q8_0_bw(const void *w, const void *const *acts, int nt, int64_t n, float *out) {
     DISPATCH_NT(q8_nt, 0)
 }
-static void rowdot_q4_0_vnni(const void *w, const void *const *acts, int nt,
-                             int64_t n, float *out) {
+static void rowdot_q4_0_vnni(const void *w, const void *const *acts, int nt, int64_t n,
+                             float *out) {
     DISPATCH_NT(q4_nt, 1)
 }
-static void rowdot_q4_0_bw(const void *w, const void *const *acts, int nt,
-                           int64_t n, float *out) {
+static void rowdot_q4_0_bw(const void *w, const void *const *acts, int nt, int64_t n, float *out) {
     DISPATCH_NT(q4_nt, 0)
 }
-static void rows4_q4_0_vnni(const void *w, size_t rb, const void *act,
-                            int64_t n, float *out) {
+static void rows4_q8_0_vnni(const void *w, size_t rb, const void *act, int64_t n, float *out) {
+    q8_rows(w, rb, act, n, out, 4, 1);
+}
+static void rows4_q8_0_bw(const void *w, size_t rb, const void *act, int64_t n, float *out) {
+    q8_rows(w, rb, act, n, out, 4, 0);
+}
+static void rows4_q4_0_vnni(const void *w, size_t rb, const void *act, int64_t n, float *out) {
     q4_rt(w, rb, &act, 4, 1, n, out, 1);
 }
-static void rows4_q4_0_bw(const void *w, size_t rb, const void *act,
-                          int64_t n, float *out) {
+static void rows4_q4_0_bw(const void *w, size_t rb, const void *act, int64_t n, float *out) {
     q4_rt(w, rb, &act, 4, 1, n, out, 0);
 }
-
 
 /* ---- BF16 with AVX512_BF16: vdpbf16ps multiplies pairs of BF16 exactly
  * and adds them to F32 lanes (denormal inputs count as zero). ------------ */
 
-AI void bf16dp_nt(const void *row, const void *const *acts, const int NT,
-                  int64_t n, float *out) {
+AI void bf16dp_nt(const void *row, const void *const *acts, const int NT, int64_t n, float *out) {
     const uint16_t *w = row;
     const uint16_t *x[TOK_GROUP];
     __m512 acc[TOK_GROUP];
@@ -432,27 +444,21 @@ AI void bf16dp_nt(const void *row, const void *const *acts, const int NT,
         acc[t] = _mm512_setzero_ps();
     }
     for (int64_t i = 0; i < n; i += 32) {
-        __mmask32 m = n - i >= 32 ? (__mmask32)0xffffffffu
-                                  : (__mmask32)((1ull << (n - i)) - 1);
+        __mmask32 m = n - i >= 32 ? (__mmask32)0xffffffffu : (__mmask32)((1ull << (n - i)) - 1);
         _mm_prefetch((const char *)(w + i) + NM_PREFETCH_BYTES, _MM_HINT_T1);
         __m512bh wv = (__m512bh)_mm512_maskz_loadu_epi16(m, w + i);
         _Pragma("GCC unroll 8") for (int t = 0; t < NT; t++) acc[t] =
-            _mm512_dpbf16_ps(acc[t], wv,
-                             (__m512bh)_mm512_maskz_loadu_epi16(m, x[t] + i));
+            _mm512_dpbf16_ps(acc[t], wv, (__m512bh)_mm512_maskz_loadu_epi16(m, x[t] + i));
     }
-    _Pragma("GCC unroll 8") for (int t = 0; t < NT; t++)
-        out[t] = _mm512_reduce_add_ps(acc[t]);
+    _Pragma("GCC unroll 8") for (int t = 0; t < NT; t++) out[t] = _mm512_reduce_add_ps(acc[t]);
 }
 
-static void rowdot_bf16_dpbf16(const void *w, const void *const *acts,
-                               int nt, int64_t n, float *out) {
-    DISPATCH_NT(bf16dp_nt)
-}
+static void rowdot_bf16_dpbf16(const void *w, const void *const *acts, int nt, int64_t n,
+                               float *out){DISPATCH_NT(bf16dp_nt)}
 
 /* ---- alternative measured by bench_kernels for docs/kernels.md: Q8_0
  * weights widened to F32 against F32 activations. Not used by nm_matvec. */
-AI void q8f_nt(const void *row, const void *const *acts, const int NT,
-               int64_t n, float *out) {
+AI void q8f_nt(const void *row, const void *const *acts, const int NT, int64_t n, float *out) {
     const nm_block_q8_0 *w = row;
     const float *x[TOK_GROUP];
     __m512 acc[TOK_GROUP];
@@ -461,8 +467,8 @@ AI void q8f_nt(const void *row, const void *const *acts, const int NT,
         acc[t] = _mm512_setzero_ps();
     }
     for (int64_t b = 0; b < n / 32; b++) {
-        __m512 w0 = _mm512_cvtepi32_ps(
-            _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)w[b].qs)));
+        __m512 w0 =
+            _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)w[b].qs)));
         __m512 w1 = _mm512_cvtepi32_ps(
             _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(w[b].qs + 16))));
         __m512 d = _mm512_set1_ps(_cvtsh_ss(w[b].d));
@@ -472,12 +478,11 @@ AI void q8f_nt(const void *row, const void *const *acts, const int NT,
             acc[t] = _mm512_fmadd_ps(s, d, acc[t]);
         }
     }
-    _Pragma("GCC unroll 8") for (int t = 0; t < NT; t++)
-        out[t] = _mm512_reduce_add_ps(acc[t]);
+    _Pragma("GCC unroll 8") for (int t = 0; t < NT; t++) out[t] = _mm512_reduce_add_ps(acc[t]);
 }
 
-static void rowdot_q8_0_f32act(const void *w, const void *const *acts,
-                               int nt, int64_t n, float *out) {
+static void rowdot_q8_0_f32act(const void *w, const void *const *acts, int nt, int64_t n,
+                               float *out) {
     DISPATCH_NT(q8f_nt)
 }
 
@@ -497,50 +502,48 @@ static float dot_f16_f32(const uint16_t *a, const float *b, int64_t n) {
     return r;
 }
 
-#define AXPY(NAME, T, LDM)                                                    \
-    static void NAME(float *y, float a, const T *x, int64_t n) {              \
-        __m512 va = _mm512_set1_ps(a);                                        \
-        for (int64_t i = 0; i < n; i += 16) {                                 \
-            __mmask16 m = n - i >= 16 ? (__mmask16)0xffff : tail_mask(n - i); \
-            __m512 yv = _mm512_maskz_loadu_ps(m, y + i);                      \
-            _mm512_mask_storeu_ps(y + i, m,                                   \
-                                  _mm512_fmadd_ps(va, LDM(x, i, m), yv));     \
-        }                                                                     \
+#define AXPY(NAME, T, LDM)                                                                         \
+    static void NAME(float *y, float a, const T *x, int64_t n) {                                   \
+        __m512 va = _mm512_set1_ps(a);                                                             \
+        for (int64_t i = 0; i < n; i += 16) {                                                      \
+            __mmask16 m = n - i >= 16 ? (__mmask16)0xffff : tail_mask(n - i);                      \
+            __m512 yv = _mm512_maskz_loadu_ps(m, y + i);                                           \
+            _mm512_mask_storeu_ps(y + i, m, _mm512_fmadd_ps(va, LDM(x, i, m), yv));                \
+        }                                                                                          \
     }
 
 AXPY(axpy_f32, float, ldm_f32)
 AXPY(axpy_f16, uint16_t, ldm_f16)
 
-#define AVX512_SET(NAME, LABEL, BF16_FN, BF16_ROWS4, Q8_FN, Q4_SUFFIX)      \
-    static const nm_kernel_set NAME = {                                       \
-        .name = LABEL,                                                        \
-        .tok_group = TOK_GROUP,                                               \
-        .rowdot = {rowdot_f32, rowdot_f16, BF16_FN, Q8_FN,                    \
-                   rowdot_q4_0_##Q4_SUFFIX},                                  \
-        .rows4 = {rowdot_f32_rows4, rowdot_f16_rows4, BF16_ROWS4, NULL,       \
-                  rows4_q4_0_##Q4_SUFFIX},                                    \
-        .dot_f32 = dot_f32,                                                   \
-        .dot_f16_f32 = dot_f16_f32,                                           \
-        .axpy_f32 = axpy_f32,                                                 \
-        .axpy_f16 = axpy_f16,                                                 \
+#define AVX512_SET(NAME, LABEL, BF16_FN, BF16_ROWS4, Q8_FN, Q8_ROWS4, Q4_SUFFIX)                   \
+    static const nm_kernel_set NAME = {                                                            \
+        .name = LABEL,                                                                             \
+        .tok_group = TOK_GROUP,                                                                    \
+        .rowdot = {rowdot_f32, rowdot_f16, BF16_FN, Q8_FN, rowdot_q4_0_##Q4_SUFFIX},               \
+        .rows4 = {rowdot_f32_rows4, rowdot_f16_rows4, BF16_ROWS4, Q8_ROWS4,                        \
+                  rows4_q4_0_##Q4_SUFFIX},                                                         \
+        .dot_f32 = dot_f32,                                                                        \
+        .dot_f16_f32 = dot_f16_f32,                                                                \
+        .axpy_f32 = axpy_f32,                                                                      \
+        .axpy_f16 = axpy_f16,                                                                      \
     };
 
-AVX512_SET(set_plain, "avx512", rowdot_bf16, rowdot_bf16_rows4,
-           rowdot_q8_0_bw, bw)
-AVX512_SET(set_vnni, "avx512-vnni", rowdot_bf16, rowdot_bf16_rows4,
-           rowdot_q8_0_vnni, vnni)
-AVX512_SET(set_bf16, "avx512-bf16", rowdot_bf16_dpbf16, NULL, rowdot_q8_0_bw,
-           bw)
-AVX512_SET(set_vnni_bf16, "avx512-vnni-bf16", rowdot_bf16_dpbf16, NULL,
-           rowdot_q8_0_vnni, vnni)
-AVX512_SET(set_alt, "avx512-alt", rowdot_bf16_f32act, rowdot_bf16_f32act_rows4,
-           rowdot_q8_0_f32act, bw)
+AVX512_SET(set_plain, "avx512", rowdot_bf16, rowdot_bf16_rows4, rowdot_q8_0_bw, rows4_q8_0_bw, bw)
+AVX512_SET(set_vnni, "avx512-vnni", rowdot_bf16, rowdot_bf16_rows4, rowdot_q8_0_vnni,
+           rows4_q8_0_vnni, vnni)
+AVX512_SET(set_bf16, "avx512-bf16", rowdot_bf16_dpbf16, NULL, rowdot_q8_0_bw, rows4_q8_0_bw, bw)
+AVX512_SET(set_vnni_bf16, "avx512-vnni-bf16", rowdot_bf16_dpbf16, NULL, rowdot_q8_0_vnni,
+           rows4_q8_0_vnni, vnni)
+/* rows4 for Q8_0 would want prepared activations: the alt rowdot takes F32 */
+AVX512_SET(set_alt, "avx512-alt", rowdot_bf16_f32act, rowdot_bf16_f32act_rows4, rowdot_q8_0_f32act,
+           NULL, bw)
 
-const nm_kernel_set *nm_kernels_avx512_alt(void) { return &set_alt; }
+const nm_kernel_set *nm_kernels_avx512_alt(void) {
+    return &set_alt;
+}
 
 const nm_kernel_set *nm_kernels_avx512_variant(int features) {
-    static const nm_kernel_set *const sets[4] = {&set_plain, &set_vnni,
-                                                 &set_bf16, &set_vnni_bf16};
+    static const nm_kernel_set *const sets[4] = {&set_plain, &set_vnni, &set_bf16, &set_vnni_bf16};
     return sets[features & (NM_AVX512_VNNI | NM_AVX512_BF16)];
 }
 

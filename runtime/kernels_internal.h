@@ -34,14 +34,14 @@ enum {
  * acts[t] is a float vector for F32/F16, a BF16 vector (the activations
  * rounded to BF16) for BF16, and a prepared Q8 activation row (layout below)
  * for Q8_0/Q4_0. n is the number of elements. */
-typedef void (*nm_rowdot_fn)(const void *row, const void *const *acts, int nt,
-                             int64_t n, float *out);
+typedef void (*nm_rowdot_fn)(const void *row, const void *const *acts, int nt, int64_t n,
+                             float *out);
 
 /* out[r] = dot(row r, act) for the 4 rows at w, w + row_bytes, ... It must
  * give the same bits as rowdot on each row: only the memory traffic differs
  * (one activation load serves four rows). */
-typedef void (*nm_rows4_fn)(const void *w, size_t row_bytes, const void *act,
-                            int64_t n, float *out);
+typedef void (*nm_rows4_fn)(const void *w, size_t row_bytes, const void *act, int64_t n,
+                            float *out);
 
 typedef struct nm_kernel_set {
     const char *name;
@@ -73,10 +73,10 @@ const nm_kernel_set *nm_kernels_avx512_alt(void);
 const nm_kernel_set *nm_kernels_for(int level);
 
 /* nm_matvec / nm_matmat with an explicit kernel set. */
-void nm_matvec_set(const nm_kernel_set *ks, const void *w, int64_t n_rows,
-                   const struct nm_act *x, float *y);
-void nm_matmat_set(const nm_kernel_set *ks, const void *w, int64_t n_rows,
-                   const struct nm_act *x, float *y, int64_t ldy);
+void nm_matvec_set(const nm_kernel_set *ks, const void *w, int64_t n_rows, const struct nm_act *x,
+                   float *y);
+void nm_matmat_set(const nm_kernel_set *ks, const void *w, int64_t n_rows, const struct nm_act *x,
+                   float *y, int64_t ldy);
 
 /* Prepared Q8 activation row for n elements (n a multiple of 32), nb = n/32:
  *   int8_t qs[n];   x[j] ~= qs[j] * d[j / 32]

@@ -57,7 +57,9 @@ nm_fp16 nm_f32_to_fp16(float f) {
     return (nm_fp16)(sign | h);
 }
 
-float nm_bf16_to_f32(nm_bf16 h) { return bits_f32((uint32_t)h << 16); }
+float nm_bf16_to_f32(nm_bf16 h) {
+    return bits_f32((uint32_t)h << 16);
+}
 
 nm_bf16 nm_f32_to_bf16(float f) {
     uint32_t x = f32_bits(f);

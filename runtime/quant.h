@@ -12,9 +12,9 @@ typedef uint16_t nm_fp16;
 typedef uint16_t nm_bf16;
 
 typedef struct {
-    nm_fp16 d;          /* scale */
-    int8_t qs[NM_QK];   /* x = qs * d */
-} nm_block_q8_0;        /* 34 bytes */
+    nm_fp16 d;        /* scale */
+    int8_t qs[NM_QK]; /* x = qs * d */
+} nm_block_q8_0;      /* 34 bytes */
 
 typedef struct {
     nm_fp16 d;             /* scale */

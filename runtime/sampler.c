@@ -1,8 +1,10 @@
 /* Sampling in llama.cpp's default order: top-k, then top-p (on the softmax
  * of the logits as they are, before temperature), then temperature, then a
- * draw from the softmax of what is left. The PRNG is xoshiro256** seeded
- * through splitmix64, so a seed gives the same tokens on every machine. */
+ * draw from the softmax of what is left. The PRNG (common/rng.h) is seeded
+ * with stream 0, so a seed gives the same tokens on every machine. */
 #include "sampler.h"
+
+#include "../common/rng.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -17,35 +19,9 @@ typedef struct candidate {
 struct nm_sampler {
     nm_sampler_opts o;
     int32_t n_vocab;
-    uint64_t rng[4];
+    nm_rng rng;
     candidate *cand;
 };
-
-static uint64_t splitmix64(uint64_t *x) {
-    uint64_t z = (*x += 0x9e3779b97f4a7c15ULL);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    return z ^ (z >> 31);
-}
-
-static uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
-
-static uint64_t xoshiro_next(uint64_t s[4]) {
-    uint64_t result = rotl(s[1] * 5, 7) * 9;
-    uint64_t t = s[1] << 17;
-    s[2] ^= s[0];
-    s[3] ^= s[1];
-    s[1] ^= s[2];
-    s[0] ^= s[3];
-    s[2] ^= t;
-    s[3] = rotl(s[3], 45);
-    return result;
-}
-
-/* Uniform in [0, 1) with 53 random bits. */
-static double uniform01(uint64_t s[4]) {
-    return (double)(xoshiro_next(s) >> 11) * (1.0 / 9007199254740992.0);
-}
 
 nm_sampler *nm_sampler_new(const nm_sampler_opts *o, int32_t n_vocab) {
     if (!o || n_vocab <= 0)
@@ -60,9 +36,7 @@ nm_sampler *nm_sampler_new(const nm_sampler_opts *o, int32_t n_vocab) {
         free(s);
         return NULL;
     }
-    uint64_t x = o->seed;
-    for (int i = 0; i < 4; i++)
-        s->rng[i] = splitmix64(&x);
+    nm_rng_seed(&s->rng, o->seed, 0);
     return s;
 }
 
@@ -157,7 +131,7 @@ static int32_t top_p_cut(candidate *c, int32_t n, float p) {
 
 static int32_t draw(nm_sampler *s, candidate *c, int32_t n) {
     softmax(c, n, s->o.temp);
-    double r = uniform01(s->rng), cum = 0;
+    double r = nm_rng_uniform01(&s->rng), cum = 0;
     for (int32_t i = 0; i < n; i++) {
         cum += c[i].p;
         if (r < cum)

@@ -9,9 +9,9 @@
  * the raw logits), then temperature, then one draw. top_k = 1 or top_p <= 0
  * keep only the best token, so they are greedy too. */
 typedef struct nm_sampler_opts {
-    float temp;    /* <= 0: greedy (argmax) */
-    int top_k;     /* <= 0: off */
-    float top_p;   /* >= 1: off */
+    float temp;  /* <= 0: greedy (argmax) */
+    int top_k;   /* <= 0: off */
+    float top_p; /* >= 1: off */
     uint64_t seed;
 } nm_sampler_opts;
 

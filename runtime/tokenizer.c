@@ -3,6 +3,8 @@
  * thus the same logits) as llama.cpp. */
 #include "tokenizer.h"
 
+#include "../common/util.h"
+
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -42,7 +44,9 @@ struct nm_tokenizer {
 
 /* ---- piece -> id hash map ------------------------------------------------ */
 
-static uint64_t piece_hash(const char *s, size_t n) { return XXH3_64bits(s, n); }
+static uint64_t piece_hash(const char *s, size_t n) {
+    return XXH3_64bits(s, n);
+}
 
 static int32_t lookup(const nm_tokenizer *t, const char *s, size_t n) {
     for (uint64_t h = piece_hash(s, n);; h++) {
@@ -122,8 +126,7 @@ static int empty_name(char *buf, size_t cap, int32_t i) {
 static int load_pieces(nm_tokenizer *t, const nm_gguf *g, nm_error *err) {
     uint64_t count;
     const void *data;
-    int r =
-        nm_gguf_get_arr(g, "tokenizer.ggml.tokens", NM_GGUF_STRING, &count, &data, err);
+    int r = nm_gguf_get_arr(g, "tokenizer.ggml.tokens", NM_GGUF_STRING, &count, &data, err);
     if (r < 0)
         return -1;
     if (r == 0)
@@ -139,16 +142,15 @@ static int load_pieces(nm_tokenizer *t, const nm_gguf *g, nm_error *err) {
     for (int32_t i = 0; i < t->n_vocab; i++) {
         uint64_t n = str[i].len ? str[i].len : (uint64_t)empty_name(NULL, 0, i);
         if (n > UINT32_MAX)
-            return nm_fail(err, "%s: tokenizer.ggml.tokens[%d] is %llu bytes long",
-                           g->path, i, (unsigned long long)n);
+            return nm_fail(err, "%s: tokenizer.ggml.tokens[%d] is %llu bytes long", g->path, i,
+                           (unsigned long long)n);
         total += n + 1;
     }
     t->blob = malloc(total);
     t->offset = malloc(count * sizeof *t->offset);
     t->len = malloc(count * sizeof *t->len);
     if (!t->blob || !t->offset || !t->len)
-        return nm_fail(err, "%s: out of memory for %d tokenizer pieces", g->path,
-                       t->n_vocab);
+        return nm_fail(err, "%s: out of memory for %d tokenizer pieces", g->path, t->n_vocab);
     size_t at = 0;
     for (int32_t i = 0; i < t->n_vocab; i++) {
         t->offset[i] = at;
@@ -172,8 +174,7 @@ static int load_scores(nm_tokenizer *t, const nm_gguf *g, nm_error *err) {
     t->score = calloc((size_t)t->n_vocab, sizeof *t->score);
     if (!t->score)
         return nm_fail(err, "%s: out of memory for tokenizer scores", g->path);
-    int r =
-        nm_gguf_get_arr(g, "tokenizer.ggml.scores", NM_GGUF_FLOAT32, &count, &data, err);
+    int r = nm_gguf_get_arr(g, "tokenizer.ggml.scores", NM_GGUF_FLOAT32, &count, &data, err);
     if (r < 0)
         return -1;
     if (r == 0)
@@ -212,8 +213,7 @@ static int load_types(nm_tokenizer *t, const nm_gguf *g, nm_error *err) {
     if (!t->type)
         return nm_fail(err, "%s: out of memory for tokenizer types", g->path);
     memset(t->type, TT_NORMAL, (size_t)t->n_vocab);
-    int r = nm_gguf_get_arr(g, "tokenizer.ggml.token_type", NM_GGUF_INT32, &count, &data,
-                            err);
+    int r = nm_gguf_get_arr(g, "tokenizer.ggml.token_type", NM_GGUF_INT32, &count, &data, err);
     if (r < 0)
         return -1;
     if (r == 0)
@@ -243,8 +243,8 @@ static int load_types(nm_tokenizer *t, const nm_gguf *g, nm_error *err) {
 
 /* A present but out-of-range id is refused (llama.cpp only warns and keeps
  * its default, which hides a broken file). */
-static int load_special_id(const nm_gguf *g, const char *key, int32_t n_vocab,
-                           int32_t *id, nm_error *err) {
+static int load_special_id(const nm_gguf *g, const char *key, int32_t n_vocab, int32_t *id,
+                           nm_error *err) {
     uint32_t v;
     int r = nm_gguf_get_u32(g, key, &v, err);
     if (r < 0)
@@ -255,8 +255,8 @@ static int load_special_id(const nm_gguf *g, const char *key, int32_t n_vocab,
         return 0;
     }
     if (v >= (uint32_t)n_vocab)
-        return nm_fail(err, "%s: %s = %u is out of range: the vocab has %d tokens",
-                       g->path, key, v, n_vocab);
+        return nm_fail(err, "%s: %s = %u is out of range: the vocab has %d tokens", g->path, key, v,
+                       n_vocab);
     *id = (int32_t)v;
     return 0;
 }
@@ -327,9 +327,9 @@ nm_tokenizer *nm_tokenizer_load(const nm_gguf *g, nm_error *err) {
         nm_fail(err, "%s: out of memory for the tokenizer", g->path);
         return NULL;
     }
-    if (load_pieces(t, g, err) < 0 || load_scores(t, g, err) < 0 ||
-        load_types(t, g, err) < 0 || load_specials(t, g, err) < 0 ||
-        build_index(t, err) < 0 || collect_user_defined(t, err) < 0) {
+    if (load_pieces(t, g, err) < 0 || load_scores(t, g, err) < 0 || load_types(t, g, err) < 0 ||
+        load_specials(t, g, err) < 0 || build_index(t, err) < 0 ||
+        collect_user_defined(t, err) < 0) {
         nm_tokenizer_free(t);
         return NULL;
     }
@@ -350,10 +350,18 @@ void nm_tokenizer_free(nm_tokenizer *t) {
     free(t);
 }
 
-int32_t nm_tokenizer_n_vocab(const nm_tokenizer *t) { return t->n_vocab; }
-int32_t nm_tokenizer_bos(const nm_tokenizer *t) { return t->bos; }
-int32_t nm_tokenizer_eos(const nm_tokenizer *t) { return t->eos; }
-bool nm_tokenizer_add_bos(const nm_tokenizer *t) { return t->add_bos; }
+int32_t nm_tokenizer_n_vocab(const nm_tokenizer *t) {
+    return t->n_vocab;
+}
+int32_t nm_tokenizer_bos(const nm_tokenizer *t) {
+    return t->bos;
+}
+int32_t nm_tokenizer_eos(const nm_tokenizer *t) {
+    return t->eos;
+}
+bool nm_tokenizer_add_bos(const nm_tokenizer *t) {
+    return t->add_bos;
+}
 
 const char *nm_token_piece(const nm_tokenizer *t, int32_t id) {
     if (id < 0 || id >= t->n_vocab)
@@ -369,14 +377,10 @@ typedef struct ids_vec {
 } ids_vec;
 
 static int ids_push(ids_vec *o, int32_t id, nm_error *err) {
-    if (o->n == o->cap) {
-        size_t cap = o->cap ? o->cap * 2 : 64;
-        int32_t *v = realloc(o->v, cap * sizeof *v);
-        if (!v)
-            return nm_fail(err, "tokenize: out of memory for %zu token ids", cap);
-        o->v = v;
-        o->cap = cap;
-    }
+    int32_t *v = nm_grow(o->v, &o->cap, o->n, 64, sizeof *v);
+    if (!v)
+        return nm_fail(err, "tokenize: out of memory for %zu token ids", o->n + 1);
+    o->v = v;
     o->v[o->n++] = id;
     return 0;
 }
@@ -408,14 +412,10 @@ static bool bigram_before(const bigram *a, const bigram *b) {
 }
 
 static int heap_push(spm_session *s, bigram b, nm_error *err) {
-    if (s->heap_n == s->heap_cap) {
-        size_t cap = s->heap_cap ? s->heap_cap * 2 : 64;
-        bigram *h = realloc(s->heap, cap * sizeof *h);
-        if (!h)
-            return nm_fail(err, "tokenize: out of memory for %zu merge candidates", cap);
-        s->heap = h;
-        s->heap_cap = cap;
-    }
+    bigram *h = nm_grow(s->heap, &s->heap_cap, s->heap_n, 64, sizeof *h);
+    if (!h)
+        return nm_fail(err, "tokenize: out of memory for %zu merge candidates", s->heap_n + 1);
+    s->heap = h;
     size_t i = s->heap_n++;
     while (i > 0 && bigram_before(&b, &s->heap[(i - 1) / 2])) {
         s->heap[i] = s->heap[(i - 1) / 2];
@@ -492,8 +492,7 @@ static int merge_all(spm_session *s, int32_t n_sym, nm_error *err) {
         l->next = r->next;
         if (r->next >= 0)
             s->sym[r->next].prev = b.left;
-        if (try_pair(s, l->prev, b.left, err) < 0 ||
-            try_pair(s, b.left, l->next, err) < 0)
+        if (try_pair(s, l->prev, b.left, err) < 0 || try_pair(s, b.left, l->next, err) < 0)
             return -1;
     }
     return 0;
@@ -579,21 +578,17 @@ typedef struct frag_vec {
 } frag_vec;
 
 static int frag_push(frag_vec *f, fragment x, nm_error *err) {
-    if (f->n == f->cap) {
-        size_t cap = f->cap ? f->cap * 2 : 16;
-        fragment *v = realloc(f->v, cap * sizeof *v);
-        if (!v)
-            return nm_fail(err, "tokenize: out of memory for %zu text fragments", cap);
-        f->v = v;
-        f->cap = cap;
-    }
+    fragment *v = nm_grow(f->v, &f->cap, f->n, 16, sizeof *v);
+    if (!v)
+        return nm_fail(err, "tokenize: out of memory for %zu text fragments", f->n + 1);
+    f->v = v;
     f->v[f->n++] = x;
     return 0;
 }
 
 /* Cuts every occurrence of user-defined piece `id` out of the raw fragments. */
-static int split_on_piece(const nm_tokenizer *t, const char *text, int32_t id,
-                          frag_vec *in, frag_vec *out, nm_error *err) {
+static int split_on_piece(const nm_tokenizer *t, const char *text, int32_t id, frag_vec *in,
+                          frag_vec *out, nm_error *err) {
     const char *p = t->blob + t->offset[id];
     size_t plen = t->len[id];
     out->n = 0;
@@ -635,8 +630,8 @@ static int partition(const nm_tokenizer *t, const char *text, size_t len, frag_v
     return 0;
 }
 
-int nm_tokenize(const nm_tokenizer *t, const char *text, size_t len, bool add_bos,
-                int32_t **out, nm_error *err) {
+int nm_tokenize(const nm_tokenizer *t, const char *text, size_t len, bool add_bos, int32_t **out,
+                nm_error *err) {
     *out = NULL;
     ids_vec ids = {0};
     frag_vec frags = {0};
@@ -657,8 +652,7 @@ int nm_tokenize(const nm_tokenizer *t, const char *text, size_t len, bool add_bo
             rc = ids_push(&ids, f.token, err);
             prev_special = true;
         } else {
-            rc = encode_raw(t, text + f.off, f.len, t->add_space_prefix && prev_special,
-                            &ids, err);
+            rc = encode_raw(t, text + f.off, f.len, t->add_space_prefix && prev_special, &ids, err);
             prev_special = false;
         }
     }
@@ -677,8 +671,7 @@ int nm_tokenize(const nm_tokenizer *t, const char *text, size_t len, bool add_bo
 
 /* ---- decoding ------------------------------------------------------------ */
 
-size_t nm_token_to_text(const nm_tokenizer *t, int32_t id, int32_t prev, char *buf,
-                        size_t cap) {
+size_t nm_token_to_text(const nm_tokenizer *t, int32_t id, int32_t prev, char *buf, size_t cap) {
     if (id < 0 || id >= t->n_vocab || id == t->bos || id == t->eos)
         return 0;
     const char *p = t->blob + t->offset[id];

@@ -22,8 +22,8 @@ bool nm_tokenizer_add_bos(const nm_tokenizer *t); /* default true */
 
 /* Encodes text (len bytes) as llama.cpp does with parse_special = false.
  * Adds BOS first when add_bos. Returns the count; *out is malloc'd. */
-int nm_tokenize(const nm_tokenizer *t, const char *text, size_t len,
-                bool add_bos, int32_t **out, nm_error *err);
+int nm_tokenize(const nm_tokenizer *t, const char *text, size_t len, bool add_bos, int32_t **out,
+                nm_error *err);
 
 /* The bytes token `id` stands for when it follows token `prev` (-1 at the
  * start of the text: the leading space of the first piece is dropped, as
@@ -35,8 +35,7 @@ int nm_tokenize(const nm_tokenizer *t, const char *text, size_t len,
  * space. Unknown and unused tokens give "" (as llama.cpp with special =
  * false); byte tokens <0xXX> give that one byte (a UTF-8 character may span
  * several tokens: concatenate before printing); out-of-range ids give "". */
-size_t nm_token_to_text(const nm_tokenizer *t, int32_t id, int32_t prev,
-                        char *buf, size_t cap);
+size_t nm_token_to_text(const nm_tokenizer *t, int32_t id, int32_t prev, char *buf, size_t cap);
 
 /* The raw piece as stored in the vocab ("▁Once", "<0x0A>"). */
 const char *nm_token_piece(const nm_tokenizer *t, int32_t id);

@@ -5,8 +5,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-MODEL=${DEMO_MODEL:-build/demo.gguf}
-SIZE=${DEMO_SIZE:-1G}
+MODEL=${DEMO_MODEL:-build/demo-1b-q8_0.gguf}
+PRESET=${DEMO_PRESET:-1b}
 TYPE=${DEMO_TYPE:-q8_0}
 SHARED=${NUMALM_SHARED:-../shared}
 
@@ -14,8 +14,8 @@ scripts/deps.sh
 scripts/build.sh build >/dev/null
 nm=build/numalm
 
-echo "== demo model: $MODEL ($SIZE, $TYPE)"
-[ -f "$MODEL" ] || $nm mkmodel "$MODEL" --size "$SIZE" --type "$TYPE"
+echo "== demo model: $MODEL (preset $PRESET, $TYPE)"
+[ -f "$MODEL" ] || $nm mkmodel "$MODEL" --preset "$PRESET" --type "$TYPE"
 $nm info "$MODEL" | sed -n '1,/^tensors/p' | head -40
 
 echo; echo "== this machine"
@@ -24,13 +24,26 @@ $nm topo
 echo; echo "== placement (shard)"
 $nm plan -m "$MODEL" --placement shard | head -30
 
-echo; echo "== loading in each io mode (warm page cache)"
-printf '%-10s %10s %10s %10s\n' io bytes seconds GB/s
-for io in dio buffered mmap auto; do
-    $nm load -m "$MODEL" --io "$io" --placement shard --json 2>/dev/null |
-        python3 -c 'import json,sys; r=json.load(sys.stdin); print("%-10s %10d %10.3f %10.2f" % (r["io"], r["bytes"], r["seconds"], r["gbps"]))' ||
-        echo "$io: load failed"
-done
+# One row per io mode and cache state; cold needs root (drop_caches).
+load_row() { # state io [extra args]
+    local state=$1 io=$2
+    shift 2
+    $nm load -m "$MODEL" --io "$io" --placement shard --verify --json "$@" 2>/dev/null |
+        python3 -c 'import json,sys
+r=json.load(sys.stdin)
+placed=[n["placed_pct"] for n in r["nodes"] if n.get("placed_pct") is not None]
+print("%-5s %-9s %8.3f s %7.2f GB/s  placed %s  checksums %s" % (sys.argv[1], r["io"], r["seconds"], r["gbps"],
+      "/".join("%.0f%%" % p for p in placed) or "n/a", "ok" if r.get("checksums_ok", True) else "BAD"))' "$state" ||
+        echo "$state $io: load failed"
+}
+echo; echo "== loading in each io mode (shard placement, verified)"
+if [ "$(id -u)" = 0 ]; then
+    for io in dio buffered mmap auto; do load_row cold "$io" --drop-caches; done
+else
+    echo "(not root: cold loads need drop_caches; showing warm loads only)"
+fi
+cat "$MODEL" >/dev/null
+for io in dio buffered mmap auto; do load_row warm "$io"; done
 
 echo; echo "== generation on the demo model (random weights: gibberish, but the rate is real)"
 for pl in shard replicate interleave node:0; do

@@ -33,18 +33,32 @@ static inline void gb_free(gb *b) {
     memset(b, 0, sizeof *b);
 }
 
-static inline void gb_u8(gb *b, uint8_t v) { gb_bytes(b, &v, 1); }
-static inline void gb_u16(gb *b, uint16_t v) { gb_bytes(b, &v, 2); }
-static inline void gb_u32(gb *b, uint32_t v) { gb_bytes(b, &v, 4); }
-static inline void gb_u64(gb *b, uint64_t v) { gb_bytes(b, &v, 8); }
-static inline void gb_f32(gb *b, float v) { gb_bytes(b, &v, 4); }
-static inline void gb_f64(gb *b, double v) { gb_bytes(b, &v, 8); }
+static inline void gb_u8(gb *b, uint8_t v) {
+    gb_bytes(b, &v, 1);
+}
+static inline void gb_u16(gb *b, uint16_t v) {
+    gb_bytes(b, &v, 2);
+}
+static inline void gb_u32(gb *b, uint32_t v) {
+    gb_bytes(b, &v, 4);
+}
+static inline void gb_u64(gb *b, uint64_t v) {
+    gb_bytes(b, &v, 8);
+}
+static inline void gb_f32(gb *b, float v) {
+    gb_bytes(b, &v, 4);
+}
+static inline void gb_f64(gb *b, double v) {
+    gb_bytes(b, &v, 8);
+}
 
 static inline void gb_strn(gb *b, const char *s, size_t n) {
     gb_u64(b, n);
     gb_bytes(b, s, n);
 }
-static inline void gb_str(gb *b, const char *s) { gb_strn(b, s, strlen(s)); }
+static inline void gb_str(gb *b, const char *s) {
+    gb_strn(b, s, strlen(s));
+}
 
 static inline void gb_header(gb *b, uint32_t version, uint64_t n_tensors, uint64_t n_kv) {
     gb_bytes(b, "GGUF", 4);
@@ -54,8 +68,21 @@ static inline void gb_header(gb *b, uint32_t version, uint64_t n_tensors, uint64
 }
 
 /* value types, as in the spec */
-enum { GB_U8, GB_I8, GB_U16, GB_I16, GB_U32, GB_I32, GB_F32, GB_BOOL, GB_STR, GB_ARR,
-       GB_U64, GB_I64, GB_F64 };
+enum {
+    GB_U8,
+    GB_I8,
+    GB_U16,
+    GB_I16,
+    GB_U32,
+    GB_I32,
+    GB_F32,
+    GB_BOOL,
+    GB_STR,
+    GB_ARR,
+    GB_U64,
+    GB_I64,
+    GB_F64
+};
 
 static inline void gb_key(gb *b, const char *key, uint32_t type) {
     gb_str(b, key);
@@ -80,7 +107,7 @@ static inline void gb_kv_arr_header(gb *b, const char *key, uint32_t elem_type, 
 }
 
 static inline void gb_tensor_info(gb *b, const char *name, uint32_t n_dims, const uint64_t *ne,
-                           uint32_t type, uint64_t offset) {
+                                  uint32_t type, uint64_t offset) {
     gb_str(b, name);
     gb_u32(b, n_dims);
     for (uint32_t d = 0; d < n_dims; d++)
@@ -131,37 +158,44 @@ typedef struct gb_tensor {
 
 static inline uint64_t gb_nbytes(uint32_t type, uint64_t ne0, uint64_t ne1) {
     switch (type) {
-    case 0: return ne0 * ne1 * 4;           /* F32 */
-    case 1: case 30: return ne0 * ne1 * 2;  /* F16, BF16 */
-    case 2: return ne0 / 32 * 18 * ne1;     /* Q4_0 */
-    case 8: return ne0 / 32 * 34 * ne1;     /* Q8_0 */
-    case 13: return ne0 / 256 * 176 * ne1;  /* Q5_K */
-    default: abort();
+    case 0:
+        return ne0 * ne1 * 4; /* F32 */
+    case 1:
+    case 30:
+        return ne0 * ne1 * 2; /* F16, BF16 */
+    case 2:
+        return ne0 / 32 * 18 * ne1; /* Q4_0 */
+    case 8:
+        return ne0 / 32 * 34 * ne1; /* Q8_0 */
+    case 13:
+        return ne0 / 256 * 176 * ne1; /* Q5_K */
+    default:
+        abort();
     }
 }
 
 static inline int gb_llama_tensors(const gb_llama *o, gb_tensor *t) {
     int n = 0;
     uint64_t e = o->n_embd, kv = (uint64_t)o->n_embd / o->n_head * o->n_head_kv, ff = o->n_ff;
-#define GB_T(nm, d0, d1, ty)                                                      \
-    do {                                                                          \
-        snprintf(t[n].name, sizeof t[n].name, "%s", nm);                          \
-        t[n].n_dims = (d1) ? 2 : 1;                                               \
-        t[n].ne[0] = d0;                                                          \
-        t[n].ne[1] = (d1) ? (d1) : 1;                                             \
-        t[n].type = ty;                                                           \
-        t[n].nbytes = gb_nbytes(ty, d0, t[n].ne[1]);                              \
-        n++;                                                                      \
+#define GB_T(nm, d0, d1, ty)                                                                       \
+    do {                                                                                           \
+        snprintf(t[n].name, sizeof t[n].name, "%s", nm);                                           \
+        t[n].n_dims = (d1) ? 2 : 1;                                                                \
+        t[n].ne[0] = d0;                                                                           \
+        t[n].ne[1] = (d1) ? (d1) : 1;                                                              \
+        t[n].type = ty;                                                                            \
+        t[n].nbytes = gb_nbytes(ty, d0, t[n].ne[1]);                                               \
+        n++;                                                                                       \
     } while (0)
     GB_T("token_embd.weight", e, o->n_vocab, o->matrix_type);
     GB_T("output_norm.weight", e, 0, 0);
     if (o->with_output)
         GB_T("output.weight", e, o->n_vocab, o->matrix_type);
     for (uint32_t l = 0; l < o->n_layer; l++) {
-        static const char *const sfx[] = {"attn_norm", "attn_q", "attn_k", "attn_v",
-                                          "attn_output", "ffn_norm", "ffn_gate", "ffn_up",
-                                          "ffn_down"};
-        const uint64_t sh[][2] = {{e, 0}, {e, e}, {e, kv}, {e, kv}, {e, e},
+        static const char *const sfx[] = {"attn_norm", "attn_q",      "attn_k",
+                                          "attn_v",    "attn_output", "ffn_norm",
+                                          "ffn_gate",  "ffn_up",      "ffn_down"};
+        const uint64_t sh[][2] = {{e, 0}, {e, e},  {e, kv}, {e, kv}, {e, e},
                                   {e, 0}, {e, ff}, {e, ff}, {ff, e}};
         for (int i = 0; i < 9; i++) {
             char name[64];

@@ -66,9 +66,8 @@ static void test_bind_each_node(void **state) {
         nm_arena_prefault(&a, 0, a.size);
         double pct = 0;
         uint64_t hist[MAX_NODE];
-        assert_int_equal(nm_pages_on_node(a.base, a.size, g_nodes[i], 0, &pct, hist, MAX_NODE,
-                                          &err),
-                         0);
+        assert_int_equal(
+            nm_pages_on_node(a.base, a.size, g_nodes[i], 0, &pct, hist, MAX_NODE, &err), 0);
         printf("# arena bound to node %d: %.1f%% of %llu pages on it\n", g_nodes[i], pct,
                (unsigned long long)pages_of(a.size));
         assert_true(pct == 100.0);
@@ -159,6 +158,13 @@ static void test_bad_node(void **state) {
     assert_int_equal(nm_arena_create(&a, MiB, 4000, NULL, 0, NULL, &err), -1);
     assert_non_null(strstr(err.msg, "node 4000"));
     assert_null(a.base);
+    /* interleave over nodes that cannot exist, or over none */
+    const int bad[] = {0, 4000};
+    assert_int_equal(nm_arena_create(&a, MiB, -1, bad, 2, NULL, &err), -1);
+    assert_non_null(strstr(err.msg, "interleave node 4000 does not exist"));
+    assert_null(a.base);
+    assert_int_equal(nm_arena_create(&a, MiB, -1, bad, 0, NULL, &err), -1);
+    assert_non_null(strstr(err.msg, "interleave needs 1 to 64 nodes, got 0"));
 }
 
 static uint64_t meminfo(const char *key) {
@@ -263,10 +269,14 @@ int main(void) {
         return 77;
     }
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_bind_each_node),   cmocka_unit_test(test_untouched_pages_are_nowhere),
-        cmocka_unit_test(test_prefault_keeps_contents), cmocka_unit_test(test_interleave),
-        cmocka_unit_test(test_sampled_query),    cmocka_unit_test(test_bad_node),
-        cmocka_unit_test(test_hugepages),        cmocka_unit_test(test_mlock_limit_message),
+        cmocka_unit_test(test_bind_each_node),
+        cmocka_unit_test(test_untouched_pages_are_nowhere),
+        cmocka_unit_test(test_prefault_keeps_contents),
+        cmocka_unit_test(test_interleave),
+        cmocka_unit_test(test_sampled_query),
+        cmocka_unit_test(test_bad_node),
+        cmocka_unit_test(test_hugepages),
+        cmocka_unit_test(test_mlock_limit_message),
     };
     return cmocka_run_group_tests(tests, setup, NULL);
 }

@@ -10,6 +10,7 @@
 #include "common/json.h"
 #include "common/util.h"
 
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -94,6 +95,72 @@ static void test_parse_list(void **state) {
     assert_int_equal(nm_parse_int_list("0-20", v, 16, 63, &err), -1);
 }
 
+/* The printed form round-trips through nm_parse_int_list and is cut at an
+ * item boundary when the buffer is short. */
+static void test_fmt_list(void **state) {
+    (void)state;
+    nm_error err;
+    const int v[] = {0, 1, 2, 3, 5, 7, 8, 12};
+    char buf[64];
+    assert_string_equal(nm_fmt_int_list(v, 8, buf, sizeof buf), "0-3,5,7-8,12");
+    int back[16];
+    assert_int_equal(nm_parse_int_list(buf, back, 16, 63, &err), 8);
+    assert_memory_equal(back, v, sizeof v);
+    assert_string_equal(nm_fmt_int_list(v, 0, buf, sizeof buf), "");
+    char small[26];
+    nm_fmt_int_list(v, 8, small, sizeof small);
+    assert_string_equal(small, "0-3");
+    char *out = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&out, &len);
+    nm_json j;
+    nm_json_init(&j, f);
+    nm_json_obj_begin(&j);
+    nm_json_kint_array(&j, "a", v, 3);
+    nm_json_kint_array(&j, "b", v, 0);
+    nm_json_obj_end(&j);
+    fclose(f);
+    assert_string_equal(out, "{\"a\":[0,1,2],\"b\":[]}");
+    free(out);
+}
+
+/* Doubling growth; an impossible size fails and leaves the array alone. */
+static void test_grow(void **state) {
+    (void)state;
+    size_t cap = 0;
+    int *v = nm_grow(NULL, &cap, 0, 4, sizeof *v);
+    assert_non_null(v);
+    assert_int_equal(cap, 4);
+    assert_ptr_equal(nm_grow(v, &cap, 3, 4, sizeof *v), v);
+    for (int i = 0; i < 4; i++)
+        v[i] = i;
+    v = nm_grow(v, &cap, 4, 4, sizeof *v);
+    assert_non_null(v);
+    assert_int_equal(cap, 8);
+    assert_int_equal(v[3], 3);
+    size_t huge = SIZE_MAX / 2 + 1;
+    assert_null(nm_grow(v, &huge, huge, 4, 1));
+    assert_true(huge == SIZE_MAX / 2 + 1);
+    size_t cap2 = cap;
+    assert_null(nm_grow(v, &cap2, cap2, 4, SIZE_MAX / 8));
+    assert_int_equal(cap2, cap);
+    free(v);
+}
+
+static void test_allowed_cpus(void **state) {
+    (void)state;
+    cpu_set_t set;
+    assert_int_equal(sched_getaffinity(0, sizeof set, &set), 0);
+    int cpus[CPU_SETSIZE];
+    int n = nm_allowed_cpus(cpus, CPU_SETSIZE);
+    assert_int_equal(n, CPU_COUNT(&set));
+    for (int i = 0; i < n; i++) {
+        assert_true(CPU_ISSET(cpus[i], &set));
+        assert_true(i == 0 || cpus[i] > cpus[i - 1]);
+    }
+    assert_int_equal(nm_allowed_cpus(cpus, 1), 1); /* never past max */
+}
+
 static void test_error_prefix(void **state) {
     (void)state;
     nm_error err;
@@ -111,9 +178,10 @@ static void test_error_prefix(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_json_strings),  cmocka_unit_test(test_json_structure),
-        cmocka_unit_test(test_parse_size),    cmocka_unit_test(test_parse_list),
-        cmocka_unit_test(test_error_prefix),
+        cmocka_unit_test(test_json_strings), cmocka_unit_test(test_json_structure),
+        cmocka_unit_test(test_parse_size),   cmocka_unit_test(test_parse_list),
+        cmocka_unit_test(test_fmt_list),     cmocka_unit_test(test_grow),
+        cmocka_unit_test(test_allowed_cpus), cmocka_unit_test(test_error_prefix),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

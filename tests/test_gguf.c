@@ -11,6 +11,7 @@
 #include "io/ggml_types.h"
 #include "io/gguf.h"
 #include "io/llama_hparams.h"
+#include "test_util.h"
 
 #include <math.h>
 #include <stdbool.h>
@@ -70,7 +71,7 @@ static void write_every_type(gb *b, uint32_t version) {
     gb_key(b, "v.bool", GB_BOOL), gb_u8(b, 1);
     gb_kv_str(b, "v.str", "hello");
     gb_key(b, "v.u64", GB_U64), gb_u64(b, 1ull << 40);
-    gb_key(b, "v.i64", GB_I64), gb_u64(b, (uint64_t)-(1ll << 40));
+    gb_key(b, "v.i64", GB_I64), gb_u64(b, (uint64_t) - (1ll << 40));
     gb_key(b, "v.f64", GB_F64), gb_f64(b, -2.25);
     gb_kv_arr_header(b, "a.i32", GB_I32, 3);
     gb_u32(b, 1), gb_u32(b, (uint32_t)-2), gb_u32(b, 3);
@@ -81,8 +82,8 @@ static void write_every_type(gb *b, uint32_t version) {
     gb_kv_arr_header(b, "a.empty", GB_F32, 0);
     gb_kv_u32(b, "general.alignment", 64);
     const uint64_t ne_a[2] = {64, 3}, ne_b[1] = {32};
-    gb_tensor_info(b, "a", 2, ne_a, 8, 0);    /* Q8_0: 2 blocks x 3 rows = 204 bytes */
-    gb_tensor_info(b, "b", 1, ne_b, 0, 256);  /* F32, after a's 204 bytes + padding */
+    gb_tensor_info(b, "a", 2, ne_a, 8, 0);   /* Q8_0: 2 blocks x 3 rows = 204 bytes */
+    gb_tensor_info(b, "b", 1, ne_b, 0, 256); /* F32, after a's 204 bytes + padding */
     gb_pad(b, 64);
     gb_zeros(b, 256 + 128);
 }
@@ -154,8 +155,12 @@ static void check_every_type(uint32_t version) {
     gb_free(&b);
 }
 
-static void test_every_type_v3(void **state) { (void)state, check_every_type(3); }
-static void test_every_type_v2(void **state) { (void)state, check_every_type(2); }
+static void test_every_type_v3(void **state) {
+    (void)state, check_every_type(3);
+}
+static void test_every_type_v2(void **state) {
+    (void)state, check_every_type(2);
+}
 
 static void test_tiny_llama(void **state) {
     (void)state;
@@ -187,15 +192,10 @@ static void test_tiny_llama(void **state) {
     }
 }
 
-static const char *shared_dir(void) {
-    const char *s = getenv("NUMALM_SHARED");
-    return s ? s : "../shared";
-}
-
 static void test_stories260k(void **state) {
     (void)state;
     char path[4096];
-    snprintf(path, sizeof path, "%s/models/stories260K.gguf", shared_dir());
+    snprintf(path, sizeof path, "%s/models/stories260K.gguf", nm_test_shared_dir());
     struct stat st;
     if (stat(path, &st)) {
         print_message("skipped: %s is absent\n", path);
@@ -287,6 +287,16 @@ static void test_bad_magic_and_version(void **state) {
     EXPECT_FAIL(&b, "unsupported GGUF version 4");
     gb_header(&b, 0x03000000, 0, 0);
     EXPECT_FAIL(&b, "unsupported GGUF version 50331648", "big-endian");
+}
+
+/* Paths that are not GGUF files at all: the message names the path. */
+static void test_open_refusals(void **state) {
+    (void)state;
+    nm_error err = {{0}};
+    assert_null(nm_gguf_open("/nonexistent-numalm/m.gguf", &err));
+    assert_non_null(strstr(err.msg, "/nonexistent-numalm/m.gguf: cannot open"));
+    assert_null(nm_gguf_open("/tmp", &err));
+    assert_non_null(strstr(err.msg, "/tmp: not a regular file"));
 }
 
 static void test_huge_counts(void **state) {
@@ -385,8 +395,8 @@ static void expect_tensor_fail(const tspec *t, int n, uint64_t data_bytes,
     write_tensors(&b, t, n, data_bytes);
     expect_fail(&b, subs);
 }
-#define EXPECT_TENSORS_FAIL(data_bytes, specs, ...)                                     \
-    expect_tensor_fail(specs, (int)(sizeof specs / sizeof specs[0]), data_bytes,       \
+#define EXPECT_TENSORS_FAIL(data_bytes, specs, ...)                                                \
+    expect_tensor_fail(specs, (int)(sizeof specs / sizeof specs[0]), data_bytes,                   \
                        (const char *const[]){__VA_ARGS__, NULL})
 
 static void test_bad_tensor_shapes(void **state) {
@@ -420,7 +430,10 @@ static void test_bad_tensor_shapes(void **state) {
     tspec noname[] = {{"", 1, {8}, NM_TYPE_F32, 0}};
     EXPECT_TENSORS_FAIL(512, noname, "tensor #0 (info at byte 41)", "empty tensor name at byte 41");
     tspec longname[] = {{"a.very.long.tensor.name.that.is.longer.than.sixty.four.bytes.xyz",
-                         1, {8}, NM_TYPE_F32, 0}};
+                         1,
+                         {8},
+                         NM_TYPE_F32,
+                         0}};
     EXPECT_TENSORS_FAIL(512, longname, "tensor #0", "exceeds the limit of 63");
 }
 
@@ -667,6 +680,7 @@ int main(void) {
         cmocka_unit_test(test_stories260k),
         cmocka_unit_test(test_truncated_everywhere),
         cmocka_unit_test(test_bad_magic_and_version),
+        cmocka_unit_test(test_open_refusals),
         cmocka_unit_test(test_huge_counts),
         cmocka_unit_test(test_bad_values),
         cmocka_unit_test(test_bad_alignment),

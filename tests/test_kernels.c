@@ -75,18 +75,19 @@ static void *guarded_alloc(guarded *g, size_t bytes) {
     long page = sysconf(_SC_PAGESIZE);
     size_t data = (bytes + (size_t)page - 1) / (size_t)page * (size_t)page;
     g->map_len = data + (size_t)page;
-    g->map = mmap(NULL, g->map_len, PROT_READ | PROT_WRITE,
-                  MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    g->map = mmap(NULL, g->map_len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     assert_true(g->map != MAP_FAILED);
     assert_int_equal(mprotect((char *)g->map + data, (size_t)page, PROT_NONE), 0);
     g->p = (char *)g->map + data - bytes;
     return g->p;
 }
 
-static void guarded_free(guarded *g) { munmap(g->map, g->map_len); }
+static void guarded_free(guarded *g) {
+    munmap(g->map, g->map_len);
+}
 
-static const uint32_t all_types[] = {NM_TYPE_F32, NM_TYPE_F16, NM_TYPE_BF16,
-                                     NM_TYPE_Q8_0, NM_TYPE_Q4_0};
+static const uint32_t all_types[] = {NM_TYPE_F32, NM_TYPE_F16, NM_TYPE_BF16, NM_TYPE_Q8_0,
+                                     NM_TYPE_Q4_0};
 
 static bool is_quant(uint32_t t) {
     return t == NM_TYPE_Q8_0 || t == NM_TYPE_Q4_0;
@@ -155,17 +156,15 @@ static void test_fp16_known_bits(void **state) {
     for (size_t i = 0; i < sizeof to_half / sizeof to_half[0]; i++) {
         uint16_t h = nm_f32_to_fp16(u2f(to_half[i].f));
         if (h != to_half[i].h)
-            fail_msg("f32 0x%08x -> half 0x%04x, want 0x%04x", to_half[i].f, h,
-                     to_half[i].h);
+            fail_msg("f32 0x%08x -> half 0x%04x, want 0x%04x", to_half[i].f, h, to_half[i].h);
     }
     static const struct {
         uint16_t h;
         uint32_t f;
     } to_float[] = {
-        {0x0001, 0x33800000}, {0x8001, 0xb3800000}, {0x03ff, 0x387fc000},
-        {0x0400, 0x38800000}, {0x3c00, 0x3f800000}, {0x7bff, 0x477fe000},
-        {0x7c00, 0x7f800000}, {0xfc00, 0xff800000}, {0x8000, 0x80000000},
-        {0x3555, 0x3eaaa000},
+        {0x0001, 0x33800000}, {0x8001, 0xb3800000}, {0x03ff, 0x387fc000}, {0x0400, 0x38800000},
+        {0x3c00, 0x3f800000}, {0x7bff, 0x477fe000}, {0x7c00, 0x7f800000}, {0xfc00, 0xff800000},
+        {0x8000, 0x80000000}, {0x3555, 0x3eaaa000},
     };
     for (size_t i = 0; i < sizeof to_float / sizeof to_float[0]; i++)
         assert_int_equal(f2u(nm_fp16_to_f32(to_float[i].h)), to_float[i].f);
@@ -215,23 +214,21 @@ static void test_bf16_known_bits(void **state) {
         uint32_t f;
         uint16_t b;
     } cases[] = {
-        {0x3f800000, 0x3f80}, /* 1 */
-        {0x3f808000, 0x3f80}, /* 1 + 2^-8: tie -> even */
-        {0x3f818000, 0x3f82}, /* tie -> even (up) */
-        {0x3f808001, 0x3f81}, /* above the tie */
-        {0xbf80ffff, 0xbf81}, /* negative, rounds away */
-        {0x7f7fffff, 0x7f80}, /* FLT_MAX rounds to inf */
-        {0x7f800000, 0x7f80}, /* inf */
-        {0xff800000, 0xff80},
-        {0x00010000, 0x0001}, /* subnormal kept, not flushed */
-        {0x00008000, 0x0000}, /* subnormal tie -> 0 */
-        {0x80000000, 0x8000}, /* -0 */
+        {0x3f800000, 0x3f80},                       /* 1 */
+        {0x3f808000, 0x3f80},                       /* 1 + 2^-8: tie -> even */
+        {0x3f818000, 0x3f82},                       /* tie -> even (up) */
+        {0x3f808001, 0x3f81},                       /* above the tie */
+        {0xbf80ffff, 0xbf81},                       /* negative, rounds away */
+        {0x7f7fffff, 0x7f80},                       /* FLT_MAX rounds to inf */
+        {0x7f800000, 0x7f80},                       /* inf */
+        {0xff800000, 0xff80}, {0x00010000, 0x0001}, /* subnormal kept, not flushed */
+        {0x00008000, 0x0000},                       /* subnormal tie -> 0 */
+        {0x80000000, 0x8000},                       /* -0 */
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         uint16_t b = nm_f32_to_bf16(u2f(cases[i].f));
         if (b != cases[i].b)
-            fail_msg("f32 0x%08x -> bf16 0x%04x, want 0x%04x", cases[i].f, b,
-                     cases[i].b);
+            fail_msg("f32 0x%08x -> bf16 0x%04x, want 0x%04x", cases[i].f, b, cases[i].b);
     }
     /* a NaN whose payload is only in the low half must stay NaN */
     uint16_t n = nm_f32_to_bf16(u2f(0x7f800001));
@@ -293,8 +290,7 @@ static void test_quant_error_bounds(void **state) {
             float bound = amax / 127.0f * (0.5f + 127.0f * 0x1p-11f) + 1e-30f;
             for (int j = 0; j < 32; j++)
                 if (fabsf(x[b * 32 + j] - y[b * 32 + j]) > bound)
-                    fail_msg("Q8_0 block %d elem %d: %g vs %g", b, j,
-                             x[b * 32 + j], y[b * 32 + j]);
+                    fail_msg("Q8_0 block %d elem %d: %g vs %g", b, j, x[b * 32 + j], y[b * 32 + j]);
         }
         assert_int_equal(nm_quantize_row(NM_TYPE_Q4_0, x, q4, N), 0);
         assert_int_equal(nm_dequantize_row(NM_TYPE_Q4_0, q4, y, N), 0);
@@ -307,8 +303,7 @@ static void test_quant_error_bounds(void **state) {
             float bound = amax / 8.0f * (1.0f + 8.0f * 0x1p-10f) + 1e-30f;
             for (int j = 0; j < 32; j++)
                 if (fabsf(x[b * 32 + j] - y[b * 32 + j]) > bound)
-                    fail_msg("Q4_0 block %d elem %d: %g vs %g", b, j,
-                             x[b * 32 + j], y[b * 32 + j]);
+                    fail_msg("Q4_0 block %d elem %d: %g vs %g", b, j, x[b * 32 + j], y[b * 32 + j]);
         }
     }
 }
@@ -351,8 +346,7 @@ static void test_act_quant_round_trip(void **state) {
                 assert_true(qs[b * 32 + j] >= -127);
                 sum += qs[b * 32 + j];
             }
-            assert_float_equal(m[b], 8.0f * d[b] * (float)sum,
-                               fabsf(m[b]) * 1e-6f);
+            assert_float_equal(m[b], 8.0f * d[b] * (float)sum, fabsf(m[b]) * 1e-6f);
         }
     }
 }
@@ -387,8 +381,9 @@ static void test_act_nonfinite(void **state) {
                 for (int r = 0; r < ROWS; r++)
                     if (!isnan(y[r]))
                         fail_msg("%s %s row %d: %g with a %s activation at "
-                                 "%d", sets[s]->name, nm_type_name(types[ti]),
-                                 r, y[r], k & 1 ? "NaN" : "inf", at);
+                                 "%d",
+                                 sets[s]->name, nm_type_name(types[ti]), r, y[r],
+                                 k & 1 ? "NaN" : "inf", at);
             }
         }
     }
@@ -409,8 +404,7 @@ typedef struct problem {
     nm_act act;
 } problem;
 
-static void problem_make(problem *p, uint32_t type, int64_t n, int64_t n_rows,
-                         int n_tok) {
+static void problem_make(problem *p, uint32_t type, int64_t n, int64_t n_rows, int n_tok) {
     p->type = type;
     p->n = n;
     p->n_rows = n_rows;
@@ -463,8 +457,7 @@ static double dot_scale(const problem *p, int64_t r, int t, double *exact) {
         e += w * a;
         s += fabs(w * a);
         if (p->type == NM_TYPE_Q4_0) {
-            const nm_block_q4_0 *b = (const nm_block_q4_0 *)p->w +
-                                     r * (p->n / 32) + j / 32;
+            const nm_block_q4_0 *b = (const nm_block_q4_0 *)p->w + r * (p->n / 32) + j / 32;
             s += 8.0 * fabs(nm_fp16_to_f32(b->d) * a);
         }
     }
@@ -478,8 +471,7 @@ static double tolerance(const problem *p, double scale) {
     return (double)(p->n + 8) * 0x1p-24 * scale * 2.0 + 1e-30;
 }
 
-static void check_against_exact(const problem *p, const float *y,
-                                int64_t ldy, const char *what) {
+static void check_against_exact(const problem *p, const float *y, int64_t ldy, const char *what) {
     for (int t = 0; t < p->n_tok; t++)
         for (int64_t r = 0; r < p->n_rows; r++) {
             double exact;
@@ -488,9 +480,8 @@ static void check_against_exact(const problem *p, const float *y,
             if (!(fabs(got - exact) <= tolerance(p, scale)))
                 fail_msg("%s %s n=%ld rows=%ld tok=%d: row %ld tok %d: %.9g, "
                          "exact %.9g (scale %.3g)",
-                         what, nm_type_name(p->type), (long)p->n,
-                         (long)p->n_rows, p->n_tok, (long)r, t, got, exact,
-                         scale);
+                         what, nm_type_name(p->type), (long)p->n, (long)p->n_rows, p->n_tok,
+                         (long)r, t, got, exact, scale);
         }
 }
 
@@ -513,15 +504,19 @@ static void run_problem_all_sets(problem *p) {
                 assert_true(y[t * ldy + i] == -12345.0f);
         /* matvec on the first token */
         nm_matvec_set(sets[s], p->w, p->n_rows, &p->act, yv);
-        check_against_exact(&(problem){.type = p->type, .n = p->n,
-                                       .n_rows = p->n_rows, .n_tok = 1,
-                                       .w = p->w, .x = p->x, .wf = p->wf,
-                                       .qbuf = p->qbuf, .act = p->act},
+        check_against_exact(&(problem){.type = p->type,
+                                       .n = p->n,
+                                       .n_rows = p->n_rows,
+                                       .n_tok = 1,
+                                       .w = p->w,
+                                       .x = p->x,
+                                       .wf = p->wf,
+                                       .qbuf = p->qbuf,
+                                       .act = p->act},
                             yv, p->n_rows, sets[s]->name);
     }
     /* the alternatives bench_kernels compares with: F32 activations */
-    if (nm_simd_supported(NM_SIMD_AVX512) &&
-        (p->type == NM_TYPE_Q8_0 || p->type == NM_TYPE_BF16)) {
+    if (nm_simd_supported(NM_SIMD_AVX512) && (p->type == NM_TYPE_Q8_0 || p->type == NM_TYPE_BF16)) {
         problem f = *p;
         f.act.q = NULL;
         f.act.q_row_bytes = 0;
@@ -634,17 +629,15 @@ static void test_kernels_deterministic(void **state) {
                 /* split as three threads would: 0-6, 7-14, 15-22 */
                 for (int64_t r0 = 0; r0 < rows;) {
                     int64_t cnt = r0 == 0 ? 7 : 8;
-                    nm_matvec_set(sets[s], (char *)p.w + (size_t)r0 * rb, cnt,
-                                  &one, ys + r0);
+                    nm_matvec_set(sets[s], (char *)p.w + (size_t)r0 * rb, cnt, &one, ys + r0);
                     r0 += cnt;
                 }
                 for (int64_t r = 0; r < rows; r++)
-                    if (f2u(yv[r]) != f2u(ym[t * rows + r]) ||
-                        f2u(yv[r]) != f2u(ys[r]))
+                    if (f2u(yv[r]) != f2u(ym[t * rows + r]) || f2u(yv[r]) != f2u(ys[r]))
                         fail_msg("%s %s row %ld tok %d: matvec %.9g, matmat "
                                  "%.9g, split %.9g",
-                                 sets[s]->name, nm_type_name(p.type), (long)r,
-                                 t, yv[r], ym[t * rows + r], ys[r]);
+                                 sets[s]->name, nm_type_name(p.type), (long)r, t, yv[r],
+                                 ym[t * rows + r], ys[r]);
             }
         }
         problem_free(&p);
@@ -728,8 +721,7 @@ static void test_dispatch(void **state) {
 
 int main(void) {
     const char *s = getenv("NUMALM_TEST_SEED");
-    uint64_t seed = s ? strtoull(s, NULL, 0)
-                      : (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32);
+    uint64_t seed = s ? strtoull(s, NULL, 0) : (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32);
     rng_state = seed;
     printf("test_kernels: seed %llu (NUMALM_TEST_SEED repeats it), SIMD %s\n",
            (unsigned long long)seed, nm_simd_name(nm_simd_detect()));
@@ -738,20 +730,13 @@ int main(void) {
     for (int i = 0; i < ns; i++)
         printf("test_kernels: kernel set %s\n", sets[i]->name);
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_fp16_known_bits),
-        cmocka_unit_test(test_fp16_matches_f16c),
-        cmocka_unit_test(test_bf16_known_bits),
-        cmocka_unit_test(test_block_layouts),
-        cmocka_unit_test(test_quant_error_bounds),
-        cmocka_unit_test(test_act_quant_round_trip),
-        cmocka_unit_test(test_act_nonfinite),
-        cmocka_unit_test(test_kernels_float_shapes),
-        cmocka_unit_test(test_kernels_quant_shapes),
-        cmocka_unit_test(test_kernels_token_counts),
-        cmocka_unit_test(test_quant_act_error),
-        cmocka_unit_test(test_kernels_deterministic),
-        cmocka_unit_test(test_vector_helpers),
-        cmocka_unit_test(test_dispatch),
+        cmocka_unit_test(test_fp16_known_bits),      cmocka_unit_test(test_fp16_matches_f16c),
+        cmocka_unit_test(test_bf16_known_bits),      cmocka_unit_test(test_block_layouts),
+        cmocka_unit_test(test_quant_error_bounds),   cmocka_unit_test(test_act_quant_round_trip),
+        cmocka_unit_test(test_act_nonfinite),        cmocka_unit_test(test_kernels_float_shapes),
+        cmocka_unit_test(test_kernels_quant_shapes), cmocka_unit_test(test_kernels_token_counts),
+        cmocka_unit_test(test_quant_act_error),      cmocka_unit_test(test_kernels_deterministic),
+        cmocka_unit_test(test_vector_helpers),       cmocka_unit_test(test_dispatch),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -14,6 +14,7 @@
 #include "io/llama_hparams.h"
 #include "io/mkmodel.h"
 #include "runtime/quant.h"
+#include "test_util.h"
 
 #include <fcntl.h>
 #include <math.h>
@@ -27,8 +28,8 @@
 static char g_dir[256];
 
 static int setup_dir(void **state) {
-    snprintf(g_dir, sizeof g_dir, "/tmp/numalm-test-mkmodel-XXXXXX");
-    return mkdtemp(g_dir) ? 0 : -1;
+    (void)state;
+    return nm_test_mkdtemp(g_dir, sizeof g_dir, "test_mkmodel");
 }
 
 static int remove_dir(void **state) {
@@ -48,20 +49,6 @@ static const char *tmp_path(const char *name) {
 static bool file_exists(const char *path) {
     struct stat st;
     return stat(path, &st) == 0;
-}
-
-static void *read_file(const char *path, size_t *n) {
-    FILE *f = fopen(path, "rb");
-    assert_non_null(f);
-    fseek(f, 0, SEEK_END);
-    long len = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    void *p = malloc((size_t)len + 1);
-    assert_non_null(p);
-    assert_int_equal(fread(p, 1, (size_t)len, f), (size_t)len);
-    fclose(f);
-    *n = (size_t)len;
-    return p;
 }
 
 static void assert_contains(const char *msg, const char *want) {
@@ -177,7 +164,8 @@ static void test_writer_all_value_types(void **state) {
     assert_int_equal(ta->file_offset % 64, 0);
     assert_int_equal(tb->file_offset % 64, 0);
     size_t n;
-    uint8_t *file = read_file(path, &n);
+    uint8_t *file = (uint8_t *)nm_test_read_file(path, &n);
+    assert_non_null(file);
     assert_memory_equal(file + ta->file_offset, a, sizeof a);
     assert_memory_equal(file + tb->file_offset, b, sizeof b);
     free(file);
@@ -294,6 +282,17 @@ static void test_shapes(void **state) {
     bad.n_vocab = 100;
     assert_int_equal(nm_mkmodel_check(&bad, NM_TYPE_F16, &err), -1);
     assert_contains(err.msg, "--vocab 100");
+    bad = s;
+    bad.n_head = 128; /* 256 / 128: head dimension 2 is fine, 256 / 256 is not */
+    bad.n_head_kv = 128;
+    assert_int_equal(nm_mkmodel_check(&bad, NM_TYPE_F16, &err), 0);
+    bad.n_head = bad.n_head_kv = 256;
+    assert_int_equal(nm_mkmodel_check(&bad, NM_TYPE_F16, &err), -1);
+    assert_contains(err.msg, "head dimension 1 (embd 256 / heads 256) must be even");
+    bad = s;
+    bad.n_layer = 0;
+    assert_int_equal(nm_mkmodel_check(&bad, NM_TYPE_F16, &err), -1);
+    assert_contains(err.msg, "--blocks 0 is out of range");
     assert_int_equal(nm_mkmodel_check(&s, NM_TYPE_Q4_K, &err), -1);
 
     /* --size: within 10% of the target, rows whole blocks, shape valid */
@@ -396,11 +395,9 @@ static const uint32_t TYPES[] = {NM_TYPE_F32, NM_TYPE_F16, NM_TYPE_BF16, NM_TYPE
 
 static const char *write_tiny(uint32_t type, uint64_t seed, const char *name) {
     nm_error err = {{0}};
-    nm_mkmodel_opts o = {.type = type, .seed = seed};
-    assert_int_equal(nm_mkmodel_preset("tiny", &o.shape, &err), 0);
     const char *path = tmp_path(name);
     nm_mkmodel_result r;
-    if (nm_mkmodel_write(path, &o, &r, &err))
+    if (nm_test_write_tiny(path, type, seed, &r, &err))
         fail_msg("mkmodel %s: %s", name, err.msg);
     assert_int_equal(r.n_tensors, 3 + 9 * 4);
     struct stat st;
@@ -507,9 +504,10 @@ static void test_tiny_each_type(void **state) {
 
 static void test_deterministic(void **state) {
     size_t n1, n2, n3;
-    void *a = read_file(write_tiny(NM_TYPE_Q4_0, 7, "det1.gguf"), &n1);
-    void *b = read_file(write_tiny(NM_TYPE_Q4_0, 7, "det2.gguf"), &n2);
-    void *c = read_file(write_tiny(NM_TYPE_Q4_0, 8, "det3.gguf"), &n3);
+    void *a = nm_test_read_file(write_tiny(NM_TYPE_Q4_0, 7, "det1.gguf"), &n1);
+    void *b = nm_test_read_file(write_tiny(NM_TYPE_Q4_0, 7, "det2.gguf"), &n2);
+    void *c = nm_test_read_file(write_tiny(NM_TYPE_Q4_0, 8, "det3.gguf"), &n3);
+    assert_true(a && b && c);
     assert_int_equal(n1, n2);
     assert_memory_equal(a, b, n1);
     /* another seed: same layout, other weights */
@@ -552,7 +550,8 @@ static void test_weight_stats(void **state) {
         const char *path = write_tiny(TYPES[k], 42, name);
         nm_gguf *g = open_ok(path);
         size_t n;
-        uint8_t *file = read_file(path, &n);
+        uint8_t *file = (uint8_t *)nm_test_read_file(path, &n);
+        assert_non_null(file);
         /* Q4_0 adds rounding noise (step max/8): allow more */
         double tol = TYPES[k] == NM_TYPE_Q4_0 ? 0.15 : 0.05;
         check_stats(g, file, "token_embd.weight", 0.0, 1.0, tol);

@@ -12,6 +12,7 @@
 #include "io/ggml_types.h"
 #include "io/gguf_write.h"
 #include "numa/plan.h"
+#include "test_util.h"
 
 #include <dirent.h>
 #include <stdio.h>
@@ -68,8 +69,8 @@ static nm_gguf *make_model(const model_spec *m) {
     add_tensor(w, "token_embd.weight", m->n_embd, m->n_vocab, m->type);
     for (uint32_t l = 0; l < m->n_layer; l++) {
         char name[64];
-#define T(suffix, ne0, ne1)                                         \
-    snprintf(name, sizeof name, "blk.%u." suffix ".weight", l);     \
+#define T(suffix, ne0, ne1)                                                                        \
+    snprintf(name, sizeof name, "blk.%u." suffix ".weight", l);                                    \
     add_tensor(w, name, ne0, ne1, m->type)
         T("attn_norm", m->n_embd, 0);
         T("attn_q", m->n_embd, m->n_embd);
@@ -103,25 +104,6 @@ static nm_gguf *make_model(const model_spec *m) {
     return g;
 }
 
-static const char *shared_dir(char *buf, size_t n) {
-    const char *s = getenv("NUMALM_SHARED");
-    const char *src = getenv("NUMALM_SOURCE");
-    if (s && *s) {
-        snprintf(buf, n, "%s", s);
-    } else if (src && *src) {
-        snprintf(buf, n, "%s/../shared", src);
-    } else {
-        /* CMake compiles with absolute paths: this file is SOURCE/tests/ */
-        snprintf(buf, n, "%s", __FILE__);
-        char *slash = strrchr(buf, '/');
-        if (slash)
-            snprintf(slash, n - (size_t)(slash - buf), "/../../shared");
-        else
-            snprintf(buf, n, "../shared");
-    }
-    return buf;
-}
-
 static int cmp_str(const void *a, const void *b) {
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
@@ -130,8 +112,7 @@ static int setup(void **state) {
     (void)state;
     for (size_t i = 0; i < N_MODELS; i++)
         g_models[i] = make_model(&MODELS[i]);
-    char shared[900];
-    snprintf(g_topo_dir, sizeof g_topo_dir, "%s/topologies", shared_dir(shared, sizeof shared));
+    snprintf(g_topo_dir, sizeof g_topo_dir, "%s/topologies", nm_test_shared_dir());
     DIR *d = opendir(g_topo_dir);
     if (!d)
         return 0;
@@ -214,8 +195,8 @@ static void check_nodes(const nm_plan *p, const nm_topo *t) {
 static void check_share(const nm_plan *p, int k, uint64_t got, uint64_t units) {
     double want = (double)units * p->nodes[k].n_threads / total_threads(p);
     if ((double)got < want - 1.0 || (double)got > want + 1.0)
-        fail_msg("node %d: %llu of %llu units, proportional share %.2f",
-                 p->nodes[k].os_index, (unsigned long long)got, (unsigned long long)units, want);
+        fail_msg("node %d: %llu of %llu units, proportional share %.2f", p->nodes[k].os_index,
+                 (unsigned long long)got, (unsigned long long)units, want);
 }
 
 static void check_kv_heads(const nm_plan *p) {
@@ -296,8 +277,9 @@ static void check_held(const nm_plan *p) {
     bool per_node = p->placement == NM_PLACE_SHARD || p->placement == NM_PLACE_REPLICATE;
     assert_int_equal(p->n_arenas, per_node ? p->n_nodes : 1);
     for (int a = 0; a < p->n_arenas; a++) {
-        int want = per_node ? p->nodes[a].os_index
-                   : p->placement == NM_PLACE_NODE ? p->fixed_node : -1;
+        int want = per_node                        ? p->nodes[a].os_index
+                   : p->placement == NM_PLACE_NODE ? p->fixed_node
+                                                   : -1;
         assert_int_equal(p->arena_node[a], want);
     }
     for (int i = 0; i < p->n_tensors; i++) {
@@ -352,8 +334,8 @@ static void check_arena_layout(const nm_plan *p) {
             const nm_range *q = &p->tensors[idx[j - 1]].held[a];
             assert_true(q->arena_offset + q->nbytes <= r->arena_offset);
             assert_true(q->file_offset < r->file_offset);
-            bool fresh_block = nm_align_down(r->arena_offset, al) >=
-                               nm_align_up(q->arena_offset + q->nbytes, al);
+            bool fresh_block =
+                nm_align_down(r->arena_offset, al) >= nm_align_up(q->arena_offset + q->nbytes, al);
             bool same_shift = r->file_offset - r->arena_offset == q->file_offset - q->arena_offset;
             assert_true(fresh_block || same_shift);
         }
@@ -386,13 +368,17 @@ static void check_remote(const nm_plan *p, const nm_gguf *g) {
     uint64_t n = (uint64_t)p->n_nodes, got = p->remote_bytes_per_token;
     switch (p->placement) {
     case NM_PLACE_SHARD:
-    case NM_PLACE_REPLICATE: assert_int_equal(got, 0); break;
+    case NM_PLACE_REPLICATE:
+        assert_int_equal(got, 0);
+        break;
     case NM_PLACE_INTERLEAVE: {
         uint64_t want = read_total * (n - 1) / n;
         assert_true(got + n >= want && got <= want + n);
         break;
     }
-    case NM_PLACE_NODE: assert_int_equal(got, read_total - read_on_fixed); break;
+    case NM_PLACE_NODE:
+        assert_int_equal(got, read_total - read_on_fixed);
+        break;
     }
     if (!tied)
         assert_int_equal(p->embd_row_bytes, nm_gguf_find_tensor(g, "token_embd.weight")->row_bytes);
@@ -597,6 +583,11 @@ static void test_nodes_narrowing(void **state) {
     o = (nm_plan_opts){.n_nodes_req = 2, .nodes_req = {a, 63}};
     assert_null(nm_plan_build(g_models[0], t, &o, &err));
     assert_non_null(strstr(err.msg, "node 63 not allowed"));
+    o = (nm_plan_opts){.n_nodes_req = 2, .nodes_req = {a, a}};
+    assert_null(nm_plan_build(g_models[0], t, &o, &err));
+    char want[48];
+    snprintf(want, sizeof want, "node %d is named twice", a);
+    assert_non_null(strstr(err.msg, want));
     nm_topo_free(t);
 }
 
@@ -631,6 +622,7 @@ static void test_thread_options(void **state) {
     assert_non_null(strstr(err.msg, "only 12 CPUs"));
     o = (nm_plan_opts){.threads_per_node = 2, .n_threads = 4};
     assert_null(nm_plan_build(g_models[0], t, &o, &err));
+    assert_non_null(strstr(err.msg, "both given"));
     nm_topo_free(t);
 }
 
@@ -691,12 +683,13 @@ static void test_alignment(void **state) {
     nm_error err = {{0}};
     nm_plan_opts o = {.align = 3000};
     assert_null(nm_plan_build(g_models[3], t, &o, &err));
+    assert_non_null(strstr(err.msg, "alignment 3000 is not a power of two"));
     nm_topo_free(t);
 }
 
 int main(void) {
-    char shared[900], dir[1024];
-    snprintf(dir, sizeof dir, "%s/topologies", shared_dir(shared, sizeof shared));
+    char dir[1024];
+    snprintf(dir, sizeof dir, "%s/topologies", nm_test_shared_dir());
     if (access(dir, R_OK) != 0) {
         printf("test_plan: skipped: %s is absent (set NUMALM_SHARED)\n", dir);
         return 77;

@@ -111,8 +111,7 @@ static double chi_square(const int *count, const double *p, int k, int draws) {
     return chi;
 }
 
-static void draw_counts(nm_sampler *s, const float *logits, int k, int draws,
-                        int *count) {
+static void draw_counts(nm_sampler *s, const float *logits, int k, int draws, int *count) {
     float l[8];
     memset(count, 0, (size_t)k * sizeof *count);
     for (int d = 0; d < draws; d++) {

@@ -11,6 +11,7 @@
 #include "io/gguf.h"
 #include "io/gguf_write.h"
 #include "runtime/tokenizer.h"
+#include "test_util.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,35 +20,9 @@
 
 /* ---- helpers ----------------------------------------------------------- */
 
-static const char *shared_dir(void) {
-    static char buf[4096];
-    const char *env = getenv("NUMALM_SHARED");
-    if (env && *env)
-        return env;
-    const char *src = getenv("NUMALM_SOURCE");
-    snprintf(buf, sizeof buf, "%s/../shared", src && *src ? src : "..");
-    return buf;
-}
-
-static char *read_all(const char *path, size_t *len) {
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *buf = malloc((size_t)n + 1);
-    assert_non_null(buf);
-    assert_int_equal(fread(buf, 1, (size_t)n, f), (size_t)n);
-    buf[n] = 0;
-    fclose(f);
-    *len = (size_t)n;
-    return buf;
-}
-
 static nm_tokenizer *open_vocab(const char *rel, nm_gguf **g) {
     char path[4096];
-    snprintf(path, sizeof path, "%s/%s", shared_dir(), rel);
+    snprintf(path, sizeof path, "%s/%s", nm_test_shared_dir(), rel);
     nm_error err = {{0}};
     *g = nm_gguf_open(path, &err);
     if (!*g)
@@ -82,7 +57,7 @@ static void print_ids(const char *what, const int32_t *ids, int n) {
 static bool have(const char *rel) {
     char path[4096];
     struct stat st;
-    snprintf(path, sizeof path, "%s/%s", shared_dir(), rel);
+    snprintf(path, sizeof path, "%s/%s", nm_test_shared_dir(), rel);
     return stat(path, &st) == 0;
 }
 
@@ -116,7 +91,7 @@ static int parse_ids(char *line, int32_t *ids, int max) {
 static void test_llama_spm_vectors(void **state) {
     (void)state;
     if (!have(VOCAB)) {
-        fprintf(stderr, "skipped: %s/%s is absent\n", shared_dir(), VOCAB);
+        fprintf(stderr, "skipped: %s/%s is absent\n", nm_test_shared_dir(), VOCAB);
         skip();
     }
     nm_gguf *g;
@@ -124,10 +99,10 @@ static void test_llama_spm_vectors(void **state) {
     assert_int_equal(nm_tokenizer_n_vocab(t), 32000);
     size_t inp_len, out_len;
     char path[4096];
-    snprintf(path, sizeof path, "%s/%s.inp", shared_dir(), VOCAB);
-    char *inp = read_all(path, &inp_len);
-    snprintf(path, sizeof path, "%s/%s.out", shared_dir(), VOCAB);
-    char *out = read_all(path, &out_len);
+    snprintf(path, sizeof path, "%s/%s.inp", nm_test_shared_dir(), VOCAB);
+    char *inp = nm_test_read_file(path, &inp_len);
+    snprintf(path, sizeof path, "%s/%s.out", nm_test_shared_dir(), VOCAB);
+    char *out = nm_test_read_file(path, &out_len);
     assert_non_null(inp);
     assert_non_null(out);
 
@@ -152,16 +127,14 @@ static void test_llama_spm_vectors(void **state) {
         if (n_got < 0)
             fail_msg("string %d: %s", i, err.msg);
         if (n_got != n_want || memcmp(ids, want, (size_t)n_got * sizeof *ids) != 0) {
-            fprintf(stderr, "string %d '%.*s' differs from llama.cpp\n", i, (int)slen[i],
-                    s[i]);
+            fprintf(stderr, "string %d '%.*s' differs from llama.cpp\n", i, (int)slen[i], s[i]);
             print_ids("want", want, n_want);
             print_ids("got ", ids, n_got);
             bad++;
         }
         char *text = detokenize(t, ids, n_got);
         if (strlen(text) != slen[i] || memcmp(text, s[i], slen[i]) != 0) {
-            fprintf(stderr, "string %d '%.*s' decodes to '%s'\n", i, (int)slen[i], s[i],
-                    text);
+            fprintf(stderr, "string %d '%.*s' decodes to '%s'\n", i, (int)slen[i], s[i], text);
             bad_round++;
         }
         free(text);
@@ -190,8 +163,8 @@ static void test_llama_spm_long_text(void **state) {
     nm_tokenizer *t = open_vocab(VOCAB, &g);
     char path[4096];
     size_t len;
-    snprintf(path, sizeof path, "%s/models/story.txt", shared_dir());
-    char *story = read_all(path, &len);
+    snprintf(path, sizeof path, "%s/models/story.txt", nm_test_shared_dir());
+    char *story = nm_test_read_file(path, &len);
     assert_non_null(story);
     size_t big_len = len * 4;
     char *big = malloc(big_len);
@@ -222,7 +195,7 @@ static void test_llama_spm_long_text(void **state) {
 static void test_stories_prompts(void **state) {
     (void)state;
     if (!have(STORIES)) {
-        fprintf(stderr, "skipped: %s/%s is absent\n", shared_dir(), STORIES);
+        fprintf(stderr, "skipped: %s/%s is absent\n", nm_test_shared_dir(), STORIES);
         skip();
     }
     nm_gguf *g;
@@ -263,8 +236,8 @@ static void test_stories_prompts(void **state) {
      * with BOS in front (newlines and quotes go through byte tokens). */
     char path[4096];
     size_t len;
-    snprintf(path, sizeof path, "%s/models/stories260K.greedy.jsonl", shared_dir());
-    char *jsonl = read_all(path, &len);
+    snprintf(path, sizeof path, "%s/models/stories260K.greedy.jsonl", nm_test_shared_dir());
+    char *jsonl = nm_test_read_file(path, &len);
     assert_non_null(jsonl);
     int checked = 0;
     for (char *p = jsonl; (p = strstr(p, "\"expected\": \"")) != NULL; checked++) {
@@ -316,35 +289,31 @@ static nm_gguf *build_gguf(const vocab_spec *v) {
     assert_non_null(w);
     if (v->model)
         assert_int_equal(nm_gguf_w_str(w, "tokenizer.ggml.model", v->model, &err), 0);
-    assert_int_equal(
-        nm_gguf_w_str_arr(w, "tokenizer.ggml.tokens", v->pieces, (uint64_t)v->n, &err),
-        0);
+    assert_int_equal(nm_gguf_w_str_arr(w, "tokenizer.ggml.tokens", v->pieces, (uint64_t)v->n, &err),
+                     0);
     if (v->scores)
-        assert_int_equal(nm_gguf_w_arr(w, "tokenizer.ggml.scores", NM_GGUF_FLOAT32,
-                                       v->scores, (uint64_t)v->n_scores, &err),
+        assert_int_equal(nm_gguf_w_arr(w, "tokenizer.ggml.scores", NM_GGUF_FLOAT32, v->scores,
+                                       (uint64_t)v->n_scores, &err),
                          0);
     if (v->types && !v->float_types)
-        assert_int_equal(nm_gguf_w_arr(w, "tokenizer.ggml.token_type", NM_GGUF_INT32,
-                                       v->types, (uint64_t)v->n_types, &err),
+        assert_int_equal(nm_gguf_w_arr(w, "tokenizer.ggml.token_type", NM_GGUF_INT32, v->types,
+                                       (uint64_t)v->n_types, &err),
                          0);
     if (v->types && v->float_types)
-        assert_int_equal(nm_gguf_w_arr(w, "tokenizer.ggml.token_type", NM_GGUF_FLOAT32,
-                                       v->types, (uint64_t)v->n_types, &err),
+        assert_int_equal(nm_gguf_w_arr(w, "tokenizer.ggml.token_type", NM_GGUF_FLOAT32, v->types,
+                                       (uint64_t)v->n_types, &err),
                          0);
     if (v->bos >= 0)
-        assert_int_equal(
-            nm_gguf_w_u32(w, "tokenizer.ggml.bos_token_id", (uint32_t)v->bos, &err), 0);
-    if (v->add_bos >= 0)
-        assert_int_equal(
-            nm_gguf_w_bool(w, "tokenizer.ggml.add_bos_token", v->add_bos, &err), 0);
-    if (v->add_space_prefix >= 0)
-        assert_int_equal(nm_gguf_w_bool(w, "tokenizer.ggml.add_space_prefix",
-                                        v->add_space_prefix, &err),
+        assert_int_equal(nm_gguf_w_u32(w, "tokenizer.ggml.bos_token_id", (uint32_t)v->bos, &err),
                          0);
+    if (v->add_bos >= 0)
+        assert_int_equal(nm_gguf_w_bool(w, "tokenizer.ggml.add_bos_token", v->add_bos, &err), 0);
+    if (v->add_space_prefix >= 0)
+        assert_int_equal(
+            nm_gguf_w_bool(w, "tokenizer.ggml.add_space_prefix", v->add_space_prefix, &err), 0);
     FILE *f = tmpfile();
     assert_non_null(f);
-    if (nm_gguf_w_begin_fd(w, fileno(f), "vocab.gguf", &err) < 0 ||
-        nm_gguf_w_finish(w, &err) < 0)
+    if (nm_gguf_w_begin_fd(w, fileno(f), "vocab.gguf", &err) < 0 || nm_gguf_w_finish(w, &err) < 0)
         fail_msg("writing the test vocab: %s", err.msg);
     nm_gguf_writer_free(w);
     struct stat st;
@@ -363,8 +332,7 @@ static const char *const tiny_pieces[] = {
     "<unk>", "<s>", "</s>", "<0x61>", "<0xC3>", "<0xA9>", "<0x0A>",        "\xe2\x96\x81",
     "a",     "b",   "c",    "ab",     "bc",     "aa",     "\342\226\201a", "<tag>",
 };
-static const float tiny_scores[] = {0,  0,  0,  0,  0,  0,  0,  -1,
-                                    -2, -3, -4, -9, -5, -6, -7, 0};
+static const float tiny_scores[] = {0, 0, 0, 0, 0, 0, 0, -1, -2, -3, -4, -9, -5, -6, -7, 0};
 static const int32_t tiny_types[] = {2, 3, 3, 6, 6, 6, 6, 1, 1, 1, 1, 1, 1, 1, 1, 4};
 #define TINY_N 16
 
@@ -381,8 +349,8 @@ static vocab_spec tiny_spec(void) {
                         .add_space_prefix = 0};
 }
 
-static void expect_ids(const nm_tokenizer *t, const char *text, bool bos,
-                       const int32_t *want, int n_want) {
+static void expect_ids(const nm_tokenizer *t, const char *text, bool bos, const int32_t *want,
+                       int n_want) {
     int32_t *ids;
     nm_error err = {{0}};
     int n = nm_tokenize(t, text, strlen(text), bos, &ids, &err);
@@ -510,12 +478,8 @@ static void test_bad_metadata_refused(void **state) {
     expect_refused(&v, "tokenizer.ggml.token_type[10] says byte token");
 
     static const char *const dup[] = {"<unk>", "<s>", "</s>", "a", "b", "a"};
-    v = (vocab_spec){.model = "llama",
-                     .pieces = dup,
-                     .n = 6,
-                     .bos = -1,
-                     .add_bos = -1,
-                     .add_space_prefix = -1};
+    v = (vocab_spec){
+        .model = "llama", .pieces = dup, .n = 6, .bos = -1, .add_bos = -1, .add_space_prefix = -1};
     expect_refused(&v, "piece 'a' appears twice, at index 3 and 5");
 }
 
@@ -545,12 +509,9 @@ static void test_minimal_vocab(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_llama_spm_vectors),
-        cmocka_unit_test(test_llama_spm_long_text),
-        cmocka_unit_test(test_stories_prompts),
-        cmocka_unit_test(test_merge_rules),
-        cmocka_unit_test(test_space_prefix_rule),
-        cmocka_unit_test(test_bad_metadata_refused),
+        cmocka_unit_test(test_llama_spm_vectors), cmocka_unit_test(test_llama_spm_long_text),
+        cmocka_unit_test(test_stories_prompts),   cmocka_unit_test(test_merge_rules),
+        cmocka_unit_test(test_space_prefix_rule), cmocka_unit_test(test_bad_metadata_refused),
         cmocka_unit_test(test_minimal_vocab),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

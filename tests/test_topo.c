@@ -3,6 +3,7 @@
  * `lstopo-no-graphics -i FILE --only TYPE` and `hwloc-calc -I pu node:N`),
  * plus this machine's own topology and thread pinning. */
 #include "numa/topo.h"
+#include "test_util.h"
 
 #include <dirent.h>
 #include <numa.h>
@@ -390,12 +391,7 @@ static void test_env_xml_is_not_this_machine(void **state) {
 }
 
 int main(void) {
-    const char *shared = getenv("NUMALM_SHARED");
-    const char *source = getenv("NUMALM_SOURCE");
-    if (shared)
-        snprintf(g_dir, sizeof g_dir, "%s", shared);
-    else
-        snprintf(g_dir, sizeof g_dir, "%s/../shared", source ? source : "..");
+    snprintf(g_dir, sizeof g_dir, "%s", nm_test_shared_dir());
     char probe[1200];
     xml_path(probe, sizeof probe, "");
     g_have_dir = access(probe, R_OK | X_OK) == 0;

@@ -139,6 +139,29 @@ check_load_membind_node1() {
 }
 register load_membind_node1
 
+# The host's files over virtio-9p (cache=loose) under overlayfs: 9p's
+# st_blksize (512 KiB) once became the O_DIRECT alignment, larger than the
+# 256 KiB bounce slots, and a range starting 256 KiB past a block got
+# zero-byte pieces forever (a hang). Every mode must load it, in time.
+check_load_9p_shared() {
+    local model=${NUMALM_SHARED:-$SELF_DIR/../../../shared}/models/stories260K.gguf
+    [ -s "$model" ] || { echo "no $model"; return 77; }
+    local io p rc=0
+    for io in dio auto buffered; do
+        for p in shard replicate; do
+            echo "+ timeout 60 $NUMALM load -m $model --io $io --placement $p --verify --json"
+            timeout 60 "$NUMALM" load -m "$model" --io $io --placement $p --verify --json \
+                >"$WORK/load.json" 2>"$WORK/load.err"
+            local r=$?
+            cat "$WORK/load.err"
+            [ $r = 124 ] && echo "  timed out: the read loop does not progress"
+            [ $r = 0 ] && loader_expect "$WORK/load.json" $p || rc=1
+        done
+    done
+    return $rc
+}
+register load_9p_shared
+
 # The 6.1 kernel's tmpfs refuses O_DIRECT: the real fallback, plus the
 # io_uring and --drop-caches ones (tests/test_load_fallbacks.sh).
 check_load_fallbacks() {
