@@ -51,9 +51,13 @@ static int value_arg(nm_cli_common *c, const char *opt, const char *v, nm_error 
     } else if (!strcmp(opt, "--threads-per-node")) {
         return int_value(opt, v, 1, 256, &c->plan.threads_per_node, err);
     } else if (!strcmp(opt, "--thp")) {
-        if (strcmp(v, "on") && strcmp(v, "off") && strcmp(v, "auto"))
-            return nm_fail(err, "--thp %s: expected on, off or auto", v);
-        c->load.thp = !strcmp(v, "on") ? 1 : !strcmp(v, "off") ? -1 : 0;
+        static const char *const modes[] = {"off", "auto", "on", "collapse"};
+        int m = 0;
+        while (m < 4 && strcmp(v, modes[m]))
+            m++;
+        if (m == 4)
+            return nm_fail(err, "--thp %s: expected on, off, auto or collapse", v);
+        c->load.thp = m - 1; /* nm_load_opts.thp: -1 off, 0 auto, 1 on, 2 collapse */
     }
     return 1;
 }

@@ -26,7 +26,8 @@ typedef struct nm_cli_common {
     "  -t, --threads N         worker threads in all (default: all allowed cores)\n"               \
     "  --threads-per-node N    worker threads on each node\n"                                      \
     "  --mlock, --hugepages    lock the weights / use explicit huge pages\n"                       \
-    "  --thp on|off|auto       transparent huge pages for the arenas (default auto)\n"             \
+    "  --thp on|off|auto|collapse  huge pages for the arenas (default auto; collapse:\n"        \
+    "                          fill with 4K pages, then MADV_COLLAPSE; pays off on long runs)\n"             \
     "  --verify                check page placement and checksums after loading\n"                 \
     "  --drop-caches           drop the page cache first (root)\n"                                 \
     "  --no-progress           no progress bar\n"                                                  \

@@ -28,7 +28,8 @@ typedef struct nm_load_opts {
     bool drop_file_cache; /* posix_fadvise(DONTNEED) on the model only */
     int thp;              /* arenas' transparent huge pages: 0 auto (on,
                              except where freed memory goes back to a
-                             hypervisor: see docs/loading.md), 1 on, -1 off */
+                             hypervisor: see docs/loading.md), 1 on, -1 off,
+                             2 fill with small pages, then MADV_COLLAPSE */
     bool no_map;          /* auto: always copy, never map cached pages */
 } nm_load_opts;
 

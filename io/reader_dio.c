@@ -151,8 +151,8 @@ int nm_uring_probe(char *why, size_t why_len) {
     }
     int sys = uring_disabled_sysctl();
     if (sys >= 2) {
-        snprintf(why, why_len, "io_uring disabled for all processes (kernel.io_uring_disabled = %d)",
-                 sys);
+        snprintf(why, why_len,
+                 "io_uring disabled for all processes (kernel.io_uring_disabled = %d)", sys);
         return -1;
     }
     struct io_uring ring;
@@ -246,9 +246,9 @@ static bool next_piece(piece_gen *g, uint8_t *bounce, piece *p) {
 /* The error for a piece generator that stopped without progress. */
 static int stuck_error(nm_reader_job *j, const piece_gen *g) {
     const nm_read_op *op = &g->ops[g->i];
-    const nm_gguf_tensor *t =
-        op->tensor >= 0 && (uint64_t)op->tensor < j->ctx->g->n_tensors ? &j->ctx->g->tensors[op->tensor]
-                                                                       : NULL;
+    const nm_gguf_tensor *t = op->tensor >= 0 && (uint64_t)op->tensor < j->ctx->g->n_tensors
+                                  ? &j->ctx->g->tensors[op->tensor]
+                                  : NULL;
     return nm_fail(&j->err,
                    "%s: O_DIRECT read of tensor '%s' at offset %llu cannot make progress "
                    "(alignment %u, bounce slot %llu bytes)",

@@ -229,41 +229,6 @@ AI void q8_nt(const void *row, const void *const *acts, const int NT, int64_t n,
     _Pragma("GCC unroll 8") for (int t = 0; t < NT; t++) out[t] = _mm512_reduce_add_ps(acc[t]);
 }
 
-/* Decode (one token) on R rows at once: the activation bytes and scales of a
- * step are loaded once for the R rows, and the loop and the horizontal sums
- * are shared. Each row goes through q8_step's exact sequence, so the bits
- * match rowdot's. */
-AI void q8_rows_step(const nm_block_q8_0 *const *row, int64_t b, __m512i a, __m128 da2, __m512 *acc,
-                     const int R, const int two, const int VNNI) {
-    _Pragma("GCC unroll 4") for (int r = 0; r < R; r++) {
-        __m512i wq = q8_weights(row[r] + b, two);
-        __mmask64 neg = _mm512_movepi8_mask(wq);
-        __m128 dw = scales2(row[r][b].d, two ? row[r][b + 1].d : 0);
-        __m512i ar = _mm512_mask_sub_epi8(a, neg, _mm512_setzero_si512(), a);
-        __m512 f = _mm512_cvtepi32_ps(dot_us8(_mm512_abs_epi8(wq), ar, VNNI));
-        acc[r] = _mm512_fmadd_ps(f, spread2(_mm_mul_ps(dw, da2)), acc[r]);
-    }
-}
-
-AI void q8_rows(const void *w, size_t rb, const void *act, int64_t n, float *out, const int R,
-                const int VNNI) {
-    const nm_block_q8_0 *row[4];
-    __m512 acc[4];
-    const int8_t *qa = nm_actq_qs(act);
-    const float *da = nm_actq_d(act, n);
-    const int64_t nb = n / 32;
-    _Pragma("GCC unroll 4") for (int r = 0; r < R; r++) {
-        row[r] = (const nm_block_q8_0 *)((const char *)w + (size_t)r * rb);
-        acc[r] = _mm512_setzero_ps();
-    }
-    int64_t b = 0;
-    for (; b + 2 <= nb; b += 2)
-        q8_rows_step(row, b, load_act(qa + b * 32, 1), load2(da + b, 1), acc, R, 1, VNNI);
-    if (b < nb)
-        q8_rows_step(row, b, load_act(qa + b * 32, 0), load2(da + b, 0), acc, R, 0, VNNI);
-    _Pragma("GCC unroll 4") for (int r = 0; r < R; r++) out[r] = _mm512_reduce_add_ps(acc[r]);
-}
-
 /* Q4_0 takes four blocks (72 bytes) per step. Two 64-byte loads (at +0 and
  * +8) cover them; one word permute gathers the four blocks' 16 nibble bytes
  * into the four 128-bit lanes, another spreads the four F16 scales to 4
@@ -419,12 +384,6 @@ static void rowdot_q4_0_vnni(const void *w, const void *const *acts, int nt, int
 static void rowdot_q4_0_bw(const void *w, const void *const *acts, int nt, int64_t n, float *out) {
     DISPATCH_NT(q4_nt, 0)
 }
-static void rows4_q8_0_vnni(const void *w, size_t rb, const void *act, int64_t n, float *out) {
-    q8_rows(w, rb, act, n, out, 4, 1);
-}
-static void rows4_q8_0_bw(const void *w, size_t rb, const void *act, int64_t n, float *out) {
-    q8_rows(w, rb, act, n, out, 4, 0);
-}
 static void rows4_q4_0_vnni(const void *w, size_t rb, const void *act, int64_t n, float *out) {
     q4_rt(w, rb, &act, 4, 1, n, out, 1);
 }
@@ -515,28 +474,24 @@ static float dot_f16_f32(const uint16_t *a, const float *b, int64_t n) {
 AXPY(axpy_f32, float, ldm_f32)
 AXPY(axpy_f16, uint16_t, ldm_f16)
 
-#define AVX512_SET(NAME, LABEL, BF16_FN, BF16_ROWS4, Q8_FN, Q8_ROWS4, Q4_SUFFIX)                   \
+#define AVX512_SET(NAME, LABEL, BF16_FN, BF16_ROWS4, Q8_FN, Q4_SUFFIX)                             \
     static const nm_kernel_set NAME = {                                                            \
         .name = LABEL,                                                                             \
         .tok_group = TOK_GROUP,                                                                    \
         .rowdot = {rowdot_f32, rowdot_f16, BF16_FN, Q8_FN, rowdot_q4_0_##Q4_SUFFIX},               \
-        .rows4 = {rowdot_f32_rows4, rowdot_f16_rows4, BF16_ROWS4, Q8_ROWS4,                        \
-                  rows4_q4_0_##Q4_SUFFIX},                                                         \
+        .rows4 = {rowdot_f32_rows4, rowdot_f16_rows4, BF16_ROWS4, NULL, rows4_q4_0_##Q4_SUFFIX},   \
         .dot_f32 = dot_f32,                                                                        \
         .dot_f16_f32 = dot_f16_f32,                                                                \
         .axpy_f32 = axpy_f32,                                                                      \
         .axpy_f16 = axpy_f16,                                                                      \
     };
 
-AVX512_SET(set_plain, "avx512", rowdot_bf16, rowdot_bf16_rows4, rowdot_q8_0_bw, rows4_q8_0_bw, bw)
-AVX512_SET(set_vnni, "avx512-vnni", rowdot_bf16, rowdot_bf16_rows4, rowdot_q8_0_vnni,
-           rows4_q8_0_vnni, vnni)
-AVX512_SET(set_bf16, "avx512-bf16", rowdot_bf16_dpbf16, NULL, rowdot_q8_0_bw, rows4_q8_0_bw, bw)
-AVX512_SET(set_vnni_bf16, "avx512-vnni-bf16", rowdot_bf16_dpbf16, NULL, rowdot_q8_0_vnni,
-           rows4_q8_0_vnni, vnni)
-/* rows4 for Q8_0 would want prepared activations: the alt rowdot takes F32 */
+AVX512_SET(set_plain, "avx512", rowdot_bf16, rowdot_bf16_rows4, rowdot_q8_0_bw, bw)
+AVX512_SET(set_vnni, "avx512-vnni", rowdot_bf16, rowdot_bf16_rows4, rowdot_q8_0_vnni, vnni)
+AVX512_SET(set_bf16, "avx512-bf16", rowdot_bf16_dpbf16, NULL, rowdot_q8_0_bw, bw)
+AVX512_SET(set_vnni_bf16, "avx512-vnni-bf16", rowdot_bf16_dpbf16, NULL, rowdot_q8_0_vnni, vnni)
 AVX512_SET(set_alt, "avx512-alt", rowdot_bf16_f32act, rowdot_bf16_f32act_rows4, rowdot_q8_0_f32act,
-           NULL, bw)
+           bw)
 
 const nm_kernel_set *nm_kernels_avx512_alt(void) {
     return &set_alt;
