@@ -1,5 +1,8 @@
 #include "cmd_common.h"
 
+#include "../common/json.h"
+#include "../runtime/kernels.h"
+
 #include "cli_opt.h"
 
 #include "../common/util.h"
@@ -146,4 +149,13 @@ void nm_cli_close(nm_cli_session *s) {
     if (s->gguf)
         nm_gguf_close(s->gguf);
     memset(s, 0, sizeof *s);
+}
+
+void nm_cli_json_run_setup(nm_json *j, const nm_cli_session *s, const nm_model *m) {
+    nm_json_kstr(j, "io", nm_io_name(s->w->io));
+    nm_json_kstr(j, "placement", nm_placement_name(s->plan->placement));
+    nm_json_kint(j, "nodes", s->plan->n_nodes);
+    nm_json_kint(j, "threads", nm_model_n_threads(m));
+    nm_json_kstr(j, "simd", nm_simd_name(nm_simd_get()));
+    nm_json_kstr(j, "kv_type", nm_model_kv_type(m) == NM_TYPE_F16 ? "f16" : "f32");
 }

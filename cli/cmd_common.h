@@ -61,4 +61,9 @@ typedef struct nm_cli_session {
 int nm_cli_open(const nm_cli_common *c, nm_cli_session *s, nm_error *err);
 void nm_cli_close(nm_cli_session *s);
 
+/* The fields every model-running report shares (io, placement, threads,
+ * SIMD level, KV type), as JSON keys of the object being written. */
+struct nm_json;
+void nm_cli_json_run_setup(struct nm_json *j, const nm_cli_session *s, const nm_model *m);
+
 #endif

@@ -116,11 +116,7 @@ static void report(const ppl_opts *o, const nm_cli_session *s, const nm_model *m
     nm_json_kdouble(&j, "load_s", s->load_s);
     nm_json_kdouble(&j, "eval_s", r->seconds);
     nm_json_kdouble(&j, "tok_s", r->seconds > 0 ? r->n_chunks * n_ctx / r->seconds : 0);
-    nm_json_kstr(&j, "io", nm_io_name(s->w->io));
-    nm_json_kstr(&j, "placement", nm_placement_name(s->plan->placement));
-    nm_json_kint(&j, "threads", nm_model_n_threads(m));
-    nm_json_kstr(&j, "simd", nm_simd_name(nm_simd_get()));
-    nm_json_kstr(&j, "kv_type", nm_model_kv_type(m) == NM_TYPE_F16 ? "f16" : "f32");
+    nm_cli_json_run_setup(&j, s, m);
     nm_json_obj_end(&j);
     nm_json_finish(&j);
 }

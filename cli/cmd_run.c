@@ -154,13 +154,8 @@ static void report(const run_opts *o, const nm_cli_session *s, const nm_model *m
     nm_json_kuint(&j, "weight_bytes_per_token", wb);
     nm_json_kdouble(&j, "decode_weight_gb_s", dtps * (double)wb / 1e9);
     nm_json_kstr(&j, "stop", st->hit_eos ? "eos" : st->hit_ctx ? "context" : "length");
-    nm_json_kstr(&j, "io", nm_io_name(s->w->io));
-    nm_json_kstr(&j, "placement", nm_placement_name(s->plan->placement));
-    nm_json_kint(&j, "nodes", s->plan->n_nodes);
-    nm_json_kint(&j, "threads", nm_model_n_threads(m));
-    nm_json_kstr(&j, "simd", nm_simd_name(nm_simd_get()));
     nm_json_kint(&j, "n_ctx", nm_model_n_ctx(m));
-    nm_json_kstr(&j, "kv_type", nm_model_kv_type(m) == NM_TYPE_F16 ? "f16" : "f32");
+    nm_cli_json_run_setup(&j, s, m);
     nm_json_obj_end(&j);
     nm_json_finish(&j);
 }
