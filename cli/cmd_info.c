@@ -52,64 +52,6 @@ static const char *arch_of(const nm_gguf *g) {
     return kv && kv->type == NM_GGUF_STRING ? kv->v.str.data : NULL;
 }
 
-/* Raw element i of a non-string array, widened into a kv-like scalar. */
-static nm_gguf_kv array_elem(const nm_gguf_kv *kv, uint64_t i) {
-    nm_gguf_kv e = {.type = kv->v.arr.type};
-    const unsigned char *p = kv->v.arr.data;
-    switch (e.type) {
-    case NM_GGUF_UINT8:
-    case NM_GGUF_BOOL:
-        e.v.u64 = p[i];
-        break;
-    case NM_GGUF_INT8:
-        e.v.i64 = (int8_t)p[i];
-        break;
-    case NM_GGUF_UINT16: {
-        uint16_t v;
-        memcpy(&v, p + 2 * i, 2);
-        e.v.u64 = v;
-        break;
-    }
-    case NM_GGUF_INT16: {
-        int16_t v;
-        memcpy(&v, p + 2 * i, 2);
-        e.v.i64 = v;
-        break;
-    }
-    case NM_GGUF_UINT32: {
-        uint32_t v;
-        memcpy(&v, p + 4 * i, 4);
-        e.v.u64 = v;
-        break;
-    }
-    case NM_GGUF_INT32: {
-        int32_t v;
-        memcpy(&v, p + 4 * i, 4);
-        e.v.i64 = v;
-        break;
-    }
-    case NM_GGUF_FLOAT32: {
-        float v;
-        memcpy(&v, p + 4 * i, 4);
-        e.v.f64 = v;
-        break;
-    }
-    case NM_GGUF_UINT64:
-        memcpy(&e.v.u64, p + 8 * i, 8);
-        break;
-    case NM_GGUF_INT64:
-        memcpy(&e.v.i64, p + 8 * i, 8);
-        break;
-    case NM_GGUF_FLOAT64:
-        memcpy(&e.v.f64, p + 8 * i, 8);
-        break;
-    case NM_GGUF_STRING:
-        e.v.str = ((const nm_gguf_str *)kv->v.arr.data)[i];
-        break;
-    }
-    return e;
-}
-
 static void text_string(const nm_gguf_str *s, FILE *out) {
     fputc('"', out);
     uint64_t n = s->len < TEXT_STRING_MAX ? s->len : TEXT_STRING_MAX;
@@ -164,7 +106,7 @@ static void text_value(const nm_gguf_kv *kv, FILE *out) {
     uint64_t n = kv->v.arr.count;
     fputc('[', out);
     for (uint64_t i = 0; i < n && i < TEXT_ARRAY_HEAD; i++) {
-        nm_gguf_kv e = array_elem(kv, i);
+        nm_gguf_kv e = nm_gguf_arr_elem(kv, i);
         fputs(i ? ", " : "", out);
         text_scalar(&e, out);
     }
@@ -203,7 +145,7 @@ static void json_scalar(nm_json *j, const nm_gguf_kv *kv) {
 static void json_array_elems(nm_json *j, const nm_gguf_kv *kv, uint64_t n) {
     nm_json_arr_begin(j);
     for (uint64_t i = 0; i < n; i++) {
-        nm_gguf_kv e = array_elem(kv, i);
+        nm_gguf_kv e = nm_gguf_arr_elem(kv, i);
         json_scalar(j, &e);
     }
     nm_json_arr_end(j);

@@ -105,6 +105,10 @@ int nm_gguf_get_str(const nm_gguf *g, const char *key, const char **out, nm_erro
 int nm_gguf_get_arr(const nm_gguf *g, const char *key, uint32_t elem_type, uint64_t *count,
                     const void **data, nm_error *err);
 
+/* Element i (< count) of an array kv, widened into a scalar kv of the
+ * element's type (u64 / i64 / f64 / str as for a plain value). */
+nm_gguf_kv nm_gguf_arr_elem(const nm_gguf_kv *kv, uint64_t i);
+
 const char *nm_gguf_vtype_name(uint32_t type);
 
 #endif

@@ -5,6 +5,7 @@
 #include "gguf.h"
 
 #include <stdio.h>
+#include <string.h>
 
 static bool is_unsigned(uint32_t t) {
     return t == NM_GGUF_UINT8 || t == NM_GGUF_UINT16 || t == NM_GGUF_UINT32 || t == NM_GGUF_UINT64;
@@ -96,4 +97,61 @@ int nm_gguf_get_arr(const nm_gguf *g, const char *key, uint32_t elem_type, uint6
     *count = kv->v.arr.count;
     *data = kv->v.arr.data;
     return 1;
+}
+
+nm_gguf_kv nm_gguf_arr_elem(const nm_gguf_kv *kv, uint64_t i) {
+    nm_gguf_kv e = {.type = kv->v.arr.type};
+    const unsigned char *p = kv->v.arr.data;
+    switch (e.type) {
+    case NM_GGUF_UINT8:
+    case NM_GGUF_BOOL:
+        e.v.u64 = p[i];
+        break;
+    case NM_GGUF_INT8:
+        e.v.i64 = (int8_t)p[i];
+        break;
+    case NM_GGUF_UINT16: {
+        uint16_t v;
+        memcpy(&v, p + 2 * i, 2);
+        e.v.u64 = v;
+        break;
+    }
+    case NM_GGUF_INT16: {
+        int16_t v;
+        memcpy(&v, p + 2 * i, 2);
+        e.v.i64 = v;
+        break;
+    }
+    case NM_GGUF_UINT32: {
+        uint32_t v;
+        memcpy(&v, p + 4 * i, 4);
+        e.v.u64 = v;
+        break;
+    }
+    case NM_GGUF_INT32: {
+        int32_t v;
+        memcpy(&v, p + 4 * i, 4);
+        e.v.i64 = v;
+        break;
+    }
+    case NM_GGUF_FLOAT32: {
+        float v;
+        memcpy(&v, p + 4 * i, 4);
+        e.v.f64 = v;
+        break;
+    }
+    case NM_GGUF_UINT64:
+        memcpy(&e.v.u64, p + 8 * i, 8);
+        break;
+    case NM_GGUF_INT64:
+        memcpy(&e.v.i64, p + 8 * i, 8);
+        break;
+    case NM_GGUF_FLOAT64:
+        memcpy(&e.v.f64, p + 8 * i, 8);
+        break;
+    case NM_GGUF_STRING:
+        e.v.str = ((const nm_gguf_str *)kv->v.arr.data)[i];
+        break;
+    }
+    return e;
 }

@@ -21,54 +21,28 @@ static int missing(const nm_gguf *g, const char *key, nm_error *err) {
     return nm_fail(err, "%s: key '%s' is missing", g->path, key);
 }
 
-/* One element of an integer array, widened; -1 when negative. */
+/* One element of an integer array, widened; -1 when negative or not an
+ * integer. */
 static int arr_elem_u64(const nm_gguf_kv *kv, uint64_t i, uint64_t *out) {
-    const unsigned char *p = kv->v.arr.data;
-    int64_t s;
-    switch (kv->v.arr.type) {
+    nm_gguf_kv e = nm_gguf_arr_elem(kv, i);
+    switch (e.type) {
     case NM_GGUF_UINT8:
-        *out = p[i];
-        return 0;
-    case NM_GGUF_UINT16: {
-        uint16_t v;
-        memcpy(&v, p + 2 * i, 2);
-        *out = v;
-        return 0;
-    }
-    case NM_GGUF_UINT32: {
-        uint32_t v;
-        memcpy(&v, p + 4 * i, 4);
-        *out = v;
-        return 0;
-    }
+    case NM_GGUF_UINT16:
+    case NM_GGUF_UINT32:
     case NM_GGUF_UINT64:
-        memcpy(out, p + 8 * i, 8);
+        *out = e.v.u64;
         return 0;
     case NM_GGUF_INT8:
-        s = (int8_t)p[i];
-        break;
-    case NM_GGUF_INT16: {
-        int16_t v;
-        memcpy(&v, p + 2 * i, 2);
-        s = v;
-        break;
-    }
-    case NM_GGUF_INT32: {
-        int32_t v;
-        memcpy(&v, p + 4 * i, 4);
-        s = v;
-        break;
-    }
+    case NM_GGUF_INT16:
+    case NM_GGUF_INT32:
     case NM_GGUF_INT64:
-        memcpy(&s, p + 8 * i, 8);
-        break;
+        if (e.v.i64 < 0)
+            return -1;
+        *out = (uint64_t)e.v.i64;
+        return 0;
     default:
         return -1;
     }
-    if (s < 0)
-        return -1;
-    *out = (uint64_t)s;
-    return 0;
 }
 
 /* llama.cpp lets head counts and feed-forward sizes be per-layer arrays.
