@@ -527,12 +527,10 @@ static void run_problem_all_sets(problem *p) {
     free(yv);
 }
 
-static void test_kernels_float_shapes(void **state) {
-    (void)state;
-    static const int64_t ns[] = {1, 7, 16, 33, 100, 4096 + 17};
-    const uint32_t types[] = {NM_TYPE_F32, NM_TYPE_F16, NM_TYPE_BF16};
-    for (size_t ti = 0; ti < 3; ti++)
-        for (size_t k = 0; k < sizeof ns / sizeof ns[0]; k++) {
+/* Every type x every row length, with random row and token counts. */
+static void run_shapes(const uint32_t *types, size_t n_types, const int64_t *ns, size_t n_ns) {
+    for (size_t ti = 0; ti < n_types; ti++)
+        for (size_t k = 0; k < n_ns; k++) {
             int64_t rows = 1 + (int64_t)(rng_next() % 37);
             int tok = 1 + (int)(rng_next() % 9);
             problem p;
@@ -542,19 +540,18 @@ static void test_kernels_float_shapes(void **state) {
         }
 }
 
+static void test_kernels_float_shapes(void **state) {
+    (void)state;
+    static const int64_t ns[] = {1, 7, 16, 33, 100, 4096 + 17};
+    static const uint32_t types[] = {NM_TYPE_F32, NM_TYPE_F16, NM_TYPE_BF16};
+    run_shapes(types, 3, ns, sizeof ns / sizeof ns[0]);
+}
+
 static void test_kernels_quant_shapes(void **state) {
     (void)state;
     static const int64_t ns[] = {32, 64, 96, 416, 4096 + 32};
-    const uint32_t types[] = {NM_TYPE_Q8_0, NM_TYPE_Q4_0};
-    for (size_t ti = 0; ti < 2; ti++)
-        for (size_t k = 0; k < sizeof ns / sizeof ns[0]; k++) {
-            int64_t rows = 1 + (int64_t)(rng_next() % 37);
-            int tok = 1 + (int)(rng_next() % 9);
-            problem p;
-            problem_make(&p, types[ti], ns[k], rows, tok);
-            run_problem_all_sets(&p);
-            problem_free(&p);
-        }
+    static const uint32_t types[] = {NM_TYPE_Q8_0, NM_TYPE_Q4_0};
+    run_shapes(types, 2, ns, sizeof ns / sizeof ns[0]);
 }
 
 /* Every token count 1..9 (each token-group remainder) and row counts that
