@@ -399,7 +399,14 @@ static int plan_arena_jobs(load_run *r, int a, nm_error *err) {
         size_t n_hot, n_cold;
         uint64_t hot_bytes;
         rc = nm_auto_split(&r->ctx, ops, n, &hot, &n_hot, &cold, &n_cold, &hot_bytes, err);
-        if (rc == 0) {
+        if (rc == 0 && n_hot == 0) {
+            /* nothing cached: exactly the dio path (its whole ranges, not the
+             * chunk pieces), so a cold auto load is a cold dio load */
+            free(hot);
+            free(cold);
+            rc = staged(r) ? plan_staged_jobs(r, a, ops, n, err)
+                           : plan_jobs_for(r, ops, n, nodes, n_nodes, NM_JOB_DIO, err);
+        } else if (rc == 0) {
             r->w->cached_bytes += hot_bytes;
             rc = plan_jobs_for(r, hot, n_hot, nodes, n_nodes,
                                may_map(r, a) ? NM_JOB_MAP : NM_JOB_BUFFERED, err);
