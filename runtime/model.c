@@ -229,6 +229,11 @@ static int setup_scratch(nm_model *m, nm_error *err) {
                 return nm_fail_prefix(err, "worker scratch");
         }
     }
+    m->n_claims = (int)hp->n_layer * NM_CLAIMS_PER_LAYER + 1; /* + the LM head */
+    for (int n = 0; n < m->plan->n_nodes; n++)
+        if (!(m->claims[n] = model_alloc(m, (size_t)m->n_claims * sizeof(nm_claim),
+                                         m->plan->nodes[n].os_index, err)))
+            return nm_fail_prefix(err, "row claims");
     /* The vectors exchanged between nodes: small, so one copy. */
     size_t E = hp->n_embd, KV = (size_t)hp->n_head_kv * hp->head_dim, F = hp->n_ff;
     float **bufs[] = {&m->x, &m->q, &m->att, &m->y};

@@ -18,6 +18,7 @@
 #include "quant.h"
 
 #include <math.h>
+#include <stdatomic.h>
 #include <string.h>
 
 /* Workers split a node's rows on multiples of this (kernels work on row
@@ -31,21 +32,43 @@ static void prepare(const nm_scratch *s, nm_act *a, uint32_t type, const float *
     nm_act_prepare(type, x, n, n_tok, s->act, a);
 }
 
-/* The worker's slice of the node's rows of mt, into y (row i of token t at
- * y[t * ldy + i]). Returns the slice as absolute rows [*a0, *a1). */
-static void mat_rows(const nm_mat *mt, const nm_worker *w, const nm_act *a, float *y, int64_t ldy,
-                     uint64_t *a0, uint64_t *a1) {
-    uint64_t r0 = mt->row0[w->node], r1 = mt->row1[w->node], lo, hi;
-    nm_split_rows(r1 - r0, w->local, w->n_local, SPLIT_ALIGN, &lo, &hi);
+/* Smallest claim: about this many weight bytes (and SPLIT_ALIGN rows), so
+ * the claims' atomic operations stay a small fraction of the streaming. */
+#define CLAIM_MIN_BYTES (32 * 1024)
+
+/* Claims the worker's next chunk of the node's rows of mt (slot: its claim
+ * counter) and multiplies it into y (row i of token t at y[t * ldy + i]).
+ * Returns false when the node's rows are all taken; else the chunk as
+ * absolute rows [*a0, *a1). A chunk is 1 / (2 x the node's workers) of what
+ * is left, so the last ones are small and the workers finish together.
+ * Which worker computes a row does not change its bits. */
+static bool claim_rows(nm_model *m, const nm_mat *mt, int slot, const nm_worker *w, const nm_act *a,
+                       float *y, int64_t ldy, uint64_t *a0, uint64_t *a1) {
+    const uint64_t r0 = mt->row0[w->node], n = mt->row1[w->node] - r0;
+    uint64_t min_rows = mt->row_bytes ? CLAIM_MIN_BYTES / mt->row_bytes : 1;
+    min_rows = min_rows > SPLIT_ALIGN ? min_rows / SPLIT_ALIGN * SPLIT_ALIGN : SPLIT_ALIGN;
+    _Atomic uint64_t *next = &m->claims[w->node][slot].next;
+    uint64_t lo = atomic_load_explicit(next, memory_order_relaxed), hi;
+    do {
+        if (lo >= n)
+            return false;
+        uint64_t take = (n - lo) / (2 * (uint64_t)w->n_local);
+        take = take > min_rows ? (take + SPLIT_ALIGN - 1) / SPLIT_ALIGN * SPLIT_ALIGN : min_rows;
+        hi = n - lo > take ? lo + take : n;
+    } while (!atomic_compare_exchange_weak_explicit(next, &lo, hi, memory_order_relaxed,
+                                                    memory_order_relaxed));
     *a0 = r0 + lo;
     *a1 = r0 + hi;
-    if (hi == lo)
-        return;
     const uint8_t *wp = mt->base[w->node] + lo * mt->row_bytes;
     if (a->n_tok == 1)
-        nm_matvec(wp, (int64_t)(hi - lo), a, y + r0 + lo);
+        nm_matvec(wp, (int64_t)(hi - lo), a, y + *a0);
     else
-        nm_matmat(wp, (int64_t)(hi - lo), a, y + r0 + lo, ldy);
+        nm_matmat(wp, (int64_t)(hi - lo), a, y + *a0, ldy);
+    return true;
+}
+
+static int slot_of(int layer, int which) {
+    return layer * NM_CLAIMS_PER_LAYER + which;
 }
 
 static void rope_rows(const nm_model *m, float *buf, int64_t ld, uint64_t a0, uint64_t a1) {
@@ -99,15 +122,16 @@ static void phase_qkv(nm_model *m, const nm_worker *w, int l) {
     nm_act a = {0};
     uint64_t a0, a1;
     prepare(s, &a, L->q.type, s->xb, E, m->n_tok);
-    mat_rows(&L->q, w, &a, m->q, E, &a0, &a1);
-    rope_rows(m, m->q, E, a0, a1);
+    while (claim_rows(m, &L->q, slot_of(l, NM_CLAIM_Q), w, &a, m->q, E, &a0, &a1))
+        rope_rows(m, m->q, E, a0, a1);
     prepare(s, &a, L->k.type, s->xb, E, m->n_tok);
-    mat_rows(&L->k, w, &a, m->k, KV, &a0, &a1);
-    rope_rows(m, m->k, KV, a0, a1);
-    store_kv(m, l, m->k, KV, a0, a1, false);
+    while (claim_rows(m, &L->k, slot_of(l, NM_CLAIM_K), w, &a, m->k, KV, &a0, &a1)) {
+        rope_rows(m, m->k, KV, a0, a1);
+        store_kv(m, l, m->k, KV, a0, a1, false);
+    }
     prepare(s, &a, L->v.type, s->xb, E, m->n_tok);
-    mat_rows(&L->v, w, &a, m->v, KV, &a0, &a1);
-    store_kv(m, l, m->v, KV, a0, a1, true);
+    while (claim_rows(m, &L->v, slot_of(l, NM_CLAIM_V), w, &a, m->v, KV, &a0, &a1))
+        store_kv(m, l, m->v, KV, a0, a1, true);
 }
 
 /* One query head of one token against the cached positions 0..pos+t. */
@@ -152,20 +176,26 @@ static void phase_attention(nm_model *m, const nm_worker *w, int l) {
 }
 
 /* x += in @ mt^T for the worker's rows. */
-static void phase_proj_residual(nm_model *m, const nm_worker *w, const nm_mat *mt, const float *in,
-                                int64_t n_in) {
+static void phase_proj_residual(nm_model *m, const nm_worker *w, const nm_mat *mt, int slot,
+                                const float *in, int64_t n_in) {
     nm_scratch *s = &m->scr[w->id];
     const int64_t E = m->hp.n_embd;
     nm_act a = {0};
     uint64_t a0, a1;
     prepare(s, &a, mt->type, in, n_in, m->n_tok);
-    mat_rows(mt, w, &a, m->y, E, &a0, &a1);
-    for (int t = 0; t < m->n_tok; t++) {
-        float *x = m->x + t * E;
-        const float *y = m->y + t * E;
-        for (uint64_t r = a0; r < a1; r++)
-            x[r] += y[r];
-    }
+    while (claim_rows(m, mt, slot, w, &a, m->y, E, &a0, &a1))
+        for (int t = 0; t < m->n_tok; t++) {
+            float *x = m->x + t * E;
+            const float *y = m->y + t * E;
+            for (uint64_t r = a0; r < a1; r++)
+                x[r] += y[r];
+        }
+}
+
+static void swiglu_rows(nm_model *m, uint64_t a0, uint64_t a1) {
+    const int64_t F = m->hp.n_ff;
+    for (int t = 0; t < m->n_tok; t++)
+        nm_swiglu(m->g + t * F + a0, m->g + t * F + a0, m->u + t * F + a0, (int64_t)(a1 - a0));
 }
 
 static void phase_ffn_up(nm_model *m, const nm_worker *w, int l) {
@@ -174,20 +204,32 @@ static void phase_ffn_up(nm_model *m, const nm_worker *w, int l) {
     const int64_t E = m->hp.n_embd, F = m->hp.n_ff;
     for (int t = 0; t < m->n_tok; t++)
         nm_rmsnorm(s->xb + t * E, m->x + t * E, L->ffn_norm[w->node], E, m->hp.rms_eps);
-    nm_act a = {0};
+    nm_act ga = {0}, ua = {0};
     uint64_t a0, a1, b0, b1;
-    prepare(s, &a, L->gate.type, s->xb, E, m->n_tok);
-    mat_rows(&L->gate, w, &a, m->g, F, &a0, &a1);
-    prepare(s, &a, L->up.type, s->xb, E, m->n_tok);
-    mat_rows(&L->up, w, &a, m->u, F, &b0, &b1);
-    if (!m->gate_up_same) {
-        /* Another worker computed the matching up rows: wait, then
-         * combine a global slice. */
-        nm_pool_barrier(w);
-        nm_split_rows((uint64_t)F, w->id, nm_pool_n_workers(m->pool), SPLIT_ALIGN, &a0, &a1);
+    prepare(s, &ga, L->gate.type, s->xb, E, m->n_tok);
+    if (m->gate_up_same && L->up.type == L->gate.type) {
+        /* up rows [a0, a1) right after the same gate rows, then SwiGLU on
+         * them: one claim counter (gate's) serves both matrices. */
+        while (claim_rows(m, &L->gate, slot_of(l, NM_CLAIM_GATE), w, &ga, m->g, F, &a0, &a1)) {
+            const uint8_t *up = L->up.base[w->node] + (a0 - L->up.row0[w->node]) * L->up.row_bytes;
+            if (m->n_tok == 1)
+                nm_matvec(up, (int64_t)(a1 - a0), &ga, m->u + a0);
+            else
+                nm_matmat(up, (int64_t)(a1 - a0), &ga, m->u + a0, F);
+            swiglu_rows(m, a0, a1);
+        }
+        return;
     }
-    for (int t = 0; t < m->n_tok; t++)
-        nm_swiglu(m->g + t * F + a0, m->g + t * F + a0, m->u + t * F + a0, (int64_t)(a1 - a0));
+    while (claim_rows(m, &L->gate, slot_of(l, NM_CLAIM_GATE), w, &ga, m->g, F, &a0, &a1))
+        ;
+    prepare(s, &ua, L->up.type, s->xb, E, m->n_tok);
+    while (claim_rows(m, &L->up, slot_of(l, NM_CLAIM_UP), w, &ua, m->u, F, &b0, &b1))
+        ;
+    /* Other workers computed some of the matching rows: wait, then combine
+     * a global slice. */
+    nm_pool_barrier(w);
+    nm_split_rows((uint64_t)F, w->id, nm_pool_n_workers(m->pool), SPLIT_ALIGN, &a0, &a1);
+    swiglu_rows(m, a0, a1);
 }
 
 static void phase_lm_head(nm_model *m, const nm_worker *w) {
@@ -202,7 +244,9 @@ static void phase_lm_head(nm_model *m, const nm_worker *w) {
     nm_act a = {0};
     uint64_t a0, a1;
     prepare(s, &a, m->output.type, s->xb, E, n_out);
-    mat_rows(&m->output, w, &a, m->logits, m->hp.n_vocab, &a0, &a1);
+    int slot = (int)m->hp.n_layer * NM_CLAIMS_PER_LAYER;
+    while (claim_rows(m, &m->output, slot, w, &a, m->logits, m->hp.n_vocab, &a0, &a1))
+        ;
 }
 
 static void forward_job(void *ctx, const nm_worker *w) {
@@ -216,11 +260,11 @@ static void forward_job(void *ctx, const nm_worker *w) {
             nm_pool_barrier(w);
         phase_attention(m, w, l);
         nm_pool_barrier(w);
-        phase_proj_residual(m, w, &L->o, m->att, m->hp.n_embd);
+        phase_proj_residual(m, w, &L->o, slot_of(l, NM_CLAIM_O), m->att, m->hp.n_embd);
         nm_pool_barrier(w);
         phase_ffn_up(m, w, l);
         nm_pool_barrier(w);
-        phase_proj_residual(m, w, &L->down, m->g, m->hp.n_ff);
+        phase_proj_residual(m, w, &L->down, slot_of(l, NM_CLAIM_DOWN), m->g, m->hp.n_ff);
         nm_pool_barrier(w);
     }
     phase_lm_head(m, w);
@@ -266,6 +310,8 @@ int nm_model_eval(nm_model *m, const int32_t *tokens, int n, int pos, int logits
         m->pos = pos + b;
         m->logits_from = first - b;
         m->logits = logits ? logits + (size_t)(first - logits_from) * m->hp.n_vocab : NULL;
+        for (int node = 0; node < m->plan->n_nodes; node++)
+            memset(m->claims[node], 0, (size_t)m->n_claims * sizeof(nm_claim));
         nm_pool_run(m->pool, forward_job, m);
     }
     return 0;

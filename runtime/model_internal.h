@@ -36,6 +36,20 @@ typedef struct nm_scratch {
     float *scores; /* n_ctx attention scores */
 } nm_scratch;
 
+/* Workers of a node claim a matrix's rows from the node's share in shrinking
+ * chunks (guided scheduling), so a worker slowed by a busy neighbour on its
+ * core does not hold up the barrier: the others take more rows. `next` is
+ * the first unclaimed row, relative to the node's share; one cache line
+ * each. */
+typedef struct nm_claim {
+    _Atomic uint64_t next;
+    char pad[56];
+} nm_claim;
+
+/* Claim slots per layer: one per weight matrix. */
+enum { NM_CLAIM_Q, NM_CLAIM_K, NM_CLAIM_V, NM_CLAIM_O, NM_CLAIM_GATE, NM_CLAIM_UP, NM_CLAIM_DOWN };
+#define NM_CLAIMS_PER_LAYER 8
+
 typedef struct nm_alloc_rec {
     void *p;
     size_t bytes;
@@ -58,8 +72,10 @@ struct nm_model {
     nm_mat output;
     int embd_ti;
     nm_kv_node kv[NM_MAX_NODES];
-    int *kv_owner;   /* plan node of each KV head */
-    nm_scratch *scr; /* one per worker */
+    int *kv_owner;                  /* plan node of each KV head */
+    nm_scratch *scr;                /* one per worker */
+    nm_claim *claims[NM_MAX_NODES]; /* n_claims per node, on the node */
+    int n_claims;
     /* Activations shared by all workers, n_batch rows each. */
     float *x, *q, *k, *v, *att, *y, *g, *u;
     float *rope; /* n_batch x (n_rot + 2): cos/sin per position */
