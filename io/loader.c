@@ -7,8 +7,8 @@
 #include "../common/util.h"
 #include "checksum.h"
 #include "reader.h"
+#include "thp.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <numaif.h>
@@ -429,37 +429,14 @@ static int plan_arena_jobs(load_run *r, int a, nm_error *err) {
     return rc;
 }
 
-/* A virtio balloon with free page reporting (feature bit 5) hands memory
- * the guest frees back to the hypervisor; faulting it in again costs a host
- * fault per small page, and a huge-page fault pays 512 of them up front:
- * measured here, THP arenas populate at 0.2-0.4 GB/s, 4 KiB pages at
- * 2.4-2.7 GB/s. Elsewhere huge pages are cheaper to fault and to use. */
-static bool freed_memory_goes_to_host(void) {
-    DIR *d = opendir("/sys/bus/virtio/drivers/virtio_balloon");
-    bool yes = false;
-    struct dirent *e;
-    while (d && !yes && (e = readdir(d))) {
-        if (strncmp(e->d_name, "virtio", 6))
-            continue;
-        char path[300], feat[256] = "";
-        snprintf(path, sizeof path, "/sys/bus/virtio/devices/%s/features", e->d_name);
-        FILE *f = fopen(path, "r");
-        if (f && fgets(feat, sizeof feat, f) && strlen(feat) > 5 && feat[5] == '1')
-            yes = true;
-        if (f)
-            fclose(f);
-    }
-    if (d)
-        closedir(d);
-    return yes;
+static bool thp_collapse_requested(const nm_load_opts *o) {
+    return o->thp == 2;
 }
-
-static bool thp_collapse_requested(const nm_load_opts *o) { return o->thp == 2; }
 
 static void decide_thp(load_run *r) {
     nm_loaded *w = r->w;
     w->thp = r->o->thp == 1 || (r->o->thp == 0 && !thp_collapse_requested(r->o));
-    if (r->o->thp == 0 && w->thp && freed_memory_goes_to_host()) {
+    if (r->o->thp == 0 && w->thp && nm_freed_memory_goes_to_host()) {
         w->thp = false;
         nm_read_fallback(&r->ctx, "arenas without transparent huge pages: this VM's "
                                   "balloon returns freed memory to the host, which makes huge-page "
@@ -467,32 +444,21 @@ static void decide_thp(load_run *r) {
     }
 }
 
-#ifndef MADV_COLLAPSE
-#define MADV_COLLAPSE 25
-#endif
-
-/* Opt-in (thp 2, `--thp collapse`): fill with small pages (fast here), then MADV_COLLAPSE them into
- * huge pages (faster decode). Measured on this VM: +2.7-6 s for 2.2 GB, so it
- * pays only for long generations (docs/loading.md). Where the collapse is
- * refused, MADV_HUGEPAGE stays and khugepaged may do it in the background. */
+/* Opt-in (thp 2, `--thp collapse`): fill with small pages (fast here), then
+ * MADV_COLLAPSE them into huge pages (faster decode). Measured on this VM:
+ * +2.7-6 s for 2.2 GB, so it pays only for long generations
+ * (docs/loading.md). */
 static void thp_collapse_after_fill(load_run *r) {
     if (!thp_collapse_requested(r->o) || r->w->thp)
         return;
     double t0 = nm_now();
     uint64_t bytes = 0;
-    for (int a = 0; a < r->w->plan->n_arenas; a++) {
-        nm_arena *ar = &r->w->arenas[a];
-        if (!ar->base || ar->huge)
-            continue;
-        (void)madvise(ar->base, ar->mapped, MADV_HUGEPAGE);
-        if (madvise(ar->base, ar->mapped, MADV_COLLAPSE) != 0)
-            nm_read_fallback(&r->ctx,
-                             "MADV_COLLAPSE refused (%s): arenas keep small pages until "
-                             "khugepaged collapses them",
-                             strerror(errno));
-        else
-            bytes += ar->mapped;
-    }
+    int e = nm_thp_collapse_arenas(r->w->arenas, r->w->plan->n_arenas, &bytes);
+    if (e)
+        nm_read_fallback(&r->ctx,
+                         "MADV_COLLAPSE refused (%s): arenas keep small pages until "
+                         "khugepaged collapses them",
+                         strerror(e));
     fprintf(stderr, "numalm: %.0f MiB collapsed into huge pages after the fill in %.3f s\n",
             (double)bytes / (1 << 20), nm_now() - t0);
 }
