@@ -7,6 +7,7 @@
 #include "commands.h"
 
 #include <stdbool.h>
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -172,6 +173,25 @@ static void report_text(const mk_args *a, const nm_mkmodel_opts *o, const nm_mkm
            r->seconds > 0 ? r->file_bytes / 1e6 / r->seconds : 0.0);
 }
 
+/* Ctrl-C or a kill: stop between chunks, so the writer removes OUT.tmp
+ * instead of leaving a partial file behind. */
+static volatile sig_atomic_t stop_requested;
+
+static void on_stop_signal(int sig) {
+    (void)sig;
+    stop_requested = 1;
+}
+
+static void catch_stop_signals(void) {
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_stop_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGHUP, &sa, NULL);
+}
+
 int cmd_mkmodel(int argc, char **argv) {
     if (nm_cli_help_asked(argc, argv)) {
         usage(stdout);
@@ -186,9 +206,11 @@ int cmd_mkmodel(int argc, char **argv) {
         return 2;
     }
     o.progress = true; /* drawn only when stderr is a TTY */
+    o.stop = &stop_requested;
+    catch_stop_signals();
     if (nm_mkmodel_write(a.out, &o, &r, &err)) {
         fprintf(stderr, "numalm mkmodel: %s\n", err.msg);
-        return 1;
+        return stop_requested ? 130 : 1;
     }
     if (a.json)
         report_json(&a, &o, &r);

@@ -287,7 +287,8 @@ static int write_metadata(nm_gguf_writer *w, const nm_mkmodel_opts *o, const nm_
 
 /* Generates and streams one tensor, a chunk of rows at a time. */
 static int write_tensor(nm_gguf_writer *w, const tspec *t, uint64_t index, uint64_t seed, float *f,
-                        uint8_t *enc, nm_progress *prog, nm_error *err) {
+                        uint8_t *enc, nm_progress *prog, const volatile sig_atomic_t *stop,
+                        nm_error *err) {
     nm_rng r;
     nm_rng_seed(&r, seed, index);
     uint64_t row_bytes = 0;
@@ -297,6 +298,8 @@ static int write_tensor(nm_gguf_writer *w, const tspec *t, uint64_t index, uint6
     uint64_t rows_per_chunk = CHUNK_ELEMS / t->ne[0] ? CHUNK_ELEMS / t->ne[0] : 1;
     for (uint64_t row = 0; row < t->ne[1]; row += rows_per_chunk) {
         uint64_t k = t->ne[1] - row < rows_per_chunk ? t->ne[1] - row : rows_per_chunk;
+        if (stop && *stop)
+            return nm_fail(err, "interrupted while writing tensor '%s'", t->name);
         fill_normal(&r, f, (size_t)(k * t->ne[0]), t->mean, t->std);
         for (uint64_t i = 0; i < k; i++)
             if (nm_quantize_row(t->type, f + i * t->ne[0], enc + i * row_bytes, (int64_t)t->ne[0]))
@@ -320,7 +323,7 @@ static int write_all_tensors(nm_gguf_writer *w, const tspec *specs, uint64_t n,
     if (!f || !enc)
         rc = nm_fail(err, "out of memory for %zu-element buffers", elems);
     for (uint64_t i = 0; !rc && i < n; i++)
-        rc = write_tensor(w, &specs[i], i, o->seed, f, enc, prog, err);
+        rc = write_tensor(w, &specs[i], i, o->seed, f, enc, prog, o->stop, err);
     free(f);
     free(enc);
     return rc;

@@ -13,6 +13,7 @@
 
 #include "../common/error.h"
 
+#include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -37,6 +38,9 @@ typedef struct nm_mkmodel_opts {
     uint64_t seed;
     const char *name; /* general.name; NULL: derived from shape and type */
     bool progress;    /* progress bar on a TTY */
+    /* Checked between chunks: when it becomes non-zero (a signal handler
+     * sets it) the write stops with an error and OUT.tmp is removed. */
+    const volatile sig_atomic_t *stop;
 } nm_mkmodel_opts;
 
 typedef struct nm_mkmodel_result {
