@@ -143,6 +143,13 @@ void nm_loaded_print_json(const nm_loaded *w, FILE *out) {
     nm_json_kuint(&j, "cached_bytes", w->cached_bytes);
     nm_json_kuint(&j, "mapped_bytes", w->mapped_bytes);
     nm_json_kbool(&j, "thp", w->thp);
+    uint64_t hugetlb = 0, locked = 0;
+    for (int a = 0; a < w->plan->n_arenas; a++) {
+        hugetlb += w->arenas[a].huge ? w->arenas[a].mapped : 0;
+        locked += w->arenas[a].locked ? w->arenas[a].mapped : 0;
+    }
+    nm_json_kuint(&j, "hugetlb_bytes", hugetlb); /* --hugepages: MAP_HUGETLB arenas */
+    nm_json_kuint(&j, "locked_bytes", locked);   /* --mlock */
     if (w->map)
         nm_json_kuint(&j, "off_policy_pages", w->off_policy_pages);
     nm_json_key(&j, "fallbacks");

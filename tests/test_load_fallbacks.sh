@@ -4,6 +4,7 @@
 #   model on tmpfs, --io dio  -> O_DIRECT refused -> buffered reads
 #   io_uring unavailable      -> preadv with O_DIRECT
 #   --drop-caches as non-root -> a clear error saying root is needed
+#   --hugepages, none reserved -> normal pages; --mlock over RLIMIT_MEMLOCK
 # Linux >= 6.6 tmpfs accepts O_DIRECT; there the refusal is simulated with
 # NUMALM_DISABLE_ODIRECT=1 (the NUMA VM's 6.1 kernel tests the real one).
 set -u
@@ -122,6 +123,52 @@ if [ $rc -ne 0 ] && grep -q "weight" "$disk/err" && grep -q "offset" "$disk/err"
     ok "truncated file refused: $(head -c 300 "$disk/err")"
 else
     fail "truncated file: exit $rc: $(cat "$disk/err")"
+fi
+
+# 5. --hugepages: with none reserved, one line saying how to reserve them;
+# with pages reserved (root only: the test reserves and gives them back),
+# the arena is MAP_HUGETLB. Weights verified either way.
+hp=/proc/sys/vm/nr_hugepages
+if [ "$(cat $hp 2>/dev/null || echo 1)" = 0 ]; then
+    expect_fallback "--hugepages, none reserved" "nr_hugepages" dio -- -m "$disk/tiny.gguf" --io dio --hugepages
+    if [ "$(id -u)" = 0 ] && echo 16 >$hp 2>/dev/null && [ "$(cat $hp)" -ge 8 ]; then
+        "$NUMALM" load -m "$disk/tiny.gguf" --io dio --hugepages --thp off --verify --json \
+            >"$disk/out.json" 2>"$disk/err"
+        rc=$?
+        echo 0 >$hp
+        if [ $rc -eq 0 ] && [ "$(json "$disk/out.json" 'j["hugetlb_bytes"] > 0 and j["checksums_ok"]')" = True ]; then
+            ok "--hugepages with pages reserved: $(json "$disk/out.json" 'j["hugetlb_bytes"]') bytes in MAP_HUGETLB, checksums OK"
+        else
+            fail "--hugepages with pages reserved: exit $rc: $(cat "$disk/err")"
+        fi
+    else
+        echo 0 >$hp 2>/dev/null
+        echo "note: cannot reserve huge pages here: the MAP_HUGETLB path is not checked"
+    fi
+else
+    echo "note: huge pages are already reserved here: the --hugepages checks are skipped"
+fi
+
+# 6. --mlock: locks the arena (root, or a limit that allows it); under a
+# small RLIMIT_MEMLOCK a clear error naming the limit and what is needed
+if "$NUMALM" load -m "$disk/tiny.gguf" --io dio --mlock --thp off --verify --json >"$disk/out.json" 2>"$disk/err"; then
+    [ "$(json "$disk/out.json" 'j["locked_bytes"] > 0 and j["checksums_ok"]')" = True ] &&
+        ok "--mlock: $(json "$disk/out.json" 'j["locked_bytes"]') bytes locked, checksums OK" ||
+        fail "--mlock: nothing locked: $(cat "$disk/out.json")"
+elif grep -q "RLIMIT_MEMLOCK" "$disk/err"; then
+    ok "--mlock refused by this shell's limit, with the message: $(head -c 200 "$disk/err")"
+else
+    fail "--mlock: $(cat "$disk/err")"
+fi
+if [ "$(id -u)" != 0 ] || [ ${#as_user[@]} -gt 0 ]; then
+    (ulimit -l 64 && "${as_user[@]}" "$NUMALM" load -m "$disk/tiny.gguf" --io dio --mlock) \
+        >/dev/null 2>"$disk/err"
+    rc=$?
+    if [ $rc -ne 0 ] && grep -q "RLIMIT_MEMLOCK" "$disk/err" && grep -q "ulimit -l" "$disk/err"; then
+        ok "--mlock over a 64 KiB limit: $(head -c 200 "$disk/err")"
+    else
+        fail "--mlock over a 64 KiB limit: exit $rc: $(cat "$disk/err")"
+    fi
 fi
 
 if [ $fails -ne 0 ]; then
