@@ -11,14 +11,16 @@
  *
  *   bench_kernels [-r ROWS] [-n COLS] [-t MAX_THREADS] [-k TOKENS]
  *                 [--time SECONDS] [--type T] [--only-threads N]
- *                 [--no-scalar] [--wall] [--hot] [--json]
+ *                 [--no-scalar] [--wall] [--hot] [--interleave] [--json]
  *   defaults: 2048 x 5632, threads 1 and 2, 32 tokens, 0.4 s per point
  *
  * Times are the CPU time of the slowest worker thread (median of the calls),
  * so that time the shared development VM gives to other processes does not
  * count; --wall uses the wall clock instead. --hot uses one copy of the
  * matrix, so that a small one (-r 64) stays in cache and the kernel's own
- * speed limit shows. */
+ * speed limit shows. --interleave runs the kernel sets call by call in one
+ * loop instead of one after the other, for comparisons on a noisy machine;
+ * "best" columns are the fastest call. */
 #include "common/error.h"
 #include "common/json.h"
 #include "common/util.h"
@@ -37,6 +39,7 @@
 
 #define MAX_THREADS 64
 #define MAX_ITERS 4096
+#define MAX_SETS 8
 #define COPY_BYTES (256ull << 20)
 
 enum job_kind { JOB_FILL, JOB_READ, JOB_MATVEC, JOB_MATMAT, JOB_EXIT };
@@ -151,26 +154,42 @@ static double run_once(bench *b) {
  * seconds of one call of each. Interleaving gives both the same share of
  * whatever else runs on the machine, so their ratio holds even when the
  * absolute numbers move; the median drops bursts. */
-static void time_job(bench *b, enum job_kind job, double budget, double *job_s, double *read_s) {
-    static double tj[MAX_ITERS], tr[MAX_ITERS];
+/* With --interleave, one round runs the read and then the job with each of
+ * ns kernel sets (sets[s] with activations acts[s]), so that the sets, not
+ * only kernel and read, share the machine's noise alike: job_s[s] is set
+ * s's median, best_s[s] its fastest call. */
+static void time_sets(bench *b, enum job_kind job, const nm_kernel_set *const *sets,
+                      const nm_act *acts, int ns, double budget, double *job_s, double *best_s,
+                      double *read_s) {
+    static double tj[MAX_SETS][MAX_ITERS], tr[MAX_ITERS];
     int it = 0;
     double begin = nm_now();
     while (it < MAX_ITERS && (it < 3 || nm_now() - begin < budget)) {
-        /* the job reads the copy farthest from the one just read, which
-         * may still sit in L3 (copies is 1 only with --hot) */
+        /* the job reads a copy far from the ones just read, which may
+         * still sit in L3 (copies is 1 only with --hot) */
         b->copy = it % b->copies;
         b->job = JOB_READ;
         tr[it] = run_once(b);
-        b->copy = (it + b->copies / 2) % b->copies;
-        b->job = job;
-        tj[it] = run_once(b);
+        for (int s = 0; s < ns; s++) {
+            b->copy = (it + b->copies / 2 + 3 * s) % b->copies;
+            b->ks = sets[s];
+            if (job == JOB_MATVEC)
+                b->act1 = acts[s];
+            else
+                b->actk = acts[s];
+            b->job = job;
+            tj[s][it] = run_once(b);
+        }
         it++;
-        if (it == 1 && tj[0] > budget) /* slow scalar point: one is enough */
+        if (it == 1 && tj[0][0] > budget) /* slow scalar point: one is enough */
             break;
     }
-    qsort(tj, (size_t)it, sizeof tj[0], cmp_double);
+    for (int s = 0; s < ns; s++) {
+        qsort(tj[s], (size_t)it, sizeof tj[s][0], cmp_double);
+        job_s[s] = tj[s][it / 2];
+        best_s[s] = tj[s][0];
+    }
     qsort(tr, (size_t)it, sizeof tr[0], cmp_double);
-    *job_s = tj[it / 2];
     *read_s = tr[it / 2];
 }
 
@@ -233,11 +252,12 @@ typedef struct result {
     const char *type, *kernels;
     int threads;
     double read_gbps, mv_gbps, ratio, mm_tok_s, mm_gflops;
+    double mv_best_gbps, mm_best_tok_s; /* fastest call */
 } result;
 
 typedef struct options {
     int64_t rows, cols;
-    int max_threads, n_tok, scalar, json, wall, hot;
+    int max_threads, n_tok, scalar, json, wall, hot, interleave;
     int only_type; /* -1: all */
     int min_threads;
     double budget;
@@ -265,6 +285,8 @@ static int parse_options(int argc, char **argv, options *o) {
             o->wall = 1;
         else if (!strcmp(a, "--hot"))
             o->hot = 1;
+        else if (!strcmp(a, "--interleave"))
+            o->interleave = 1;
         else if (has && !strcmp(a, "--type")) {
             o->only_type = nm_type_from_name(argv[++i]);
             if (o->only_type < 0 || !nm_kernels_supports((uint32_t)o->only_type)) {
@@ -299,7 +321,7 @@ static int parse_options(int argc, char **argv, options *o) {
         } else {
             fprintf(stderr, "usage: bench_kernels [-r ROWS] [-n COLS] [-t THREADS] "
                             "[-k TOKENS] [--time S] [--type T] [--only-threads N]\n"
-                            "       [--no-scalar] [--wall] [--hot] [--json]\n");
+                            "       [--no-scalar] [--wall] [--hot] [--interleave] [--json]\n");
             return -1;
         }
     }
@@ -367,10 +389,18 @@ static int bench_type(const options *o, uint32_t type, int threads, result *res,
     uint64_t seed = 42 + type;
     size_t xn = (size_t)o->cols * (size_t)o->n_tok;
     float *x = malloc(xn * sizeof(float));
+    /* activations prepared once per set: --interleave switches sets call by
+     * call */
     size_t qbytes = nm_act_buffer_bytes(type, o->cols, o->n_tok) + 64;
-    void *q1 = aligned_alloc(64, qbytes), *qk = aligned_alloc(64, qbytes);
+    void *q1[MAX_SETS], *qk[MAX_SETS];
+    int qfail = 0;
+    for (int s = 0; s < MAX_SETS; s++) {
+        q1[s] = aligned_alloc(64, qbytes);
+        qk[s] = aligned_alloc(64, qbytes);
+        qfail |= !q1[s] || !qk[s];
+    }
     b.y = malloc((size_t)o->rows * (size_t)o->n_tok * sizeof(float));
-    if (!x || !q1 || !qk || !b.y)
+    if (!x || qfail || !b.y)
         return -1;
     for (size_t i = 0; i < xn; i++)
         x[i] = frand(&seed);
@@ -391,22 +421,35 @@ static int bench_type(const options *o, uint32_t type, int threads, result *res,
     pthread_barrier_wait(&b.start);
     pthread_barrier_wait(&b.done);
 
-    const nm_kernel_set *sets[8];
+    const nm_kernel_set *sets[MAX_SETS];
     int ns = sets_for(type, o, sets);
+    nm_act act1[MAX_SETS], actk[MAX_SETS];
     for (int s = 0; s < ns; s++) {
-        b.ks = sets[s];
-        prepare_act(sets[s], type, x, o->cols, 1, q1, &b.act1);
-        double tv, tr, tm, tr2;
-        time_job(&b, JOB_MATVEC, o->budget, &tv, &tr);
-        prepare_act(sets[s], type, x, o->cols, o->n_tok, qk, &b.actk);
-        time_job(&b, JOB_MATMAT, o->budget, &tm, &tr2);
+        prepare_act(sets[s], type, x, o->cols, 1, q1[s], &act1[s]);
+        prepare_act(sets[s], type, x, o->cols, o->n_tok, qk[s], &actk[s]);
+    }
+    double tv[MAX_SETS], bv[MAX_SETS], tm[MAX_SETS], bm[MAX_SETS], tr[MAX_SETS], tr2;
+    if (o->interleave) {
+        time_sets(&b, JOB_MATVEC, sets, act1, ns, o->budget * ns, tv, bv, &tr[0]);
+        time_sets(&b, JOB_MATMAT, sets, actk, ns, o->budget * ns, tm, bm, &tr2);
+        for (int s = 1; s < ns; s++)
+            tr[s] = tr[0];
+    } else {
+        for (int s = 0; s < ns; s++) {
+            time_sets(&b, JOB_MATVEC, &sets[s], &act1[s], 1, o->budget, &tv[s], &bv[s], &tr[s]);
+            time_sets(&b, JOB_MATMAT, &sets[s], &actk[s], 1, o->budget, &tm[s], &bm[s], &tr2);
+        }
+    }
+    for (int s = 0; s < ns; s++) {
         result *r = &res[(*nres)++];
         *r = (result){.type = nm_type_name(type), .kernels = sets[s]->name, .threads = threads};
-        r->mv_gbps = (double)mat / tv / 1e9;
-        r->read_gbps = (double)mat / tr / 1e9;
+        r->mv_gbps = (double)mat / tv[s] / 1e9;
+        r->mv_best_gbps = (double)mat / bv[s] / 1e9;
+        r->read_gbps = (double)mat / tr[s] / 1e9;
         r->ratio = r->mv_gbps / r->read_gbps;
-        r->mm_tok_s = o->n_tok / tm;
-        r->mm_gflops = 2.0 * (double)o->rows * (double)o->cols * o->n_tok / tm / 1e9;
+        r->mm_tok_s = o->n_tok / tm[s];
+        r->mm_best_tok_s = o->n_tok / bm[s];
+        r->mm_gflops = 2.0 * (double)o->rows * (double)o->cols * o->n_tok / tm[s] / 1e9;
     }
     b.job = JOB_EXIT;
     pthread_barrier_wait(&b.start);
@@ -416,7 +459,9 @@ static int bench_type(const options *o, uint32_t type, int threads, result *res,
     }
     pthread_barrier_destroy(&b.start);
     pthread_barrier_destroy(&b.done);
-    free(x), free(q1), free(qk), free(b.y);
+    for (int s = 0; s < MAX_SETS; s++)
+        free(q1[s]), free(qk[s]);
+    free(x), free(b.y);
     return 0;
 }
 
@@ -449,6 +494,7 @@ int main(int argc, char **argv) {
         nm_json_kint(&j, "matmat_tokens", o.n_tok);
         nm_json_kstr(&j, "clock", o.wall ? "wall" : "thread_cpu");
         nm_json_kbool(&j, "hot", o.hot);
+        nm_json_kbool(&j, "interleave", o.interleave);
         nm_json_kstr(&j, "simd_detected", nm_simd_name(nm_simd_detect()));
         nm_json_key(&j, "results");
         nm_json_arr_begin(&j);
@@ -463,6 +509,8 @@ int main(int argc, char **argv) {
             nm_json_kdouble(&j, "matvec_ratio_to_read", r->ratio);
             nm_json_kdouble(&j, "matmat_tokens_per_s", r->mm_tok_s);
             nm_json_kdouble(&j, "matmat_gflops", r->mm_gflops);
+            nm_json_kdouble(&j, "matvec_best_gbps", r->mv_best_gbps);
+            nm_json_kdouble(&j, "matmat_best_tokens_per_s", r->mm_best_tok_s);
             nm_json_obj_end(&j);
         }
         nm_json_arr_end(&j);
@@ -473,12 +521,13 @@ int main(int argc, char **argv) {
     printf("matrix %lld x %lld, matmat %d tokens; read = plain sum of the same "
            "buffers by the same threads\n",
            (long long)o.rows, (long long)o.cols, o.n_tok);
-    printf("%-6s %-12s %3s %9s %10s %6s %12s %9s\n", "type", "kernels", "thr", "read GB/s",
-           "matvec GB/s", "ratio", "matmat tok/s", "GFLOP/s");
+    printf("%-6s %-16s %3s %9s %10s %6s %12s %9s %9s %10s\n", "type", "kernels", "thr", "read GB/s",
+           "matvec GB/s", "ratio", "matmat tok/s", "GFLOP/s", "best GB/s", "best tok/s");
     for (int i = 0; i < nres; i++) {
         result *r = &res[i];
-        printf("%-6s %-12s %3d %9.2f %10.2f %6.2f %12.1f %9.2f\n", r->type, r->kernels, r->threads,
-               r->read_gbps, r->mv_gbps, r->ratio, r->mm_tok_s, r->mm_gflops);
+        printf("%-6s %-16s %3d %9.2f %10.2f %6.2f %12.1f %9.2f %9.2f %10.1f\n", r->type, r->kernels,
+               r->threads, r->read_gbps, r->mv_gbps, r->ratio, r->mm_tok_s, r->mm_gflops,
+               r->mv_best_gbps, r->mm_best_tok_s);
     }
     return 0;
 }

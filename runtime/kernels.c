@@ -290,6 +290,32 @@ void nm_matvec_set(const nm_kernel_set *ks, const void *w, int64_t n_rows, const
  * group's activations stay in L1/L2 across the block. */
 #define MATMAT_BLOCK_BYTES (192 * 1024)
 
+/* Rows [r0, r1) x tokens [t0, t0 + nt): tiles of tile_rows rows where the
+ * set has them (each loaded weight vector serves nt tokens and each loaded
+ * activation vector tile_rows rows), one row at a time for the rest. */
+static void matmat_rows(const nm_kernel_set *ks, int k, const void *w, uint64_t rb, int64_t r0,
+                        int64_t r1, const nm_act *x, int t0, int nt, float *y, int64_t ldy) {
+    const void *acts[NM_K_MAX_TOK];
+    float out[4 * NM_K_MAX_TOK];
+    for (int t = 0; t < nt; t++)
+        acts[t] = act_row(x, t0 + t);
+    int64_t i = r0;
+    nm_tile_fn tile = ks->tile[k];
+    int tr = ks->tile_rows[k];
+    if (tile)
+        for (; i + tr <= r1; i += tr) {
+            tile((const char *)w + i * rb, rb, acts, nt, x->n, out);
+            for (int r = 0; r < tr; r++)
+                for (int t = 0; t < nt; t++)
+                    y[(t0 + t) * ldy + i + r] = out[r * nt + t];
+        }
+    for (; i < r1; i++) {
+        ks->rowdot[k]((const char *)w + i * rb, acts, nt, x->n, out);
+        for (int t = 0; t < nt; t++)
+            y[(t0 + t) * ldy + i] = out[t];
+    }
+}
+
 void nm_matmat_set(const nm_kernel_set *ks, const void *w, int64_t n_rows, const nm_act *x,
                    float *y, int64_t ldy) {
     int k = type_index(x->wtype);
@@ -297,24 +323,23 @@ void nm_matmat_set(const nm_kernel_set *ks, const void *w, int64_t n_rows, const
         fill_nan(y, n_rows, x->n_tok, ldy);
         return;
     }
-    nm_rowdot_fn dot = ks->rowdot[k];
     uint64_t rb = row_bytes_of(x->wtype, x->n);
     int64_t block = rb ? (int64_t)(MATMAT_BLOCK_BYTES / rb) : 1;
+    int group = ks->tok_group;
+    if (ks->tile[k]) {
+        /* whole tiles per block: a leftover row runs at the one-row speed */
+        group = ks->tile_tok[k];
+        block -= block % ks->tile_rows[k];
+        if (block < ks->tile_rows[k])
+            block = ks->tile_rows[k];
+    }
     if (block < 1)
         block = 1;
     for (int64_t r0 = 0; r0 < n_rows; r0 += block) {
         int64_t r1 = r0 + block < n_rows ? r0 + block : n_rows;
-        for (int t0 = 0; t0 < x->n_tok; t0 += ks->tok_group) {
-            int nt = x->n_tok - t0 < ks->tok_group ? x->n_tok - t0 : ks->tok_group;
-            const void *acts[NM_K_MAX_TOK];
-            for (int t = 0; t < nt; t++)
-                acts[t] = act_row(x, t0 + t);
-            for (int64_t i = r0; i < r1; i++) {
-                float out[NM_K_MAX_TOK];
-                dot((const char *)w + i * rb, acts, nt, x->n, out);
-                for (int t = 0; t < nt; t++)
-                    y[(t0 + t) * ldy + i] = out[t];
-            }
+        for (int t0 = 0; t0 < x->n_tok; t0 += group) {
+            int nt = x->n_tok - t0 < group ? x->n_tok - t0 : group;
+            matmat_rows(ks, k, w, rb, r0, r1, x, t0, nt, y, ldy);
         }
     }
 }

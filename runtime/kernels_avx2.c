@@ -5,7 +5,8 @@
  * instantiated for NT = 1..4 through a switch, so the accumulators stay in
  * registers. With more tokens each weight vector is converted once and used
  * NT times; with one token (decode) the float types take four rows at once,
- * so each activation load from L1/L2 serves four rows. */
+ * so each activation load from L1/L2 serves four rows; prompt matmat takes
+ * them in tiles of 2 rows x 3 tokens, so each load serves several FMAs. */
 #include "kernels_internal.h"
 #include "quant.h"
 
@@ -14,6 +15,10 @@
 
 #define AI static inline __attribute__((always_inline))
 #define TOK_GROUP 4
+/* matmat tile of float weights: 2 rows x 3 tokens, 12 accumulators, 2
+ * weight vectors and one activation vector: 15 of the 16 ymm registers */
+#define TILE_R 2
+#define TILE_T 3
 
 AI float hsum8(__m256 v) {
     __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
@@ -46,6 +51,12 @@ AI float el_bf16(const void *p, int64_t i) {
     return f;
 }
 
+/* Makes the compiler hold v in a register: otherwise gcc may fold an
+ * activation load into each FMA of a tile that uses it. No instruction. */
+AI void keep_in_reg(__m256 *v) {
+    __asm__("" : "+x"(*v));
+}
+
 /* The weight lines of one step (32 elements of es bytes), NM_PREFETCH_BYTES
  * ahead, into L2. */
 AI void prefetch_l2(const char *p, const int es) {
@@ -73,13 +84,17 @@ AI void prefetch_l2(const char *p, const int es) {
         }                                                                                          \
         int64_t i = 0;                                                                             \
         for (; i + 16 <= n; i += 16) {                                                             \
-            _Pragma("GCC unroll 4") for (int r = 0; r < R; r++) {                                  \
-                if ((i & 31) == 0) /* one prefetch per 64 bytes of F16 */                          \
+            if ((i & 31) == 0) /* one prefetch per 64 bytes of F16 */                              \
+                _Pragma("GCC unroll 4") for (int r = 0; r < R; r++)                                \
                     prefetch_l2(row[r] + i * ES, ES);                                              \
-                __m256 w0 = LD(row[r], i), w1 = LD(row[r], i + 8);                                 \
+            _Pragma("GCC unroll 2") for (int h = 0; h < 2; h++) {                                  \
+                __m256 wv[4];                                                                      \
+                _Pragma("GCC unroll 4") for (int r = 0; r < R; r++) wv[r] = LD(row[r], i + 8 * h); \
                 _Pragma("GCC unroll 4") for (int t = 0; t < NT; t++) {                             \
-                    acc[r][t][0] = _mm256_fmadd_ps(w0, XLD(x[t], i), acc[r][t][0]);                \
-                    acc[r][t][1] = _mm256_fmadd_ps(w1, XLD(x[t], i + 8), acc[r][t][1]);            \
+                    __m256 xv = XLD(x[t], i + 8 * h);                                              \
+                    keep_in_reg(&xv);                                                              \
+                    _Pragma("GCC unroll 4") for (int r = 0; r < R; r++) acc[r][t][h] =             \
+                        _mm256_fmadd_ps(wv[r], xv, acc[r][t][h]);                                  \
                 }                                                                                  \
             }                                                                                      \
         }                                                                                          \
@@ -104,6 +119,20 @@ AI void prefetch_l2(const char *p, const int es) {
     }                                                                                              \
     static void NAME##_rows4(const void *w, size_t rb, const void *act, int64_t n, float *out) {   \
         NAME##_rt(w, rb, &act, 4, 1, n, out);                                                      \
+    }                                                                                              \
+    static void NAME##_tile(const void *w, size_t rb, const void *const *acts, int nt, int64_t n,  \
+                            float *out) {                                                          \
+        switch (nt) {                                                                              \
+        case 1:                                                                                    \
+            NAME##_rt(w, rb, acts, TILE_R, 1, n, out);                                             \
+            break;                                                                                 \
+        case 2:                                                                                    \
+            NAME##_rt(w, rb, acts, TILE_R, 2, n, out);                                             \
+            break;                                                                                 \
+        default:                                                                                   \
+            NAME##_rt(w, rb, acts, TILE_R, 3, n, out);                                             \
+            break;                                                                                 \
+        }                                                                                          \
     }                                                                                              \
     static void NAME(const void *w, const void *const *acts, int nt, int64_t n, float *out) {      \
         switch (nt) {                                                                              \
@@ -313,6 +342,9 @@ static const nm_kernel_set avx2_set = {
     .tok_group = TOK_GROUP,
     .rowdot = {rowdot_f32, rowdot_f16, rowdot_bf16, rowdot_q8_0, rowdot_q4_0},
     .rows4 = {rowdot_f32_rows4, rowdot_f16_rows4, rowdot_bf16_rows4, NULL, NULL},
+    .tile = {rowdot_f32_tile, rowdot_f16_tile, rowdot_bf16_tile, NULL, NULL},
+    .tile_rows = {TILE_R, TILE_R, TILE_R, 0, 0},
+    .tile_tok = {TILE_T, TILE_T, TILE_T, 0, 0},
     .dot_f32 = dot_f32,
     .dot_f16_f32 = dot_f16_f32,
     .axpy_f32 = axpy_f32,

@@ -5,7 +5,8 @@
  * sets never reach one.
  *
  * As in kernels_avx2.c, each row kernel is written for a compile-time token
- * count NT (1..8) so the accumulators stay in registers. Tails that are not a
+ * count NT (1..8), and the tiles for prompt matmat for compile-time rows x
+ * tokens, so the accumulators stay in registers. Tails that are not a
  * multiple of 16 elements use masked loads, which never touch memory past
  * the end of the row. */
 #include "kernels_internal.h"
@@ -15,6 +16,16 @@
 
 #define AI static inline __attribute__((always_inline))
 #define TOK_GROUP 8
+/* Prompt matmat tile of float weights: 3 rows x 4 tokens x 2 accumulators
+ * = 24 zmm, plus 3 weight vectors and one activation vector. 4 x 3 was as
+ * fast, 2 x 6 slower (docs/kernels.md, decision 12). -D overrides are for
+ * such measurements. */
+#ifndef TILE_R
+#define TILE_R 3
+#endif
+#ifndef TILE_T
+#define TILE_T 4
+#endif
 
 /* Loaders: 16 weights at element i as F32; the masked forms load only the
  * lanes in m and zero the rest. */
@@ -42,6 +53,13 @@ AI __m512 ldm_bf16(const void *p, int64_t i, __mmask16 m) {
 
 AI __mmask16 tail_mask(int64_t left) {
     return (__mmask16)((1u << left) - 1u);
+}
+
+/* Makes the compiler hold v in a register: without this, gcc folds an
+ * activation load into each of the tile's FMAs that use it (one load per
+ * FMA again, the bottleneck the tiles remove). Emits no instruction. */
+AI void keep_in_reg(__m512 *v) {
+    __asm__("" : "+v"(*v));
 }
 
 /* The weight lines of one step (32 elements of es bytes), NM_PREFETCH_BYTES
@@ -72,12 +90,16 @@ AI void prefetch_l2(const char *p, const int es) {
         }                                                                                          \
         int64_t i = 0;                                                                             \
         for (; i + 32 <= n; i += 32) {                                                             \
-            _Pragma("GCC unroll 4") for (int r = 0; r < R; r++) {                                  \
-                prefetch_l2(row[r] + i * ES, ES);                                                  \
-                __m512 w0 = LD(row[r], i), w1 = LD(row[r], i + 16);                                \
+            _Pragma("GCC unroll 4") for (int r = 0; r < R; r++) prefetch_l2(row[r] + i * ES, ES);  \
+            _Pragma("GCC unroll 2") for (int h = 0; h < 2; h++) {                                  \
+                __m512 wv[4];                                                                      \
+                _Pragma("GCC unroll 4") for (int r = 0; r < R; r++) wv[r] =                        \
+                    LD(row[r], i + 16 * h);                                                        \
                 _Pragma("GCC unroll 8") for (int t = 0; t < NT; t++) {                             \
-                    acc[r][t][0] = _mm512_fmadd_ps(w0, XLD(x[t], i), acc[r][t][0]);                \
-                    acc[r][t][1] = _mm512_fmadd_ps(w1, XLD(x[t], i + 16), acc[r][t][1]);           \
+                    __m512 xv = XLD(x[t], i + 16 * h);                                             \
+                    keep_in_reg(&xv);                                                              \
+                    _Pragma("GCC unroll 4") for (int r = 0; r < R; r++) acc[r][t][h] =             \
+                        _mm512_fmadd_ps(wv[r], xv, acc[r][t][h]);                                  \
                 }                                                                                  \
             }                                                                                      \
         }                                                                                          \
@@ -99,6 +121,10 @@ AI void prefetch_l2(const char *p, const int es) {
     }                                                                                              \
     static void NAME##_rows4(const void *w, size_t rb, const void *act, int64_t n, float *out) {   \
         NAME##_rt(w, rb, &act, 4, 1, n, out);                                                      \
+    }                                                                                              \
+    static void NAME##_tile(const void *w, size_t rb, const void *const *acts, int nt, int64_t n,  \
+                            float *out) {                                                          \
+        DISPATCH_TILE(NAME##_rt, TILE_R, TILE_T)                                                   \
     }
 
 #define DISPATCH_NT(IMPL, ...)                                                                     \
@@ -126,6 +152,37 @@ AI void prefetch_l2(const char *p, const int es) {
         break;                                                                                     \
     default:                                                                                       \
         IMPL(w, acts, 8, n, out, ##__VA_ARGS__);                                                   \
+        break;                                                                                     \
+    }
+
+/* A tile of R rows for nt <= T tokens: one instance per token count, so
+ * the accumulators stay in registers. */
+#define TMIN(k, T) ((k) < (T) ? (k) : (T))
+#define DISPATCH_TILE(IMPL, R, T, ...)                                                             \
+    switch (nt) {                                                                                  \
+    case 1:                                                                                        \
+        IMPL(w, rb, acts, R, TMIN(1, T), n, out, ##__VA_ARGS__);                                   \
+        break;                                                                                     \
+    case 2:                                                                                        \
+        IMPL(w, rb, acts, R, TMIN(2, T), n, out, ##__VA_ARGS__);                                   \
+        break;                                                                                     \
+    case 3:                                                                                        \
+        IMPL(w, rb, acts, R, TMIN(3, T), n, out, ##__VA_ARGS__);                                   \
+        break;                                                                                     \
+    case 4:                                                                                        \
+        IMPL(w, rb, acts, R, TMIN(4, T), n, out, ##__VA_ARGS__);                                   \
+        break;                                                                                     \
+    case 5:                                                                                        \
+        IMPL(w, rb, acts, R, TMIN(5, T), n, out, ##__VA_ARGS__);                                   \
+        break;                                                                                     \
+    case 6:                                                                                        \
+        IMPL(w, rb, acts, R, TMIN(6, T), n, out, ##__VA_ARGS__);                                   \
+        break;                                                                                     \
+    case 7:                                                                                        \
+        IMPL(w, rb, acts, R, TMIN(7, T), n, out, ##__VA_ARGS__);                                   \
+        break;                                                                                     \
+    default:                                                                                       \
+        IMPL(w, rb, acts, R, TMIN(8, T), n, out, ##__VA_ARGS__);                                   \
         break;                                                                                     \
     }
 
@@ -190,43 +247,125 @@ AI __m512i q8_weights(const nm_block_q8_0 *w, const int two) {
                               _mm256_loadu_si256((const __m256i *)w[1].qs), 1);
 }
 
-/* One step over one or two blocks for NT tokens. */
-AI void q8_step(const nm_block_q8_0 *w, int64_t b, const int8_t *const *qa, const float *const *da,
-                __m512 *acc, const int NT, const int two, const int VNNI) {
-    /* no software prefetch here: it halved this loop's streaming speed
-     * (0.86 -> 0.46 of read bandwidth at 8-64 KiB ahead), unlike AVX2's */
-    __m512i wq = q8_weights(w + b, two);
-    __m512i wabs = _mm512_abs_epi8(wq);
-    __mmask64 neg = _mm512_movepi8_mask(wq);
-    __m128 dw = scales2(w[b].d, two ? w[b + 1].d : 0);
+/* One step over one or two blocks for R rows x NT tokens. Each row's
+ * weights and scales are prepared once for all tokens, each token's
+ * activation bytes and scales once for all rows. */
+AI void q8_step(const char *const *row, int64_t b, const int8_t *const *qa, const float *const *da,
+                __m512 acc[4][TOK_GROUP], const int R, const int NT, const int two,
+                const int VNNI) {
+    /* no software prefetch here: it halved the streaming speed of this
+     * loop as decode loop (0.86 -> 0.46 of read bandwidth at 8-64 KiB
+     * ahead); decode now uses q8_row1 */
+    __m512i wabs[4];
+    __mmask64 neg[4];
+    __m512 dw[4];
+    _Pragma("GCC unroll 4") for (int r = 0; r < R; r++) {
+        const nm_block_q8_0 *w = (const nm_block_q8_0 *)row[r] + b;
+        __m512i wq = q8_weights(w, two);
+        wabs[r] = _mm512_abs_epi8(wq);
+        neg[r] = _mm512_movepi8_mask(wq);
+        dw[r] = spread2(scales2(w[0].d, two ? w[1].d : 0));
+    }
     _Pragma("GCC unroll 8") for (int t = 0; t < NT; t++) {
         __m512i a = load_act(qa[t] + b * 32, two);
-        /* move the weight's sign onto the activation: |w| * (sign(w) a) */
-        a = _mm512_mask_sub_epi8(a, neg, _mm512_setzero_si512(), a);
-        __m512 f = _mm512_cvtepi32_ps(dot_us8(wabs, a, VNNI));
-        __m512 s = spread2(_mm_mul_ps(dw, load2(da[t] + b, two)));
-        acc[t] = _mm512_fmadd_ps(f, s, acc[t]);
+        __m512 d = spread2(load2(da[t] + b, two));
+        _Pragma("GCC unroll 4") for (int r = 0; r < R; r++) {
+            /* move the weight's sign onto the activation: |w| * (sign(w) a) */
+            __m512i sa = _mm512_mask_sub_epi8(a, neg[r], _mm512_setzero_si512(), a);
+            __m512 f = _mm512_cvtepi32_ps(dot_us8(wabs[r], sa, VNNI));
+            acc[r][t] = _mm512_fmadd_ps(f, _mm512_mul_ps(dw[r], d), acc[r][t]);
+        }
     }
+}
+
+/* Decode (one token): one block per 256-bit step, even blocks into one
+ * accumulator and odd ones into another. Lane for lane that is q8_step's
+ * sequence (the 512-bit accumulator's lanes 0-7 hold the even blocks,
+ * lanes 8-15 the odd ones; the integer sums are exact, the scale product is
+ * the same F32 multiply), and the two halves are joined for the same final
+ * sum: matvec and matmat give the same bits. It is the AVX2 loop's shape
+ * and prefetch, which streamed from DRAM at least as well as the 512-bit
+ * two-block loop; it is 15% slower than that one from L2, where decode
+ * never runs (docs/kernels.md, decision 11). */
+AI __m256i dot_us8_256(__m256i u, __m256i s, const int VNNI) {
+    if (VNNI)
+        return _mm256_dpbusd_epi32(_mm256_setzero_si256(), u, s);
+    return _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1));
+}
+
+AI __m256 q8_block(const nm_block_q8_0 *w, const int8_t *qa, const float *da, __m256 acc,
+                   const int VNNI) {
+    _mm_prefetch((const char *)w + NM_PREFETCH_BYTES, _MM_HINT_T1);
+    __m256i wq = _mm256_loadu_si256((const __m256i *)w->qs);
+    __m256i a = _mm256_sign_epi8(_mm256_loadu_si256((const __m256i *)qa), wq);
+    __m256 f = _mm256_cvtepi32_ps(dot_us8_256(_mm256_abs_epi8(wq), a, VNNI));
+    /* d_w * d_a in every lane, with no scalar-to-vector moves */
+    __m256 dw = _mm256_cvtph_ps(_mm_set1_epi16((short)w->d));
+    return _mm256_fmadd_ps(f, _mm256_mul_ps(dw, _mm256_set1_ps(*da)), acc);
+}
+
+AI void q8_row1(const void *row, const void *act, int64_t n, float *out, const int VNNI) {
+    const nm_block_q8_0 *w = row;
+    const int64_t nb = n / 32;
+    const int8_t *qa = nm_actq_qs(act);
+    const float *da = nm_actq_d(act, n);
+    __m256 even = _mm256_setzero_ps(), odd = _mm256_setzero_ps();
+    int64_t b = 0;
+    for (; b + 2 <= nb; b += 2) {
+        even = q8_block(w + b, qa + b * 32, da + b, even, VNNI);
+        odd = q8_block(w + b + 1, qa + b * 32 + 32, da + b + 1, odd, VNNI);
+    }
+    if (b < nb)
+        even = q8_block(w + b, qa + b * 32, da + b, even, VNNI);
+    *out = _mm512_reduce_add_ps(_mm512_insertf32x8(_mm512_castps256_ps512(even), odd, 1));
+}
+
+AI void q8_rt(const void *w, size_t rb, const void *const *acts, const int R, const int NT,
+              int64_t n, float *out, const int VNNI) {
+    const int64_t nb = n / 32;
+    const char *row[4];
+    const int8_t *qa[TOK_GROUP];
+    const float *da[TOK_GROUP];
+    __m512 acc[4][TOK_GROUP];
+    _Pragma("GCC unroll 8") for (int t = 0; t < NT; t++) {
+        qa[t] = nm_actq_qs(acts[t]);
+        da[t] = nm_actq_d(acts[t], n);
+    }
+    _Pragma("GCC unroll 4") for (int r = 0; r < R; r++) {
+        row[r] = (const char *)w + (size_t)r * rb;
+        _Pragma("GCC unroll 8") for (int t = 0; t < NT; t++) acc[r][t] = _mm512_setzero_ps();
+    }
+    int64_t b = 0;
+    for (; b + 2 <= nb; b += 2)
+        q8_step(row, b, qa, da, acc, R, NT, 1, VNNI);
+    if (b < nb)
+        q8_step(row, b, qa, da, acc, R, NT, 0, VNNI);
+    _Pragma("GCC unroll 4") for (int r = 0; r < R; r++)
+        _Pragma("GCC unroll 8") for (int t = 0; t < NT; t++) out[r * NT + t] =
+            _mm512_reduce_add_ps(acc[r][t]);
 }
 
 AI void q8_nt(const void *row, const void *const *acts, const int NT, int64_t n, float *out,
               const int VNNI) {
-    const nm_block_q8_0 *w = row;
-    const int64_t nb = n / 32;
-    const int8_t *qa[TOK_GROUP];
-    const float *da[TOK_GROUP];
-    __m512 acc[TOK_GROUP];
-    _Pragma("GCC unroll 8") for (int t = 0; t < NT; t++) {
-        qa[t] = nm_actq_qs(acts[t]);
-        da[t] = nm_actq_d(acts[t], n);
-        acc[t] = _mm512_setzero_ps();
-    }
-    int64_t b = 0;
-    for (; b + 2 <= nb; b += 2)
-        q8_step(w, b, qa, da, acc, NT, 1, VNNI);
-    if (b < nb)
-        q8_step(w, b, qa, da, acc, NT, 0, VNNI);
-    _Pragma("GCC unroll 8") for (int t = 0; t < NT; t++) out[t] = _mm512_reduce_add_ps(acc[t]);
+    if (NT == 1)
+        q8_row1(row, acts[0], n, out, VNNI);
+    else
+        q8_rt(row, 0, acts, 1, NT, n, out, VNNI);
+}
+
+#ifndef Q8_TILE_R
+#define Q8_TILE_R 2
+#endif
+#ifndef Q8_TILE_T
+#define Q8_TILE_T 8
+#endif
+static void tile_q8_0_vnni(const void *w, size_t rb, const void *const *acts, int nt, int64_t n,
+                           float *out) {
+    DISPATCH_TILE(q8_rt, Q8_TILE_R, Q8_TILE_T, 1)
+}
+static void tile_q8_0_bw(const void *w, size_t rb, const void *const *acts, int nt, int64_t n,
+                         float *out) {
+    DISPATCH_TILE(q8_rt, Q8_TILE_R, Q8_TILE_T, 0)
 }
 
 /* Q4_0 takes four blocks (72 bytes) per step. Two 64-byte loads (at +0 and
@@ -381,10 +520,25 @@ static void rowdot_q4_0_vnni(const void *w, const void *const *acts, int nt, int
                              float *out) {
     DISPATCH_NT(q4_nt, 1)
 }
-static void rowdot_q4_0_bw(const void *w, const void *const *acts, int nt, int64_t n, float *out) {
-    DISPATCH_NT(q4_nt, 0)
-}
-static void rows4_q4_0_vnni(const void *w, size_t rb, const void *act, int64_t n, float *out) {
+static void rowdot_q4_0_bw(const void *w, const void *const *acts, int nt, int64_t n,
+                           float *out){DISPATCH_NT(q4_nt, 0)}
+/* Q4_0 prompt tile: 2 rows x 8 tokens; 25% more tokens/s than one row
+ * (the per-token activation shuffles serve two rows), 3 x 4 about the same
+ * as 2 x 8. */
+#ifndef Q4_TILE_R
+#define Q4_TILE_R 2
+#endif
+#ifndef Q4_TILE_T
+#define Q4_TILE_T 8
+#endif
+#define Q4_TILE(NAME, VNNI)                                                                        \
+    static void NAME(const void *w, size_t rb, const void *const *acts, int nt, int64_t n,         \
+                     float *out) {                                                                 \
+        DISPATCH_TILE(q4_rt, Q4_TILE_R, Q4_TILE_T, VNNI)                                           \
+    }
+Q4_TILE(tile_q4_0_vnni, 1) Q4_TILE(tile_q4_0_bw, 0)
+
+    static void rows4_q4_0_vnni(const void *w, size_t rb, const void *act, int64_t n, float *out) {
     q4_rt(w, rb, &act, 4, 1, n, out, 1);
 }
 static void rows4_q4_0_bw(const void *w, size_t rb, const void *act, int64_t n, float *out) {
@@ -394,22 +548,42 @@ static void rows4_q4_0_bw(const void *w, size_t rb, const void *act, int64_t n, 
 /* ---- BF16 with AVX512_BF16: vdpbf16ps multiplies pairs of BF16 exactly
  * and adds them to F32 lanes (denormal inputs count as zero). ------------ */
 
-AI void bf16dp_nt(const void *row, const void *const *acts, const int NT, int64_t n, float *out) {
-    const uint16_t *w = row;
-    const uint16_t *x[TOK_GROUP];
-    __m512 acc[TOK_GROUP];
-    _Pragma("GCC unroll 8") for (int t = 0; t < NT; t++) {
-        x[t] = acts[t];
-        acc[t] = _mm512_setzero_ps();
+AI void bf16dp_rt(const void *w, size_t rb, const void *const *acts, const int R, const int NT,
+                  int64_t n, float *out) {
+    const uint16_t *row[4], *x[TOK_GROUP];
+    __m512 acc[4][TOK_GROUP];
+    _Pragma("GCC unroll 8") for (int t = 0; t < NT; t++) x[t] = acts[t];
+    _Pragma("GCC unroll 4") for (int r = 0; r < R; r++) {
+        row[r] = (const uint16_t *)((const char *)w + (size_t)r * rb);
+        _Pragma("GCC unroll 8") for (int t = 0; t < NT; t++) acc[r][t] = _mm512_setzero_ps();
     }
     for (int64_t i = 0; i < n; i += 32) {
         __mmask32 m = n - i >= 32 ? (__mmask32)0xffffffffu : (__mmask32)((1ull << (n - i)) - 1);
-        _mm_prefetch((const char *)(w + i) + NM_PREFETCH_BYTES, _MM_HINT_T1);
-        __m512bh wv = (__m512bh)_mm512_maskz_loadu_epi16(m, w + i);
-        _Pragma("GCC unroll 8") for (int t = 0; t < NT; t++) acc[t] =
-            _mm512_dpbf16_ps(acc[t], wv, (__m512bh)_mm512_maskz_loadu_epi16(m, x[t] + i));
+        __m512i wv[4];
+        _Pragma("GCC unroll 4") for (int r = 0; r < R; r++) {
+            _mm_prefetch((const char *)(row[r] + i) + NM_PREFETCH_BYTES, _MM_HINT_T1);
+            wv[r] = _mm512_maskz_loadu_epi16(m, row[r] + i);
+        }
+        _Pragma("GCC unroll 8") for (int t = 0; t < NT; t++) {
+            __m512i xv = _mm512_maskz_loadu_epi16(m, x[t] + i);
+            __asm__("" : "+v"(xv)); /* as keep_in_reg */
+            _Pragma("GCC unroll 4") for (int r = 0; r < R; r++) acc[r][t] =
+                _mm512_dpbf16_ps(acc[r][t], (__m512bh)wv[r], (__m512bh)xv);
+        }
     }
-    _Pragma("GCC unroll 8") for (int t = 0; t < NT; t++) out[t] = _mm512_reduce_add_ps(acc[t]);
+    _Pragma("GCC unroll 4") for (int r = 0; r < R; r++)
+        _Pragma("GCC unroll 8") for (int t = 0; t < NT; t++) out[r * NT + t] =
+            _mm512_reduce_add_ps(acc[r][t]);
+}
+
+AI void bf16dp_nt(const void *w, const void *const *acts, const int NT, int64_t n, float *out) {
+    bf16dp_rt(w, 0, acts, 1, NT, n, out);
+}
+
+/* one accumulator per dot: 4 rows x 6 tokens = 24 of the 32 registers */
+static void tile_bf16_dpbf16(const void *w, size_t rb, const void *const *acts, int nt, int64_t n,
+                             float *out) {
+    DISPATCH_TILE(bf16dp_rt, 4, 6)
 }
 
 static void rowdot_bf16_dpbf16(const void *w, const void *const *acts, int nt, int64_t n,
@@ -474,24 +648,33 @@ static float dot_f16_f32(const uint16_t *a, const float *b, int64_t n) {
 AXPY(axpy_f32, float, ldm_f32)
 AXPY(axpy_f16, uint16_t, ldm_f16)
 
-#define AVX512_SET(NAME, LABEL, BF16_FN, BF16_ROWS4, Q8_FN, Q4_SUFFIX)                             \
+#define AVX512_SET(NAME, LABEL, BF16_FN, BF16_ROWS4, BF16_TILE, BF16_TILE_R, BF16_TILE_T, Q8_FN,   \
+                   Q8_TILE, Q4_SUFFIX)                                                             \
     static const nm_kernel_set NAME = {                                                            \
         .name = LABEL,                                                                             \
         .tok_group = TOK_GROUP,                                                                    \
         .rowdot = {rowdot_f32, rowdot_f16, BF16_FN, Q8_FN, rowdot_q4_0_##Q4_SUFFIX},               \
         .rows4 = {rowdot_f32_rows4, rowdot_f16_rows4, BF16_ROWS4, NULL, rows4_q4_0_##Q4_SUFFIX},   \
+        .tile = {rowdot_f32_tile, rowdot_f16_tile, BF16_TILE, Q8_TILE, tile_q4_0_##Q4_SUFFIX},     \
+        .tile_rows = {TILE_R, TILE_R, BF16_TILE_R, Q8_TILE_R, Q4_TILE_R},                          \
+        .tile_tok = {TILE_T, TILE_T, BF16_TILE_T, Q8_TILE_T, Q4_TILE_T},                           \
         .dot_f32 = dot_f32,                                                                        \
         .dot_f16_f32 = dot_f16_f32,                                                                \
         .axpy_f32 = axpy_f32,                                                                      \
         .axpy_f16 = axpy_f16,                                                                      \
     };
 
-AVX512_SET(set_plain, "avx512", rowdot_bf16, rowdot_bf16_rows4, rowdot_q8_0_bw, bw)
-AVX512_SET(set_vnni, "avx512-vnni", rowdot_bf16, rowdot_bf16_rows4, rowdot_q8_0_vnni, vnni)
-AVX512_SET(set_bf16, "avx512-bf16", rowdot_bf16_dpbf16, NULL, rowdot_q8_0_bw, bw)
-AVX512_SET(set_vnni_bf16, "avx512-vnni-bf16", rowdot_bf16_dpbf16, NULL, rowdot_q8_0_vnni, vnni)
-AVX512_SET(set_alt, "avx512-alt", rowdot_bf16_f32act, rowdot_bf16_f32act_rows4, rowdot_q8_0_f32act,
-           bw)
+AVX512_SET(set_plain, "avx512", rowdot_bf16, rowdot_bf16_rows4, rowdot_bf16_tile, TILE_R, TILE_T,
+           rowdot_q8_0_bw, tile_q8_0_bw, bw)
+AVX512_SET(set_vnni, "avx512-vnni", rowdot_bf16, rowdot_bf16_rows4, rowdot_bf16_tile, TILE_R,
+           TILE_T, rowdot_q8_0_vnni, tile_q8_0_vnni, vnni)
+AVX512_SET(set_bf16, "avx512-bf16", rowdot_bf16_dpbf16, NULL, tile_bf16_dpbf16, 4, 6,
+           rowdot_q8_0_bw, tile_q8_0_bw, bw)
+AVX512_SET(set_vnni_bf16, "avx512-vnni-bf16", rowdot_bf16_dpbf16, NULL, tile_bf16_dpbf16, 4, 6,
+           rowdot_q8_0_vnni, tile_q8_0_vnni, vnni)
+/* the alternative takes F32 activations for Q8_0: no tile */
+AVX512_SET(set_alt, "avx512-alt", rowdot_bf16_f32act, rowdot_bf16_f32act_rows4,
+           rowdot_bf16_f32act_tile, TILE_R, TILE_T, rowdot_q8_0_f32act, NULL, bw)
 
 const nm_kernel_set *nm_kernels_avx512_alt(void) {
     return &set_alt;

@@ -43,11 +43,21 @@ typedef void (*nm_rowdot_fn)(const void *row, const void *const *acts, int nt, i
 typedef void (*nm_rows4_fn)(const void *w, size_t row_bytes, const void *act, int64_t n,
                             float *out);
 
+/* out[r * nt + t] = dot(row r, acts[t]) for the set's tile_rows rows at w,
+ * w + row_bytes, ... and t < nt (1 <= nt <= the set's tile_tok): a block of
+ * prompt matmat in which each loaded weight vector serves nt tokens and each
+ * loaded activation vector serves tile_rows rows. Same bits as rowdot. */
+typedef void (*nm_tile_fn)(const void *w, size_t row_bytes, const void *const *acts, int nt,
+                           int64_t n, float *out);
+
 typedef struct nm_kernel_set {
     const char *name;
     int tok_group; /* tokens per pass over a weight row in matmat */
     nm_rowdot_fn rowdot[NM_K_COUNT];
     nm_rows4_fn rows4[NM_K_COUNT]; /* matvec on 4 rows, or NULL */
+    nm_tile_fn tile[NM_K_COUNT];   /* matmat tile, or NULL: rowdot per row */
+    /* the tiles' shape: rows (at most 4) x tokens (at most tok_group) */
+    int tile_rows[NM_K_COUNT], tile_tok[NM_K_COUNT];
     float (*dot_f32)(const float *a, const float *b, int64_t n);
     float (*dot_f16_f32)(const uint16_t *a, const float *b, int64_t n);
     void (*axpy_f32)(float *y, float a, const float *x, int64_t n);

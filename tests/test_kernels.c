@@ -601,43 +601,55 @@ static void test_quant_act_error(void **state) {
 }
 
 /* A dot's bits do not depend on how rows are split among threads, nor on
- * matvec vs matmat or the token group: the forward pass gives the same
- * result with any thread count, and prompt and decode agree. */
-static void test_kernels_deterministic(void **state) {
-    (void)state;
+ * matvec vs matmat, the token group or the matmat tiles (rows x tokens,
+ * with leftover rows and tokens): the forward pass gives the same result
+ * with any thread count, and prompt and decode agree. */
+static void check_deterministic(uint32_t type, int64_t n, int64_t rows, int n_tok) {
     const nm_kernel_set *sets[8];
     int ns = supported_sets(sets);
-    for (size_t ti = 0; ti < 5; ti++) {
-        int64_t n = is_quant(all_types[ti]) ? 416 : 4096 + 17, rows = 23;
-        problem p;
-        problem_make(&p, all_types[ti], n, rows, 9);
-        size_t rb = row_bytes(p.type, n);
-        float ym[23 * 9], yv[23], ys[23];
-        for (int s = 0; s < ns; s++) {
-            nm_matmat_set(sets[s], p.w, rows, &p.act, ym, rows);
-            for (int t = 0; t < 9; t++) {
-                nm_act one = p.act;
-                one.n_tok = 1;
-                if (one.q)
-                    one.q = (const char *)one.q + (size_t)t * one.q_row_bytes;
-                else
-                    one.f32 += (size_t)t * (size_t)n;
-                nm_matvec_set(sets[s], p.w, rows, &one, yv);
-                /* split as three threads would: 0-6, 7-14, 15-22 */
-                for (int64_t r0 = 0; r0 < rows;) {
-                    int64_t cnt = r0 == 0 ? 7 : 8;
-                    nm_matvec_set(sets[s], (char *)p.w + (size_t)r0 * rb, cnt, &one, ys + r0);
-                    r0 += cnt;
-                }
-                for (int64_t r = 0; r < rows; r++)
-                    if (f2u(yv[r]) != f2u(ym[t * rows + r]) || f2u(yv[r]) != f2u(ys[r]))
-                        fail_msg("%s %s row %ld tok %d: matvec %.9g, matmat "
-                                 "%.9g, split %.9g",
-                                 sets[s]->name, nm_type_name(p.type), (long)r, t, yv[r],
-                                 ym[t * rows + r], ys[r]);
+    problem p;
+    problem_make(&p, type, n, rows, n_tok);
+    size_t rb = row_bytes(p.type, n);
+    float *ym = malloc((size_t)(rows * n_tok) * sizeof(float));
+    float *yv = malloc((size_t)rows * sizeof(float)), *ys = malloc((size_t)rows * sizeof(float));
+    assert_true(ym && yv && ys);
+    for (int s = 0; s < ns; s++) {
+        nm_matmat_set(sets[s], p.w, rows, &p.act, ym, rows);
+        for (int t = 0; t < n_tok; t++) {
+            nm_act one = p.act;
+            one.n_tok = 1;
+            if (one.q)
+                one.q = (const char *)one.q + (size_t)t * one.q_row_bytes;
+            else
+                one.f32 += (size_t)t * (size_t)n;
+            nm_matvec_set(sets[s], p.w, rows, &one, yv);
+            /* split as three threads would: 7 rows, then 8 at a time */
+            for (int64_t r0 = 0; r0 < rows;) {
+                int64_t cnt = r0 == 0 ? 7 : rows - r0 < 8 ? rows - r0 : 8;
+                nm_matvec_set(sets[s], (char *)p.w + (size_t)r0 * rb, cnt, &one, ys + r0);
+                r0 += cnt;
             }
+            for (int64_t r = 0; r < rows; r++)
+                if (f2u(yv[r]) != f2u(ym[t * rows + r]) || f2u(yv[r]) != f2u(ys[r]))
+                    fail_msg("%s %s n=%ld row %ld tok %d: matvec %.9g, matmat "
+                             "%.9g, split %.9g",
+                             sets[s]->name, nm_type_name(p.type), (long)n, (long)r, t, yv[r],
+                             ym[t * rows + r], ys[r]);
         }
-        problem_free(&p);
+    }
+    free(ym);
+    free(yv);
+    free(ys);
+    problem_free(&p);
+}
+
+static void test_kernels_deterministic(void **state) {
+    (void)state;
+    for (size_t ti = 0; ti < 5; ti++) {
+        bool q = is_quant(all_types[ti]);
+        check_deterministic(all_types[ti], q ? 416 : 4096 + 17, 23, 9);
+        /* rows over several L2 row blocks of matmat, 13 tokens */
+        check_deterministic(all_types[ti], q ? 5632 + 32 : 5632 + 17, 61, 13);
     }
 }
 

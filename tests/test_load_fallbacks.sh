@@ -130,7 +130,9 @@ fi
 # the arena is MAP_HUGETLB. Weights verified either way.
 hp=/proc/sys/vm/nr_hugepages
 if [ "$(cat $hp 2>/dev/null || echo 1)" = 0 ]; then
-    expect_fallback "--hugepages, none reserved" "nr_hugepages" dio -- -m "$disk/tiny.gguf" --io dio --hugepages
+    # interleave: one arena, so one line on a machine with several nodes too
+    expect_fallback "--hugepages, none reserved" "nr_hugepages" dio \
+        -- -m "$disk/tiny.gguf" --io dio --hugepages --placement interleave
     if [ "$(id -u)" = 0 ] && echo 16 >$hp 2>/dev/null && [ "$(cat $hp)" -ge 8 ]; then
         "$NUMALM" load -m "$disk/tiny.gguf" --io dio --hugepages --thp off --verify --json \
             >"$disk/out.json" 2>"$disk/err"
