@@ -46,14 +46,17 @@ static bool claim_rows(nm_model *m, const nm_mat *mt, int slot, const nm_worker 
                        float *y, int64_t ldy, uint64_t *a0, uint64_t *a1) {
     const uint64_t r0 = mt->row0[w->node], n = mt->row1[w->node] - r0;
     uint64_t min_rows = mt->row_bytes ? CLAIM_MIN_BYTES / mt->row_bytes : 1;
-    min_rows = min_rows > SPLIT_ALIGN ? min_rows / SPLIT_ALIGN * SPLIT_ALIGN : SPLIT_ALIGN;
+    /* Prompt matmat runs tiles of 2 or 3 rows: chunks of 48 rows leave none
+     * over (a lone row runs at half speed). */
+    const uint64_t align = a->n_tok > 1 ? 3 * SPLIT_ALIGN : SPLIT_ALIGN;
+    min_rows = min_rows > align ? min_rows / align * align : align;
     _Atomic uint64_t *next = &m->claims[w->node][slot].next;
     uint64_t lo = atomic_load_explicit(next, memory_order_relaxed), hi;
     do {
         if (lo >= n)
             return false;
         uint64_t take = (n - lo) / (2 * (uint64_t)w->n_local);
-        take = take > min_rows ? (take + SPLIT_ALIGN - 1) / SPLIT_ALIGN * SPLIT_ALIGN : min_rows;
+        take = take > min_rows ? (take + align - 1) / align * align : min_rows;
         hi = n - lo > take ? lo + take : n;
     } while (!atomic_compare_exchange_weak_explicit(next, &lo, hi, memory_order_relaxed,
                                                     memory_order_relaxed));
