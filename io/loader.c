@@ -469,8 +469,9 @@ static int create_arenas(load_run *r, nm_error *err) {
     for (int i = 0; i < p->n_nodes; i++)
         nodes[i] = p->nodes[i].os_index;
     for (int a = 0; a < p->n_arenas; a++) {
-        if (nm_arena_create(&r->w->arenas[a], p->arena_bytes[a], p->arena_node[a], nodes,
-                            p->n_nodes, &r->o->arena, err) != 0)
+        if (nm_arena_create_phased(&r->w->arenas[a], p->arena_bytes[a], p->arena_node[a], nodes,
+                                   p->n_nodes, &r->o->arena,
+                                   nm_plan_arena_phase(p, a, NM_ARENA_PHASE_ALIGN), err) != 0)
             return nm_fail_prefix(err, "arena %d (node %d, %llu bytes)", a, p->arena_node[a],
                                   (unsigned long long)p->arena_bytes[a]);
         if (!r->w->thp && r->w->arenas[a].base && !r->w->arenas[a].huge)

@@ -42,7 +42,27 @@ static uint64_t meminfo_value(const char *key, uint64_t def) {
     return def;
 }
 
-static int map_memory(nm_arena *a, uint64_t size, const nm_arena_opts *o, nm_error *err) {
+/* len bytes of anonymous memory at an address == phase mod
+ * NM_ARENA_PHASE_ALIGN: over-reserve, then unmap the slack on both sides
+ * (nothing is touched yet, so this costs no memory). */
+static void *map_phased(uint64_t len, uint64_t phase) {
+    const uint64_t al = NM_ARENA_PHASE_ALIGN;
+    uint8_t *raw = mmap(NULL, len + al, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (raw == MAP_FAILED)
+        return MAP_FAILED;
+    uintptr_t base = nm_align_up((uintptr_t)raw - phase % al, al) + phase % al;
+    if (base < (uintptr_t)raw)
+        base += al;
+    uint8_t *b = (uint8_t *)base;
+    if (b > raw)
+        munmap(raw, (size_t)(b - raw));
+    if (raw + len + al > b + len)
+        munmap(b + len, (size_t)(raw + len + al - (b + len)));
+    return b;
+}
+
+static int map_memory(nm_arena *a, uint64_t size, const nm_arena_opts *o, uint64_t phase,
+                      nm_error *err) {
     if (o && o->hugepages) {
         uint64_t hps = meminfo_value("Hugepagesize", 2048) * 1024;
         uint64_t len = nm_align_up(size, hps);
@@ -62,7 +82,7 @@ static int map_memory(nm_arena *a, uint64_t size, const nm_arena_opts *o, nm_err
                  (unsigned long long)(meminfo_value("HugePages_Total", 0) + len / hps));
     }
     uint64_t len = nm_align_up(size, page_size());
-    void *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    void *p = map_phased(len, phase);
     if (p == MAP_FAILED)
         return nm_fail(err, "mmap of %llu bytes for an arena failed: %s", (unsigned long long)len,
                        strerror(errno));
@@ -139,6 +159,11 @@ static int lock_memory(nm_arena *a, nm_error *err) {
 
 int nm_arena_create(nm_arena *a, uint64_t size, int node, const int *nodes, int n_nodes,
                     const nm_arena_opts *opts, nm_error *err) {
+    return nm_arena_create_phased(a, size, node, nodes, n_nodes, opts, 0, err);
+}
+
+int nm_arena_create_phased(nm_arena *a, uint64_t size, int node, const int *nodes, int n_nodes,
+                           const nm_arena_opts *opts, uint64_t phase, nm_error *err) {
     memset(a, 0, sizeof *a);
     a->size = size;
     a->node = node;
@@ -150,7 +175,7 @@ int nm_arena_create(nm_arena *a, uint64_t size, int node, const int *nodes, int 
     }
     if (size == 0)
         return 0;
-    if (map_memory(a, size, opts, err))
+    if (map_memory(a, size, opts, phase, err))
         return -1;
     if (bind_memory(a, err) || (opts && opts->mlock && lock_memory(a, err))) {
         nm_arena_destroy(a);

@@ -33,6 +33,16 @@ typedef struct nm_arena {
 int nm_arena_create(nm_arena *a, uint64_t size, int node, const int *nodes, int n_nodes,
                     const nm_arena_opts *opts, nm_error *err);
 
+/* The same, with base % NM_ARENA_PHASE_ALIGN == phase: an arena whose
+ * bytes at offset o hold file offset f gets phase (f - o) mod 2 MiB, so
+ * page-cache pages mapped into it (io auto) sit at the virtual alignment
+ * their file offset has, as in a plain mmap of the file. Only then can the
+ * kernel map the cache's 2 MiB folios with one PMD entry (fewer TLB misses:
+ * the F16 decode read 15-20 % faster). Ignored for MAP_HUGETLB arenas. */
+#define NM_ARENA_PHASE_ALIGN (2u << 20)
+int nm_arena_create_phased(nm_arena *a, uint64_t size, int node, const int *nodes, int n_nodes,
+                           const nm_arena_opts *opts, uint64_t phase, nm_error *err);
+
 /* Faults every page in from the calling thread (pin it to the node first).
  * Contents are kept: it may run before or after data is written. */
 void nm_arena_prefault(nm_arena *a, uint64_t offset, uint64_t len);

@@ -487,3 +487,15 @@ void nm_plan_free(nm_plan *p) {
     free(p->tensors);
     free(p);
 }
+
+uint64_t nm_plan_arena_phase(const nm_plan *p, int a, uint64_t align) {
+    uint64_t first = UINT64_MAX, phase = 0;
+    for (int i = 0; i < p->n_tensors; i++) {
+        const nm_range *r = &p->tensors[i].held[a];
+        if (r->nbytes && r->arena_offset < first) {
+            first = r->arena_offset;
+            phase = (r->file_offset - r->arena_offset) % align;
+        }
+    }
+    return phase;
+}

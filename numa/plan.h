@@ -127,4 +127,10 @@ uint64_t nm_plan_node_read_bytes(const nm_plan *p, int k);
  * embd_row_bytes is 0 when there is no output.weight (the embedding is then
  * the LM head, split and read like a matrix). */
 
+/* (file offset - arena offset) mod align of arena a's first range. Whole
+ * tensors consecutive in the file keep that shift, so an arena placed at
+ * this phase (nm_arena_create_phased) holds most of its bytes at their file
+ * alignment. */
+uint64_t nm_plan_arena_phase(const nm_plan *p, int a, uint64_t align);
+
 #endif

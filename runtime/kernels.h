@@ -49,8 +49,9 @@ size_t nm_act_buffer_bytes(uint32_t wtype, int64_t n, int n_tok);
 /* Fills *act; buf must hold nm_act_buffer_bytes() and be 4-byte aligned (64
  * is best). x stays referenced. Q8_0 and Q4_0 weights get activations
  * quantized to 8 bits per block of 32 (integer dot products), BF16 weights
- * get them rounded to BF16 (AVX512_BF16 dot products), F32 and F16 weights
- * use x as is. See docs/kernels.md for why. */
+ * get them rounded to BF16 (AVX512_BF16 dot products), F16 weights rounded
+ * to F16 (half the L1 traffic in decode), F32 weights use x as is. See
+ * docs/kernels.md for why. */
 void nm_act_prepare(uint32_t wtype, const float *x, int64_t n, int n_tok, void *buf, nm_act *act);
 
 /* y[i] = dot(row i of w, x) for i in [0, n_rows); rows are contiguous, each

@@ -117,11 +117,12 @@ AI void prefetch_l2(const char *p, const int es) {
                       float *out) {                                                                \
         NAME##_rt(w, 0, acts, 1, NT, n, out);                                                      \
     }                                                                                              \
-    static void NAME##_rows4(const void *w, size_t rb, const void *act, int64_t n, float *out) {   \
+    __attribute__((unused)) static void NAME##_rows4(const void *w, size_t rb, const void *act,    \
+                                                     int64_t n, float *out) {                      \
         NAME##_rt(w, rb, &act, 4, 1, n, out);                                                      \
     }                                                                                              \
-    static void NAME##_tile(const void *w, size_t rb, const void *const *acts, int nt, int64_t n,  \
-                            float *out) {                                                          \
+    __attribute__((unused)) static void NAME##_tile(                                               \
+        const void *w, size_t rb, const void *const *acts, int nt, int64_t n, float *out) {        \
         switch (nt) {                                                                              \
         case 1:                                                                                    \
             NAME##_rt(w, rb, acts, TILE_R, 1, n, out);                                             \
@@ -134,7 +135,8 @@ AI void prefetch_l2(const char *p, const int es) {
             break;                                                                                 \
         }                                                                                          \
     }                                                                                              \
-    static void NAME(const void *w, const void *const *acts, int nt, int64_t n, float *out) {      \
+    __attribute__((unused)) static void NAME(const void *w, const void *const *acts, int nt,       \
+                                             int64_t n, float *out) {                              \
         switch (nt) {                                                                              \
         case 1:                                                                                    \
             NAME##_nt(w, acts, 1, n, out);                                                         \
@@ -152,7 +154,10 @@ AI void prefetch_l2(const char *p, const int es) {
     }
 
 FLOAT_KERNEL(rowdot_f32, 4, ld_f32, el_f32, float, ld_f32, el_f32)
-FLOAT_KERNEL(rowdot_f16, 2, ld_f16, el_f16, float, ld_f32, el_f32)
+/* F16 weights take F16 activations, as in kernels_avx512.c */
+FLOAT_KERNEL(rowdot_f16, 2, ld_f16, el_f16, uint16_t, ld_f16, el_f16)
+/* attention: the F16 KV cache against the F32 query */
+FLOAT_KERNEL(rowdot_f16_f32act, 2, ld_f16, el_f16, float, ld_f32, el_f32)
 /* BF16 weights take BF16 activations (see nm_act_prepare) */
 FLOAT_KERNEL(rowdot_bf16, 2, ld_bf16, el_bf16, uint16_t, ld_bf16, el_bf16)
 
@@ -284,7 +289,8 @@ AI void q4_nt(const void *row, const void *const *acts, const int NT, int64_t n,
 }
 
 #define QUANT_ROWDOT(NAME, IMPL)                                                                   \
-    static void NAME(const void *w, const void *const *acts, int nt, int64_t n, float *out) {      \
+    __attribute__((unused)) static void NAME(const void *w, const void *const *acts, int nt,       \
+                                             int64_t n, float *out) {                              \
         switch (nt) {                                                                              \
         case 1:                                                                                    \
             IMPL(w, acts, 1, n, out);                                                              \
@@ -314,7 +320,7 @@ static float dot_f32(const float *a, const float *b, int64_t n) {
 static float dot_f16_f32(const uint16_t *a, const float *b, int64_t n) {
     const void *acts[1] = {b};
     float r;
-    rowdot_f16_nt(a, acts, 1, n, &r);
+    rowdot_f16_f32act_nt(a, acts, 1, n, &r);
     return r;
 }
 

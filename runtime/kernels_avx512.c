@@ -74,7 +74,7 @@ AI void prefetch_l2(const char *p, const int es) {
  * of 16 lanes, with the same order of operations whatever R and NT are: a
  * row's result does not depend on how the caller groups rows or tokens (nor
  * on how threads split the rows), only on the SIMD level. */
-#define FLOAT_KERNEL(NAME, ES, LD, LDM, XT, XLD, XLDM)                                             \
+#define FLOAT_KERNEL(NAME, ES, PF, LD, LDM, XT, XLD, XLDM)                                         \
     AI void NAME##_rt(const void *w, size_t rb, const void *const *acts, const int R,              \
                       const int NT, int64_t n, float *out) {                                       \
         const XT *x[TOK_GROUP];                                                                    \
@@ -90,7 +90,9 @@ AI void prefetch_l2(const char *p, const int es) {
         }                                                                                          \
         int64_t i = 0;                                                                             \
         for (; i + 32 <= n; i += 32) {                                                             \
-            _Pragma("GCC unroll 4") for (int r = 0; r < R; r++) prefetch_l2(row[r] + i * ES, ES);  \
+            if (PF)                                                                                \
+                _Pragma("GCC unroll 4") for (int r = 0; r < R; r++)                                \
+                    prefetch_l2(row[r] + i * ES, ES);                                              \
             _Pragma("GCC unroll 2") for (int h = 0; h < 2; h++) {                                  \
                 __m512 wv[4];                                                                      \
                 _Pragma("GCC unroll 4") for (int r = 0; r < R; r++) wv[r] =                        \
@@ -119,11 +121,12 @@ AI void prefetch_l2(const char *p, const int es) {
                       float *out) {                                                                \
         NAME##_rt(w, 0, acts, 1, NT, n, out);                                                      \
     }                                                                                              \
-    static void NAME##_rows4(const void *w, size_t rb, const void *act, int64_t n, float *out) {   \
+    __attribute__((unused)) static void NAME##_rows4(const void *w, size_t rb, const void *act,    \
+                                                     int64_t n, float *out) {                      \
         NAME##_rt(w, rb, &act, 4, 1, n, out);                                                      \
     }                                                                                              \
-    static void NAME##_tile(const void *w, size_t rb, const void *const *acts, int nt, int64_t n,  \
-                            float *out) {                                                          \
+    __attribute__((unused)) static void NAME##_tile(                                               \
+        const void *w, size_t rb, const void *const *acts, int nt, int64_t n, float *out) {        \
         DISPATCH_TILE(NAME##_rt, TILE_R, TILE_T)                                                   \
     }
 
@@ -186,13 +189,19 @@ AI void prefetch_l2(const char *p, const int es) {
         break;                                                                                     \
     }
 
-FLOAT_KERNEL(rowdot_f32, 4, ld_f32, ldm_f32, float, ld_f32, ldm_f32)
-FLOAT_KERNEL(rowdot_f16, 2, ld_f16, ldm_f16, float, ld_f32, ldm_f32)
+FLOAT_KERNEL(rowdot_f32, 4, 1, ld_f32, ldm_f32, float, ld_f32, ldm_f32)
+/* F16 weights take F16 activations (nm_act_prepare), one row at a time and
+ * no software prefetch: with half the bytes loaded from L1 per weight this
+ * plain loop streams faster than the four-row prefetching one did with F32
+ * activations (docs/kernels.md, decision 13). */
+FLOAT_KERNEL(rowdot_f16, 2, 0, ld_f16, ldm_f16, uint16_t, ld_f16, ldm_f16)
+/* attention: the F16 KV cache against the F32 query */
+FLOAT_KERNEL(rowdot_f16_f32act, 2, 0, ld_f16, ldm_f16, float, ld_f32, ldm_f32)
 /* BF16 weights take BF16 activations (nm_act_prepare); without AVX512_BF16
  * both are widened to F32, which gives the same products as vdpbf16ps. */
-FLOAT_KERNEL(rowdot_bf16, 2, ld_bf16, ldm_bf16, uint16_t, ld_bf16, ldm_bf16)
+FLOAT_KERNEL(rowdot_bf16, 2, 1, ld_bf16, ldm_bf16, uint16_t, ld_bf16, ldm_bf16)
 /* the alternative measured in docs/kernels.md: F32 activations */
-FLOAT_KERNEL(rowdot_bf16_f32act, 2, ld_bf16, ldm_bf16, float, ld_f32, ldm_f32)
+FLOAT_KERNEL(rowdot_bf16_f32act, 2, 1, ld_bf16, ldm_bf16, float, ld_f32, ldm_f32)
 
 static void rowdot_f32(const void *w, const void *const *acts, int nt, int64_t n, float *out) {
     DISPATCH_NT(rowdot_f32_nt)
@@ -631,7 +640,7 @@ static float dot_f32(const float *a, const float *b, int64_t n) {
 static float dot_f16_f32(const uint16_t *a, const float *b, int64_t n) {
     const void *acts[1] = {b};
     float r;
-    rowdot_f16_nt(a, acts, 1, n, &r);
+    rowdot_f16_f32act_nt(a, acts, 1, n, &r);
     return r;
 }
 
@@ -654,7 +663,7 @@ AXPY(axpy_f16, uint16_t, ldm_f16)
         .name = LABEL,                                                                             \
         .tok_group = TOK_GROUP,                                                                    \
         .rowdot = {rowdot_f32, rowdot_f16, BF16_FN, Q8_FN, rowdot_q4_0_##Q4_SUFFIX},               \
-        .rows4 = {rowdot_f32_rows4, rowdot_f16_rows4, BF16_ROWS4, NULL, rows4_q4_0_##Q4_SUFFIX},   \
+        .rows4 = {rowdot_f32_rows4, NULL, BF16_ROWS4, NULL, rows4_q4_0_##Q4_SUFFIX},               \
         .tile = {rowdot_f32_tile, rowdot_f16_tile, BF16_TILE, Q8_TILE, tile_q4_0_##Q4_SUFFIX},     \
         .tile_rows = {TILE_R, TILE_R, BF16_TILE_R, Q8_TILE_R, Q4_TILE_R},                          \
         .tile_tok = {TILE_T, TILE_T, BF16_TILE_T, Q8_TILE_T, Q4_TILE_T},                           \

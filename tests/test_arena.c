@@ -110,6 +110,28 @@ static void test_prefault_keeps_contents(void **state) {
     nm_arena_destroy(&a);
 }
 
+/* A phased arena starts at the requested offset from a 2 MiB boundary, its
+ * whole length is usable and on the node, and destroying it unmaps only it
+ * (the slack around it was given back). */
+static void test_phase(void **state) {
+    (void)state;
+    static const uint64_t phases[] = {0, 4096, 1u << 20, NM_ARENA_PHASE_ALIGN - 4096,
+                                      NM_ARENA_PHASE_ALIGN + 8192};
+    for (size_t i = 0; i < sizeof phases / sizeof phases[0]; i++) {
+        nm_arena a;
+        nm_error err;
+        int node = g_nodes[g_n_nodes - 1];
+        assert_int_equal(
+            nm_arena_create_phased(&a, 3 * MiB + 5, node, NULL, 0, NULL, phases[i], &err), 0);
+        assert_int_equal((uintptr_t)a.base % NM_ARENA_PHASE_ALIGN,
+                         phases[i] % NM_ARENA_PHASE_ALIGN);
+        memset(a.base, 0x5a, a.size);
+        nm_arena_prefault(&a, 0, a.size);
+        assert_int_equal(((unsigned char *)a.base)[a.size - 1], 0x5a);
+        nm_arena_destroy(&a);
+    }
+}
+
 /* Interleaved over every allowed node: each holds about 1/n of the pages. */
 static void test_interleave(void **state) {
     (void)state;
@@ -273,6 +295,7 @@ int main(void) {
         cmocka_unit_test(test_untouched_pages_are_nowhere),
         cmocka_unit_test(test_prefault_keeps_contents),
         cmocka_unit_test(test_interleave),
+        cmocka_unit_test(test_phase),
         cmocka_unit_test(test_sampled_query),
         cmocka_unit_test(test_bad_node),
         cmocka_unit_test(test_hugepages),

@@ -314,7 +314,8 @@ static void test_act_quant_round_trip(void **state) {
     float x[N];
     _Alignas(64) uint8_t buf[N * 2];
     assert_true(nm_act_buffer_bytes(NM_TYPE_Q8_0, N, 1) <= sizeof buf);
-    assert_int_equal(nm_act_buffer_bytes(NM_TYPE_F16, N, 3), 0);
+    assert_int_equal(nm_act_buffer_bytes(NM_TYPE_F32, N, 3), 0);
+    assert_true(nm_act_buffer_bytes(NM_TYPE_F16, N, 3) >= 3 * N * 2);
     for (int rep = 0; rep < 50; rep++) {
         for (int i = 0; i < N; i++)
             x[i] = rng_value();
@@ -445,6 +446,8 @@ static double act_value(const problem *p, int t, int64_t j) {
     const void *row = (const char *)p->qbuf + (size_t)t * p->act.q_row_bytes;
     if (p->type == NM_TYPE_BF16)
         return nm_bf16_to_f32(((const uint16_t *)row)[j]);
+    if (p->type == NM_TYPE_F16)
+        return nm_fp16_to_f32(((const uint16_t *)row)[j]);
     return (double)nm_actq_qs(row)[j] * nm_actq_d(row, p->n)[j / 32];
 }
 
@@ -573,12 +576,12 @@ static void test_kernels_token_counts(void **state) {
 }
 
 /* Dots against the unrounded activations: the only extra error is the
- * activation rounding, at most d_a/2 per element for Q8 and 2^-9 relative
- * for BF16. */
+ * activation rounding, at most d_a/2 per element for Q8, 2^-9 relative
+ * for BF16 and 2^-11 for F16. */
 static void test_quant_act_error(void **state) {
     (void)state;
-    const uint32_t types[] = {NM_TYPE_Q8_0, NM_TYPE_Q4_0, NM_TYPE_BF16};
-    for (int ti = 0; ti < 3; ti++) {
+    const uint32_t types[] = {NM_TYPE_Q8_0, NM_TYPE_Q4_0, NM_TYPE_BF16, NM_TYPE_F16};
+    for (int ti = 0; ti < 4; ti++) {
         problem p;
         problem_make(&p, types[ti], 416, 5, 1);
         float y[5];
@@ -590,6 +593,8 @@ static void test_quant_act_error(void **state) {
                 e += w * p.x[j];
                 if (p.type == NM_TYPE_BF16)
                     bound += fabs(w * p.x[j]) * 0x1p-9;
+                else if (p.type == NM_TYPE_F16)
+                    bound += fabs(w * p.x[j]) * 0x1p-11;
                 else
                     bound += fabs(w) * nm_actq_d(p.qbuf, p.n)[j / 32] * 0.5;
             }
