@@ -169,16 +169,22 @@ static uint64_t half_act_row_bytes(int64_t n) {
     return ((uint64_t)n * 2 + 63) / 64 * 64;
 }
 
-static uint64_t act_row_bytes(uint32_t wtype, int64_t n) {
+static bool f16_wide(uint32_t wtype, int n_tok) {
+    return wtype == NM_TYPE_F16 && n_tok > 1;
+}
+
+static uint64_t act_row_bytes(uint32_t wtype, int64_t n, int n_tok) {
     if (uses_q8_act(wtype))
         return nm_actq_row_bytes(n);
+    if (f16_wide(wtype, n_tok))
+        return ((uint64_t)n * 4 + 63) / 64 * 64;
     if (wtype == NM_TYPE_BF16 || wtype == NM_TYPE_F16)
         return half_act_row_bytes(n);
     return 0;
 }
 
 size_t nm_act_buffer_bytes(uint32_t wtype, int64_t n, int n_tok) {
-    return (size_t)act_row_bytes(wtype, n) * (size_t)n_tok;
+    return (size_t)act_row_bytes(wtype, n, n_tok) * (size_t)n_tok;
 }
 
 /* Rounds to nearest even for |v| < 2^22 without a libm call: adding 1.5 *
@@ -232,13 +238,17 @@ void nm_act_prepare(uint32_t wtype, const float *x, int64_t n, int n_tok, void *
     act->f32 = x;
     act->q = NULL;
     act->q_row_bytes = 0;
-    size_t rb = (size_t)act_row_bytes(wtype, n);
+    act->wide = f16_wide(wtype, n_tok);
+    size_t rb = (size_t)act_row_bytes(wtype, n, n_tok);
     if (rb == 0)
         return;
     for (int t = 0; t < n_tok; t++) {
         const float *xt = x + (size_t)t * (size_t)n;
         void *row = (char *)buf + t * rb;
-        if (wtype == NM_TYPE_BF16 || wtype == NM_TYPE_F16)
+        if (act->wide)
+            for (int64_t i = 0; i < n; i++)
+                ((float *)row)[i] = nm_fp16_to_f32(nm_f32_to_fp16(xt[i]));
+        else if (wtype == NM_TYPE_BF16 || wtype == NM_TYPE_F16)
             nm_quantize_row(wtype, xt, row, n);
         else
             nm_act_quantize_q8(xt, n, row);
@@ -268,9 +278,15 @@ static void fill_nan(float *y, int64_t n_rows, int n_tok, int64_t ldy) {
             y[t * ldy + i] = NAN;
 }
 
+/* The kernel index for prepared activations x. */
+static int act_index(const nm_act *x) {
+    int k = type_index(x->wtype);
+    return k == NM_K_F16 && x->wide ? NM_K_F16W : k;
+}
+
 void nm_matvec_set(const nm_kernel_set *ks, const void *w, int64_t n_rows, const nm_act *x,
                    float *y) {
-    int k = type_index(x->wtype);
+    int k = act_index(x);
     if (k < 0) {
         fill_nan(y, n_rows, 1, n_rows);
         return;
@@ -320,7 +336,7 @@ static void matmat_rows(const nm_kernel_set *ks, int k, const void *w, uint64_t 
 
 void nm_matmat_set(const nm_kernel_set *ks, const void *w, int64_t n_rows, const nm_act *x,
                    float *y, int64_t ldy) {
-    int k = type_index(x->wtype);
+    int k = act_index(x);
     if (k < 0) {
         fill_nan(y, n_rows, x->n_tok, ldy);
         return;
@@ -426,6 +442,12 @@ static void sc_rowdot_f16(const void *row, const void *const *acts, int nt, int6
         out[t] = sc_dot_f16(row, acts[t], n);
 }
 
+static void sc_rowdot_f16_wide(const void *row, const void *const *acts, int nt, int64_t n,
+                               float *out) {
+    for (int t = 0; t < nt; t++)
+        out[t] = sc_dot_f16_f32(row, acts[t], n);
+}
+
 static void sc_rowdot_bf16(const void *row, const void *const *acts, int nt, int64_t n,
                            float *out) {
     for (int t = 0; t < nt; t++)
@@ -472,7 +494,8 @@ static void sc_rowdot_q4_0(const void *row, const void *const *acts, int nt, int
 static const nm_kernel_set scalar_set = {
     .name = "scalar",
     .tok_group = NM_K_MAX_TOK,
-    .rowdot = {sc_rowdot_f32, sc_rowdot_f16, sc_rowdot_bf16, sc_rowdot_q8_0, sc_rowdot_q4_0},
+    .rowdot = {sc_rowdot_f32, sc_rowdot_f16, sc_rowdot_bf16, sc_rowdot_q8_0, sc_rowdot_q4_0,
+               sc_rowdot_f16_wide},
     .dot_f32 = sc_dot_f32,
     .dot_f16_f32 = sc_dot_f16_f32,
     .axpy_f32 = sc_axpy_f32,

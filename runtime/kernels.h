@@ -37,6 +37,7 @@ typedef struct nm_act {
     const float *f32; /* n_tok x n, row-major */
     const void *q;    /* prepared form (n_tok x q_row_bytes) or NULL */
     size_t q_row_bytes;
+    bool wide; /* F16: the F16-rounded values stored as F32 (prompts) */
 } nm_act;
 
 /* True for the weight types with kernels (F32, F16, BF16, Q8_0, Q4_0).
@@ -50,7 +51,9 @@ size_t nm_act_buffer_bytes(uint32_t wtype, int64_t n, int n_tok);
  * is best). x stays referenced. Q8_0 and Q4_0 weights get activations
  * quantized to 8 bits per block of 32 (integer dot products), BF16 weights
  * get them rounded to BF16 (AVX512_BF16 dot products), F16 weights rounded
- * to F16 (half the L1 traffic in decode), F32 weights use x as is. See
+ * to F16 (half the L1 traffic in decode; for several tokens the rounded
+ * values are stored widened to F32, which saves the prompt tiles a widening
+ * per load and gives the same products), F32 weights use x as is. See
  * docs/kernels.md for why. */
 void nm_act_prepare(uint32_t wtype, const float *x, int64_t n, int n_tok, void *buf, nm_act *act);
 

@@ -209,6 +209,10 @@ static void rowdot_f32(const void *w, const void *const *acts, int nt, int64_t n
 static void rowdot_f16(const void *w, const void *const *acts, int nt, int64_t n, float *out) {
     DISPATCH_NT(rowdot_f16_nt)
 }
+/* F16 weights x F16-rounded activations stored widened (prompts) */
+static void rowdot_f16_wide(const void *w, const void *const *acts, int nt, int64_t n, float *out) {
+    DISPATCH_NT(rowdot_f16_f32act_nt)
+}
 static void rowdot_bf16(const void *w, const void *const *acts, int nt, int64_t n, float *out) {
     DISPATCH_NT(rowdot_bf16_nt)
 }
@@ -662,11 +666,13 @@ AXPY(axpy_f16, uint16_t, ldm_f16)
     static const nm_kernel_set NAME = {                                                            \
         .name = LABEL,                                                                             \
         .tok_group = TOK_GROUP,                                                                    \
-        .rowdot = {rowdot_f32, rowdot_f16, BF16_FN, Q8_FN, rowdot_q4_0_##Q4_SUFFIX},               \
-        .rows4 = {rowdot_f32_rows4, NULL, BF16_ROWS4, NULL, rows4_q4_0_##Q4_SUFFIX},               \
-        .tile = {rowdot_f32_tile, rowdot_f16_tile, BF16_TILE, Q8_TILE, tile_q4_0_##Q4_SUFFIX},     \
-        .tile_rows = {TILE_R, TILE_R, BF16_TILE_R, Q8_TILE_R, Q4_TILE_R},                          \
-        .tile_tok = {TILE_T, TILE_T, BF16_TILE_T, Q8_TILE_T, Q4_TILE_T},                           \
+        .rowdot = {rowdot_f32, rowdot_f16, BF16_FN, Q8_FN, rowdot_q4_0_##Q4_SUFFIX,                \
+                   rowdot_f16_wide},                                                               \
+        .rows4 = {rowdot_f32_rows4, NULL, BF16_ROWS4, NULL, rows4_q4_0_##Q4_SUFFIX, NULL},         \
+        .tile = {rowdot_f32_tile, rowdot_f16_tile, BF16_TILE, Q8_TILE, tile_q4_0_##Q4_SUFFIX,      \
+                 rowdot_f16_f32act_tile},                                                          \
+        .tile_rows = {TILE_R, TILE_R, BF16_TILE_R, Q8_TILE_R, Q4_TILE_R, TILE_R},                  \
+        .tile_tok = {TILE_T, TILE_T, BF16_TILE_T, Q8_TILE_T, Q4_TILE_T, TILE_T},                   \
         .dot_f32 = dot_f32,                                                                        \
         .dot_f16_f32 = dot_f16_f32,                                                                \
         .axpy_f32 = axpy_f32,                                                                      \

@@ -17,6 +17,7 @@ enum {
     NM_K_BF16,
     NM_K_Q8_0,
     NM_K_Q4_0,
+    NM_K_F16W, /* F16 weights, F16-rounded activations stored widened to F32 */
     NM_K_COUNT,
 };
 

@@ -446,6 +446,8 @@ static double act_value(const problem *p, int t, int64_t j) {
     const void *row = (const char *)p->qbuf + (size_t)t * p->act.q_row_bytes;
     if (p->type == NM_TYPE_BF16)
         return nm_bf16_to_f32(((const uint16_t *)row)[j]);
+    if (p->type == NM_TYPE_F16 && p->act.wide) /* several tokens: stored widened */
+        return ((const float *)row)[j];
     if (p->type == NM_TYPE_F16)
         return nm_fp16_to_f32(((const uint16_t *)row)[j]);
     return (double)nm_actq_qs(row)[j] * nm_actq_d(row, p->n)[j / 32];
@@ -617,7 +619,10 @@ static void check_deterministic(uint32_t type, int64_t n, int64_t rows, int n_to
     size_t rb = row_bytes(p.type, n);
     float *ym = malloc((size_t)(rows * n_tok) * sizeof(float));
     float *yv = malloc((size_t)rows * sizeof(float)), *ys = malloc((size_t)rows * sizeof(float));
-    assert_true(ym && yv && ys);
+    float *yf = malloc((size_t)rows * sizeof(float));
+    /* a token prepared on its own, as decode does (F16: narrow, not widened) */
+    void *fbuf = aligned_alloc(64, nm_act_buffer_bytes(type, n, 1) + 64);
+    assert_true(ym && yv && ys && yf && fbuf);
     for (int s = 0; s < ns; s++) {
         nm_matmat_set(sets[s], p.w, rows, &p.act, ym, rows);
         for (int t = 0; t < n_tok; t++) {
@@ -634,14 +639,20 @@ static void check_deterministic(uint32_t type, int64_t n, int64_t rows, int n_to
                 nm_matvec_set(sets[s], (char *)p.w + (size_t)r0 * rb, cnt, &one, ys + r0);
                 r0 += cnt;
             }
+            nm_act fresh;
+            nm_act_prepare(type, p.x + (size_t)t * (size_t)n, n, 1, fbuf, &fresh);
+            nm_matvec_set(sets[s], p.w, rows, &fresh, yf);
             for (int64_t r = 0; r < rows; r++)
-                if (f2u(yv[r]) != f2u(ym[t * rows + r]) || f2u(yv[r]) != f2u(ys[r]))
+                if (f2u(yv[r]) != f2u(ym[t * rows + r]) || f2u(yv[r]) != f2u(ys[r]) ||
+                    f2u(yv[r]) != f2u(yf[r]))
                     fail_msg("%s %s n=%ld row %ld tok %d: matvec %.9g, matmat "
-                             "%.9g, split %.9g",
+                             "%.9g, split %.9g, alone %.9g",
                              sets[s]->name, nm_type_name(p.type), (long)n, (long)r, t, yv[r],
-                             ym[t * rows + r], ys[r]);
+                             ym[t * rows + r], ys[r], yf[r]);
         }
     }
+    free(yf);
+    free(fbuf);
     free(ym);
     free(yv);
     free(ys);
