@@ -246,9 +246,10 @@ void nm_act_prepare(uint32_t wtype, const float *x, int64_t n, int n_tok, void *
         const float *xt = x + (size_t)t * (size_t)n;
         void *row = (char *)buf + t * rb;
         if (act->wide)
-            for (int64_t i = 0; i < n; i++)
-                ((float *)row)[i] = nm_fp16_to_f32(nm_f32_to_fp16(xt[i]));
-        else if (wtype == NM_TYPE_BF16 || wtype == NM_TYPE_F16)
+            current_kernels()->round_f16(xt, n, NULL, row);
+        else if (wtype == NM_TYPE_F16)
+            current_kernels()->round_f16(xt, n, row, NULL);
+        else if (wtype == NM_TYPE_BF16)
             nm_quantize_row(wtype, xt, row, n);
         else
             nm_act_quantize_q8(xt, n, row);
@@ -420,6 +421,16 @@ static void sc_axpy_f32(float *y, float a, const float *x, int64_t n) {
         y[i] += a * x[i];
 }
 
+static void sc_round_f16(const float *x, int64_t n, uint16_t *h, float *w) {
+    for (int64_t i = 0; i < n; i++) {
+        uint16_t v = nm_f32_to_fp16(x[i]);
+        if (h)
+            h[i] = v;
+        else
+            w[i] = nm_fp16_to_f32(v);
+    }
+}
+
 static void sc_axpy_f16(float *y, float a, const uint16_t *x, int64_t n) {
     for (int64_t i = 0; i < n; i++)
         y[i] += a * nm_fp16_to_f32(x[i]);
@@ -500,6 +511,7 @@ static const nm_kernel_set scalar_set = {
     .dot_f16_f32 = sc_dot_f16_f32,
     .axpy_f32 = sc_axpy_f32,
     .axpy_f16 = sc_axpy_f16,
+    .round_f16 = sc_round_f16,
 };
 
 const nm_kernel_set *nm_kernels_scalar(void) {

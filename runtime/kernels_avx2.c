@@ -343,6 +343,24 @@ static float dot_f16_f32(const uint16_t *a, const float *b, int64_t n) {
 AXPY(axpy_f32, float, ld_f32, el_f32)
 AXPY(axpy_f16, uint16_t, ld_f16, el_f16)
 
+static void round_f16(const float *x, int64_t n, uint16_t *h, float *w) {
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m128i v = _mm256_cvtps_ph(_mm256_loadu_ps(x + i), _MM_FROUND_TO_NEAREST_INT);
+        if (h)
+            _mm_storeu_si128((__m128i *)(h + i), v);
+        else
+            _mm256_storeu_ps(w + i, _mm256_cvtph_ps(v));
+    }
+    for (; i < n; i++) {
+        uint16_t v = nm_f32_to_fp16(x[i]);
+        if (h)
+            h[i] = v;
+        else
+            w[i] = nm_fp16_to_f32(v);
+    }
+}
+
 static const nm_kernel_set avx2_set = {
     .name = "avx2",
     .tok_group = TOK_GROUP,
@@ -356,6 +374,7 @@ static const nm_kernel_set avx2_set = {
     .dot_f16_f32 = dot_f16_f32,
     .axpy_f32 = axpy_f32,
     .axpy_f16 = axpy_f16,
+    .round_f16 = round_f16,
 };
 
 const nm_kernel_set *nm_kernels_avx2(void) {

@@ -197,6 +197,9 @@ FLOAT_KERNEL(rowdot_f32, 4, 1, ld_f32, ldm_f32, float, ld_f32, ldm_f32)
 FLOAT_KERNEL(rowdot_f16, 2, 0, ld_f16, ldm_f16, uint16_t, ld_f16, ldm_f16)
 /* attention: the F16 KV cache against the F32 query */
 FLOAT_KERNEL(rowdot_f16_f32act, 2, 0, ld_f16, ldm_f16, float, ld_f32, ldm_f32)
+/* prompts: F16 weights x the F16-rounded activations stored widened; the
+ * tiles are compute-bound and keep the weight prefetch */
+FLOAT_KERNEL(rowdot_f16w, 2, 1, ld_f16, ldm_f16, float, ld_f32, ldm_f32)
 /* BF16 weights take BF16 activations (nm_act_prepare); without AVX512_BF16
  * both are widened to F32, which gives the same products as vdpbf16ps. */
 FLOAT_KERNEL(rowdot_bf16, 2, 1, ld_bf16, ldm_bf16, uint16_t, ld_bf16, ldm_bf16)
@@ -211,7 +214,7 @@ static void rowdot_f16(const void *w, const void *const *acts, int nt, int64_t n
 }
 /* F16 weights x F16-rounded activations stored widened (prompts) */
 static void rowdot_f16_wide(const void *w, const void *const *acts, int nt, int64_t n, float *out) {
-    DISPATCH_NT(rowdot_f16_f32act_nt)
+    DISPATCH_NT(rowdot_f16w_nt)
 }
 static void rowdot_bf16(const void *w, const void *const *acts, int nt, int64_t n, float *out) {
     DISPATCH_NT(rowdot_bf16_nt)
@@ -661,6 +664,17 @@ static float dot_f16_f32(const uint16_t *a, const float *b, int64_t n) {
 AXPY(axpy_f32, float, ldm_f32)
 AXPY(axpy_f16, uint16_t, ldm_f16)
 
+static void round_f16(const float *x, int64_t n, uint16_t *h, float *w) {
+    for (int64_t i = 0; i < n; i += 16) {
+        __mmask16 m = n - i >= 16 ? (__mmask16)0xffff : tail_mask(n - i);
+        __m256i v = _mm512_cvtps_ph(_mm512_maskz_loadu_ps(m, x + i), _MM_FROUND_TO_NEAREST_INT);
+        if (h)
+            _mm256_mask_storeu_epi16(h + i, m, v);
+        else
+            _mm512_mask_storeu_ps(w + i, m, _mm512_cvtph_ps(v));
+    }
+}
+
 #define AVX512_SET(NAME, LABEL, BF16_FN, BF16_ROWS4, BF16_TILE, BF16_TILE_R, BF16_TILE_T, Q8_FN,   \
                    Q8_TILE, Q4_SUFFIX)                                                             \
     static const nm_kernel_set NAME = {                                                            \
@@ -670,13 +684,14 @@ AXPY(axpy_f16, uint16_t, ldm_f16)
                    rowdot_f16_wide},                                                               \
         .rows4 = {rowdot_f32_rows4, NULL, BF16_ROWS4, NULL, rows4_q4_0_##Q4_SUFFIX, NULL},         \
         .tile = {rowdot_f32_tile, rowdot_f16_tile, BF16_TILE, Q8_TILE, tile_q4_0_##Q4_SUFFIX,      \
-                 rowdot_f16_f32act_tile},                                                          \
+                 rowdot_f16w_tile},                                                                \
         .tile_rows = {TILE_R, TILE_R, BF16_TILE_R, Q8_TILE_R, Q4_TILE_R, TILE_R},                  \
         .tile_tok = {TILE_T, TILE_T, BF16_TILE_T, Q8_TILE_T, Q4_TILE_T, TILE_T},                   \
         .dot_f32 = dot_f32,                                                                        \
         .dot_f16_f32 = dot_f16_f32,                                                                \
         .axpy_f32 = axpy_f32,                                                                      \
         .axpy_f16 = axpy_f16,                                                                      \
+        .round_f16 = round_f16,                                                                    \
     };
 
 AVX512_SET(set_plain, "avx512", rowdot_bf16, rowdot_bf16_rows4, rowdot_bf16_tile, TILE_R, TILE_T,

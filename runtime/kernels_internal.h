@@ -63,6 +63,10 @@ typedef struct nm_kernel_set {
     float (*dot_f16_f32)(const uint16_t *a, const float *b, int64_t n);
     void (*axpy_f32)(float *y, float a, const float *x, int64_t n);
     void (*axpy_f16)(float *y, float a, const uint16_t *x, int64_t n);
+    /* x rounded to F16 (round to nearest even, as nm_f32_to_fp16): as F16
+     * into h, or (h NULL) widened back to F32 into w. F16 activations are
+     * prepared with it for every matrix input, so F16C does it. */
+    void (*round_f16)(const float *x, int64_t n, uint16_t *h, float *w);
 } nm_kernel_set;
 
 /* AVX-512 sub-paths, picked from CPUID unless a test asks for one. */

@@ -669,6 +669,43 @@ static void test_kernels_deterministic(void **state) {
     }
 }
 
+/* Every set's F16 rounding of activations gives nm_f32_to_fp16's bits:
+ * random values, ties, subnormals, overflow to infinity, odd lengths. */
+static void test_round_f16(void **state) {
+    (void)state;
+    const nm_kernel_set *sets[8];
+    int ns = supported_sets(sets);
+    enum { N = 203 };
+    float x[N], w[N];
+    uint16_t h[N];
+    for (int i = 0; i < N; i++)
+        x[i] = rng_value() * (i % 3 == 0 ? 1000.0f : 1.0f);
+    x[0] = 70000.0f;            /* above the F16 range: inf */
+    x[1] = -1e-6f;              /* F16 subnormal */
+    x[2] = 1.0f + 0x1p-11f;     /* a tie: rounds to even (1.0) */
+    x[3] = 1.0f + 3 * 0x1p-11f; /* a tie: rounds to even (up) */
+    x[4] = 65520.0f;            /* rounds up to inf */
+    x[5] = 0.0f;
+    x[6] = -0.0f;
+    for (int s = 0; s < ns; s++)
+        for (int64_t n = 0; n <= N; n += n < 40 ? 1 : 37) {
+            memset(h, 0xab, sizeof h);
+            memset(w, 0xab, sizeof w);
+            sets[s]->round_f16(x, n, h, NULL);
+            sets[s]->round_f16(x, n, NULL, w);
+            for (int64_t i = 0; i < N; i++) {
+                uint16_t want = nm_f32_to_fp16(x[i]);
+                if (i >= n) { /* nothing written past n */
+                    assert_int_equal(h[i], 0xabab);
+                    continue;
+                }
+                if (h[i] != want || f2u(w[i]) != f2u(nm_fp16_to_f32(want)))
+                    fail_msg("%s n=%ld x[%ld]=%.9g: 0x%04x / %.9g, want 0x%04x", sets[s]->name,
+                             (long)n, (long)i, x[i], h[i], w[i], want);
+            }
+        }
+}
+
 static void test_vector_helpers(void **state) {
     (void)state;
     const nm_kernel_set *sets[8];
@@ -755,13 +792,21 @@ int main(void) {
     for (int i = 0; i < ns; i++)
         printf("test_kernels: kernel set %s\n", sets[i]->name);
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_fp16_known_bits),      cmocka_unit_test(test_fp16_matches_f16c),
-        cmocka_unit_test(test_bf16_known_bits),      cmocka_unit_test(test_block_layouts),
-        cmocka_unit_test(test_quant_error_bounds),   cmocka_unit_test(test_act_quant_round_trip),
-        cmocka_unit_test(test_act_nonfinite),        cmocka_unit_test(test_kernels_float_shapes),
-        cmocka_unit_test(test_kernels_quant_shapes), cmocka_unit_test(test_kernels_token_counts),
-        cmocka_unit_test(test_quant_act_error),      cmocka_unit_test(test_kernels_deterministic),
-        cmocka_unit_test(test_vector_helpers),       cmocka_unit_test(test_dispatch),
+        cmocka_unit_test(test_fp16_known_bits),
+        cmocka_unit_test(test_fp16_matches_f16c),
+        cmocka_unit_test(test_bf16_known_bits),
+        cmocka_unit_test(test_round_f16),
+        cmocka_unit_test(test_block_layouts),
+        cmocka_unit_test(test_quant_error_bounds),
+        cmocka_unit_test(test_act_quant_round_trip),
+        cmocka_unit_test(test_act_nonfinite),
+        cmocka_unit_test(test_kernels_float_shapes),
+        cmocka_unit_test(test_kernels_quant_shapes),
+        cmocka_unit_test(test_kernels_token_counts),
+        cmocka_unit_test(test_quant_act_error),
+        cmocka_unit_test(test_kernels_deterministic),
+        cmocka_unit_test(test_vector_helpers),
+        cmocka_unit_test(test_dispatch),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
