@@ -6,6 +6,7 @@
  * exactly before scaling, as the SIMD code does. */
 #include "kernels.h"
 
+#include "../common/util.h"
 #include "../io/ggml_types.h"
 #include "kernels_internal.h"
 #include "quant.h"
@@ -165,8 +166,8 @@ static bool uses_q8_act(uint32_t wtype) {
  * activations: half the bytes per weight loaded from L1, which let the F16
  * decode loop stream faster (llama.cpp does the same). docs/kernels.md has
  * the measurements behind these and the Q8 choice. */
-static uint64_t half_act_row_bytes(int64_t n) {
-    return ((uint64_t)n * 2 + 63) / 64 * 64;
+static uint64_t act_row_bytes_of(int64_t n, uint64_t esize) {
+    return nm_align_up((uint64_t)n * esize, 64);
 }
 
 static bool f16_wide(uint32_t wtype, int n_tok) {
@@ -177,9 +178,9 @@ static uint64_t act_row_bytes(uint32_t wtype, int64_t n, int n_tok) {
     if (uses_q8_act(wtype))
         return nm_actq_row_bytes(n);
     if (f16_wide(wtype, n_tok))
-        return ((uint64_t)n * 4 + 63) / 64 * 64;
+        return act_row_bytes_of(n, 4);
     if (wtype == NM_TYPE_BF16 || wtype == NM_TYPE_F16)
-        return half_act_row_bytes(n);
+        return act_row_bytes_of(n, 2);
     return 0;
 }
 

@@ -32,6 +32,14 @@ static void prepare(const nm_scratch *s, nm_act *a, uint32_t type, const float *
     nm_act_prepare(type, x, n, n_tok, s->act, a);
 }
 
+/* y (row i of token t at y[t * ldy + i]) for n_rows rows of weights at wp. */
+static void multiply(const uint8_t *wp, uint64_t n_rows, const nm_act *a, float *y, int64_t ldy) {
+    if (a->n_tok == 1)
+        nm_matvec(wp, (int64_t)n_rows, a, y);
+    else
+        nm_matmat(wp, (int64_t)n_rows, a, y, ldy);
+}
+
 /* Smallest claim: about this many weight bytes (and SPLIT_ALIGN rows), so
  * the claims' atomic operations stay a small fraction of the streaming. */
 #define CLAIM_MIN_BYTES (32 * 1024)
@@ -62,11 +70,7 @@ static bool claim_rows(nm_model *m, const nm_mat *mt, int slot, const nm_worker 
                                                     memory_order_relaxed));
     *a0 = r0 + lo;
     *a1 = r0 + hi;
-    const uint8_t *wp = mt->base[w->node] + lo * mt->row_bytes;
-    if (a->n_tok == 1)
-        nm_matvec(wp, (int64_t)(hi - lo), a, y + *a0);
-    else
-        nm_matmat(wp, (int64_t)(hi - lo), a, y + *a0, ldy);
+    multiply(mt->base[w->node] + lo * mt->row_bytes, hi - lo, a, y + *a0, ldy);
     return true;
 }
 
@@ -207,26 +211,23 @@ static void phase_ffn_up(nm_model *m, const nm_worker *w, int l) {
     const int64_t E = m->hp.n_embd, F = m->hp.n_ff;
     for (int t = 0; t < m->n_tok; t++)
         nm_rmsnorm(s->xb + t * E, m->x + t * E, L->ffn_norm[w->node], E, m->hp.rms_eps);
-    nm_act ga = {0}, ua = {0};
-    uint64_t a0, a1, b0, b1;
-    prepare(s, &ga, L->gate.type, s->xb, E, m->n_tok);
+    nm_act a = {0};
+    uint64_t a0, a1;
+    prepare(s, &a, L->gate.type, s->xb, E, m->n_tok);
     if (m->gate_up_same && L->up.type == L->gate.type) {
         /* up rows [a0, a1) right after the same gate rows, then SwiGLU on
          * them: one claim counter (gate's) serves both matrices. */
-        while (claim_rows(m, &L->gate, slot_of(l, NM_CLAIM_GATE), w, &ga, m->g, F, &a0, &a1)) {
+        while (claim_rows(m, &L->gate, slot_of(l, NM_CLAIM_GATE), w, &a, m->g, F, &a0, &a1)) {
             const uint8_t *up = L->up.base[w->node] + (a0 - L->up.row0[w->node]) * L->up.row_bytes;
-            if (m->n_tok == 1)
-                nm_matvec(up, (int64_t)(a1 - a0), &ga, m->u + a0);
-            else
-                nm_matmat(up, (int64_t)(a1 - a0), &ga, m->u + a0, F);
+            multiply(up, a1 - a0, &a, m->u + a0, F);
             swiglu_rows(m, a0, a1);
         }
         return;
     }
-    while (claim_rows(m, &L->gate, slot_of(l, NM_CLAIM_GATE), w, &ga, m->g, F, &a0, &a1))
+    while (claim_rows(m, &L->gate, slot_of(l, NM_CLAIM_GATE), w, &a, m->g, F, &a0, &a1))
         ;
-    prepare(s, &ua, L->up.type, s->xb, E, m->n_tok);
-    while (claim_rows(m, &L->up, slot_of(l, NM_CLAIM_UP), w, &ua, m->u, F, &b0, &b1))
+    prepare(s, &a, L->up.type, s->xb, E, m->n_tok); /* kept when the types match */
+    while (claim_rows(m, &L->up, slot_of(l, NM_CLAIM_UP), w, &a, m->u, F, &a0, &a1))
         ;
     /* Other workers computed some of the matching rows: wait, then combine
      * a global slice. */

@@ -47,8 +47,16 @@ typedef struct nm_claim {
 } nm_claim;
 
 /* Claim slots per layer: one per weight matrix. */
-enum { NM_CLAIM_Q, NM_CLAIM_K, NM_CLAIM_V, NM_CLAIM_O, NM_CLAIM_GATE, NM_CLAIM_UP, NM_CLAIM_DOWN };
-#define NM_CLAIMS_PER_LAYER 8
+enum {
+    NM_CLAIM_Q,
+    NM_CLAIM_K,
+    NM_CLAIM_V,
+    NM_CLAIM_O,
+    NM_CLAIM_GATE,
+    NM_CLAIM_UP,
+    NM_CLAIM_DOWN,
+    NM_CLAIMS_PER_LAYER
+};
 
 typedef struct nm_alloc_rec {
     void *p;
