@@ -8,6 +8,13 @@
 # reads. On this VM a fresh buffer reads at 30 to 57 GB/s depending on where
 # the host put it, so the second is the steadier ceiling.
 #
+# The steadiest of all is the in-process probe: a `numalm run --read-probe`
+# run follows each decode step with a read of the same weight bytes by the
+# same threads (no compute), and reports the decode GB/s over that read's
+# GB/s per pair ("paired": the median over the pairs; the column is the
+# median over the REPS runs). This VM's bandwidth changes from one second to
+# the next, which a probe run in another process cannot follow.
+#
 #   bench/bench_decode.sh [TYPE...]          default: f16 q8_0 q4_0
 #   env: NUMALM (binary; default build/numalm), MEMBW (default next to it),
 #        MODELS (dir for the demo models; default /tmp/numalm-bench),
@@ -56,10 +63,11 @@ have_llama=0
 
 report_bw() { [ -z "$bw" ] || echo "membw: $THREADS threads read $bw GB/s (best of the runs so far)"; }
 report_bw
-printf "\n%-6s %9s %9s %6s %9s %9s %9s %7s %8s %7s %7s\n" type "numalm" "llama" "ratio" \
-    "np tok/s" "lp tok/s" "GB/s" "of bw" "file GB/s" "of file" "llama"
-printf "%-6s %9s %9s %6s %9s %9s %9s %7s %8s %7s %7s\n" "" "dec tok/s" "dec tok/s" "" \
-    "(prompt)" "(prompt)" "weights" "" "(read)" "" "of file"
+median() { tr ' ' '\n' | grep . | sort -g | awk '{v[NR] = $1} END {print NR ? v[int((NR + 1) / 2)] : 0}'; }
+printf "\n%-6s %9s %9s %6s %6s %9s %9s %9s %7s %8s %7s %7s %7s\n" type "numalm" "llama" "ratio" \
+    "ratio" "np tok/s" "lp tok/s" "GB/s" "of bw" "file GB/s" "of file" "llama" "paired"
+printf "%-6s %9s %9s %6s %6s %9s %9s %9s %7s %8s %7s %7s %7s\n" "" "dec tok/s" "dec tok/s" "(best)" \
+    "(med)" "(prompt)" "(prompt)" "weights" "" "(read)" "" "of file" "of read"
 for t in "${types[@]}"; do
     model="$MODELS/1b-$t.gguf"
     if [ ! -f "$model" ]; then
@@ -67,6 +75,7 @@ for t in "${types[@]}"; do
         "$NUMALM" mkmodel "$model" --preset 1b --type "$t" >&2
     fi
     best_dec=0 best_pp=0 best_ldec=0 best_lpp=0 wbytes=0 n_prompt=0 best_file=0
+    ratios="" paired=""
     for _ in $(seq "$REPS"); do
         # shellcheck disable=SC2086
         js=$("$NUMALM" run -m "$model" -p "$prompt" -n "$N_DECODE" -t "$THREADS" --no-echo \
@@ -84,7 +93,12 @@ for t in "${types[@]}"; do
             lpp=$(jq -r '[.[] | select(.n_prompt > 0) | .avg_ts] | first' <<<"$lj")
             best_ldec=$(jq -n "[$best_ldec, $ldec] | max")
             best_lpp=$(jq -n "[$best_lpp, $lpp] | max")
+            ratios+=" $(jq -n "$dec / $ldec")"
         fi
+        # shellcheck disable=SC2086
+        pj=$("$NUMALM" run -m "$model" -p "$prompt" -n "$N_DECODE" -t "$THREADS" --no-echo \
+             --no-progress --read-probe --json $EXTRA 2>&1 >/dev/null | tail -1)
+        paired+=" $(jq -r .read_probe.of_read <<<"$pj")"
         if [ -x "$MEMBW" ]; then
             fbw=$("$MEMBW" -t "$THREADS" --file "$model" --json | jq -r .best_gbps)
             best_file=$(jq -n "[$best_file, $fbw] | max")
@@ -92,20 +106,26 @@ for t in "${types[@]}"; do
     done
     measure_bw
     gbs=$(jq -n "$best_dec * $wbytes / 1e9")
-    ratio="-" pct="-" fpct="-" lfpct="-"
+    ratio="-" mratio="-" pct="-" fpct="-" lfpct="-"
     [ $have_llama = 1 ] && ratio=$(jq -n "$best_dec / $best_ldec * 100 | round / 100")
+    [ $have_llama = 1 ] && mratio=$(jq -n "$(median <<<"$ratios") * 100 | round / 100")
+    ppct=$(jq -n "$(median <<<"$paired") * 100 | round")%
     [ -n "$bw" ] && pct=$(jq -n "$gbs / $bw * 100 | round")%
     if [ "$best_file" != 0 ]; then
         fpct=$(jq -n "$gbs / $best_file * 100 | round")%
         [ $have_llama = 1 ] && lfpct=$(jq -n "$best_ldec * $wbytes / 1e9 / $best_file * 100 | round")%
     fi
-    printf "%-6s %9.2f %9.2f %6s %9.1f %9.1f %9.2f %7s %8.2f %7s %7s\n" "$t" "$best_dec" \
-        "$best_ldec" "$ratio" "$best_pp" "$best_lpp" "$gbs" "$pct" "$best_file" "$fpct" "$lfpct"
+    printf "%-6s %9.2f %9.2f %6s %6s %9.1f %9.1f %9.2f %7s %8.2f %7s %7s %7s\n" "$t" "$best_dec" \
+        "$best_ldec" "$ratio" "$mratio" "$best_pp" "$best_lpp" "$gbs" "$pct" "$best_file" "$fpct" \
+        "$lfpct" "$ppct"
 done
 report_bw
 echo
 echo "numalm: $NUMALM run -m MODEL -p <$N_PROMPT-ish tokens> -n $N_DECODE -t $THREADS --no-echo $EXTRA"
 [ $have_llama = 1 ] && echo "llama.cpp: $LLAMA_BENCH -m MODEL -t $THREADS -p N_PROMPT -n $N_DECODE -r 1"
 echo "membw: $MEMBW -t $THREADS [--file MODEL]"
-echo "best of $REPS alternating runs; GB/s = decode tok/s x weight bytes read per token;"
-echo "'of file' = that over the best plain read of the model file's page cache"
+echo "best of $REPS alternating runs ('ratio (med)': median of the runs' numalm/llama.cpp);"
+echo "GB/s = decode tok/s x weight bytes read per token; 'of file' = that over the best plain"
+echo "read of the model file's page cache; 'paired of read' = median over the runs of"
+echo "numalm run --read-probe's of_read (decode steps against reads of the same weights by the"
+echo "same threads, alternating in one process)"

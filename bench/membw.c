@@ -15,6 +15,7 @@
 #include "common/error.h"
 #include "common/json.h"
 #include "common/util.h"
+#include "runtime/kernels.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -41,23 +42,6 @@ typedef struct worker {
     int failed;
 } worker;
 
-/* Four independent accumulators: one add chain would limit a core to about
- * 8 bytes per cycle latency-bound; four keep the loads, not the adds, the
- * bottleneck. The values are used, so the compiler cannot drop the loop. */
-static uint64_t sum_words(const uint64_t *p, size_t n) {
-    uint64_t a = 0, b = 0, c = 0, d = 0;
-    size_t i = 0;
-    for (; i + 8 <= n; i += 8) {
-        a += p[i] + p[i + 4];
-        b += p[i + 1] + p[i + 5];
-        c += p[i + 2] + p[i + 6];
-        d += p[i + 3] + p[i + 7];
-    }
-    for (; i < n; i++)
-        a += p[i];
-    return a + b + c + d;
-}
-
 static void pin_to(int cpu) {
     cpu_set_t set;
     CPU_ZERO(&set);
@@ -77,14 +61,14 @@ static void *run_worker(void *arg) {
             memset(own, w->index + 1, w->bytes);
         buf = own;
     } else { /* an untimed pass: the mapping's page tables, any page not yet cached */
-        w->sink += sum_words(buf, w->bytes / 8);
+        w->sink += nm_read_sum(buf, w->bytes);
     }
     pthread_barrier_wait(w->barrier);
     for (int p = 0; p < w->passes; p++) {
         pthread_barrier_wait(w->barrier);
         double t0 = nm_now();
         if (!w->failed)
-            w->sink += sum_words(buf, w->bytes / 8);
+            w->sink += nm_read_sum(buf, w->bytes);
         w->seconds[p] = nm_now() - t0;
     }
     if (!w->failed && !w->file_slice)

@@ -30,7 +30,10 @@ static void usage(FILE *out) {
         "  --temp T                temperature (default 0: greedy)\n"
         "  --top-k K, --top-p P    sampling filters (default off)\n"
         "  --seed S                sampler seed (default 0)\n"
-        "  --no-echo               print only the continuation, not the prompt\n" NM_CLI_MODEL_HELP
+        "  --no-echo               print only the continuation, not the prompt\n"
+        "  --read-probe            after each decode step, time a read of the same weights\n"
+        "                          by the same threads (no compute) and report the decode\n"
+        "                          speed as a fraction of that read bandwidth\n" NM_CLI_MODEL_HELP
             NM_CLI_COMMON_HELP);
 }
 
@@ -88,6 +91,10 @@ static int run_arg(run_opts *o, int argc, char **argv, int *i, nm_error *err) {
         o->gen.echo = false;
         return 1;
     }
+    if (!strcmp(argv[*i], "--read-probe")) {
+        o->gen.read_probe = true;
+        return 1;
+    }
     return 0;
 }
 
@@ -137,6 +144,14 @@ static void report(const run_opts *o, const nm_cli_session *s, const nm_model *m
             s->load_s, st->n_prompt, ptps, st->n_decode, dtps, nm_model_n_threads(m),
             nm_io_name(s->w->io), nm_placement_name(s->plan->placement),
             nm_simd_name(nm_simd_get()));
+    const nm_read_probe_stats *pr = &st->probe;
+    if (pr->pairs)
+        fprintf(stderr,
+                "numalm run: read probe: decode %.1f GB/s of weights, a read of the same "
+                "weights by the same threads %.1f GB/s: decode at %.0f%% of it (median of %d "
+                "pairs; quartiles %.0f%%-%.0f%%)\n",
+                pr->decode_gbps, pr->read_gbps, 100 * pr->of_read, pr->pairs, 100 * pr->of_read_q25,
+                100 * pr->of_read_q75);
     if (!o->c.json)
         return;
     nm_json j;
@@ -153,6 +168,19 @@ static void report(const run_opts *o, const nm_cli_session *s, const nm_model *m
     uint64_t wb = nm_model_weight_bytes_per_token(m);
     nm_json_kuint(&j, "weight_bytes_per_token", wb);
     nm_json_kdouble(&j, "decode_weight_gb_s", dtps * (double)wb / 1e9);
+    if (pr->pairs) {
+        nm_json_key(&j, "read_probe");
+        nm_json_obj_begin(&j);
+        nm_json_kint(&j, "pairs", pr->pairs);
+        nm_json_kdouble(&j, "decode_gb_s", pr->decode_gbps);
+        nm_json_kdouble(&j, "read_gb_s", pr->read_gbps);
+        nm_json_kdouble(&j, "of_read", pr->of_read);
+        nm_json_kdouble(&j, "of_read_q25", pr->of_read_q25);
+        nm_json_kdouble(&j, "of_read_q75", pr->of_read_q75);
+        nm_json_kuint(&j, "read_bytes", pr->read_bytes);
+        nm_json_kuint(&j, "checksum", pr->checksum);
+        nm_json_obj_end(&j);
+    }
     nm_json_kstr(&j, "stop", st->hit_eos ? "eos" : st->hit_ctx ? "context" : "length");
     nm_json_kint(&j, "n_ctx", nm_model_n_ctx(m));
     nm_cli_json_run_setup(&j, s, m);

@@ -68,6 +68,7 @@ int nm_generate(nm_model *m, const nm_tokenizer *tok, const char *prompt, const 
                 nm_gen_stats *st, nm_error *err) {
     memset(st, 0, sizeof *st);
     gen_state g = {0};
+    nm_read_probe probe = {0};
     int n_vocab = nm_model_n_vocab(m), rc = -1;
     nm_sampler *smp = nm_sampler_new(&o->sampler, n_vocab);
     g.logits = malloc((size_t)n_vocab * sizeof(float));
@@ -77,7 +78,7 @@ int nm_generate(nm_model *m, const nm_tokenizer *tok, const char *prompt, const 
     }
     if (run_prompt(m, tok, prompt, o, on_text, ud, &g, st, err) < 0)
         goto done;
-    double t0 = nm_now();
+    double t0 = nm_now(), t_step = t0, t_probes = 0;
     const int32_t eos = nm_tokenizer_eos(tok);
     for (int i = 0; i < o->n_predict; i++) {
         int32_t id = nm_sample(smp, g.logits);
@@ -97,10 +98,21 @@ int nm_generate(nm_model *m, const nm_tokenizer *tok, const char *prompt, const 
         if (nm_model_eval(m, &id, 1, g.n - 1, 0, g.logits, err) < 0)
             goto done;
         st->n_decode_evals++;
+        if (o->read_probe) {
+            double t = nm_now(), read_s = nm_read_probe_pair(&probe, m, t - t_step);
+            if (read_s < 0) {
+                nm_fail(err, "read probe: out of memory");
+                goto done;
+            }
+            t_probes += read_s;
+            t_step = nm_now();
+        }
     }
-    st->decode_s = nm_now() - t0;
+    st->decode_s = nm_now() - t0 - t_probes;
+    nm_read_probe_summary(&probe, &st->probe);
     rc = 0;
 done:
+    nm_read_probe_free(&probe);
     nm_sampler_free(smp);
     free(g.logits);
     if (rc == 0 && tokens_out) {

@@ -4,6 +4,7 @@
 #define NM_GENERATE_H
 
 #include "model.h"
+#include "read_probe.h"
 #include "sampler.h"
 #include "tokenizer.h"
 
@@ -15,6 +16,9 @@ typedef struct nm_gen_opts {
     int n_predict; /* tokens to generate (stops earlier at EOS) */
     nm_sampler_opts sampler;
     bool echo; /* stream the prompt (detokenized) first */
+    /* after each decode step, a read pass over the same weights
+     * (read_probe.h); its time is not counted in decode_s */
+    bool read_probe;
 } nm_gen_opts;
 
 /* Receives the bytes of each piece as soon as it is known. */
@@ -27,7 +31,8 @@ typedef struct nm_gen_stats {
     double prompt_s;    /* batched prompt pass */
     double decode_s;    /* decode passes + sampling */
     bool hit_eos;
-    bool hit_ctx; /* stopped because the context is full */
+    bool hit_ctx;              /* stopped because the context is full */
+    nm_read_probe_stats probe; /* with opts.read_probe */
 } nm_gen_stats;
 
 /* Tokenizes prompt (BOS first when the vocab asks for it), runs it as one

@@ -381,6 +381,10 @@ void nm_matmat(const void *w, int64_t n_rows, const nm_act *x, float *y, int64_t
     nm_matmat_set(current_kernels(), w, n_rows, x, y, ldy);
 }
 
+uint64_t nm_read_sum(const void *p, size_t bytes) {
+    return current_kernels()->sum_words(p, bytes);
+}
+
 float nm_dot_f32(const float *a, const float *b, int64_t n) {
     return current_kernels()->dot_f32(a, b, n);
 }
@@ -513,6 +517,7 @@ static const nm_kernel_set scalar_set = {
     .axpy_f32 = sc_axpy_f32,
     .axpy_f16 = sc_axpy_f16,
     .round_f16 = sc_round_f16,
+    .sum_words = nm_sum_words,
 };
 
 const nm_kernel_set *nm_kernels_scalar(void) {

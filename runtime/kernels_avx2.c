@@ -7,6 +7,7 @@
  * NT times; with one token (decode) the float types take four rows at once,
  * so each activation load from L1/L2 serves four rows; prompt matmat takes
  * them in tiles of 2 rows x 3 tokens, so each load serves several FMAs. */
+#include "../common/util.h"
 #include "kernels_internal.h"
 #include "quant.h"
 
@@ -361,6 +362,24 @@ static void round_f16(const float *x, int64_t n, uint16_t *h, float *w) {
     }
 }
 
+/* Four accumulators of 64-bit lanes: lane sums mod 2^64 regroup the same
+ * words, so the total equals nm_sum_words's. */
+static uint64_t sum_words(const void *p, size_t bytes) {
+    const char *b = p;
+    __m256i a0 = _mm256_setzero_si256(), a1 = a0, a2 = a0, a3 = a0;
+    size_t i = 0;
+    for (; i + 128 <= bytes; i += 128) {
+        a0 = _mm256_add_epi64(a0, _mm256_loadu_si256((const __m256i *)(b + i)));
+        a1 = _mm256_add_epi64(a1, _mm256_loadu_si256((const __m256i *)(b + i + 32)));
+        a2 = _mm256_add_epi64(a2, _mm256_loadu_si256((const __m256i *)(b + i + 64)));
+        a3 = _mm256_add_epi64(a3, _mm256_loadu_si256((const __m256i *)(b + i + 96)));
+    }
+    __m256i s = _mm256_add_epi64(_mm256_add_epi64(a0, a1), _mm256_add_epi64(a2, a3));
+    uint64_t lanes[4];
+    _mm256_storeu_si256((__m256i *)lanes, s);
+    return lanes[0] + lanes[1] + lanes[2] + lanes[3] + nm_sum_words(b + i, bytes - i);
+}
+
 static const nm_kernel_set avx2_set = {
     .name = "avx2",
     .tok_group = TOK_GROUP,
@@ -375,6 +394,7 @@ static const nm_kernel_set avx2_set = {
     .axpy_f32 = axpy_f32,
     .axpy_f16 = axpy_f16,
     .round_f16 = round_f16,
+    .sum_words = sum_words,
 };
 
 const nm_kernel_set *nm_kernels_avx2(void) {

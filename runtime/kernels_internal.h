@@ -67,6 +67,11 @@ typedef struct nm_kernel_set {
      * into h, or (h NULL) widened back to F32 into w. F16 activations are
      * prepared with it for every matrix input, so F16C does it. */
     void (*round_f16)(const float *x, int64_t n, uint16_t *h, float *w);
+    /* nm_sum_words (common/util.h) with the widest loads: the read
+     * bandwidth probes must be limited by memory, not by the load count
+     * (the scalar loop reads 33 GB/s on this VM where 16-byte loads read
+     * 55). Same value as nm_sum_words. */
+    uint64_t (*sum_words)(const void *p, size_t bytes);
 } nm_kernel_set;
 
 /* AVX-512 sub-paths, picked from CPUID unless a test asks for one. */

@@ -1,6 +1,6 @@
-/* The llama forward pass on node-local weights. Every worker of node n
- * computes a static slice of the rows the plan gives node n, reading them
- * from node n's arena; node n keeps the KV cache of its KV heads and
+/* The llama forward pass on node-local weights. The workers of node n
+ * compute the rows the plan gives node n (claimed in shrinking chunks),
+ * reading them from node n's arena; node n keeps the KV cache of its KV heads and
  * computes attention for the query heads of those KV heads. What crosses
  * nodes is only activation vectors (x, attention output, FFN hidden: a few
  * KiB per token). */
@@ -38,6 +38,15 @@ int nm_model_n_threads(const nm_model *m);
 uint32_t nm_model_kv_type(const nm_model *m);
 /* Weight bytes one decode step reads (every matrix + one embedding row). */
 uint64_t nm_model_weight_bytes_per_token(const nm_model *m);
+
+/* The read probe: the model's workers read every weight byte a decode step
+ * reads (the node-local rows of each matrix, one contiguous share per
+ * worker, no compute and no barriers) and sum it as nm_sum_words words.
+ * *bytes gets the bytes read, *sum the sum, which does not depend on the
+ * placement or the thread count. A decode step's time against this pass's,
+ * alternated in one process, is its fraction of the read bandwidth of the
+ * same pages with the same threads. -1: out of memory. */
+int nm_model_read_pass(nm_model *m, uint64_t *sum, uint64_t *bytes);
 
 /* Runs tokens[0..n) at positions pos..pos+n-1; the cache must hold
  * positions 0..pos-1 (pos 0 starts a new sequence). Logits of tokens

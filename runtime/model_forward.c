@@ -19,6 +19,7 @@
 
 #include <math.h>
 #include <stdatomic.h>
+#include <stdlib.h>
 #include <string.h>
 
 /* Workers split a node's rows on multiples of this (kernels work on row
@@ -272,6 +273,56 @@ static void forward_job(void *ctx, const nm_worker *w) {
         nm_pool_barrier(w);
     }
     phase_lm_head(m, w);
+}
+
+/* ---- the read probe: the same workers read the same weight bytes with
+ * no compute, no claims and no barriers (each worker one contiguous share
+ * of its node's rows of each matrix, in the forward pass's order). */
+
+typedef struct read_job {
+    nm_model *m;
+    uint64_t *sums; /* per worker, NM_READ_STRIDE apart (own cache line) */
+    uint64_t *bytes;
+} read_job;
+
+#define NM_READ_STRIDE 8
+
+static void read_mat(const nm_mat *mt, const nm_worker *w, uint64_t *sum, uint64_t *bytes) {
+    uint64_t lo, hi;
+    nm_split_rows(mt->row1[w->node] - mt->row0[w->node], w->local, w->n_local, 1, &lo, &hi);
+    *sum += nm_read_sum(mt->base[w->node] + lo * mt->row_bytes, (hi - lo) * mt->row_bytes);
+    *bytes += (hi - lo) * mt->row_bytes;
+}
+
+static void read_weights_job(void *ctx, const nm_worker *w) {
+    read_job *j = ctx;
+    const nm_model *m = j->m;
+    uint64_t sum = 0, bytes = 0;
+    for (uint32_t l = 0; l < m->hp.n_layer; l++) {
+        const nm_layer *L = &m->layers[l];
+        const nm_mat *e[] = {&L->q, &L->k, &L->v, &L->o, &L->gate, &L->up, &L->down};
+        for (size_t i = 0; i < sizeof e / sizeof e[0]; i++)
+            read_mat(e[i], w, &sum, &bytes);
+    }
+    read_mat(&m->output, w, &sum, &bytes);
+    j->sums[w->id * NM_READ_STRIDE] = sum;
+    j->bytes[w->id * NM_READ_STRIDE] = bytes;
+}
+
+int nm_model_read_pass(nm_model *m, uint64_t *sum, uint64_t *bytes) {
+    int nw = nm_pool_n_workers(m->pool);
+    uint64_t *buf = calloc((size_t)nw * NM_READ_STRIDE * 2, sizeof *buf);
+    if (!buf)
+        return -1;
+    read_job j = {.m = m, .sums = buf, .bytes = buf + (size_t)nw * NM_READ_STRIDE};
+    nm_pool_run(m->pool, read_weights_job, &j);
+    *sum = *bytes = 0;
+    for (int i = 0; i < nw; i++) {
+        *sum += j.sums[i * NM_READ_STRIDE];
+        *bytes += j.bytes[i * NM_READ_STRIDE];
+    }
+    free(buf);
+    return 0;
 }
 
 static int embed(nm_model *m, const int32_t *tokens, int n, nm_error *err) {

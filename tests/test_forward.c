@@ -9,6 +9,7 @@
 
 #include <cmocka.h>
 
+#include "common/util.h"
 #include "io/ggml_types.h"
 #include "io/loader.h"
 #include "io/mkmodel.h"
@@ -512,6 +513,68 @@ static void test_quantized_vs_f64_reference(void **state) {
     }
 }
 
+/* The read probe reads exactly the weight bytes a decode step reads (every
+ * matrix, the tied embedding when output.weight is absent), each once,
+ * whatever the thread count; generation with the probe pairs every decode
+ * pass with a read pass and still produces the same tokens. */
+static void test_read_probe(void **state) {
+    (void)state;
+    char path[512];
+    make_tiny(NM_TYPE_F16, path, sizeof path);
+    int32_t *plain_toks = NULL;
+    for (int threads = 1; threads <= 2; threads++) {
+        session s;
+        open_session(&s, path, NM_PLACE_SHARD, NM_IO_AUTO, threads, NM_TYPE_F16);
+        uint64_t want_sum = 0, want_bytes = 0;
+        bool tied = true;
+        for (uint64_t i = 0; i < s.g->n_tensors; i++)
+            tied = tied && strcmp(s.g->tensors[i].name, "output.weight") != 0;
+        FILE *f = fopen(path, "rb");
+        assert_non_null(f);
+        for (uint64_t i = 0; i < s.g->n_tensors; i++) {
+            const nm_gguf_tensor *t = &s.g->tensors[i];
+            bool embd = !strcmp(t->name, "token_embd.weight");
+            if (t->n_dims < 2 || (embd && !tied))
+                continue;
+            uint8_t *b = malloc(t->nbytes);
+            assert_non_null(b);
+            assert_int_equal(fseek(f, (long)t->file_offset, SEEK_SET), 0);
+            assert_int_equal(fread(b, 1, t->nbytes, f), t->nbytes);
+            want_sum += nm_sum_words(b, t->nbytes);
+            want_bytes += t->nbytes;
+            free(b);
+        }
+        fclose(f);
+        uint64_t sum = 0, bytes = 0;
+        assert_int_equal(nm_model_read_pass(s.m, &sum, &bytes), 0);
+        assert_int_equal(bytes, want_bytes);
+        assert_int_equal(sum, want_sum);
+
+        nm_gen_opts o = {
+            .n_predict = 12, .echo = false, .read_probe = true, .sampler = {.temp = 0, .top_p = 1}};
+        nm_gen_stats st;
+        nm_error err = {{0}};
+        int32_t *toks = NULL;
+        int n_tok = 0;
+        assert_int_equal(
+            nm_generate(s.m, s.tok, "the cat", &o, NULL, NULL, &toks, &n_tok, &st, &err), 0);
+        assert_int_equal(st.probe.pairs, st.n_decode_evals);
+        assert_true(st.probe.pairs > 0);
+        assert_int_equal(st.probe.read_bytes, want_bytes);
+        assert_int_equal(st.probe.checksum, want_sum);
+        assert_true(st.probe.of_read > 0 && st.probe.of_read_q25 <= st.probe.of_read &&
+                    st.probe.of_read <= st.probe.of_read_q75);
+        if (!plain_toks) { /* the same tokens as without the probe */
+            int n_plain = greedy(&s, "the cat", 12, NULL, &plain_toks);
+            assert_int_equal(n_plain, n_tok);
+        }
+        assert_memory_equal(plain_toks, toks, (size_t)n_tok * sizeof *toks);
+        free(toks);
+        close_session(&s);
+    }
+    free(plain_toks);
+}
+
 /* Generation stops at the context instead of writing past the cache. */
 static void test_context_limit(void **state) {
     (void)state;
@@ -561,6 +624,7 @@ int main(void) {
         cmocka_unit_test(test_tokens_identical_everywhere),
         cmocka_unit_test(test_quantized_vs_f64_reference),
         cmocka_unit_test(test_context_limit),
+        cmocka_unit_test(test_read_probe),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     nm_topo_free(g_topo);

@@ -68,6 +68,18 @@ missing = [k for k in need if k not in j]
 assert not missing, missing
 assert j["n_prompt"] == 5 and j["n_decode"] == 8 and j["stop"] == "length", j
 ' && ok "--json stats" || bad "--json stats: $(tail -1 "$TMP/err")"
+# --read-probe: a read pass after each decode pass, reported as a fraction
+# of its bandwidth; the text is the same as without it.
+"$NUMALM" run -m "$MODEL" -p "Once upon a time" -n 8 --read-probe --json >"$TMP/out_probe" 2>"$TMP/err"
+tail -1 "$TMP/err" | "$PY" -S -E -c '
+import json, sys
+j = json.loads(sys.stdin.read())
+p = j["read_probe"]
+assert p["pairs"] == j["n_decode_evals"] == 7, j
+assert p["read_bytes"] > 0 and p["read_gb_s"] > 0 and p["decode_gb_s"] > 0, p
+assert 0 < p["of_read_q25"] <= p["of_read"] <= p["of_read_q75"], p
+' && grep -q "read probe: decode .* GB/s .*% of it" "$TMP/err" && cmp -s "$TMP/out" "$TMP/out_probe" \
+    && ok "--read-probe" || bad "--read-probe: $(tail -2 "$TMP/err")"
 # The first reference line continues "Once upon a time" for 32 tokens.
 LILY="Once upon a time, there was a little girl named Lily. She loved to play outside"
 prefix_of_ref() { local o; o=$(cat "$1"); [ ${#o} -gt 16 ] && [ "${LILY#"$o"}" != "$LILY" ]; }

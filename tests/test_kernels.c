@@ -14,6 +14,7 @@
 #include <cmocka.h>
 
 #include "io/ggml_types.h"
+#include "common/util.h"
 #include "runtime/kernels.h"
 #include "runtime/kernels_internal.h"
 #include "runtime/quant.h"
@@ -706,6 +707,36 @@ static void test_round_f16(void **state) {
         }
 }
 
+/* The read probes' sum: every set's wide-load version gives nm_sum_words's
+ * value (a plain loop written here) for any start and length; under ASan a
+ * read past the end of the buffer would fail. */
+static void test_sum_words(void **state) {
+    (void)state;
+    const nm_kernel_set *sets[8];
+    int ns = supported_sets(sets);
+    enum { N = 1500 };
+    uint8_t *buf = malloc(N);
+    assert_non_null(buf);
+    for (int i = 0; i < N; i++)
+        buf[i] = (uint8_t)(rng_value() * 255.0f + 0.5f) ^ (uint8_t)(i * 7);
+    for (size_t start = 0; start < 9; start++)
+        for (size_t len = 0; start + len <= N; len += len < 300 ? 1 : 97) {
+            uint64_t want = 0, word;
+            size_t i = 0;
+            for (; i + 8 <= len; i += 8) {
+                memcpy(&word, buf + start + i, 8);
+                want += word;
+            }
+            for (; i < len; i++)
+                want += buf[start + i];
+            assert_true(nm_sum_words(buf + start, len) == want);
+            for (int k = 0; k < ns; k++)
+                if (sets[k]->sum_words(buf + start, len) != want)
+                    fail_msg("%s: sum of %zu bytes at +%zu differs", sets[k]->name, len, start);
+        }
+    free(buf);
+}
+
 static void test_vector_helpers(void **state) {
     (void)state;
     const nm_kernel_set *sets[8];
@@ -791,6 +822,7 @@ int main(void) {
     int ns = supported_sets(sets);
     for (int i = 0; i < ns; i++)
         printf("test_kernels: kernel set %s\n", sets[i]->name);
+    /* clang-format off */
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_fp16_known_bits),
         cmocka_unit_test(test_fp16_matches_f16c),
@@ -805,8 +837,10 @@ int main(void) {
         cmocka_unit_test(test_kernels_token_counts),
         cmocka_unit_test(test_quant_act_error),
         cmocka_unit_test(test_kernels_deterministic),
+        cmocka_unit_test(test_sum_words),
         cmocka_unit_test(test_vector_helpers),
         cmocka_unit_test(test_dispatch),
     };
+    /* clang-format on */
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

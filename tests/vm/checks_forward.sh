@@ -21,18 +21,26 @@ stories_model() {
 check_forward_tokens_across_placements() {
     stories_model || return $?
     local want="Once upon a time, there was a little girl named Lily. She loved to play"
-    local base="" out p io
+    local base="" base_probe="" out probe p io
     for p in shard replicate interleave node:0 node:$((N - 1)); do
         for io in dio buffered; do
+            # --read-probe: each node's workers read their own rows; every
+            # placement reads the same bytes once (same sum)
             out=$("$NUMALM" run -m "$STORIES" -p "Once upon a time" -n 16 --placement "$p" \
-                  --io "$io" --no-progress --json 2>"$WORK/fwd.err") || {
+                  --io "$io" --no-progress --read-probe --json 2>"$WORK/fwd.err") || {
                 cat "$WORK/fwd.err"
                 return 1
             }
-            echo "$p $io: $out | $(grep -o '"nodes":[0-9]*,"threads":[0-9]*' "$WORK/fwd.err")"
+            probe=$(grep -o '"read_bytes":[0-9]*,"checksum":[0-9]*' "$WORK/fwd.err")
+            echo "$p $io: $out | $(grep -o '"nodes":[0-9]*,"threads":[0-9]*' "$WORK/fwd.err") | $probe"
             grep -q "\"nodes\":$N," "$WORK/fwd.err" || { echo "  not on $N nodes"; return 1; }
             [ -n "$base" ] || base=$out
+            [ -n "$base_probe" ] || base_probe=$probe
             [ "$out" = "$base" ] || { echo "  differs from the first run"; return 1; }
+            [ -n "$probe" ] && [ "$probe" = "$base_probe" ] || {
+                echo "  read probe differs from the first run's ($base_probe)"
+                return 1
+            }
         done
     done
     [ "$base" = "$want" ] || { echo "expected: $want"; return 1; }
