@@ -688,7 +688,13 @@ static uint64_t sum_words(const void *p, size_t bytes) {
         a3 = _mm512_add_epi64(a3, _mm512_loadu_si512(b + i + 192));
     }
     __m512i s = _mm512_add_epi64(_mm512_add_epi64(a0, a1), _mm512_add_epi64(a2, a3));
-    return (uint64_t)_mm512_reduce_add_epi64(s) + nm_sum_words(b + i, bytes - i);
+    /* not _mm512_reduce_add_epi64: it adds the lanes as signed long long,
+     * and this sum wraps (UBSan rightly flags it) */
+    uint64_t lanes[8], sum = 0;
+    _mm512_storeu_si512(lanes, s);
+    for (int k = 0; k < 8; k++)
+        sum += lanes[k];
+    return sum + nm_sum_words(b + i, bytes - i);
 }
 
 #define AVX512_SET(NAME, LABEL, BF16_FN, BF16_ROWS4, BF16_TILE, BF16_TILE_R, BF16_TILE_T, Q8_FN,   \
