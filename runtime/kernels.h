@@ -70,11 +70,11 @@ void nm_matvec_at(nm_simd level, const void *w, int64_t n_rows, const nm_act *x,
 void nm_matmat_at(nm_simd level, const void *w, int64_t n_rows, const nm_act *x, float *y,
                   int64_t ldy);
 
-/* Vector helpers for attention and norms (current SIMD level). */
 /* nm_sum_words (common/util.h) with this CPU's widest loads: what the read
  * bandwidth probes run. */
 uint64_t nm_read_sum(const void *p, size_t bytes);
 
+/* Vector helpers for attention and norms (current SIMD level). */
 float nm_dot_f32(const float *a, const float *b, int64_t n);
 float nm_dot_f16_f32(const uint16_t *a, const float *b, int64_t n);
 void nm_axpy_f32(float *y, float a, const float *x, int64_t n);    /* y += a*x */

@@ -1,7 +1,8 @@
 /* The llama forward pass on node-local weights. The workers of node n
  * compute the rows the plan gives node n (claimed in shrinking chunks),
- * reading them from node n's arena; node n keeps the KV cache of its KV heads and
- * computes attention for the query heads of those KV heads. What crosses
+ * reading them from node n's arena; node n keeps the KV cache of its KV
+ * heads and computes attention for the query heads of those KV heads.
+ * What crosses
  * nodes is only activation vectors (x, attention output, FFN hidden: a few
  * KiB per token). */
 #ifndef NM_MODEL_H
@@ -43,7 +44,8 @@ uint64_t nm_model_weight_bytes_per_token(const nm_model *m);
  * reads (the node-local rows of each matrix, one contiguous share per
  * worker, no compute and no barriers) and sum it as nm_sum_words words.
  * *bytes gets the bytes read, *sum the sum, which does not depend on the
- * placement or the thread count. A decode step's time against this pass's,
+ * placement or the thread count when rows are whole 8-byte words (every
+ * share then starts on a word of its tensor). A decode step's time against this pass's,
  * alternated in one process, is its fraction of the read bandwidth of the
  * same pages with the same threads. -1: out of memory. */
 int nm_model_read_pass(nm_model *m, uint64_t *sum, uint64_t *bytes);
