@@ -2,9 +2,8 @@
  * compute the rows the plan gives node n (claimed in shrinking chunks),
  * reading them from node n's arena; node n keeps the KV cache of its KV
  * heads and computes attention for the query heads of those KV heads.
- * What crosses
- * nodes is only activation vectors (x, attention output, FFN hidden: a few
- * KiB per token). */
+ * What crosses nodes is only activation vectors (x, attention output, FFN
+ * hidden: a few KiB per token). */
 #ifndef NM_MODEL_H
 #define NM_MODEL_H
 
