@@ -22,6 +22,14 @@ typedef struct nm_layer {
     nm_mat q, k, v, o, gate, up, down;
 } nm_layer;
 
+/* A layer's weight matrices in the order a forward pass reads them. */
+#define NM_LAYER_MATS 7
+static inline void nm_layer_mats(const nm_layer *L, const nm_mat *out[NM_LAYER_MATS]) {
+    const nm_mat *e[NM_LAYER_MATS] = {&L->q, &L->k, &L->v, &L->o, &L->gate, &L->up, &L->down};
+    for (int i = 0; i < NM_LAYER_MATS; i++)
+        out[i] = e[i];
+}
+
 /* Node n's KV cache: its KV heads only, laid out
  * [layer][head - head0][position][head_dim], F16 or F32. */
 typedef struct nm_kv_node {
