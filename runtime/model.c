@@ -352,9 +352,9 @@ uint64_t nm_model_weight_bytes_per_token(const nm_model *m) {
     const nm_gguf *g = m->w->gguf;
     uint64_t sum = g->tensors[m->output.ti].nbytes + g->tensors[m->embd_ti].row_bytes;
     for (uint32_t l = 0; l < m->hp.n_layer; l++) {
-        const nm_mat *e[NM_LAYER_MATS];
+        const nm_mat *e[NM_CLAIMS_PER_LAYER];
         nm_layer_mats(&m->layers[l], e);
-        for (int i = 0; i < NM_LAYER_MATS; i++)
+        for (int i = 0; i < NM_CLAIMS_PER_LAYER; i++)
             sum += g->tensors[e[i]->ti].nbytes;
     }
     return sum;

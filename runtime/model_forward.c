@@ -299,9 +299,9 @@ static void read_weights_job(void *ctx, const nm_worker *w) {
     const nm_model *m = j->m;
     uint64_t sum = 0, bytes = 0;
     for (uint32_t l = 0; l < m->hp.n_layer; l++) {
-        const nm_mat *e[NM_LAYER_MATS];
+        const nm_mat *e[NM_CLAIMS_PER_LAYER];
         nm_layer_mats(&m->layers[l], e);
-        for (int i = 0; i < NM_LAYER_MATS; i++)
+        for (int i = 0; i < NM_CLAIMS_PER_LAYER; i++)
             read_mat(e[i], w, &sum, &bytes);
     }
     read_mat(&m->output, w, &sum, &bytes);

@@ -22,14 +22,6 @@ typedef struct nm_layer {
     nm_mat q, k, v, o, gate, up, down;
 } nm_layer;
 
-/* A layer's weight matrices in the order a forward pass reads them. */
-#define NM_LAYER_MATS 7
-static inline void nm_layer_mats(const nm_layer *L, const nm_mat *out[NM_LAYER_MATS]) {
-    const nm_mat *e[NM_LAYER_MATS] = {&L->q, &L->k, &L->v, &L->o, &L->gate, &L->up, &L->down};
-    for (int i = 0; i < NM_LAYER_MATS; i++)
-        out[i] = e[i];
-}
-
 /* Node n's KV cache: its KV heads only, laid out
  * [layer][head - head0][position][head_dim], F16 or F32. */
 typedef struct nm_kv_node {
@@ -54,7 +46,8 @@ typedef struct nm_claim {
     char pad[56];
 } nm_claim;
 
-/* Claim slots per layer: one per weight matrix. */
+/* Claim slots per layer: one per weight matrix, in the order a forward
+ * pass reads them. */
 enum {
     NM_CLAIM_Q,
     NM_CLAIM_K,
@@ -65,6 +58,17 @@ enum {
     NM_CLAIM_DOWN,
     NM_CLAIMS_PER_LAYER
 };
+
+/* A layer's weight matrices, indexed by their claim slots. */
+static inline void nm_layer_mats(const nm_layer *L, const nm_mat *out[NM_CLAIMS_PER_LAYER]) {
+    out[NM_CLAIM_Q] = &L->q;
+    out[NM_CLAIM_K] = &L->k;
+    out[NM_CLAIM_V] = &L->v;
+    out[NM_CLAIM_O] = &L->o;
+    out[NM_CLAIM_GATE] = &L->gate;
+    out[NM_CLAIM_UP] = &L->up;
+    out[NM_CLAIM_DOWN] = &L->down;
+}
 
 typedef struct nm_alloc_rec {
     void *p;
