@@ -50,14 +50,12 @@ static void *map_phased(uint64_t len, uint64_t phase) {
     uint8_t *raw = mmap(NULL, len + al, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (raw == MAP_FAILED)
         return MAP_FAILED;
-    uintptr_t base = nm_align_up((uintptr_t)raw - phase % al, al) + phase % al;
-    if (base < (uintptr_t)raw)
-        base += al;
-    uint8_t *b = (uint8_t *)base;
+    /* the first address >= raw that is == phase mod al: b - raw < al, so
+     * there is always slack after the arena */
+    uint8_t *b = (uint8_t *)(nm_align_up((uintptr_t)raw - phase % al, al) + phase % al);
     if (b > raw)
         munmap(raw, (size_t)(b - raw));
-    if (raw + len + al > b + len)
-        munmap(b + len, (size_t)(raw + len + al - (b + len)));
+    munmap(b + len, (size_t)(raw + al - b));
     return b;
 }
 
