@@ -22,7 +22,8 @@ double nm_read_probe_pair(nm_read_probe *p, nm_model *m, double step_s) {
     if (nm_model_read_pass(m, &p->checksum, &p->read_bytes) < 0)
         return -1;
     double read_s = nm_now() - t0;
-    p->step_bytes = nm_model_weight_bytes_per_token(m);
+    if (p->n == 0)
+        p->step_bytes = nm_model_weight_bytes_per_token(m);
     p->step_s[p->n] = step_s;
     p->read_s[p->n] = read_s;
     p->n++;
