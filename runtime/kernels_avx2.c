@@ -353,13 +353,8 @@ static void round_f16(const float *x, int64_t n, uint16_t *h, float *w) {
         else
             _mm256_storeu_ps(w + i, _mm256_cvtph_ps(v));
     }
-    for (; i < n; i++) {
-        uint16_t v = nm_f32_to_fp16(x[i]);
-        if (h)
-            h[i] = v;
-        else
-            w[i] = nm_fp16_to_f32(v);
-    }
+    if (i < n) /* the last n % 8 */
+        nm_kernels_scalar()->round_f16(x + i, n - i, h ? h + i : NULL, h ? NULL : w + i);
 }
 
 /* Four accumulators of 64-bit lanes: lane sums mod 2^64 regroup the same
