@@ -221,7 +221,9 @@ static void rowdot_bf16(const void *w, const void *const *acts, int nt, int64_t 
     DISPATCH_NT(rowdot_bf16_nt)
 }
 static void rowdot_bf16_f32act(const void *w, const void *const *acts, int nt, int64_t n,
-                               float *out){DISPATCH_NT(rowdot_bf16_f32act_nt)}
+                               float *out) {
+    DISPATCH_NT(rowdot_bf16_f32act_nt);
+}
 
 /* ---- Q8_0 / Q4_0 ------------------------------------------------------
  * Q8_0: two blocks (64 elements) per step: their 8-bit products are summed
@@ -537,8 +539,9 @@ static void rowdot_q4_0_vnni(const void *w, const void *const *acts, int nt, int
                              float *out) {
     DISPATCH_NT(q4_nt, 1)
 }
-static void rowdot_q4_0_bw(const void *w, const void *const *acts, int nt, int64_t n,
-                           float *out){DISPATCH_NT(q4_nt, 0)}
+static void rowdot_q4_0_bw(const void *w, const void *const *acts, int nt, int64_t n, float *out) {
+    DISPATCH_NT(q4_nt, 0)
+}
 /* Q4_0 prompt tile: 2 rows x 8 tokens; 25% more tokens/s than one row
  * (the per-token activation shuffles serve two rows), 3 x 4 about the same
  * as 2 x 8. */
@@ -548,14 +551,16 @@ static void rowdot_q4_0_bw(const void *w, const void *const *acts, int nt, int64
 #ifndef Q4_TILE_T
 #define Q4_TILE_T 8
 #endif
-#define Q4_TILE(NAME, VNNI)                                                                        \
-    static void NAME(const void *w, size_t rb, const void *const *acts, int nt, int64_t n,         \
-                     float *out) {                                                                 \
-        DISPATCH_TILE(q4_rt, Q4_TILE_R, Q4_TILE_T, VNNI)                                           \
-    }
-Q4_TILE(tile_q4_0_vnni, 1) Q4_TILE(tile_q4_0_bw, 0)
+static void tile_q4_0_vnni(const void *w, size_t rb, const void *const *acts, int nt, int64_t n,
+                           float *out) {
+    DISPATCH_TILE(q4_rt, Q4_TILE_R, Q4_TILE_T, 1)
+}
+static void tile_q4_0_bw(const void *w, size_t rb, const void *const *acts, int nt, int64_t n,
+                         float *out) {
+    DISPATCH_TILE(q4_rt, Q4_TILE_R, Q4_TILE_T, 0)
+}
 
-    static void rows4_q4_0_vnni(const void *w, size_t rb, const void *act, int64_t n, float *out) {
+static void rows4_q4_0_vnni(const void *w, size_t rb, const void *act, int64_t n, float *out) {
     q4_rt(w, rb, &act, 4, 1, n, out, 1);
 }
 static void rows4_q4_0_bw(const void *w, size_t rb, const void *act, int64_t n, float *out) {
@@ -604,7 +609,9 @@ static void tile_bf16_dpbf16(const void *w, size_t rb, const void *const *acts, 
 }
 
 static void rowdot_bf16_dpbf16(const void *w, const void *const *acts, int nt, int64_t n,
-                               float *out){DISPATCH_NT(bf16dp_nt)}
+                               float *out) {
+    DISPATCH_NT(bf16dp_nt);
+}
 
 /* ---- alternative measured by bench_kernels for docs/kernels.md: Q8_0
  * weights widened to F32 against F32 activations. Not used by nm_matvec. */
