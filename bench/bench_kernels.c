@@ -72,17 +72,6 @@ typedef struct worker_arg {
     int index;
 } worker_arg;
 
-static uint64_t sum_words(const uint64_t *p, size_t n) {
-    uint64_t a = 0, b = 0, c = 0, d = 0;
-    for (size_t i = 0; i + 8 <= n; i += 8) {
-        a += p[i] + p[i + 4];
-        b += p[i + 1] + p[i + 5];
-        c += p[i + 2] + p[i + 6];
-        d += p[i + 3] + p[i + 7];
-    }
-    return a + b + c + d;
-}
-
 static void fill_weights(bench *b, int k);
 
 static void run_job(bench *b, int k) {
@@ -92,7 +81,7 @@ static void run_job(bench *b, int k) {
         fill_weights(b, k);
         break;
     case JOB_READ:
-        b->sink[k] += sum_words((const uint64_t *)w, (size_t)b->nrows[k] * b->row_bytes / 8);
+        b->sink[k] += nm_read_sum(w, (size_t)b->nrows[k] * b->row_bytes);
         break;
     case JOB_MATVEC:
         nm_matvec_set(b->ks, w, b->nrows[k], &b->act1, b->y + b->row0[k]);
