@@ -61,14 +61,16 @@ cmp -s "$dir/m1.gguf" "$dir/m3.gguf" && bad "another seed gave the same file" ||
 grep -q '"blocks":2,' "$dir/json" && grep -q '"vocab":1000,' "$dir/json" && grep -q '"n_tensors":21' "$dir/json" &&
     ok || bad "overrides not applied: $(cat "$dir/json")"
 
-# Ctrl-C while writing: non-zero exit, neither OUT nor OUT.tmp left behind
+# Ctrl-C while writing: exit 130, a message naming the tensor, neither OUT
+# nor OUT.tmp left behind
 # (a 1b F32 model takes seconds to write, the signal comes after 0.5 s)
 "$NUMALM" mkmodel "$dir/int.gguf" --preset 1b --type f32 >/dev/null 2>"$dir/int.err" &
 pid=$!
 sleep 0.5
 kill -INT $pid
 wait $pid && rc=0 || rc=$?
-if [ $rc -ne 0 ] && [ ! -e "$dir/int.gguf" ] && [ ! -e "$dir/int.gguf.tmp" ]; then
+if [ $rc -eq 130 ] && grep -q "interrupted while writing tensor '" "$dir/int.err" &&
+    [ ! -e "$dir/int.gguf" ] && [ ! -e "$dir/int.gguf.tmp" ]; then
     ok
 else
     bad "interrupted mkmodel: rc $rc, left $(ls "$dir"/int.gguf* 2>/dev/null) ($(cat "$dir/int.err"))"
