@@ -70,8 +70,8 @@ void nm_matvec_at(nm_simd level, const void *w, int64_t n_rows, const nm_act *x,
 void nm_matmat_at(nm_simd level, const void *w, int64_t n_rows, const nm_act *x, float *y,
                   int64_t ldy);
 
-/* nm_sum_words (common/util.h) with this CPU's widest loads: what the read
- * bandwidth probes run. */
+/* nm_sum_words (common/util.h) with this CPU's vector loads: what the
+ * read bandwidth probes run. */
 uint64_t nm_read_sum(const void *p, size_t bytes);
 
 /* Vector helpers for attention and norms (current SIMD level). */

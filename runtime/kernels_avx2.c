@@ -358,8 +358,8 @@ static void round_f16(const float *x, int64_t n, uint16_t *h, float *w) {
 }
 
 /* Four accumulators of 64-bit lanes: lane sums mod 2^64 regroup the same
- * words, so the total equals nm_sum_words's. */
-static uint64_t sum_words(const void *p, size_t bytes) {
+ * words, so the total equals nm_sum_words's. The AVX-512 set uses it too. */
+uint64_t nm_sum_words_avx2(const void *p, size_t bytes) {
     const char *b = p;
     __m256i a0 = _mm256_setzero_si256(), a1 = a0, a2 = a0, a3 = a0;
     size_t i = 0;
@@ -389,7 +389,7 @@ static const nm_kernel_set avx2_set = {
     .axpy_f32 = axpy_f32,
     .axpy_f16 = axpy_f16,
     .round_f16 = round_f16,
-    .sum_words = sum_words,
+    .sum_words = nm_sum_words_avx2,
 };
 
 const nm_kernel_set *nm_kernels_avx2(void) {

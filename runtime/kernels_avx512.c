@@ -9,7 +9,6 @@
  * tokens, so the accumulators stay in registers. Tails that are not a
  * multiple of 16 elements use masked loads, which never touch memory past
  * the end of the row. */
-#include "../common/util.h"
 #include "kernels_internal.h"
 #include "quant.h"
 
@@ -683,27 +682,6 @@ static void round_f16(const float *x, int64_t n, uint16_t *h, float *w) {
     }
 }
 
-/* as the AVX2 sum (kernels_avx2.c), 64-byte loads */
-static uint64_t sum_words(const void *p, size_t bytes) {
-    const char *b = p;
-    __m512i a0 = _mm512_setzero_si512(), a1 = a0, a2 = a0, a3 = a0;
-    size_t i = 0;
-    for (; i + 256 <= bytes; i += 256) {
-        a0 = _mm512_add_epi64(a0, _mm512_loadu_si512(b + i));
-        a1 = _mm512_add_epi64(a1, _mm512_loadu_si512(b + i + 64));
-        a2 = _mm512_add_epi64(a2, _mm512_loadu_si512(b + i + 128));
-        a3 = _mm512_add_epi64(a3, _mm512_loadu_si512(b + i + 192));
-    }
-    __m512i s = _mm512_add_epi64(_mm512_add_epi64(a0, a1), _mm512_add_epi64(a2, a3));
-    /* not _mm512_reduce_add_epi64: it adds the lanes as signed long long,
-     * and this sum wraps (UBSan rightly flags it) */
-    uint64_t lanes[8], sum = 0;
-    _mm512_storeu_si512(lanes, s);
-    for (int k = 0; k < 8; k++)
-        sum += lanes[k];
-    return sum + nm_sum_words(b + i, bytes - i);
-}
-
 #define AVX512_SET(NAME, LABEL, BF16_FN, BF16_ROWS4, BF16_TILE, BF16_TILE_R, BF16_TILE_T, Q8_FN,   \
                    Q8_TILE, Q4_SUFFIX)                                                             \
     static const nm_kernel_set NAME = {                                                            \
@@ -721,7 +699,7 @@ static uint64_t sum_words(const void *p, size_t bytes) {
         .axpy_f32 = axpy_f32,                                                                      \
         .axpy_f16 = axpy_f16,                                                                      \
         .round_f16 = round_f16,                                                                    \
-        .sum_words = sum_words,                                                                    \
+        .sum_words = nm_sum_words_avx2,                                                            \
     };
 
 AVX512_SET(set_plain, "avx512", rowdot_bf16, rowdot_bf16_rows4, rowdot_bf16_tile, TILE_R, TILE_T,
