@@ -210,6 +210,14 @@ static void test_dio_alignment_above_bounce_slot(void **state) {
             }
 }
 
+/* The whole file mapped shared and read in (MADV_POPULATE_READ). */
+static void *map_file_populated(int fd, size_t size) {
+    void *p = mmap(NULL, size, PROT_READ, MAP_SHARED, fd, 0);
+    assert_true(p != MAP_FAILED);
+    assert_int_equal(madvise(p, size, MADV_POPULATE_READ), 0);
+    return p;
+}
+
 /* auto: after evicting the file it finds (almost) nothing cached, after a
  * full read everything, and loads correctly both times. */
 static void test_auto_sees_the_page_cache(void **state) {
@@ -217,6 +225,8 @@ static void test_auto_sees_the_page_cache(void **state) {
     const char *path = g_models[0];
     int fd = open(path, O_RDONLY);
     assert_true(fd >= 0);
+    /* DONTNEED drops clean pages only: write the fresh file back first */
+    assert_int_equal(fdatasync(fd), 0);
     assert_int_equal(posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED), 0);
     loaded_model m;
     load(&m, path, NM_IO_AUTO, "shard", true);
@@ -226,8 +236,12 @@ static void test_auto_sees_the_page_cache(void **state) {
     uint64_t cold_cached = m.w->cached_bytes, total = m.w->bytes;
     unload(&m);
     assert_true(cold_cached < total / 4);
-    uint8_t *all = file_bytes(path, 0, (uint64_t)lseek(fd, 0, SEEK_END));
-    free(all);
+    /* Read it all and keep it mapped: a machine may page out page cache
+     * that nobody maps within seconds (this one runs a DAMON pageout
+     * scheme for unmapped cold pages), and that would turn the "all
+     * cached" check below into a race. */
+    const size_t size = (size_t)lseek(fd, 0, SEEK_END);
+    void *held = map_file_populated(fd, size);
     load(&m, path, NM_IO_AUTO, "shard", true);
     assert_non_null(m.w);
     assert_true(m.w->checksums_ok);
@@ -236,6 +250,7 @@ static void test_auto_sees_the_page_cache(void **state) {
     assert_true(m.w->mapped_bytes > m.w->bytes / 2);
     check_rows(&m);
     unload(&m);
+    munmap(held, size);
     /* no_map: the same, copied */
     m.g = nm_gguf_open(path, &m.err);
     nm_plan_opts po = {.placement = NM_PLACE_SHARD};
@@ -295,22 +310,25 @@ static void test_auto_keeps_huge_mappings(void **state) {
     assert_true(fd >= 0);
     uint64_t size = (uint64_t)lseek(fd, 0, SEEK_END);
     lseek(fd, 0, SEEK_SET);
+    /* written back first: DONTNEED keeps dirty pages, and the reads below
+     * would then find the writer's small folios instead of reading ahead */
+    assert_int_equal(fdatasync(fd), 0);
     assert_int_equal(posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED), 0);
     /* sequential 128 KiB reads, as cat does: readahead ramps up to large
      * folios (one read of the whole file does not, here) */
     static char chunk[128 << 10];
     while (read(fd, chunk, sizeof chunk) > 0)
         ;
-    uint8_t *plain = mmap(NULL, size, PROT_READ, MAP_SHARED, fd, 0);
-    assert_true(plain != MAP_FAILED);
-    assert_int_equal(madvise(plain, size, MADV_POPULATE_READ), 0);
+    /* the plain mapping stays until the arena is loaded, so that the page
+     * cache cannot be paged out in between (see test_auto_sees_the_page_cache) */
+    uint8_t *plain = map_file_populated(fd, size);
     long plain_kb = pmd_mapped_kb((uintptr_t)plain, (uintptr_t)plain + size);
-    munmap(plain, size);
     close(fd);
     if (plain_kb <= 0) {
         print_message("no 2 MiB page-cache folios here (a plain mmap maps %ld kB with 2 MiB "
                       "entries): nothing to compare\n",
                       plain_kb);
+        munmap(plain, size);
         unlink(path);
         return;
     }
@@ -332,6 +350,7 @@ static void test_auto_keeps_huge_mappings(void **state) {
                  "mmap %ld kB",
                  ours_kb, plain_kb);
     unload(&m);
+    munmap(plain, size);
     unlink(path);
 }
 
