@@ -22,6 +22,10 @@
 #        LLAMA_BENCH (default /work/peers/llama.cpp/build/bin/llama-bench),
 #        EXTRA (more numalm options, e.g. "--placement interleave")
 # The runs of the two tools alternate, so that a noisy neighbour hurts both.
+# Each run starts from a fully cached model file (read just before): a
+# machine may page out cold page cache that nobody maps (this VM's DAMON
+# pageout scheme does within ~30-60 s), and then numalm's auto mode copies
+# the missing pieces into its arena while llama.cpp faults them from disk.
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")/.." && pwd)
@@ -43,7 +47,7 @@ mkdir -p "$MODELS"
 
 # A prompt of about N_PROMPT tokens: words of the demo vocab (letters).
 prompt=""
-words=(the cat sat on a mat and then ran far away from home to see big red ball)
+words=(the cat sat on a mat and 'then' ran far away from home to see big red ball)
 while [ $(( ${#prompt} / 3 )) -lt "$N_PROMPT" ]; do
     prompt+="${words[$(( ${#prompt} % ${#words[@]} ))]} "
 done
@@ -63,6 +67,7 @@ have_llama=0
 
 report_bw() { [ -z "$bw" ] || echo "membw: $THREADS threads read $bw GB/s (best of the runs so far)"; }
 report_bw
+warm() { cat "$1" >/dev/null; }
 median() { tr ' ' '\n' | grep . | sort -g | awk '{v[NR] = $1} END {print NR ? v[int((NR + 1) / 2)] : 0}'; }
 printf "\n%-6s %9s %9s %6s %6s %9s %9s %9s %7s %8s %7s %7s %7s\n" type "numalm" "llama" "ratio" \
     "ratio" "np tok/s" "lp tok/s" "GB/s" "of bw" "file GB/s" "of file" "llama" "paired"
@@ -77,6 +82,7 @@ for t in "${types[@]}"; do
     best_dec=0 best_pp=0 best_ldec=0 best_lpp=0 wbytes=0 n_prompt=0 best_file=0
     ratios="" paired=""
     for _ in $(seq "$REPS"); do
+        warm "$model"
         # shellcheck disable=SC2086
         js=$("$NUMALM" run -m "$model" -p "$prompt" -n "$N_DECODE" -t "$THREADS" --no-echo \
              --no-progress --json $EXTRA 2>&1 >/dev/null | tail -1)
@@ -87,6 +93,7 @@ for t in "${types[@]}"; do
         best_dec=$(jq -n "[$best_dec, $dec] | max")
         best_pp=$(jq -n "[$best_pp, $pp] | max")
         if [ $have_llama = 1 ]; then
+            warm "$model"
             lj=$("$LLAMA_BENCH" -m "$model" -t "$THREADS" -p "$n_prompt" -n "$N_DECODE" -r 1 \
                  -o json 2>/dev/null)
             ldec=$(jq -r '[.[] | select(.n_gen > 0) | .avg_ts] | first' <<<"$lj")
@@ -95,11 +102,13 @@ for t in "${types[@]}"; do
             best_lpp=$(jq -n "[$best_lpp, $lpp] | max")
             ratios+=" $(jq -n "$dec / $ldec")"
         fi
+        warm "$model"
         # shellcheck disable=SC2086
         pj=$("$NUMALM" run -m "$model" -p "$prompt" -n "$N_DECODE" -t "$THREADS" --no-echo \
              --no-progress --read-probe --json $EXTRA 2>&1 >/dev/null | tail -1)
         paired+=" $(jq -r .read_probe.of_read <<<"$pj")"
         if [ -x "$MEMBW" ]; then
+            warm "$model"
             fbw=$("$MEMBW" -t "$THREADS" --file "$model" --json | jq -r .best_gbps)
             best_file=$(jq -n "[$best_file, $fbw] | max")
         fi
