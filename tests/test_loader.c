@@ -237,9 +237,9 @@ static void test_auto_sees_the_page_cache(void **state) {
     unload(&m);
     assert_true(cold_cached < total / 4);
     /* Read it all and keep it mapped: a machine may page out page cache
-     * that nobody maps within seconds (this one runs a DAMON pageout
-     * scheme for unmapped cold pages), and that would turn the "all
-     * cached" check below into a race. */
+     * that nobody maps (this one runs a DAMON pageout scheme that takes
+     * unmapped pages after 30-60 s without use), and that would turn the
+     * "all cached" check below into a race. */
     const size_t size = (size_t)lseek(fd, 0, SEEK_END);
     void *held = map_file_populated(fd, size);
     load(&m, path, NM_IO_AUTO, "shard", true);
