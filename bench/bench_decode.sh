@@ -20,7 +20,9 @@
 #        MODELS (dir for the demo models; default /tmp/numalm-bench),
 #        THREADS (2), N_DECODE (64), N_PROMPT (64), REPS (3; best run kept),
 #        LLAMA_BENCH (default /work/peers/llama.cpp/build/bin/llama-bench),
-#        EXTRA (more numalm options, e.g. "--placement interleave")
+#        EXTRA (more numalm options, e.g. "--placement interleave"),
+#        NEIGHBOUR (a CPU number: a busy loop runs pinned there for the whole
+#        run, a noisy neighbour sharing one core with both tools' workers)
 # The runs of the two tools alternate, so that a noisy neighbour hurts both.
 # Each run starts from a fully cached model file (read just before): a
 # machine may page out cold page cache that nobody maps (this VM's DAMON
@@ -44,6 +46,14 @@ types=("$@")
 command -v jq >/dev/null || { echo "bench_decode: needs jq" >&2; exit 1; }
 [ -x "$NUMALM" ] || { echo "bench_decode: no numalm binary at $NUMALM" >&2; exit 1; }
 mkdir -p "$MODELS"
+
+if [ -n "${NEIGHBOUR:-}" ]; then
+    command -v taskset >/dev/null || { echo "bench_decode: NEIGHBOUR needs taskset" >&2; exit 1; }
+    taskset -c "$NEIGHBOUR" sh -c 'while :; do :; done' &
+    neighbour=$!
+    trap 'kill "$neighbour" 2>/dev/null' EXIT
+    echo "neighbour: a busy loop on CPU $NEIGHBOUR for the whole run"
+fi
 
 # A prompt of about N_PROMPT tokens: words of the demo vocab (letters).
 prompt=""
