@@ -118,11 +118,6 @@ static void *worker(void *p) {
     }
 }
 
-static int cmp_double(const void *x, const void *y) {
-    double a = *(const double *)x, b = *(const double *)y;
-    return (a > b) - (a < b);
-}
-
 /* One call of the current job on all threads: seconds, wall or CPU. */
 static double run_once(bench *b) {
     double t0 = nm_now();
@@ -174,11 +169,11 @@ static void time_sets(bench *b, enum job_kind job, const nm_kernel_set *const *s
             break;
     }
     for (int s = 0; s < ns; s++) {
-        qsort(tj[s], (size_t)it, sizeof tj[s][0], cmp_double);
+        nm_sort_doubles(tj[s], (size_t)it);
         job_s[s] = tj[s][it / 2];
         best_s[s] = tj[s][0];
     }
-    qsort(tr, (size_t)it, sizeof tr[0], cmp_double);
+    nm_sort_doubles(tr, (size_t)it);
     *read_s = tr[it / 2];
 }
 

@@ -1,6 +1,7 @@
 #include "util.h"
 
 #include <ctype.h>
+#include <stdlib.h>
 #include <sched.h>
 #include <errno.h>
 #include <stdio.h>
@@ -193,4 +194,13 @@ uint64_t nm_sum_words(const void *p, size_t bytes) {
     for (; i < bytes; i++)
         b += w[i];
     return a + b + c + d;
+}
+
+static int cmp_double(const void *x, const void *y) {
+    double a = *(const double *)x, b = *(const double *)y;
+    return (a > b) - (a < b);
+}
+
+void nm_sort_doubles(double *v, size_t n) {
+    qsort(v, n, sizeof *v, cmp_double);
 }

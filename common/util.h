@@ -43,9 +43,13 @@ static inline uint64_t nm_align_down(uint64_t v, uint64_t a) {
 
 /* The sum of the little-endian 64-bit words of p[0..bytes) (mod 2^64), a
  * trailing partial word added byte by byte: a read of every byte that the
- * compiler cannot drop, at the speed of the loads. The read-bandwidth probes
- * (bench/membw, nm_model_read_pass) use it. */
+ * compiler cannot drop, at the speed of the loads. The scalar form of
+ * nm_read_sum (runtime/kernels.h), which the read-bandwidth probes run, and
+ * the reference its vector forms are tested against. */
 uint64_t nm_sum_words(const void *p, size_t bytes);
+
+/* Sorts v[0..n) ascending (medians and quantiles of timings). */
+void nm_sort_doubles(double *v, size_t n);
 
 /* Human-readable bytes ("1.23 GB") into buf. */
 const char *nm_fmt_bytes(uint64_t bytes, char *buf, size_t n);

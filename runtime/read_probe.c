@@ -8,14 +8,10 @@
 double nm_read_probe_pair(nm_read_probe *p, nm_model *m, double step_s) {
     if (p->n == p->cap) {
         int cap = p->cap ? 2 * p->cap : 64;
-        double *a = realloc(p->step_s, (size_t)cap * sizeof *a);
+        struct nm_probe_times *a = realloc(p->pairs, (size_t)cap * sizeof *a);
         if (!a)
             return -1;
-        p->step_s = a;
-        double *b = realloc(p->read_s, (size_t)cap * sizeof *b);
-        if (!b)
-            return -1;
-        p->read_s = b;
+        p->pairs = a;
         p->cap = cap;
     }
     double t0 = nm_now();
@@ -24,22 +20,13 @@ double nm_read_probe_pair(nm_read_probe *p, nm_model *m, double step_s) {
     double read_s = nm_now() - t0;
     if (p->n == 0)
         p->step_bytes = nm_model_weight_bytes_per_token(m);
-    p->step_s[p->n] = step_s;
-    p->read_s[p->n] = read_s;
-    p->n++;
+    p->pairs[p->n++] = (struct nm_probe_times){step_s, read_s};
     return read_s;
 }
 
-static int by_value(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-/* v sorted in place; the q-quantile by the nearest rank */
-static double quantile(double *v, int n, double q) {
-    qsort(v, (size_t)n, sizeof *v, by_value);
-    int i = (int)(q * (n - 1) + 0.5);
-    return v[i];
+/* the q-quantile of sorted[0..n) by the nearest rank */
+static double quantile(const double *sorted, int n, double q) {
+    return sorted[(int)(q * (n - 1) + 0.5)];
 }
 
 void nm_read_probe_summary(const nm_read_probe *p, nm_read_probe_stats *out) {
@@ -51,10 +38,13 @@ void nm_read_probe_summary(const nm_read_probe *p, nm_read_probe_stats *out) {
         return;
     double *dec = v, *rd = v + p->n, *frac = v + 2 * p->n;
     for (int i = 0; i < p->n; i++) {
-        dec[i] = p->step_s[i] > 0 ? (double)p->step_bytes / p->step_s[i] / 1e9 : 0;
-        rd[i] = p->read_s[i] > 0 ? (double)p->read_bytes / p->read_s[i] / 1e9 : 0;
+        const struct nm_probe_times *t = &p->pairs[i];
+        dec[i] = t->step_s > 0 ? (double)p->step_bytes / t->step_s / 1e9 : 0;
+        rd[i] = t->read_s > 0 ? (double)p->read_bytes / t->read_s / 1e9 : 0;
         frac[i] = rd[i] > 0 ? dec[i] / rd[i] : 0;
     }
+    for (int k = 0; k < 3; k++)
+        nm_sort_doubles(v + (size_t)k * p->n, (size_t)p->n);
     out->pairs = p->n;
     out->decode_gbps = quantile(dec, p->n, 0.5);
     out->read_gbps = quantile(rd, p->n, 0.5);
@@ -67,7 +57,6 @@ void nm_read_probe_summary(const nm_read_probe *p, nm_read_probe_stats *out) {
 }
 
 void nm_read_probe_free(nm_read_probe *p) {
-    free(p->step_s);
-    free(p->read_s);
+    free(p->pairs);
     memset(p, 0, sizeof *p);
 }

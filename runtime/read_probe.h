@@ -12,8 +12,10 @@
 
 typedef struct nm_read_probe {
     int n, cap;
-    double *step_s, *read_s; /* per pair */
-    uint64_t step_bytes;     /* weight bytes a decode step reads */
+    struct nm_probe_times {
+        double step_s, read_s;
+    } * pairs;
+    uint64_t step_bytes; /* weight bytes a decode step reads */
     uint64_t read_bytes, checksum;
 } nm_read_probe;
 
