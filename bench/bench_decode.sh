@@ -78,6 +78,13 @@ have_llama=0
 report_bw() { [ -z "$bw" ] || echo "membw: $THREADS threads read $bw GB/s (best of the runs so far)"; }
 report_bw
 warm() { cat "$1" >/dev/null; }
+# numalm run on $model from a warm file; its --json line (extra options in "$@")
+numalm_run() {
+    warm "$model"
+    # shellcheck disable=SC2086
+    "$NUMALM" run -m "$model" -p "$prompt" -n "$N_DECODE" -t "$THREADS" --no-echo --no-progress \
+        --json $EXTRA "$@" 2>&1 >/dev/null | tail -1
+}
 median() { tr ' ' '\n' | grep . | sort -g | awk '{v[NR] = $1} END {print NR ? v[int((NR + 1) / 2)] : 0}'; }
 printf "\n%-6s %9s %9s %6s %6s %9s %9s %9s %7s %8s %7s %7s %7s\n" type "numalm" "llama" "ratio" \
     "ratio" "np tok/s" "lp tok/s" "GB/s" "of bw" "file GB/s" "of file" "llama" "paired"
@@ -92,10 +99,7 @@ for t in "${types[@]}"; do
     best_dec=0 best_pp=0 best_ldec=0 best_lpp=0 wbytes=0 n_prompt=0 best_file=0
     ratios="" paired=""
     for _ in $(seq "$REPS"); do
-        warm "$model"
-        # shellcheck disable=SC2086
-        js=$("$NUMALM" run -m "$model" -p "$prompt" -n "$N_DECODE" -t "$THREADS" --no-echo \
-             --no-progress --json $EXTRA 2>&1 >/dev/null | tail -1)
+        js=$(numalm_run)
         dec=$(jq -r .decode_tok_s <<<"$js")
         pp=$(jq -r .prompt_tok_s <<<"$js")
         wbytes=$(jq -r .weight_bytes_per_token <<<"$js")
@@ -112,10 +116,7 @@ for t in "${types[@]}"; do
             best_lpp=$(jq -n "[$best_lpp, $lpp] | max")
             ratios+=" $(jq -n "$dec / $ldec")"
         fi
-        warm "$model"
-        # shellcheck disable=SC2086
-        pj=$("$NUMALM" run -m "$model" -p "$prompt" -n "$N_DECODE" -t "$THREADS" --no-echo \
-             --no-progress --read-probe --json $EXTRA 2>&1 >/dev/null | tail -1)
+        pj=$(numalm_run --read-probe)
         paired+=" $(jq -r .read_probe.of_read <<<"$pj")"
         if [ -x "$MEMBW" ]; then
             warm "$model"
