@@ -24,10 +24,10 @@
 #include "common/error.h"
 #include "common/json.h"
 #include "common/util.h"
-#include "io/ggml_types.h"
+#include "gguf/ggml_types.h"
 #include "runtime/kernels.h"
-#include "runtime/kernels_internal.h"
-#include "runtime/quant.h"
+#include "runtime/kernel_set.h"
+#include "gguf/quant.h"
 
 #include <pthread.h>
 #include <sched.h>

@@ -4,7 +4,7 @@
 #ifndef NM_CLI_OPT_H
 #define NM_CLI_OPT_H
 
-#include "../common/error.h"
+#include "common/error.h"
 
 #include <stdbool.h>
 

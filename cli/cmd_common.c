@@ -1,12 +1,12 @@
 #include "cmd_common.h"
 
-#include "../common/json.h"
-#include "../runtime/kernels.h"
+#include "common/json.h"
+#include "runtime/kernels.h"
 
 #include "cli_opt.h"
 
-#include "../common/util.h"
-#include "../io/ggml_types.h"
+#include "common/util.h"
+#include "gguf/ggml_types.h"
 
 #include <string.h>
 #include <unistd.h>

@@ -4,8 +4,8 @@
 #ifndef NM_CMD_COMMON_H
 #define NM_CMD_COMMON_H
 
-#include "../io/loader.h"
-#include "../runtime/model.h"
+#include "io/loader.h"
+#include "runtime/model.h"
 
 #include <stdbool.h>
 

@@ -6,9 +6,9 @@
 
 #include "common/json.h"
 #include "common/util.h"
-#include "io/ggml_types.h"
-#include "io/gguf.h"
-#include "io/llama_hparams.h"
+#include "gguf/ggml_types.h"
+#include "gguf/gguf.h"
+#include "gguf/llama_hparams.h"
 
 #include <inttypes.h>
 #include <stdio.h>

@@ -1,8 +1,8 @@
 /* numalm mkmodel: writes a deterministic llama GGUF with random weights. */
-#include "../common/json.h"
-#include "../common/util.h"
-#include "../io/ggml_types.h"
-#include "../io/mkmodel.h"
+#include "common/json.h"
+#include "common/util.h"
+#include "gguf/ggml_types.h"
+#include "tools/mkmodel.h"
 #include "cli_opt.h"
 #include "commands.h"
 

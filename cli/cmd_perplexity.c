@@ -5,11 +5,11 @@
 #include "cmd_common.h"
 #include "commands.h"
 
-#include "../common/json.h"
-#include "../common/util.h"
-#include "../io/ggml_types.h"
-#include "../runtime/generate.h"
-#include "../runtime/kernels.h"
+#include "common/json.h"
+#include "common/util.h"
+#include "gguf/ggml_types.h"
+#include "runtime/generate.h"
+#include "runtime/kernels.h"
 
 #include <stdio.h>
 #include <stdlib.h>

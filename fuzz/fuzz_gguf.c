@@ -1,8 +1,8 @@
 /* libFuzzer target for the GGUF reader: any byte string must be either read
  * and validated, or refused with a message; never a crash, a leak or a hang.
  * Valid files also go through the llama hyperparameter and tensor checks. */
-#include "io/gguf.h"
-#include "io/llama_hparams.h"
+#include "gguf/gguf.h"
+#include "gguf/llama_hparams.h"
 
 #include <stddef.h>
 #include <stdint.h>

@@ -3,7 +3,7 @@
 #ifndef NM_CHECKSUM_H
 #define NM_CHECKSUM_H
 
-#include "../common/error.h"
+#include "common/error.h"
 #include "loader.h"
 
 #include <stdint.h>

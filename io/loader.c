@@ -4,7 +4,7 @@
  * degrades to the next best method with one line in w->fallbacks. */
 #include "loader.h"
 
-#include "../common/util.h"
+#include "common/util.h"
 #include "checksum.h"
 #include "reader.h"
 #include "thp.h"

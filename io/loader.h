@@ -4,8 +4,8 @@
 #ifndef NM_LOADER_H
 #define NM_LOADER_H
 
-#include "../numa/arena.h"
-#include "../numa/plan.h"
+#include "numa/arena.h"
+#include "numa/plan.h"
 
 typedef enum nm_io_mode {
     NM_IO_DIO,      /* O_DIRECT + io_uring, per-node readers */

@@ -4,9 +4,9 @@
 #ifndef NM_READER_H
 #define NM_READER_H
 
-#include "../common/error.h"
-#include "../common/progress.h"
-#include "gguf.h"
+#include "common/error.h"
+#include "common/progress.h"
+#include "gguf/gguf.h"
 
 #include <pthread.h>
 #include <stdatomic.h>

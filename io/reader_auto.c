@@ -4,8 +4,8 @@
  * The loader runs both lists at the same time on each node. */
 #include "reader.h"
 
-#include "../common/util.h"
-#include "../numa/arena.h"
+#include "common/util.h"
+#include "numa/arena.h"
 
 #include <errno.h>
 #include <numa.h>

@@ -2,7 +2,7 @@
  * the helpers every reader shares. */
 #include "reader.h"
 
-#include "../common/util.h"
+#include "common/util.h"
 
 #include <errno.h>
 #include <sched.h>

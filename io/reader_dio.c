@@ -8,7 +8,7 @@
  * through a small bounce buffer. */
 #include "reader.h"
 
-#include "../common/util.h"
+#include "common/util.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -6,8 +6,8 @@
  * their node whatever the policy says: nm_mmap_placement counts them. */
 #include "reader.h"
 
-#include "../common/util.h"
-#include "../numa/arena.h"
+#include "common/util.h"
+#include "numa/arena.h"
 
 #include <errno.h>
 #include <numaif.h>

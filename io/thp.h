@@ -4,7 +4,7 @@
 #ifndef NM_THP_H
 #define NM_THP_H
 
-#include "../numa/arena.h"
+#include "numa/arena.h"
 
 #include <stdbool.h>
 #include <stdint.h>

@@ -5,7 +5,7 @@
  * rather than in the first token. */
 #include "arena.h"
 
-#include "../common/util.h"
+#include "common/util.h"
 
 #include <errno.h>
 #include <numa.h>

@@ -5,7 +5,7 @@
 #ifndef NM_ARENA_H
 #define NM_ARENA_H
 
-#include "../common/error.h"
+#include "common/error.h"
 #include "topo.h"
 
 #include <stdbool.h>

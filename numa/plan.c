@@ -10,8 +10,8 @@
  * row split is exactly the compute split of a matrix. One rule covers both. */
 #include "plan.h"
 
-#include "../common/util.h"
-#include "../io/ggml_types.h"
+#include "common/util.h"
+#include "gguf/ggml_types.h"
 
 #include <stdio.h>
 #include <stdlib.h>

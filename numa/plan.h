@@ -14,8 +14,8 @@
 #ifndef NM_PLAN_H
 #define NM_PLAN_H
 
-#include "../io/gguf.h"
-#include "../io/llama_hparams.h"
+#include "gguf/gguf.h"
+#include "gguf/llama_hparams.h"
 #include "topo.h"
 
 #define NM_MAX_NODES 64

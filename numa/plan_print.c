@@ -2,9 +2,9 @@
  * the same in every layer), the full table for --verbose, and JSON. */
 #include "plan.h"
 
-#include "../common/json.h"
-#include "../common/util.h"
-#include "../io/ggml_types.h"
+#include "common/json.h"
+#include "common/util.h"
+#include "gguf/ggml_types.h"
 
 #include <string.h>
 

@@ -4,7 +4,7 @@
 #include "topo.h"
 #include "topo_internal.h"
 
-#include "../common/util.h"
+#include "common/util.h"
 
 #include <dirent.h>
 #include <errno.h>

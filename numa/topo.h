@@ -4,7 +4,7 @@
 #ifndef NM_TOPO_H
 #define NM_TOPO_H
 
-#include "../common/error.h"
+#include "common/error.h"
 
 #include <hwloc.h>
 #include <stdio.h>

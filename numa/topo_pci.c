@@ -4,7 +4,7 @@
  * it, their names joined by commas. */
 #include "topo_internal.h"
 
-#include "../common/util.h"
+#include "common/util.h"
 
 #include <stdlib.h>
 #include <string.h>

@@ -1,8 +1,8 @@
 /* `numalm topo` output: a table for people and --json for scripts. */
 #include "topo_internal.h"
 
-#include "../common/json.h"
-#include "../common/util.h"
+#include "common/json.h"
+#include "common/util.h"
 
 #include <string.h>
 

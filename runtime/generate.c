@@ -1,6 +1,6 @@
 #include "generate.h"
 
-#include "../common/util.h"
+#include "common/util.h"
 #include "ops.h"
 
 #include <math.h>

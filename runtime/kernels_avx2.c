@@ -7,9 +7,9 @@
  * NT times; with one token (decode) the float types take four rows at once,
  * so each activation load from L1/L2 serves four rows; prompt matmat takes
  * them in tiles of 2 rows x 3 tokens, so each load serves several FMAs. */
-#include "../common/util.h"
-#include "kernels_internal.h"
-#include "quant.h"
+#include "common/util.h"
+#include "kernel_set.h"
+#include "gguf/quant.h"
 
 #include <immintrin.h>
 #include <string.h>

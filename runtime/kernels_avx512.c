@@ -9,8 +9,8 @@
  * tokens, so the accumulators stay in registers. Tails that are not a
  * multiple of 16 elements use masked loads, which never touch memory past
  * the end of the row. */
-#include "kernels_internal.h"
-#include "quant.h"
+#include "kernel_set.h"
+#include "gguf/quant.h"
 
 #include <immintrin.h>
 

@@ -2,10 +2,10 @@
  * is in model_forward.c. */
 #include "model_internal.h"
 
-#include "../common/util.h"
-#include "../io/ggml_types.h"
+#include "common/util.h"
+#include "gguf/ggml_types.h"
 #include "kernels.h"
-#include "quant.h"
+#include "gguf/quant.h"
 
 #include <numa.h>
 #include <stdio.h>

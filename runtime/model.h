@@ -7,7 +7,7 @@
 #ifndef NM_MODEL_H
 #define NM_MODEL_H
 
-#include "../io/loader.h"
+#include "io/loader.h"
 #include "threadpool.h"
 
 #include <stdint.h>

@@ -12,10 +12,10 @@
  * redundant work that saves a barrier per phase. */
 #include "model_internal.h"
 
-#include "../io/ggml_types.h"
+#include "gguf/ggml_types.h"
 #include "kernels.h"
 #include "ops.h"
-#include "quant.h"
+#include "gguf/quant.h"
 
 #include <math.h>
 #include <stdatomic.h>

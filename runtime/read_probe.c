@@ -1,6 +1,6 @@
 #include "read_probe.h"
 
-#include "../common/util.h"
+#include "common/util.h"
 
 #include <stdlib.h>
 #include <string.h>

@@ -4,7 +4,7 @@
  * with stream 0, so a seed gives the same tokens on every machine. */
 #include "sampler.h"
 
-#include "../common/rng.h"
+#include "common/rng.h"
 
 #include <math.h>
 #include <stdlib.h>

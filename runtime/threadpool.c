@@ -1,6 +1,6 @@
 #include "threadpool.h"
 
-#include "../common/util.h"
+#include "common/util.h"
 
 #include <errno.h>
 #include <limits.h>

@@ -7,9 +7,9 @@
 #ifndef NM_THREADPOOL_H
 #define NM_THREADPOOL_H
 
-#include "../common/error.h"
-#include "../numa/plan.h"
-#include "../numa/topo.h"
+#include "common/error.h"
+#include "numa/plan.h"
+#include "numa/topo.h"
 
 #include <stdbool.h>
 

@@ -3,7 +3,7 @@
  * thus the same logits) as llama.cpp. */
 #include "tokenizer.h"
 
-#include "../common/util.h"
+#include "common/util.h"
 
 #include <limits.h>
 #include <stdio.h>

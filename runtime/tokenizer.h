@@ -4,7 +4,7 @@
 #ifndef NM_TOKENIZER_H
 #define NM_TOKENIZER_H
 
-#include "../io/gguf.h"
+#include "gguf/gguf.h"
 
 #include <stdbool.h>
 #include <stddef.h>

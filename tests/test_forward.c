@@ -10,11 +10,11 @@
 #include <cmocka.h>
 
 #include "common/util.h"
-#include "io/ggml_types.h"
+#include "gguf/ggml_types.h"
 #include "io/loader.h"
-#include "io/mkmodel.h"
+#include "tools/mkmodel.h"
 #include "runtime/generate.h"
-#include "runtime/quant.h"
+#include "gguf/quant.h"
 
 #include <math.h>
 #include <stdio.h>

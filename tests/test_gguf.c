@@ -8,9 +8,9 @@
 #include <cmocka.h>
 
 #include "gguf_builder.h"
-#include "io/ggml_types.h"
-#include "io/gguf.h"
-#include "io/llama_hparams.h"
+#include "gguf/ggml_types.h"
+#include "gguf/gguf.h"
+#include "gguf/llama_hparams.h"
 #include "test_util.h"
 
 #include <math.h>

@@ -13,11 +13,11 @@
 
 #include <cmocka.h>
 
-#include "io/ggml_types.h"
+#include "gguf/ggml_types.h"
 #include "common/util.h"
 #include "runtime/kernels.h"
-#include "runtime/kernels_internal.h"
-#include "runtime/quant.h"
+#include "runtime/kernel_set.h"
+#include "gguf/quant.h"
 
 #include <immintrin.h>
 #include <float.h>

@@ -10,9 +10,9 @@
 #include <cmocka.h>
 
 #include "common/util.h"
-#include "io/ggml_types.h"
+#include "gguf/ggml_types.h"
 #include "io/loader.h"
-#include "io/mkmodel.h"
+#include "tools/mkmodel.h"
 #include "io/reader.h"
 #include "io/checksum.h"
 #include "test_util.h"

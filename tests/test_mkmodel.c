@@ -8,12 +8,12 @@
 
 #include <cmocka.h>
 
-#include "io/ggml_types.h"
-#include "io/gguf.h"
-#include "io/gguf_write.h"
-#include "io/llama_hparams.h"
-#include "io/mkmodel.h"
-#include "runtime/quant.h"
+#include "gguf/ggml_types.h"
+#include "gguf/gguf.h"
+#include "gguf/gguf_write.h"
+#include "gguf/llama_hparams.h"
+#include "tools/mkmodel.h"
+#include "gguf/quant.h"
 #include "test_util.h"
 
 #include <fcntl.h>

@@ -9,8 +9,8 @@
 #include <cmocka.h>
 
 #include "common/util.h"
-#include "io/ggml_types.h"
-#include "io/gguf_write.h"
+#include "gguf/ggml_types.h"
+#include "gguf/gguf_write.h"
 #include "numa/plan.h"
 #include "test_util.h"
 

@@ -8,8 +8,8 @@
 
 #include <cmocka.h>
 
-#include "io/gguf.h"
-#include "io/gguf_write.h"
+#include "gguf/gguf.h"
+#include "gguf/gguf_write.h"
 #include "runtime/tokenizer.h"
 #include "test_util.h"
 

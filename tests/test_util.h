@@ -5,7 +5,7 @@
 #define NM_TEST_UTIL_H
 
 #include "common/error.h"
-#include "io/mkmodel.h"
+#include "tools/mkmodel.h"
 
 #include <stdint.h>
 #include <stdio.h>

@@ -11,7 +11,7 @@
 #ifndef NM_MKMODEL_H
 #define NM_MKMODEL_H
 
-#include "../common/error.h"
+#include "common/error.h"
 
 #include <signal.h>
 #include <stdbool.h>

@@ -1,9 +1,11 @@
-/* Private contract between kernels.c (dispatch, scalar reference, activation
- * preparation) and the per-ISA files kernels_avx2.c / kernels_avx512.c.
+/* The kernel contract: the table of functions every kernel set fills
+ * (kernels_scalar.c, the reference; kernels_avx2.c, kernels_avx512.c), and
+ * the prepared activation formats they read. kernels.c picks a set and
+ * dispatches to it. ISA files depend on this header and the scalar set only.
  * Not part of the public API: tests and benchmarks include it to reach each
  * sub-path (e.g. AVX-512 with and without VNNI) on one machine. */
-#ifndef NM_KERNELS_INTERNAL_H
-#define NM_KERNELS_INTERNAL_H
+#ifndef NM_KERNEL_SET_H
+#define NM_KERNEL_SET_H
 
 #include <stddef.h>
 #include <stdint.h>

@@ -1,6 +1,6 @@
 #include "gguf_write.h"
 
-#include "../common/util.h"
+#include "common/util.h"
 #include "ggml_types.h"
 
 #include <errno.h>

@@ -4,7 +4,7 @@
  * it, so the tokenizer's pairwise merges can reach every one. */
 #include "mkmodel.h"
 
-#include "../common/util.h"
+#include "common/util.h"
 
 #include <stdio.h>
 #include <stdlib.h>

@@ -18,7 +18,7 @@
 #ifndef NM_GGUF_WRITE_H
 #define NM_GGUF_WRITE_H
 
-#include "../common/error.h"
+#include "common/error.h"
 #include "gguf.h"
 
 #include <stdbool.h>

@@ -4,7 +4,7 @@
  * key or tensor, and the byte offset, so a user can look at the bad byte. */
 #include "gguf.h"
 
-#include "../common/util.h"
+#include "common/util.h"
 #include "ggml_types.h"
 
 #include <errno.h>

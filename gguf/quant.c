@@ -1,6 +1,6 @@
 #include "quant.h"
 
-#include "../io/ggml_types.h"
+#include "ggml_types.h"
 
 #include <math.h>
 #include <string.h>

@@ -4,7 +4,7 @@
 #ifndef NM_GGUF_H
 #define NM_GGUF_H
 
-#include "../common/error.h"
+#include "common/error.h"
 
 #include <stdbool.h>
 #include <stdint.h>

@@ -1,11 +1,11 @@
 #include "mkmodel.h"
 
-#include "../common/progress.h"
-#include "../common/rng.h"
-#include "../common/util.h"
-#include "../runtime/quant.h"
-#include "ggml_types.h"
-#include "gguf_write.h"
+#include "common/progress.h"
+#include "common/rng.h"
+#include "common/util.h"
+#include "gguf/quant.h"
+#include "gguf/ggml_types.h"
+#include "gguf/gguf_write.h"
 
 #include <math.h>
 #include <stdio.h>
