@@ -1,6 +1,12 @@
-/* The ggml tensor types of the GGUF spec: ids, block sizes and type sizes.
- * Every type is known here, including those numalm cannot compute with yet,
- * so that a file using one is refused as "not supported yet", not as corrupt. */
+/* The ggml tensor types of the GGUF spec: ids, block sizes and type sizes,
+ * and for the types numalm computes with, the activation format their
+ * kernels take and the row converters (gguf/quant*.c). Every type is known
+ * here, including those numalm cannot compute with yet, so that a file using
+ * one is refused as "not supported yet", not as corrupt.
+ *
+ * Adding a weight type: its entry here (act format, converters), its block
+ * layout and converters in a gguf/quant_FAMILY.c, its kernels in the scalar
+ * and ISA family files (runtime/kernels_scalar.c says how). */
 #ifndef NM_GGML_TYPES_H
 #define NM_GGML_TYPES_H
 
@@ -43,11 +49,29 @@ enum nm_type {
     NM_TYPE_COUNT = 40,
 };
 
+/* The activation format a weight type's kernels take. runtime/kernels.c
+ * prepares activations by format, never by type, so a new weight type that
+ * takes an existing format needs no edit there. */
+typedef enum nm_act_format {
+    NM_ACT_NONE = 0, /* no kernels: the type can be read but not computed with */
+    NM_ACT_F32,      /* the F32 vector as is */
+    NM_ACT_F16,      /* rounded to F16 (several tokens: stored widened to F32) */
+    NM_ACT_BF16,     /* rounded to BF16 */
+    NM_ACT_Q8_32,    /* int8 per block of 32 with F32 scale and offset (nm_actq_*) */
+    NM_ACT_Q8_K,     /* int8 per block of 256 with F32 scale and per-16 sums (nm_actk_*) */
+} nm_act_format;
+
+/* Row converters; n is a whole number of blocks (nm_quantize_row checks). */
+typedef void (*nm_quantize_fn)(const float *src, void *dst, int64_t n);
+typedef void (*nm_dequantize_fn)(const void *src, float *dst, int64_t n);
+
 typedef struct nm_type_info {
-    const char *name;    /* NULL for ids that were removed from the spec */
-    uint32_t block_size; /* elements per block */
-    uint32_t type_size;  /* bytes per block */
-    bool compute;        /* numalm has kernels for it */
+    const char *name;            /* NULL for ids that were removed from the spec */
+    uint32_t block_size;         /* elements per block */
+    uint32_t type_size;          /* bytes per block */
+    nm_act_format act;           /* NM_ACT_NONE: numalm has no kernels for it */
+    nm_quantize_fn quantize;     /* NULL: numalm cannot write it */
+    nm_dequantize_fn dequantize; /* NULL: numalm cannot read its values */
 } nm_type_info;
 
 /* NULL when the id is unknown or was removed from the spec. */
@@ -57,6 +81,9 @@ const char *nm_type_name(uint32_t type); /* "type#N" style for unknown */
 /* Bytes of a row of n elements; -1 if n is not a whole number of blocks or
  * the type is unknown. */
 int nm_type_row_bytes(uint32_t type, uint64_t n, uint64_t *out);
+
+/* True when numalm has kernels for the type (its act format is not NONE). */
+bool nm_type_computes(uint32_t type);
 
 /* Parses "f32", "Q8_0", ... (case-insensitive); -1 when unknown. */
 int nm_type_from_name(const char *name);

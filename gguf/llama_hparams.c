@@ -259,7 +259,7 @@ static int check_tensor(const nm_gguf *g, const char *name, uint64_t ne0, uint64
                        (unsigned long long)t->ne[2], (unsigned long long)t->ne[3],
                        (unsigned long long)want[0], (unsigned long long)want[1]);
     const nm_type_info *ti = nm_type_get(t->type); /* known: the reader checked */
-    if (ne1 && !ti->compute)
+    if (ne1 && !nm_type_computes(t->type))
         return nm_fail(err, "%s: tensor '%s' has type %s, which is not supported yet", g->path,
                        name, ti->name);
     /* norm weights are read as plain floats; llama.cpp always writes them F32 */

@@ -69,7 +69,36 @@ nm_bf16 nm_f32_to_bf16(float f) {
     return (nm_bf16)(x >> 16);
 }
 
-static void quantize_q8_0(const float *x, nm_block_q8_0 *y, int64_t n) {
+void nm_quantize_f32(const float *src, void *dst, int64_t n) {
+    memcpy(dst, src, (size_t)n * 4);
+}
+
+void nm_dequantize_f32(const void *src, float *dst, int64_t n) {
+    memcpy(dst, src, (size_t)n * 4);
+}
+
+void nm_quantize_f16(const float *src, void *dst, int64_t n) {
+    for (int64_t i = 0; i < n; i++)
+        ((nm_fp16 *)dst)[i] = nm_f32_to_fp16(src[i]);
+}
+
+void nm_dequantize_f16(const void *src, float *dst, int64_t n) {
+    for (int64_t i = 0; i < n; i++)
+        dst[i] = nm_fp16_to_f32(((const nm_fp16 *)src)[i]);
+}
+
+void nm_quantize_bf16(const float *src, void *dst, int64_t n) {
+    for (int64_t i = 0; i < n; i++)
+        ((nm_bf16 *)dst)[i] = nm_f32_to_bf16(src[i]);
+}
+
+void nm_dequantize_bf16(const void *src, float *dst, int64_t n) {
+    for (int64_t i = 0; i < n; i++)
+        dst[i] = nm_bf16_to_f32(((const nm_bf16 *)src)[i]);
+}
+
+void nm_quantize_q8_0(const float *x, void *dst, int64_t n) {
+    nm_block_q8_0 *y = dst;
     for (int64_t b = 0; b < n / NM_QK; b++, x += NM_QK) {
         float amax = 0.0f;
         for (int j = 0; j < NM_QK; j++)
@@ -82,7 +111,17 @@ static void quantize_q8_0(const float *x, nm_block_q8_0 *y, int64_t n) {
     }
 }
 
-static void quantize_q4_0(const float *x, nm_block_q4_0 *y, int64_t n) {
+void nm_dequantize_q8_0(const void *src, float *dst, int64_t n) {
+    const nm_block_q8_0 *b = src;
+    for (int64_t i = 0; i < n / NM_QK; i++) {
+        float d = nm_fp16_to_f32(b[i].d);
+        for (int j = 0; j < NM_QK; j++)
+            dst[i * NM_QK + j] = (float)b[i].qs[j] * d;
+    }
+}
+
+void nm_quantize_q4_0(const float *x, void *dst, int64_t n) {
+    nm_block_q4_0 *y = dst;
     for (int64_t b = 0; b < n / NM_QK; b++, x += NM_QK) {
         /* the signed value of largest magnitude maps to -8 */
         float amax = 0.0f, max = 0.0f;
@@ -105,72 +144,29 @@ static void quantize_q4_0(const float *x, nm_block_q4_0 *y, int64_t n) {
     }
 }
 
-int nm_quantize_row(uint32_t type, const float *src, void *dst, int64_t n) {
-    switch (type) {
-    case NM_TYPE_F32:
-        memcpy(dst, src, (size_t)n * 4);
-        return 0;
-    case NM_TYPE_F16:
-        for (int64_t i = 0; i < n; i++)
-            ((nm_fp16 *)dst)[i] = nm_f32_to_fp16(src[i]);
-        return 0;
-    case NM_TYPE_BF16:
-        for (int64_t i = 0; i < n; i++)
-            ((nm_bf16 *)dst)[i] = nm_f32_to_bf16(src[i]);
-        return 0;
-    case NM_TYPE_Q8_0:
-        if (n % NM_QK)
-            return -1;
-        quantize_q8_0(src, dst, n);
-        return 0;
-    case NM_TYPE_Q4_0:
-        if (n % NM_QK)
-            return -1;
-        quantize_q4_0(src, dst, n);
-        return 0;
-    default:
-        return -1;
+void nm_dequantize_q4_0(const void *src, float *dst, int64_t n) {
+    const nm_block_q4_0 *b = src;
+    for (int64_t i = 0; i < n / NM_QK; i++) {
+        float d = nm_fp16_to_f32(b[i].d);
+        for (int j = 0; j < NM_QK / 2; j++) {
+            dst[i * NM_QK + j] = (float)((b[i].qs[j] & 0x0f) - 8) * d;
+            dst[i * NM_QK + j + NM_QK / 2] = (float)((b[i].qs[j] >> 4) - 8) * d;
+        }
     }
 }
 
-int nm_dequantize_row(uint32_t type, const void *src, float *dst, int64_t n) {
-    switch (type) {
-    case NM_TYPE_F32:
-        memcpy(dst, src, (size_t)n * 4);
-        return 0;
-    case NM_TYPE_F16:
-        for (int64_t i = 0; i < n; i++)
-            dst[i] = nm_fp16_to_f32(((const nm_fp16 *)src)[i]);
-        return 0;
-    case NM_TYPE_BF16:
-        for (int64_t i = 0; i < n; i++)
-            dst[i] = nm_bf16_to_f32(((const nm_bf16 *)src)[i]);
-        return 0;
-    case NM_TYPE_Q8_0: {
-        if (n % NM_QK)
-            return -1;
-        const nm_block_q8_0 *b = src;
-        for (int64_t i = 0; i < n / NM_QK; i++) {
-            float d = nm_fp16_to_f32(b[i].d);
-            for (int j = 0; j < NM_QK; j++)
-                dst[i * NM_QK + j] = (float)b[i].qs[j] * d;
-        }
-        return 0;
-    }
-    case NM_TYPE_Q4_0: {
-        if (n % NM_QK)
-            return -1;
-        const nm_block_q4_0 *b = src;
-        for (int64_t i = 0; i < n / NM_QK; i++) {
-            float d = nm_fp16_to_f32(b[i].d);
-            for (int j = 0; j < NM_QK / 2; j++) {
-                dst[i * NM_QK + j] = (float)((b[i].qs[j] & 0x0f) - 8) * d;
-                dst[i * NM_QK + j + NM_QK / 2] = (float)((b[i].qs[j] >> 4) - 8) * d;
-            }
-        }
-        return 0;
-    }
-    default:
+int nm_quantize_row(uint32_t type, const float *src, void *dst, int64_t n) {
+    const nm_type_info *t = nm_type_get(type);
+    if (!t || !t->quantize || n < 0 || n % t->block_size)
         return -1;
-    }
+    t->quantize(src, dst, n);
+    return 0;
+}
+
+int nm_dequantize_row(uint32_t type, const void *src, float *dst, int64_t n) {
+    const nm_type_info *t = nm_type_get(type);
+    if (!t || !t->dequantize || n < 0 || n % t->block_size)
+        return -1;
+    t->dequantize(src, dst, n);
+    return 0;
 }

@@ -1,6 +1,8 @@
-/* Scalar reference conversions between F32 and the weight types numalm
- * computes with (F16, BF16, Q8_0, Q4_0), with the exact GGUF block layouts.
- * mkmodel uses them to write files; kernels use them as the reference. */
+/* Scalar reference conversions between F32 and the float and Q8_0 / Q4_0
+ * weight types, with the exact GGUF block layouts; the K-quants are in
+ * quant_kquant.h. The type table (ggml_types.c) points at each type's
+ * converters; mkmodel writes files with them, tests and the embedding lookup
+ * read weights back with them. */
 #ifndef NM_QUANT_H
 #define NM_QUANT_H
 
@@ -29,9 +31,21 @@ nm_fp16 nm_f32_to_fp16(float f); /* round to nearest even */
 float nm_bf16_to_f32(nm_bf16 h);
 nm_bf16 nm_f32_to_bf16(float f); /* round to nearest even, NaN kept */
 
-/* n must be a multiple of the block size for quantized types. Return -1 for
- * a type without a converter. */
+/* Through the type table: -1 for a type without a converter or when n is
+ * not a whole number of blocks. */
 int nm_quantize_row(uint32_t type, const float *src, void *dst, int64_t n);
 int nm_dequantize_row(uint32_t type, const void *src, float *dst, int64_t n);
+
+/* The converters of the type table (n a whole number of blocks). */
+void nm_quantize_f32(const float *src, void *dst, int64_t n);
+void nm_dequantize_f32(const void *src, float *dst, int64_t n);
+void nm_quantize_f16(const float *src, void *dst, int64_t n);
+void nm_dequantize_f16(const void *src, float *dst, int64_t n);
+void nm_quantize_bf16(const float *src, void *dst, int64_t n);
+void nm_dequantize_bf16(const void *src, float *dst, int64_t n);
+void nm_quantize_q8_0(const float *src, void *dst, int64_t n);
+void nm_dequantize_q8_0(const void *src, float *dst, int64_t n);
+void nm_quantize_q4_0(const float *src, void *dst, int64_t n);
+void nm_dequantize_q4_0(const void *src, float *dst, int64_t n);
 
 #endif

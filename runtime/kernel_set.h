@@ -1,27 +1,21 @@
 /* The kernel contract: the table of functions every kernel set fills
- * (kernels_scalar.c, the reference; kernels_avx2.c, kernels_avx512.c), and
- * the prepared activation formats they read. kernels.c picks a set and
- * dispatches to it. ISA files depend on this header and the scalar set only.
+ * (kernels_scalar*.c, the reference; kernels_avx2*.c, kernels_avx512*.c),
+ * indexed by ggml type id, and the prepared activation formats they read.
+ * kernels.c picks a set and dispatches to it; it knows no weight type: the
+ * type table (gguf/ggml_types.c) says which activation format a type's
+ * kernels take. ISA files depend on this header and the scalar set only.
  * Not part of the public API: tests and benchmarks include it to reach each
  * sub-path (e.g. AVX-512 with and without VNNI) on one machine. */
 #ifndef NM_KERNEL_SET_H
 #define NM_KERNEL_SET_H
 
+#include "gguf/ggml_types.h"
+
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
 struct nm_act;
-
-/* Dense index of the weight types that have kernels. */
-enum {
-    NM_K_F32 = 0,
-    NM_K_F16,
-    NM_K_BF16,
-    NM_K_Q8_0,
-    NM_K_Q4_0,
-    NM_K_F16W, /* F16 weights, F16-rounded activations stored widened to F32 */
-    NM_K_COUNT,
-};
 
 /* Weight kernels prefetch into L2 this many bytes ahead of the weight byte
  * they read. Hardware prefetch alone left the F16 decode loop at 0.62-0.73 of
@@ -34,9 +28,9 @@ enum {
 #define NM_K_MAX_TOK 8
 
 /* out[t] = dot(row, acts[t]) for t < nt (1 <= nt <= the set's tok_group).
- * acts[t] is a float vector for F32/F16, a BF16 vector (the activations
- * rounded to BF16) for BF16, and a prepared Q8 activation row (layout below)
- * for Q8_0/Q4_0. n is the number of elements. */
+ * acts[t] is a row of the type's activation format (nm_act_format): a float
+ * vector for F32, an F16 or BF16 vector, a prepared Q8 row (layouts below).
+ * n is the number of elements. */
 typedef void (*nm_rowdot_fn)(const void *row, const void *const *acts, int nt, int64_t n,
                              float *out);
 
@@ -53,14 +47,33 @@ typedef void (*nm_rows4_fn)(const void *w, size_t row_bytes, const void *act, in
 typedef void (*nm_tile_fn)(const void *w, size_t row_bytes, const void *const *acts, int nt,
                            int64_t n, float *out);
 
+/* One weight type's kernels in a set. */
+typedef struct nm_type_kernels {
+    nm_rowdot_fn rowdot; /* NULL: the set cannot compute with the type */
+    nm_rows4_fn rows4;   /* matvec on 4 rows, or NULL */
+    nm_tile_fn tile;     /* matmat tile, or NULL: rowdot per row */
+    /* the tile's shape: rows (at most 4) x tokens (at most tok_group) */
+    int tile_rows, tile_tok;
+    /* in the scalar set: every set gives these kernels' results bit for bit
+     * (the K-quants); else only as exactly (test_kernels checks both) */
+    bool exact;
+} nm_type_kernels;
+
+#define NM_TYPE_KERNELS(ROWDOT, ROWS4, TILE, TILE_ROWS, TILE_TOK)                                  \
+    ((nm_type_kernels){.rowdot = ROWDOT,                                                           \
+                       .rows4 = ROWS4,                                                             \
+                       .tile = TILE,                                                               \
+                       .tile_rows = TILE_ROWS,                                                     \
+                       .tile_tok = TILE_TOK})
+
 typedef struct nm_kernel_set {
     const char *name;
-    int tok_group; /* tokens per pass over a weight row in matmat */
-    nm_rowdot_fn rowdot[NM_K_COUNT];
-    nm_rows4_fn rows4[NM_K_COUNT]; /* matvec on 4 rows, or NULL */
-    nm_tile_fn tile[NM_K_COUNT];   /* matmat tile, or NULL: rowdot per row */
-    /* the tiles' shape: rows (at most 4) x tokens (at most tok_group) */
-    int tile_rows[NM_K_COUNT], tile_tok[NM_K_COUNT];
+    int tok_group;                    /* tokens per pass over a weight row in matmat */
+    nm_type_kernels k[NM_TYPE_COUNT]; /* by ggml type id */
+    /* F16 weights with several tokens: the F16-rounded activations stored
+     * widened to F32 (nm_act.wide), which saves the prompt tiles a widening
+     * per load */
+    nm_type_kernels f16_wide;
     float (*dot_f32)(const float *a, const float *b, int64_t n);
     float (*dot_f16_f32)(const uint16_t *a, const float *b, int64_t n);
     void (*axpy_f32)(float *y, float a, const float *x, int64_t n);
@@ -84,15 +97,27 @@ enum {
     NM_AVX512_BF16 = 2, /* vdpbf16ps for BF16 weights */
 };
 
+/* Each set starts as a copy of the scalar one, so a type that an ISA file
+ * does not accelerate runs the scalar kernel, then the kernel families fill
+ * their types' entries: one function per family and set, called once when
+ * the set is built (kernels_scalar.c says how to add a type). */
+void nm_kernels_scalar_kquant(nm_kernel_set *ks);
+void nm_kernels_scalar_legacy(nm_kernel_set *ks);
+void nm_kernels_avx2_kquant(nm_kernel_set *ks);
+void nm_kernels_avx2_legacy(nm_kernel_set *ks);
+/* features: the NM_AVX512_* sub-paths the set may use */
+void nm_kernels_avx512_kquant(nm_kernel_set *ks, int features);
+void nm_kernels_avx512_legacy(nm_kernel_set *ks, int features);
+
 const nm_kernel_set *nm_kernels_scalar(void);
 uint64_t nm_sum_words_avx2(const void *p, size_t bytes); /* kernels_avx2.c */
 const nm_kernel_set *nm_kernels_avx2(void);
 const nm_kernel_set *nm_kernels_avx512(void); /* best sub-path for this CPU */
 const nm_kernel_set *nm_kernels_avx512_variant(int features);
-/* Alternatives that bench_kernels measures against the chosen kernels:
- * rowdot[NM_K_Q8_0] and rowdot[NM_K_BF16] take F32 activations (acts[t] =
- * float vectors) instead of the prepared Q8 / BF16 ones. The others are the
- * plain AVX-512 kernels. */
+/* Alternatives that bench_kernels measures against the chosen kernels: the
+ * Q8_0 and BF16 kernels take F32 activations (acts[t] = float vectors)
+ * instead of the prepared Q8 / BF16 ones. The others are the plain AVX-512
+ * kernels. */
 const nm_kernel_set *nm_kernels_avx512_alt(void);
 /* The set nm_matvec_at(level) uses. */
 const nm_kernel_set *nm_kernels_for(int level);
@@ -125,6 +150,37 @@ static inline const float *nm_actq_m(const void *row, int64_t n) {
 static inline uint64_t nm_actq_row_bytes(int64_t n) {
     uint64_t b = (uint64_t)n + (uint64_t)(n / 32) * 8;
     return (b + 63) / 64 * 64;
+}
+
+/* Prepared Q8_K activation row for n elements (n a multiple of 256), the
+ * format of the K-quant kernels (kernels_scalar_kquant.c), nb = n/256:
+ *   int8_t  qs[n];       x[j] ~= qs[j] * d[j / 256]
+ *   float   d[nb];       super-block scale amax/127
+ *   int16_t bsums[n/16]; sum of the qs of each 16 values: the kernels take
+ *                        the weights' minima and offsets off per sub-block
+ *                        with them, so their dot products stay integer.
+ * Rows are padded to 64 bytes; qs first, as in the Q8 row above. */
+void nm_act_quantize_q8k(const float *x, int64_t n, void *row);
+
+static inline const int8_t *nm_actk_qs(const void *row) {
+    return (const int8_t *)row;
+}
+static inline const float *nm_actk_d(const void *row, int64_t n) {
+    return (const float *)((const char *)row + n);
+}
+static inline const int16_t *nm_actk_bsums(const void *row, int64_t n) {
+    return (const int16_t *)((const char *)row + n + n / 256 * 4);
+}
+static inline uint64_t nm_actk_row_bytes(int64_t n) {
+    uint64_t b = (uint64_t)n + (uint64_t)(n / 256) * 4 + (uint64_t)(n / 16) * 2;
+    return (b + 63) / 64 * 64;
+}
+
+/* Rounds to nearest even for |v| < 2^22 without a libm call: adding 1.5 *
+ * 2^23 leaves no fraction bits. (nearbyintf is a call on baseline x86-64, and
+ * the activation quantizers run it for every activation of every token.) */
+static inline int nm_round_small(float v) {
+    return (int)((v + 0x1.8p23f) - 0x1.8p23f);
 }
 
 #endif

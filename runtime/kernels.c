@@ -1,6 +1,8 @@
 /* Kernel dispatch (the set of the current SIMD level, picked from CPUID)
- * and activation preparation. The contract every kernel set fulfils is in
- * kernel_set.h; the scalar reference set is in kernels_scalar.c. */
+ * and activation preparation by activation format. The contract every
+ * kernel set fulfils is in kernel_set.h; the scalar reference set is in
+ * kernels_scalar*.c. Nothing here names a weight type: kernel tables are
+ * indexed by ggml type id and the type table gives the activation format. */
 #include "kernels.h"
 
 #include "common/util.h"
@@ -131,83 +133,98 @@ const nm_kernel_set *nm_kernels_for(int level) {
     }
 }
 
-static int type_index(uint32_t wtype) {
-    switch (wtype) {
-    case NM_TYPE_F32:
-        return NM_K_F32;
-    case NM_TYPE_F16:
-        return NM_K_F16;
-    case NM_TYPE_BF16:
-        return NM_K_BF16;
-    case NM_TYPE_Q8_0:
-        return NM_K_Q8_0;
-    case NM_TYPE_Q4_0:
-        return NM_K_Q4_0;
-    }
-    return -1;
+/* The kernels of weight type wtype in ks, or NULL when the set has none. */
+static const nm_type_kernels *type_kernels(const nm_kernel_set *ks, uint32_t wtype, bool wide) {
+    if (wtype >= NM_TYPE_COUNT)
+        return NULL;
+    const nm_type_kernels *tk = wide ? &ks->f16_wide : &ks->k[wtype];
+    return tk->rowdot ? tk : NULL;
 }
 
 bool nm_kernels_supports(uint32_t wtype) {
-    return type_index(wtype) >= 0;
+    return nm_type_computes(wtype) && type_kernels(nm_kernels_scalar(), wtype, false);
 }
 
-static bool uses_q8_act(uint32_t wtype) {
-    return wtype == NM_TYPE_Q8_0 || wtype == NM_TYPE_Q4_0;
+static nm_act_format act_format(uint32_t wtype) {
+    const nm_type_info *t = nm_type_get(wtype);
+    return t ? t->act : NM_ACT_NONE;
 }
 
 /* ---- activation preparation ------------------------------------------ */
 
-/* BF16 weights take BF16 activations: vdpbf16ps then multiplies pairs with
- * no conversion, and every level computes the same products (llama.cpp also
- * rounds activations to BF16 for BF16 weights). F16 weights take F16
- * activations: half the bytes per weight loaded from L1, which let the F16
- * decode loop stream faster (llama.cpp does the same). docs/kernels.md has
- * the measurements behind these and the Q8 choice. */
+/* Activations are prepared by format, which the type table gives for each
+ * weight type. BF16 weights take BF16 activations: vdpbf16ps then
+ * multiplies pairs with no conversion, and every level computes the same
+ * products (llama.cpp also rounds activations to BF16 for BF16 weights). F16
+ * weights take F16 activations: half the bytes per weight loaded from L1,
+ * which let the F16 decode loop stream faster (llama.cpp does the same).
+ * docs/kernels.md has the measurements behind these and the Q8 choice. */
 static uint64_t act_row_bytes_of(int64_t n, uint64_t esize) {
     return nm_align_up((uint64_t)n * esize, 64);
 }
 
-static bool f16_wide(uint32_t wtype, int n_tok) {
-    return wtype == NM_TYPE_F16 && n_tok > 1;
+static bool f16_wide(nm_act_format f, int n_tok) {
+    return f == NM_ACT_F16 && n_tok > 1;
 }
 
-static uint64_t act_row_bytes(uint32_t wtype, int64_t n, int n_tok) {
-    if (uses_q8_act(wtype))
+static uint64_t act_row_bytes(nm_act_format f, int64_t n, int n_tok) {
+    switch (f) {
+    case NM_ACT_Q8_32:
         return nm_actq_row_bytes(n);
-    if (f16_wide(wtype, n_tok))
-        return act_row_bytes_of(n, 4);
-    if (wtype == NM_TYPE_BF16 || wtype == NM_TYPE_F16)
+    case NM_ACT_Q8_K:
+        return nm_actk_row_bytes(n);
+    case NM_ACT_F16:
+        return act_row_bytes_of(n, f16_wide(f, n_tok) ? 4 : 2);
+    case NM_ACT_BF16:
         return act_row_bytes_of(n, 2);
+    case NM_ACT_F32:
+    case NM_ACT_NONE:
+        break;
+    }
     return 0;
 }
 
 size_t nm_act_buffer_bytes(uint32_t wtype, int64_t n, int n_tok) {
-    return (size_t)act_row_bytes(wtype, n, n_tok) * (size_t)n_tok;
+    return (size_t)act_row_bytes(act_format(wtype), n, n_tok) * (size_t)n_tok;
+}
+
+static void prepare_row(nm_act_format f, bool wide, const float *x, int64_t n, void *row) {
+    switch (f) {
+    case NM_ACT_F16:
+        if (wide)
+            current_kernels()->round_f16(x, n, NULL, row);
+        else
+            current_kernels()->round_f16(x, n, row, NULL);
+        break;
+    case NM_ACT_BF16:
+        nm_quantize_bf16(x, row, n);
+        break;
+    case NM_ACT_Q8_32:
+        nm_act_quantize_q8(x, n, row);
+        break;
+    case NM_ACT_Q8_K:
+        nm_act_quantize_q8k(x, n, row);
+        break;
+    case NM_ACT_F32:
+    case NM_ACT_NONE:
+        break;
+    }
 }
 
 void nm_act_prepare(uint32_t wtype, const float *x, int64_t n, int n_tok, void *buf, nm_act *act) {
+    nm_act_format f = act_format(wtype);
     act->wtype = wtype;
     act->n = n;
     act->n_tok = n_tok;
     act->f32 = x;
     act->q = NULL;
     act->q_row_bytes = 0;
-    act->wide = f16_wide(wtype, n_tok);
-    size_t rb = (size_t)act_row_bytes(wtype, n, n_tok);
+    act->wide = f16_wide(f, n_tok);
+    size_t rb = (size_t)act_row_bytes(f, n, n_tok);
     if (rb == 0)
         return;
-    for (int t = 0; t < n_tok; t++) {
-        const float *xt = x + (size_t)t * (size_t)n;
-        void *row = (char *)buf + t * rb;
-        if (act->wide)
-            current_kernels()->round_f16(xt, n, NULL, row);
-        else if (wtype == NM_TYPE_F16)
-            current_kernels()->round_f16(xt, n, row, NULL);
-        else if (wtype == NM_TYPE_BF16)
-            nm_quantize_row(wtype, xt, row, n);
-        else
-            nm_act_quantize_q8(xt, n, row);
-    }
+    for (int t = 0; t < n_tok; t++)
+        prepare_row(f, act->wide, x + (size_t)t * (size_t)n, n, (char *)buf + t * rb);
     act->q = buf;
     act->q_row_bytes = rb;
 }
@@ -233,21 +250,15 @@ static void fill_nan(float *y, int64_t n_rows, int n_tok, int64_t ldy) {
             y[t * ldy + i] = NAN;
 }
 
-/* The kernel index for prepared activations x. */
-static int act_index(const nm_act *x) {
-    int k = type_index(x->wtype);
-    return k == NM_K_F16 && x->wide ? NM_K_F16W : k;
-}
-
 void nm_matvec_set(const nm_kernel_set *ks, const void *w, int64_t n_rows, const nm_act *x,
                    float *y) {
-    int k = act_index(x);
-    if (k < 0) {
+    const nm_type_kernels *tk = type_kernels(ks, x->wtype, x->wide);
+    if (!tk) {
         fill_nan(y, n_rows, 1, n_rows);
         return;
     }
-    nm_rowdot_fn dot = ks->rowdot[k];
-    nm_rows4_fn rows4 = ks->rows4[k];
+    nm_rowdot_fn dot = tk->rowdot;
+    nm_rows4_fn rows4 = tk->rows4;
     uint64_t rb = row_bytes_of(x->wtype, x->n);
     const void *a = act_row(x, 0);
     int64_t i = 0;
@@ -266,15 +277,15 @@ void nm_matvec_set(const nm_kernel_set *ks, const void *w, int64_t n_rows, const
 /* Rows [r0, r1) x tokens [t0, t0 + nt): tiles of tile_rows rows where the
  * set has them (each loaded weight vector serves nt tokens and each loaded
  * activation vector tile_rows rows), one row at a time for the rest. */
-static void matmat_rows(const nm_kernel_set *ks, int k, const void *w, uint64_t rb, int64_t r0,
+static void matmat_rows(const nm_type_kernels *tk, const void *w, uint64_t rb, int64_t r0,
                         int64_t r1, const nm_act *x, int t0, int nt, float *y, int64_t ldy) {
     const void *acts[NM_K_MAX_TOK];
     float out[4 * NM_K_MAX_TOK];
     for (int t = 0; t < nt; t++)
         acts[t] = act_row(x, t0 + t);
     int64_t i = r0;
-    nm_tile_fn tile = ks->tile[k];
-    int tr = ks->tile_rows[k];
+    nm_tile_fn tile = tk->tile;
+    int tr = tk->tile_rows;
     if (tile)
         for (; i + tr <= r1; i += tr) {
             tile((const char *)w + i * rb, rb, acts, nt, x->n, out);
@@ -283,7 +294,7 @@ static void matmat_rows(const nm_kernel_set *ks, int k, const void *w, uint64_t 
                     y[(t0 + t) * ldy + i + r] = out[r * nt + t];
         }
     for (; i < r1; i++) {
-        ks->rowdot[k]((const char *)w + i * rb, acts, nt, x->n, out);
+        tk->rowdot((const char *)w + i * rb, acts, nt, x->n, out);
         for (int t = 0; t < nt; t++)
             y[(t0 + t) * ldy + i] = out[t];
     }
@@ -291,20 +302,20 @@ static void matmat_rows(const nm_kernel_set *ks, int k, const void *w, uint64_t 
 
 void nm_matmat_set(const nm_kernel_set *ks, const void *w, int64_t n_rows, const nm_act *x,
                    float *y, int64_t ldy) {
-    int k = act_index(x);
-    if (k < 0) {
+    const nm_type_kernels *tk = type_kernels(ks, x->wtype, x->wide);
+    if (!tk) {
         fill_nan(y, n_rows, x->n_tok, ldy);
         return;
     }
     uint64_t rb = row_bytes_of(x->wtype, x->n);
     int64_t block = rb ? (int64_t)(MATMAT_BLOCK_BYTES / rb) : 1;
     int group = ks->tok_group;
-    if (ks->tile[k]) {
+    if (tk->tile) {
         /* whole tiles per block: a leftover row runs at the one-row speed */
-        group = ks->tile_tok[k];
-        block -= block % ks->tile_rows[k];
-        if (block < ks->tile_rows[k])
-            block = ks->tile_rows[k];
+        group = tk->tile_tok;
+        block -= block % tk->tile_rows;
+        if (block < tk->tile_rows)
+            block = tk->tile_rows;
     }
     if (block < 1)
         block = 1;
@@ -312,7 +323,7 @@ void nm_matmat_set(const nm_kernel_set *ks, const void *w, int64_t n_rows, const
         int64_t r1 = r0 + block < n_rows ? r0 + block : n_rows;
         for (int t0 = 0; t0 < x->n_tok; t0 += group) {
             int nt = x->n_tok - t0 < group ? x->n_tok - t0 : group;
-            matmat_rows(ks, k, w, rb, r0, r1, x, t0, nt, y, ldy);
+            matmat_rows(tk, w, rb, r0, r1, x, t0, nt, y, ldy);
         }
     }
 }

@@ -12,6 +12,7 @@
 #include "gguf/quant.h"
 
 #include <immintrin.h>
+#include <pthread.h>
 #include <string.h>
 
 #define AI static inline __attribute__((always_inline))
@@ -375,23 +376,35 @@ uint64_t nm_sum_words_avx2(const void *p, size_t bytes) {
     return lanes[0] + lanes[1] + lanes[2] + lanes[3] + nm_sum_words(b + i, bytes - i);
 }
 
-static const nm_kernel_set avx2_set = {
-    .name = "avx2",
-    .tok_group = TOK_GROUP,
-    .rowdot = {rowdot_f32, rowdot_f16, rowdot_bf16, rowdot_q8_0, rowdot_q4_0, rowdot_f16_f32act},
-    .rows4 = {rowdot_f32_rows4, rowdot_f16_rows4, rowdot_bf16_rows4, NULL, NULL, NULL},
-    .tile = {rowdot_f32_tile, rowdot_f16_tile, rowdot_bf16_tile, NULL, NULL,
-             rowdot_f16_f32act_tile},
-    .tile_rows = {TILE_R, TILE_R, TILE_R, 0, 0, TILE_R},
-    .tile_tok = {TILE_T, TILE_T, TILE_T, 0, 0, TILE_T},
-    .dot_f32 = dot_f32,
-    .dot_f16_f32 = dot_f16_f32,
-    .axpy_f32 = axpy_f32,
-    .axpy_f16 = axpy_f16,
-    .round_f16 = round_f16,
-    .sum_words = nm_sum_words_avx2,
-};
+static nm_kernel_set avx2_set;
+
+/* Float tiles: TILE_R rows x TILE_T tokens. */
+#define FLOAT_KERNELS(NAME) NM_TYPE_KERNELS(NAME, NAME##_rows4, NAME##_tile, TILE_R, TILE_T)
+
+static void build_avx2_set(void) {
+    nm_kernel_set *ks = &avx2_set;
+    *ks = *nm_kernels_scalar();
+    ks->name = "avx2";
+    ks->tok_group = TOK_GROUP;
+    ks->k[NM_TYPE_F32] = FLOAT_KERNELS(rowdot_f32);
+    ks->k[NM_TYPE_F16] = FLOAT_KERNELS(rowdot_f16);
+    ks->k[NM_TYPE_BF16] = FLOAT_KERNELS(rowdot_bf16);
+    ks->k[NM_TYPE_Q8_0] = NM_TYPE_KERNELS(rowdot_q8_0, NULL, NULL, 0, 0);
+    ks->k[NM_TYPE_Q4_0] = NM_TYPE_KERNELS(rowdot_q4_0, NULL, NULL, 0, 0);
+    ks->f16_wide = FLOAT_KERNELS(rowdot_f16_f32act);
+    ks->f16_wide.rows4 = NULL; /* decode never takes widened activations */
+    ks->dot_f32 = dot_f32;
+    ks->dot_f16_f32 = dot_f16_f32;
+    ks->axpy_f32 = axpy_f32;
+    ks->axpy_f16 = axpy_f16;
+    ks->round_f16 = round_f16;
+    ks->sum_words = nm_sum_words_avx2;
+    nm_kernels_avx2_kquant(ks);
+    nm_kernels_avx2_legacy(ks);
+}
 
 const nm_kernel_set *nm_kernels_avx2(void) {
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, build_avx2_set);
     return &avx2_set;
 }

@@ -13,6 +13,8 @@
 #include "gguf/quant.h"
 
 #include <immintrin.h>
+#include <pthread.h>
+#include <stdbool.h>
 
 #define AI static inline __attribute__((always_inline))
 #define TOK_GROUP 8
@@ -682,45 +684,61 @@ static void round_f16(const float *x, int64_t n, uint16_t *h, float *w) {
     }
 }
 
-#define AVX512_SET(NAME, LABEL, BF16_FN, BF16_ROWS4, BF16_TILE, BF16_TILE_R, BF16_TILE_T, Q8_FN,   \
-                   Q8_TILE, Q4_SUFFIX)                                                             \
-    static const nm_kernel_set NAME = {                                                            \
-        .name = LABEL,                                                                             \
-        .tok_group = TOK_GROUP,                                                                    \
-        .rowdot = {rowdot_f32, rowdot_f16, BF16_FN, Q8_FN, rowdot_q4_0_##Q4_SUFFIX,                \
-                   rowdot_f16_wide},                                                               \
-        .rows4 = {rowdot_f32_rows4, NULL, BF16_ROWS4, NULL, rows4_q4_0_##Q4_SUFFIX, NULL},         \
-        .tile = {rowdot_f32_tile, rowdot_f16_tile, BF16_TILE, Q8_TILE, tile_q4_0_##Q4_SUFFIX,      \
-                 rowdot_f16w_tile},                                                                \
-        .tile_rows = {TILE_R, TILE_R, BF16_TILE_R, Q8_TILE_R, Q4_TILE_R, TILE_R},                  \
-        .tile_tok = {TILE_T, TILE_T, BF16_TILE_T, Q8_TILE_T, Q4_TILE_T, TILE_T},                   \
-        .dot_f32 = dot_f32,                                                                        \
-        .dot_f16_f32 = dot_f16_f32,                                                                \
-        .axpy_f32 = axpy_f32,                                                                      \
-        .axpy_f16 = axpy_f16,                                                                      \
-        .round_f16 = round_f16,                                                                    \
-        .sum_words = nm_sum_words_avx2,                                                            \
-    };
+/* The four sub-path sets, by NM_AVX512_* features, and the alternative. */
+static nm_kernel_set sets[4], set_alt;
 
-AVX512_SET(set_plain, "avx512", rowdot_bf16, rowdot_bf16_rows4, rowdot_bf16_tile, TILE_R, TILE_T,
-           rowdot_q8_0_bw, tile_q8_0_bw, bw)
-AVX512_SET(set_vnni, "avx512-vnni", rowdot_bf16, rowdot_bf16_rows4, rowdot_bf16_tile, TILE_R,
-           TILE_T, rowdot_q8_0_vnni, tile_q8_0_vnni, vnni)
-AVX512_SET(set_bf16, "avx512-bf16", rowdot_bf16_dpbf16, NULL, tile_bf16_dpbf16, 4, 6,
-           rowdot_q8_0_bw, tile_q8_0_bw, bw)
-AVX512_SET(set_vnni_bf16, "avx512-vnni-bf16", rowdot_bf16_dpbf16, NULL, tile_bf16_dpbf16, 4, 6,
-           rowdot_q8_0_vnni, tile_q8_0_vnni, vnni)
-/* the alternative takes F32 activations for Q8_0: no tile */
-AVX512_SET(set_alt, "avx512-alt", rowdot_bf16_f32act, rowdot_bf16_f32act_rows4,
-           rowdot_bf16_f32act_tile, TILE_R, TILE_T, rowdot_q8_0_f32act, NULL, bw)
+static void build_set(nm_kernel_set *ks, const char *name, int features) {
+    const bool vnni = features & NM_AVX512_VNNI, bf16 = features & NM_AVX512_BF16;
+    *ks = *nm_kernels_scalar();
+    ks->name = name;
+    ks->tok_group = TOK_GROUP;
+    ks->k[NM_TYPE_F32] =
+        NM_TYPE_KERNELS(rowdot_f32, rowdot_f32_rows4, rowdot_f32_tile, TILE_R, TILE_T);
+    ks->k[NM_TYPE_F16] = NM_TYPE_KERNELS(rowdot_f16, NULL, rowdot_f16_tile, TILE_R, TILE_T);
+    ks->f16_wide = NM_TYPE_KERNELS(rowdot_f16_wide, NULL, rowdot_f16w_tile, TILE_R, TILE_T);
+    if (bf16)
+        ks->k[NM_TYPE_BF16] = NM_TYPE_KERNELS(rowdot_bf16_dpbf16, NULL, tile_bf16_dpbf16, 4, 6);
+    else
+        ks->k[NM_TYPE_BF16] =
+            NM_TYPE_KERNELS(rowdot_bf16, rowdot_bf16_rows4, rowdot_bf16_tile, TILE_R, TILE_T);
+    ks->k[NM_TYPE_Q8_0] =
+        NM_TYPE_KERNELS(vnni ? rowdot_q8_0_vnni : rowdot_q8_0_bw, NULL,
+                        vnni ? tile_q8_0_vnni : tile_q8_0_bw, Q8_TILE_R, Q8_TILE_T);
+    ks->k[NM_TYPE_Q4_0] = NM_TYPE_KERNELS(
+        vnni ? rowdot_q4_0_vnni : rowdot_q4_0_bw, vnni ? rows4_q4_0_vnni : rows4_q4_0_bw,
+        vnni ? tile_q4_0_vnni : tile_q4_0_bw, Q4_TILE_R, Q4_TILE_T);
+    ks->dot_f32 = dot_f32;
+    ks->dot_f16_f32 = dot_f16_f32;
+    ks->axpy_f32 = axpy_f32;
+    ks->axpy_f16 = axpy_f16;
+    ks->round_f16 = round_f16;
+    ks->sum_words = nm_sum_words_avx2;
+    nm_kernels_avx512_kquant(ks, features);
+    nm_kernels_avx512_legacy(ks, features);
+}
+
+static void build_sets(void) {
+    static const char *const names[4] = {"avx512", "avx512-vnni", "avx512-bf16",
+                                         "avx512-vnni-bf16"};
+    for (int f = 0; f < 4; f++)
+        build_set(&sets[f], names[f], f);
+    /* the alternative takes F32 activations for Q8_0 and BF16: no Q8_0 tile */
+    build_set(&set_alt, "avx512-alt", 0);
+    set_alt.k[NM_TYPE_Q8_0] = NM_TYPE_KERNELS(rowdot_q8_0_f32act, NULL, NULL, 0, 0);
+    set_alt.k[NM_TYPE_BF16] = NM_TYPE_KERNELS(rowdot_bf16_f32act, rowdot_bf16_f32act_rows4,
+                                              rowdot_bf16_f32act_tile, TILE_R, TILE_T);
+}
+
+static pthread_once_t sets_once = PTHREAD_ONCE_INIT;
 
 const nm_kernel_set *nm_kernels_avx512_alt(void) {
+    pthread_once(&sets_once, build_sets);
     return &set_alt;
 }
 
 const nm_kernel_set *nm_kernels_avx512_variant(int features) {
-    static const nm_kernel_set *const sets[4] = {&set_plain, &set_vnni, &set_bf16, &set_vnni_bf16};
-    return sets[features & (NM_AVX512_VNNI | NM_AVX512_BF16)];
+    pthread_once(&sets_once, build_sets);
+    return &sets[features & (NM_AVX512_VNNI | NM_AVX512_BF16)];
 }
 
 const nm_kernel_set *nm_kernels_avx512(void) {

@@ -87,11 +87,21 @@ static void guarded_free(guarded *g) {
     munmap(g->map, g->map_len);
 }
 
-static const uint32_t all_types[] = {NM_TYPE_F32, NM_TYPE_F16, NM_TYPE_BF16, NM_TYPE_Q8_0,
-                                     NM_TYPE_Q4_0};
+/* Every type the type table says numalm computes with (filled by main). */
+static uint32_t all_types[NM_TYPE_COUNT];
+static size_t n_all_types;
+
+static uint32_t block_of(uint32_t t) {
+    return nm_type_get(t)->block_size;
+}
 
 static bool is_quant(uint32_t t) {
-    return t == NM_TYPE_Q8_0 || t == NM_TYPE_Q4_0;
+    return block_of(t) > 1;
+}
+
+/* Kernels whose every SIMD level must give the scalar bits (K-quants). */
+static bool exact_type(uint32_t t) {
+    return nm_kernels_scalar()->k[t].exact;
 }
 
 static size_t row_bytes(uint32_t type, int64_t n) {
@@ -445,13 +455,21 @@ static double act_value(const problem *p, int t, int64_t j) {
     if (!p->act.q)
         return p->x[t * p->n + j];
     const void *row = (const char *)p->qbuf + (size_t)t * p->act.q_row_bytes;
-    if (p->type == NM_TYPE_BF16)
+    switch (nm_type_get(p->type)->act) {
+    case NM_ACT_BF16:
         return nm_bf16_to_f32(((const uint16_t *)row)[j]);
-    if (p->type == NM_TYPE_F16 && p->act.wide) /* several tokens: stored widened */
-        return ((const float *)row)[j];
-    if (p->type == NM_TYPE_F16)
+    case NM_ACT_F16:
+        if (p->act.wide) /* several tokens: stored widened */
+            return ((const float *)row)[j];
         return nm_fp16_to_f32(((const uint16_t *)row)[j]);
-    return (double)nm_actq_qs(row)[j] * nm_actq_d(row, p->n)[j / 32];
+    case NM_ACT_Q8_32:
+        return (double)nm_actq_qs(row)[j] * nm_actq_d(row, p->n)[j / 32];
+    case NM_ACT_Q8_K:
+        return (double)nm_actk_qs(row)[j] * nm_actk_d(row, p->n)[j / 256];
+    default:
+        fail_msg("%s: no activation format", nm_type_name(p->type));
+    }
+    return 0;
 }
 
 /* Error scale of dot(row r, token t): sum |w a|. Q4_0 kernels also add and
@@ -500,11 +518,21 @@ static void run_problem_all_sets(problem *p) {
     float *yv = malloc((size_t)p->n_rows * sizeof(float));
     assert_non_null(y);
     assert_non_null(yv);
+    float *y0 = malloc(ny * sizeof(float)), *yv0 = malloc((size_t)p->n_rows * sizeof(float));
+    assert_true(y0 && yv0);
     for (int s = 0; s < ns; s++) {
         for (size_t i = 0; i < ny; i++)
             y[i] = -12345.0f; /* sentinel in the ldy padding */
         nm_matmat_set(sets[s], p->w, p->n_rows, &p->act, y, ldy);
         check_against_exact(p, y, ldy, sets[s]->name);
+        if (s == 0)
+            memcpy(y0, y, ny * sizeof(float));
+        for (int t = 0; t < p->n_tok && exact_type(p->type); t++)
+            for (int64_t r = 0; r < p->n_rows; r++)
+                if (f2u(y[t * ldy + r]) != f2u(y0[t * ldy + r]))
+                    fail_msg("%s %s n=%ld row %ld tok %d: matmat %.9g, scalar %.9g", sets[s]->name,
+                             nm_type_name(p->type), (long)p->n, (long)r, t, y[t * ldy + r],
+                             y0[t * ldy + r]);
         for (int t = 0; t < p->n_tok; t++)
             for (int64_t i = p->n_rows; i < ldy; i++)
                 assert_true(y[t * ldy + i] == -12345.0f);
@@ -520,7 +548,15 @@ static void run_problem_all_sets(problem *p) {
                                        .qbuf = p->qbuf,
                                        .act = p->act},
                             yv, p->n_rows, sets[s]->name);
+        if (s == 0)
+            memcpy(yv0, yv, (size_t)p->n_rows * sizeof(float));
+        for (int64_t r = 0; r < p->n_rows && exact_type(p->type); r++)
+            if (f2u(yv[r]) != f2u(yv0[r]))
+                fail_msg("%s %s n=%ld row %ld: matvec %.9g, scalar %.9g", sets[s]->name,
+                         nm_type_name(p->type), (long)p->n, (long)r, yv[r], yv0[r]);
     }
+    free(y0);
+    free(yv0);
     /* the alternatives bench_kernels compares with: F32 activations */
     if (nm_simd_supported(NM_SIMD_AVX512) && (p->type == NM_TYPE_Q8_0 || p->type == NM_TYPE_BF16)) {
         problem f = *p;
@@ -555,18 +591,24 @@ static void test_kernels_float_shapes(void **state) {
 
 static void test_kernels_quant_shapes(void **state) {
     (void)state;
-    static const int64_t ns[] = {32, 64, 96, 416, 4096 + 32};
-    static const uint32_t types[] = {NM_TYPE_Q8_0, NM_TYPE_Q4_0};
-    run_shapes(types, 2, ns, sizeof ns / sizeof ns[0]);
+    static const int64_t blocks[] = {1, 2, 3, 13, 129};
+    for (size_t ti = 0; ti < n_all_types; ti++) {
+        if (!is_quant(all_types[ti]))
+            continue;
+        int64_t ns[5];
+        for (int k = 0; k < 5; k++)
+            ns[k] = blocks[k] * block_of(all_types[ti]);
+        run_shapes(&all_types[ti], 1, ns, 5);
+    }
 }
 
 /* Every token count 1..9 (each token-group remainder) and row counts that
  * cross the matmat row blocks. */
 static void test_kernels_token_counts(void **state) {
     (void)state;
-    for (size_t ti = 0; ti < 5; ti++)
+    for (size_t ti = 0; ti < n_all_types; ti++)
         for (int tok = 1; tok <= 9; tok++) {
-            int64_t n = is_quant(all_types[ti]) ? 96 : 33;
+            int64_t n = is_quant(all_types[ti]) ? 3 * block_of(all_types[ti]) : 33;
             problem p;
             problem_make(&p, all_types[ti], n, 1 + (tok * 7) % 37, tok);
             run_problem_all_sets(&p);
@@ -662,11 +704,12 @@ static void check_deterministic(uint32_t type, int64_t n, int64_t rows, int n_to
 
 static void test_kernels_deterministic(void **state) {
     (void)state;
-    for (size_t ti = 0; ti < 5; ti++) {
-        bool q = is_quant(all_types[ti]);
-        check_deterministic(all_types[ti], q ? 416 : 4096 + 17, 23, 9);
+    for (size_t ti = 0; ti < n_all_types; ti++) {
+        uint32_t t = all_types[ti], b = block_of(t);
+        bool q = is_quant(t);
+        check_deterministic(t, q ? 13 * b : 4096 + 17, 23, 9);
         /* rows over several L2 row blocks of matmat, 13 tokens */
-        check_deterministic(all_types[ti], q ? 5632 + 32 : 5632 + 17, 61, 13);
+        check_deterministic(t, q ? 5632 + b : 5632 + 17, 61, 13);
     }
 }
 
@@ -800,14 +843,18 @@ static void test_dispatch(void **state) {
     if (!nm_simd_supported(NM_SIMD_AVX512))
         assert_int_equal(nm_simd_set(NM_SIMD_AVX512), -1);
     assert_int_equal(nm_simd_set(saved), 0);
-    for (size_t i = 0; i < 5; i++)
+    for (size_t i = 0; i < n_all_types; i++)
         assert_true(nm_kernels_supports(all_types[i]));
-    assert_false(nm_kernels_supports(NM_TYPE_Q4_K));
+    uint32_t stored = 0; /* a type numalm stores but has no kernels for */
+    while (!nm_type_get(stored) || nm_type_computes(stored))
+        stored++;
+    assert_false(nm_kernels_supports(stored));
     /* an unsupported type yields NaN, never a plausible number */
     float x[256] = {0}, y[2] = {0};
     uint8_t w[1024] = {0};
+    assert_true(2 * nm_type_get(stored)->type_size <= sizeof w);
     nm_act act;
-    nm_act_prepare(NM_TYPE_Q4_K, x, 256, 1, NULL, &act);
+    nm_act_prepare(stored, x, 256, 1, NULL, &act);
     nm_matvec(w, 2, &act, y);
     assert_true(isnan(y[0]) && isnan(y[1]));
 }
@@ -816,6 +863,9 @@ int main(void) {
     const char *s = getenv("NUMALM_TEST_SEED");
     uint64_t seed = s ? strtoull(s, NULL, 0) : (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32);
     rng_state = seed;
+    for (uint32_t t = 0; t < NM_TYPE_COUNT; t++)
+        if (nm_type_computes(t))
+            all_types[n_all_types++] = t;
     printf("test_kernels: seed %llu (NUMALM_TEST_SEED repeats it), SIMD %s\n",
            (unsigned long long)seed, nm_simd_name(nm_simd_detect()));
     const nm_kernel_set *sets[8];

@@ -1,0 +1,6 @@
+/* The avx2 kernels of the K-quants (Q2_K .. Q6_K). */
+#include "kernel_set.h"
+
+void nm_kernels_avx2_kquant(nm_kernel_set *ks) {
+    (void)ks;
+}
