@@ -1,21 +1,21 @@
 #include "cmd_common.h"
 
-#include "common/json.h"
-#include "runtime/kernels.h"
-
 #include "cli_opt.h"
+#include "messages.h"
 
+#include "common/json.h"
 #include "common/util.h"
-#include "gguf/ggml_types.h"
+#include "io/loader.h"
+#include "numa/plan.h"
 
 #include <string.h>
-#include <unistd.h>
 
 void nm_cli_common_init(nm_cli_common *c) {
     memset(c, 0, sizeof *c);
-    c->plan.placement = NM_PLACE_SHARD;
-    c->load.io = NM_IO_AUTO;
-    c->load.progress = isatty(STDERR_FILENO);
+    numalm_options_init(&c->opts);
+    c->opts.log = nm_cli_log;
+    if (nm_cli_progress_wanted())
+        c->opts.progress = nm_cli_progress;
 }
 
 const char *nm_cli_value(int argc, char **argv, int *i, nm_error *err) {
@@ -36,23 +36,30 @@ static int int_value(const char *opt, const char *v, long min, long max, int *ou
 
 /* Options with a value, as "NAME VALUE" or "NAME=VALUE" (cli_opt.h). */
 static int value_arg(nm_cli_common *c, const char *opt, const char *v, nm_error *err) {
+    numalm_options *o = &c->opts;
     if (!strcmp(opt, "--model")) {
-        c->model = v;
+        o->model_path = v;
     } else if (!strcmp(opt, "--topology")) {
-        c->topology = v;
+        o->topology_xml = v;
     } else if (!strcmp(opt, "--io")) {
-        return nm_io_parse(v, &c->load.io, err) < 0 ? -1 : 1;
+        nm_io_mode io;
+        if (nm_io_parse(v, &io, err) < 0)
+            return -1;
+        o->io = (numalm_io)io;
     } else if (!strcmp(opt, "--placement")) {
-        return nm_placement_parse(v, &c->plan.placement, &c->plan.fixed_node, err) < 0 ? -1 : 1;
+        nm_placement p;
+        if (nm_placement_parse(v, &p, &o->fixed_node, err) < 0)
+            return -1;
+        o->placement = (numalm_placement)p;
     } else if (!strcmp(opt, "--nodes")) {
-        int n = nm_parse_int_list(v, c->plan.nodes_req, NM_MAX_NODES, 4095, err);
+        int n = nm_parse_int_list(v, o->nodes, NUMALM_MAX_NODES, 4095, err);
         if (n < 0)
             return nm_fail_prefix(err, "--nodes");
-        c->plan.n_nodes_req = n;
+        o->n_nodes = n;
     } else if (!strcmp(opt, "--threads")) {
-        return int_value(opt, v, 1, 4096, &c->plan.n_threads, err);
+        return int_value(opt, v, 1, 4096, &o->n_threads, err);
     } else if (!strcmp(opt, "--threads-per-node")) {
-        return int_value(opt, v, 1, 256, &c->plan.threads_per_node, err);
+        return int_value(opt, v, 1, 256, &o->threads_per_node, err);
     } else if (!strcmp(opt, "--thp")) {
         static const char *const modes[] = {"off", "auto", "on", "collapse"};
         int m = 0;
@@ -60,7 +67,7 @@ static int value_arg(nm_cli_common *c, const char *opt, const char *v, nm_error 
             m++;
         if (m == 4)
             return nm_fail(err, "--thp %s: expected on, off, auto or collapse", v);
-        c->load.thp = m - 1; /* nm_load_opts.thp: -1 off, 0 auto, 1 on, 2 collapse */
+        o->thp = (numalm_thp)(m - 1); /* -1 off, 0 auto, 1 on, 2 collapse */
     }
     return 1;
 }
@@ -84,15 +91,15 @@ int nm_cli_common_arg(nm_cli_common *c, int argc, char **argv, int *i, nm_error 
     }
     const char *a = argv[*i];
     if (!strcmp(a, "--mlock"))
-        c->load.arena.mlock = true;
+        c->opts.mlock = true;
     else if (!strcmp(a, "--hugepages"))
-        c->load.arena.hugepages = true;
+        c->opts.hugepages = true;
     else if (!strcmp(a, "--verify"))
-        c->load.verify = true;
+        c->opts.verify = true;
     else if (!strcmp(a, "--drop-caches"))
-        c->load.drop_caches = true;
+        c->opts.drop_caches = true;
     else if (!strcmp(a, "--no-progress"))
-        c->load.progress = false;
+        c->opts.progress = NULL;
     else if (!strcmp(a, "--json"))
         c->json = true;
     else
@@ -100,7 +107,7 @@ int nm_cli_common_arg(nm_cli_common *c, int argc, char **argv, int *i, nm_error 
     return 1;
 }
 
-int nm_cli_model_arg(nm_model_opts *o, int argc, char **argv, int *i, nm_error *err) {
+int nm_cli_model_arg(numalm_options *o, int argc, char **argv, int *i, nm_error *err) {
     const char *v;
     int rc;
     if ((rc = nm_cli_opt(argc, argv, i, "--ctx-size", "-c", &v, err)) != 0)
@@ -111,9 +118,9 @@ int nm_cli_model_arg(nm_model_opts *o, int argc, char **argv, int *i, nm_error *
         if (rc < 0)
             return -1;
         if (!strcmp(v, "f16") || !strcmp(v, "F16"))
-            o->kv_type = NM_TYPE_F16;
+            o->kv_type = NUMALM_KV_F16;
         else if (!strcmp(v, "f32") || !strcmp(v, "F32"))
-            o->kv_type = NM_TYPE_F32;
+            o->kv_type = NUMALM_KV_F32;
         else
             return nm_fail(err, "--kv-type: '%s' is not f16 or f32", v);
         return 1;
@@ -121,41 +128,19 @@ int nm_cli_model_arg(nm_model_opts *o, int argc, char **argv, int *i, nm_error *
     return 0;
 }
 
-int nm_cli_open(const nm_cli_common *c, nm_cli_session *s, nm_error *err) {
-    memset(s, 0, sizeof *s);
-    if (!c->model)
-        return nm_fail(err, "no model given (-m FILE)");
-    double t0 = nm_now();
-    /* the loader pins readers with the same topology: probing hwloc twice
-     * costs milliseconds and could see a different allowed set */
-    nm_load_opts load = c->load;
-    if (!(s->gguf = nm_gguf_open(c->model, err)) || !(s->topo = nm_topo_load(c->topology, err)) ||
-        !(s->plan = nm_plan_build(s->gguf, s->topo, &c->plan, err)) ||
-        !(load.topo = s->topo, s->w = nm_load(s->gguf, s->plan, &load, err))) {
-        nm_cli_close(s);
-        return -1;
+numalm_session *nm_cli_open(const nm_cli_common *c, nm_error *err) {
+    if (!c->opts.model_path) {
+        nm_fail(err, "no model given (-m FILE)");
+        return NULL;
     }
-    s->load_s = nm_now() - t0;
-    return 0;
+    return numalm_open(&c->opts, err->msg, sizeof err->msg);
 }
 
-void nm_cli_close(nm_cli_session *s) {
-    if (s->w)
-        nm_loaded_free(s->w);
-    if (s->plan)
-        nm_plan_free(s->plan);
-    if (s->topo)
-        nm_topo_free(s->topo);
-    if (s->gguf)
-        nm_gguf_close(s->gguf);
-    memset(s, 0, sizeof *s);
-}
-
-void nm_cli_json_run_setup(nm_json *j, const nm_cli_session *s, const nm_model *m) {
-    nm_json_kstr(j, "io", nm_io_name(s->w->io));
-    nm_json_kstr(j, "placement", nm_placement_name(s->plan->placement));
-    nm_json_kint(j, "nodes", s->plan->n_nodes);
-    nm_json_kint(j, "threads", nm_model_n_threads(m));
-    nm_json_kstr(j, "simd", nm_simd_name(nm_simd_get()));
-    nm_json_kstr(j, "kv_type", nm_model_kv_type(m) == NM_TYPE_F16 ? "f16" : "f32");
+void nm_cli_json_run_setup(nm_json *j, const numalm_session *s) {
+    nm_json_kstr(j, "io", numalm_io_name(numalm_io_used(s)));
+    nm_json_kstr(j, "placement", numalm_placement_name(numalm_placement_used(s)));
+    nm_json_kint(j, "nodes", numalm_n_nodes(s));
+    nm_json_kint(j, "threads", numalm_n_threads(s));
+    nm_json_kstr(j, "simd", numalm_simd_name(numalm_simd_level()));
+    nm_json_kstr(j, "kv_type", numalm_kv_type_name(numalm_kv_type_used(s)));
 }

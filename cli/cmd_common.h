@@ -1,19 +1,17 @@
 /* Options shared by the commands that load a model (load, run, perplexity):
  * -m, --io, --placement, --nodes, -t/--threads, --threads-per-node, ...,
- * and the open -> plan -> load sequence behind them. */
+ * gathered into the numalm_options of the session they open. */
 #ifndef NM_CMD_COMMON_H
 #define NM_CMD_COMMON_H
 
-#include "io/loader.h"
-#include "runtime/model.h"
+#include "numalm.h"
+
+#include "common/error.h"
 
 #include <stdbool.h>
 
 typedef struct nm_cli_common {
-    const char *model;
-    const char *topology; /* --topology X.xml (plans only; no binding) */
-    nm_plan_opts plan;
-    nm_load_opts load;
+    numalm_options opts; /* model_path, topology_xml (--topology: plans only) */
     bool json;
 } nm_cli_common;
 
@@ -33,6 +31,8 @@ typedef struct nm_cli_common {
     "  --no-progress           no progress bar\n"                                                  \
     "  --json                  machine-readable report\n"
 
+/* The library's defaults, with messages printed by the command (log lines
+ * on stderr, a progress bar on a TTY). */
 void nm_cli_common_init(nm_cli_common *c);
 
 /* Looks at argv[*i]: 1 if it was a common option (its value consumed and *i
@@ -48,22 +48,15 @@ const char *nm_cli_value(int argc, char **argv, int *i, nm_error *err);
     "  --kv-type f16|f32       KV cache element type (default f16)\n"                              \
     "  --batch N               prompt tokens per batched pass (default 64)\n"
 
-int nm_cli_model_arg(nm_model_opts *o, int argc, char **argv, int *i, nm_error *err);
+int nm_cli_model_arg(numalm_options *o, int argc, char **argv, int *i, nm_error *err);
 
-typedef struct nm_cli_session {
-    nm_gguf *gguf;
-    nm_topo *topo;
-    nm_plan *plan;
-    nm_loaded *w;
-    double load_s; /* open + plan + load, wall clock */
-} nm_cli_session;
-
-int nm_cli_open(const nm_cli_common *c, nm_cli_session *s, nm_error *err);
-void nm_cli_close(nm_cli_session *s);
+/* numalm_open with c's options; NULL + err when no model was given or the
+ * open failed. */
+numalm_session *nm_cli_open(const nm_cli_common *c, nm_error *err);
 
 /* The fields every model-running report shares (io, placement, threads,
  * SIMD level, KV type), as JSON keys of the object being written. */
 struct nm_json;
-void nm_cli_json_run_setup(struct nm_json *j, const nm_cli_session *s, const nm_model *m);
+void nm_cli_json_run_setup(struct nm_json *j, const numalm_session *s);
 
 #endif

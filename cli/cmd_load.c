@@ -5,6 +5,8 @@
 
 #include "cli_opt.h"
 #include "cmd_common.h"
+
+#include "api/session_internal.h"
 #include "common/util.h"
 #include "io/loader.h"
 
@@ -45,11 +47,11 @@ static void usage(FILE *out) {
 static int load_arg(nm_cli_common *c, int argc, char **argv, int *i, nm_error *err) {
     const char *a = argv[*i], *v;
     long n;
+    numalm_options *o = &c->opts;
     if (!strcmp(a, "--chunk")) {
-        if (!(v = nm_cli_value(argc, argv, i, err)) ||
-            nm_parse_size(v, &c->load.chunk_bytes, err) < 0)
+        if (!(v = nm_cli_value(argc, argv, i, err)) || nm_parse_size(v, &o->chunk_bytes, err) < 0)
             return -1;
-        if (c->load.chunk_bytes < 4096 || c->load.chunk_bytes > (1u << 30))
+        if (o->chunk_bytes < 4096 || o->chunk_bytes > (1u << 30))
             return nm_fail(err, "--chunk %s: expected 4K to 1G", v);
         return 1;
     }
@@ -58,17 +60,17 @@ static int load_arg(nm_cli_common *c, int argc, char **argv, int *i, nm_error *e
             nm_parse_long(v, 1, strcmp(a, "--qd") ? 256 : 4096, &n, a, err) < 0)
             return -1;
         if (!strcmp(a, "--qd"))
-            c->load.queue_depth = (int)n;
+            o->queue_depth = (int)n;
         else
-            c->load.readers_per_node = (int)n;
+            o->readers_per_node = (int)n;
         return 1;
     }
     if (!strcmp(a, "--no-map")) {
-        c->load.no_map = true;
+        o->no_map = true;
         return 1;
     }
     if (!strcmp(a, "--drop-file-cache")) {
-        c->load.drop_file_cache = true;
+        o->drop_file_cache = true;
         return 1;
     }
     return nm_cli_common_arg(c, argc, argv, i, err);
@@ -80,20 +82,20 @@ static int parse(nm_cli_common *c, int argc, char **argv, nm_error *err) {
         if (r < 0)
             return -1;
         if (r == 0) {
-            if (!c->model && argv[i][0] != '-') {
-                c->model = argv[i];
+            if (!c->opts.model_path && argv[i][0] != '-') {
+                c->opts.model_path = argv[i];
                 continue;
             }
             return nm_fail(err, "unknown argument '%s' (see numalm load --help)", argv[i]);
         }
     }
-    if (!c->model)
+    if (!c->opts.model_path)
         return nm_fail(err, "no model: give -m MODEL.gguf");
-    if (c->topology)
+    if (c->opts.topology_xml)
         return nm_fail(err,
                        "--topology %s: load runs on this machine; an XML topology is "
                        "for `numalm plan` only",
-                       c->topology);
+                       c->opts.topology_xml);
     return 0;
 }
 
@@ -104,36 +106,26 @@ int cmd_load(int argc, char **argv) {
     }
     nm_cli_common c;
     nm_cli_common_init(&c);
+    c.opts.stage = NUMALM_STAGE_WEIGHTS;
     nm_error err = {{0}};
-    nm_gguf *g = NULL;
-    nm_topo *topo = NULL;
-    nm_plan *plan = NULL;
-    nm_loaded *w = NULL;
-    int rc = 1;
     if (parse(&c, argc, argv, &err) < 0) {
         fprintf(stderr, "numalm load: %s\n", err.msg);
         return 2;
     }
-    if ((g = nm_gguf_open(c.model, &err)) && (topo = nm_topo_load(NULL, &err)) &&
-        (plan = nm_plan_build(g, topo, &c.plan, &err))) {
-        c.load.topo = topo;
-        w = nm_load(g, plan, &c.load, &err);
-    }
-    if (!w) {
+    numalm_session *s = nm_cli_open(&c, &err);
+    if (!s) {
         fprintf(stderr, "numalm load: %s\n", err.msg);
-    } else {
-        if (c.json)
-            nm_loaded_print_json(w, stdout);
-        else
-            nm_loaded_print(w, stdout);
-        rc = w->verified && !w->checksums_ok ? 1 : 0;
-        if (rc)
-            fprintf(stderr, "numalm load: verify: %d tensor ranges differ from the file: %s\n",
-                    w->n_mismatches, w->mismatches);
+        return 1;
     }
-    nm_loaded_free(w);
-    nm_plan_free(plan);
-    nm_topo_free(topo);
-    nm_gguf_close(g);
+    const nm_loaded *w = s->loaded;
+    if (c.json)
+        nm_loaded_print_json(w, stdout);
+    else
+        nm_loaded_print(w, stdout);
+    int rc = w->verified && !w->checksums_ok ? 1 : 0;
+    if (rc)
+        fprintf(stderr, "numalm load: verify: %d tensor ranges differ from the file: %s\n",
+                w->n_mismatches, w->mismatches);
+    numalm_close(s);
     return rc;
 }

@@ -5,6 +5,7 @@
 #include "tools/mkmodel.h"
 #include "cli_opt.h"
 #include "commands.h"
+#include "messages.h"
 
 #include <stdbool.h>
 #include <signal.h>
@@ -205,7 +206,8 @@ int cmd_mkmodel(int argc, char **argv) {
         fprintf(stderr, "numalm mkmodel: %s\n", err.msg);
         return 2;
     }
-    o.progress = true; /* drawn only when stderr is a TTY */
+    if (nm_cli_progress_wanted())
+        o.progress = nm_cli_progress;
     o.stop = &stop_requested;
     catch_stop_signals();
     if (nm_mkmodel_write(a.out, &o, &r, &err)) {

@@ -7,9 +7,6 @@
 
 #include "common/json.h"
 #include "common/util.h"
-#include "gguf/ggml_types.h"
-#include "runtime/generate.h"
-#include "runtime/kernels.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,7 +16,6 @@
 
 typedef struct ppl_opts {
     nm_cli_common c;
-    nm_model_opts model;
     const char *file;
 } ppl_opts;
 
@@ -35,7 +31,6 @@ static void usage(FILE *out) {
 static int parse(ppl_opts *o, int argc, char **argv, nm_error *err) {
     memset(o, 0, sizeof *o);
     nm_cli_common_init(&o->c);
-    o->model = nm_model_opts_default();
     if (nm_cli_help_asked(argc, argv)) {
         usage(stdout);
         return 1;
@@ -44,7 +39,7 @@ static int parse(ppl_opts *o, int argc, char **argv, nm_error *err) {
         const char *v;
         int rc = nm_cli_common_arg(&o->c, argc, argv, &i, err);
         if (rc == 0)
-            rc = nm_cli_model_arg(&o->model, argc, argv, &i, err);
+            rc = nm_cli_model_arg(&o->c.opts, argc, argv, &i, err);
         if (rc == 0 && (rc = nm_cli_opt(argc, argv, &i, "--file", "-f", &v, err)) > 0)
             o->file = v;
         if (rc < 0)
@@ -52,7 +47,7 @@ static int parse(ppl_opts *o, int argc, char **argv, nm_error *err) {
         if (rc == 0)
             return nm_fail(err, "unknown option '%s' (see numalm perplexity --help)", argv[i]);
     }
-    if (o->c.topology)
+    if (o->c.opts.topology_xml)
         return nm_fail(err, "--topology describes another machine: it is for `numalm plan`, "
                             "not for running a model here");
     if (!o->file)
@@ -94,14 +89,14 @@ static void on_chunk(void *ud, int chunk, double ppl) {
     fflush(stdout);
 }
 
-static void report(const ppl_opts *o, const nm_cli_session *s, const nm_model *m,
-                   const nm_ppl_result *r, int n_ctx) {
+static void report(const ppl_opts *o, const numalm_session *s, const numalm_ppl_result *r,
+                   int n_ctx) {
     printf("\nPPL = %.4f\n", r->ppl);
     fprintf(stderr,
             "numalm perplexity: %d tokens, %d chunks of %d, %d scored, PPL = %.4f "
             "+/- %.4f | load %.3f s, %.1f tok/s\n",
-            r->n_tokens, r->n_chunks, n_ctx, r->n_scored, r->ppl, r->ppl_err, s->load_s,
-            r->seconds > 0 ? r->n_chunks * n_ctx / r->seconds : 0);
+            r->n_tokens, r->n_chunks, n_ctx, r->n_scored, r->ppl, r->ppl_err,
+            numalm_load_seconds(s), r->seconds > 0 ? r->n_chunks * n_ctx / r->seconds : 0);
     if (!o->c.json)
         return;
     nm_json j;
@@ -113,10 +108,10 @@ static void report(const ppl_opts *o, const nm_cli_session *s, const nm_model *m
     nm_json_kint(&j, "n_ctx", n_ctx);
     nm_json_kint(&j, "n_chunks", r->n_chunks);
     nm_json_kint(&j, "n_scored", r->n_scored);
-    nm_json_kdouble(&j, "load_s", s->load_s);
+    nm_json_kdouble(&j, "load_s", numalm_load_seconds(s));
     nm_json_kdouble(&j, "eval_s", r->seconds);
     nm_json_kdouble(&j, "tok_s", r->seconds > 0 ? r->n_chunks * n_ctx / r->seconds : 0);
-    nm_cli_json_run_setup(&j, s, m);
+    nm_cli_json_run_setup(&j, s);
     nm_json_obj_end(&j);
     nm_json_finish(&j);
 }
@@ -132,34 +127,33 @@ int cmd_perplexity(int argc, char **argv) {
     }
     size_t len = 0;
     char *text = read_text(o.file, &len, &err);
-    nm_cli_session s = {0};
-    nm_tokenizer *tok = NULL;
-    nm_model *m = NULL;
-    nm_ppl_result r;
+    numalm_options *mo = &o.c.opts;
+    numalm_session *s = NULL;
+    numalm_ppl_result r;
     int status = 1;
-    if (!text || nm_cli_open(&o.c, &s, &err) < 0)
+    /* the chunk length depends on the model's context: load, then size it */
+    mo->stage = NUMALM_STAGE_WEIGHTS;
+    if (!text || !(s = nm_cli_open(&o.c, &err)))
         goto fail;
-    if (o.model.n_ctx == 0)
-        o.model.n_ctx = s.plan->hp.n_ctx_train && s.plan->hp.n_ctx_train < DEFAULT_CTX
-                            ? (int)s.plan->hp.n_ctx_train
-                            : DEFAULT_CTX;
-    if (o.model.n_batch < o.model.n_ctx)
-        o.model.n_batch = o.model.n_ctx; /* one pass per chunk */
-    if (!(tok = nm_tokenizer_load(s.gguf, &err)) ||
-        !(m = nm_model_create(s.w, s.topo, &o.model, &err)) ||
-        nm_perplexity(m, tok, text, len, o.model.n_ctx, on_chunk, NULL, &r, &err) < 0)
+    if (mo->n_ctx == 0)
+        mo->n_ctx = numalm_n_ctx_train(s) && numalm_n_ctx_train(s) < DEFAULT_CTX
+                        ? numalm_n_ctx_train(s)
+                        : DEFAULT_CTX;
+    if (mo->n_batch < mo->n_ctx)
+        mo->n_batch = mo->n_ctx; /* one pass per chunk */
+    mo->stage = NUMALM_STAGE_MODEL;
+    if (numalm_advance(s, mo) < 0 ||
+        numalm_perplexity(s, text, len, mo->n_ctx, on_chunk, NULL, &r) < 0) {
+        nm_fail(&err, "%s", numalm_last_error(s));
         goto fail;
-    report(&o, &s, m, &r, o.model.n_ctx);
+    }
+    report(&o, s, &r, mo->n_ctx);
     status = 0;
     goto done;
 fail:
     fprintf(stderr, "numalm perplexity: %s\n", err.msg);
 done:
-    nm_model_free(m);
-    if (tok)
-        nm_tokenizer_free(tok);
-    if (s.gguf)
-        nm_cli_close(&s);
+    numalm_close(s);
     free(text);
     return status;
 }

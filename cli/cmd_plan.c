@@ -3,7 +3,9 @@
  * only the GGUF header is read. */
 #include "cli_opt.h"
 #include "commands.h"
+#include "messages.h"
 
+#include "api/session_internal.h"
 #include "common/util.h"
 #include "numa/plan.h"
 
@@ -38,21 +40,25 @@ static void usage(FILE *out) {
 }
 
 typedef struct plan_args {
-    const char *model, *xml;
     bool json, verbose;
-    nm_plan_opts opts;
+    numalm_options opts; /* stage PLAN */
 } plan_args;
 
 static int parse_value(const char *opt, const char *v, plan_args *pa, nm_error *err) {
     long n;
     uint64_t bytes;
-    if (!strcmp(opt, "--placement"))
-        return nm_placement_parse(v, &pa->opts.placement, &pa->opts.fixed_node, err);
+    if (!strcmp(opt, "--placement")) {
+        nm_placement p;
+        if (nm_placement_parse(v, &p, &pa->opts.fixed_node, err))
+            return -1;
+        pa->opts.placement = (numalm_placement)p;
+        return 0;
+    }
     if (!strcmp(opt, "--nodes")) {
-        int c = nm_parse_int_list(v, pa->opts.nodes_req, NM_MAX_NODES, 4095, err);
+        int c = nm_parse_int_list(v, pa->opts.nodes, NUMALM_MAX_NODES, 4095, err);
         if (c < 0)
             return nm_fail_prefix(err, "--nodes");
-        pa->opts.n_nodes_req = c;
+        pa->opts.n_nodes = c;
         return 0;
     }
     if (!strcmp(opt, "--threads-per-node")) {
@@ -76,9 +82,9 @@ static int parse_value(const char *opt, const char *v, plan_args *pa, nm_error *
                    : nm_fail(err, "--align %s: expected a power of two", v);
     }
     if (!strcmp(opt, "--model"))
-        pa->model = v;
+        pa->opts.model_path = v;
     else
-        pa->xml = v;
+        pa->opts.topology_xml = v;
     return 0;
 }
 
@@ -109,7 +115,7 @@ static int parse_args(int argc, char **argv, plan_args *pa, nm_error *err) {
         if (!found)
             return nm_fail(err, "unknown argument '%s' (see numalm plan --help)", argv[i]);
     }
-    if (!pa->model)
+    if (!pa->opts.model_path)
         return nm_fail(err, "no model: give -m MODEL.gguf");
     return 0;
 }
@@ -120,29 +126,27 @@ int cmd_plan(int argc, char **argv) {
         return 0;
     }
     plan_args pa = {0};
+    numalm_options_init(&pa.opts);
+    pa.opts.stage = NUMALM_STAGE_PLAN;
+    pa.opts.log = nm_cli_log;
     nm_error err = {{0}};
     if (parse_args(argc, argv, &pa, &err)) {
         fprintf(stderr, "numalm plan: %s\n", err.msg);
         return 2;
     }
-    nm_gguf *g = nm_gguf_open(pa.model, &err);
-    nm_topo *t = g ? nm_topo_load(pa.xml, &err) : NULL;
-    nm_plan *p = t ? nm_plan_build(g, t, &pa.opts, &err) : NULL;
-    int rc = p ? 0 : 1;
-    if (p) {
-        if (pa.json) {
-            nm_plan_print_json(p, stdout);
-        } else {
-            printf("model %s on %s\n", pa.model, t->source);
-            nm_plan_print(p, stdout);
-            if (pa.verbose)
-                nm_plan_print_table(p, stdout);
-        }
-    } else {
+    numalm_session *s = numalm_open(&pa.opts, err.msg, sizeof err.msg);
+    if (!s) {
         fprintf(stderr, "numalm plan: %s\n", err.msg);
+        return 1;
     }
-    nm_plan_free(p);
-    nm_topo_free(t);
-    nm_gguf_close(g);
-    return rc;
+    if (pa.json) {
+        nm_plan_print_json(s->plan, stdout);
+    } else {
+        printf("model %s on %s\n", pa.opts.model_path, s->topo->source);
+        nm_plan_print(s->plan, stdout);
+        if (pa.verbose)
+            nm_plan_print_table(s->plan, stdout);
+    }
+    numalm_close(s);
+    return 0;
 }

@@ -7,17 +7,13 @@
 
 #include "common/json.h"
 #include "common/util.h"
-#include "gguf/ggml_types.h"
-#include "runtime/generate.h"
-#include "runtime/kernels.h"
 
 #include <stdio.h>
 #include <string.h>
 
 typedef struct run_opts {
     nm_cli_common c;
-    nm_model_opts model;
-    nm_gen_opts gen;
+    numalm_gen_params gen;
     const char *prompt;
 } run_opts;
 
@@ -78,7 +74,7 @@ static int run_arg(run_opts *o, int argc, char **argv, int *i, nm_error *err) {
                 {"--top-p", NULL},  {"--top-k", NULL},     {"--seed", NULL}};
     int rc = nm_cli_common_arg(&o->c, argc, argv, i, err);
     if (rc == 0)
-        rc = nm_cli_model_arg(&o->model, argc, argv, i, err);
+        rc = nm_cli_model_arg(&o->c.opts, argc, argv, i, err);
     if (rc != 0)
         return rc;
     for (size_t k = 0; k < sizeof OPTS / sizeof OPTS[0]; k++) {
@@ -101,10 +97,8 @@ static int run_arg(run_opts *o, int argc, char **argv, int *i, nm_error *err) {
 static int parse(run_opts *o, int argc, char **argv, nm_error *err) {
     memset(o, 0, sizeof *o);
     nm_cli_common_init(&o->c);
-    o->model = nm_model_opts_default();
-    o->gen = (nm_gen_opts){.n_predict = 128,
-                           .echo = true,
-                           .sampler = {.temp = 0, .top_k = 0, .top_p = 1.0f, .seed = 0}};
+    numalm_gen_params_init(&o->gen); /* greedy, 128 tokens */
+    o->gen.echo = true;
     if (nm_cli_help_asked(argc, argv)) {
         usage(stdout);
         return 1;
@@ -116,7 +110,7 @@ static int parse(run_opts *o, int argc, char **argv, nm_error *err) {
         if (rc == 0)
             return nm_fail(err, "unknown option '%s' (see numalm run --help)", argv[i]);
     }
-    if (o->c.topology)
+    if (o->c.opts.topology_xml)
         return nm_fail(err, "--topology describes another machine: it is for `numalm plan`, "
                             "not for running a model here");
     if (!o->prompt)
@@ -124,40 +118,53 @@ static int parse(run_opts *o, int argc, char **argv, nm_error *err) {
     return 0;
 }
 
-static void write_text(void *ud, const char *text, size_t len) {
+static int write_text(void *ud, const char *text, size_t len) {
     (void)ud;
     fwrite(text, 1, len, stdout);
     fflush(stdout);
+    return 0;
 }
 
 static double rate(double n, double s) {
     return s > 0 ? n / s : 0;
 }
 
-static void report(const run_opts *o, const nm_cli_session *s, const nm_model *m,
-                   const nm_gen_stats *st) {
+static const char *stop_name(numalm_stop stop) {
+    switch (stop) {
+    case NUMALM_STOP_EOS:
+        return "eos";
+    case NUMALM_STOP_CONTEXT:
+        return "context";
+    case NUMALM_STOP_CALLER:
+        return "caller";
+    case NUMALM_STOP_LENGTH:
+        break;
+    }
+    return "length";
+}
+
+static void report(const run_opts *o, const numalm_session *s, const numalm_gen_stats *st) {
     double ptps = rate(st->n_prompt, st->prompt_s);
     double dtps = rate(st->n_decode_evals, st->decode_s);
     fprintf(stderr,
             "numalm run: load %.3f s | prompt %d tokens, %.1f tok/s | decode %d tokens, "
             "%.2f tok/s | %d threads, %s, %s, %s\n",
-            s->load_s, st->n_prompt, ptps, st->n_decode, dtps, nm_model_n_threads(m),
-            nm_io_name(s->w->io), nm_placement_name(s->plan->placement),
-            nm_simd_name(nm_simd_get()));
-    const nm_read_probe_stats *pr = &st->probe;
-    if (pr->pairs)
+            numalm_load_seconds(s), st->n_prompt, ptps, st->n_decode, dtps, numalm_n_threads(s),
+            numalm_io_name(numalm_io_used(s)), numalm_placement_name(numalm_placement_used(s)),
+            numalm_simd_name(numalm_simd_level()));
+    if (st->probe_pairs)
         fprintf(stderr,
                 "numalm run: read probe: decode %.1f GB/s of weights, a read of the same "
                 "weights by the same threads %.1f GB/s: decode at %.0f%% of it (median of %d "
                 "pairs; quartiles %.0f%%-%.0f%%)\n",
-                pr->decode_gbps, pr->read_gbps, 100 * pr->of_read, pr->pairs, 100 * pr->of_read_q25,
-                100 * pr->of_read_q75);
+                st->probe_decode_gbps, st->probe_read_gbps, 100 * st->probe_of_read,
+                st->probe_pairs, 100 * st->probe_of_read_q25, 100 * st->probe_of_read_q75);
     if (!o->c.json)
         return;
     nm_json j;
     nm_json_init(&j, stderr);
     nm_json_obj_begin(&j);
-    nm_json_kdouble(&j, "load_s", s->load_s);
+    nm_json_kdouble(&j, "load_s", numalm_load_seconds(s));
     nm_json_kint(&j, "n_prompt", st->n_prompt);
     nm_json_kdouble(&j, "prompt_s", st->prompt_s);
     nm_json_kdouble(&j, "prompt_tok_s", ptps);
@@ -165,25 +172,25 @@ static void report(const run_opts *o, const nm_cli_session *s, const nm_model *m
     nm_json_kint(&j, "n_decode_evals", st->n_decode_evals);
     nm_json_kdouble(&j, "decode_s", st->decode_s);
     nm_json_kdouble(&j, "decode_tok_s", dtps);
-    uint64_t wb = nm_model_weight_bytes_per_token(m);
+    uint64_t wb = numalm_weight_bytes_per_token(s);
     nm_json_kuint(&j, "weight_bytes_per_token", wb);
     nm_json_kdouble(&j, "decode_weight_gb_s", dtps * (double)wb / 1e9);
-    if (pr->pairs) {
+    if (st->probe_pairs) {
         nm_json_key(&j, "read_probe");
         nm_json_obj_begin(&j);
-        nm_json_kint(&j, "pairs", pr->pairs);
-        nm_json_kdouble(&j, "decode_gb_s", pr->decode_gbps);
-        nm_json_kdouble(&j, "read_gb_s", pr->read_gbps);
-        nm_json_kdouble(&j, "of_read", pr->of_read);
-        nm_json_kdouble(&j, "of_read_q25", pr->of_read_q25);
-        nm_json_kdouble(&j, "of_read_q75", pr->of_read_q75);
-        nm_json_kuint(&j, "read_bytes", pr->read_bytes);
-        nm_json_kuint(&j, "checksum", pr->checksum);
+        nm_json_kint(&j, "pairs", st->probe_pairs);
+        nm_json_kdouble(&j, "decode_gb_s", st->probe_decode_gbps);
+        nm_json_kdouble(&j, "read_gb_s", st->probe_read_gbps);
+        nm_json_kdouble(&j, "of_read", st->probe_of_read);
+        nm_json_kdouble(&j, "of_read_q25", st->probe_of_read_q25);
+        nm_json_kdouble(&j, "of_read_q75", st->probe_of_read_q75);
+        nm_json_kuint(&j, "read_bytes", st->probe_read_bytes);
+        nm_json_kuint(&j, "checksum", st->probe_checksum);
         nm_json_obj_end(&j);
     }
-    nm_json_kstr(&j, "stop", st->hit_eos ? "eos" : st->hit_ctx ? "context" : "length");
-    nm_json_kint(&j, "n_ctx", nm_model_n_ctx(m));
-    nm_cli_json_run_setup(&j, s, m);
+    nm_json_kstr(&j, "stop", stop_name(st->stop));
+    nm_json_kint(&j, "n_ctx", numalm_n_ctx(s));
+    nm_cli_json_run_setup(&j, s);
     nm_json_obj_end(&j);
     nm_json_finish(&j);
 }
@@ -197,37 +204,21 @@ int cmd_run(int argc, char **argv) {
             fprintf(stderr, "numalm run: %s\n", err.msg);
         return rc < 0 ? 2 : 0;
     }
-    nm_cli_session s;
-    nm_tokenizer *tok = NULL;
-    nm_model *m = NULL;
-    nm_gen_stats st;
-    int status = 1;
-    if (nm_cli_open(&o.c, &s, &err) < 0)
-        goto fail;
-    double t0 = nm_now();
-    if (!(tok = nm_tokenizer_load(s.gguf, &err)) ||
-        !(m = nm_model_create(s.w, s.topo, &o.model, &err)))
-        goto fail;
-    s.load_s += nm_now() - t0;
-    if (nm_generate(m, tok, o.prompt, &o.gen, write_text, NULL, NULL, NULL, &st, &err) < 0)
-        goto fail;
+    numalm_gen_stats st;
+    numalm_session *s = nm_cli_open(&o.c, &err);
+    if (!s || numalm_generate(s, o.prompt, &o.gen, write_text, NULL, &st) < 0) {
+        fprintf(stderr, "numalm run: %s\n", s ? numalm_last_error(s) : err.msg);
+        numalm_close(s);
+        return 1;
+    }
     if (o.gen.echo || st.n_decode)
         write_text(NULL, "\n", 1);
-    if (st.hit_ctx)
+    if (st.stop == NUMALM_STOP_CONTEXT)
         fprintf(stderr,
                 "numalm run: context full (%d tokens): stopped generating "
                 "(raise -c)\n",
-                nm_model_n_ctx(m));
-    report(&o, &s, m, &st);
-    status = 0;
-    goto done;
-fail:
-    fprintf(stderr, "numalm run: %s\n", err.msg);
-done:
-    nm_model_free(m);
-    if (tok)
-        nm_tokenizer_free(tok);
-    if (s.gguf)
-        nm_cli_close(&s);
-    return status;
+                numalm_n_ctx(s));
+    report(&o, s, &st);
+    numalm_close(s);
+    return 0;
 }

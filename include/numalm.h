@@ -1,6 +1,322 @@
-/* numalm's public header. It is being rewritten as a self-contained API
- * (opaque handles, one open -> run call sequence); until then it declares
- * nothing, and programs use the layers' own headers. */
+/* numalm: a NUMA-aware GGUF model loader and llama inference runtime.
+ *
+ * The public C interface, self-contained: it includes only the C library's
+ * headers and shows no internal structure. One call sequence serves every
+ * program, the numalm command included:
+ *
+ *     numalm_options o;
+ *     numalm_options_init(&o);              // every field at its default
+ *     o.model_path = "model.gguf";
+ *     char err[1024];
+ *     numalm_session *s = numalm_open(&o, err, sizeof err);
+ *     if (!s) { fprintf(stderr, "%s\n", err); return 1; }
+ *     numalm_gen_params p;
+ *     numalm_gen_params_init(&p);           // greedy, 128 tokens
+ *     if (numalm_generate(s, "Once upon a time", &p, on_text, NULL, NULL) < 0)
+ *         fprintf(stderr, "%s\n", numalm_last_error(s));
+ *     numalm_close(s);
+ *
+ * numalm_open reads the GGUF header, probes the NUMA topology (hwloc), plans
+ * where every weight and worker thread goes, loads the weights into
+ * node-local memory and builds the model (tokenizer, KV cache, workers).
+ *
+ * Errors: numalm_open writes its message into the caller's buffer; every
+ * other call that can fail returns -1 (or NULL) and leaves its message in the
+ * session, read with numalm_last_error. The library never prints: warnings,
+ * fallbacks and progress go to the callbacks set in the options.
+ *
+ * Threads: a session is used by one thread at a time; it runs its own worker
+ * threads inside the calls. Structs that the caller fills (numalm_options,
+ * numalm_gen_params) must first be set by their _init function, so that
+ * fields added later get their defaults. */
 #ifndef NUMALM_H
 #define NUMALM_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(__GNUC__)
+#define NUMALM_API __attribute__((visibility("default")))
+#else
+#define NUMALM_API
+#endif
+
+/* ---- options ---------------------------------------------------------- */
+
+/* How far numalm_open goes. Each stage includes the ones before it. */
+typedef enum numalm_stage {
+    NUMALM_STAGE_PLAN = 1,    /* GGUF header, topology, placement plan */
+    NUMALM_STAGE_WEIGHTS = 2, /* + the weights in node-local memory */
+    NUMALM_STAGE_MODEL = 3,   /* + tokenizer, KV cache, workers: ready to run */
+} numalm_stage;
+
+/* Where the weight bytes live. The compute split is the same for all: each
+ * node's workers compute the rows the plan gives that node. */
+typedef enum numalm_placement {
+    NUMALM_PLACE_SHARD = 0,      /* each node holds the rows it computes */
+    NUMALM_PLACE_REPLICATE = 1,  /* each node holds a full copy */
+    NUMALM_PLACE_INTERLEAVE = 2, /* one copy, pages round-robin over the nodes */
+    NUMALM_PLACE_NODE = 3,       /* one copy on fixed_node */
+} numalm_placement;
+
+/* How the bytes arrive. Fallbacks (O_DIRECT refused, no io_uring) are taken
+ * automatically and reported through the log callback. */
+typedef enum numalm_io {
+    NUMALM_IO_DIO = 0,      /* O_DIRECT + io_uring, per-node readers */
+    NUMALM_IO_BUFFERED = 1, /* pread by node-pinned threads */
+    NUMALM_IO_MMAP = 2,     /* map the file, interleave/bind policy (baseline) */
+    NUMALM_IO_AUTO = 3,     /* copy what the page cache holds, O_DIRECT the rest */
+} numalm_io;
+
+/* Transparent huge pages for the weight arenas. */
+typedef enum numalm_thp {
+    NUMALM_THP_OFF = -1,
+    NUMALM_THP_AUTO = 0, /* on, except where freed memory goes back to a hypervisor */
+    NUMALM_THP_ON = 1,
+    NUMALM_THP_COLLAPSE = 2, /* fill with small pages, then MADV_COLLAPSE */
+} numalm_thp;
+
+/* KV cache element type (the GGUF type ids). */
+typedef enum numalm_kv_type {
+    NUMALM_KV_F32 = 0,
+    NUMALM_KV_F16 = 1,
+} numalm_kv_type;
+
+/* Kernel instruction-set levels, lowest first. */
+typedef enum numalm_simd {
+    NUMALM_SIMD_SCALAR = 0,
+    NUMALM_SIMD_AVX2 = 1,
+    NUMALM_SIMD_AVX512 = 2,
+} numalm_simd;
+
+typedef enum numalm_log_level {
+    NUMALM_LOG_DEBUG = 0,
+    NUMALM_LOG_INFO = 1,  /* what was done ("... collapsed into huge pages") */
+    NUMALM_LOG_WARN = 2,  /* a fallback was taken; the work goes on */
+    NUMALM_LOG_ERROR = 3, /* also returned as the call's error */
+} numalm_log_level;
+
+/* One message, without a trailing newline. */
+typedef void (*numalm_log_fn)(void *user, numalm_log_level level, const char *msg);
+
+/* Progress of long work (what: "loading"): done of total bytes after
+ * seconds; called at most about ten times a second, from any thread, and
+ * once more with finished true at the end. */
+typedef void (*numalm_progress_fn)(void *user, const char *what, uint64_t done, uint64_t total,
+                                   double seconds, bool finished);
+
+#define NUMALM_MAX_NODES 64
+
+typedef struct numalm_options {
+    /* what to open */
+    const char *model_path;   /* GGUF file (copied) */
+    const char *topology_xml; /* hwloc XML export of another machine: plan
+                                 for it (stage PLAN only); NULL: this one */
+    numalm_stage stage;       /* default NUMALM_STAGE_MODEL */
+
+    /* where the weights and the workers go */
+    numalm_placement placement;  /* default shard */
+    int fixed_node;              /* NUMALM_PLACE_NODE: its OS index */
+    int nodes[NUMALM_MAX_NODES]; /* compute on these nodes (OS indexes) */
+    int n_nodes;                 /* 0: every allowed node with CPUs */
+    int n_threads;               /* workers in all, spread in proportion
+                                    to cores; 0: one per allowed core */
+    int threads_per_node;        /* workers on each node; 0: see n_threads */
+    uint64_t align;              /* arena/file offset congruence; 0: 4096 */
+
+    /* how the bytes arrive */
+    numalm_io io;         /* default auto */
+    numalm_thp thp;       /* default auto */
+    bool mlock;           /* lock the weights in memory */
+    bool hugepages;       /* explicit MAP_HUGETLB pages (falls back) */
+    bool verify;          /* check page placement and checksums after the load */
+    bool drop_caches;     /* drop the whole page cache first (root) */
+    bool drop_file_cache; /* evict only the model from the page cache first */
+    bool no_map;          /* auto: copy cached pages, never map them */
+    uint64_t chunk_bytes; /* O_DIRECT request size; 0: 4 MiB */
+    int queue_depth;      /* io_uring depth per reader; 0: 32 */
+    int readers_per_node; /* 0: 1 for O_DIRECT, up to 4 for copies */
+
+    /* the model */
+    int n_ctx;              /* KV cache positions; 0: the model's training context */
+    numalm_kv_type kv_type; /* default F16 */
+    int n_batch;            /* prompt tokens per batched pass; 0: 64 */
+    numalm_simd simd_max;   /* highest kernel level to use (default AVX512:
+                               the best this CPU has); process-wide, set
+                               when a session reaches stage MODEL */
+
+    /* messages */
+    numalm_log_fn log; /* NULL: messages are dropped */
+    void *log_user;
+    numalm_log_level log_level;  /* lowest level passed on; default INFO */
+    numalm_progress_fn progress; /* NULL: no progress reports */
+    void *progress_user;
+} numalm_options;
+
+/* Every field at its default. */
+NUMALM_API void numalm_options_init(numalm_options *o);
+
+/* ---- sessions --------------------------------------------------------- */
+
+typedef struct numalm_session numalm_session;
+
+/* Opens o->model_path and goes as far as o->stage. NULL on failure, with the
+ * message (naming the file, key or tensor and offset) in err[0..err_size). */
+NUMALM_API numalm_session *numalm_open(const numalm_options *o, char *err, size_t err_size);
+
+/* Carries a session opened to an earlier stage on to o->stage, with o's
+ * fields for the stages still to run (the finished ones keep theirs): e.g.
+ * open to NUMALM_STAGE_WEIGHTS, size the context from
+ * numalm_n_ctx_train, then advance to NUMALM_STAGE_MODEL. 0 or -1. */
+NUMALM_API int numalm_advance(numalm_session *s, const numalm_options *o);
+
+/* Frees everything; NULL is ignored. */
+NUMALM_API void numalm_close(numalm_session *s);
+
+/* The message of the last failed call on s ("" if none). */
+NUMALM_API const char *numalm_last_error(const numalm_session *s);
+
+/* ---- what was opened -------------------------------------------------- */
+
+NUMALM_API numalm_stage numalm_session_stage(const numalm_session *s);
+NUMALM_API const char *numalm_model_path(const numalm_session *s);
+/* Seconds spent in numalm_open and numalm_advance so far. */
+NUMALM_API double numalm_load_seconds(const numalm_session *s);
+NUMALM_API numalm_placement numalm_placement_used(const numalm_session *s);
+NUMALM_API int numalm_n_nodes(const numalm_session *s);     /* compute nodes */
+NUMALM_API int numalm_n_threads(const numalm_session *s);   /* workers in all */
+NUMALM_API int numalm_n_ctx_train(const numalm_session *s); /* llama.context_length */
+/* From stage WEIGHTS: the io mode after fallbacks (auto stays auto). */
+NUMALM_API numalm_io numalm_io_used(const numalm_session *s);
+/* From stage MODEL (else 0 / -1): */
+NUMALM_API int numalm_n_vocab(const numalm_session *s);
+NUMALM_API int numalm_n_ctx(const numalm_session *s);
+NUMALM_API numalm_kv_type numalm_kv_type_used(const numalm_session *s);
+/* Weight bytes one decode step reads (every matrix + one embedding row). */
+NUMALM_API uint64_t numalm_weight_bytes_per_token(const numalm_session *s);
+
+/* The kernel level in use (process-wide: the best this CPU supports, at
+ * most the simd_max of the last session that reached stage MODEL). */
+NUMALM_API numalm_simd numalm_simd_level(void);
+
+NUMALM_API const char *numalm_placement_name(numalm_placement p); /* "shard" */
+NUMALM_API const char *numalm_io_name(numalm_io io);              /* "auto" */
+NUMALM_API const char *numalm_simd_name(numalm_simd level);       /* "avx2" */
+NUMALM_API const char *numalm_kv_type_name(numalm_kv_type t);     /* "f16" */
+
+/* ---- tokens ----------------------------------------------------------- */
+
+/* Encodes text[0..len) (BOS first when add_bos). Returns the token count,
+ * of which the first max_tokens are stored (call again with more room when
+ * it is larger), or -1. */
+NUMALM_API int numalm_tokenize(numalm_session *s, const char *text, size_t len, bool add_bos,
+                               int32_t *tokens, int max_tokens);
+
+/* Whether the vocab asks for BOS in front of a text. */
+NUMALM_API bool numalm_add_bos(const numalm_session *s);
+NUMALM_API int32_t numalm_token_bos(const numalm_session *s);
+NUMALM_API int32_t numalm_token_eos(const numalm_session *s);
+
+/* The text of tokens[0..n) as generation prints it (the leading space of the
+ * first piece dropped, control tokens empty). Writes at most size - 1 bytes
+ * and a NUL; returns the full length (more than size - 1: call again with a
+ * larger buffer), or -1. */
+NUMALM_API int64_t numalm_detokenize(numalm_session *s, const int32_t *tokens, int n, char *buf,
+                                     size_t size);
+
+/* ---- evaluation ------------------------------------------------------- */
+
+/* Runs tokens[0..n) at positions pos..pos+n-1 of the session's one sequence
+ * (pos 0 starts a new one; the cache must hold positions 0..pos-1). The
+ * logits of tokens [logits_from, n) go to logits[(i - logits_from) *
+ * n_vocab]; logits_from == n computes none. 0 or -1 (e.g. past the
+ * context, without touching the cache). */
+NUMALM_API int numalm_eval(numalm_session *s, const int32_t *tokens, int n, int pos,
+                           int logits_from, float *logits);
+
+/* ---- generation ------------------------------------------------------- */
+
+/* Applied in llama.cpp's default order: top-k, top-p, temperature. */
+typedef struct numalm_sampler_params {
+    float temp;    /* <= 0: greedy */
+    int top_k;     /* <= 0: off */
+    float top_p;   /* >= 1: off */
+    uint64_t seed; /* the same seed gives the same tokens */
+} numalm_sampler_params;
+
+typedef struct numalm_gen_params {
+    int n_predict;                 /* tokens to generate at most (default 128); stops at EOS */
+    numalm_sampler_params sampler; /* default greedy */
+    bool echo;                     /* stream the prompt first, as the model read it */
+    bool read_probe;               /* after each decode step, time a read of the same
+                                      weights by the same threads (see the stats) */
+    int32_t *tokens;               /* optional: receives every token, prompt included, */
+    int max_tokens;                /* at most this many */
+} numalm_gen_params;
+
+/* Greedy, 128 tokens, no echo, no probe, no token copy. */
+NUMALM_API void numalm_gen_params_init(numalm_gen_params *p);
+
+/* Receives each piece of text as soon as it is known (a UTF-8 character may
+ * be split across calls). Return 0 to go on, non-zero to stop generating. */
+typedef int (*numalm_text_fn)(void *user, const char *text, size_t len);
+
+typedef enum numalm_stop {
+    NUMALM_STOP_LENGTH = 0,  /* n_predict tokens */
+    NUMALM_STOP_EOS = 1,     /* the model ended the text */
+    NUMALM_STOP_CONTEXT = 2, /* the context is full */
+    NUMALM_STOP_CALLER = 3,  /* the text callback asked to stop */
+} numalm_stop;
+
+typedef struct numalm_gen_stats {
+    int n_prompt;       /* prompt tokens, BOS included */
+    int n_decode;       /* tokens generated (EOS not counted) */
+    int n_decode_evals; /* single-token passes through the model */
+    int n_tokens;       /* prompt + generated (may exceed max_tokens) */
+    double prompt_s;    /* the batched prompt pass */
+    double decode_s;    /* decode passes + sampling (not the read probe) */
+    numalm_stop stop;
+    /* read_probe: medians over the decode/read pairs */
+    int probe_pairs;
+    double probe_decode_gbps, probe_read_gbps;
+    double probe_of_read, probe_of_read_q25, probe_of_read_q75; /* decode / read */
+    uint64_t probe_read_bytes, probe_checksum;                  /* of the last read pass */
+} numalm_gen_stats;
+
+/* Tokenizes prompt (BOS first when the vocab asks for it), runs it from
+ * position 0 as one batched pass, then samples and decodes. stats may be
+ * NULL. 0 or -1. */
+NUMALM_API int numalm_generate(numalm_session *s, const char *prompt, const numalm_gen_params *p,
+                               numalm_text_fn on_text, void *user, numalm_gen_stats *stats);
+
+/* ---- perplexity ------------------------------------------------------- */
+
+typedef struct numalm_ppl_result {
+    int n_tokens; /* of the whole text, BOS included */
+    int n_chunks;
+    int n_scored; /* tokens scored */
+    double ppl;
+    double ppl_err; /* standard error estimate */
+    double seconds;
+} numalm_ppl_result;
+
+/* After each chunk: its number (from 1) and the running perplexity. */
+typedef void (*numalm_ppl_fn)(void *user, int chunk, double ppl);
+
+/* llama.cpp's method: the text, tokenized with BOS, is cut into chunks of
+ * n_ctx tokens; each is evaluated from position 0 with BOS first, and the
+ * logits of its second half score the next token. n_ctx must fit the
+ * session's context. 0 or -1. */
+NUMALM_API int numalm_perplexity(numalm_session *s, const char *text, size_t len, int n_ctx,
+                                 numalm_ppl_fn on_chunk, void *user, numalm_ppl_result *r);
+
+#ifdef __cplusplus
+}
+#endif
+
 #endif

@@ -751,13 +751,12 @@ nm_loaded *nm_load(const nm_gguf *g, const nm_plan *plan, const nm_load_opts *op
         uint64_t total = 0;
         for (int i = 0; i < r.n_jobs; i++)
             total += r.jobs[i].bytes;
-        nm_progress_begin(&prog, "loading", total);
+        nm_progress_begin(&prog, "loading", total, opts->progress, opts->progress_ud);
         r.ctx.progress = opts->progress ? &prog : NULL;
         rc = run_jobs(&r, err);
         if (rc == 0 && w->io != NM_IO_MMAP)
             thp_collapse_after_fill(&r);
-        if (opts->progress)
-            nm_progress_end(&prog);
+        nm_progress_end(&prog);
         w->seconds = nm_now() - r.t0;
         w->bytes = total;
     }
@@ -778,8 +777,6 @@ nm_loaded *nm_load(const nm_gguf *g, const nm_plan *plan, const nm_load_opts *op
         nm_loaded_free(w);
         return NULL;
     }
-    for (int i = 0; i < w->n_fallbacks; i++)
-        fprintf(stderr, "numalm: load fallback: %s\n", w->fallbacks[i]);
     return w;
 }
 

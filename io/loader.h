@@ -4,6 +4,7 @@
 #ifndef NM_LOADER_H
 #define NM_LOADER_H
 
+#include "common/progress.h"
 #include "numa/arena.h"
 #include "numa/plan.h"
 
@@ -17,12 +18,13 @@ typedef enum nm_io_mode {
 typedef struct nm_load_opts {
     nm_io_mode io;
     nm_arena_opts arena;
-    uint64_t chunk_bytes; /* 0: default */
-    int queue_depth;      /* 0: default */
-    int readers_per_node; /* 0: default */
-    bool verify;          /* placement (move_pages) + checksums */
-    bool drop_caches;     /* root only */
-    bool progress;        /* progress bar on a TTY */
+    uint64_t chunk_bytes;    /* 0: default */
+    int queue_depth;         /* 0: default */
+    int readers_per_node;    /* 0: default */
+    bool verify;             /* placement (move_pages) + checksums */
+    bool drop_caches;        /* root only */
+    nm_progress_fn progress; /* NULL: no progress reports */
+    void *progress_ud;
     /* Added by the loader (additive): */
     const nm_topo *topo;  /* for pinning readers; NULL: probed here */
     bool drop_file_cache; /* posix_fadvise(DONTNEED) on the model only */

@@ -84,8 +84,8 @@ void nm_reader_finish(nm_reader_job *j, int rc);
 /* NM_JOB_COPY: waits for j->src, then copies its bytes node to node. */
 int nm_read_copy(nm_reader_job *j);
 
-/* Records a fallback line once (thread-safe); also printed to stderr by the
- * loader at the end. */
+/* Records a fallback line once (thread-safe); the loader hands the lines
+ * to its caller in nm_loaded.fallbacks. */
 void nm_read_fallback(nm_read_ctx *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* Remembers which CPU the calling reader runs on (cheap; call often). */

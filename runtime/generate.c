@@ -8,11 +8,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-static void emit(const nm_tokenizer *tok, int32_t id, int32_t prev, nm_text_fn fn, void *ud) {
+/* Non-zero when the callback asks to stop. */
+static int emit(const nm_tokenizer *tok, int32_t id, int32_t prev, nm_text_fn fn, void *ud) {
     char buf[256];
     size_t n = nm_token_to_text(tok, id, prev, buf, sizeof buf);
-    if (n && fn)
-        fn(ud, buf, n);
+    return n && fn ? fn(ud, buf, n) : 0;
 }
 
 typedef struct gen_state {
@@ -52,10 +52,11 @@ static int run_prompt(nm_model *m, const nm_tokenizer *tok, const char *prompt,
                        "the prompt has %d tokens, more than the context of %d "
                        "(raise -c)",
                        n, nm_model_n_ctx(m));
-    if (o->echo)
-        for (int i = 0; i < n; i++)
-            emit(tok, g->toks[i], i ? g->toks[i - 1] : -1, fn, ud);
     st->n_prompt = n;
+    for (int i = 0; o->echo && i < n && !st->hit_stop; i++)
+        st->hit_stop = emit(tok, g->toks[i], i ? g->toks[i - 1] : -1, fn, ud) != 0;
+    if (st->hit_stop)
+        return 0;
     double t0 = nm_now();
     if (nm_model_eval(m, g->toks, n, 0, n - 1, g->logits, err) < 0)
         return -1;
@@ -80,16 +81,16 @@ int nm_generate(nm_model *m, const nm_tokenizer *tok, const char *prompt, const 
         goto done;
     double t0 = nm_now(), t_step = t0, t_probes = 0;
     const int32_t eos = nm_tokenizer_eos(tok);
-    for (int i = 0; i < o->n_predict; i++) {
+    for (int i = 0; i < o->n_predict && !st->hit_stop; i++) {
         int32_t id = nm_sample(smp, g.logits);
         if (id == eos) {
             st->hit_eos = true;
             break;
         }
-        emit(tok, id, g.toks[g.n - 1], on_text, ud);
+        st->hit_stop = emit(tok, id, g.toks[g.n - 1], on_text, ud) != 0;
         gen_push(&g, id);
         st->n_decode++;
-        if (i + 1 == o->n_predict)
+        if (i + 1 == o->n_predict || st->hit_stop)
             break; /* the last token needs no pass of its own */
         if (g.n >= nm_model_n_ctx(m)) {
             st->hit_ctx = true;

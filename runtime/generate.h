@@ -21,8 +21,9 @@ typedef struct nm_gen_opts {
     bool read_probe;
 } nm_gen_opts;
 
-/* Receives the bytes of each piece as soon as it is known. */
-typedef void (*nm_text_fn)(void *ud, const char *text, size_t len);
+/* Receives the bytes of each piece as soon as it is known; a non-zero
+ * return stops the generation (the caller has what it wants). */
+typedef int (*nm_text_fn)(void *ud, const char *text, size_t len);
 
 typedef struct nm_gen_stats {
     int n_prompt;       /* prompt tokens, BOS included */
@@ -32,6 +33,7 @@ typedef struct nm_gen_stats {
     double decode_s;    /* decode passes + sampling */
     bool hit_eos;
     bool hit_ctx;              /* stopped because the context is full */
+    bool hit_stop;             /* stopped because on_text asked to */
     nm_read_probe_stats probe; /* with opts.read_probe */
 } nm_gen_stats;
 

@@ -9,12 +9,11 @@
 
 #include <cmocka.h>
 
+#include "api/session_internal.h"
 #include "common/util.h"
 #include "gguf/ggml_types.h"
-#include "io/loader.h"
-#include "tools/mkmodel.h"
-#include "runtime/generate.h"
 #include "gguf/quant.h"
+#include "tools/mkmodel.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -24,16 +23,7 @@
 
 /* ---- setup ---- */
 
-typedef struct session {
-    nm_gguf *g;
-    nm_topo *topo;
-    nm_plan *plan;
-    nm_loaded *w;
-    nm_tokenizer *tok;
-    nm_model *m;
-} session;
-
-static nm_topo *g_topo;
+static int g_node0; /* OS index of this machine's first node */
 
 static const char *shared_path(const char *rel, char *buf, size_t cap) {
     const char *s = getenv("NUMALM_SHARED");
@@ -45,38 +35,32 @@ static bool have_file(const char *path) {
     return access(path, R_OK) == 0;
 }
 
-static void open_session(session *s, const char *path, nm_placement pl, nm_io_mode io, int threads,
-                         uint32_t kv_type) {
-    nm_error err = {{0}};
-    memset(s, 0, sizeof *s);
-    s->g = nm_gguf_open(path, &err);
-    if (!s->g)
-        fail_msg("%s", err.msg);
-    nm_plan_opts po = {
-        .placement = pl, .fixed_node = g_topo->nodes[0].os_index, .n_threads = threads};
-    s->plan = nm_plan_build(s->g, g_topo, &po, &err);
-    if (!s->plan)
-        fail_msg("plan: %s", err.msg);
-    nm_load_opts lo = {.io = io};
-    s->w = nm_load(s->g, s->plan, &lo, &err);
-    if (!s->w)
-        fail_msg("load (%s): %s", nm_io_name(io), err.msg);
-    s->tok = nm_tokenizer_load(s->g, &err);
-    if (!s->tok)
-        fail_msg("tokenizer: %s", err.msg);
-    nm_model_opts mo = nm_model_opts_default();
-    mo.kv_type = kv_type;
-    s->m = nm_model_create(s->w, g_topo, &mo, &err);
-    if (!s->m)
-        fail_msg("model: %s", err.msg);
+static numalm_options session_opts(const char *path, numalm_placement pl, numalm_io io, int threads,
+                                   numalm_kv_type kv_type) {
+    numalm_options o;
+    numalm_options_init(&o);
+    o.model_path = path;
+    o.placement = pl;
+    o.fixed_node = g_node0;
+    o.n_threads = threads;
+    o.io = io;
+    o.kv_type = kv_type;
+    return o;
 }
 
-static void close_session(session *s) {
-    nm_model_free(s->m);
-    nm_tokenizer_free(s->tok);
-    nm_loaded_free(s->w);
-    nm_plan_free(s->plan);
-    nm_gguf_close(s->g);
+static numalm_session *open_with(const numalm_options *o) {
+    char err[1024];
+    numalm_session *s = numalm_open(o, err, sizeof err);
+    if (!s)
+        fail_msg("open %s (%s, %s): %s", o->model_path, numalm_placement_name(o->placement),
+                 numalm_io_name(o->io), err);
+    return s;
+}
+
+static numalm_session *open_session(const char *path, numalm_placement pl, numalm_io io,
+                                    int threads, numalm_kv_type kv_type) {
+    numalm_options o = session_opts(path, pl, io, threads, kv_type);
+    return open_with(&o);
 }
 
 typedef struct text_buf {
@@ -84,7 +68,7 @@ typedef struct text_buf {
     size_t n, cap;
 } text_buf;
 
-static void append_text(void *ud, const char *text, size_t len) {
+static int append_text(void *ud, const char *text, size_t len) {
     text_buf *b = ud;
     if (b->n + len + 1 > b->cap) {
         b->cap = (b->n + len + 1) * 2;
@@ -94,17 +78,36 @@ static void append_text(void *ud, const char *text, size_t len) {
     memcpy(b->p + b->n, text, len);
     b->n += len;
     b->p[b->n] = 0;
+    return 0;
 }
 
-static int greedy(session *s, const char *prompt, int n, text_buf *text, int32_t **toks) {
-    nm_gen_opts o = {.n_predict = n, .echo = true, .sampler = {.temp = 0, .top_p = 1}};
-    nm_gen_stats st;
-    nm_error err = {{0}};
-    int n_tok = 0;
-    if (nm_generate(s->m, s->tok, prompt, &o, text ? append_text : NULL, text, toks, &n_tok, &st,
-                    &err) < 0)
-        fail_msg("generate: %s", err.msg);
-    return n_tok;
+#define MAX_PROMPT 512 /* tokens: more than any prompt here */
+
+/* Greedy generation of n tokens after prompt; *toks (malloc'd) gets every
+ * token, prompt included, when toks is not NULL. Returns their count. */
+static int generate(numalm_session *s, const numalm_gen_params *p, const char *prompt,
+                    text_buf *text, int32_t **toks, numalm_gen_stats *st) {
+    numalm_gen_params q = *p;
+    q.max_tokens = p->n_predict + MAX_PROMPT;
+    q.tokens = malloc((size_t)q.max_tokens * sizeof *q.tokens);
+    assert_non_null(q.tokens);
+    if (numalm_generate(s, prompt, &q, text ? append_text : NULL, text, st) < 0)
+        fail_msg("generate: %s", numalm_last_error(s));
+    assert_true(st->n_tokens <= q.max_tokens);
+    if (toks)
+        *toks = q.tokens;
+    else
+        free(q.tokens);
+    return st->n_tokens;
+}
+
+static int greedy(numalm_session *s, const char *prompt, int n, text_buf *text, int32_t **toks) {
+    numalm_gen_params p;
+    numalm_gen_params_init(&p);
+    p.n_predict = n;
+    p.echo = true;
+    numalm_gen_stats st;
+    return generate(s, &p, prompt, text, toks, &st);
 }
 
 /* ---- stories260K: llama.cpp's reference outputs ---- */
@@ -166,8 +169,7 @@ static void test_greedy_matches_llama_cpp(void **state) {
         print_message("skipped: %s or %s is absent\n", model, ref);
         skip();
     }
-    session s;
-    open_session(&s, model, NM_PLACE_SHARD, NM_IO_AUTO, 0, NM_TYPE_F16);
+    numalm_session *s = open_session(model, NUMALM_PLACE_SHARD, NUMALM_IO_AUTO, 0, NUMALM_KV_F16);
     FILE *f = fopen(ref, "r");
     assert_non_null(f);
     char line[65536];
@@ -179,7 +181,7 @@ static void test_greedy_matches_llama_cpp(void **state) {
         assert_non_null(expected);
         assert_non_null(np);
         text_buf text = {0};
-        greedy(&s, prompt, atoi(np + 13), &text, NULL);
+        greedy(s, prompt, atoi(np + 13), &text, NULL);
         if (strcmp(text.p, expected))
             fail_msg("prompt '%s':\n got      '%s'\n expected '%s'", prompt, text.p, expected);
         free(prompt), free(expected), free(text.p);
@@ -187,7 +189,7 @@ static void test_greedy_matches_llama_cpp(void **state) {
     }
     fclose(f);
     assert_true(n_lines > 0);
-    close_session(&s);
+    numalm_close(s);
 }
 
 static void record_chunk(void *ud, int chunk, double ppl) {
@@ -212,30 +214,27 @@ static void test_perplexity_matches_llama_cpp(void **state) {
     fclose(f);
     const double want[] = {3.7958, 4.4937, 4.5270, 4.3920, 4.4724};
     for (int kv = 0; kv < 2; kv++) {
-        session s;
-        open_session(&s, model, NM_PLACE_SHARD, NM_IO_AUTO, 0, kv ? NM_TYPE_F32 : NM_TYPE_F16);
-        nm_ppl_result r;
-        nm_error err = {{0}};
+        numalm_session *s = open_session(model, NUMALM_PLACE_SHARD, NUMALM_IO_AUTO, 0,
+                                         kv ? NUMALM_KV_F32 : NUMALM_KV_F16);
+        numalm_ppl_result r;
         /* The model's context is 2048; a chunk of 128 fits. */
-        if (nm_perplexity(s.m, s.tok, text, len, 128, NULL, NULL, &r, &err) < 0)
-            fail_msg("perplexity: %s", err.msg);
+        if (numalm_perplexity(s, text, len, 128, NULL, NULL, &r) < 0)
+            fail_msg("perplexity: %s", numalm_last_error(s));
         assert_int_equal(r.n_chunks, 5);
         assert_int_equal(r.n_scored, 5 * 63);
         if (fabs(r.ppl - want[4]) / want[4] > 0.001)
             fail_msg("kv %s: PPL %.4f, llama.cpp gives %.4f", kv ? "f32" : "f16", r.ppl, want[4]);
-        close_session(&s);
+        numalm_close(s);
     }
     /* The running values after each chunk, through the callback. */
-    session s;
-    open_session(&s, model, NM_PLACE_SHARD, NM_IO_AUTO, 0, NM_TYPE_F16);
+    numalm_session *s = open_session(model, NUMALM_PLACE_SHARD, NUMALM_IO_AUTO, 0, NUMALM_KV_F16);
     double got[8] = {0};
-    nm_ppl_result r;
-    nm_error err = {{0}};
-    assert_int_equal(nm_perplexity(s.m, s.tok, text, len, 128, record_chunk, got, &r, &err), 0);
+    numalm_ppl_result r;
+    assert_int_equal(numalm_perplexity(s, text, len, 128, record_chunk, got, &r), 0);
     for (int i = 0; i < 5; i++)
         if (fabs(got[i] - want[i]) / want[i] > 0.001)
             fail_msg("chunk %d: running PPL %.4f, llama.cpp gives %.4f", i + 1, got[i], want[i]);
-    close_session(&s);
+    numalm_close(s);
 }
 
 static void test_tokens_identical_everywhere(void **state) {
@@ -246,27 +245,26 @@ static void test_tokens_identical_everywhere(void **state) {
         print_message("skipped: %s is absent\n", model);
         skip();
     }
-    const nm_placement pls[] = {NM_PLACE_SHARD, NM_PLACE_REPLICATE, NM_PLACE_INTERLEAVE,
-                                NM_PLACE_NODE};
-    const nm_io_mode ios[] = {NM_IO_DIO, NM_IO_BUFFERED, NM_IO_MMAP, NM_IO_AUTO};
+    const numalm_placement pls[] = {NUMALM_PLACE_SHARD, NUMALM_PLACE_REPLICATE,
+                                    NUMALM_PLACE_INTERLEAVE, NUMALM_PLACE_NODE};
+    const numalm_io ios[] = {NUMALM_IO_DIO, NUMALM_IO_BUFFERED, NUMALM_IO_MMAP, NUMALM_IO_AUTO};
     int32_t *base = NULL;
     int n_base = 0;
     for (int p = 0; p < 4; p++)
         for (int i = 0; i < 4; i++)
             for (int t = 1; t <= 2; t++) {
-                session s;
-                open_session(&s, model, pls[p], ios[i], t, NM_TYPE_F16);
+                numalm_session *s = open_session(model, pls[p], ios[i], t, NUMALM_KV_F16);
                 int32_t *toks = NULL;
-                int n = greedy(&s, "Once upon a time", 40, NULL, &toks);
+                int n = greedy(s, "Once upon a time", 40, NULL, &toks);
                 if (!base) {
                     base = toks, n_base = n;
                 } else {
                     if (n != n_base || memcmp(toks, base, (size_t)n * sizeof *toks))
                         fail_msg("placement %s, io %s, %d threads: tokens differ",
-                                 nm_placement_name(pls[p]), nm_io_name(ios[i]), t);
+                                 numalm_placement_name(pls[p]), numalm_io_name(ios[i]), t);
                     free(toks);
                 }
-                close_session(&s);
+                numalm_close(s);
             }
     assert_int_equal(n_base, 5 + 40);
     free(base);
@@ -470,12 +468,12 @@ static void test_quantized_vs_f64_reference(void **state) {
      * llama.cpp does), the KV cache is F16. */
     const struct {
         uint32_t type;
-        uint32_t kv;
+        numalm_kv_type kv;
         double tol;
     } cases[] = {
-        {NM_TYPE_F32, NM_TYPE_F32, 1e-5},    {NM_TYPE_F16, NM_TYPE_F16, 2e-3},
-        {NM_TYPE_Q8_0, NM_TYPE_F16, 0.03},   {NM_TYPE_Q4_0, NM_TYPE_F16, 0.03},
-        {NM_TYPE_BF16, NM_TYPE_F32, 1.5e-2},
+        {NM_TYPE_F32, NUMALM_KV_F32, 1e-5},    {NM_TYPE_F16, NUMALM_KV_F16, 2e-3},
+        {NM_TYPE_Q8_0, NUMALM_KV_F16, 0.03},   {NM_TYPE_Q4_0, NUMALM_KV_F16, 0.03},
+        {NM_TYPE_BF16, NUMALM_KV_F32, 1.5e-2},
     };
     const int32_t toks[] = {1, 300, 301, 512, 777, 1000, 42, 2000, 1234, 5};
     const int n = 10, n_batch = 6;
@@ -483,18 +481,17 @@ static void test_quantized_vs_f64_reference(void **state) {
         char path[512];
         make_tiny(cases[c].type, path, sizeof path);
         for (int threads = 1; threads <= 2; threads++) {
-            session s;
-            open_session(&s, path, NM_PLACE_SHARD, NM_IO_AUTO, threads, cases[c].kv);
+            numalm_session *s =
+                open_session(path, NUMALM_PLACE_SHARD, NUMALM_IO_AUTO, threads, cases[c].kv);
             ref_model r;
-            ref_load(&r, s.g, n);
+            ref_load(&r, s->gguf, n);
             int nv = (int)r.hp.n_vocab;
+            assert_int_equal(numalm_n_vocab(s), nv);
             float *got = malloc((size_t)n * nv * sizeof(float));
             double *want = malloc((size_t)nv * sizeof(double));
-            nm_error err = {{0}};
-            assert_int_equal(nm_model_eval(s.m, toks, n_batch, 0, 0, got, &err), 0);
+            assert_int_equal(numalm_eval(s, toks, n_batch, 0, 0, got), 0);
             for (int i = n_batch; i < n; i++)
-                assert_int_equal(nm_model_eval(s.m, toks + i, 1, i, 0, got + (size_t)i * nv, &err),
-                                 0);
+                assert_int_equal(numalm_eval(s, toks + i, 1, i, 0, got + (size_t)i * nv), 0);
             double worst = 0;
             for (int i = 0; i < n; i++) {
                 ref_step(&r, toks[i], i, want);
@@ -502,13 +499,14 @@ static void test_quantized_vs_f64_reference(void **state) {
                 worst = e > worst ? e : worst;
             }
             print_message("%s weights, %s KV, %d threads: worst relative RMS logit error %.2e\n",
-                          nm_type_name(cases[c].type), nm_type_name(cases[c].kv), threads, worst);
+                          nm_type_name(cases[c].type), numalm_kv_type_name(cases[c].kv), threads,
+                          worst);
             if (!(worst < cases[c].tol))
                 fail_msg("%s: logits differ from the F64 reference by %.3e (> %.1e)",
                          nm_type_name(cases[c].type), worst, cases[c].tol);
             free(got), free(want);
             ref_free(&r);
-            close_session(&s);
+            numalm_close(s);
         }
     }
 }
@@ -523,16 +521,17 @@ static void test_read_probe(void **state) {
     make_tiny(NM_TYPE_F16, path, sizeof path);
     int32_t *plain_toks = NULL;
     for (int threads = 1; threads <= 2; threads++) {
-        session s;
-        open_session(&s, path, NM_PLACE_SHARD, NM_IO_AUTO, threads, NM_TYPE_F16);
+        numalm_session *s =
+            open_session(path, NUMALM_PLACE_SHARD, NUMALM_IO_AUTO, threads, NUMALM_KV_F16);
+        const nm_gguf *g = s->gguf;
         uint64_t want_sum = 0, want_bytes = 0;
         bool tied = true;
-        for (uint64_t i = 0; i < s.g->n_tensors; i++)
-            tied = tied && strcmp(s.g->tensors[i].name, "output.weight") != 0;
+        for (uint64_t i = 0; i < g->n_tensors; i++)
+            tied = tied && strcmp(g->tensors[i].name, "output.weight") != 0;
         FILE *f = fopen(path, "rb");
         assert_non_null(f);
-        for (uint64_t i = 0; i < s.g->n_tensors; i++) {
-            const nm_gguf_tensor *t = &s.g->tensors[i];
+        for (uint64_t i = 0; i < g->n_tensors; i++) {
+            const nm_gguf_tensor *t = &g->tensors[i];
             bool embd = !strcmp(t->name, "token_embd.weight");
             if (t->n_dims < 2 || (embd && !tied))
                 continue;
@@ -546,31 +545,30 @@ static void test_read_probe(void **state) {
         }
         fclose(f);
         uint64_t sum = 0, bytes = 0;
-        assert_int_equal(nm_model_read_pass(s.m, &sum, &bytes), 0);
+        assert_int_equal(nm_model_read_pass(s->model, &sum, &bytes), 0);
         assert_int_equal(bytes, want_bytes);
         assert_int_equal(sum, want_sum);
 
-        nm_gen_opts o = {
-            .n_predict = 12, .echo = false, .read_probe = true, .sampler = {.temp = 0, .top_p = 1}};
-        nm_gen_stats st;
-        nm_error err = {{0}};
+        numalm_gen_params p;
+        numalm_gen_params_init(&p);
+        p.n_predict = 12;
+        p.read_probe = true;
+        numalm_gen_stats st;
         int32_t *toks = NULL;
-        int n_tok = 0;
-        assert_int_equal(
-            nm_generate(s.m, s.tok, "the cat", &o, NULL, NULL, &toks, &n_tok, &st, &err), 0);
-        assert_int_equal(st.probe.pairs, st.n_decode_evals);
-        assert_true(st.probe.pairs > 0);
-        assert_int_equal(st.probe.read_bytes, want_bytes);
-        assert_int_equal(st.probe.checksum, want_sum);
-        assert_true(st.probe.of_read > 0 && st.probe.of_read_q25 <= st.probe.of_read &&
-                    st.probe.of_read <= st.probe.of_read_q75);
+        int n_tok = generate(s, &p, "the cat", NULL, &toks, &st);
+        assert_int_equal(st.probe_pairs, st.n_decode_evals);
+        assert_true(st.probe_pairs > 0);
+        assert_int_equal(st.probe_read_bytes, want_bytes);
+        assert_int_equal(st.probe_checksum, want_sum);
+        assert_true(st.probe_of_read > 0 && st.probe_of_read_q25 <= st.probe_of_read &&
+                    st.probe_of_read <= st.probe_of_read_q75);
         if (!plain_toks) { /* the same tokens as without the probe */
-            int n_plain = greedy(&s, "the cat", 12, NULL, &plain_toks);
+            int n_plain = greedy(s, "the cat", 12, NULL, &plain_toks);
             assert_int_equal(n_plain, n_tok);
         }
         assert_memory_equal(plain_toks, toks, (size_t)n_tok * sizeof *toks);
         free(toks);
-        close_session(&s);
+        numalm_close(s);
     }
     free(plain_toks);
 }
@@ -580,44 +578,33 @@ static void test_context_limit(void **state) {
     (void)state;
     char path[512];
     make_tiny(NM_TYPE_Q8_0, path, sizeof path);
-    nm_error err = {{0}};
-    session s;
-    memset(&s, 0, sizeof s);
-    s.g = nm_gguf_open(path, &err);
-    assert_non_null(s.g);
-    nm_plan_opts po = {.placement = NM_PLACE_SHARD};
-    s.plan = nm_plan_build(s.g, g_topo, &po, &err);
-    nm_load_opts lo = {.io = NM_IO_BUFFERED};
-    s.w = nm_load(s.g, s.plan, &lo, &err);
-    s.tok = nm_tokenizer_load(s.g, &err);
-    assert_true(s.plan && s.w && s.tok);
-    nm_model_opts mo = nm_model_opts_default();
-    mo.n_ctx = 12;
-    s.m = nm_model_create(s.w, g_topo, &mo, &err);
-    assert_non_null(s.m);
-    nm_gen_opts o = {.n_predict = 50, .echo = false, .sampler = {.temp = 0, .top_p = 1}};
-    nm_gen_stats st;
-    int32_t *t = NULL;
-    int nt = 0;
-    assert_int_equal(nm_generate(s.m, s.tok, "the cat", &o, NULL, NULL, &t, &nt, &st, &err), 0);
-    if (!st.hit_eos) {
-        assert_true(st.hit_ctx);
+    numalm_options o = session_opts(path, NUMALM_PLACE_SHARD, NUMALM_IO_BUFFERED, 0, NUMALM_KV_F16);
+    o.n_ctx = 12;
+    numalm_session *s = open_with(&o);
+    numalm_gen_params p;
+    numalm_gen_params_init(&p);
+    p.n_predict = 50;
+    numalm_gen_stats st;
+    int nt = generate(s, &p, "the cat", NULL, NULL, &st);
+    if (st.stop != NUMALM_STOP_EOS) {
+        assert_int_equal(st.stop, NUMALM_STOP_CONTEXT);
         assert_int_equal(nt, 12);
     }
-    free(t);
     const int32_t one = 5;
-    assert_int_equal(nm_model_eval(s.m, &one, 1, 12, 0, NULL, &err), -1);
-    assert_non_null(strstr(err.msg, "context"));
-    close_session(&s);
+    assert_int_equal(numalm_eval(s, &one, 1, 12, 0, NULL), -1);
+    assert_non_null(strstr(numalm_last_error(s), "context"));
+    numalm_close(s);
 }
 
 int main(void) {
     nm_error err = {{0}};
-    g_topo = nm_topo_load(NULL, &err);
-    if (!g_topo) {
+    nm_topo *t = nm_topo_load(NULL, &err);
+    if (!t) {
         fprintf(stderr, "test_forward: topology: %s\n", err.msg);
         return 1;
     }
+    g_node0 = t->nodes[0].os_index; /* for --placement node */
+    nm_topo_free(t);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_greedy_matches_llama_cpp),
         cmocka_unit_test(test_perplexity_matches_llama_cpp),
@@ -626,7 +613,5 @@ int main(void) {
         cmocka_unit_test(test_context_limit),
         cmocka_unit_test(test_read_probe),
     };
-    int rc = cmocka_run_group_tests(tests, NULL, NULL);
-    nm_topo_free(g_topo);
-    return rc;
+    return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -9,12 +9,13 @@
 
 #include <cmocka.h>
 
+#include "api/session_internal.h"
 #include "common/util.h"
 #include "gguf/ggml_types.h"
-#include "io/loader.h"
-#include "tools/mkmodel.h"
-#include "io/reader.h"
 #include "io/checksum.h"
+#include "io/loader.h"
+#include "io/reader.h"
+#include "tools/mkmodel.h"
 #include "test_util.h"
 
 #include <fcntl.h>
@@ -28,39 +29,58 @@
 static char g_dir[512];
 static char g_models[2][600]; /* mkmodel tiny f16, stories260K (odd sizes) */
 static int g_n_models;
-static nm_topo *g_topo;
 
 static const nm_io_mode IOS[] = {NM_IO_DIO, NM_IO_BUFFERED, NM_IO_MMAP, NM_IO_AUTO};
 static const char *PLACES[] = {"shard", "replicate", "interleave", "node:0"};
 
+/* A session opened to stage WEIGHTS, and its parts. */
 typedef struct loaded_model {
-    nm_gguf *g;
-    nm_plan *plan;
+    numalm_session *s;
+    const nm_gguf *g;
+    const nm_plan *plan;
     nm_loaded *w;
     nm_error err;
 } loaded_model;
 
 static void unload(loaded_model *m) {
-    nm_loaded_free(m->w);
-    nm_plan_free(m->plan);
-    nm_gguf_close(m->g);
+    numalm_close(m->s);
     memset(m, 0, sizeof *m);
 }
 
-/* Opens, plans and loads; m->w is NULL with m->err on a load error. */
-static void load(loaded_model *m, const char *path, nm_io_mode io, const char *place, bool verify) {
+/* Options for a weights-only session of path. */
+static numalm_options load_opts(const char *path, nm_io_mode io, const char *place, bool verify) {
+    numalm_options o;
+    numalm_options_init(&o);
+    o.model_path = path;
+    o.io = (numalm_io)io;
+    o.verify = verify;
+    nm_placement p;
+    nm_error err;
+    if (nm_placement_parse(place, &p, &o.fixed_node, &err))
+        fail_msg("%s", err.msg);
+    o.placement = (numalm_placement)p;
+    return o;
+}
+
+/* Opens and plans (a failure fails the test), then loads: m->w is NULL
+ * with m->err on a load error. */
+static void load_with(loaded_model *m, numalm_options *o) {
     memset(m, 0, sizeof *m);
-    m->g = nm_gguf_open(path, &m->err);
-    if (!m->g)
+    o->stage = NUMALM_STAGE_PLAN;
+    if (!(m->s = numalm_open(o, m->err.msg, sizeof m->err.msg)))
         fail_msg("%s", m->err.msg);
-    nm_plan_opts po = {0};
-    if (nm_placement_parse(place, &po.placement, &po.fixed_node, &m->err))
-        fail_msg("%s", m->err.msg);
-    m->plan = nm_plan_build(m->g, g_topo, &po, &m->err);
-    if (!m->plan)
-        fail_msg("%s", m->err.msg);
-    nm_load_opts lo = {.io = io, .verify = verify, .topo = g_topo};
-    m->w = nm_load(m->g, m->plan, &lo, &m->err);
+    m->g = m->s->gguf;
+    m->plan = m->s->plan;
+    o->stage = NUMALM_STAGE_WEIGHTS;
+    if (numalm_advance(m->s, o) == 0)
+        m->w = m->s->loaded;
+    else
+        nm_fail(&m->err, "%s", numalm_last_error(m->s));
+}
+
+static void load(loaded_model *m, const char *path, nm_io_mode io, const char *place, bool verify) {
+    numalm_options o = load_opts(path, io, place, verify);
+    load_with(m, &o);
 }
 
 static uint8_t *file_bytes(const char *path, uint64_t off, uint64_t len) {
@@ -252,11 +272,9 @@ static void test_auto_sees_the_page_cache(void **state) {
     unload(&m);
     munmap(held, size);
     /* no_map: the same, copied */
-    m.g = nm_gguf_open(path, &m.err);
-    nm_plan_opts po = {.placement = NM_PLACE_SHARD};
-    m.plan = nm_plan_build(m.g, g_topo, &po, &m.err);
-    nm_load_opts lo = {.io = NM_IO_AUTO, .verify = true, .topo = g_topo, .no_map = true};
-    m.w = nm_load(m.g, m.plan, &lo, &m.err);
+    numalm_options o = load_opts(path, NM_IO_AUTO, "shard", true);
+    o.no_map = true;
+    load_with(&m, &o);
     assert_non_null(m.w);
     assert_true(m.w->checksums_ok);
     assert_int_equal(m.w->mapped_bytes, 0);
@@ -373,25 +391,26 @@ static void test_truncated_after_header(void **state) {
     snprintf(path, sizeof path, "%s/trunc.gguf", g_dir);
     for (size_t i = 0; i < sizeof IOS / sizeof IOS[0]; i++) {
         copy_file(g_models[0], path);
-        nm_error err;
-        nm_gguf *g = nm_gguf_open(path, &err);
-        assert_non_null(g);
+        numalm_options o = load_opts(path, IOS[i], "shard", false);
+        o.stage = NUMALM_STAGE_PLAN;
+        char msg[1024];
+        numalm_session *s = numalm_open(&o, msg, sizeof msg);
+        if (!s)
+            fail_msg("%s", msg);
+        const nm_gguf *g = s->gguf;
         const nm_gguf_tensor *last = &g->tensors[0];
         for (uint64_t k = 0; k < g->n_tensors; k++)
             if (g->tensors[k].file_offset > last->file_offset)
                 last = &g->tensors[k];
         assert_int_equal(truncate(path, (off_t)(last->file_offset + last->nbytes / 2)), 0);
-        nm_plan_opts po = {.placement = NM_PLACE_SHARD};
-        nm_plan *plan = nm_plan_build(g, g_topo, &po, &err);
-        assert_non_null(plan);
-        nm_load_opts lo = {.io = IOS[i], .topo = g_topo};
-        nm_loaded *w = nm_load(g, plan, &lo, &err);
-        assert_null(w);
-        if (!strstr(err.msg, last->name) || !strstr(err.msg, "offset"))
+        o.stage = NUMALM_STAGE_WEIGHTS;
+        assert_int_equal(numalm_advance(s, &o), -1);
+        assert_int_equal(numalm_session_stage(s), NUMALM_STAGE_PLAN);
+        const char *err = numalm_last_error(s);
+        if (!strstr(err, last->name) || !strstr(err, "offset"))
             fail_msg("--io %s: message does not name '%s' and the offset: %s", nm_io_name(IOS[i]),
-                     last->name, err.msg);
-        nm_plan_free(plan);
-        nm_gguf_close(g);
+                     last->name, err);
+        numalm_close(s);
     }
     unlink(path);
 }
@@ -469,14 +488,8 @@ static int make_models(void) {
 }
 
 int main(void) {
-    nm_error err;
     if (make_models() != 0) {
         printf("test_loader: cannot write a test model under %s\n", g_dir);
-        return 1;
-    }
-    g_topo = nm_topo_load(NULL, &err);
-    if (!g_topo) {
-        printf("test_loader: topology: %s\n", err.msg);
         return 1;
     }
     const struct CMUnitTest tests[] = {
@@ -492,7 +505,6 @@ int main(void) {
         cmocka_unit_test(test_short_read_in_readers),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
-    nm_topo_free(g_topo);
     unlink(g_models[0]);
     rmdir(g_dir);
     return rc;

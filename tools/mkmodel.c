@@ -353,9 +353,7 @@ int nm_mkmodel_write(const char *path, const nm_mkmodel_opts *o, nm_mkmodel_resu
     nm_progress prog;
     int rc = declare(w, o, specs, n, err);
     if (!rc) {
-        nm_progress_begin(&prog, "mkmodel", nm_gguf_w_file_size(w));
-        if (!o->progress)
-            prog.enabled = 0;
+        nm_progress_begin(&prog, "mkmodel", nm_gguf_w_file_size(w), o->progress, o->progress_ud);
         rc = nm_gguf_w_begin(w, path, err);
     }
     if (!rc) {

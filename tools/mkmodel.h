@@ -12,6 +12,7 @@
 #define NM_MKMODEL_H
 
 #include "common/error.h"
+#include "common/progress.h"
 
 #include <signal.h>
 #include <stdbool.h>
@@ -36,8 +37,9 @@ typedef struct nm_mkmodel_opts {
     nm_mkmodel_shape shape;
     uint32_t type; /* enum nm_type: F32, F16, BF16, Q8_0 or Q4_0 */
     uint64_t seed;
-    const char *name; /* general.name; NULL: derived from shape and type */
-    bool progress;    /* progress bar on a TTY */
+    const char *name;        /* general.name; NULL: derived from shape and type */
+    nm_progress_fn progress; /* NULL: no progress reports */
+    void *progress_ud;
     /* Checked between chunks: when it becomes non-zero (a signal handler
      * sets it) the write stops with an error and OUT.tmp is removed. */
     const volatile sig_atomic_t *stop;

@@ -1,0 +1,265 @@
+/* numalm_open and the session's life: GGUF header -> topology -> plan ->
+ * loaded weights -> tokenizer + model, each stage on the one before. */
+#include "session_internal.h"
+
+#include "common/util.h"
+#include "gguf/ggml_types.h"
+#include "runtime/kernels.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* The public enums are the internal ones under their public names. */
+_Static_assert(NUMALM_PLACE_SHARD == (int)NM_PLACE_SHARD &&
+                   NUMALM_PLACE_REPLICATE == (int)NM_PLACE_REPLICATE &&
+                   NUMALM_PLACE_INTERLEAVE == (int)NM_PLACE_INTERLEAVE &&
+                   NUMALM_PLACE_NODE == (int)NM_PLACE_NODE,
+               "numalm_placement matches nm_placement");
+_Static_assert(NUMALM_IO_DIO == (int)NM_IO_DIO && NUMALM_IO_BUFFERED == (int)NM_IO_BUFFERED &&
+                   NUMALM_IO_MMAP == (int)NM_IO_MMAP && NUMALM_IO_AUTO == (int)NM_IO_AUTO,
+               "numalm_io matches nm_io_mode");
+_Static_assert(NUMALM_SIMD_SCALAR == (int)NM_SIMD_SCALAR && NUMALM_SIMD_AVX2 == (int)NM_SIMD_AVX2 &&
+                   NUMALM_SIMD_AVX512 == (int)NM_SIMD_AVX512,
+               "numalm_simd matches nm_simd");
+_Static_assert(NUMALM_KV_F32 == (int)NM_TYPE_F32 && NUMALM_KV_F16 == (int)NM_TYPE_F16,
+               "numalm_kv_type holds GGUF type ids");
+_Static_assert(NUMALM_MAX_NODES == NM_MAX_NODES, "one node limit");
+
+void numalm_options_init(numalm_options *o) {
+    memset(o, 0, sizeof *o);
+    o->stage = NUMALM_STAGE_MODEL;
+    o->placement = NUMALM_PLACE_SHARD;
+    o->io = NUMALM_IO_AUTO;
+    o->thp = NUMALM_THP_AUTO;
+    o->kv_type = NUMALM_KV_F16;
+    o->simd_max = NUMALM_SIMD_AVX512;
+    o->log_level = NUMALM_LOG_INFO;
+}
+
+/* A message for the caller's log callback, when its level is wanted. */
+static void session_log(const numalm_session *s, numalm_log_level level, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void session_log(const numalm_session *s, numalm_log_level level, const char *fmt, ...) {
+    if (!s->opts.log || level < s->opts.log_level)
+        return;
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    s->opts.log(s->opts.log_user, level, msg);
+}
+
+/* ---- stages ------------------------------------------------------------ */
+
+static int open_plan(numalm_session *s) {
+    const numalm_options *o = &s->opts;
+    nm_plan_opts po = {
+        .placement = (nm_placement)o->placement,
+        .fixed_node = o->fixed_node,
+        .n_nodes_req = o->n_nodes,
+        .threads_per_node = o->threads_per_node,
+        .n_threads = o->n_threads,
+        .align = o->align,
+    };
+    if (o->n_nodes < 0 || o->n_nodes > NM_MAX_NODES)
+        return nm_fail(&s->err, "options: %d nodes requested (at most %d)", o->n_nodes,
+                       NM_MAX_NODES);
+    memcpy(po.nodes_req, o->nodes, (size_t)o->n_nodes * sizeof o->nodes[0]);
+    if ((s->gguf = nm_gguf_open(s->path, &s->err)) &&
+        (s->topo = nm_topo_load(o->topology_xml, &s->err)) &&
+        (s->plan = nm_plan_build(s->gguf, s->topo, &po, &s->err)))
+        return 0;
+    nm_topo_free(s->topo);
+    nm_gguf_close(s->gguf);
+    s->topo = NULL, s->gguf = NULL;
+    return -1;
+}
+
+static int open_weights(numalm_session *s) {
+    const numalm_options *o = &s->opts;
+    if (s->topo->from_xml)
+        return nm_fail(&s->err,
+                       "%s describes another machine: a session on it can plan, not load "
+                       "(stage PLAN)",
+                       s->topo->source);
+    nm_load_opts lo = {
+        .io = (nm_io_mode)o->io,
+        .arena = {.mlock = o->mlock, .hugepages = o->hugepages},
+        .chunk_bytes = o->chunk_bytes,
+        .queue_depth = o->queue_depth,
+        .readers_per_node = o->readers_per_node,
+        .verify = o->verify,
+        .drop_caches = o->drop_caches,
+        .progress = o->progress,
+        .progress_ud = o->progress_user,
+        .topo = s->topo, /* readers pin with the plan's topology */
+        .drop_file_cache = o->drop_file_cache,
+        .thp = o->thp,
+        .no_map = o->no_map,
+    };
+    if (!(s->loaded = nm_load(s->gguf, s->plan, &lo, &s->err)))
+        return -1;
+    for (int i = 0; i < s->loaded->n_fallbacks; i++)
+        session_log(s, NUMALM_LOG_WARN, "load fallback: %s", s->loaded->fallbacks[i]);
+    return 0;
+}
+
+static int open_model(numalm_session *s) {
+    const numalm_options *o = &s->opts;
+    if (o->kv_type != NUMALM_KV_F16 && o->kv_type != NUMALM_KV_F32)
+        return nm_fail(&s->err, "options: KV type %d is not f16 or f32", (int)o->kv_type);
+    nm_simd best = nm_simd_detect();
+    nm_simd level = (int)o->simd_max < (int)best ? (nm_simd)o->simd_max : best;
+    if ((int)level < 0 || nm_simd_set(level) != 0)
+        return nm_fail(&s->err, "options: SIMD level %d is not usable on this CPU",
+                       (int)o->simd_max);
+    nm_model_opts mo = nm_model_opts_default();
+    mo.n_ctx = o->n_ctx;
+    mo.kv_type = (uint32_t)o->kv_type;
+    if (o->n_batch)
+        mo.n_batch = o->n_batch;
+    if ((s->tok = nm_tokenizer_load(s->gguf, &s->err)) &&
+        (s->model = nm_model_create(s->loaded, s->topo, &mo, &s->err)))
+        return 0;
+    if (s->tok)
+        nm_tokenizer_free(s->tok);
+    s->tok = NULL;
+    return -1;
+}
+
+/* Runs the stages after s->stage up to o->stage. */
+static int run_stages(numalm_session *s, const numalm_options *o) {
+    if (o->stage < NUMALM_STAGE_PLAN || o->stage > NUMALM_STAGE_MODEL)
+        return nm_fail(&s->err, "options: unknown stage %d", (int)o->stage);
+    char *path = s->path;
+    s->opts = *o;
+    s->opts.model_path = path;
+    double t0 = nm_now();
+    int rc = 0;
+    while (rc == 0 && s->stage < o->stage) {
+        numalm_stage next = (numalm_stage)(s->stage + 1);
+        rc = next == NUMALM_STAGE_PLAN      ? open_plan(s)
+             : next == NUMALM_STAGE_WEIGHTS ? open_weights(s)
+                                            : open_model(s);
+        if (rc == 0)
+            s->stage = next;
+    }
+    s->load_s += nm_now() - t0;
+    return rc;
+}
+
+numalm_session *numalm_open(const numalm_options *o, char *err, size_t err_size) {
+    numalm_session *s = calloc(1, sizeof *s);
+    const char *msg = "out of memory for a session";
+    if (s && !o->model_path) {
+        msg = "no model given (options.model_path)";
+    } else if (s && (s->path = strdup(o->model_path))) {
+        if (run_stages(s, o) == 0)
+            return s;
+        msg = s->err.msg;
+    }
+    if (err && err_size)
+        snprintf(err, err_size, "%s", msg);
+    numalm_close(s);
+    return NULL;
+}
+
+int numalm_advance(numalm_session *s, const numalm_options *o) {
+    return run_stages(s, o);
+}
+
+void numalm_close(numalm_session *s) {
+    if (!s)
+        return;
+    nm_model_free(s->model);
+    if (s->tok)
+        nm_tokenizer_free(s->tok);
+    nm_loaded_free(s->loaded);
+    nm_plan_free(s->plan);
+    nm_topo_free(s->topo);
+    nm_gguf_close(s->gguf);
+    free(s->path);
+    free(s);
+}
+
+const char *numalm_last_error(const numalm_session *s) {
+    return s ? s->err.msg : "no session";
+}
+
+/* ---- what was opened --------------------------------------------------- */
+
+numalm_stage numalm_session_stage(const numalm_session *s) {
+    return s->stage;
+}
+
+const char *numalm_model_path(const numalm_session *s) {
+    return s->path;
+}
+
+double numalm_load_seconds(const numalm_session *s) {
+    return s->load_s;
+}
+
+numalm_placement numalm_placement_used(const numalm_session *s) {
+    return (numalm_placement)s->plan->placement;
+}
+
+int numalm_n_nodes(const numalm_session *s) {
+    return s->plan->n_nodes;
+}
+
+int numalm_n_threads(const numalm_session *s) {
+    if (s->model)
+        return nm_model_n_threads(s->model);
+    int n = 0;
+    for (int i = 0; i < s->plan->n_nodes; i++)
+        n += s->plan->nodes[i].n_threads;
+    return n;
+}
+
+int numalm_n_ctx_train(const numalm_session *s) {
+    return (int)s->plan->hp.n_ctx_train;
+}
+
+numalm_io numalm_io_used(const numalm_session *s) {
+    return s->loaded ? (numalm_io)s->loaded->io : s->opts.io;
+}
+
+int numalm_n_vocab(const numalm_session *s) {
+    return s->model ? nm_model_n_vocab(s->model) : 0;
+}
+
+int numalm_n_ctx(const numalm_session *s) {
+    return s->model ? nm_model_n_ctx(s->model) : 0;
+}
+
+numalm_kv_type numalm_kv_type_used(const numalm_session *s) {
+    return s->model ? (numalm_kv_type)nm_model_kv_type(s->model) : s->opts.kv_type;
+}
+
+uint64_t numalm_weight_bytes_per_token(const numalm_session *s) {
+    return s->model ? nm_model_weight_bytes_per_token(s->model) : 0;
+}
+
+numalm_simd numalm_simd_level(void) {
+    return (numalm_simd)nm_simd_get();
+}
+
+const char *numalm_placement_name(numalm_placement p) {
+    return nm_placement_name((nm_placement)p);
+}
+
+const char *numalm_io_name(numalm_io io) {
+    return nm_io_name((nm_io_mode)io);
+}
+
+const char *numalm_simd_name(numalm_simd level) {
+    return nm_simd_name((nm_simd)level);
+}
+
+const char *numalm_kv_type_name(numalm_kv_type t) {
+    return t == NUMALM_KV_F16 ? "f16" : t == NUMALM_KV_F32 ? "f32" : "?";
+}
