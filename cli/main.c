@@ -16,6 +16,7 @@ static const struct {
     {"load", cmd_load, "-m MODEL --io dio|buffered|mmap|auto  load into node arenas"},
     {"run", cmd_run, "-m MODEL -p PROMPT [-n N]   generate text"},
     {"perplexity", cmd_perplexity, "-m MODEL -f TEXT [-c N]  llama.cpp's perplexity"},
+    {"serve", cmd_serve, "-m MODEL [--port 8080] [-np N]  OpenAI-compatible HTTP server"},
 };
 
 static void usage(FILE *out) {
