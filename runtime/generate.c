@@ -8,10 +8,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Non-zero when the callback asks to stop. */
-static int emit(const nm_tokenizer *tok, int32_t id, int32_t prev, nm_text_fn fn, void *ud) {
-    char buf[256];
-    size_t n = nm_token_to_text(tok, id, prev, buf, sizeof buf);
+/* Streams the text of token id (after prev) through fn; buf holds
+ * nm_tokenizer_max_text bytes. Non-zero when the callback asks to stop. */
+static int emit(const nm_tokenizer *tok, int32_t id, int32_t prev, char *buf, nm_text_fn fn,
+                void *ud) {
+    size_t n = nm_token_to_text(tok, id, prev, buf, nm_tokenizer_max_text(tok));
     return n && fn ? fn(ud, buf, n) : 0;
 }
 
@@ -19,6 +20,7 @@ typedef struct gen_state {
     int32_t *toks;
     int n, cap;
     float *logits;
+    char *text; /* one token's text */
 } gen_state;
 
 static void gen_push(gen_state *g, int32_t id) {
@@ -38,7 +40,7 @@ static int run_prompt(nm_model *m, const nm_tokenizer *tok, const char *prompt,
                       const nm_gen_opts *o, nm_text_fn fn, void *ud, gen_state *g, nm_gen_stats *st,
                       nm_error *err) {
     int32_t *ids = NULL;
-    int n = nm_tokenize(tok, prompt, strlen(prompt), nm_tokenizer_add_bos(tok), &ids, err);
+    int n = nm_tokenize(tok, prompt, strlen(prompt), NM_TOK_ADD_SPECIAL, &ids, err);
     if (n < 0)
         return nm_fail_prefix(err, "tokenizing the prompt");
     for (int i = 0; i < n; i++)
@@ -54,7 +56,7 @@ static int run_prompt(nm_model *m, const nm_tokenizer *tok, const char *prompt,
                        n, nm_model_n_ctx(m));
     st->n_prompt = n;
     for (int i = 0; o->echo && i < n && !st->hit_stop; i++)
-        st->hit_stop = emit(tok, g->toks[i], i ? g->toks[i - 1] : -1, fn, ud) != 0;
+        st->hit_stop = emit(tok, g->toks[i], i ? g->toks[i - 1] : -1, g->text, fn, ud) != 0;
     if (st->hit_stop)
         return 0;
     double t0 = nm_now();
@@ -73,21 +75,21 @@ int nm_generate(nm_model *m, const nm_tokenizer *tok, const char *prompt, const 
     int n_vocab = nm_model_n_vocab(m), rc = -1;
     nm_sampler *smp = nm_sampler_new(&o->sampler, n_vocab);
     g.logits = malloc((size_t)n_vocab * sizeof(float));
-    if (!smp || !g.logits) {
+    g.text = malloc(nm_tokenizer_max_text(tok) + 1);
+    if (!smp || !g.logits || !g.text) {
         nm_fail(err, "out of memory for the sampler");
         goto done;
     }
     if (run_prompt(m, tok, prompt, o, on_text, ud, &g, st, err) < 0)
         goto done;
     double t0 = nm_now(), t_step = t0, t_probes = 0;
-    const int32_t eos = nm_tokenizer_eos(tok);
     for (int i = 0; i < o->n_predict && !st->hit_stop; i++) {
         int32_t id = nm_sample(smp, g.logits);
-        if (id == eos) {
+        if (nm_token_is_eog(tok, id)) {
             st->hit_eos = true;
             break;
         }
-        st->hit_stop = emit(tok, id, g.toks[g.n - 1], on_text, ud) != 0;
+        st->hit_stop = emit(tok, id, g.toks[g.n - 1], g.text, on_text, ud) != 0;
         gen_push(&g, id);
         st->n_decode++;
         if (i + 1 == o->n_predict || st->hit_stop)
@@ -116,6 +118,7 @@ done:
     nm_read_probe_free(&probe);
     nm_sampler_free(smp);
     free(g.logits);
+    free(g.text);
     if (rc == 0 && tokens_out) {
         *tokens_out = g.toks;
         *n_tokens_out = g.n;
@@ -147,7 +150,7 @@ int nm_perplexity(nm_model *m, const nm_tokenizer *tok, const char *text, size_t
     if (n_ctx < 4 || n_ctx > nm_model_n_ctx(m))
         return nm_fail(err, "perplexity: context %d must be in [4, %d]", n_ctx, nm_model_n_ctx(m));
     int32_t *ids = NULL;
-    int n = nm_tokenize(tok, text, len, true, &ids, err);
+    int n = nm_tokenize(tok, text, len, NM_TOK_ADD_SPECIAL, &ids, err);
     if (n < 0)
         return nm_fail_prefix(err, "tokenizing the text");
     res->n_tokens = n;
@@ -171,7 +174,8 @@ int nm_perplexity(nm_model *m, const nm_tokenizer *tok, const char *text, size_t
     int rc = 0;
     for (int c = 0; c < n_chunks && rc == 0; c++) {
         memcpy(chunk, ids + (size_t)c * n_ctx, (size_t)n_ctx * sizeof *chunk);
-        chunk[0] = nm_tokenizer_bos(tok);
+        if (nm_tokenizer_add_bos(tok)) /* as llama-perplexity: only where the vocab adds BOS */
+            chunk[0] = nm_tokenizer_bos(tok);
         rc = nm_model_eval(m, chunk, n_ctx, 0, first, logits, err);
         if (rc < 0)
             break;

@@ -1,7 +1,7 @@
-/* The SentencePiece "llama" tokenizer, behaving as llama.cpp's SPM tokenizer
- * with parse_special = false, so that prompts give the same token ids (and
- * thus the same logits) as llama.cpp. */
-#include "tokenizer.h"
+/* What both vocab types share: the pieces and their index, token types,
+ * special ids and flags, the end-of-generation set, cutting special pieces
+ * out of the text before the merges, and decoding. */
+#include "tokenizer_internal.h"
 
 #include "common/util.h"
 
@@ -11,44 +11,13 @@
 #include <string.h>
 #include <xxhash.h>
 
-/* tokenizer.ggml.token_type values (the GGUF convention). */
-enum {
-    TT_UNDEFINED = 0,
-    TT_NORMAL = 1,
-    TT_UNKNOWN = 2,
-    TT_CONTROL = 3,
-    TT_USER_DEFINED = 4,
-    TT_UNUSED = 5,
-    TT_BYTE = 6,
-};
-
-/* "▁" (U+2581): SentencePiece's visible stand-in for a space. */
-static const char SPACE_MARK[] = "\xe2\x96\x81";
-#define SPACE_MARK_LEN 3
-
-struct nm_tokenizer {
-    int32_t n_vocab;
-    char *blob;     /* every piece, NUL-terminated, back to back */
-    size_t *offset; /* piece i starts at blob + offset[i] */
-    uint32_t *len;  /* its length (pieces may hold NULs) */
-    float *score;
-    uint8_t *type;
-    int32_t *slots; /* open-addressing hash: piece -> id, -1 empty */
-    uint64_t slot_mask;
-    int32_t byte_token[256]; /* -1: the vocab cannot spell that byte */
-    int32_t *user_defined;   /* matched in the text before the merges */
-    int32_t n_user_defined;
-    int32_t bos, eos, unk;
-    bool add_bos, add_space_prefix;
-};
-
 /* ---- piece -> id hash map ------------------------------------------------ */
 
 static uint64_t piece_hash(const char *s, size_t n) {
     return XXH3_64bits(s, n);
 }
 
-static int32_t lookup(const nm_tokenizer *t, const char *s, size_t n) {
+int32_t nm_tok_lookup(const nm_tokenizer *t, const char *s, size_t n) {
     for (uint64_t h = piece_hash(s, n);; h++) {
         int32_t id = t->slots[h & t->slot_mask];
         if (id < 0)
@@ -72,7 +41,7 @@ static int build_index(nm_tokenizer *t, nm_error *err) {
     t->slot_mask = cap - 1;
     for (int32_t i = 0; i < t->n_vocab; i++) {
         const char *s = t->blob + t->offset[i];
-        int32_t dup = lookup(t, s, t->len[i]);
+        int32_t dup = nm_tok_lookup(t, s, t->len[i]);
         if (dup >= 0)
             return nm_fail(err,
                            "tokenizer.ggml.tokens: piece '%s' appears twice, at "
@@ -88,12 +57,11 @@ static int build_index(nm_tokenizer *t, nm_error *err) {
 
 /* ---- loading ---------------------------------------------------------- */
 
-static int check_model_name(const nm_gguf *g, nm_error *err) {
+static int check_model_name(const nm_gguf *g, nm_vocab_kind *kind, nm_error *err) {
     static const struct {
         const char *name, *kind;
-    } other[] = {{"gpt2", "BPE"},         {"bert", "WordPiece"}, {"rwkv", "RWKV"},
-                 {"t5", "Unigram"},       {"plamo2", "PLaMo-2"}, {"none", "no vocab"},
-                 {"no_vocab", "no vocab"}};
+    } other[] = {{"bert", "WordPiece"}, {"rwkv", "RWKV"},     {"t5", "Unigram"},
+                 {"plamo2", "PLaMo-2"}, {"none", "no vocab"}, {"no_vocab", "no vocab"}};
     const char *model = NULL;
     int r = nm_gguf_get_str(g, "tokenizer.ggml.model", &model, err);
     if (r < 0)
@@ -103,17 +71,19 @@ static int check_model_name(const nm_gguf *g, nm_error *err) {
                        "%s: key tokenizer.ggml.model is missing: no tokenizer in "
                        "this file",
                        g->path);
-    if (strcmp(model, "llama") == 0)
+    if (strcmp(model, "llama") == 0 || strcmp(model, "gpt2") == 0) {
+        *kind = model[0] == 'l' ? NM_VOCAB_SPM : NM_VOCAB_BPE;
         return 0;
+    }
     for (size_t i = 0; i < sizeof other / sizeof other[0]; i++)
         if (strcmp(model, other[i].name) == 0)
             return nm_fail(err,
-                           "%s: tokenizer '%s' (%s) is not supported yet; only "
-                           "'llama' (SentencePiece)",
+                           "%s: tokenizer '%s' (%s) is not supported; numalm reads "
+                           "'llama' (SentencePiece) and 'gpt2' (byte-level BPE)",
                            g->path, model, other[i].kind);
     return nm_fail(err,
-                   "%s: tokenizer.ggml.model '%s' is unknown; only 'llama' "
-                   "(SentencePiece) is supported",
+                   "%s: tokenizer.ggml.model '%s' is unknown; numalm reads 'llama' "
+                   "(SentencePiece) and 'gpt2' (byte-level BPE)",
                    g->path, model);
 }
 
@@ -212,7 +182,7 @@ static int load_types(nm_tokenizer *t, const nm_gguf *g, nm_error *err) {
     t->type = malloc((size_t)t->n_vocab);
     if (!t->type)
         return nm_fail(err, "%s: out of memory for tokenizer types", g->path);
-    memset(t->type, TT_NORMAL, (size_t)t->n_vocab);
+    memset(t->type, NM_TT_NORMAL, (size_t)t->n_vocab);
     int r = nm_gguf_get_arr(g, "tokenizer.ggml.token_type", NM_GGUF_INT32, &count, &data, err);
     if (r < 0)
         return -1;
@@ -225,13 +195,13 @@ static int load_types(nm_tokenizer *t, const nm_gguf *g, nm_error *err) {
                        g->path, (unsigned long long)count, t->n_vocab);
     const int32_t *types = data;
     for (int32_t i = 0; i < t->n_vocab; i++) {
-        if (types[i] < TT_UNDEFINED || types[i] > TT_BYTE)
+        if (types[i] < NM_TT_UNDEFINED || types[i] > NM_TT_BYTE)
             return nm_fail(err,
                            "%s: tokenizer.ggml.token_type[%d] = %d is not a "
                            "token type (0..6)",
                            g->path, i, types[i]);
         const char *piece = t->blob + t->offset[i];
-        if (types[i] == TT_BYTE && byte_piece_value(piece, t->len[i]) < 0)
+        if (types[i] == NM_TT_BYTE && byte_piece_value(piece, t->len[i]) < 0)
             return nm_fail(err,
                            "%s: tokenizer.ggml.token_type[%d] says byte token "
                            "but its piece '%s' is not of the form <0xXX>",
@@ -265,29 +235,94 @@ static int load_flag(const nm_gguf *g, const char *key, bool *flag, nm_error *er
     return nm_gguf_get_bool(g, key, flag, err) < 0 ? -1 : 0;
 }
 
+/* llama.cpp's defaults: SPM <unk>=0 <s>=1 </s>=2, BOS added, a space
+ * prefix; BPE BOS = EOS = 11 (GPT-2's), BOS added only by llama-bpe. */
 static int load_specials(nm_tokenizer *t, const nm_gguf *g, nm_error *err) {
-    t->unk = 0; /* llama.cpp's defaults for the "llama" model */
-    t->bos = 1;
-    t->eos = 2;
-    t->add_bos = true;
-    t->add_space_prefix = true;
+    bool spm = t->kind == NM_VOCAB_SPM;
+    t->unk = spm ? 0 : -1;
+    t->bos = spm ? 1 : 11;
+    t->eos = spm ? 2 : 11;
+    t->eot = t->eom = -1;
+    t->add_bos = spm || !strcmp(nm_bpe_pre_name(t), "llama-bpe");
+    t->add_eos = false;
+    t->add_space_prefix = spm;
     if (load_special_id(g, "tokenizer.ggml.bos_token_id", t->n_vocab, &t->bos, err) ||
         load_special_id(g, "tokenizer.ggml.eos_token_id", t->n_vocab, &t->eos, err) ||
+        load_special_id(g, "tokenizer.ggml.eot_token_id", t->n_vocab, &t->eot, err) ||
+        load_special_id(g, "tokenizer.ggml.eom_token_id", t->n_vocab, &t->eom, err) ||
         load_special_id(g, "tokenizer.ggml.unknown_token_id", t->n_vocab, &t->unk, err) ||
         load_flag(g, "tokenizer.ggml.add_bos_token", &t->add_bos, err) ||
-        load_flag(g, "tokenizer.ggml.add_space_prefix", &t->add_space_prefix, err))
+        load_flag(g, "tokenizer.ggml.add_eos_token", &t->add_eos, err))
+        return -1;
+    if (spm && load_flag(g, "tokenizer.ggml.add_space_prefix", &t->add_space_prefix, err))
         return -1;
     return 0;
 }
 
-static void build_byte_map(nm_tokenizer *t) {
+/* Pieces that end generation, found by their text as llama.cpp finds them
+ * (end of turn first: the first of these that the vocab has is its EOT). */
+static const char *const EOG_PIECES[] = {
+    "<|eot_id|>",
+    "<|im_end|>",
+    "<|end|>",
+    "<end_of_turn>",
+    "<|endoftext|>",
+    "<|end_of_text|>",
+    "<EOT>",
+    "_<EOT>",
+    "[EOT]",
+    "<end_of_utterance>",
+    "<|eom_id|>",
+    "[EOS]",
+    "<eos>",
+    "</s>",
+    "<|return|>",
+    "<|call|>",
+    "<\xef\xbd\x9c"
+    "end\xe2\x96\x81of\xe2\x96\x81sentence\xef\xbd\x9c>", /* DeepSeek */
+};
+#define N_EOT_PIECES 10 /* the first ten name an end of turn */
+
+static int load_eog(nm_tokenizer *t, const nm_gguf *g, nm_error *err) {
+    static const char *const fim_keys[] = {"tokenizer.ggml.fim_pad_token_id",
+                                           "tokenizer.ggml.fim_rep_token_id",
+                                           "tokenizer.ggml.fim_sep_token_id"};
+    if (!(t->eog = calloc((size_t)t->n_vocab, 1)))
+        return nm_fail(err, "tokenizer: out of memory for the end-of-generation set");
+    for (size_t k = 0; k < sizeof EOG_PIECES / sizeof EOG_PIECES[0]; k++) {
+        const char *p = EOG_PIECES[k];
+        int32_t id = nm_tok_lookup(t, p, strlen(p));
+        if (id < 0)
+            continue;
+        t->eog[id] = 1;
+        t->type[id] = NM_TT_CONTROL; /* llama.cpp makes them control tokens */
+        if (t->eot < 0 && k < N_EOT_PIECES)
+            t->eot = id;
+        if (t->eom < 0 && !strcmp(p, "<|eom_id|>"))
+            t->eom = id;
+    }
+    for (size_t k = 0; k < 3; k++) {
+        int32_t id = -1;
+        if (load_special_id(g, fim_keys[k], t->n_vocab, &id, err) < 0)
+            return -1;
+        if (id >= 0)
+            t->eog[id] = 1;
+    }
+    int32_t ids[] = {t->eos, t->eot, t->eom};
+    for (size_t k = 0; k < 3; k++)
+        if (ids[k] >= 0)
+            t->eog[ids[k]] = 1;
+    return 0;
+}
+
+static void build_spm_byte_map(nm_tokenizer *t) {
     for (int b = 0; b < 256; b++) {
         char hex[8];
         snprintf(hex, sizeof hex, "<0x%02X>", b);
-        int32_t id = lookup(t, hex, 6);
+        int32_t id = nm_tok_lookup(t, hex, 6);
         if (id < 0) { /* llama.cpp's fallback: the byte itself as a piece */
             char one = (char)b;
-            id = lookup(t, &one, 1);
+            id = nm_tok_lookup(t, &one, 1);
         }
         t->byte_token[b] = id;
     }
@@ -301,39 +336,53 @@ static int cmp_longer_first(const void *a, const void *b, void *ctx) {
     return x < y ? -1 : x > y;
 }
 
-/* User-defined pieces are cut out of the text before the merges, longest
- * first, as llama.cpp does even with parse_special = false. */
-static int collect_user_defined(nm_tokenizer *t, nm_error *err) {
+static bool is_special_type(uint8_t type) {
+    return type == NM_TT_CONTROL || type == NM_TT_USER_DEFINED || type == NM_TT_UNKNOWN;
+}
+
+/* Control, user-defined and unknown pieces are cut out of the text before
+ * the merges, longest first, as llama.cpp does. */
+static int collect_specials(nm_tokenizer *t, nm_error *err) {
     int32_t n = 0;
     for (int32_t i = 0; i < t->n_vocab; i++)
-        n += t->type[i] == TT_USER_DEFINED;
+        n += is_special_type(t->type[i]);
     if (n == 0)
         return 0;
-    t->user_defined = malloc((size_t)n * sizeof *t->user_defined);
-    if (!t->user_defined)
-        return nm_fail(err, "tokenizer: out of memory for %d user-defined pieces", n);
+    t->specials = malloc((size_t)n * sizeof *t->specials);
+    if (!t->specials)
+        return nm_fail(err, "tokenizer: out of memory for %d special pieces", n);
     for (int32_t i = 0; i < t->n_vocab; i++)
-        if (t->type[i] == TT_USER_DEFINED)
-            t->user_defined[t->n_user_defined++] = i;
-    qsort_r(t->user_defined, (size_t)n, sizeof *t->user_defined, cmp_longer_first, t);
+        if (is_special_type(t->type[i]))
+            t->specials[t->n_specials++] = i;
+    qsort_r(t->specials, (size_t)n, sizeof *t->specials, cmp_longer_first, t);
     return 0;
 }
 
+static void find_max_text(nm_tokenizer *t) {
+    for (int32_t i = 0; i < t->n_vocab; i++)
+        if (t->len[i] > t->max_text)
+            t->max_text = t->len[i]; /* SPM and BPE user-defined: at most the piece */
+}
+
 nm_tokenizer *nm_tokenizer_load(const nm_gguf *g, nm_error *err) {
-    if (check_model_name(g, err) < 0)
+    nm_vocab_kind kind = NM_VOCAB_SPM;
+    if (check_model_name(g, &kind, err) < 0)
         return NULL;
     nm_tokenizer *t = calloc(1, sizeof *t);
     if (!t) {
         nm_fail(err, "%s: out of memory for the tokenizer", g->path);
         return NULL;
     }
+    t->kind = kind;
     if (load_pieces(t, g, err) < 0 || load_scores(t, g, err) < 0 || load_types(t, g, err) < 0 ||
-        load_specials(t, g, err) < 0 || build_index(t, err) < 0 ||
-        collect_user_defined(t, err) < 0) {
+        build_index(t, err) < 0 || (kind == NM_VOCAB_BPE && nm_bpe_load(t, g, err) < 0) ||
+        load_specials(t, g, err) < 0 || load_eog(t, g, err) < 0 || collect_specials(t, err) < 0) {
         nm_tokenizer_free(t);
         return NULL;
     }
-    build_byte_map(t);
+    if (kind == NM_VOCAB_SPM)
+        build_spm_byte_map(t);
+    find_max_text(t);
     return t;
 }
 
@@ -345,8 +394,10 @@ void nm_tokenizer_free(nm_tokenizer *t) {
     free(t->len);
     free(t->score);
     free(t->type);
+    free(t->eog);
     free(t->slots);
-    free(t->user_defined);
+    free(t->specials);
+    nm_bpe_free(t->bpe);
     free(t);
 }
 
@@ -359,8 +410,26 @@ int32_t nm_tokenizer_bos(const nm_tokenizer *t) {
 int32_t nm_tokenizer_eos(const nm_tokenizer *t) {
     return t->eos;
 }
+int32_t nm_tokenizer_eot(const nm_tokenizer *t) {
+    return t->eot;
+}
 bool nm_tokenizer_add_bos(const nm_tokenizer *t) {
     return t->add_bos;
+}
+bool nm_tokenizer_add_eos(const nm_tokenizer *t) {
+    return t->add_eos;
+}
+nm_vocab_kind nm_tokenizer_kind(const nm_tokenizer *t) {
+    return t->kind;
+}
+const char *nm_tokenizer_kind_name(const nm_tokenizer *t) {
+    return t->kind == NM_VOCAB_SPM ? "SPM" : "BPE";
+}
+const char *nm_tokenizer_pre_name(const nm_tokenizer *t) {
+    return t->kind == NM_VOCAB_BPE ? nm_bpe_pre_name(t) : "";
+}
+size_t nm_tokenizer_max_text(const nm_tokenizer *t) {
+    return t->max_text;
 }
 
 const char *nm_token_piece(const nm_tokenizer *t, int32_t id) {
@@ -369,201 +438,33 @@ const char *nm_token_piece(const nm_tokenizer *t, int32_t id) {
     return t->blob + t->offset[id];
 }
 
+const char *nm_token_type_name(const nm_tokenizer *t, int32_t id) {
+    static const char *const names[] = {"undefined",    "normal", "unknown", "control",
+                                        "user-defined", "unused", "byte"};
+    return id < 0 || id >= t->n_vocab ? "undefined" : names[t->type[id]];
+}
+
+bool nm_token_is_control(const nm_tokenizer *t, int32_t id) {
+    return id >= 0 && id < t->n_vocab && t->type[id] == NM_TT_CONTROL;
+}
+
+bool nm_token_is_eog(const nm_tokenizer *t, int32_t id) {
+    return id >= 0 && id < t->n_vocab && t->eog[id];
+}
+
+int32_t nm_tokenizer_find(const nm_tokenizer *t, const char *piece) {
+    return nm_tok_lookup(t, piece, strlen(piece));
+}
+
 /* ---- encoding ------------------------------------------------------------ */
 
-typedef struct ids_vec {
-    int32_t *v;
-    size_t n, cap;
-} ids_vec;
-
-static int ids_push(ids_vec *o, int32_t id, nm_error *err) {
+int nm_ids_push(nm_ids *o, int32_t id, nm_error *err) {
     int32_t *v = nm_grow(o->v, &o->cap, o->n, 64, sizeof *v);
     if (!v)
         return nm_fail(err, "tokenize: out of memory for %zu token ids", o->n + 1);
     o->v = v;
     o->v[o->n++] = id;
     return 0;
-}
-
-/* A symbol is a run of the text: one UTF-8 character at first, growing as
- * its right neighbour is merged into it (n = 0: merged away). */
-typedef struct symbol {
-    int32_t prev, next;
-    size_t start, n;
-} symbol;
-
-typedef struct bigram {
-    float score;
-    int32_t left, right;
-    size_t size;
-} bigram;
-
-typedef struct spm_session {
-    const nm_tokenizer *t;
-    const char *text;
-    symbol *sym;
-    bigram *heap;
-    size_t heap_n, heap_cap;
-} spm_session;
-
-/* Pops highest score first; among equal scores the leftmost pair. */
-static bool bigram_before(const bigram *a, const bigram *b) {
-    return a->score > b->score || (a->score == b->score && a->left < b->left);
-}
-
-static int heap_push(spm_session *s, bigram b, nm_error *err) {
-    bigram *h = nm_grow(s->heap, &s->heap_cap, s->heap_n, 64, sizeof *h);
-    if (!h)
-        return nm_fail(err, "tokenize: out of memory for %zu merge candidates", s->heap_n + 1);
-    s->heap = h;
-    size_t i = s->heap_n++;
-    while (i > 0 && bigram_before(&b, &s->heap[(i - 1) / 2])) {
-        s->heap[i] = s->heap[(i - 1) / 2];
-        i = (i - 1) / 2;
-    }
-    s->heap[i] = b;
-    return 0;
-}
-
-static bigram heap_pop(spm_session *s) {
-    bigram top = s->heap[0], last = s->heap[--s->heap_n];
-    size_t i = 0;
-    for (;;) {
-        size_t c = 2 * i + 1;
-        if (c >= s->heap_n)
-            break;
-        if (c + 1 < s->heap_n && bigram_before(&s->heap[c + 1], &s->heap[c]))
-            c++;
-        if (!bigram_before(&s->heap[c], &last))
-            break;
-        s->heap[i] = s->heap[c];
-        i = c;
-    }
-    if (s->heap_n)
-        s->heap[i] = last;
-    return top;
-}
-
-/* Queues the merge of two neighbours if their concatenation is a piece. */
-static int try_pair(spm_session *s, int32_t left, int32_t right, nm_error *err) {
-    if (left < 0 || right < 0)
-        return 0;
-    size_t n = s->sym[left].n + s->sym[right].n;
-    int32_t id = lookup(s->t, s->text + s->sym[left].start, n);
-    if (id < 0)
-        return 0;
-    return heap_push(s, (bigram){s->t->score[id], left, right, n}, err);
-}
-
-/* Byte length of a UTF-8 sequence from its first byte, as llama.cpp counts
- * it: stray continuation bytes stand alone, 0xF8.. count as 4. */
-static size_t utf8_len(unsigned char c) {
-    static const uint8_t len[16] = {1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 3, 4};
-    return len[c >> 4];
-}
-
-static int split_chars(spm_session *s, size_t n_text, int32_t *n_sym, nm_error *err) {
-    s->sym = malloc(n_text * sizeof *s->sym);
-    if (!s->sym)
-        return nm_fail(err, "tokenize: out of memory for %zu symbols", n_text);
-    int32_t n = 0;
-    for (size_t off = 0; off < n_text; n++) {
-        size_t len = utf8_len((unsigned char)s->text[off]);
-        if (len > n_text - off)
-            len = n_text - off;
-        s->sym[n] = (symbol){n - 1, off + len == n_text ? -1 : n + 1, off, len};
-        off += len;
-    }
-    *n_sym = n;
-    return 0;
-}
-
-static int merge_all(spm_session *s, int32_t n_sym, nm_error *err) {
-    for (int32_t i = 1; i < n_sym; i++)
-        if (try_pair(s, i - 1, i, err) < 0)
-            return -1;
-    while (s->heap_n) {
-        bigram b = heap_pop(s);
-        symbol *l = &s->sym[b.left], *r = &s->sym[b.right];
-        if (l->n == 0 || r->n == 0 || l->n + r->n != b.size)
-            continue; /* stale: one side has changed since it was queued */
-        l->n += r->n;
-        r->n = 0;
-        l->next = r->next;
-        if (r->next >= 0)
-            s->sym[r->next].prev = b.left;
-        if (try_pair(s, l->prev, b.left, err) < 0 || try_pair(s, b.left, l->next, err) < 0)
-            return -1;
-    }
-    return 0;
-}
-
-/* Every merged symbol is a vocab piece (a pair is only queued when its text
- * is one), so a symbol missing from the vocab is always a single character
- * that was never merged: llama.cpp's re-split through its merge record can
- * not apply to it, and its bytes are spelled with byte tokens. */
-static int emit_symbols(spm_session *s, ids_vec *out, nm_error *err) {
-    for (int32_t i = 0; i >= 0; i = s->sym[i].next) {
-        const char *text = s->text + s->sym[i].start;
-        int32_t id = lookup(s->t, text, s->sym[i].n);
-        if (id >= 0) {
-            if (ids_push(out, id, err) < 0)
-                return -1;
-            continue;
-        }
-        for (size_t j = 0; j < s->sym[i].n; j++) {
-            unsigned char c = (unsigned char)text[j];
-            if (s->t->byte_token[c] < 0)
-                return nm_fail(err,
-                               "tokenize: the vocab has no byte token <0x%02X> "
-                               "for a byte it cannot spell otherwise",
-                               c);
-            if (ids_push(out, s->t->byte_token[c], err) < 0)
-                return -1;
-        }
-    }
-    return 0;
-}
-
-/* Escapes spaces to "▁", prefixes one when asked, then merges. */
-static int encode_raw(const nm_tokenizer *t, const char *text, size_t len, bool prefix,
-                      ids_vec *out, nm_error *err) {
-    size_t spaces = (prefix ? 1 : 0);
-    for (size_t i = 0; i < len; i++)
-        spaces += text[i] == ' ';
-    if (len > (SIZE_MAX - SPACE_MARK_LEN) / 4)
-        return nm_fail(err, "tokenize: text of %zu bytes is too long", len);
-    size_t n_esc = len + spaces * (SPACE_MARK_LEN - 1) + (prefix ? 1 : 0);
-    char *esc = malloc(n_esc ? n_esc : 1);
-    if (!esc)
-        return nm_fail(err, "tokenize: out of memory for %zu bytes of text", n_esc);
-    size_t at = 0;
-    if (prefix) {
-        memcpy(esc, SPACE_MARK, SPACE_MARK_LEN);
-        at = SPACE_MARK_LEN;
-    }
-    for (size_t i = 0; i < len; i++) {
-        if (text[i] == ' ') {
-            memcpy(esc + at, SPACE_MARK, SPACE_MARK_LEN);
-            at += SPACE_MARK_LEN;
-        } else {
-            esc[at++] = text[i];
-        }
-    }
-    spm_session s = {.t = t, .text = esc};
-    int32_t n_sym = 0;
-    int rc = 0;
-    if (at > INT32_MAX)
-        rc = nm_fail(err, "tokenize: text of %zu bytes is too long", len);
-    else if (at > 0)
-        rc = (split_chars(&s, at, &n_sym, err) < 0 || merge_all(&s, n_sym, err) < 0 ||
-              emit_symbols(&s, out, err) < 0)
-                 ? -1
-                 : 0;
-    free(s.sym);
-    free(s.heap);
-    free(esc);
-    return rc;
 }
 
 /* A piece of the input: raw text to merge, or an already-known token. */
@@ -586,7 +487,7 @@ static int frag_push(frag_vec *f, fragment x, nm_error *err) {
     return 0;
 }
 
-/* Cuts every occurrence of user-defined piece `id` out of the raw fragments. */
+/* Cuts every occurrence of special piece `id` out of the raw fragments. */
 static int split_on_piece(const nm_tokenizer *t, const char *text, int32_t id, frag_vec *in,
                           frag_vec *out, nm_error *err) {
     const char *p = t->blob + t->offset[id];
@@ -612,13 +513,16 @@ static int split_on_piece(const nm_tokenizer *t, const char *text, int32_t id, f
     return 0;
 }
 
-static int partition(const nm_tokenizer *t, const char *text, size_t len, frag_vec *frags,
-                     nm_error *err) {
+static int partition(const nm_tokenizer *t, const char *text, size_t len, bool parse_special,
+                     frag_vec *frags, nm_error *err) {
     if (frag_push(frags, (fragment){-1, 0, len}, err) < 0)
         return -1;
     frag_vec tmp = {0};
-    for (int32_t k = 0; k < t->n_user_defined; k++) {
-        if (split_on_piece(t, text, t->user_defined[k], frags, &tmp, err) < 0) {
+    for (int32_t k = 0; k < t->n_specials; k++) {
+        int32_t id = t->specials[k];
+        if (!parse_special && t->type[id] != NM_TT_USER_DEFINED)
+            continue; /* control and unknown pieces only when asked */
+        if (split_on_piece(t, text, id, frags, &tmp, err) < 0) {
             free(tmp.v);
             return -1;
         }
@@ -630,32 +534,44 @@ static int partition(const nm_tokenizer *t, const char *text, size_t len, frag_v
     return 0;
 }
 
-int nm_tokenize(const nm_tokenizer *t, const char *text, size_t len, bool add_bos, int32_t **out,
+static int encode_fragments(const nm_tokenizer *t, const char *text, const frag_vec *frags,
+                            nm_ids *ids, nm_error *err) {
+    bool prev_special = true; /* SPM: the space prefix goes on the first raw fragment */
+    for (size_t i = 0; i < frags->n; i++) {
+        fragment f = frags->v[i];
+        int rc;
+        if (f.token >= 0)
+            rc = nm_ids_push(ids, f.token, err);
+        else if (t->kind == NM_VOCAB_SPM)
+            rc = nm_spm_encode(t, text + f.off, f.len, t->add_space_prefix && prev_special, ids,
+                               err);
+        else
+            rc = nm_bpe_encode(t, text + f.off, f.len, ids, err);
+        if (rc < 0)
+            return -1;
+        prev_special = f.token >= 0;
+    }
+    return 0;
+}
+
+int nm_tokenize(const nm_tokenizer *t, const char *text, size_t len, unsigned flags, int32_t **out,
                 nm_error *err) {
     *out = NULL;
-    ids_vec ids = {0};
+    nm_ids ids = {0};
     frag_vec frags = {0};
+    bool add = flags & NM_TOK_ADD_SPECIAL;
     int rc = 0;
-    if (add_bos) {
-        if (t->bos < 0)
-            rc = nm_fail(err, "tokenize: BOS requested but the vocab has no BOS token");
-        else
-            rc = ids_push(&ids, t->bos, err);
-    }
+    if (add && t->add_bos)
+        rc = t->bos < 0 ? nm_fail(err, "tokenize: the vocab asks for BOS but has no BOS token")
+                        : nm_ids_push(&ids, t->bos, err);
     /* The empty text gives no tokens at all, not even the space prefix. */
     if (rc == 0 && len > 0)
-        rc = partition(t, text, len, &frags, err);
-    bool prev_special = true; /* the prefix goes on the first raw fragment */
-    for (size_t i = 0; rc == 0 && i < frags.n; i++) {
-        fragment f = frags.v[i];
-        if (f.token >= 0) {
-            rc = ids_push(&ids, f.token, err);
-            prev_special = true;
-        } else {
-            rc = encode_raw(t, text + f.off, f.len, t->add_space_prefix && prev_special, &ids, err);
-            prev_special = false;
-        }
-    }
+        rc = partition(t, text, len, flags & NM_TOK_PARSE_SPECIAL, &frags, err);
+    if (rc == 0)
+        rc = encode_fragments(t, text, &frags, &ids, err);
+    if (rc == 0 && add && t->add_eos)
+        rc = t->eos < 0 ? nm_fail(err, "tokenize: the vocab asks for EOS but has no EOS token")
+                        : nm_ids_push(&ids, t->eos, err);
     free(frags.v);
     if (rc == 0 && ids.n > INT_MAX)
         rc = nm_fail(err, "tokenize: %zu tokens do not fit in an int", ids.n);
@@ -671,38 +587,33 @@ int nm_tokenize(const nm_tokenizer *t, const char *text, size_t len, bool add_bo
 
 /* ---- decoding ------------------------------------------------------------ */
 
-size_t nm_token_to_text(const nm_tokenizer *t, int32_t id, int32_t prev, char *buf, size_t cap) {
-    if (id < 0 || id >= t->n_vocab || id == t->bos || id == t->eos)
-        return 0;
+static size_t copy_out(const char *p, size_t n, char *buf, size_t cap) {
+    size_t w = n < cap ? n : cap;
+    memcpy(buf, p, w);
+    return w;
+}
+
+static size_t spm_text(const nm_tokenizer *t, int32_t id, int32_t prev, char *buf, size_t cap) {
     const char *p = t->blob + t->offset[id];
     size_t n = t->len[id], w = 0;
     /* The encoder put a space in front of the text; take it back off. */
     bool strip = t->add_space_prefix && (prev < 0 || prev == t->bos);
-    switch (t->type[id]) {
-    case TT_BYTE: {
+    if (t->type[id] == NM_TT_BYTE) {
         char c = (char)byte_piece_value(p, (uint32_t)n);
         if (!(strip && c == ' ') && cap > 0)
             buf[w++] = c;
         return w;
     }
-    case TT_USER_DEFINED:
-        if (strip && n > 0 && p[0] == ' ') {
-            p++;
-            n--;
-        }
-        w = n < cap ? n : cap;
-        memcpy(buf, p, w);
-        return w;
-    case TT_NORMAL:
-        break;
-    default: /* control, unknown, unused: nothing to show */
-        return 0;
+    if (t->type[id] == NM_TT_USER_DEFINED) {
+        if (strip && n > 0 && p[0] == ' ')
+            p++, n--;
+        return copy_out(p, n, buf, cap);
     }
     for (size_t i = 0; i < n && w < cap;) {
-        if (n - i >= SPACE_MARK_LEN && memcmp(p + i, SPACE_MARK, SPACE_MARK_LEN) == 0) {
+        if (n - i >= 3 && memcmp(p + i, "\xe2\x96\x81", 3) == 0) { /* "▁" */
             if (!strip)
                 buf[w++] = ' ';
-            i += SPACE_MARK_LEN;
+            i += 3;
         } else {
             if (!(strip && p[i] == ' '))
                 buf[w++] = p[i];
@@ -711,4 +622,19 @@ size_t nm_token_to_text(const nm_tokenizer *t, int32_t id, int32_t prev, char *b
         strip = false;
     }
     return w;
+}
+
+size_t nm_token_to_text(const nm_tokenizer *t, int32_t id, int32_t prev, char *buf, size_t cap) {
+    if (id < 0 || id >= t->n_vocab)
+        return 0;
+    uint8_t type = t->type[id];
+    if (type != NM_TT_NORMAL && type != NM_TT_BYTE && type != NM_TT_USER_DEFINED)
+        return 0; /* control, unknown, unused: nothing to show */
+    if (t->kind == NM_VOCAB_SPM)
+        return spm_text(t, id, prev, buf, cap);
+    if (type == NM_TT_USER_DEFINED)
+        return copy_out(t->blob + t->offset[id], t->len[id], buf, cap);
+    size_t n;
+    const char *p = nm_bpe_text(t, id, &n);
+    return copy_out(p, n, buf, cap);
 }
