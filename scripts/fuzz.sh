@@ -1,8 +1,10 @@
 #!/bin/bash
-# Builds the GGUF fuzzer (clang, libFuzzer + ASan/UBSan) and runs it on a copy
-# of fuzz/corpus for FUZZ_SECONDS (default 60). Exits non-zero when the build
-# fails or the fuzzer finds a crash, leak, timeout or sanitizer report; the
-# reproducer is then left in the build dir (crash-*, leak-*, timeout-*).
+# Builds the fuzzers (clang, libFuzzer + ASan/UBSan) and runs each on a copy of
+# its corpus for FUZZ_SECONDS (default 60): the GGUF reader on fuzz/corpus, the
+# tokenizers on fuzz/corpus_tokenizer (skipped without the vocabs in
+# ../shared/models/vocab). Exits non-zero when a build fails or a fuzzer finds
+# a crash, leak, timeout or sanitizer report; the reproducer is then left in
+# the build dir (crash-*, leak-*, timeout-*).
 #   usage: scripts/fuzz.sh [BUILD_DIR]      (default: build-fuzz)
 set -euo pipefail
 
@@ -21,15 +23,28 @@ fi
 
 cmake -S "$src" -B "$build" -DCMAKE_C_COMPILER="$cc" -DCMAKE_BUILD_TYPE=Debug \
     -DNUMALM_FUZZ=ON -DNUMALM_SANITIZE=ON >/dev/null
-cmake --build "$build" --target fuzz_gguf -j "$jobs"
+cmake --build "$build" --target fuzz_gguf fuzz_tokenizer -j "$jobs"
 
 build=$(cd "$build" && pwd)
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-cp "$src"/fuzz/corpus/* "$work"/
 
-echo "fuzz.sh: running fuzz_gguf for ${seconds}s on $(ls "$work" | wc -l) seeds"
-# -timeout: a single input taking >10 s is a hang; -rss_limit_mb: the reader
-# caps metadata at 512 MiB, so more than 2 GiB is a bug.
-"$build/fuzz_gguf" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 \
-    -max_len=65536 -print_final_stats=1 -artifact_prefix="$build/" "$work"
+# run TARGET CORPUS_DIR: -timeout: a single input taking >10 s is a hang;
+# -rss_limit_mb: the GGUF reader caps metadata at 512 MiB and the tokenizers
+# hold four vocabs (~0.5 GiB), so more than 2 GiB is a bug.
+run() {
+    mkdir -p "$work/$1"
+    cp "$2"/* "$work/$1"/
+    echo "fuzz.sh: running $1 for ${seconds}s on $(ls "$work/$1" | wc -l) seeds"
+    "$build/$1" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 \
+        -max_len=65536 -print_final_stats=1 -artifact_prefix="$build/" "$work/$1"
+}
+
+run fuzz_gguf "$src/fuzz/corpus"
+vocab=${NUMALM_SHARED:-$src/../shared}/models/vocab
+if [ -f "$vocab/vocab-llama3.gguf" ] && [ -f "$vocab/vocab-qwen3.gguf" ] &&
+    [ -f "$vocab/ggml-vocab-llama-spm.gguf" ]; then
+    run fuzz_tokenizer "$src/fuzz/corpus_tokenizer"
+else
+    echo "fuzz.sh: skipping fuzz_tokenizer: no vocabs in $vocab"
+fi
