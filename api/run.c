@@ -70,6 +70,7 @@ void numalm_gen_params_init(numalm_gen_params *p) {
     memset(p, 0, sizeof *p);
     p->n_predict = 128;
     p->sampler.top_p = 1.0f;
+    p->stop_token = -1;
 }
 
 typedef struct text_relay {
@@ -89,6 +90,8 @@ static void public_stats(const nm_gen_stats *st, int n_tokens, numalm_gen_stats 
     out->n_decode_evals = st->n_decode_evals;
     out->n_tokens = n_tokens;
     out->prompt_s = st->prompt_s;
+    out->n_prompt_cached = st->n_prompt - st->n_evaluated;
+    out->n_kv = st->n_kv;
     out->decode_s = st->decode_s;
     out->stop = st->hit_stop  ? NUMALM_STOP_CALLER
                 : st->hit_eos ? NUMALM_STOP_EOS
@@ -117,6 +120,11 @@ int numalm_generate(numalm_session *s, const char *prompt, const numalm_gen_para
                     .seed = p->sampler.seed},
         .echo = p->echo,
         .read_probe = p->read_probe,
+        .prompt_tokens = p->prompt_tokens,
+        .n_prompt_tokens = p->n_prompt_tokens,
+        .n_cached = p->n_cached,
+        .has_stop_token = p->stop_token >= 0,
+        .stop_token = p->stop_token,
     };
     text_relay relay = {on_text, user};
     nm_gen_stats st;

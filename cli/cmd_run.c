@@ -9,12 +9,15 @@
 #include "common/util.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 typedef struct run_opts {
     nm_cli_common c;
     numalm_gen_params gen;
     const char *prompt;
+    bool chat;                          /* --chat: the prompt is one user message */
+    const char *system, *template_name; /* --system, --chat-template */
 } run_opts;
 
 static void usage(FILE *out) {
@@ -27,6 +30,11 @@ static void usage(FILE *out) {
         "  --top-k K, --top-p P    sampling filters (default off)\n"
         "  --seed S                sampler seed (default 0)\n"
         "  --no-echo               print only the continuation, not the prompt\n"
+        "  --chat                  the prompt is a user message: format it with the model's\n"
+        "                          chat template and print only the reply\n"
+        "  --system TEXT           with --chat: a system message first\n"
+        "  --chat-template NAME    with --chat: this built-in template instead of the\n"
+        "                          file's (chatml, llama3, llama2, mistral-v7, gemma, ...)\n"
         "  --read-probe            after each decode step, time a read of the same weights\n"
         "                          by the same threads (no compute) and report the decode\n"
         "                          speed as a fraction of that read bandwidth\n" NM_CLI_MODEL_HELP
@@ -51,6 +59,10 @@ static int run_value(run_opts *o, const char *opt, const char *v, nm_error *err)
     int rc = 1;
     if (!strcmp(opt, "--prompt"))
         o->prompt = v;
+    else if (!strcmp(opt, "--system"))
+        o->system = v;
+    else if (!strcmp(opt, "--chat-template"))
+        o->template_name = v;
     else if (!strcmp(opt, "--temp"))
         rc = float_value(opt, v, &o->gen.sampler.temp, err);
     else if (!strcmp(opt, "--top-p"))
@@ -70,8 +82,9 @@ static int run_value(run_opts *o, const char *opt, const char *v, nm_error *err)
 static int run_arg(run_opts *o, int argc, char **argv, int *i, nm_error *err) {
     static const struct {
         const char *name, *alias;
-    } OPTS[] = {{"--prompt", "-p"}, {"--n-predict", "-n"}, {"--temp", NULL},
-                {"--top-p", NULL},  {"--top-k", NULL},     {"--seed", NULL}};
+    } OPTS[] = {{"--prompt", "-p"}, {"--n-predict", "-n"},    {"--temp", NULL},
+                {"--top-p", NULL},  {"--top-k", NULL},        {"--seed", NULL},
+                {"--system", NULL}, {"--chat-template", NULL}};
     int rc = nm_cli_common_arg(&o->c, argc, argv, i, err);
     if (rc == 0)
         rc = nm_cli_model_arg(&o->c.opts, argc, argv, i, err);
@@ -89,6 +102,10 @@ static int run_arg(run_opts *o, int argc, char **argv, int *i, nm_error *err) {
     }
     if (!strcmp(argv[*i], "--read-probe")) {
         o->gen.read_probe = true;
+        return 1;
+    }
+    if (!strcmp(argv[*i], "--chat")) {
+        o->chat = true;
         return 1;
     }
     return 0;
@@ -115,6 +132,10 @@ static int parse(run_opts *o, int argc, char **argv, nm_error *err) {
                             "not for running a model here");
     if (!o->prompt)
         return nm_fail(err, "no prompt given (-p TEXT)");
+    if ((o->system || o->template_name) && !o->chat)
+        return nm_fail(err, "--system and --chat-template go with --chat");
+    if (o->chat)
+        o->gen.echo = false;
     return 0;
 }
 
@@ -195,6 +216,26 @@ static void report(const run_opts *o, const numalm_session *s, const numalm_gen_
     nm_json_finish(&j);
 }
 
+/* --chat: [system,] user through the chat template, as token ids. */
+static int chat_prompt(run_opts *o, numalm_session *s) {
+    int tmpl = numalm_chat_template(s, o->template_name);
+    if (tmpl < 0)
+        return -1;
+    numalm_chat_msg msgs[2] = {{"system", o->system}, {"user", o->prompt}};
+    const numalm_chat_msg *m = msgs + !o->system;
+    size_t n = o->system ? 2 : 1;
+    int count = numalm_chat_tokenize(s, tmpl, m, n, NULL, 0, NULL, 0);
+    int32_t *ids = count > 0 ? malloc((size_t)count * sizeof *ids) : NULL;
+    if (!ids || numalm_chat_tokenize(s, tmpl, m, n, NULL, 0, ids, count) != count) {
+        free(ids);
+        return -1;
+    }
+    o->gen.prompt_tokens = ids;
+    o->gen.n_prompt_tokens = count;
+    o->gen.stop_token = numalm_chat_end_of_turn(s, tmpl);
+    return 0;
+}
+
 int cmd_run(int argc, char **argv) {
     run_opts o;
     nm_error err = {{0}};
@@ -206,11 +247,14 @@ int cmd_run(int argc, char **argv) {
     }
     numalm_gen_stats st;
     numalm_session *s = nm_cli_open(&o.c, &err);
-    if (!s || numalm_generate(s, o.prompt, &o.gen, write_text, NULL, &st) < 0) {
+    if (!s || (o.chat && chat_prompt(&o, s) < 0) ||
+        numalm_generate(s, o.prompt, &o.gen, write_text, NULL, &st) < 0) {
         fprintf(stderr, "numalm run: %s\n", s ? numalm_last_error(s) : err.msg);
+        free((int32_t *)o.gen.prompt_tokens);
         numalm_close(s);
         return 1;
     }
+    free((int32_t *)o.gen.prompt_tokens);
     if (o.gen.echo || st.n_decode)
         write_text(NULL, "\n", 1);
     if (st.stop == NUMALM_STOP_CONTEXT)

@@ -17,6 +17,7 @@ static const struct {
     {"run", cmd_run, "-m MODEL -p PROMPT [-n N]   generate text"},
     {"perplexity", cmd_perplexity, "-m MODEL -f TEXT [-c N]  llama.cpp's perplexity"},
     {"serve", cmd_serve, "-m MODEL [--port 8080] [-np N]  OpenAI-compatible HTTP server"},
+    {"chat", cmd_chat, "-m MODEL [--system TEXT] [--chat-template NAME]  talk to the model"},
     {"tokenize", cmd_tokenize, "-m MODEL -p TEXT [--ids] [--special] [--json]  token ids"},
 };
 

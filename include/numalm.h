@@ -250,16 +250,25 @@ typedef struct numalm_sampler_params {
 } numalm_sampler_params;
 
 typedef struct numalm_gen_params {
-    int n_predict;                 /* tokens to generate at most (default 128); stops at EOS */
+    int n_predict;                 /* tokens to generate at most (default 128; < 0: no
+                                      limit); stops at the end of generation */
     numalm_sampler_params sampler; /* default greedy */
     bool echo;                     /* stream the prompt first, as the model read it */
     bool read_probe;               /* after each decode step, time a read of the same
                                       weights by the same threads (see the stats) */
     int32_t *tokens;               /* optional: receives every token, prompt included, */
     int max_tokens;                /* at most this many */
+    /* Optional: the prompt as tokens (numalm_chat_tokenize); the text prompt
+     * is then ignored. The first n_cached of them are in the KV cache from
+     * the call before (a conversation's earlier turns): only the rest is
+     * evaluated. */
+    const int32_t *prompt_tokens;
+    int n_prompt_tokens, n_cached;
+    int32_t stop_token; /* >= 0: this token ends generation too (a chat
+                           template's end of turn); default -1 */
 } numalm_gen_params;
 
-/* Greedy, 128 tokens, no echo, no probe, no token copy. */
+/* Greedy, 128 tokens, no echo, no probe, no token copy, no stop token. */
 NUMALM_API void numalm_gen_params_init(numalm_gen_params *p);
 
 /* Receives each piece of text as soon as it is known (a UTF-8 character may
@@ -281,6 +290,9 @@ typedef struct numalm_gen_stats {
     double prompt_s;    /* the batched prompt pass */
     double decode_s;    /* decode passes + sampling (not the read probe) */
     numalm_stop stop;
+    int n_prompt_cached; /* prompt tokens taken from the KV cache (n_cached) */
+    int n_kv;            /* leading tokens (of all n_tokens) the KV cache holds after the call:
+                            give them as n_cached next time */
     /* read_probe: medians over the decode/read pairs */
     int probe_pairs;
     double probe_decode_gbps, probe_read_gbps;
@@ -293,6 +305,53 @@ typedef struct numalm_gen_stats {
  * NULL. 0 or -1. */
 NUMALM_API int numalm_generate(numalm_session *s, const char *prompt, const numalm_gen_params *p,
                                numalm_text_fn on_text, void *user, numalm_gen_stats *stats);
+
+/* ---- chat -------------------------------------------------------------- */
+
+/* Built-in chat templates (no Jinja engine): ChatML, Llama 3, Llama 2 and
+ * Mistral [INST] variants, Gemma, formatted as llama.cpp's own code does. */
+
+/* One message; role is "system", "user" or "assistant". */
+typedef struct numalm_chat_msg {
+    const char *role;
+    const char *content;
+} numalm_chat_msg;
+
+/* The template named `name` (llama.cpp's names: "chatml", "llama3",
+ * "llama2", "mistral-v7", "gemma", ...), or with name NULL the one the
+ * model's tokenizer.chat_template is recognised as. Returns its id (>= 0),
+ * or -1 when the name is none of them or the file's template is not
+ * recognised (the message lists the names). Needs stage MODEL. */
+NUMALM_API int numalm_chat_template(numalm_session *s, const char *name);
+NUMALM_API const char *numalm_chat_template_name(int tmpl);
+/* Every name, comma-separated. */
+NUMALM_API const char *numalm_chat_template_names(void);
+
+/* The conversation as text, with the assistant's header at the end when
+ * add_generation_prompt: into buf (NUL-terminated, cut to size; NULL to
+ * ask the length). Returns the full length, or -1. */
+NUMALM_API int64_t numalm_chat_format(numalm_session *s, int tmpl, const numalm_chat_msg *msgs,
+                                      size_t n, bool add_generation_prompt, char *buf, size_t size);
+
+/* The prompt tokens of the conversation, as llama.cpp's server makes them
+ * (BOS/EOS as the vocab asks, special pieces such as <|im_end|> parsed),
+ * with the generation prompt. For a conversation whose last reply came
+ * from numalm_generate, prev[0..n_prev) are that call's tokens (its
+ * params.tokens): the result then starts with them, the reply as generated,
+ * where the template allows (see runtime/chat.h); else pass NULL, 0.
+ * Returns the count (tokens gets at most max_tokens), or -1. */
+NUMALM_API int numalm_chat_tokenize(numalm_session *s, int tmpl, const numalm_chat_msg *msgs,
+                                    size_t n, const int32_t *prev, int n_prev, int32_t *tokens,
+                                    int max_tokens);
+
+/* The token template tmpl ends a reply with (<|im_end|>, <|eot_id|>, ...;
+ * EOS for the [INST] templates), for numalm_gen_params.stop_token; -1 when
+ * the vocab has none. */
+NUMALM_API int32_t numalm_chat_end_of_turn(numalm_session *s, int tmpl);
+
+/* Whether a token ends generation: EOS, end of turn (<|eot_id|>,
+ * <|im_end|>, ...) and the others llama.cpp stops at. */
+NUMALM_API bool numalm_token_is_eog(const numalm_session *s, int32_t token);
 
 /* ---- perplexity ------------------------------------------------------- */
 

@@ -299,6 +299,49 @@ int nm_chat_tokenize(const nm_tokenizer *tok, nm_chat_kind kind, const nm_chat_m
     return r;
 }
 
+/* The text the conversation adds after its last reply (that reply's end
+ * marker, the new message, the assistant's header) when the formatted
+ * conversation is the previous prompt, the reply and then that text; NULL
+ * when the template changes earlier text (e.g. trims the reply). */
+static char *text_after_reply(nm_chat_kind kind, const nm_chat_msg *msgs, size_t n, nm_error *err) {
+    if (n < 3 || strcmp(msgs[n - 2].role, "assistant"))
+        return NULL;
+    char *before, *full, *rest = NULL;
+    size_t n_before, n_full, n_reply = strlen(msgs[n - 2].content);
+    if (nm_chat_format(kind, msgs, n - 2, true, &before, &n_before, err) < 0)
+        return NULL;
+    if (nm_chat_format(kind, msgs, n, true, &full, &n_full, err) == 0) {
+        if (n_full >= n_before + n_reply && !memcmp(full, before, n_before) &&
+            !memcmp(full + n_before, msgs[n - 2].content, n_reply))
+            rest = strdup(full + n_before + n_reply);
+        free(full);
+    }
+    free(before);
+    return rest;
+}
+
+int nm_chat_tokenize_next(const nm_tokenizer *tok, nm_chat_kind kind, const nm_chat_msg *msgs,
+                          size_t n, const int32_t *prev, int n_prev, int32_t **ids, nm_error *err) {
+    char *rest = n_prev > 0 ? text_after_reply(kind, msgs, n, err) : NULL;
+    int32_t *more = NULL;
+    int n_more = rest ? nm_tokenize(tok, rest, strlen(rest), NM_TOK_PARSE_SPECIAL, &more, err) : -1;
+    free(rest);
+    if (n_more > 0 && nm_token_is_control(tok, more[0])) {
+        int32_t *all = malloc(((size_t)n_prev + (size_t)n_more) * sizeof *all);
+        if (!all) {
+            free(more);
+            return nm_fail(err, "chat: out of memory for %d tokens", n_prev + n_more);
+        }
+        memcpy(all, prev, (size_t)n_prev * sizeof *all);
+        memcpy(all + n_prev, more, (size_t)n_more * sizeof *all);
+        free(more);
+        *ids = all;
+        return n_prev + n_more;
+    }
+    free(more);
+    return nm_chat_tokenize(tok, kind, msgs, n, true, ids, err);
+}
+
 int32_t nm_chat_end_of_turn(const nm_tokenizer *tok, nm_chat_kind kind) {
     switch (kind) {
     case NM_CHAT_CHATML:

@@ -62,6 +62,19 @@ int nm_chat_format(nm_chat_kind kind, const nm_chat_msg *msgs, size_t n, bool ad
 int nm_chat_tokenize(const nm_tokenizer *tok, nm_chat_kind kind, const nm_chat_msg *msgs, size_t n,
                      bool add_generation_prompt, int32_t **ids, nm_error *err);
 
+/* The prompt of the next turn of a conversation whose earlier part the KV
+ * cache holds: prev[0..n_prev) are the last turn's prompt and reply tokens
+ * (the reply as generated), msgs the conversation with that reply second to
+ * last and the new message last. When the template leaves the reply's text
+ * as it was and what follows it starts at a special piece (so that it
+ * tokenizes alone as within the whole), the result is prev followed by the
+ * tokens of that text: the reply keeps its generated tokens, as llama-cli
+ * keeps them. Otherwise (or without prev) it is nm_chat_tokenize of the
+ * whole conversation, and only the tokens it shares with prev can be
+ * reused. Returns the count, *ids malloc'd. */
+int nm_chat_tokenize_next(const nm_tokenizer *tok, nm_chat_kind kind, const nm_chat_msg *msgs,
+                          size_t n, const int32_t *prev, int n_prev, int32_t **ids, nm_error *err);
+
 /* The token the template ends an assistant turn with (<|im_end|>,
  * <|eot_id|>, <end_of_turn>, EOS for the [INST] ones), -1 when the vocab
  * lacks it. */

@@ -40,12 +40,21 @@ static int run_prompt(nm_model *m, const nm_tokenizer *tok, const char *prompt,
                       const nm_gen_opts *o, nm_text_fn fn, void *ud, gen_state *g, nm_gen_stats *st,
                       nm_error *err) {
     int32_t *ids = NULL;
-    int n = nm_tokenize(tok, prompt, strlen(prompt), NM_TOK_ADD_SPECIAL, &ids, err);
-    if (n < 0)
-        return nm_fail_prefix(err, "tokenizing the prompt");
-    for (int i = 0; i < n; i++)
-        gen_push(g, ids[i]);
-    free(ids);
+    int n = o->n_prompt_tokens, from = 0;
+    if (o->prompt_tokens) {
+        for (int i = 0; i < n; i++)
+            gen_push(g, o->prompt_tokens[i]);
+        from = o->n_cached < n ? o->n_cached : n - 1; /* the last one gives the logits */
+        if (from < 0)
+            from = 0;
+    } else {
+        n = nm_tokenize(tok, prompt, strlen(prompt), NM_TOK_ADD_SPECIAL, &ids, err);
+        if (n < 0)
+            return nm_fail_prefix(err, "tokenizing the prompt");
+        for (int i = 0; i < n; i++)
+            gen_push(g, ids[i]);
+        free(ids);
+    }
     if (n == 0)
         return nm_fail(err, "the prompt is empty and the vocab adds no BOS: nothing to "
                             "start from");
@@ -59,10 +68,12 @@ static int run_prompt(nm_model *m, const nm_tokenizer *tok, const char *prompt,
         st->hit_stop = emit(tok, g->toks[i], i ? g->toks[i - 1] : -1, g->text, fn, ud) != 0;
     if (st->hit_stop)
         return 0;
+    st->n_evaluated = n - from;
     double t0 = nm_now();
-    if (nm_model_eval(m, g->toks, n, 0, n - 1, g->logits, err) < 0)
+    if (nm_model_eval(m, g->toks + from, n - from, from, n - from - 1, g->logits, err) < 0)
         return -1;
     st->prompt_s = nm_now() - t0;
+    st->n_kv = n;
     return 0;
 }
 
@@ -83,9 +94,9 @@ int nm_generate(nm_model *m, const nm_tokenizer *tok, const char *prompt, const 
     if (run_prompt(m, tok, prompt, o, on_text, ud, &g, st, err) < 0)
         goto done;
     double t0 = nm_now(), t_step = t0, t_probes = 0;
-    for (int i = 0; i < o->n_predict && !st->hit_stop; i++) {
+    for (int i = 0; (o->n_predict < 0 || i < o->n_predict) && !st->hit_stop; i++) {
         int32_t id = nm_sample(smp, g.logits);
-        if (nm_token_is_eog(tok, id)) {
+        if (nm_token_is_eog(tok, id) || (o->has_stop_token && id == o->stop_token)) {
             st->hit_eos = true;
             break;
         }
@@ -101,6 +112,7 @@ int nm_generate(nm_model *m, const nm_tokenizer *tok, const char *prompt, const 
         if (nm_model_eval(m, &id, 1, g.n - 1, 0, g.logits, err) < 0)
             goto done;
         st->n_decode_evals++;
+        st->n_kv = g.n;
         if (o->read_probe) {
             double t = nm_now(), read_s = nm_read_probe_pair(&probe, m, t - t_step);
             if (read_s < 0) {

@@ -6,7 +6,7 @@ set -euo pipefail
 PKGS=(cmake make gcc pkg-config clang libclang-rt-14-dev
       libnuma-dev libhwloc-dev hwloc-nox liburing-dev libcmocka-dev libxxhash-dev
       numactl fio xz-utils e2fsprogs qemu-system-x86 python3 jq
-      libmicrohttpd-dev libjansson-dev curl)
+      libmicrohttpd-dev libjansson-dev curl tmux)
 [ "${NUMALM_DEPS_EXTRA:-}" ] && read -r -a extra <<<"$NUMALM_DEPS_EXTRA" && PKGS+=("${extra[@]}")
 
 missing=()
