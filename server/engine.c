@@ -10,6 +10,8 @@
 #include "runtime/sampler.h"
 
 #include <math.h>
+#include <pthread.h>
+#include <sched.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -326,6 +328,8 @@ static void advance(engine *e, int n) {
  * when the request is complete, else NULL. */
 static const char *take_token(engine *e, slot *sl, float *logits) {
     nm_req *r = sl->req;
+    for (int i = 0; i < r->api.n_bias; i++)
+        logits[r->api.bias_ids[i]] += r->api.bias[i];
     if (r->api.ignore_eos && e->eos >= 0 && e->eos < e->n_vocab)
         logits[e->eos] = -INFINITY;
     int32_t id = nm_sample(sl->smp, logits);
@@ -470,7 +474,18 @@ int nm_engine_start(nm_server *s, nm_error *err) {
                        nm_model_n_vocab(s->m.session->model));
     }
     s->engine_ctx = e;
-    if (pthread_create(&s->engine, NULL, engine_main, e) != 0) {
+    /* The thread that runs the model is the pool's worker 0, which the pool
+     * pinned (the caller: it opened the session) to the first CPU of the
+     * first node, where that worker's scratch lives. The engine takes over
+     * that pinning; the caller only waits for signals after this. */
+    pthread_attr_t attr;
+    cpu_set_t cpus;
+    pthread_attr_init(&attr);
+    if (pthread_getaffinity_np(pthread_self(), sizeof cpus, &cpus) == 0)
+        pthread_attr_setaffinity_np(&attr, sizeof cpus, &cpus);
+    int rc = pthread_create(&s->engine, &attr, engine_main, e);
+    pthread_attr_destroy(&attr);
+    if (rc != 0) {
         s->engine_ctx = NULL;
         engine_free(e);
         return nm_fail(err, "serve: cannot start the engine thread");

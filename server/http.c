@@ -219,6 +219,14 @@ static nm_req *make_request(nm_server *s, struct MHD_Connection *c, nm_api_reque
                     err.msg);
         return NULL;
     }
+    for (int i = 0; i < api->n_bias; i++)
+        if (api->bias_ids[i] >= nm_model_n_vocab(s->m.session->model)) {
+            free(ids);
+            nm_api_fail(e, 400, "invalid_request_error", NULL, "logit_bias",
+                        "'logit_bias': token %d is outside the vocabulary of %d", api->bias_ids[i],
+                        nm_model_n_vocab(s->m.session->model));
+            return NULL;
+        }
     if (n == 0 || n >= n_ctx) {
         free(ids);
         if (n == 0)

@@ -103,6 +103,36 @@ static int get_stop(json_t *o, nm_api_request *r, nm_api_error *e) {
     return 0;
 }
 
+/* {"token id": bias in [-100, 100], ...} */
+static int get_logit_bias(json_t *o, nm_api_request *r, nm_api_error *e) {
+    json_t *v = field(o, "logit_bias");
+    if (!v)
+        return 0;
+    if (!json_is_object(v))
+        return bad_field(e, "logit_bias", "expected an object of token ids and biases");
+    size_t n = json_object_size(v);
+    if (n > NM_MAX_LOGIT_BIAS)
+        return bad_field(e, "logit_bias", "%zu entries; at most %d", n, NM_MAX_LOGIT_BIAS);
+    r->bias_ids = malloc((n ? n : 1) * sizeof *r->bias_ids);
+    r->bias = malloc((n ? n : 1) * sizeof *r->bias);
+    if (!r->bias_ids || !r->bias)
+        return nm_api_fail(e, 500, "server_error", NULL, NULL, "out of memory");
+    const char *key;
+    json_t *b;
+    json_object_foreach(v, key, b) {
+        char *end;
+        long id = strtol(key, &end, 10);
+        if (!*key || *end || id < 0 || id > INT32_MAX)
+            return bad_field(e, "logit_bias", "'%.40s' is not a token id", key);
+        if (!json_is_number(b) || !(json_number_value(b) >= -100 && json_number_value(b) <= 100))
+            return bad_field(e, "logit_bias",
+                             "the bias of token %ld must be a number in [-100, 100]", id);
+        r->bias_ids[r->n_bias] = (int32_t)id;
+        r->bias[r->n_bias++] = (float)json_number_value(b);
+    }
+    return 0;
+}
+
 /* Options unsupported here must not be silently ignored when they would
  * change the answer. */
 static int refuse_unsupported(json_t *o, nm_api_kind kind, nm_api_error *e) {
@@ -250,7 +280,7 @@ static int parse_fields(json_t *o, nm_api_kind kind, nm_api_request *r, nm_api_e
     r->seed_given = got;
     r->sampler.seed = (uint64_t)seed;
     if (get_stop(o, r, e) < 0 || get_bool(o, "stream", &r->stream, e) < 0 ||
-        get_bool(o, "ignore_eos", &r->ignore_eos, e) < 0)
+        get_bool(o, "ignore_eos", &r->ignore_eos, e) < 0 || get_logit_bias(o, r, e) < 0)
         return -1;
     json_t *so = field(o, "stream_options");
     if (so) {
@@ -293,6 +323,8 @@ int nm_api_parse(nm_api_kind kind, const char *body, size_t len, nm_chat_format_
 
 void nm_api_request_free(nm_api_request *r) {
     free(r->prompt);
+    free(r->bias_ids);
+    free(r->bias);
     for (int i = 0; i < r->n_stop; i++)
         free(r->stop[i]);
     memset(r, 0, sizeof *r);

@@ -38,7 +38,14 @@ typedef struct nm_api_request {
     bool stream, include_usage;
     bool ignore_eos; /* llama.cpp's extension: never sample end-of-text
                         (fixed-length runs for benchmarks) */
+    /* logit_bias: added to the logits of these token ids before sampling
+     * (ids checked against the vocabulary when the request is made) */
+    int32_t *bias_ids;
+    float *bias;
+    int n_bias;
 } nm_api_request;
+
+#define NM_MAX_LOGIT_BIAS 1024
 
 /* A chat template: turns (role, content) messages into the prompt text. */
 typedef struct nm_chat_message {

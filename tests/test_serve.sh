@@ -113,6 +113,18 @@ post /v1/completions "$S" "${AUTH[@]}" >"$TMP/seed2"
 check "$TMP/seed1" 'assert j["choices"][0]["text"] == json.load(open(sys.argv[3]))["choices"][0]["text"]' "$TMP/seed2" &&
     ok "seed reproduces a sampled text" || bad "seed: $(cat "$TMP/seed1") vs $(cat "$TMP/seed2")"
 
+# logit_bias: every token but one banned, so that one is all there is
+BIAS=$("$PY" -S -E -c '
+import json
+print(json.dumps({"prompt": "Once upon a time", "max_tokens": 4, "temperature": 0,
+                  "logit_bias": {str(i): -100 for i in range(512) if i != 300}}))')
+post /v1/completions "$BIAS" "${AUTH[@]}" >"$TMP/bias"
+check "$TMP/bias" '
+t = j["choices"][0]["text"]
+assert len(t) >= 4 and len(t) % 4 == 0 and t == t[: len(t) // 4] * 4, repr(t)
+assert t != sys.argv[3][: len(t)]
+' "$WANT32" && ok "logit_bias" || bad "logit_bias: $(cat "$TMP/bias")"
+
 # ---- 3. Errors: status and an OpenAI-style body
 expect_error() { # NAME STATUS CODE_OR_- TYPE
     local name=$1 status=$2 code=$3 type=$4
@@ -137,6 +149,8 @@ post /v1/chat/completions '{"messages":[{"role":"user","content":"hi"}],"tempera
 expect_error "temperature of the wrong type" 400 - invalid_request_error
 post /v1/chat/completions '{"messages":"hi"}' "${AUTH[@]}" >/dev/null
 expect_error "messages of the wrong type" 400 - invalid_request_error
+post /v1/completions '{"prompt":"x","logit_bias":{"512":-100}}' "${AUTH[@]}" >/dev/null
+expect_error "logit_bias outside the vocabulary" 400 - invalid_request_error
 LONG=$("$PY" -S -E -c 'import json; print(json.dumps({"prompt": "the dog ran " * 300}))')
 post /v1/completions "$LONG" "${AUTH[@]}" >/dev/null
 expect_error "prompt longer than the context" 400 context_length_exceeded invalid_request_error

@@ -194,6 +194,12 @@ static void test_parse_errors(void **state) {
                {"\"logprobs\":true", "not supported"},
                {"\"presence_penalty\":1", "not supported"},
                {"\"model\":3", "string"},
+               {"\"logit_bias\":[1]", "object"},
+               {"\"logit_bias\":{\"x\":1}", "not a token id"},
+               {"\"logit_bias\":{\"-1\":1}", "not a token id"},
+               {"\"logit_bias\":{\"5\":101}", "[-100, 100]"},
+               {"\"logit_bias\":{\"5\":\"1\"}", "[-100, 100]"},
+               {"\"ignore_eos\":1", "true or false"},
                {"\"max_tokens\":1,\"max_tokens\":2", "duplicate"}};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         snprintf(body, sizeof body, "{%s,%s}", m, bad[i].field);
