@@ -16,6 +16,7 @@ typedef struct serve_opts {
     nm_cli_common c;
     nm_server_opts srv;
     const char *alias;
+    const char *chat_template;
     bool thp_given;
 } serve_opts;
 
@@ -35,6 +36,8 @@ static void usage(FILE *out) {
             "  --grace S               on SIGINT/SIGTERM, let running requests finish for S s\n"
             "                          (default 5), then end them\n"
             "  --alias NAME            the model's id in the API (default: the file's name)\n"
+            "  --chat-template NAME    template for /v1/chat/completions (default: the model's\n"
+            "                          tokenizer.chat_template, else chatml)\n"
             "  --port-file FILE        write the bound port there (for --port 0)\n"
             "  --kv-type f16|f32       KV cache element type (default f16)\n"
             "  --batch N               tokens per batched pass (default 64)\n"
@@ -59,6 +62,8 @@ static int serve_value(serve_opts *o, const char *opt, const char *v, nm_error *
         s->api_key = v;
     else if (!strcmp(opt, "--alias"))
         o->alias = v;
+    else if (!strcmp(opt, "--chat-template"))
+        o->chat_template = v;
     else if (!strcmp(opt, "--port-file"))
         s->port_file = v;
     else if (!strcmp(opt, "--port"))
@@ -167,6 +172,23 @@ static void describe_memory(const numalm_session *s, int n_seq, nm_server_model 
     }
 }
 
+/* --chat-template, else the model's; a model without one gets ChatML, as
+ * llama-server gives it. */
+static int pick_template(const serve_opts *o, const numalm_session *s, nm_chat_kind *kind,
+                         nm_error *err) {
+    if (nm_chat_select(s->gguf, o->chat_template, kind, err) == 0) {
+        fprintf(stderr, "numalm serve: chat template %s (%s)\n", nm_chat_kind_name(*kind),
+                o->chat_template ? "--chat-template" : "the model's tokenizer.chat_template");
+        return 0;
+    }
+    if (o->chat_template || nm_gguf_find(s->gguf, "tokenizer.chat_template"))
+        return -1;
+    *kind = NM_CHAT_CHATML;
+    fprintf(stderr, "numalm serve: chat template chatml (the model has none; --chat-template "
+                    "NAME to choose)\n");
+    return 0;
+}
+
 static void log_choices(const serve_opts *o, const numalm_session *s) {
     const nm_loaded *w = s->loaded;
     if (w->io == NM_IO_MMAP)
@@ -214,6 +236,8 @@ int cmd_serve(int argc, char **argv) {
     log_choices(&o, s);
     model_name(&o, name, sizeof name);
     sm = (nm_server_model){.session = s, .name = name};
+    if (pick_template(&o, s, &sm.chat, &err) < 0)
+        goto fail;
     describe_memory(s, o.srv.parallel, &sm);
     if (nm_server_attach(srv, &sm, &err) < 0)
         goto fail;

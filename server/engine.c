@@ -36,7 +36,7 @@ typedef struct slot {
     nm_req *req; /* NULL: free */
     nm_sampler *smp;
     nm_gen_text text;
-    const char *stops[NM_MAX_STOP + 1];
+    const char *stops[NM_MAX_STOP];
     int n_past;   /* positions in its KV sequence */
     int n_fed;    /* prompt tokens evaluated */
     int32_t next; /* the sampled token to feed next */
@@ -50,7 +50,10 @@ typedef struct engine {
     nm_server *s;
     nm_model *model;
     int n_slots, n_batch, n_ctx, n_vocab;
-    int32_t eos;
+    int32_t *eog; /* every token that ends a text (ignore_eos bans them) */
+    int n_eog;
+    char *piece; /* one token's text */
+    size_t piece_cap;
     slot *slots;
     nm_batch_tok *batch;
     int *batch_slot; /* the slot of each logits row */
@@ -116,8 +119,6 @@ static int slot_start(engine *e, slot *sl, nm_req *r) {
     int n = 0;
     for (int i = 0; i < r->api.n_stop; i++)
         sl->stops[n++] = r->api.stop[i];
-    if (r->api.kind == NM_API_CHAT)
-        sl->stops[n++] = NM_CHATML_END;
     nm_gen_text_init(&sl->text, sl->stops, n);
     sl->prev = r->n_prompt ? r->prompt[r->n_prompt - 1] : -1;
     sl->smp = nm_sampler_new(&r->api.sampler, e->n_vocab);
@@ -328,15 +329,18 @@ static void advance(engine *e, int n) {
  * when the request is complete, else NULL. */
 static const char *take_token(engine *e, slot *sl, float *logits) {
     nm_req *r = sl->req;
+    const nm_tokenizer *tok = e->s->m.session->tok;
+    bool chat = r->api.kind == NM_API_CHAT;
     for (int i = 0; i < r->api.n_bias; i++)
         logits[r->api.bias_ids[i]] += r->api.bias[i];
-    if (r->api.ignore_eos && e->eos >= 0 && e->eos < e->n_vocab)
-        logits[e->eos] = -INFINITY;
+    if (r->api.ignore_eos)
+        for (int i = 0; i < e->n_eog; i++)
+            logits[e->eog[i]] = -INFINITY;
     int32_t id = nm_sample(sl->smp, logits);
-    if (id == e->eos)
+    if (chat ? nm_chat_is_stop(tok, e->s->m.chat, id) : nm_token_is_eog(tok, id))
         return "stop";
-    char piece[256];
-    size_t n = nm_token_to_text(e->s->m.session->tok, id, sl->prev, piece, sizeof piece);
+    size_t n = nm_token_to_text(tok, id, sl->prev, e->piece, e->piece_cap);
+    const char *piece = e->piece;
     sl->prev = id;
     sl->next = id;
     r->n_gen++;
@@ -444,6 +448,8 @@ static void *engine_main(void *arg) {
 /* ---- start, submit, join */
 
 static void engine_free(engine *e) {
+    free(e->eog);
+    free(e->piece);
     free(e->logits);
     free(e->slots);
     free(e->batch);
@@ -459,9 +465,15 @@ int nm_engine_start(nm_server *s, nm_error *err) {
     e->n_batch = 64;
     e->n_ctx = nm_model_n_ctx(e->model);
     e->n_vocab = nm_model_n_vocab(e->model);
-    e->eos = nm_tokenizer_eos(s->m.session->tok);
+    const nm_tokenizer *tok = s->m.session->tok;
+    e->eog = nm_xcalloc((size_t)e->n_vocab + 1, sizeof *e->eog);
+    for (int32_t id = 0; id < e->n_vocab; id++)
+        if (nm_token_is_eog(tok, id) || nm_chat_is_stop(tok, s->m.chat, id))
+            e->eog[e->n_eog++] = id;
+    e->piece_cap = nm_tokenizer_max_text(tok);
+    e->piece = nm_xcalloc(e->piece_cap + 1, 1);
     if (e->n_slots != 1) {
-        free(e);
+        engine_free(e);
         return nm_fail(err, "serve: --parallel %d: one slot only for now", s->o.parallel);
     }
     e->slots = nm_xcalloc((size_t)e->n_slots, sizeof *e->slots);

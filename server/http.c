@@ -211,8 +211,13 @@ static nm_req *make_request(nm_server *s, struct MHD_Connection *c, nm_api_reque
                             nm_api_error *e) {
     nm_error err = {{0}};
     int32_t *ids = NULL;
-    int n = nm_tokenize(s->m.session->tok, api->prompt, strlen(api->prompt),
-                        nm_tokenizer_add_bos(s->m.session->tok), &ids, &err);
+    const nm_tokenizer *tok = s->m.session->tok;
+    /* as llama-server: the chat through the model's template, a prompt
+     * with BOS as the vocab asks and special pieces parsed */
+    int n = api->kind == NM_API_CHAT
+                ? nm_chat_tokenize(tok, s->m.chat, api->msgs, (size_t)api->n_msgs, true, &ids, &err)
+                : nm_tokenize(tok, api->prompt, strlen(api->prompt),
+                              NM_TOK_ADD_SPECIAL | NM_TOK_PARSE_SPECIAL, &ids, &err);
     int n_ctx = nm_model_n_ctx(s->m.session->model);
     if (n < 0) {
         nm_api_fail(e, 400, "invalid_request_error", NULL, NULL, "tokenizing the prompt: %s",
@@ -354,8 +359,7 @@ static enum MHD_Result complete_body(nm_server *s, struct MHD_Connection *c, con
     nm_api_request api;
     nm_api_error e = {0};
     nm_api_kind kind = cc->endpoint == NM_EP_CHAT ? NM_API_CHAT : NM_API_COMPLETION;
-    if (nm_api_parse(kind, cc->body ? cc->body : "", cc->len, nm_chat_format_chatml, NULL, &api,
-                     &e) < 0)
+    if (nm_api_parse(kind, cc->body ? cc->body : "", cc->len, &api, &e) < 0)
         return send_error(s, c, cc->endpoint, &e);
     free(cc->body);
     cc->body = NULL;

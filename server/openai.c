@@ -202,48 +202,29 @@ static int message_content(json_t *c, size_t i, char **out, nm_api_error *e) {
     return 0;
 }
 
-static int chat_prompt(json_t *o, nm_chat_format_fn chat, void *ud, nm_api_request *r,
-                       nm_api_error *e) {
+/* The messages as they are; the model's chat template formats them. */
+static int chat_messages(json_t *o, nm_api_request *r, nm_api_error *e) {
     json_t *msgs = field(o, "messages");
     if (!msgs)
         return bad_field(e, "messages", "required");
     if (!json_is_array(msgs) || json_array_size(msgs) == 0)
         return bad_field(e, "messages", "expected a non-empty array of messages");
     size_t n = json_array_size(msgs);
-    nm_chat_message *m = calloc(n, sizeof *m);
-    char **content = calloc(n, sizeof *content);
-    int rc = -1;
-    if (!m || !content) {
-        nm_api_fail(e, 500, "server_error", NULL, NULL, "out of memory");
-        goto done;
-    }
+    if (!(r->msgs = calloc(n, sizeof *r->msgs)))
+        return nm_api_fail(e, 500, "server_error", NULL, NULL, "out of memory");
     for (size_t i = 0; i < n; i++) {
         json_t *msg = json_array_get(msgs, i), *role = json_object_get(msg, "role");
-        if (!json_is_object(msg) || !json_is_string(role)) {
-            nm_api_fail(e, 400, "invalid_request_error", NULL, "messages",
-                        "'messages[%zu]': expected an object with a string 'role'", i);
-            goto done;
-        }
-        if (message_content(json_object_get(msg, "content"), i, &content[i], e) < 0)
-            goto done;
-        if (!content[i]) {
-            nm_api_fail(e, 500, "server_error", NULL, NULL, "out of memory");
-            goto done;
-        }
-        m[i] = (nm_chat_message){json_string_value(role), content[i]};
+        if (!json_is_object(msg) || !json_is_string(role))
+            return nm_api_fail(e, 400, "invalid_request_error", NULL, "messages",
+                               "'messages[%zu]': expected an object with a string 'role'", i);
+        char *content = NULL;
+        if (message_content(json_object_get(msg, "content"), i, &content, e) < 0)
+            return -1;
+        r->msgs[r->n_msgs++] = (nm_chat_msg){strdup(json_string_value(role)), content};
+        if (!r->msgs[i].role || !content)
+            return nm_api_fail(e, 500, "server_error", NULL, NULL, "out of memory");
     }
-    if (!(r->prompt = chat(ud, m, (int)n))) {
-        nm_api_fail(e, 400, "invalid_request_error", NULL, "messages",
-                    "the chat template cannot format these messages");
-        goto done;
-    }
-    rc = 0;
-done:
-    for (size_t i = 0; content && i < n; i++)
-        free(content[i]);
-    free(content);
-    free(m);
-    return rc;
+    return 0;
 }
 
 static int completion_prompt(json_t *o, nm_api_request *r, nm_api_error *e) {
@@ -296,8 +277,8 @@ static int parse_fields(json_t *o, nm_api_kind kind, nm_api_request *r, nm_api_e
     return refuse_unsupported(o, kind, e);
 }
 
-int nm_api_parse(nm_api_kind kind, const char *body, size_t len, nm_chat_format_fn chat,
-                 void *chat_ud, nm_api_request *r, nm_api_error *e) {
+int nm_api_parse(nm_api_kind kind, const char *body, size_t len, nm_api_request *r,
+                 nm_api_error *e) {
     memset(r, 0, sizeof *r);
     r->kind = kind;
     /* OpenAI's defaults: 16 tokens for completions, no limit for chat;
@@ -314,7 +295,7 @@ int nm_api_parse(nm_api_kind kind, const char *body, size_t len, nm_chat_format_
     if (!json_is_object(o))
         nm_api_fail(e, 400, "invalid_request_error", NULL, NULL, "the body must be a JSON object");
     else if (parse_fields(o, kind, r, e) == 0)
-        rc = kind == NM_API_CHAT ? chat_prompt(o, chat, chat_ud, r, e) : completion_prompt(o, r, e);
+        rc = kind == NM_API_CHAT ? chat_messages(o, r, e) : completion_prompt(o, r, e);
     json_decref(o);
     if (rc < 0)
         nm_api_request_free(r);
@@ -323,27 +304,16 @@ int nm_api_parse(nm_api_kind kind, const char *body, size_t len, nm_chat_format_
 
 void nm_api_request_free(nm_api_request *r) {
     free(r->prompt);
+    for (int i = 0; i < r->n_msgs; i++) {
+        free((char *)r->msgs[i].role);
+        free((char *)r->msgs[i].content);
+    }
+    free(r->msgs);
     free(r->bias_ids);
     free(r->bias);
     for (int i = 0; i < r->n_stop; i++)
         free(r->stop[i]);
     memset(r, 0, sizeof *r);
-}
-
-char *nm_chat_format_chatml(void *ud, const nm_chat_message *msgs, int n) {
-    (void)ud;
-    static const char start[] = "<|im_start|>", end[] = NM_CHATML_END "\n",
-                      next[] = "<|im_start|>assistant\n";
-    size_t total = sizeof next;
-    for (int i = 0; i < n; i++)
-        total += sizeof start + strlen(msgs[i].role) + 1 + strlen(msgs[i].content) + sizeof end;
-    char *s = malloc(total), *w = s;
-    if (!s)
-        return NULL;
-    for (int i = 0; i < n; i++)
-        w += sprintf(w, "%s%s\n%s%s", start, msgs[i].role, msgs[i].content, end);
-    strcpy(w, next);
-    return s;
 }
 
 /* ---- responses */

@@ -4,6 +4,7 @@
 #ifndef NM_SERVER_OPENAI_H
 #define NM_SERVER_OPENAI_H
 
+#include "runtime/chat.h"
 #include "runtime/sampler.h"
 #include "text.h"
 
@@ -29,7 +30,9 @@ int nm_api_fail(nm_api_error *e, int status, const char *type, const char *code,
 
 typedef struct nm_api_request {
     nm_api_kind kind;
-    char *prompt;   /* completions: the prompt; chat: the messages, formatted */
+    char *prompt;      /* completions: the prompt */
+    nm_chat_msg *msgs; /* chat: the messages (role and content malloc'd) */
+    int n_msgs;
     int max_tokens; /* -1: until EOS or the end of the context */
     nm_sampler_opts sampler;
     bool seed_given;
@@ -47,23 +50,12 @@ typedef struct nm_api_request {
 
 #define NM_MAX_LOGIT_BIAS 1024
 
-/* A chat template: turns (role, content) messages into the prompt text. */
-typedef struct nm_chat_message {
-    const char *role, *content;
-} nm_chat_message;
-typedef char *(*nm_chat_format_fn)(void *ud, const nm_chat_message *msgs, int n);
-
 /* Parses and checks a body: valid JSON, an object, known fields of the right
  * types and in range (unknown fields are ignored, as OpenAI's own server
  * does). Returns 0, or -1 with e (status 400). */
-int nm_api_parse(nm_api_kind kind, const char *body, size_t len, nm_chat_format_fn chat,
-                 void *chat_ud, nm_api_request *r, nm_api_error *e);
+int nm_api_parse(nm_api_kind kind, const char *body, size_t len, nm_api_request *r,
+                 nm_api_error *e);
 void nm_api_request_free(nm_api_request *r);
-
-/* The ChatML template: <|im_start|>role\ncontent<|im_end|>\n per message,
- * then <|im_start|>assistant\n. Its end marker is a stop sequence. */
-char *nm_chat_format_chatml(void *ud, const nm_chat_message *msgs, int n);
-#define NM_CHATML_END "<|im_end|>"
 
 /* Response pieces (malloc'd strings; NULL on out of memory). */
 typedef struct nm_api_reply {

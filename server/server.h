@@ -20,6 +20,7 @@
 
 #include "common/error.h"
 #include "numa/plan.h"
+#include "runtime/chat.h"
 
 #include <stddef.h>
 #include <stdint.h>
@@ -43,7 +44,8 @@ nm_server_opts nm_server_opts_default(void);
  * NUMALM_STAGE_MODEL) must outlive the server. */
 typedef struct nm_server_model {
     numalm_session *session;
-    const char *name; /* the id in /v1/models and in responses */
+    const char *name;  /* the id in /v1/models and in responses */
+    nm_chat_kind chat; /* the template /v1/chat/completions formats with */
     /* bytes held on each NUMA node (OS index; -1: interleaved over all),
      * for /metrics: the weight arenas, and the KV caches of all slots */
     int n_weight, n_kv;

@@ -113,7 +113,7 @@ static void test_utf8(void **state) {
 /* ---- requests */
 
 static int parse(nm_api_kind kind, const char *body, nm_api_request *r, nm_api_error *e) {
-    return nm_api_parse(kind, body, strlen(body), nm_chat_format_chatml, NULL, r, e);
+    return nm_api_parse(kind, body, strlen(body), r, e);
 }
 
 static void expect_400(nm_api_kind kind, const char *body, const char *needle) {
@@ -136,9 +136,11 @@ static void test_parse_chat(void **state) {
         "\"top_p\":0.9,\"top_k\":40,\"seed\":-3,\"stop\":[\"a\",\"bc\"],\"stream\":true,"
         "\"stream_options\":{\"include_usage\":true},\"user\":\"ignored\",\"n\":1}";
     assert_int_equal(parse(NM_API_CHAT, body, &r, &e), 0);
-    assert_string_equal(r.prompt, "<|im_start|>system\nBe brief.<|im_end|>\n"
-                                  "<|im_start|>user\nHi there<|im_end|>\n"
-                                  "<|im_start|>assistant\n");
+    assert_int_equal(r.n_msgs, 2);
+    assert_string_equal(r.msgs[0].role, "system");
+    assert_string_equal(r.msgs[0].content, "Be brief.");
+    assert_string_equal(r.msgs[1].role, "user");
+    assert_string_equal(r.msgs[1].content, "Hi there"); /* text parts joined */
     assert_int_equal(r.max_tokens, 7);
     assert_true(r.sampler.temp == 0.5f && r.sampler.top_p == 0.9f && r.sampler.top_k == 40);
     assert_true(r.seed_given && r.sampler.seed == (uint64_t)-3);
