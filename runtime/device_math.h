@@ -1,0 +1,283 @@
+/* Arithmetic shared, as source, by the host and the CUDA kernels
+ * (cuda/kernels.cu): the device hash, F16 conversions and the per-lane
+ * pieces of the GPU kernels. Plain C that nvcc also compiles as device code,
+ * so the suite runs the same functions on the CPU (tests/test_device_math.c)
+ * although this machine has no GPU. */
+#ifndef NM_DEVICE_MATH_H
+#define NM_DEVICE_MATH_H
+
+#include "gguf/ggml_types.h"
+
+#include <float.h>
+#include <math.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#ifdef __CUDACC__
+#include <cuda_fp16.h>
+#else
+#include "gguf/quant.h"
+#endif
+
+#ifdef __CUDACC__
+#define NM_HD __host__ __device__ __forceinline__
+#else
+#define NM_HD static inline
+#endif
+
+/* ---- the device hash ------------------------------------------------
+ * For --verify: computed where the bytes are (a kernel on the GPU, the host
+ * for the file) and compared. A sum of independently mixed terms, so a GPU
+ * adds them in any order: word i (8 bytes, little-endian; the tail padded
+ * with zeros) contributes mix(word ^ mix(i)), and the length is mixed into
+ * the total. mix is splitmix64's finaliser, a bijection: changing one word
+ * changes its term. Not a cryptographic hash. */
+
+NM_HD uint64_t nm_mix64(uint64_t z) {
+    z += 0x9e3779b97f4a7c15ull;
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+NM_HD uint64_t nm_dev_hash_term(uint64_t word, uint64_t index) {
+    return nm_mix64(word ^ nm_mix64(index));
+}
+
+NM_HD uint64_t nm_dev_hash_final(uint64_t sum, uint64_t bytes) {
+    return nm_mix64(sum ^ nm_mix64(bytes ^ 0x6e756d616c6d00ull));
+}
+
+/* Word i of p[0..bytes), the tail zero-padded (byte loads: any alignment). */
+NM_HD uint64_t nm_dev_hash_word(const uint8_t *p, uint64_t bytes, uint64_t i) {
+    uint64_t w = 0, at = i * 8;
+    uint64_t n = bytes - at < 8 ? bytes - at : 8;
+    for (uint64_t b = 0; b < n; b++)
+        w |= (uint64_t)p[at + b] << (8 * b);
+    return w;
+}
+
+#ifndef __CUDACC__
+/* The whole hash on the host. State for pieces: sum the terms of whole
+ * words with nm_dev_hash_add (pieces must start on word boundaries). */
+static inline uint64_t nm_dev_hash_add(uint64_t sum, const void *p, uint64_t bytes,
+                                       uint64_t first_word) {
+    const uint8_t *b = (const uint8_t *)p;
+    uint64_t words = (bytes + 7) / 8, i = 0;
+    for (; i < bytes / 8; i++) {
+        uint64_t w;
+        memcpy(&w, b + i * 8, 8); /* little-endian hosts only (x86-64) */
+        sum += nm_dev_hash_term(w, first_word + i);
+    }
+    for (; i < words; i++)
+        sum += nm_dev_hash_term(nm_dev_hash_word(b, bytes, i), first_word + i);
+    return sum;
+}
+
+static inline uint64_t nm_dev_hash(const void *p, uint64_t bytes) {
+    return nm_dev_hash_final(nm_dev_hash_add(0, p, bytes, 0), bytes);
+}
+#endif
+
+/* ---- conversions (cuda_fp16.h's in CUDA code, the reference converters
+ * in C: both IEEE, round to nearest even) ---- */
+
+NM_HD float nm_dm_f16(uint16_t h) {
+#ifdef __CUDACC__
+    return __half2float(__ushort_as_half(h));
+#else
+    return nm_fp16_to_f32(h);
+#endif
+}
+
+NM_HD uint16_t nm_dm_to_f16(float f) {
+#ifdef __CUDACC__
+    return __half_as_ushort(__float2half_rn(f));
+#else
+    return nm_f32_to_fp16(f);
+#endif
+}
+
+NM_HD float nm_dm_bits_f32(uint32_t u) {
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
+}
+
+NM_HD uint32_t nm_dm_f32_bits(float f) {
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    return u;
+}
+
+NM_HD float nm_dm_bf16(uint16_t h) {
+    return nm_dm_bits_f32((uint32_t)h << 16);
+}
+
+/* As nm_f32_to_bf16: round to nearest even, NaN kept quiet. */
+NM_HD uint16_t nm_dm_to_bf16(float f) {
+    uint32_t x = nm_dm_f32_bits(f);
+    if ((x & 0x7fffffffu) > 0x7f800000u)
+        return (uint16_t)((x >> 16) | 64);
+    x += 0x7fffu + ((x >> 16) & 1);
+    return (uint16_t)(x >> 16);
+}
+
+/* Little-endian 16 bits at any address (Q blocks are 2-byte aligned at
+ * best: 18 and 34 bytes). */
+NM_HD uint16_t nm_dm_u16(const uint8_t *p) {
+    return (uint16_t)(p[0] | (p[1] << 8));
+}
+
+/* ---- Q8 activations --------------------------------------------------
+ * The GPU's prepared activations for Q8_0 / Q4_0 weights: per token a row
+ * of n int8 values, then n/32 F32 scales, nm_dm_q8_row_bytes apart. The
+ * values are those of nm_act_quantize_q8 (runtime/kernels_scalar.c). */
+
+NM_HD uint64_t nm_dm_q8_row_bytes(int64_t n) {
+    return ((uint64_t)n + (uint64_t)(n / 32) * 4 + 63) / 64 * 64;
+}
+
+NM_HD void nm_dm_quantize_block(const float *x, int8_t *qs, float *d) {
+    float amax = 0.0f;
+    bool finite = true;
+    for (int j = 0; j < 32; j++) {
+        float a = fabsf(x[j]);
+        finite &= a <= FLT_MAX;
+        amax = a > amax ? a : amax;
+    }
+    if (!finite) {
+        for (int j = 0; j < 32; j++)
+            qs[j] = 0;
+        *d = NAN;
+        return;
+    }
+    float db = amax / 127.0f, id = amax > 0.0f ? 127.0f / amax : 0.0f;
+    if (id > FLT_MAX)
+        db = id = 0.0f;
+    for (int j = 0; j < 32; j++) {
+        float q = rintf(x[j] * id);
+        qs[j] = (int8_t)(q > 127.0f ? 127 : q < -127.0f ? -127 : (int)q);
+    }
+    *d = db;
+}
+
+/* ---- one lane's share of a row dot product --------------------------
+ * Lane `lane` of `nl` takes elements (or 32-element blocks) lane, lane +
+ * nl, ...; the lanes' partial sums added give dot(row, x). The activation
+ * is rounded as the CPU kernels round it (F16 weights: x to F16; BF16: x
+ * to BF16), quantized for Q8_0 / Q4_0 (xq, xd: the token's Q8 row). */
+
+NM_HD float nm_dm_dot_lane(uint32_t type, const uint8_t *row, const float *x, const int8_t *xq,
+                           const float *xd, int64_t n, int lane, int nl) {
+    float s = 0.0f;
+    if (type == NM_TYPE_F32) {
+        const float *w = (const float *)row;
+        for (int64_t i = lane; i < n; i += nl)
+            s += w[i] * x[i];
+    } else if (type == NM_TYPE_F16) {
+        for (int64_t i = lane; i < n; i += nl)
+            s += nm_dm_f16(nm_dm_u16(row + 2 * i)) * nm_dm_f16(nm_dm_to_f16(x[i]));
+    } else if (type == NM_TYPE_BF16) {
+        for (int64_t i = lane; i < n; i += nl)
+            s += nm_dm_bf16(nm_dm_u16(row + 2 * i)) * nm_dm_bf16(nm_dm_to_bf16(x[i]));
+    } else if (type == NM_TYPE_Q8_0) {
+        for (int64_t b = lane; b < n / 32; b += nl) {
+            const uint8_t *blk = row + b * 34;
+            const int8_t *q = (const int8_t *)(blk + 2), *a = xq + b * 32;
+            int32_t isum = 0;
+            for (int j = 0; j < 32; j++)
+                isum += (int32_t)q[j] * a[j];
+            s += nm_dm_f16(nm_dm_u16(blk)) * xd[b] * (float)isum;
+        }
+    } else if (type == NM_TYPE_Q4_0) {
+        for (int64_t b = lane; b < n / 32; b += nl) {
+            const uint8_t *blk = row + b * 18, *q = blk + 2;
+            const int8_t *a = xq + b * 32;
+            int32_t isum = 0;
+            for (int j = 0; j < 16; j++) {
+                isum += ((q[j] & 0x0f) - 8) * a[j];
+                isum += ((q[j] >> 4) - 8) * a[j + 16];
+            }
+            s += nm_dm_f16(nm_dm_u16(blk)) * xd[b] * (float)isum;
+        }
+    }
+    return s;
+}
+
+NM_HD bool nm_dm_supports(uint32_t type) {
+    return type == NM_TYPE_F32 || type == NM_TYPE_F16 || type == NM_TYPE_BF16 ||
+           type == NM_TYPE_Q8_0 || type == NM_TYPE_Q4_0;
+}
+
+NM_HD bool nm_dm_needs_q8(uint32_t type) {
+    return type == NM_TYPE_Q8_0 || type == NM_TYPE_Q4_0;
+}
+
+/* ---- element-wise pieces ---------------------------------------------- */
+
+/* Pair (r, r+1) of a row, r even, with the token's cos/sin table. */
+NM_HD void nm_dm_rope_pair(float *row, int64_t r, const float *cs, int head_dim, int n_rot) {
+    int i = (int)(r % head_dim);
+    if (i >= n_rot)
+        return;
+    float c = cs[i], s = cs[i + 1], x0 = row[r], x1 = row[r + 1];
+    row[r] = x0 * c - x1 * s;
+    row[r + 1] = x0 * s + x1 * c;
+}
+
+NM_HD float nm_dm_swiglu(float g, float u) {
+    return g / (1.0f + expf(-g)) * u;
+}
+
+/* ---- attention, one (token, query head) per thread block ----------------
+ * Three passes over the cached positions 0 .. n_pos-1, thread tid of nth
+ * taking positions (then dimensions) tid, tid + nth, ...; the block
+ * combines the partial maxima and sums between them. K and V rows of the
+ * query head's KV head start at k and v (kv_type F16 or F32). */
+
+NM_HD float nm_dm_attn_scores(const float *q, const void *k, uint32_t kv_type, int hd, int n_pos,
+                              float scale, float *scores, int tid, int nth) {
+    float mx = -INFINITY;
+    for (int p = tid; p < n_pos; p += nth) {
+        float s = 0.0f;
+        if (kv_type == NM_TYPE_F16) {
+            const uint16_t *kr = (const uint16_t *)k + (size_t)p * hd;
+            for (int d = 0; d < hd; d++)
+                s += nm_dm_f16(kr[d]) * q[d];
+        } else {
+            const float *kr = (const float *)k + (size_t)p * hd;
+            for (int d = 0; d < hd; d++)
+                s += kr[d] * q[d];
+        }
+        scores[p] = s * scale;
+        mx = scores[p] > mx ? scores[p] : mx;
+    }
+    return mx;
+}
+
+NM_HD double nm_dm_attn_exp(float *scores, int n_pos, float mx, int tid, int nth) {
+    double sum = 0;
+    for (int p = tid; p < n_pos; p += nth) {
+        scores[p] = expf(scores[p] - mx);
+        sum += scores[p];
+    }
+    return sum;
+}
+
+NM_HD void nm_dm_attn_out(const float *scores, const void *v, uint32_t kv_type, int hd, int n_pos,
+                          float inv, float *out, int tid, int nth) {
+    for (int d = tid; d < hd; d += nth) {
+        float acc = 0.0f;
+        for (int p = 0; p < n_pos; p++) {
+            float vv = kv_type == NM_TYPE_F16 ? nm_dm_f16(((const uint16_t *)v)[(size_t)p * hd + d])
+                                              : ((const float *)v)[(size_t)p * hd + d];
+            acc += scores[p] * inv * vv;
+        }
+        out[d] = acc;
+    }
+}
+
+#endif
