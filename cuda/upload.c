@@ -146,23 +146,17 @@ static int open_reads(pipeline *p, nm_error *err) {
     p->align = 4096;
     if (p->o->buffered)
         return 0;
-    if (nm_dio_open(u->gguf->path, &c->fd_direct, &c->dio_align, &c->dio_mem_align, why,
-                    sizeof why) != 0 ||
-        nm_dio_probe_read(c->fd_direct, c->file_size, c->dio_align, c->dio_mem_align, why,
-                          sizeof why) != 0) {
-        if (c->fd_direct >= 0)
-            close(c->fd_direct);
-        c->fd_direct = -1;
+    char uring_why[256];
+    if (nm_dio_setup(c, why, sizeof why, uring_why, sizeof uring_why) != 0) {
         note(u, "%s: %s -> buffered reads into the staging buffers", u->gguf->path, why);
         return 0;
     }
     u->direct = true;
     uint32_t a = c->dio_align > c->dio_mem_align ? c->dio_align : c->dio_mem_align;
     p->align = a > p->align ? a : p->align;
-    c->use_uring = nm_uring_probe(why, sizeof why) == 0;
     u->uring = c->use_uring;
     if (!c->use_uring)
-        note(u, "%s -> preadv with O_DIRECT", why);
+        note(u, "%s -> preadv with O_DIRECT", uring_why);
     return 0;
 }
 

@@ -131,23 +131,15 @@ static int drop_caches(load_run *r, nm_error *err) {
 static void setup_direct(load_run *r) {
     nm_read_ctx *c = &r->ctx;
     nm_loaded *w = r->w;
-    char why[256];
-    if (nm_dio_open(w->gguf->path, &c->fd_direct, &c->dio_align, &c->dio_mem_align, why,
-                    sizeof why) != 0 ||
-        nm_dio_probe_read(c->fd_direct, c->file_size, c->dio_align, c->dio_mem_align, why,
-                          sizeof why) != 0) {
-        if (c->fd_direct >= 0)
-            close(c->fd_direct);
-        c->fd_direct = -1;
-        c->dio_align = 0;
+    char why[256], uring_why[256];
+    if (nm_dio_setup(c, why, sizeof why, uring_why, sizeof uring_why) != 0) {
         nm_read_fallback(c, "%s: %s -> buffered reads", w->gguf->path, why);
         w->io = w->io == NM_IO_AUTO ? NM_IO_AUTO : NM_IO_BUFFERED;
         return;
     }
     w->dio_align = c->dio_align;
-    c->use_uring = nm_uring_probe(why, sizeof why) == 0;
     if (!c->use_uring)
-        nm_read_fallback(c, "%s -> preadv with O_DIRECT", why);
+        nm_read_fallback(c, "%s -> preadv with O_DIRECT", uring_why);
 }
 
 static int open_model(load_run *r, nm_error *err) {

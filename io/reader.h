@@ -133,6 +133,11 @@ int nm_dio_probe_read(int fd_direct, uint64_t file_size, uint32_t align, uint32_
                       char *why, size_t why_len);
 int nm_uring_probe(char *why, size_t why_len);
 
+/* The three in order for c->g's file: 0 with c->fd_direct, the alignments
+ * and use_uring set (uring_why: why io_uring is off, "" when on); -1 with
+ * why when O_DIRECT is not usable (nothing left open, fd_direct -1). */
+int nm_dio_setup(nm_read_ctx *c, char *why, size_t why_len, char *uring_why, size_t uring_len);
+
 /* auto: splits ops at chunk boundaries into the parts that the page cache
  * holds (cached) and the rest. Both outputs are malloc'd. */
 int nm_auto_split(const nm_read_ctx *c, const nm_read_op *ops, size_t n, nm_read_op **cached,

@@ -171,6 +171,22 @@ int nm_uring_probe(char *why, size_t why_len) {
     return 0;
 }
 
+int nm_dio_setup(nm_read_ctx *c, char *why, size_t why_len, char *uring_why, size_t uring_len) {
+    if (nm_dio_open(c->g->path, &c->fd_direct, &c->dio_align, &c->dio_mem_align, why, why_len) !=
+            0 ||
+        nm_dio_probe_read(c->fd_direct, c->file_size, c->dio_align, c->dio_mem_align, why,
+                          why_len) != 0) {
+        if (c->fd_direct >= 0)
+            close(c->fd_direct);
+        c->fd_direct = -1;
+        c->dio_align = 0;
+        return -1;
+    }
+    uring_why[0] = 0;
+    c->use_uring = nm_uring_probe(uring_why, uring_len) == 0;
+    return 0;
+}
+
 /* ---- pieces ---------------------------------------------------------- */
 
 /* One read: either straight into the destination, or into a bounce slot
