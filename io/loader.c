@@ -183,7 +183,7 @@ static nm_read_op *arena_ops(load_run *r, int a, size_t *n_out, nm_error *err) {
     size_t n = 0;
     for (int ti = 0; ti < p->n_tensors; ti++) {
         const nm_range *h = &p->tensors[ti].held[a];
-        if (!h->nbytes)
+        if (!h->nbytes || (r->w->skipped && r->w->skipped[ti]))
             continue;
         if (h->arena_offset + h->nbytes > ar->size ||
             h->file_offset + h->nbytes > r->ctx.file_size) {
@@ -717,6 +717,14 @@ nm_loaded *nm_load(const nm_gguf *g, const nm_plan *plan, const nm_load_opts *op
     w->io = w->io_requested = opts->io;
     w->fd = -1;
     load_run r = {.w = w, .o = opts, .topo = opts->topo};
+    if (opts->skip && w->io != NM_IO_MMAP) {
+        w->skipped = nm_xcalloc(g->n_tensors + 1, 1);
+        for (uint64_t i = 0; i < g->n_tensors; i++)
+            if (opts->skip[i]) {
+                w->skipped[i] = 1;
+                w->skipped_bytes += g->tensors[i].nbytes;
+            }
+    }
     pthread_mutex_init(&r.ctx.lock, NULL);
     pthread_cond_init(&r.ctx.job_done, NULL);
     nm_topo *own_topo = NULL;
@@ -782,5 +790,6 @@ void nm_loaded_free(nm_loaded *w) {
         munmap(w->map, w->map_len);
     if (w->fd >= 0)
         close(w->fd);
+    free(w->skipped);
     free(w);
 }

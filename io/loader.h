@@ -33,6 +33,9 @@ typedef struct nm_load_opts {
                              hypervisor: see docs/loading.md), 1 on, -1 off,
                              2 fill with small pages, then MADV_COLLAPSE */
     bool no_map;          /* auto: always copy, never map cached pages */
+    const uint8_t *skip;  /* per file tensor, may be NULL: nonzero = not read
+                             (another loader fills it: the GPU upload); its
+                             arena pages stay untouched, so cost no memory */
 } nm_load_opts;
 
 typedef struct nm_load_node_stats {
@@ -78,6 +81,8 @@ typedef struct nm_loaded {
     bool thp;                /* arenas may use transparent huge pages */
     uint64_t mapped_bytes;   /* auto: bytes mapped from the page cache
                                 (zero copy) instead of copied */
+    uint8_t *skipped;        /* per tensor: 1 if opts.skip left it out; NULL: none */
+    uint64_t skipped_bytes;
 } nm_loaded;
 
 const char *nm_io_name(nm_io_mode m);

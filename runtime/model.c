@@ -307,7 +307,8 @@ nm_model *nm_model_create(const nm_loaded *w, const nm_topo *topo, const nm_mode
         goto fail;
     if (!(m->pool = nm_pool_create(m->plan, topo, err)))
         goto fail;
-    if (bind_all(m, err) < 0 || setup_scratch(m, err) < 0)
+    if (bind_all(m, err) < 0 || setup_scratch(m, err) < 0 ||
+        (opts && nm_offload_create(m, &opts->offload, err) < 0))
         goto fail;
     return m;
 fail:
@@ -318,6 +319,7 @@ fail:
 void nm_model_free(nm_model *m) {
     if (!m)
         return;
+    nm_offload_free(m);
     nm_pool_free(m->pool);
     for (int i = 0; i < m->n_allocs; i++) {
         if (m->allocs[i].numa)

@@ -10,13 +10,37 @@
 #include "io/loader.h"
 #include "threadpool.h"
 
+#include <stdbool.h>
 #include <stdint.h>
+
+struct nm_device;
+
+/* Blocks on a device (runtime/device.h; -ngl): the last n_layers blocks,
+ * and with head (only with every block) the output norm and the LM head,
+ * run on dev from weights already in its memory (tensor[i]: the device
+ * address of file tensor i, NULL if not there: cuda/upload.h fills it).
+ * The KV cache of those blocks lives on the device. */
+typedef struct nm_model_offload {
+    struct nm_device *dev; /* NULL: everything on the CPU */
+    const void *const *tensor;
+    int n_layers;
+    bool head;
+} nm_model_offload;
 
 typedef struct nm_model_opts {
     int n_ctx;        /* KV cache positions; 0: llama.context_length */
     uint32_t kv_type; /* NM_TYPE_F16 or NM_TYPE_F32 */
     int n_batch;      /* prompt tokens per batched pass; 0: 64 */
+    nm_model_offload offload;
 } nm_model_opts;
+
+/* -ngl N as llama.cpp reads it: the last min(N, n_layer) blocks, and the
+ * LM head too when N > n_layer. Fills mask (one byte per file tensor) with
+ * NM_OFFLOAD_DEVICE for the matrices to upload, NM_OFFLOAD_BOTH for one
+ * the CPU needs as well (a tied embedding that is also the LM head). */
+enum { NM_OFFLOAD_DEVICE = 1, NM_OFFLOAD_BOTH = 2 };
+int nm_offload_select(const nm_gguf *g, uint32_t n_layer, int ngl, uint8_t *mask, int *n_layers,
+                      bool *head);
 
 /* The defaults (NM_TYPE_F32 is 0, so start from these, not from {0}). */
 nm_model_opts nm_model_opts_default(void);

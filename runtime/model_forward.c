@@ -256,7 +256,7 @@ static void phase_lm_head(nm_model *m, const nm_worker *w) {
 
 static void forward_job(void *ctx, const nm_worker *w) {
     nm_model *m = ctx;
-    for (int l = 0; l < (int)m->hp.n_layer; l++) {
+    for (int l = m->l0; l < m->l1; l++) {
         nm_layer *L = &m->layers[l];
         phase_qkv(m, w, l);
         if (m->attn_local)
@@ -272,7 +272,8 @@ static void forward_job(void *ctx, const nm_worker *w) {
         phase_proj_residual(m, w, &L->down, slot_of(l, NM_CLAIM_DOWN), m->g, m->hp.n_ff);
         nm_pool_barrier(w);
     }
-    phase_lm_head(m, w);
+    if (m->head_now)
+        phase_lm_head(m, w);
 }
 
 /* ---- the read probe: the same workers read the same weight bytes with
@@ -298,13 +299,14 @@ static void read_weights_job(void *ctx, const nm_worker *w) {
     read_job *j = ctx;
     const nm_model *m = j->m;
     uint64_t sum = 0, bytes = 0;
-    for (uint32_t l = 0; l < m->hp.n_layer; l++) {
+    for (int l = 0; l < nm_offload_first_layer(m); l++) { /* the CPU's weights */
         const nm_mat *e[NM_CLAIMS_PER_LAYER];
         nm_layer_mats(&m->layers[l], e);
         for (int i = 0; i < NM_CLAIMS_PER_LAYER; i++)
             read_mat(e[i], w, &sum, &bytes);
     }
-    read_mat(&m->output, w, &sum, &bytes);
+    if (!nm_offload_has_head(m))
+        read_mat(&m->output, w, &sum, &bytes);
     j->sums[w->id * NM_READ_STRIDE] = sum;
     j->bytes[w->id * NM_READ_STRIDE] = bytes;
 }
@@ -334,6 +336,19 @@ static int embed(nm_model *m, const int32_t *tokens, int n, nm_error *err) {
             return nm_fail(err, "token_embd.weight: cannot read row %d (type %s)", tokens[i],
                            nm_type_name(t->type));
     }
+    return 0;
+}
+
+/* The device's blocks, then the CPU's LM head when the head stayed here:
+ * activations cross once each way. */
+static int run_device_share(nm_model *m, nm_error *err) {
+    if (nm_offload_eval(m, err) < 0)
+        return -1;
+    if (nm_offload_has_head(m) || m->logits_from >= m->n_tok)
+        return 0;
+    m->l0 = m->l1 = (int)m->hp.n_layer;
+    m->head_now = true;
+    nm_pool_run(m->pool, forward_job, m);
     return 0;
 }
 
@@ -367,7 +382,13 @@ int nm_model_eval(nm_model *m, const int32_t *tokens, int n, int pos, int logits
         m->logits = logits ? logits + (size_t)(first - logits_from) * m->hp.n_vocab : NULL;
         for (int node = 0; node < m->plan->n_nodes; node++)
             memset(m->claims[node], 0, (size_t)m->n_claims * sizeof(nm_claim));
-        nm_pool_run(m->pool, forward_job, m);
+        m->l0 = 0;
+        m->l1 = nm_offload_first_layer(m);
+        m->head_now = !m->off;
+        if (m->l1 > 0 || m->head_now)
+            nm_pool_run(m->pool, forward_job, m);
+        if (m->off && run_device_share(m, err) < 0)
+            return -1;
     }
     return 0;
 }

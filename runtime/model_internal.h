@@ -104,6 +104,21 @@ struct nm_model {
     /* The job in flight. */
     int n_tok, pos, logits_from;
     float *logits;
+    /* Blocks [l0, l1) run on the CPU in this pass, then the LM head if
+     * head_now; the device's share is in off (model_offload.c). */
+    int l0, l1;
+    bool head_now;
+    struct nm_offload *off;
 };
+
+/* model_offload.c */
+int nm_offload_create(nm_model *m, const nm_model_offload *o, nm_error *err);
+void nm_offload_free(nm_model *m);
+/* The first block on the device (n_layer: none). */
+int nm_offload_first_layer(const nm_model *m);
+bool nm_offload_has_head(const nm_model *m);
+/* The device blocks (and head) for the batch in flight: x, after the CPU
+ * blocks, to the device; x back, or the logits. */
+int nm_offload_eval(nm_model *m, nm_error *err);
 
 #endif
