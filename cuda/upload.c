@@ -446,7 +446,7 @@ static int setup(pipeline *p, const uint8_t *want, nm_error *err) {
         uint64_t total = 0;
         for (int k = 0; k < p->n_pieces; k++)
             total += p->pieces[k].f1 - p->pieces[k].f0;
-        nm_progress_begin(&p->prog, "uploading", total);
+        nm_progress_begin(&p->prog, "uploading", total, o->progress, o->progress_ud);
         p->ctx.progress = &p->prog;
     }
     return 0;

@@ -14,6 +14,7 @@
 #define NM_UPLOAD_H
 
 #include "common/json.h"
+#include "common/progress.h"
 #include "gguf/gguf.h"
 #include "numa/topo.h"
 #include "runtime/device.h"
@@ -23,15 +24,16 @@
 #include <stdio.h>
 
 typedef struct nm_upload_opts {
-    const nm_topo *topo; /* this machine's; required */
-    int staging_node;    /* -1: the device's node */
-    uint64_t slot_bytes; /* 0: 32 MiB */
-    int n_slots;         /* 0: 4; at least 2 (double buffering) */
-    bool buffered;       /* pread instead of O_DIRECT */
-    bool pageable;       /* do not register the staging memory (measurements) */
-    bool verify;         /* hash every tensor on the device against the file */
-    bool progress;       /* progress bar on a TTY */
-    int queue_depth;     /* io_uring depth; 0: 32 */
+    const nm_topo *topo;     /* this machine's; required */
+    int staging_node;        /* -1: the device's node */
+    uint64_t slot_bytes;     /* 0: 32 MiB */
+    int n_slots;             /* 0: 4; at least 2 (double buffering) */
+    bool buffered;           /* pread instead of O_DIRECT */
+    bool pageable;           /* do not register the staging memory (measurements) */
+    bool verify;             /* hash every tensor on the device against the file */
+    nm_progress_fn progress; /* NULL: no progress reports ("uploading") */
+    void *progress_ud;
+    int queue_depth; /* io_uring depth; 0: 32 */
 } nm_upload_opts;
 
 typedef struct nm_upload {
