@@ -26,6 +26,7 @@ struct nm_bpe {
     uint64_t merge_mask;
     unsigned char enc[256][2]; /* the UTF-8 of each byte's stand-in character */
     uint8_t enc_len[256];
+    int16_t dec[324];          /* stand-in character (U+0000..U+0143) -> byte, -1: none */
     int32_t fallback[256][2]; /* a byte whose character is no piece: its UTF-8 bytes as pieces */
     char *text;               /* what each normal or byte piece stands for */
     size_t *text_off;
@@ -47,13 +48,7 @@ static uint32_t byte_char(int b) {
 
 /* The byte a character stands for, or -1. */
 static int char_byte(const nm_bpe *b, uint32_t cp) {
-    if (cp >= 0x21 && cp <= 0xFF && cp != 0xAD && !(cp >= 0x7F && cp <= 0xA0))
-        return (int)cp;
-    for (int x = 0; x < 256; x++) /* the 68 remapped bytes: rare in decoding */
-        if (byte_char(x) == cp)
-            return x;
-    (void)b;
-    return -1;
+    return cp < sizeof b->dec / sizeof b->dec[0] ? b->dec[cp] : -1;
 }
 
 /* ---- merges ---------------------------------------------------------------- */
@@ -150,8 +145,11 @@ static int load_merges(nm_tokenizer *t, const nm_gguf *g, nm_error *err) {
 
 static int load_byte_map(nm_tokenizer *t) {
     nm_bpe *b = t->bpe;
+    memset(b->dec, 0xff, sizeof b->dec);
     for (int x = 0; x < 256; x++) {
-        b->enc_len[x] = (uint8_t)nm_utf8_encode(byte_char(x), b->enc[x]);
+        uint32_t cp = byte_char(x);
+        b->dec[cp] = (int16_t)x;
+        b->enc_len[x] = (uint8_t)nm_utf8_encode(cp, b->enc[x]);
         t->byte_token[x] = nm_tok_lookup(t, (const char *)b->enc[x], b->enc_len[x]);
         for (int k = 0; k < 2; k++)
             b->fallback[x][k] =

@@ -37,8 +37,13 @@ static const nm_chat_msg CONV1[] = {{"user", "Hi"}};
  * llama-server without --jinja use), then for chatml and llama3
  *   llama_tokenize(vocab, text, n, ids, max, add_special = true, parse_special = true)
  * with vocab-qwen3.gguf and vocab-llama3.gguf loaded vocab_only, as
- * llama-server tokenizes a chat prompt. For these two conversations the
- * files' own Jinja templates give the same text (ids lists end at -1). */
+ * llama-server tokenizes a chat prompt. The files' own Jinja templates give
+ * the same for both conversations: llama-server (--jinja, its default) on
+ * tiny-qwen3-e64-f32.gguf and tiny-llama3-e64-f32.gguf (the same vocabs and
+ * templates), POST /apply-template {"messages": CONV} and then POST
+ * /tokenize {"content": prompt, "add_special": true, "parse_special": true},
+ * returned exactly the chatml and llama3 texts and ids below with the
+ * generation prompt (ids lists end at -1). */
 typedef struct chat_case {
     const char *name;
     int conv, add;
