@@ -278,8 +278,7 @@ static const char *const EOG_PIECES[] = {
     "</s>",
     "<|return|>",
     "<|call|>",
-    "<\xef\xbd\x9c"
-    "end\xe2\x96\x81of\xe2\x96\x81sentence\xef\xbd\x9c>", /* DeepSeek */
+    "<\357\275\234end\342\226\201of\342\226\201sentence\357\275\234>", /* DeepSeek */
 };
 #define N_EOT_PIECES 10 /* the first ten name an end of turn */
 
@@ -465,6 +464,43 @@ int nm_ids_push(nm_ids *o, int32_t id, nm_error *err) {
     o->v = v;
     o->v[o->n++] = id;
     return 0;
+}
+
+static bool merge_before(const nm_merge *x, const nm_merge *y) {
+    return x->key < y->key || (x->key == y->key && x->left < y->left);
+}
+
+int nm_merge_push(nm_merge_queue *q, nm_merge m, nm_error *err) {
+    nm_merge *h = nm_grow(q->v, &q->cap, q->n, 64, sizeof *h);
+    if (!h)
+        return nm_fail(err, "tokenize: out of memory for %zu merge candidates", q->n + 1);
+    q->v = h;
+    size_t i = q->n++;
+    while (i > 0 && merge_before(&m, &h[(i - 1) / 2])) {
+        h[i] = h[(i - 1) / 2];
+        i = (i - 1) / 2;
+    }
+    h[i] = m;
+    return 0;
+}
+
+nm_merge nm_merge_pop(nm_merge_queue *q) {
+    nm_merge *h = q->v, top = h[0], last = h[--q->n];
+    size_t i = 0;
+    for (;;) {
+        size_t c = 2 * i + 1;
+        if (c >= q->n)
+            break;
+        if (c + 1 < q->n && merge_before(&h[c + 1], &h[c]))
+            c++;
+        if (!merge_before(&h[c], &last))
+            break;
+        h[i] = h[c];
+        i = c;
+    }
+    if (q->n)
+        h[i] = last;
+    return top;
 }
 
 /* A piece of the input: raw text to merge, or an already-known token. */
