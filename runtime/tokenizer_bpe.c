@@ -26,7 +26,7 @@ struct nm_bpe {
     uint64_t merge_mask;
     unsigned char enc[256][2]; /* the UTF-8 of each byte's stand-in character */
     uint8_t enc_len[256];
-    int16_t dec[324];          /* stand-in character (U+0000..U+0143) -> byte, -1: none */
+    int16_t dec[324];         /* stand-in character (U+0000..U+0143) -> byte, -1: none */
     int32_t fallback[256][2]; /* a byte whose character is no piece: its UTF-8 bytes as pieces */
     char *text;               /* what each normal or byte piece stands for */
     size_t *text_off;
@@ -268,55 +268,15 @@ const char *nm_bpe_pre_name(const nm_tokenizer *t) {
 
 /* ---- encoding ---------------------------------------------------------- */
 
-typedef struct pair {
-    int32_t rank, left; /* left: the left symbol's index in the word */
-    int32_t id_left, id_right, result;
-} pair;
-
+/* One word being merged; symbol i starts at byte i of the word. Queued
+ * merges: a, b the two ids, c the merged piece. */
 typedef struct word_state {
     int32_t *id; /* -1: a byte with no piece; -2: merged away */
     int32_t *next, *prev;
-    pair *heap;
-    size_t n_heap, cap_heap, cap;
+    nm_merge_queue queue;
+    size_t cap;
     char *enc; /* the word in stand-in characters (ignore_merges) */
 } word_state;
-
-static bool pair_before(const pair *a, const pair *b) {
-    return a->rank < b->rank || (a->rank == b->rank && a->left < b->left);
-}
-
-static int heap_push(word_state *w, pair p, nm_error *err) {
-    pair *h = nm_grow(w->heap, &w->cap_heap, w->n_heap, 64, sizeof *h);
-    if (!h)
-        return nm_fail(err, "tokenize: out of memory for %zu merge candidates", w->n_heap + 1);
-    w->heap = h;
-    size_t i = w->n_heap++;
-    while (i > 0 && pair_before(&p, &h[(i - 1) / 2])) {
-        h[i] = h[(i - 1) / 2];
-        i = (i - 1) / 2;
-    }
-    h[i] = p;
-    return 0;
-}
-
-static pair heap_pop(word_state *w) {
-    pair *h = w->heap, top = h[0], last = h[--w->n_heap];
-    size_t i = 0;
-    for (;;) {
-        size_t c = 2 * i + 1;
-        if (c >= w->n_heap)
-            break;
-        if (c + 1 < w->n_heap && pair_before(&h[c + 1], &h[c]))
-            c++;
-        if (!pair_before(&h[c], &last))
-            break;
-        h[i] = h[c];
-        i = c;
-    }
-    if (w->n_heap)
-        h[i] = last;
-    return top;
-}
 
 static int try_pair(const nm_bpe *b, word_state *w, int32_t left, nm_error *err) {
     if (left < 0 || w->next[left] < 0)
@@ -325,7 +285,7 @@ static int try_pair(const nm_bpe *b, word_state *w, int32_t left, nm_error *err)
     if (l < 0 || r < 0)
         return 0;
     const merge_slot *m = find_merge(b, l, r);
-    return m ? heap_push(w, (pair){m->rank, left, l, r, m->result}, err) : 0;
+    return m ? nm_merge_push(&w->queue, (nm_merge){m->rank, left, l, r, m->result}, err) : 0;
 }
 
 /* Merges the bytes s[0..n) and appends the pieces. */
@@ -347,16 +307,16 @@ static int encode_word(const nm_tokenizer *t, word_state *w, const unsigned char
         w->prev[i] = (int32_t)i - 1;
         w->next[i] = i + 1 < n ? (int32_t)i + 1 : -1;
     }
-    w->n_heap = 0;
+    w->queue.n = 0;
     for (size_t i = 0; i + 1 < n; i++)
         if (try_pair(b, w, (int32_t)i, err) < 0)
             return -1;
-    while (w->n_heap) {
-        pair p = heap_pop(w);
+    while (w->queue.n) {
+        nm_merge p = nm_merge_pop(&w->queue);
         int32_t right = w->next[p.left];
-        if (right < 0 || w->id[p.left] != p.id_left || w->id[right] != p.id_right)
+        if (right < 0 || w->id[p.left] != p.a || w->id[right] != p.b)
             continue; /* stale: a side has merged since */
-        w->id[p.left] = p.result;
+        w->id[p.left] = p.c;
         w->id[right] = -2;
         w->next[p.left] = w->next[right];
         if (w->next[right] >= 0)
@@ -421,7 +381,7 @@ int nm_bpe_encode(const nm_tokenizer *t, const char *text, size_t len, nm_ids *o
             rc = encode_word(t, &w, bytes, n, out, err);
     }
     nm_pre_words_free(&pw);
-    free(w.id), free(w.next), free(w.prev), free(w.enc), free(w.heap);
+    free(w.id), free(w.next), free(w.prev), free(w.enc), free(w.queue.v);
     free(bytes);
     return rc;
 }

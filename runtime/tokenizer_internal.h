@@ -50,6 +50,23 @@ typedef struct nm_ids {
 
 int nm_ids_push(nm_ids *o, int32_t id, nm_error *err);
 
+/* A candidate merge of two neighbouring symbols. The queue pops the
+ * smallest key first, the leftmost among equal keys (SPM: minus the score of
+ * the merged piece, BPE: the rank of the pair); a, b, c are what the encoder
+ * needs to tell a stale candidate and to apply it. */
+typedef struct nm_merge {
+    double key;
+    int32_t left, a, b, c;
+} nm_merge;
+
+typedef struct nm_merge_queue {
+    nm_merge *v;
+    size_t n, cap;
+} nm_merge_queue;
+
+int nm_merge_push(nm_merge_queue *q, nm_merge m, nm_error *err);
+nm_merge nm_merge_pop(nm_merge_queue *q); /* q->n > 0 */
+
 /* SentencePiece: escapes spaces to "▁" (one in front when prefix), merges
  * by score, spells unknown characters with byte tokens. */
 int nm_spm_encode(const nm_tokenizer *t, const char *text, size_t len, bool prefix, nm_ids *out,

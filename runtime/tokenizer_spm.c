@@ -20,57 +20,12 @@ typedef struct symbol {
     size_t start, n;
 } symbol;
 
-typedef struct bigram {
-    float score;
-    int32_t left, right;
-    size_t size;
-} bigram;
-
 typedef struct spm_session {
     const nm_tokenizer *t;
     const char *text;
     symbol *sym;
-    bigram *heap;
-    size_t heap_n, heap_cap;
+    nm_merge_queue queue; /* a: the right symbol, b: the merged length */
 } spm_session;
-
-/* Pops highest score first; among equal scores the leftmost pair. */
-static bool bigram_before(const bigram *a, const bigram *b) {
-    return a->score > b->score || (a->score == b->score && a->left < b->left);
-}
-
-static int heap_push(spm_session *s, bigram b, nm_error *err) {
-    bigram *h = nm_grow(s->heap, &s->heap_cap, s->heap_n, 64, sizeof *h);
-    if (!h)
-        return nm_fail(err, "tokenize: out of memory for %zu merge candidates", s->heap_n + 1);
-    s->heap = h;
-    size_t i = s->heap_n++;
-    while (i > 0 && bigram_before(&b, &s->heap[(i - 1) / 2])) {
-        s->heap[i] = s->heap[(i - 1) / 2];
-        i = (i - 1) / 2;
-    }
-    s->heap[i] = b;
-    return 0;
-}
-
-static bigram heap_pop(spm_session *s) {
-    bigram top = s->heap[0], last = s->heap[--s->heap_n];
-    size_t i = 0;
-    for (;;) {
-        size_t c = 2 * i + 1;
-        if (c >= s->heap_n)
-            break;
-        if (c + 1 < s->heap_n && bigram_before(&s->heap[c + 1], &s->heap[c]))
-            c++;
-        if (!bigram_before(&s->heap[c], &last))
-            break;
-        s->heap[i] = s->heap[c];
-        i = c;
-    }
-    if (s->heap_n)
-        s->heap[i] = last;
-    return top;
-}
 
 /* Queues the merge of two neighbours if their concatenation is a piece. */
 static int try_pair(spm_session *s, int32_t left, int32_t right, nm_error *err) {
@@ -80,7 +35,9 @@ static int try_pair(spm_session *s, int32_t left, int32_t right, nm_error *err) 
     int32_t id = nm_tok_lookup(s->t, s->text + s->sym[left].start, n);
     if (id < 0)
         return 0;
-    return heap_push(s, (bigram){s->t->score[id], left, right, n}, err);
+    /* highest score first: the key is minus the score (exact in a double) */
+    return nm_merge_push(&s->queue,
+                         (nm_merge){-(double)s->t->score[id], left, right, (int32_t)n, 0}, err);
 }
 
 /* Byte length of a UTF-8 sequence from its first byte, as llama.cpp counts
@@ -110,17 +67,17 @@ static int merge_all(spm_session *s, int32_t n_sym, nm_error *err) {
     for (int32_t i = 1; i < n_sym; i++)
         if (try_pair(s, i - 1, i, err) < 0)
             return -1;
-    while (s->heap_n) {
-        bigram b = heap_pop(s);
-        symbol *l = &s->sym[b.left], *r = &s->sym[b.right];
-        if (l->n == 0 || r->n == 0 || l->n + r->n != b.size)
+    while (s->queue.n) {
+        nm_merge m = nm_merge_pop(&s->queue);
+        symbol *l = &s->sym[m.left], *r = &s->sym[m.a];
+        if (l->n == 0 || r->n == 0 || l->n + r->n != (size_t)m.b)
             continue; /* stale: one side has changed since it was queued */
         l->n += r->n;
         r->n = 0;
         l->next = r->next;
         if (r->next >= 0)
-            s->sym[r->next].prev = b.left;
-        if (try_pair(s, l->prev, b.left, err) < 0 || try_pair(s, b.left, l->next, err) < 0)
+            s->sym[r->next].prev = m.left;
+        if (try_pair(s, l->prev, m.left, err) < 0 || try_pair(s, m.left, l->next, err) < 0)
             return -1;
     }
     return 0;
@@ -189,7 +146,7 @@ int nm_spm_encode(const nm_tokenizer *t, const char *text, size_t len, bool pref
                  ? -1
                  : 0;
     free(s.sym);
-    free(s.heap);
+    free(s.queue.v);
     free(esc);
     return rc;
 }
