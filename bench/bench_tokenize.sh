@@ -44,7 +44,8 @@ head -c "$TEXT_BYTES" "$tmp/text" >"$tmp/big.txt"
 printf 'Hello' >"$tmp/small.txt"
 
 numalm_cmd() { "$NUMALM" tokenize -m "$1" -f "$2" --ids; }
-llama_cmd() { "$LLAMA_TOKENIZE" -m "$1" -f "$2" --ids --no-parse-special --log-disable 2>/dev/null; }
+# --no-escape: llama-tokenize turns \n in its input into a newline by default
+llama_cmd() { "$LLAMA_TOKENIZE" -m "$1" -f "$2" --ids --no-parse-special --no-escape --log-disable 2>/dev/null; }
 
 # seconds of one run of CMD MODEL TEXT, output discarded
 seconds() {
