@@ -3,6 +3,7 @@
 #include "session_internal.h"
 
 #include "common/util.h"
+#include "cuda/upload.h"
 #include "gguf/ggml_types.h"
 #include "runtime/kernels.h"
 
@@ -36,12 +37,11 @@ void numalm_options_init(numalm_options *o) {
     o->kv_type = NUMALM_KV_F16;
     o->simd_max = NUMALM_SIMD_AVX512;
     o->log_level = NUMALM_LOG_INFO;
+    o->gpu_staging_node = -1;
 }
 
 /* A message for the caller's log callback, when its level is wanted. */
-static void session_log(const numalm_session *s, numalm_log_level level, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void session_log(const numalm_session *s, numalm_log_level level, const char *fmt, ...) {
+void nm_session_log(const numalm_session *s, numalm_log_level level, const char *fmt, ...) {
     if (!s->opts.log || level < s->opts.log_level)
         return;
     char msg[1024];
@@ -100,10 +100,18 @@ static int open_weights(numalm_session *s) {
         .thp = o->thp,
         .no_map = o->no_map,
     };
-    if (!(s->loaded = nm_load(s->gguf, s->plan, &lo, &s->err)))
+    uint8_t *skip = NULL;
+    if (nm_session_gpu_open(s, &skip) != 0)
         return -1;
+    lo.skip = skip;
+    s->loaded = nm_load(s->gguf, s->plan, &lo, &s->err);
+    free(skip);
+    if (!s->loaded) {
+        nm_session_gpu_close(s);
+        return -1;
+    }
     for (int i = 0; i < s->loaded->n_fallbacks; i++)
-        session_log(s, NUMALM_LOG_WARN, "load fallback: %s", s->loaded->fallbacks[i]);
+        nm_session_log(s, NUMALM_LOG_WARN, "load fallback: %s", s->loaded->fallbacks[i]);
     return 0;
 }
 
@@ -117,6 +125,8 @@ static int open_model(numalm_session *s) {
         return nm_fail(&s->err, "options: SIMD level %d is not usable on this CPU",
                        (int)o->simd_max);
     nm_model_opts mo = nm_model_opts_default();
+    if (s->upload)
+        mo.offload = (nm_model_offload){s->dev, s->upload->tensor, s->gpu_layers, s->gpu_head};
     mo.n_ctx = o->n_ctx;
     mo.kv_type = (uint32_t)o->kv_type;
     if (o->n_batch)
@@ -178,6 +188,7 @@ void numalm_close(numalm_session *s) {
     if (s->tok)
         nm_tokenizer_free(s->tok);
     nm_loaded_free(s->loaded);
+    nm_session_gpu_close(s);
     nm_plan_free(s->plan);
     nm_topo_free(s->topo);
     nm_gguf_close(s->gguf);

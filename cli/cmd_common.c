@@ -5,6 +5,7 @@
 
 #include "common/json.h"
 #include "common/util.h"
+#include "cuda/gpu.h"
 #include "io/loader.h"
 #include "numa/plan.h"
 
@@ -60,6 +61,17 @@ static int value_arg(nm_cli_common *c, const char *opt, const char *v, nm_error 
         return int_value(opt, v, 1, 4096, &o->n_threads, err);
     } else if (!strcmp(opt, "--threads-per-node")) {
         return int_value(opt, v, 1, 256, &o->threads_per_node, err);
+    } else if (!strcmp(opt, "--n-gpu-layers")) {
+        c->ngl_given = true;
+        if (!strcmp(v, "all")) {
+            o->n_gpu_layers = NM_CLI_NGL_ALL;
+            return 1;
+        }
+        return int_value("-ngl", v, 0, NM_CLI_NGL_ALL, &o->n_gpu_layers, err);
+    } else if (!strcmp(opt, "--gpu")) {
+        if (nm_device_spec_check(v, err) < 0)
+            return -1;
+        o->gpu = v;
     } else if (!strcmp(opt, "--thp")) {
         static const char *const modes[] = {"off", "auto", "on", "collapse"};
         int m = 0;
@@ -82,7 +94,9 @@ int nm_cli_common_arg(nm_cli_common *c, int argc, char **argv, int *i, nm_error 
                       {"--nodes", NULL},
                       {"--threads", "-t"},
                       {"--threads-per-node", NULL},
-                      {"--thp", NULL}};
+                      {"--thp", NULL},
+                      {"--n-gpu-layers", "-ngl"},
+                      {"--gpu", NULL}};
     for (size_t k = 0; k < sizeof VALUE_OPTS / sizeof VALUE_OPTS[0]; k++) {
         const char *v;
         int rc = nm_cli_opt(argc, argv, i, VALUE_OPTS[k].name, VALUE_OPTS[k].alias, &v, err);
@@ -133,7 +147,10 @@ numalm_session *nm_cli_open(const nm_cli_common *c, nm_error *err) {
         nm_fail(err, "no model given (-m FILE)");
         return NULL;
     }
-    return numalm_open(&c->opts, err->msg, sizeof err->msg);
+    numalm_options o = c->opts;
+    if (o.gpu && !c->ngl_given)
+        o.n_gpu_layers = NM_CLI_NGL_ALL;
+    return numalm_open(&o, err->msg, sizeof err->msg);
 }
 
 void nm_cli_json_run_setup(nm_json *j, const numalm_session *s) {
@@ -143,4 +160,21 @@ void nm_cli_json_run_setup(nm_json *j, const numalm_session *s) {
     nm_json_kint(j, "threads", numalm_n_threads(s));
     nm_json_kstr(j, "simd", numalm_simd_name(numalm_simd_level()));
     nm_json_kstr(j, "kv_type", numalm_kv_type_name(numalm_kv_type_used(s)));
+    numalm_gpu_info g;
+    if (numalm_gpu_info_get(s, &g) != 0)
+        return;
+    nm_json_key(j, "gpu");
+    nm_json_obj_begin(j);
+    nm_json_kstr(j, "device", g.device);
+    nm_json_kint(j, "ordinal", g.ordinal);
+    nm_json_kstr(j, "name", g.name);
+    nm_json_kint(j, "layers", g.n_layers);
+    nm_json_kbool(j, "head", g.head);
+    nm_json_kint(j, "device_node", g.device_node);
+    nm_json_kint(j, "staging_node", g.staging_node);
+    nm_json_kuint(j, "upload_bytes", g.bytes);
+    nm_json_kdouble(j, "upload_s", g.seconds);
+    nm_json_kdouble(j, "disk_gbps", g.disk_gbps);
+    nm_json_kdouble(j, "h2d_gbps", g.h2d_gbps);
+    nm_json_obj_end(j);
 }

@@ -13,6 +13,7 @@
 typedef struct nm_cli_common {
     numalm_options opts; /* model_path, topology_xml (--topology: plans only) */
     bool json;
+    bool ngl_given; /* -ngl on the command line (--gpu alone means -ngl all) */
 } nm_cli_common;
 
 /* Lines for a command's --help. */
@@ -24,12 +25,18 @@ typedef struct nm_cli_common {
     "  -t, --threads N         worker threads in all (default: all allowed cores)\n"               \
     "  --threads-per-node N    worker threads on each node\n"                                      \
     "  --mlock, --hugepages    lock the weights / use explicit huge pages\n"                       \
-    "  --thp on|off|auto|collapse  huge pages for the arenas (default auto; collapse:\n"        \
-    "                          fill with 4K pages, then MADV_COLLAPSE; pays off on long runs)\n"             \
+    "  --thp on|off|auto|collapse  huge pages for the arenas (default auto; collapse:\n"           \
+    "                          fill with 4K pages, then MADV_COLLAPSE; pays off on long runs)\n"   \
     "  --verify                check page placement and checksums after loading\n"                 \
     "  --drop-caches           drop the page cache first (root)\n"                                 \
     "  --no-progress           no progress bar\n"                                                  \
-    "  --json                  machine-readable report\n"
+    "  --json                  machine-readable report\n"                                          \
+    "  -ngl, --n-gpu-layers N  the last N blocks on the GPU (all: every block and the LM head)\n"  \
+    "  --gpu DEV               the GPU: a CUDA device number (default 0), or cpu[:NODE], the\n"    \
+    "                          device interface's CPU implementation; alone: -ngl all\n"
+
+/* -ngl all: more blocks than any model has (the LM head goes too). */
+#define NM_CLI_NGL_ALL 100000
 
 /* The library's defaults, with messages printed by the command (log lines
  * on stderr, a progress bar on a TTY). */

@@ -35,8 +35,8 @@ void nm_upload_print(const nm_upload *u, FILE *out) {
             gbps(u->bytes, u->read_s), io_name(u), u->read_s);
     fprintf(out, "  host -> device: %.2f GB/s (a copy in flight %.3f s)\n",
             gbps(u->bytes, u->copy_s), u->copy_s);
-    fprintf(out, "  staging: node %d, %s staging, %d slots x %s", u->staging_node,
-            u->pinned ? "pinned" : "pageable", u->n_slots,
+    fprintf(out, "  staging: node %d, %s, %d slots x %s", u->staging_node,
+            u->pinned ? "page-locked" : "pageable (not page-locked)", u->n_slots,
             nm_fmt_bytes(u->slot_bytes, b2, sizeof b2));
     if (u->staging_placed_pct >= 0)
         fprintf(out, ", %.0f%% of its pages on node %d", u->staging_placed_pct, u->staging_node);

@@ -150,6 +150,20 @@ typedef struct numalm_options {
                                the best this CPU has); process-wide, set
                                when a session reaches stage MODEL */
 
+    /* blocks on a GPU (llama.cpp's -ngl): their weights are read by a reader
+     * pinned to the GPU's NUMA node into page-locked staging buffers on that
+     * node and copied up while the next ones are read (docs/gpu.md) */
+    int n_gpu_layers;        /* the last blocks run on the device; more than
+                                the model has: the LM head too; 0: none */
+    const char *gpu;         /* "0", "1", ...: a CUDA device (NULL: "0");
+                                "cpu" or "cpu:NODE": the CPU implementation of
+                                the device interface (tests, comparisons) */
+    int gpu_staging_node;    /* -1 (default): the node the GPU hangs off */
+    uint64_t gpu_slot_bytes; /* staging slot size; 0: 32 MiB */
+    int gpu_slots;           /* staging slots, one copy stream each; 0: 4 */
+    bool gpu_pageable;       /* stage in memory that is not page-locked
+                                (measurements: the copy from pageable memory) */
+
     /* messages */
     numalm_log_fn log; /* NULL: messages are dropped */
     void *log_user;
@@ -199,6 +213,29 @@ NUMALM_API int numalm_n_ctx(const numalm_session *s);
 NUMALM_API numalm_kv_type numalm_kv_type_used(const numalm_session *s);
 /* Weight bytes one decode step reads (every matrix + one embedding row). */
 NUMALM_API uint64_t numalm_weight_bytes_per_token(const numalm_session *s);
+
+/* The blocks on a GPU and how their weights got there (from stage
+ * WEIGHTS). GB/s are bytes / 1e9 per second. */
+typedef struct numalm_gpu_info {
+    const char *device; /* "cuda" or "cpu" (the CPU implementation) */
+    int ordinal;
+    const char *name;
+    const char *busid;        /* PCI bus id, "" if none */
+    int device_node;          /* the NUMA node it hangs off, -1 unknown */
+    int staging_node;         /* where the staging buffers were */
+    bool pinned;              /* staging page-locked */
+    int n_layers;             /* blocks on the device (the last ones) */
+    bool head;                /* the LM head too */
+    int n_tensors;            /* uploaded */
+    uint64_t bytes;           /* uploaded */
+    double seconds;           /* the upload, wall clock */
+    double disk_gbps;         /* disk -> staging, while the reader was reading */
+    double h2d_gbps;          /* staging -> device, while a copy was in flight */
+    bool verified, verify_ok; /* options.verify: every tensor hashed on the device */
+} numalm_gpu_info;
+
+/* 0 with *info filled when blocks run on a device, -1 when none do. */
+NUMALM_API int numalm_gpu_info_get(const numalm_session *s, numalm_gpu_info *info);
 
 /* The kernel level in use (process-wide: the best this CPU supports, at
  * most the simd_max of the last session that reached stage MODEL). */

@@ -105,5 +105,8 @@ const void *nm_loaded_row(const nm_loaded *w, int ti, uint64_t row);
 
 void nm_loaded_print(const nm_loaded *w, FILE *out);
 void nm_loaded_print_json(const nm_loaded *w, FILE *out);
+/* The report's fields, as keys of the JSON object being written. */
+struct nm_json;
+void nm_loaded_json_fields(const nm_loaded *w, struct nm_json *j);
 
 #endif

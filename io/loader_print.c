@@ -76,45 +76,49 @@ void nm_loaded_print_json(const nm_loaded *w, FILE *out) {
     nm_json j;
     nm_json_init(&j, out);
     nm_json_obj_begin(&j);
-    nm_json_kstr(&j, "model", w->gguf->path);
-    nm_json_kstr(&j, "io", nm_io_name(w->io));
-    nm_json_kstr(&j, "io_requested", nm_io_name(w->io_requested));
-    nm_json_kstr(&j, "placement", nm_placement_name(w->plan->placement));
-    nm_json_kuint(&j, "bytes", w->bytes);
-    nm_json_kdouble(&j, "seconds", w->seconds);
-    nm_json_kdouble(&j, "gbps", gbps(w->bytes, w->seconds));
-    nm_json_kuint(&j, "chunk_bytes", w->chunk_bytes);
-    nm_json_kint(&j, "queue_depth", w->queue_depth);
-    nm_json_kuint(&j, "dio_align", w->dio_align);
-    nm_json_kuint(&j, "cached_bytes", w->cached_bytes);
-    nm_json_kuint(&j, "mapped_bytes", w->mapped_bytes);
-    nm_json_kbool(&j, "thp", w->thp);
+    nm_loaded_json_fields(w, &j);
+    nm_json_obj_end(&j);
+    nm_json_finish(&j);
+}
+
+void nm_loaded_json_fields(const nm_loaded *w, nm_json *j) {
+    nm_json_kstr(j, "model", w->gguf->path);
+    nm_json_kstr(j, "io", nm_io_name(w->io));
+    nm_json_kstr(j, "io_requested", nm_io_name(w->io_requested));
+    nm_json_kstr(j, "placement", nm_placement_name(w->plan->placement));
+    nm_json_kuint(j, "bytes", w->bytes);
+    nm_json_kdouble(j, "seconds", w->seconds);
+    nm_json_kdouble(j, "gbps", gbps(w->bytes, w->seconds));
+    nm_json_kuint(j, "chunk_bytes", w->chunk_bytes);
+    nm_json_kint(j, "queue_depth", w->queue_depth);
+    nm_json_kuint(j, "dio_align", w->dio_align);
+    nm_json_kuint(j, "cached_bytes", w->cached_bytes);
+    nm_json_kuint(j, "mapped_bytes", w->mapped_bytes);
+    nm_json_kbool(j, "thp", w->thp);
     uint64_t hugetlb = 0, locked = 0;
     for (int a = 0; a < w->plan->n_arenas; a++) {
         hugetlb += w->arenas[a].huge ? w->arenas[a].mapped : 0;
         locked += w->arenas[a].locked ? w->arenas[a].mapped : 0;
     }
-    nm_json_kuint(&j, "hugetlb_bytes", hugetlb); /* --hugepages: MAP_HUGETLB arenas */
-    nm_json_kuint(&j, "locked_bytes", locked);   /* --mlock */
+    nm_json_kuint(j, "hugetlb_bytes", hugetlb); /* --hugepages: MAP_HUGETLB arenas */
+    nm_json_kuint(j, "locked_bytes", locked);   /* --mlock */
     if (w->map)
-        nm_json_kuint(&j, "off_policy_pages", w->off_policy_pages);
-    nm_json_key(&j, "fallbacks");
-    nm_json_arr_begin(&j);
+        nm_json_kuint(j, "off_policy_pages", w->off_policy_pages);
+    nm_json_key(j, "fallbacks");
+    nm_json_arr_begin(j);
     for (int i = 0; i < w->n_fallbacks; i++)
-        nm_json_str(&j, w->fallbacks[i]);
-    nm_json_arr_end(&j);
-    nm_json_key(&j, "nodes");
-    nm_json_arr_begin(&j);
+        nm_json_str(j, w->fallbacks[i]);
+    nm_json_arr_end(j);
+    nm_json_key(j, "nodes");
+    nm_json_arr_begin(j);
     for (int i = 0; i < w->n_node_stats; i++)
-        json_node(&j, &w->node_stats[i]);
-    nm_json_arr_end(&j);
-    nm_json_kbool(&j, "verified", w->verified);
+        json_node(j, &w->node_stats[i]);
+    nm_json_arr_end(j);
+    nm_json_kbool(j, "verified", w->verified);
     if (w->verified) {
-        nm_json_kbool(&j, "checksums_ok", w->checksums_ok);
-        nm_json_kint(&j, "mismatches", w->n_mismatches);
+        nm_json_kbool(j, "checksums_ok", w->checksums_ok);
+        nm_json_kint(j, "mismatches", w->n_mismatches);
         if (w->n_mismatches)
-            nm_json_kstr(&j, "mismatched", w->mismatches);
+            nm_json_kstr(j, "mismatched", w->mismatches);
     }
-    nm_json_obj_end(&j);
-    nm_json_finish(&j);
 }

@@ -597,7 +597,7 @@ nm_device *nm_device_cpu_open(const nm_device_cpu_opts *o, nm_error *err) {
     d->base.node = d->o.node;
     d->base.mem_total = d->o.mem_bytes;
     d->base.n_streams = NM_DEV_MAX_STREAMS;
-    snprintf(d->base.name, sizeof d->base.name, "CPU (the device interface's reference backend)");
+    snprintf(d->base.name, sizeof d->base.name, "the device interface's CPU implementation");
     pthread_mutex_init(&d->lock, NULL);
     for (int i = 0; i < NM_DEV_MAX_STREAMS; i++) {
         cpu_stream *s = &d->streams[i];
