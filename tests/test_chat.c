@@ -12,12 +12,11 @@
 
 #include "gguf/gguf.h"
 #include "runtime/chat.h"
-#include "test_util.h"
+#include "test_vocab.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #define LLAMA3 "models/vocab/vocab-llama3.gguf"
 #define QWEN3 "models/vocab/vocab-qwen3.gguf"
@@ -261,23 +260,6 @@ static const chat_case CASES[] = {
     {"gemma", 1, 1, "<start_of_turn>user\nHi<end_of_turn>\n<start_of_turn>model\n", {-1}},
 };
 
-static bool have(const char *rel) {
-    char path[4096];
-    struct stat st;
-    snprintf(path, sizeof path, "%s/%s", nm_test_shared_dir(), rel);
-    return stat(path, &st) == 0;
-}
-
-static nm_gguf *open_gguf(const char *rel) {
-    char path[4096];
-    snprintf(path, sizeof path, "%s/%s", nm_test_shared_dir(), rel);
-    nm_error err = {{0}};
-    nm_gguf *g = nm_gguf_open(path, &err);
-    if (!g)
-        fail_msg("opening %s: %s", path, err.msg);
-    return g;
-}
-
 static void test_texts(void **state) {
     (void)state;
     for (size_t i = 0; i < sizeof CASES / sizeof CASES[0]; i++) {
@@ -299,11 +281,11 @@ static void test_texts(void **state) {
 }
 
 static void check_tokens(const char *vocab, const char *name) {
-    if (!have(vocab)) {
+    if (!nm_test_have(vocab)) {
         fprintf(stderr, "skipped: %s/%s is absent\n", nm_test_shared_dir(), vocab);
         skip();
     }
-    nm_gguf *g = open_gguf(vocab);
+    nm_gguf *g = nm_test_open_gguf(vocab);
     nm_error err = {{0}};
     nm_tokenizer *tok = nm_tokenizer_load(g, &err);
     assert_non_null(tok);
@@ -382,9 +364,9 @@ static void test_detect(void **state) {
 
 static void test_select_messages(void **state) {
     (void)state;
-    if (!have(QWEN3))
+    if (!nm_test_have(QWEN3))
         skip();
-    nm_gguf *g = open_gguf(QWEN3);
+    nm_gguf *g = nm_test_open_gguf(QWEN3);
     nm_chat_kind kind;
     nm_error err = {{0}};
     assert_int_equal(nm_chat_select(g, "llama3", &kind, &err), 0); /* the override wins */
@@ -406,13 +388,13 @@ static void test_select_messages(void **state) {
 
 static void test_end_of_turn(void **state) {
     (void)state;
-    if (!have(QWEN3) || !have(LLAMA3))
+    if (!nm_test_have(QWEN3) || !nm_test_have(LLAMA3))
         skip();
     const char *files[] = {QWEN3, LLAMA3};
     const char *ends[] = {"<|im_end|>", "<|eot_id|>"};
     nm_chat_kind kinds[] = {NM_CHAT_CHATML, NM_CHAT_LLAMA3};
     for (int f = 0; f < 2; f++) {
-        nm_gguf *g = open_gguf(files[f]);
+        nm_gguf *g = nm_test_open_gguf(files[f]);
         nm_error err = {{0}};
         nm_tokenizer *tok = nm_tokenizer_load(g, &err);
         assert_non_null(tok);

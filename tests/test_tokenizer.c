@@ -11,7 +11,7 @@
 #include "gguf/gguf.h"
 #include "gguf/gguf_write.h"
 #include "runtime/tokenizer.h"
-#include "test_util.h"
+#include "test_vocab.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,44 +21,8 @@
 /* ---- helpers ----------------------------------------------------------- */
 
 static nm_tokenizer *open_vocab(const char *rel, nm_gguf **g) {
-    char path[4096];
-    snprintf(path, sizeof path, "%s/%s", nm_test_shared_dir(), rel);
-    nm_error err = {{0}};
-    *g = nm_gguf_open(path, &err);
-    if (!*g)
-        fail_msg("opening %s: %s", path, err.msg);
-    nm_tokenizer *t = nm_tokenizer_load(*g, &err);
-    if (!t)
-        fail_msg("loading the tokenizer of %s: %s", path, err.msg);
-    return t;
-}
-
-/* Decodes as a reader of the output would: each token after its previous. */
-static char *detokenize(const nm_tokenizer *t, const int32_t *ids, int n) {
-    size_t cap = 64 + (size_t)n * 64, len = 0;
-    char *out = malloc(cap);
-    assert_non_null(out);
-    int32_t prev = -1;
-    for (int i = 0; i < n; i++) {
-        len += nm_token_to_text(t, ids[i], prev, out + len, cap - 1 - len);
-        prev = ids[i];
-    }
-    out[len] = 0;
-    return out;
-}
-
-static void print_ids(const char *what, const int32_t *ids, int n) {
-    fprintf(stderr, "  %s:", what);
-    for (int i = 0; i < n; i++)
-        fprintf(stderr, " %d", ids[i]);
-    fprintf(stderr, "\n");
-}
-
-static bool have(const char *rel) {
-    char path[4096];
-    struct stat st;
-    snprintf(path, sizeof path, "%s/%s", nm_test_shared_dir(), rel);
-    return stat(path, &st) == 0;
+    *g = nm_test_open_gguf(rel);
+    return nm_test_tokenizer(*g);
 }
 
 /* ---- llama.cpp's vocab test vectors -------------------------------------- */
@@ -90,7 +54,7 @@ static int parse_ids(char *line, int32_t *ids, int max) {
 
 static void test_llama_spm_vectors(void **state) {
     (void)state;
-    if (!have(VOCAB)) {
+    if (!nm_test_have(VOCAB)) {
         fprintf(stderr, "skipped: %s/%s is absent\n", nm_test_shared_dir(), VOCAB);
         skip();
     }
@@ -128,11 +92,11 @@ static void test_llama_spm_vectors(void **state) {
             fail_msg("string %d: %s", i, err.msg);
         if (n_got != n_want || memcmp(ids, want, (size_t)n_got * sizeof *ids) != 0) {
             fprintf(stderr, "string %d '%.*s' differs from llama.cpp\n", i, (int)slen[i], s[i]);
-            print_ids("want", want, n_want);
-            print_ids("got ", ids, n_got);
+            nm_test_print_ids("want", want, n_want);
+            nm_test_print_ids("got ", ids, n_got);
             bad++;
         }
-        char *text = detokenize(t, ids, n_got);
+        char *text = nm_test_detokenize(t, ids, n_got, NULL);
         if (strlen(text) != slen[i] || memcmp(text, s[i], slen[i]) != 0) {
             fprintf(stderr, "string %d '%.*s' decodes to '%s'\n", i, (int)slen[i], s[i], text);
             bad_round++;
@@ -155,7 +119,7 @@ static void test_llama_spm_vectors(void **state) {
  * must find each produced piece again. */
 static void test_llama_spm_long_text(void **state) {
     (void)state;
-    if (!have(VOCAB) || !have("models/story.txt")) {
+    if (!nm_test_have(VOCAB) || !nm_test_have("models/story.txt")) {
         fprintf(stderr, "skipped: the LLaMA vocab or story.txt is absent\n");
         skip();
     }
@@ -175,7 +139,7 @@ static void test_llama_spm_long_text(void **state) {
     int n = nm_tokenize(t, big, big_len, true, &ids, &err);
     assert_true(n > 100);
     assert_int_equal(ids[0], nm_tokenizer_bos(t));
-    char *text = detokenize(t, ids, n);
+    char *text = nm_test_detokenize(t, ids, n, NULL);
     assert_int_equal(strlen(text), big_len);
     assert_memory_equal(text, big, big_len);
     for (int i = 1; i < n; i++)
@@ -194,7 +158,7 @@ static void test_llama_spm_long_text(void **state) {
 
 static void test_stories_prompts(void **state) {
     (void)state;
-    if (!have(STORIES)) {
+    if (!nm_test_have(STORIES)) {
         fprintf(stderr, "skipped: %s/%s is absent\n", nm_test_shared_dir(), STORIES);
         skip();
     }
@@ -223,10 +187,10 @@ static void test_stories_prompts(void **state) {
         nm_error err = {{0}};
         int n = nm_tokenize(t, cases[c].text, strlen(cases[c].text), true, &ids, &err);
         if (n != cases[c].n || memcmp(ids, cases[c].ids, (size_t)n * 4) != 0) {
-            print_ids("got", ids, n);
+            nm_test_print_ids("got", ids, n);
             fail_msg("'%s' tokenized differently", cases[c].text);
         }
-        char *text = detokenize(t, ids, n);
+        char *text = nm_test_detokenize(t, ids, n, NULL);
         assert_string_equal(text, cases[c].text);
         free(text);
         free(ids);
@@ -257,7 +221,7 @@ static void test_stories_prompts(void **state) {
         nm_error err = {{0}};
         int n = nm_tokenize(t, want, w, true, &ids, &err);
         assert_true(n > 1);
-        char *text = detokenize(t, ids, n);
+        char *text = nm_test_detokenize(t, ids, n, NULL);
         assert_string_equal(text, want);
         free(text);
         free(ids);
@@ -355,8 +319,8 @@ static void expect_ids(const nm_tokenizer *t, const char *text, bool bos, const 
     nm_error err = {{0}};
     int n = nm_tokenize(t, text, strlen(text), bos, &ids, &err);
     if (n != n_want || (n > 0 && memcmp(ids, want, (size_t)n * sizeof *ids) != 0)) {
-        print_ids("want", want, n_want);
-        print_ids("got ", ids, n);
+        nm_test_print_ids("want", want, n_want);
+        nm_test_print_ids("got ", ids, n);
         fail_msg("'%s' tokenized wrongly", text);
     }
     free(ids);

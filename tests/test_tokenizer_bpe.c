@@ -14,65 +14,22 @@
 #include "gguf/gguf.h"
 #include "runtime/pretokenize.h"
 #include "runtime/tokenizer.h"
-#include "test_util.h"
+#include "test_vocab.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #define LLAMA3 "models/vocab/vocab-llama3.gguf"
 #define QWEN3 "models/vocab/vocab-qwen3.gguf"
 
-static bool have(const char *rel) {
-    char path[4096];
-    struct stat st;
-    snprintf(path, sizeof path, "%s/%s", nm_test_shared_dir(), rel);
-    return stat(path, &st) == 0;
-}
-
 #define NEED(rel)                                                                                  \
     do {                                                                                           \
-        if (!have(rel)) {                                                                          \
+        if (!nm_test_have(rel)) {                                                                  \
             fprintf(stderr, "skipped: %s/%s is absent\n", nm_test_shared_dir(), rel);              \
             skip();                                                                                \
         }                                                                                          \
     } while (0)
-
-static nm_gguf *open_gguf(const char *rel) {
-    char path[4096];
-    snprintf(path, sizeof path, "%s/%s", nm_test_shared_dir(), rel);
-    nm_error err = {{0}};
-    nm_gguf *g = nm_gguf_open(path, &err);
-    if (!g)
-        fail_msg("opening %s: %s", path, err.msg);
-    return g;
-}
-
-static nm_tokenizer *load(const nm_gguf *g) {
-    nm_error err = {{0}};
-    nm_tokenizer *t = nm_tokenizer_load(g, &err);
-    if (!t)
-        fail_msg("loading the tokenizer of %s: %s", g->path, err.msg);
-    return t;
-}
-
-static char *detokenize(const nm_tokenizer *t, const int32_t *ids, int n, size_t *len) {
-    size_t cap = 64 + (size_t)n * nm_tokenizer_max_text(t), w = 0;
-    char *out = malloc(cap);
-    assert_non_null(out);
-    for (int i = 0; i < n; i++)
-        w += nm_token_to_text(t, ids[i], i ? ids[i - 1] : -1, out + w, cap - w);
-    *len = w;
-    return out;
-}
-
-static void print_ids(const char *what, const int32_t *ids, int n) {
-    fprintf(stderr, "  %s:", what);
-    for (int i = 0; i < n; i++)
-        fprintf(stderr, " %d", ids[i]);
-    fprintf(stderr, "\n");
-}
 
 /* Tokenizes and compares; returns 0 when equal, prints the difference. */
 static int check_ids(const nm_tokenizer *t, const char *text, size_t len, unsigned flags,
@@ -85,8 +42,8 @@ static int check_ids(const nm_tokenizer *t, const char *text, size_t len, unsign
     int bad = n != n_want || memcmp(ids, want, (size_t)n * sizeof *ids) != 0;
     if (bad) {
         fprintf(stderr, "%s: '%.*s' differs from llama.cpp\n", label, (int)len, text);
-        print_ids("want", want, n_want);
-        print_ids("got ", ids, n);
+        nm_test_print_ids("want", want, n_want);
+        nm_test_print_ids("got ", ids, n);
     }
     free(ids);
     return bad;
@@ -98,8 +55,8 @@ static int check_ids(const nm_tokenizer *t, const char *text, size_t len, unsign
  * ids per string (no BOS, no special parsing), as test-tokenizer-0 reads. */
 static void run_vectors(const char *rel, int n_expected) {
     NEED(rel);
-    nm_gguf *g = open_gguf(rel);
-    nm_tokenizer *t = load(g);
+    nm_gguf *g = nm_test_open_gguf(rel);
+    nm_tokenizer *t = nm_test_tokenizer(g);
     char path[4096];
     size_t inp_len, out_len;
     snprintf(path, sizeof path, "%s/%s.inp", nm_test_shared_dir(), rel);
@@ -132,7 +89,7 @@ static void run_vectors(const char *rel, int n_expected) {
         bad += check_ids(t, s, slen, 0, want, n_want, label);
 
         size_t dlen;
-        char *text = detokenize(t, want, n_want, &dlen);
+        char *text = nm_test_detokenize(t, want, n_want, &dlen);
         if (dlen != slen || memcmp(text, s, slen) != 0) {
             fprintf(stderr, "%s: '%.*s' decodes to '%.*s'\n", label, (int)slen, s, (int)dlen, text);
             bad_round++;
@@ -247,7 +204,7 @@ static nm_tokenizer *load_with_pre(nm_gguf *g, const char *pre, nm_error *err) {
 
 static void run_pre(const char *pre, int which) {
     NEED(LLAMA3);
-    nm_gguf *g = open_gguf(LLAMA3);
+    nm_gguf *g = nm_test_open_gguf(LLAMA3);
     nm_error err = {{0}};
     nm_tokenizer *t = load_with_pre(g, pre, &err);
     if (!t)
@@ -259,7 +216,7 @@ static void run_pre(const char *pre, int which) {
         const char *s = PRE_CASES[i].text;
         bad += check_ids(t, s, strlen(s), 0, want, count_ids(want), pre);
         size_t dlen;
-        char *text = detokenize(t, want, count_ids(want), &dlen);
+        char *text = nm_test_detokenize(t, want, count_ids(want), &dlen);
         assert_int_equal(dlen, strlen(s));
         assert_memory_equal(text, s, dlen);
         free(text);
@@ -283,7 +240,7 @@ static void test_default_pre(void **state) {
 static void test_unknown_pre_refused(void **state) {
     (void)state;
     NEED(LLAMA3);
-    nm_gguf *g = open_gguf(LLAMA3);
+    nm_gguf *g = nm_test_open_gguf(LLAMA3);
     nm_error err = {{0}};
     assert_null(load_with_pre(g, "deepseek-llm", &err));
     assert_non_null(strstr(err.msg, "tokenizer.ggml.pre 'deepseek-llm' is not supported"));
@@ -298,8 +255,8 @@ static void test_unknown_pre_refused(void **state) {
 static void test_llama3_specials(void **state) {
     (void)state;
     NEED(LLAMA3);
-    nm_gguf *g = open_gguf(LLAMA3);
-    nm_tokenizer *t = load(g);
+    nm_gguf *g = nm_test_open_gguf(LLAMA3);
+    nm_tokenizer *t = nm_test_tokenizer(g);
     static const char text[] =
         "<|begin_of_text|><|start_header_id|>user<|end_header_id|>\n\nHi<|eot_id|>";
     static const int32_t special[] = {128000, 128000, 128006, 882, 128007, 271, 13347, 128009};
@@ -341,8 +298,8 @@ static void test_llama3_specials(void **state) {
 static void test_qwen3_specials(void **state) {
     (void)state;
     NEED(QWEN3);
-    nm_gguf *g = open_gguf(QWEN3);
-    nm_tokenizer *t = load(g);
+    nm_gguf *g = nm_test_open_gguf(QWEN3);
+    nm_tokenizer *t = nm_test_tokenizer(g);
     static const char text[] = "<|im_start|>user\nHi<think>x</think><|im_end|>";
     static const int32_t special[] = {151644, 872, 198, 13048, 151667, 87, 151668, 151645};
     /* <think> and </think> are user-defined: matched even without parsing */
@@ -372,8 +329,8 @@ static void test_qwen3_specials(void **state) {
 static void test_odd_bytes(void **state) {
     (void)state;
     NEED(QWEN3);
-    nm_gguf *g = open_gguf(QWEN3);
-    nm_tokenizer *t = load(g);
+    nm_gguf *g = nm_test_open_gguf(QWEN3);
+    nm_tokenizer *t = nm_test_tokenizer(g);
     int32_t *a, *b;
     nm_error err = {{0}};
     int na = nm_tokenize(t, "x\xff y", 4, 0, &a, &err);
