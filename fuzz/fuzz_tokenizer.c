@@ -10,6 +10,7 @@
 #include "runtime/tokenizer.h"
 #include "runtime/unicode.h"
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -105,7 +106,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     for (int i = 0; i < n; i++)
         if (ids[i] < 0 || ids[i] >= nm_tokenizer_n_vocab(t))
             __builtin_trap();
-    if (flags == 0 && clean_utf8(data + 1, len)) {
+    /* SentencePiece writes a space as U+2581 "▁" and reads "▁" back as a
+     * space, so a text holding "▁" itself cannot come back (nor in
+     * llama.cpp) */
+    bool spm_mark = which % N_VOCABS == 4 && memmem(text, len, "\xe2\x96\x81", 3);
+    if (flags == 0 && !spm_mark && clean_utf8(data + 1, len)) {
         size_t cap = (size_t)n * nm_tokenizer_max_text(t) + 1, w = 0;
         char *back = malloc(cap);
         if (!back)
