@@ -45,15 +45,19 @@ int64_t numalm_detokenize(numalm_session *s, const int32_t *tokens, int n, char 
     if (need_model(s, "detokenize") < 0)
         return -1;
     int64_t len = 0;
+    size_t cap = nm_tokenizer_max_text(s->tok); /* BPE pieces can be long */
+    char *piece = malloc(cap + 1);
+    if (!piece)
+        return nm_fail(&s->err, "detokenize: out of memory");
     for (int i = 0; i < n; i++) {
-        char piece[256];
-        size_t k = nm_token_to_text(s->tok, tokens[i], i ? tokens[i - 1] : -1, piece, sizeof piece);
+        size_t k = nm_token_to_text(s->tok, tokens[i], i ? tokens[i - 1] : -1, piece, cap);
         if (buf && size && (uint64_t)len < size - 1) {
             size_t room = size - 1 - (size_t)len;
             memcpy(buf + len, piece, k < room ? k : room);
         }
         len += (int64_t)k;
     }
+    free(piece);
     if (buf && size)
         buf[(uint64_t)len < size - 1 ? (size_t)len : size - 1] = 0;
     return len;

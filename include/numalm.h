@@ -248,7 +248,10 @@ NUMALM_API const char *numalm_kv_type_name(numalm_kv_type t);     /* "f16" */
 
 /* ---- tokens ----------------------------------------------------------- */
 
-/* Encodes text[0..len) (BOS first when add_bos). Returns the token count,
+/* Encodes text[0..len) as llama.cpp's llama_tokenize: with add_bos, BOS
+ * (and EOS) as the vocab asks for them (numalm_add_bos; a vocab that adds no
+ * BOS gets none); special pieces in the text (<|eot_id|>) stay text.
+ * Returns the token count,
  * of which the first max_tokens are stored (call again with more room when
  * it is larger), or -1. */
 NUMALM_API int numalm_tokenize(numalm_session *s, const char *text, size_t len, bool add_bos,
