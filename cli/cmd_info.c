@@ -6,6 +6,7 @@
 
 #include "common/json.h"
 #include "common/util.h"
+#include "gguf/file_type.h"
 #include "gguf/ggml_types.h"
 #include "gguf/gguf.h"
 #include "gguf/llama_hparams.h"
@@ -188,6 +189,20 @@ static void totals_by_type(const nm_gguf *g, type_total *tot) {
     }
 }
 
+/* general.file_type described: "mostly Q4_K (Q4_K_M)". */
+static const char *file_type_text(const nm_gguf *g, char *buf, size_t cap) {
+    uint32_t id;
+    nm_error err = {{0}};
+    int r = nm_gguf_get_u32(g, "general.file_type", &id, &err);
+    if (r < 0)
+        snprintf(buf, cap, "general.file_type is not a uint32");
+    else if (r == 0)
+        snprintf(buf, cap, "general.file_type absent");
+    else
+        nm_file_type_describe(id, buf, (unsigned)cap);
+    return buf;
+}
+
 /* ---- text ---- */
 
 static void print_hparams_text(const info *in, FILE *out) {
@@ -230,6 +245,8 @@ static void print_text(const info *in, FILE *out) {
         text_value(kv, out);
         fputc('\n', out);
     }
+    char ft[64];
+    fprintf(out, "\nweights:   %s\n", file_type_text(g, ft, sizeof ft));
     print_hparams_text(in, out);
     fprintf(out, "\nnumalm can run it: %s%s\n",
             in->runnable ? "yes" : "no: ", in->runnable ? "" : in->run_err.msg);
@@ -328,6 +345,8 @@ static void print_json(const info *in, FILE *out) {
     nm_json_kuint(&j, "n_kv", g->n_kv);
     nm_json_kuint(&j, "n_tensors", g->n_tensors);
     nm_json_kuint(&j, "n_bytes", g->data_bytes);
+    char ft[64];
+    nm_json_kstr(&j, "file_type", file_type_text(g, ft, sizeof ft));
     nm_json_kstr(&j, "metadata_note",
                  "arrays longer than 64 elements are abbreviated to "
                  "{type, count, head: first 8 elements}");

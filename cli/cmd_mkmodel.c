@@ -1,6 +1,7 @@
 /* numalm mkmodel: writes a deterministic llama GGUF with random weights. */
 #include "common/json.h"
 #include "common/util.h"
+#include "gguf/file_type.h"
 #include "gguf/ggml_types.h"
 #include "tools/mkmodel.h"
 #include "cli_opt.h"
@@ -22,8 +23,15 @@ static void usage(FILE *out) {
                  "  --preset tiny|1b   shape (default tiny: embd 256, 4 blocks, ff 768, 8 heads,\n"
                  "                     4 kv heads, vocab 2048, ctx 1024; 1b: TinyLlama-1.1B's)\n"
                  "  --size SIZE        pick a llama-like shape of about SIZE bytes (4G, 500M)\n"
-                 "  --type T           f32|f16|bf16|q8_0|q4_0 for matrices, token_embd and\n"
-                 "                     output (default f16); norms are always f32\n"
+                 "  --type T           weight type of the matrices, token_embd and output\n"
+                 "                     (default f16; norms are always f32): a plain type\n"
+                 "                     (f32, f16, bf16, q8_0, q4_0, q2_k .. q6_k, ...), or a\n"
+                 "                     llama-quantize preset that mixes types by tensor as\n"
+                 "                     llama-quantize does: q2_k, q3_k_s, q3_k_m (q3_k),\n"
+                 "                     q3_k_l, q4_k_s, q4_k_m (q4_k), q5_k_s, q5_k_m (q5_k),\n"
+                 "                     q6_k\n"
+                 "  --pure             every matrix of the preset's main type (as\n"
+                 "                     llama-quantize --pure)\n"
                  "  --seed N           random seed (default 42)\n"
                  "  --embd N --blocks N --ff N --heads N --kv-heads N --vocab N --ctx N\n"
                  "                     override one field of the preset or --size shape\n"
@@ -39,7 +47,7 @@ typedef struct mk_args {
     const char *name;
     uint64_t seed;
     long over[7]; /* -1 = not given; order of FIELD_OPTS */
-    bool json;
+    bool json, pure;
 } mk_args;
 
 static const char *const FIELD_OPTS[7] = {"--embd",     "--blocks", "--ff", "--heads",
@@ -76,8 +84,8 @@ static int parse_args(int argc, char **argv, mk_args *a, nm_error *err) {
     for (int i = 1; i < argc; i++) {
         const char *arg = argv[i], *v;
         int matched = 0;
-        if (!strcmp(arg, "--json")) {
-            a->json = true;
+        if (!strcmp(arg, "--json") || !strcmp(arg, "--pure")) {
+            *(arg[2] == 'j' ? &a->json : &a->pure) = true;
             continue;
         }
         for (size_t k = 0; k < sizeof strs / sizeof strs[0] && !matched; k++)
@@ -110,9 +118,15 @@ static int parse_args(int argc, char **argv, mk_args *a, nm_error *err) {
 /* The shape and type the options describe. */
 static int resolve(const mk_args *a, nm_mkmodel_opts *o, nm_error *err) {
     memset(o, 0, sizeof *o);
-    int type = nm_type_from_name(a->type ? a->type : "f16");
-    if (type < 0 || nm_mkmodel_file_type((uint32_t)type) < 0)
-        return nm_fail(err, "--type %s: must be one of f32, f16, bf16, q8_0, q4_0", a->type);
+    const char *tname = a->type ? a->type : "f16";
+    const nm_file_type *ft = nm_file_type_from_name(tname);
+    int type = nm_type_from_name(tname);
+    if (ft && nm_mkmodel_is_mix(ft->id)) { /* a preset (q4_k: Q4_K_M) */
+        type = (int)ft->base;
+        o->ftype = a->pure ? 0 : ft->id;
+    }
+    if (type < 0 || nm_mkmodel_file_type((nm_mkmodel_quant){(uint32_t)type, o->ftype}) < 0)
+        return nm_fail(err, "--type %s: not a type or preset mkmodel writes (see --help)", tname);
     o->type = (uint32_t)type;
     o->seed = a->seed;
     o->name = a->name;
@@ -121,7 +135,8 @@ static int resolve(const mk_args *a, nm_mkmodel_opts *o, nm_error *err) {
         uint32_t vocab = a->over[5] > 0 ? (uint32_t)a->over[5] : 32000;
         if (nm_parse_size(a->size, &bytes, err))
             return nm_fail_prefix(err, "--size");
-        if (nm_mkmodel_shape_for_size(bytes, o->type, vocab, &o->shape, err))
+        if (nm_mkmodel_shape_for_size(bytes, (nm_mkmodel_quant){o->type, o->ftype}, vocab,
+                                      &o->shape, err))
             return -1;
     } else if (nm_mkmodel_preset(a->preset ? a->preset : "tiny", &o->shape, err)) {
         return nm_fail_prefix(err, "--preset");
@@ -129,7 +144,14 @@ static int resolve(const mk_args *a, nm_mkmodel_opts *o, nm_error *err) {
     for (int f = 0; f < 7; f++)
         if (a->over[f] > 0)
             *shape_field(&o->shape, f) = (uint32_t)a->over[f];
-    return nm_mkmodel_check(&o->shape, o->type, err);
+    return nm_mkmodel_check(&o->shape, (nm_mkmodel_quant){o->type, o->ftype}, err);
+}
+
+/* The file type the weights give general.file_type ("Q4_K_M", "F16"). */
+static const char *file_type_name(const nm_mkmodel_opts *o) {
+    int id = nm_mkmodel_file_type((nm_mkmodel_quant){o->type, o->ftype});
+    const nm_file_type *f = id >= 0 ? nm_file_type_get((uint32_t)id) : NULL;
+    return f ? f->name : "unknown";
 }
 
 static void report_json(const mk_args *a, const nm_mkmodel_opts *o, const nm_mkmodel_result *r) {
@@ -140,6 +162,7 @@ static void report_json(const mk_args *a, const nm_mkmodel_opts *o, const nm_mkm
     nm_json_kstr(&j, "path", a->out);
     nm_json_kstr(&j, "preset", a->size ? "size" : a->preset ? a->preset : "tiny");
     nm_json_kstr(&j, "type", nm_type_name(o->type));
+    nm_json_kstr(&j, "file_type", file_type_name(o));
     nm_json_kuint(&j, "seed", o->seed);
     nm_json_key(&j, "shape");
     nm_json_obj_begin(&j);
@@ -164,7 +187,7 @@ static void report_text(const mk_args *a, const nm_mkmodel_opts *o, const nm_mkm
     const nm_mkmodel_shape *s = &o->shape;
     char b[32];
     printf("wrote %s: %s, %s, %.1fM params, %llu tensors\n", a->out,
-           nm_fmt_bytes(r->file_bytes, b, sizeof b), nm_type_name(o->type), r->n_params / 1e6,
+           nm_fmt_bytes(r->file_bytes, b, sizeof b), file_type_name(o), r->n_params / 1e6,
            (unsigned long long)r->n_tensors);
     printf("  llama: embd %u, blocks %u, ff %u, heads %u, kv heads %u, vocab %u, ctx %u, "
            "seed %llu\n",

@@ -1,6 +1,7 @@
 #include "ggml_types.h"
 
 #include "quant.h"
+#include "quant_kquant.h"
 
 #include <stdio.h>
 #include <strings.h>
@@ -24,11 +25,11 @@ static const nm_type_info TYPES[NM_TYPE_COUNT] = {
     [NM_TYPE_Q5_1] = STORED("Q5_1", 32, 24),
     [NM_TYPE_Q8_0] = COMPUTED("Q8_0", 32, 34, NM_ACT_Q8_32, q8_0),
     [NM_TYPE_Q8_1] = STORED("Q8_1", 32, 36),
-    [NM_TYPE_Q2_K] = STORED("Q2_K", 256, 84),
-    [NM_TYPE_Q3_K] = STORED("Q3_K", 256, 110),
-    [NM_TYPE_Q4_K] = STORED("Q4_K", 256, 144),
-    [NM_TYPE_Q5_K] = STORED("Q5_K", 256, 176),
-    [NM_TYPE_Q6_K] = STORED("Q6_K", 256, 210),
+    [NM_TYPE_Q2_K] = COMPUTED("Q2_K", 256, 84, NM_ACT_Q8_K, q2_k),
+    [NM_TYPE_Q3_K] = COMPUTED("Q3_K", 256, 110, NM_ACT_Q8_K, q3_k),
+    [NM_TYPE_Q4_K] = COMPUTED("Q4_K", 256, 144, NM_ACT_Q8_K, q4_k),
+    [NM_TYPE_Q5_K] = COMPUTED("Q5_K", 256, 176, NM_ACT_Q8_K, q5_k),
+    [NM_TYPE_Q6_K] = COMPUTED("Q6_K", 256, 210, NM_ACT_Q8_K, q6_k),
     [NM_TYPE_Q8_K] = STORED("Q8_K", 256, 292),
     [NM_TYPE_IQ2_XXS] = STORED("IQ2_XXS", 256, 66),
     [NM_TYPE_IQ2_XS] = STORED("IQ2_XS", 256, 74),

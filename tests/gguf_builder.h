@@ -169,6 +169,8 @@ static inline uint64_t gb_nbytes(uint32_t type, uint64_t ne0, uint64_t ne1) {
         return ne0 / 32 * 34 * ne1; /* Q8_0 */
     case 13:
         return ne0 / 256 * 176 * ne1; /* Q5_K */
+    case 16:
+        return ne0 / 256 * 66 * ne1; /* IQ2_XXS */
     default:
         abort();
     }

@@ -248,6 +248,95 @@ static void test_writer_disk_full(void **state) {
 
 /* ---- shapes ---- */
 
+#define PLAIN(t) ((nm_mkmodel_quant){.type = (t)})
+
+/* Counts the matrices of each type that preset ftype gives shape s. */
+static void preset_counts(const nm_mkmodel_shape *s, uint32_t ftype, const char *path,
+                          uint64_t *count) {
+    nm_mkmodel_opts o = {.shape = *s, .ftype = ftype, .seed = 1};
+    nm_error err = {{0}};
+    memset(count, 0, NM_TYPE_COUNT * sizeof *count);
+    if (nm_mkmodel_write(path, &o, NULL, &err))
+        fail_msg("preset %u: %s", ftype, err.msg);
+    nm_gguf *g = open_ok(path);
+    for (uint64_t i = 0; i < g->n_tensors; i++)
+        count[g->tensors[i].type]++;
+    uint32_t ft = 0;
+    assert_int_equal(nm_gguf_get_u32(g, "general.file_type", &ft, &err), 1);
+    assert_int_equal(ft, ftype);
+    nm_gguf_close(g);
+}
+
+/* The presets mix types as llama-quantize does: TinyLlama-1.1B's 22 blocks as
+ * Q4_K_M has 135 Q4_K and 21 Q6_K matrices (attn_v and ffn_down of 10 of
+ * the 22 blocks, and output), as llama.cpp reports for such files; and on
+ * the shape of the shared llama-quantize files every tensor's type is the
+ * one llama-quantize chose. */
+static void test_presets(void **state) {
+    nm_error err = {{0}};
+    nm_mkmodel_shape s;
+    uint64_t count[NM_TYPE_COUNT];
+    /* TinyLlama's 22 blocks and 8 query heads per KV head; the widths
+     * change no type, so they are small */
+    s = (nm_mkmodel_shape){.n_embd = 256,
+                           .n_layer = 22,
+                           .n_ff = 768,
+                           .n_head = 8,
+                           .n_head_kv = 1,
+                           .n_vocab = NM_MKMODEL_MIN_VOCAB,
+                           .n_ctx = 256};
+    preset_counts(&s, 15, tmp_path("mix-q4_k_m.gguf"), count);
+    assert_int_equal(count[NM_TYPE_Q4_K], 135);
+    assert_int_equal(count[NM_TYPE_Q6_K], 21);
+    assert_int_equal(count[NM_TYPE_F32], 45);
+    /* Q2_K: attn_v (8 heads per KV head) Q4_K, ffn_down and attn_output
+     * Q3_K, output Q6_K */
+    preset_counts(&s, 10, tmp_path("mix-q2_k.gguf"), count);
+    assert_int_equal(count[NM_TYPE_Q2_K], 89);
+    assert_int_equal(count[NM_TYPE_Q3_K], 44);
+    assert_int_equal(count[NM_TYPE_Q4_K], 22);
+    assert_int_equal(count[NM_TYPE_Q6_K], 1);
+    unlink(tmp_path("mix-q4_k_m.gguf"));
+    unlink(tmp_path("mix-q2_k.gguf"));
+
+    static const struct {
+        const char *file;
+        uint32_t ftype;
+    } shared[] = {{"tiny-kq-q4_k_m.gguf", 15}, {"tiny-kq-q5_k_m.gguf", 17}};
+    for (int k = 0; k < 2; k++) {
+        char ref_path[1024];
+        snprintf(ref_path, sizeof ref_path, "%s/models/%s", nm_test_shared_dir(), shared[k].file);
+        if (access(ref_path, R_OK)) {
+            print_message("%s absent: llama-quantize comparison skipped\n", ref_path);
+            continue;
+        }
+        nm_gguf *ref = open_ok(ref_path);
+        nm_llama_hparams hp;
+        assert_int_equal(nm_llama_hparams_read(ref, &hp, false, &err), 0);
+        s = (nm_mkmodel_shape){.n_embd = hp.n_embd,
+                               .n_layer = hp.n_layer,
+                               .n_ff = hp.n_ff,
+                               .n_head = hp.n_head,
+                               .n_head_kv = hp.n_head_kv,
+                               .n_vocab = hp.n_vocab,
+                               .n_ctx = 1024};
+        const char *path = tmp_path("mix-shared.gguf");
+        preset_counts(&s, shared[k].ftype, path, count);
+        nm_gguf *g = open_ok(path);
+        assert_int_equal(g->n_tensors, ref->n_tensors);
+        for (uint64_t i = 0; i < g->n_tensors; i++) {
+            const nm_gguf_tensor *t = &g->tensors[i], *r = nm_gguf_find_tensor(ref, t->name);
+            assert_non_null(r);
+            if (t->type != r->type)
+                fail_msg("%s: %s is %s, llama-quantize made it %s", shared[k].file, t->name,
+                         nm_type_name(t->type), nm_type_name(r->type));
+        }
+        nm_gguf_close(g);
+        nm_gguf_close(ref);
+        unlink(path);
+    }
+}
+
 static void test_shapes(void **state) {
     nm_error err = {{0}};
     nm_mkmodel_shape s;
@@ -264,57 +353,58 @@ static void test_shapes(void **state) {
     assert_int_equal(nm_mkmodel_preset("tiny", &s, &err), 0);
     const uint32_t types[] = {NM_TYPE_F32, NM_TYPE_F16, NM_TYPE_BF16, NM_TYPE_Q8_0, NM_TYPE_Q4_0};
     for (int i = 0; i < 5; i++)
-        assert_int_equal(nm_mkmodel_check(&s, types[i], &err), 0);
+        assert_int_equal(nm_mkmodel_check(&s, PLAIN(types[i]), &err), 0);
     nm_mkmodel_shape bad = s;
     bad.n_ff = 770;
-    assert_int_equal(nm_mkmodel_check(&bad, NM_TYPE_F16, &err), 0);
-    assert_int_equal(nm_mkmodel_check(&bad, NM_TYPE_Q4_0, &err), -1);
+    assert_int_equal(nm_mkmodel_check(&bad, PLAIN(NM_TYPE_F16), &err), 0);
+    assert_int_equal(nm_mkmodel_check(&bad, PLAIN(NM_TYPE_Q4_0), &err), -1);
     assert_contains(err.msg, "--ff 770");
     bad = s;
     bad.n_head = 7;
-    assert_int_equal(nm_mkmodel_check(&bad, NM_TYPE_F16, &err), -1);
+    assert_int_equal(nm_mkmodel_check(&bad, PLAIN(NM_TYPE_F16), &err), -1);
     assert_contains(err.msg, "--heads 7");
     bad = s;
     bad.n_head_kv = 3;
-    assert_int_equal(nm_mkmodel_check(&bad, NM_TYPE_F16, &err), -1);
+    assert_int_equal(nm_mkmodel_check(&bad, PLAIN(NM_TYPE_F16), &err), -1);
     assert_contains(err.msg, "--kv-heads 3");
     bad = s;
     bad.n_vocab = 100;
-    assert_int_equal(nm_mkmodel_check(&bad, NM_TYPE_F16, &err), -1);
+    assert_int_equal(nm_mkmodel_check(&bad, PLAIN(NM_TYPE_F16), &err), -1);
     assert_contains(err.msg, "--vocab 100");
     bad = s;
     bad.n_head = 128; /* 256 / 128: head dimension 2 is fine, 256 / 256 is not */
     bad.n_head_kv = 128;
-    assert_int_equal(nm_mkmodel_check(&bad, NM_TYPE_F16, &err), 0);
+    assert_int_equal(nm_mkmodel_check(&bad, PLAIN(NM_TYPE_F16), &err), 0);
     bad.n_head = bad.n_head_kv = 256;
-    assert_int_equal(nm_mkmodel_check(&bad, NM_TYPE_F16, &err), -1);
+    assert_int_equal(nm_mkmodel_check(&bad, PLAIN(NM_TYPE_F16), &err), -1);
     assert_contains(err.msg, "head dimension 1 (embd 256 / heads 256) must be even");
     bad = s;
     bad.n_layer = 0;
-    assert_int_equal(nm_mkmodel_check(&bad, NM_TYPE_F16, &err), -1);
+    assert_int_equal(nm_mkmodel_check(&bad, PLAIN(NM_TYPE_F16), &err), -1);
     assert_contains(err.msg, "--blocks 0 is out of range");
-    assert_int_equal(nm_mkmodel_check(&s, NM_TYPE_Q4_K, &err), -1);
+    assert_int_equal(nm_mkmodel_check(&s, PLAIN(NM_TYPE_IQ2_XXS), &err), -1);
+    assert_contains(err.msg, "type IQ2_XXS: mkmodel writes f32, f16");
 
     /* --size: within 10% of the target, rows whole blocks, shape valid */
     const uint64_t G = 1ull << 30, M = 1ull << 20;
     const uint64_t sizes[] = {100 * M, 700 * M, 2 * G, 4 * G, 13 * G};
     for (int t = 0; t < 5; t++) {
         for (int k = 0; k < 5; k++) {
-            int rc = nm_mkmodel_shape_for_size(sizes[k], types[t], 32000, &s, &err);
+            int rc = nm_mkmodel_shape_for_size(sizes[k], PLAIN(types[t]), 32000, &s, &err);
             if (rc && types[t] == NM_TYPE_F32 && sizes[k] == 100 * M)
                 continue; /* below the smallest F32 shape with a 32000 vocab */
             if (rc)
                 fail_msg("size %llu type %s: %s", (unsigned long long)sizes[k],
                          nm_type_name(types[t]), err.msg);
-            assert_int_equal(nm_mkmodel_check(&s, types[t], &err), 0);
-            double got = (double)nm_mkmodel_data_bytes(&s, types[t]);
+            assert_int_equal(nm_mkmodel_check(&s, PLAIN(types[t]), &err), 0);
+            double got = (double)nm_mkmodel_data_bytes(&s, PLAIN(types[t]));
             double want = (double)sizes[k];
             if (fabs(got - want) > 0.1 * want)
                 fail_msg("size %llu type %s: shape gives %.0f bytes", (unsigned long long)sizes[k],
                          nm_type_name(types[t]), got);
         }
     }
-    assert_int_equal(nm_mkmodel_shape_for_size(1 * M, NM_TYPE_F16, 32000, &s, &err), -1);
+    assert_int_equal(nm_mkmodel_shape_for_size(1 * M, PLAIN(NM_TYPE_F16), 32000, &s, &err), -1);
     assert_contains(err.msg, "too small");
 }
 
@@ -427,7 +517,7 @@ static void check_metadata(const nm_gguf *g, uint32_t type) {
     assert_int_equal(nm_gguf_get_bool(g, "tokenizer.ggml.add_bos_token", &b, &err), 1);
     assert_true(b);
     check_u32(g, "general.alignment", 32);
-    check_u32(g, "general.file_type", (uint32_t)nm_mkmodel_file_type(type));
+    check_u32(g, "general.file_type", (uint32_t)nm_mkmodel_file_type(PLAIN(type)));
     check_u32(g, "llama.context_length", 1024);
     check_u32(g, "llama.rope.dimension_count", 32);
     check_u32(g, "llama.vocab_size", 2048);
@@ -572,6 +662,7 @@ int main(void) {
         cmocka_unit_test(test_writer_refusals),
         cmocka_unit_test(test_writer_disk_full),
         cmocka_unit_test(test_shapes),
+        cmocka_unit_test(test_presets),
         cmocka_unit_test(test_vocab),
         cmocka_unit_test(test_tiny_each_type),
         cmocka_unit_test(test_deterministic),

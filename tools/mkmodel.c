@@ -3,8 +3,9 @@
 #include "common/progress.h"
 #include "common/rng.h"
 #include "common/util.h"
-#include "gguf/quant.h"
+#include "gguf/file_type.h"
 #include "gguf/ggml_types.h"
+#include "gguf/quant.h"
 #include "gguf/gguf_write.h"
 
 #include <math.h>
@@ -38,6 +39,48 @@ static void fill_normal(nm_rng *r, float *dst, size_t n, float mean, float std) 
  * Shapes
  * ---------------------------------------------------------------------- */
 
+typedef struct tspec {
+    char name[64];
+    uint32_t n_dims;
+    uint64_t ne[2];
+    uint32_t type;
+    float mean, std;
+} tspec;
+
+static uint64_t build_specs(const nm_mkmodel_shape *s, nm_mkmodel_quant q, tspec *out);
+
+/* "Q4_K_M" for a preset, else the type's name. */
+static const char *quant_name(nm_mkmodel_quant q) {
+    const nm_file_type *f = q.ftype ? nm_file_type_get(q.ftype) : NULL;
+    return f ? f->name : nm_type_name(q.type);
+}
+
+static nm_mkmodel_quant opts_quant(const nm_mkmodel_opts *o) {
+    return (nm_mkmodel_quant){.type = o->type, .ftype = o->ftype};
+}
+
+/* "f32, f16, ..., q6_k": the types mkmodel writes plain (a quantizer in the
+ * type table and a file type of their own). */
+static const char *type_names(char *buf, size_t cap) {
+    size_t len = 0;
+    buf[0] = 0;
+    for (uint32_t t = 0; t < NM_TYPE_COUNT; t++) {
+        if (nm_mkmodel_file_type((nm_mkmodel_quant){.type = t}) < 0)
+            continue;
+        char lower[16];
+        const char *name = nm_type_name(t);
+        size_t k = 0;
+        for (; name[k] && k + 1 < sizeof lower; k++)
+            lower[k] = (char)(name[k] >= 'A' && name[k] <= 'Z' ? name[k] - 'A' + 'a' : name[k]);
+        lower[k] = 0;
+        int w = snprintf(buf + len, cap - len, "%s%s", len ? ", " : "", lower);
+        if (w < 0 || (size_t)w >= cap - len)
+            break;
+        len += (size_t)w;
+    }
+    return buf;
+}
+
 int nm_mkmodel_preset(const char *name, nm_mkmodel_shape *out, nm_error *err) {
     if (!strcmp(name, "tiny")) {
         *out = (nm_mkmodel_shape){.n_embd = 256,
@@ -62,28 +105,20 @@ int nm_mkmodel_preset(const char *name, nm_mkmodel_shape *out, nm_error *err) {
     return nm_fail(err, "unknown preset '%s' (known: tiny, 1b)", name);
 }
 
-int nm_mkmodel_file_type(uint32_t type) {
-    switch (type) {
-    case NM_TYPE_F32:
-        return 0;
-    case NM_TYPE_F16:
-        return 1;
-    case NM_TYPE_Q4_0:
-        return 2;
-    case NM_TYPE_Q8_0:
-        return 7;
-    case NM_TYPE_BF16:
-        return 32;
-    default:
-        return -1;
-    }
+int nm_mkmodel_file_type(nm_mkmodel_quant q) {
+    if (q.ftype)
+        return nm_mkmodel_is_mix(q.ftype) ? (int)q.ftype : -1;
+    const nm_type_info *ti = nm_type_get(q.type);
+    const nm_file_type *f = nm_file_type_for_type(q.type);
+    return ti && ti->quantize && f ? (int)f->id : -1;
 }
 
-int nm_mkmodel_check(const nm_mkmodel_shape *s, uint32_t type, nm_error *err) {
-    const nm_type_info *ti = nm_type_get(type);
-    if (!ti || nm_mkmodel_file_type(type) < 0)
-        return nm_fail(err, "type %s: mkmodel writes f32, f16, bf16, q8_0 or q4_0",
-                       nm_type_name(type));
+int nm_mkmodel_check(const nm_mkmodel_shape *s, nm_mkmodel_quant q, nm_error *err) {
+    if (nm_mkmodel_file_type(q) < 0) {
+        char names[256];
+        return nm_fail(err, "type %s: mkmodel writes %s and the K-quant presets",
+                       q.ftype ? "mixture" : nm_type_name(q.type), type_names(names, sizeof names));
+    }
     const struct {
         const char *what;
         uint32_t v, max;
@@ -107,25 +142,35 @@ int nm_mkmodel_check(const nm_mkmodel_shape *s, uint32_t type, nm_error *err) {
     if (s->n_head % s->n_head_kv)
         return nm_fail(err, "--heads %u is not a multiple of --kv-heads %u", s->n_head,
                        s->n_head_kv);
-    /* every row of every matrix is embd or ff long */
-    if (s->n_embd % ti->block_size || s->n_ff % ti->block_size)
-        return nm_fail(err,
-                       "%s rows are %u-element blocks: --embd %u and --ff %u must be "
-                       "multiples of %u",
-                       ti->name, ti->block_size, s->n_embd, s->n_ff, ti->block_size);
-    return 0;
+    /* every row of every matrix is embd or ff long; a preset falls back to
+     * a type whose blocks fit (which must be one mkmodel writes) */
+    uint64_t n = build_specs(s, q, NULL);
+    tspec *specs = nm_xcalloc(n, sizeof *specs);
+    build_specs(s, q, specs);
+    int rc = 0;
+    for (uint64_t i = 0; i < n && !rc; i++) {
+        const nm_type_info *ti = nm_type_get(specs[i].type);
+        if (!ti->quantize)
+            rc = nm_fail(err, "tensor %s would be %s, which mkmodel cannot write yet",
+                         specs[i].name, ti->name);
+        else if (s->n_embd % ti->block_size || s->n_ff % ti->block_size)
+            rc = nm_fail(err,
+                         "%s rows are %u-element blocks: --embd %u and --ff %u must be "
+                         "multiples of %u",
+                         ti->name, ti->block_size, s->n_embd, s->n_ff, ti->block_size);
+    }
+    free(specs);
+    return rc;
 }
 
-typedef struct tspec {
-    char name[64];
-    uint32_t n_dims;
-    uint64_t ne[2];
-    uint32_t type;
-    float mean, std;
-} tspec;
+/* The type of a matrix: the plain type, or as the preset mixes them. */
+static uint32_t matrix_type(const nm_mkmodel_shape *s, nm_mkmodel_quant q, nm_role role,
+                            uint32_t layer, uint64_t ncols) {
+    return q.ftype ? nm_mkmodel_mix_type(q.ftype, s, role, layer, ncols) : q.type;
+}
 
 /* The llama tensors in file order; returns the count (3 + 9 per block). */
-static uint64_t build_specs(const nm_mkmodel_shape *s, uint32_t type, tspec *out) {
+static uint64_t build_specs(const nm_mkmodel_shape *s, nm_mkmodel_quant q, tspec *out) {
     const uint64_t embd = s->n_embd, ff = s->n_ff;
     const uint64_t kv = (uint64_t)s->n_embd / s->n_head * s->n_head_kv;
     const float in_embd = 1.0f / sqrtf((float)embd);
@@ -145,20 +190,25 @@ static uint64_t build_specs(const nm_mkmodel_shape *s, uint32_t type, tspec *out
         }                                                                                          \
         n++;                                                                                       \
     } while (0)
-    SPEC(2, embd, s->n_vocab, type, 0.0f, 1.0f, "token_embd.weight");
+#define MT(role, layer, ncols) matrix_type(s, q, role, layer, ncols)
+    SPEC(2, embd, s->n_vocab, MT(NM_ROLE_TOKEN_EMBD, 0, embd), 0.0f, 1.0f, "token_embd.weight");
     for (uint32_t b = 0; b < s->n_layer; b++) {
         SPEC(1, embd, 1, NM_TYPE_F32, 1.0f, 0.05f, "blk.%u.attn_norm.weight", b);
-        SPEC(2, embd, embd, type, 0.0f, in_embd, "blk.%u.attn_q.weight", b);
-        SPEC(2, embd, kv, type, 0.0f, in_embd, "blk.%u.attn_k.weight", b);
-        SPEC(2, embd, kv, type, 0.0f, in_embd, "blk.%u.attn_v.weight", b);
-        SPEC(2, embd, embd, type, 0.0f, in_embd * branch, "blk.%u.attn_output.weight", b);
+        SPEC(2, embd, embd, MT(NM_ROLE_ATTN_Q, b, embd), 0.0f, in_embd, "blk.%u.attn_q.weight", b);
+        SPEC(2, embd, kv, MT(NM_ROLE_ATTN_K, b, embd), 0.0f, in_embd, "blk.%u.attn_k.weight", b);
+        SPEC(2, embd, kv, MT(NM_ROLE_ATTN_V, b, embd), 0.0f, in_embd, "blk.%u.attn_v.weight", b);
+        SPEC(2, embd, embd, MT(NM_ROLE_ATTN_OUT, b, embd), 0.0f, in_embd * branch,
+             "blk.%u.attn_output.weight", b);
         SPEC(1, embd, 1, NM_TYPE_F32, 1.0f, 0.05f, "blk.%u.ffn_norm.weight", b);
-        SPEC(2, embd, ff, type, 0.0f, in_embd, "blk.%u.ffn_gate.weight", b);
-        SPEC(2, embd, ff, type, 0.0f, in_embd, "blk.%u.ffn_up.weight", b);
-        SPEC(2, ff, embd, type, 0.0f, branch / sqrtf((float)ff), "blk.%u.ffn_down.weight", b);
+        SPEC(2, embd, ff, MT(NM_ROLE_FFN_GATE, b, embd), 0.0f, in_embd, "blk.%u.ffn_gate.weight",
+             b);
+        SPEC(2, embd, ff, MT(NM_ROLE_FFN_UP, b, embd), 0.0f, in_embd, "blk.%u.ffn_up.weight", b);
+        SPEC(2, ff, embd, MT(NM_ROLE_FFN_DOWN, b, ff), 0.0f, branch / sqrtf((float)ff),
+             "blk.%u.ffn_down.weight", b);
     }
     SPEC(1, embd, 1, NM_TYPE_F32, 1.0f, 0.05f, "output_norm.weight");
-    SPEC(2, embd, s->n_vocab, type, 0.0f, 2.0f * in_embd, "output.weight");
+    SPEC(2, embd, s->n_vocab, MT(NM_ROLE_OUTPUT, 0, embd), 0.0f, 2.0f * in_embd, "output.weight");
+#undef MT
 #undef SPEC
     return n;
 }
@@ -170,10 +220,10 @@ static uint64_t spec_bytes(const tspec *t) {
     return row * t->ne[1];
 }
 
-uint64_t nm_mkmodel_data_bytes(const nm_mkmodel_shape *s, uint32_t type) {
-    uint64_t n = build_specs(s, type, NULL), total = 0;
+uint64_t nm_mkmodel_data_bytes(const nm_mkmodel_shape *s, nm_mkmodel_quant q) {
+    uint64_t n = build_specs(s, q, NULL), total = 0;
     tspec *specs = nm_xcalloc(n, sizeof *specs);
-    build_specs(s, type, specs);
+    build_specs(s, q, specs);
     for (uint64_t i = 0; i < n; i++)
         total += nm_align_up(spec_bytes(&specs[i]), NM_GGUF_DEFAULT_ALIGNMENT);
     free(specs);
@@ -202,7 +252,7 @@ static uint64_t meta_estimate(uint32_t n_vocab) {
     return 8192 + 28ull * n_vocab;
 }
 
-int nm_mkmodel_shape_for_size(uint64_t target, uint32_t type, uint32_t n_vocab,
+int nm_mkmodel_shape_for_size(uint64_t target, nm_mkmodel_quant q, uint32_t n_vocab,
                               nm_mkmodel_shape *out, nm_error *err) {
     const size_t n_rungs = sizeof LADDER / sizeof LADDER[0];
     char b1[32], b2[32];
@@ -215,15 +265,15 @@ int nm_mkmodel_shape_for_size(uint64_t target, uint32_t type, uint32_t n_vocab,
                               .n_head_kv = r->kv_heads,
                               .n_vocab = n_vocab,
                               .n_ctx = 2048};
-        uint64_t fixed = nm_mkmodel_data_bytes(&s, type) + meta_estimate(n_vocab);
+        uint64_t fixed = nm_mkmodel_data_bytes(&s, q) + meta_estimate(n_vocab);
         s.n_layer = 1;
-        uint64_t per = nm_mkmodel_data_bytes(&s, type) + meta_estimate(n_vocab) - fixed;
+        uint64_t per = nm_mkmodel_data_bytes(&s, q) + meta_estimate(n_vocab) - fixed;
         if (i == 0 && target < fixed + per)
             return nm_fail(err,
                            "--size %s is too small: the smallest --size shape (embd %u, "
                            "1 block, vocab %u) takes %s as %s; use --preset tiny",
                            nm_fmt_bytes(target, b1, sizeof b1), r->embd, n_vocab,
-                           nm_fmt_bytes(fixed + per, b2, sizeof b2), nm_type_name(type));
+                           nm_fmt_bytes(fixed + per, b2, sizeof b2), quant_name(q));
         if (target > fixed + (uint64_t)r->max_blocks * per && i + 1 < n_rungs)
             continue;
         uint64_t blocks = (target - fixed + per / 2) / per;
@@ -231,7 +281,7 @@ int nm_mkmodel_shape_for_size(uint64_t target, uint32_t type, uint32_t n_vocab,
             return nm_fail(err, "--size %s is too large (at most about %s as %s)",
                            nm_fmt_bytes(target, b1, sizeof b1),
                            nm_fmt_bytes(fixed + (uint64_t)r->max_blocks * per, b2, sizeof b2),
-                           nm_type_name(type));
+                           quant_name(q));
         s.n_layer = blocks ? (uint32_t)blocks : 1;
         *out = s;
         return 0;
@@ -251,7 +301,7 @@ static int write_metadata(nm_gguf_writer *w, const nm_mkmodel_opts *o, const nm_
         snprintf(name, sizeof name, "%s", o->name);
     else
         snprintf(name, sizeof name, "numalm-mkmodel %uL-%ue %s seed %llu", s->n_layer, s->n_embd,
-                 nm_type_name(o->type), (unsigned long long)o->seed);
+                 quant_name(opts_quant(o)), (unsigned long long)o->seed);
 #define TRY(call)                                                                                  \
     do {                                                                                           \
         if (call)                                                                                  \
@@ -260,7 +310,7 @@ static int write_metadata(nm_gguf_writer *w, const nm_mkmodel_opts *o, const nm_
     TRY(nm_gguf_w_str(w, "general.architecture", "llama", err));
     TRY(nm_gguf_w_str(w, "general.name", name, err));
     TRY(nm_gguf_w_u32(w, "general.alignment", NM_GGUF_DEFAULT_ALIGNMENT, err));
-    TRY(nm_gguf_w_u32(w, "general.file_type", (uint32_t)nm_mkmodel_file_type(o->type), err));
+    TRY(nm_gguf_w_u32(w, "general.file_type", (uint32_t)nm_mkmodel_file_type(opts_quant(o)), err));
     TRY(nm_gguf_w_u64(w, "numalm.mkmodel.seed", o->seed, err));
     TRY(nm_gguf_w_u32(w, "llama.context_length", s->n_ctx, err));
     TRY(nm_gguf_w_u32(w, "llama.embedding_length", s->n_embd, err));
@@ -344,11 +394,11 @@ static int declare(nm_gguf_writer *w, const nm_mkmodel_opts *o, const tspec *spe
 int nm_mkmodel_write(const char *path, const nm_mkmodel_opts *o, nm_mkmodel_result *res,
                      nm_error *err) {
     double t0 = nm_now();
-    if (nm_mkmodel_check(&o->shape, o->type, err))
+    if (nm_mkmodel_check(&o->shape, opts_quant(o), err))
         return -1;
-    uint64_t n = build_specs(&o->shape, o->type, NULL);
+    uint64_t n = build_specs(&o->shape, opts_quant(o), NULL);
     tspec *specs = nm_xcalloc(n, sizeof *specs);
-    build_specs(&o->shape, o->type, specs);
+    build_specs(&o->shape, opts_quant(o), specs);
     nm_gguf_writer *w = nm_gguf_writer_new(NM_GGUF_DEFAULT_ALIGNMENT);
     nm_progress prog;
     int rc = declare(w, o, specs, n, err);
@@ -357,7 +407,8 @@ int nm_mkmodel_write(const char *path, const nm_mkmodel_opts *o, nm_mkmodel_resu
         rc = nm_gguf_w_begin(w, path, err);
     }
     if (!rc) {
-        nm_progress_add(&prog, nm_gguf_w_file_size(w) - nm_mkmodel_data_bytes(&o->shape, o->type));
+        nm_progress_add(&prog,
+                        nm_gguf_w_file_size(w) - nm_mkmodel_data_bytes(&o->shape, opts_quant(o)));
         rc = write_all_tensors(w, specs, n, o, &prog, err);
         nm_progress_end(&prog);
     }

@@ -13,6 +13,7 @@
 
 #include "common/error.h"
 #include "common/progress.h"
+#include "numa/plan.h"
 
 #include <signal.h>
 #include <stdbool.h>
@@ -35,7 +36,13 @@ typedef struct nm_mkmodel_shape {
 
 typedef struct nm_mkmodel_opts {
     nm_mkmodel_shape shape;
-    uint32_t type; /* enum nm_type: F32, F16, BF16, Q8_0 or Q4_0 */
+    /* Every matrix's weight type (enum nm_type: any type with a quantizer in
+     * the type table), unless ftype is a K-quant preset */
+    uint32_t type;
+    /* 0, or a K-quant preset of llama-quantize (general.file_type Q2_K,
+     * Q3_K_S/M/L, Q4_K_S/M, Q5_K_S/M, Q6_K): the types of the matrices mix
+     * as that preset mixes them (nm_mkmodel_mix_type); type is ignored */
+    uint32_t ftype;
     uint64_t seed;
     const char *name;        /* general.name; NULL: derived from shape and type */
     nm_progress_fn progress; /* NULL: no progress reports */
@@ -55,23 +62,38 @@ typedef struct nm_mkmodel_result {
 /* "tiny" or "1b". */
 int nm_mkmodel_preset(const char *name, nm_mkmodel_shape *out, nm_error *err);
 
-/* A llama-like shape whose file is about target bytes with the given type
- * and vocab: the number of blocks grows first, then the width (embd/ff/heads
- * step up a ladder of common llama widths). */
-int nm_mkmodel_shape_for_size(uint64_t target, uint32_t type, uint32_t n_vocab,
+/* The weights of a file: type and ftype as in nm_mkmodel_opts. */
+typedef struct nm_mkmodel_quant {
+    uint32_t type, ftype;
+} nm_mkmodel_quant;
+
+/* A llama-like shape whose file is about target bytes with the given
+ * weights and vocab: the number of blocks grows first, then the width
+ * (embd/ff/heads step up a ladder of common llama widths). */
+int nm_mkmodel_shape_for_size(uint64_t target, nm_mkmodel_quant q, uint32_t n_vocab,
                               nm_mkmodel_shape *out, nm_error *err);
 
 /* Refuses shapes llama.cpp or numalm cannot use (divisibility, block-size
- * multiples for quantized rows, ranges); names the offending field. */
-int nm_mkmodel_check(const nm_mkmodel_shape *s, uint32_t type, nm_error *err);
+ * multiples for quantized rows, ranges) and types mkmodel cannot write;
+ * names the offending field. */
+int nm_mkmodel_check(const nm_mkmodel_shape *s, nm_mkmodel_quant q, nm_error *err);
 
 /* Sum of tensor data bytes (no header) and the parameter count. */
-uint64_t nm_mkmodel_data_bytes(const nm_mkmodel_shape *s, uint32_t type);
+uint64_t nm_mkmodel_data_bytes(const nm_mkmodel_shape *s, nm_mkmodel_quant q);
 uint64_t nm_mkmodel_n_params(const nm_mkmodel_shape *s);
 
-/* llama.cpp's general.file_type for a weight type (ALL_F32 = 0, ...); -1 when
- * mkmodel cannot write that type. */
-int nm_mkmodel_file_type(uint32_t type);
+/* llama.cpp's general.file_type for the weights (ALL_F32 = 0, ...; a plain
+ * type gets the file type its llama-quantize name selects); -1 when mkmodel
+ * cannot write them. */
+int nm_mkmodel_file_type(nm_mkmodel_quant q);
+
+/* True for the presets whose types mkmodel mixes (tools/mkmodel_mix.c). */
+bool nm_mkmodel_is_mix(uint32_t ftype);
+
+/* The weight type of a matrix of role `role` in block `layer` (rows of
+ * ncols values) in a file of preset ftype, as llama-quantize chooses it. */
+uint32_t nm_mkmodel_mix_type(uint32_t ftype, const nm_mkmodel_shape *s, nm_role role,
+                             uint32_t layer, uint64_t ncols);
 
 /* Writes path (via path.tmp + rename). res may be NULL. */
 int nm_mkmodel_write(const char *path, const nm_mkmodel_opts *o, nm_mkmodel_result *res,
