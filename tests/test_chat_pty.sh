@@ -33,6 +33,16 @@ wait_for() {
     fail "no '$1' (x$want) on the screen after 60 s"
 }
 keys() { tmux -S "$sock" send-keys -t chat "$@"; }
+# wait_reply MESSAGE: until the reply to "> MESSAGE" has begun to stream
+wait_reply() {
+    local i
+    for ((i = 0; i < 600; i++)); do
+        screen | awk -v m="> $1" 'seen && length($0) > 0 { found = 1 } $0 == m { seen = 1 }
+            END { exit !found }' && return 0
+        sleep 0.1
+    done
+    fail "no reply to '$1' after 60 s"
+}
 start() { # start ARGS...: numalm chat ARGS in a fresh 250x50 terminal
     tmux -S "$sock" kill-session -t chat 2>/dev/null
     tmux -S "$sock" new-session -d -s chat -x 250 -y 50 \
@@ -77,13 +87,13 @@ echo "ok: /exit"
 start -m "$tmp/rnd.gguf" --chat-template llama2 --verbose -t 1
 wait_for "> " 1
 keys "Hello" Enter
-sleep 1
+wait_reply "Hello"
 keys C-c
 wait_for "(interrupted)" 1
 wait_for "[context " 1
 wait_for "> " 2
 keys "Again" Enter
-sleep 1
+wait_reply "Again"
 keys C-c
 wait_for "(interrupted)" 2
 wait_for "> " 3
