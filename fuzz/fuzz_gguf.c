@@ -1,15 +1,52 @@
 /* libFuzzer target for the GGUF reader: any byte string must be either read
  * and validated, or refused with a message; never a crash, a leak or a hang.
- * Valid files also go through the llama hyperparameter and tensor checks. */
+ * Valid files also go through the llama hyperparameter and tensor checks, and
+ * the tokenizer and chat template metadata: loaded (then a text tokenized and
+ * decoded) or refused with a message. */
 #include "gguf/gguf.h"
 #include "gguf/llama_hparams.h"
+#include "runtime/chat.h"
+#include "runtime/tokenizer.h"
 
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+static void check_tokenizer(const nm_gguf *g) {
+    static const char text[] = "Hello world <|im_end|> 123 \xc3\xa9\xff <s>";
+    nm_error err = {{0}};
+    nm_tokenizer *t = nm_tokenizer_load(g, &err);
+    if (!t) {
+        if (!err.msg[0])
+            __builtin_trap();
+        return;
+    }
+    int32_t *ids;
+    int n = nm_tokenize(t, text, sizeof text - 1, NM_TOK_ADD_SPECIAL | NM_TOK_PARSE_SPECIAL, &ids,
+                        &err);
+    if (n < 0 && !err.msg[0])
+        __builtin_trap();
+    char *buf = malloc(nm_tokenizer_max_text(t) + 1);
+    if (!buf)
+        __builtin_trap();
+    for (int i = 0; i < n; i++) {
+        if (ids[i] < 0 || ids[i] >= nm_tokenizer_n_vocab(t))
+            __builtin_trap();
+        nm_token_to_text(t, ids[i], i ? ids[i - 1] : -1, buf, nm_tokenizer_max_text(t));
+    }
+    free(buf);
+    if (n >= 0)
+        free(ids);
+    nm_chat_kind kind;
+    err.msg[0] = 0;
+    if (nm_chat_select(g, NULL, &kind, &err) < 0 && !err.msg[0])
+        __builtin_trap();
+    nm_tokenizer_free(t);
+}
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (size == 0)
@@ -34,6 +71,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         else if (!err.msg[0])
             __builtin_trap();
     }
+    check_tokenizer(g);
     /* lookups over whatever was read */
     for (uint64_t i = 0; i < g->n_tensors; i++)
         if (nm_gguf_find_tensor(g, g->tensors[i].name) == NULL)

@@ -10,7 +10,6 @@
 #include "common/util.h"
 #include "unicode.h"
 
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -158,24 +157,32 @@ static int load_byte_map(nm_tokenizer *t) {
     return 0;
 }
 
-/* llama.cpp writes a character outside the byte table as this marker. */
+/* llama.cpp writes a character outside the byte table as this marker: its
+ * UTF-8 in hex, then the whole piece. out NULL: only the length. */
 static size_t unknown_char(char *out, const unsigned char *ch, size_t n, const char *piece,
                            size_t len) {
-    size_t w = (size_t)sprintf(out, "[UNK_BYTE_0x");
-    for (size_t i = 0; i < n; i++)
-        w += (size_t)sprintf(out + w, "%02x", ch[i]);
+    static const char hex[] = "0123456789abcdef";
+    if (!out)
+        return 12 + 2 * n + len + 1;
+    size_t w = 12;
+    memcpy(out, "[UNK_BYTE_0x", w);
+    for (size_t i = 0; i < n; i++) {
+        out[w++] = hex[ch[i] >> 4];
+        out[w++] = hex[ch[i] & 15];
+    }
     memcpy(out + w, piece, len);
     w += len;
     out[w++] = ']';
     return w;
 }
 
-/* The text of piece id into out (room: 40 bytes per byte of the piece). */
+/* The text of piece id into out; out NULL: only its length. */
 static size_t piece_text(const nm_tokenizer *t, int32_t id, char *out) {
     const char *p = t->blob + t->offset[id];
     size_t n = t->len[id], w = 0;
     if (t->type[id] == NM_TT_BYTE) {
-        out[0] = (char)strtol(p + 3, NULL, 16); /* <0xXX>, checked when loading */
+        if (out)
+            out[0] = (char)strtol(p + 3, NULL, 16); /* <0xXX>, checked when loading */
         return 1;
     }
     for (size_t i = 0; i < n;) {
@@ -184,45 +191,44 @@ static size_t piece_text(const nm_tokenizer *t, int32_t id, char *out) {
         unsigned char ch[4];
         size_t chn = nm_utf8_encode(cp, ch);
         int byte = char_byte(t->bpe, cp);
-        if (byte >= 0)
+        if (byte < 0)
+            w += unknown_char(out ? out + w : NULL, ch, chn, p, n);
+        else if (out)
             out[w++] = (char)byte;
         else
-            w += unknown_char(out + w, ch, chn, p, n);
+            w++;
         i += k;
     }
     return w;
 }
 
+static bool has_text(uint8_t type) {
+    return type == NM_TT_NORMAL || type == NM_TT_BYTE;
+}
+
+/* Every normal and byte piece decoded once, as llama.cpp caches them. */
 static int load_texts(nm_tokenizer *t, nm_error *err) {
     nm_bpe *b = t->bpe;
     size_t total = 0;
-    for (int32_t i = 0; i < t->n_vocab; i++)
-        total += t->type[i] == NM_TT_NORMAL || t->type[i] == NM_TT_BYTE ? t->len[i] : 0;
     b->text_off = malloc((size_t)t->n_vocab * sizeof *b->text_off);
     b->text_len = malloc((size_t)t->n_vocab * sizeof *b->text_len);
-    b->text = malloc(total + 1);
-    if (!b->text_off || !b->text_len || !b->text)
+    if (!b->text_off || !b->text_len)
         return nm_fail(err, "tokenizer: out of memory for the text of %d pieces", t->n_vocab);
-    size_t at = 0, cap = total + 1;
     for (int32_t i = 0; i < t->n_vocab; i++) {
-        b->text_off[i] = at;
-        b->text_len[i] = 0;
-        if (t->type[i] != NM_TT_NORMAL && t->type[i] != NM_TT_BYTE)
-            continue;
-        size_t worst = (size_t)t->len[i] * (14 + 8 + t->len[i]) + 2;
-        if (at + worst > cap) { /* only pieces with characters outside the table grow */
-            cap = (at + worst) * 2;
-            char *p = realloc(b->text, cap);
-            if (!p)
-                return nm_fail(err, "tokenizer: out of memory for the text of the pieces");
-            b->text = p;
-        }
-        size_t n = piece_text(t, i, b->text + at);
+        size_t n = has_text(t->type[i]) ? piece_text(t, i, NULL) : 0;
+        if (n > UINT32_MAX || total + n < total)
+            return nm_fail(err, "tokenizer: the text of piece %d is too long", i);
+        b->text_off[i] = total;
         b->text_len[i] = (uint32_t)n;
-        at += n;
+        total += n;
         if (n > t->max_text)
             t->max_text = n;
     }
+    if (!(b->text = malloc(total + 1)))
+        return nm_fail(err, "tokenizer: out of memory for %zu bytes of piece text", total);
+    for (int32_t i = 0; i < t->n_vocab; i++)
+        if (has_text(t->type[i]))
+            piece_text(t, i, b->text + b->text_off[i]);
     return 0;
 }
 
