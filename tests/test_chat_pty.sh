@@ -55,6 +55,17 @@ want=$("$NUMALM" run --chat -p "Once upon a time" --no-progress -m "$stories" --
     fail "run --chat failed"
 [ -n "$want" ] || fail "run --chat gave no reply"
 
+# a file without a chat template, and --system without --chat
+if err=$("$NUMALM" run --chat -m "$stories" -p hi --no-progress 2>&1 >/dev/null); then
+    fail "run --chat without a template succeeded"
+fi
+grep -qF -- "--chat-template NAME" <<<"$err" || fail "no template: $err"
+if err=$("$NUMALM" run -m "$stories" -p hi --system x 2>&1 >/dev/null); then
+    fail "--system without --chat succeeded"
+fi
+grep -qF -- "go with --chat" <<<"$err" || fail "--system alone: $err"
+echo "ok: refusals name --chat-template and --chat"
+
 start "${common[@]}"
 wait_for "> " 1
 keys "Once upon a time" Enter
