@@ -108,5 +108,21 @@ else
         bad "no CUDA device: $(cat "$TMP/err")"
 fi
 
+# 6. The GPU benchmark script runs through (on the CPU implementation, with
+# tiny sizes), so a machine with a GPU can run it as it is.
+BENCH_UPLOAD=${NUMALM_BUILD:-$(dirname "$NUMALM")}/bench_upload
+if [ -x "$BENCH_UPLOAD" ]; then
+    if GPU=cpu REPEAT=1 N_PREDICT=4 UPLOAD_SIZE=4M FIO=none BENCH_DIR=$TMP/bench NUMALM=$NUMALM \
+        BENCH_UPLOAD=$BENCH_UPLOAD bash "$(dirname "$0")/../bench/bench_gpu.sh" "$MODEL" >"$TMP/bench.md" 2>&1 &&
+        grep -q "^| pinned_own_node | " "$TMP/bench.md" && grep -q "load / min(disk, PCIe)" "$TMP/bench.md" &&
+        grep -q "^| all | 5 + LM head | " "$TMP/bench.md"; then
+        ok "bench/bench_gpu.sh runs (GPU=cpu)"
+    else
+        bad "bench/bench_gpu.sh: $(tail -5 "$TMP/bench.md")"
+    fi
+else
+    echo "skip bench_gpu.sh: no $BENCH_UPLOAD"
+fi
+
 echo "test_offload: $fails failed"
 [ $fails = 0 ]
