@@ -472,30 +472,15 @@ static int cpu_kv_store(nm_device *dev, int stream, void *cache, uint32_t kv_typ
     return enqueue(dev, stream, run_kv_store, &o, err);
 }
 
-/* One query head of one token, as model_forward.c's attend(). */
+/* One query head of one token, as the CPU forward pass attends. */
 static void attend_one(const nm_dev_attn *a, int t, int h) {
-    const int hd = a->head_dim, g = h / (a->n_head / a->n_head_kv), n_pos = a->pos + t + 1;
-    const size_t base = (size_t)g * a->n_ctx * hd;
-    const float *q = a->q + ((size_t)t * a->n_head + h) * hd;
-    float *out = a->out + ((size_t)t * a->n_head + h) * hd;
-    float *scores = a->scores + ((size_t)t * a->n_head + h) * a->n_ctx;
-    const float scale = 1.0f / sqrtf((float)hd);
-    memset(out, 0, (size_t)hd * sizeof(float));
-    if (a->kv_type == NM_TYPE_F16) {
-        const uint16_t *K = (const uint16_t *)a->k + base, *V = (const uint16_t *)a->v + base;
-        for (int p = 0; p < n_pos; p++)
-            scores[p] = nm_dot_f16_f32(K + (size_t)p * hd, q, hd) * scale;
-        nm_softmax(scores, n_pos);
-        for (int p = 0; p < n_pos; p++)
-            nm_axpy_f16(out, scores[p], V + (size_t)p * hd, hd);
-    } else {
-        const float *K = (const float *)a->k + base, *V = (const float *)a->v + base;
-        for (int p = 0; p < n_pos; p++)
-            scores[p] = nm_dot_f32(K + (size_t)p * hd, q, hd) * scale;
-        nm_softmax(scores, n_pos);
-        for (int p = 0; p < n_pos; p++)
-            nm_axpy_f32(out, scores[p], V + (size_t)p * hd, hd);
-    }
+    const int g = h / (a->n_head / a->n_head_kv);
+    const size_t es = a->kv_type == NM_TYPE_F16 ? 2 : 4;
+    const size_t base = (size_t)g * a->n_ctx * a->head_dim * es;
+    nm_attend_head(a->q + ((size_t)t * a->n_head + h) * a->head_dim, (const uint8_t *)a->k + base,
+                   (const uint8_t *)a->v + base, a->kv_type, a->head_dim, a->pos + t + 1,
+                   a->scores + ((size_t)t * a->n_head + h) * a->n_ctx,
+                   a->out + ((size_t)t * a->n_head + h) * a->head_dim);
 }
 
 static int run_attention(cpu_stream *s, const op *o, nm_error *err) {

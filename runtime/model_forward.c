@@ -152,25 +152,9 @@ static void attend(const nm_model *m, nm_scratch *s, int l, int t, int h) {
         (((size_t)l * nh + (size_t)(h / m->gqa - (int)kv->head0)) * (size_t)m->n_ctx) * hd;
     const float *q = m->q + (size_t)t * m->hp.n_embd + (size_t)h * hd;
     float *out = m->att + (size_t)t * m->hp.n_embd + (size_t)h * hd;
-    const int n_pos = m->pos + t + 1;
-    const float scale = 1.0f / sqrtf((float)hd);
-    if (m->kv_type == NM_TYPE_F16) {
-        const uint16_t *K = (const uint16_t *)kv->k + base, *V = (const uint16_t *)kv->v + base;
-        for (int p = 0; p < n_pos; p++)
-            s->scores[p] = nm_dot_f16_f32(K + (size_t)p * hd, q, hd) * scale;
-        nm_softmax(s->scores, n_pos);
-        memset(out, 0, (size_t)hd * sizeof(float));
-        for (int p = 0; p < n_pos; p++)
-            nm_axpy_f16(out, s->scores[p], V + (size_t)p * hd, hd);
-    } else {
-        const float *K = (const float *)kv->k + base, *V = (const float *)kv->v + base;
-        for (int p = 0; p < n_pos; p++)
-            s->scores[p] = nm_dot_f32(K + (size_t)p * hd, q, hd) * scale;
-        nm_softmax(s->scores, n_pos);
-        memset(out, 0, (size_t)hd * sizeof(float));
-        for (int p = 0; p < n_pos; p++)
-            nm_axpy_f32(out, s->scores[p], V + (size_t)p * hd, hd);
-    }
+    nm_attend_head(q, (const uint8_t *)kv->k + base * m->kv_esize,
+                   (const uint8_t *)kv->v + base * m->kv_esize, m->kv_type, hd, m->pos + t + 1,
+                   s->scores, out);
 }
 
 /* Node n answers for the query heads of its KV heads. */

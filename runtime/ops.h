@@ -24,6 +24,14 @@ void nm_softmax(float *x, int64_t n);
 /* SwiGLU gate: h[i] = silu(g[i]) * u[i]. */
 void nm_swiglu(float *h, const float *g, const float *u, int64_t n);
 
+/* One query head q against positions 0..n_pos-1 of one KV head, whose
+ * rows of head_dim elements (kv_type F16 or F32) start at k and v:
+ * out = softmax(q.K / sqrt(head_dim)) . V. scores: n_pos floats of
+ * scratch. The CPU forward pass and the device interface's CPU
+ * implementation both attend with it. */
+void nm_attend_head(const float *q, const void *k, const void *v, uint32_t kv_type, int head_dim,
+                    int n_pos, float *scores, float *out);
+
 /* log(softmax(x)[idx]) in double. */
 double nm_log_softmax_at(const float *x, int64_t n, int64_t idx);
 
