@@ -44,22 +44,3 @@ check_gpu_staging_node() {
     gpu_expect "$WORK/gpu.json" 0
 }
 register gpu_staging_node
-
-# Blocks on the device with the rest sharded over every node: the same text
-# as all of it on the CPU nodes. In the 2-node VM only (a run takes ~30 s
-# under emulation).
-check_gpu_split_text() {
-    if [ "$N" != 2 ]; then
-        echo "runs in the 2-node VM"
-        return 77
-    fi
-    tiny_model || return $?
-    gpu_run "$NUMALM" run -m "$TINY" -p "Once upon a time" -n 6 >"$WORK/cpu.txt" 2>"$WORK/err" ||
-        { cat "$WORK/err"; return 1; }
-    gpu_run "$NUMALM" run -m "$TINY" -p "Once upon a time" -n 6 -ngl 2 --gpu cpu:$((N - 1)) \
-        >"$WORK/dev.txt" 2>"$WORK/err" || { cat "$WORK/err"; return 1; }
-    echo "cpu: $(cat "$WORK/cpu.txt")"
-    echo "dev: $(cat "$WORK/dev.txt")"
-    cmp -s "$WORK/cpu.txt" "$WORK/dev.txt"
-}
-register gpu_split_text
