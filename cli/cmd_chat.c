@@ -26,22 +26,23 @@ typedef struct chat_opts {
 } chat_opts;
 
 static void usage(FILE *out) {
-    fprintf(out,
-            "usage: numalm chat -m MODEL [options]\n"
-            "\n"
-            "Type a message and Enter; a line ending in \\ continues on the next line.\n"
-            "/reset forgets the conversation, /exit (or Ctrl-D, or Ctrl-C at the prompt)\n"
-            "leaves, Ctrl-C during a reply stops it.\n"
-            "\n"
-            "  --system TEXT           a system message first\n"
-            "  --chat-template NAME    this built-in template instead of the file's\n"
-            "                          (%s)\n"
-            "  -n, --n-predict N       at most N tokens a reply (default: until the end of\n"
-            "                          the turn or a full context)\n"
-            "  --temp T --top-k K --top-p P --seed S   sampling (default greedy)\n"
-            "  --verbose               after each reply: context, cached and new tokens, speed\n"
-            "" NM_CLI_MODEL_HELP NM_CLI_COMMON_HELP,
-            numalm_chat_template_names());
+    fputs("usage: numalm chat -m MODEL [options]\n"
+          "\n"
+          "Type a message and Enter; a line ending in \\ continues on the next line.\n"
+          "/reset forgets the conversation, /exit (or Ctrl-D, or Ctrl-C at the prompt)\n"
+          "leaves, Ctrl-C during a reply stops it.\n"
+          "\n"
+          "  --system TEXT           a system message first\n"
+          "  --chat-template NAME    this built-in template instead of the file's\n"
+          "                          (chatml, llama3, llama2, llama2-sys, llama2-sys-bos,\n"
+          "                          llama2-sys-strip, mistral-v1, mistral-v3, mistral-v3-tekken,\n"
+          "                          mistral-v7, mistral-v7-tekken, gemma)\n"
+          "  -n, --n-predict N       at most N tokens a reply (default: until the end of\n"
+          "                          the turn or a full context)\n"
+          "  --temp T --top-k K --top-p P --seed S   sampling (default greedy)\n"
+          "  --verbose               after each reply: context, cached and new tokens, speed\n"
+          "" NM_CLI_MODEL_HELP NM_CLI_COMMON_HELP,
+          out);
 }
 
 static int opt_value(chat_opts *o, const char *opt, const char *v, nm_error *err) {
