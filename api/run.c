@@ -123,6 +123,7 @@ int numalm_generate(numalm_session *s, const char *prompt, const numalm_gen_para
                     .top_p = p->sampler.top_p,
                     .seed = p->sampler.seed},
         .echo = p->echo,
+        .parse_special = p->parse_special,
         .read_probe = p->read_probe,
         .prompt_tokens = p->prompt_tokens,
         .n_prompt_tokens = p->n_prompt_tokens,

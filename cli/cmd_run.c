@@ -30,6 +30,8 @@ static void usage(FILE *out) {
         "  --top-k K, --top-p P    sampling filters (default off)\n"
         "  --seed S                sampler seed (default 0)\n"
         "  --no-echo               print only the continuation, not the prompt\n"
+        "  --special               control pieces written in the prompt (<|im_start|>,\n"
+        "                          <|eot_id|>, ...) become their token, not text\n"
         "  --chat                  the prompt is a user message: format it with the model's\n"
         "                          chat template and print only the reply\n"
         "  --system TEXT           with --chat: a system message first\n"
@@ -98,6 +100,10 @@ static int run_arg(run_opts *o, int argc, char **argv, int *i, nm_error *err) {
     }
     if (!strcmp(argv[*i], "--no-echo")) {
         o->gen.echo = false;
+        return 1;
+    }
+    if (!strcmp(argv[*i], "--special")) {
+        o->gen.parse_special = true;
         return 1;
     }
     if (!strcmp(argv[*i], "--read-probe")) {

@@ -294,6 +294,8 @@ typedef struct numalm_gen_params {
                                       limit); stops at the end of generation */
     numalm_sampler_params sampler; /* default greedy */
     bool echo;                     /* stream the prompt first, as the model read it */
+    bool parse_special;            /* control pieces written in the prompt (<|im_start|>)
+                                      become their token (llama.cpp's parse_special) */
     bool read_probe;               /* after each decode step, time a read of the same
                                       weights by the same threads (see the stats) */
     int32_t *tokens;               /* optional: receives every token, prompt included, */

@@ -48,7 +48,9 @@ static int run_prompt(nm_model *m, const nm_tokenizer *tok, const char *prompt,
         if (from < 0)
             from = 0;
     } else {
-        n = nm_tokenize(tok, prompt, strlen(prompt), NM_TOK_ADD_SPECIAL, &ids, err);
+        n = nm_tokenize(tok, prompt, strlen(prompt),
+                        NM_TOK_ADD_SPECIAL | (o->parse_special ? NM_TOK_PARSE_SPECIAL : 0), &ids,
+                        err);
         if (n < 0)
             return nm_fail_prefix(err, "tokenizing the prompt");
         for (int i = 0; i < n; i++)

@@ -15,7 +15,8 @@
 typedef struct nm_gen_opts {
     int n_predict; /* tokens to generate (stops earlier at EOS); < 0: no limit */
     nm_sampler_opts sampler;
-    bool echo; /* stream the prompt (detokenized) first */
+    bool echo;          /* stream the prompt (detokenized) first */
+    bool parse_special; /* control pieces in the prompt text become their token */
     /* after each decode step, a read pass over the same weights
      * (read_probe.h); its time is not counted in decode_s */
     bool read_probe;

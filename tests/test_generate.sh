@@ -109,6 +109,19 @@ else
     bad "context limit: rc $rc, out '$(cat "$TMP/out")', err '$(cat "$TMP/err")'"
 fi
 
+# 5b. --special: "</s>" written in the prompt is the one EOS token, not four
+# pieces of text (BOS, "Hi", "</s>", " there": 6 prompt tokens without
+# --special are 8).
+np_sp=$("$NUMALM" run -m "$MODEL" -p "Hi</s> there" -n 1 --special --json 2>&1 >/dev/null |
+    tail -1 | jq .n_prompt)
+np_txt=$("$NUMALM" run -m "$MODEL" -p "Hi</s> there" -n 1 --json 2>&1 >/dev/null | tail -1 |
+    jq .n_prompt)
+n_txt=$("$NUMALM" tokenize -m "$MODEL" -p "Hi</s> there" --ids | tr -cd , | wc -c)
+n_sp=$("$NUMALM" tokenize -m "$MODEL" -p "Hi</s> there" --ids --special | tr -cd , | wc -c)
+[ "$np_sp" = $((n_sp + 1)) ] && [ "$np_txt" = $((n_txt + 1)) ] && [ "$np_sp" -lt "$np_txt" ] &&
+    ok "--special: $np_sp prompt tokens, $np_txt as text" ||
+    bad "--special: $np_sp / $np_txt prompt tokens, tokenize says $((n_sp + 1)) / $((n_txt + 1))"
+
 # 6. Errors name the command and what is wrong.
 "$NUMALM" run -m "$TMP/nope.gguf" -p hi >/dev/null 2>"$TMP/err" && bad "missing model accepted" ||
     { grep -q "^numalm run: .*nope.gguf" "$TMP/err" && ok "missing model message" || bad "missing model: $(cat "$TMP/err")"; }
