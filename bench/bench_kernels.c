@@ -197,13 +197,28 @@ static void fill_random(uint32_t type, void *dst, size_t bytes, uint64_t seed) {
     }
 }
 
-/* Quantized rows also need sane block scales. */
-static void fix_scales(uint32_t type, void *row, int64_t cols, uint64_t r) {
-    size_t bs = type == NM_TYPE_Q8_0 ? sizeof(nm_block_q8_0) : sizeof(nm_block_q4_0);
-    for (int64_t b = 0; b < cols / 32; b++) {
-        uint16_t d = (uint16_t)(0x2000 | ((r + (uint64_t)b) & 0x3ff));
-        memcpy((char *)row + (size_t)b * bs, &d, 2);
+static float frand(uint64_t *s);
+
+/* Quantized rows need sane block scales: each block is one of a pool of
+ * blocks quantized from random values, picked at random (pages stay
+ * different from one another). */
+#define POOL_BLOCKS 4096
+static void fill_quantized(uint32_t type, void *dst, size_t bytes, uint64_t seed) {
+    const nm_type_info *ti = nm_type_get(type);
+    static float x[1024];
+    uint8_t *pool = malloc((size_t)POOL_BLOCKS * ti->type_size);
+    if (!pool)
+        abort();
+    for (int k = 0; k < POOL_BLOCKS; k++) {
+        for (uint32_t i = 0; i < ti->block_size; i++)
+            x[i] = frand(&seed);
+        nm_quantize_row(type, x, pool + (size_t)k * ti->type_size, ti->block_size);
     }
+    for (size_t off = 0; off + ti->type_size <= bytes; off += ti->type_size) {
+        seed = seed * 6364136223846793005ull + 1442695040888963407ull;
+        memcpy((char *)dst + off, pool + (seed >> 40) % POOL_BLOCKS * ti->type_size, ti->type_size);
+    }
+    free(pool);
 }
 
 static int alloc_weights(bench *b) {
@@ -221,10 +236,11 @@ static int alloc_weights(bench *b) {
 
 /* Run by thread k: the first touch places its pages on its node. */
 static void fill_weights(bench *b, int k) {
-    fill_random(b->type, b->buf[k], b->buf_bytes[k], 0x9e3779b97f4a7c15ull * (uint64_t)(k + 1));
-    if (b->type == NM_TYPE_Q8_0 || b->type == NM_TYPE_Q4_0)
-        for (int64_t r = 0; r < (int64_t)b->copies * b->nrows[k]; r++)
-            fix_scales(b->type, (char *)b->buf[k] + (size_t)r * b->row_bytes, b->cols, (uint64_t)r);
+    uint64_t seed = 0x9e3779b97f4a7c15ull * (uint64_t)(k + 1);
+    if (nm_type_get(b->type)->block_size > 1)
+        fill_quantized(b->type, b->buf[k], b->buf_bytes[k], seed);
+    else
+        fill_random(b->type, b->buf[k], b->buf_bytes[k], seed);
 }
 
 static float frand(uint64_t *s) {
@@ -274,7 +290,7 @@ static int parse_options(int argc, char **argv, options *o) {
         else if (has && !strcmp(a, "--type")) {
             o->only_type = nm_type_from_name(argv[++i]);
             if (o->only_type < 0 || !nm_kernels_supports((uint32_t)o->only_type)) {
-                fprintf(stderr, "bench_kernels: --type %s: not f32, f16, bf16, q8_0 or q4_0\n",
+                fprintf(stderr, "bench_kernels: --type %s: not a type numalm computes with\n",
                         argv[i]);
                 return -1;
             }
@@ -310,7 +326,7 @@ static int parse_options(int argc, char **argv, options *o) {
         }
     }
     if (o->cols % 32) {
-        fprintf(stderr, "bench_kernels: -n %lld must be a multiple of 32 (Q8_0/Q4_0 blocks)\n",
+        fprintf(stderr, "bench_kernels: -n %lld must be a multiple of 32 (quantized blocks)\n",
                 (long long)o->cols);
         return -1;
     }
@@ -321,7 +337,7 @@ static int parse_options(int argc, char **argv, options *o) {
  * differ for the alternative set (see nm_kernels_avx512_alt). */
 static int sets_for(uint32_t type, const options *o, const nm_kernel_set **s) {
     int n = 0;
-    bool quant = type == NM_TYPE_Q8_0 || type == NM_TYPE_Q4_0;
+    bool quant = nm_type_get(type)->block_size > 1;
     if (o->scalar)
         s[n++] = nm_kernels_scalar();
     if (nm_simd_supported(NM_SIMD_AVX2))
@@ -453,11 +469,15 @@ int main(int argc, char **argv) {
     options o;
     if (parse_options(argc, argv, &o) != 0)
         return 2;
-    static const uint32_t types[] = {NM_TYPE_F32, NM_TYPE_F16, NM_TYPE_BF16, NM_TYPE_Q8_0,
-                                     NM_TYPE_Q4_0};
-    static result res[256];
+    /* every type the type table has kernels for whose blocks fit -n */
+    uint32_t types[NM_TYPE_COUNT];
+    int n_types = 0;
+    for (uint32_t t = 0; t < NM_TYPE_COUNT; t++)
+        if (nm_kernels_supports(t) && o.cols % nm_type_get(t)->block_size == 0)
+            types[n_types++] = t;
+    static result res[512];
     int nres = 0;
-    for (int ti = 0; ti < 5; ti++)
+    for (int ti = 0; ti < n_types; ti++)
         for (int t = o.min_threads; t <= o.max_threads; t++) {
             if (o.only_type >= 0 && types[ti] != (uint32_t)o.only_type)
                 continue;

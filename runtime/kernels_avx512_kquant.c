@@ -1,7 +1,355 @@
-/* The avx512 kernels of the K-quants (Q2_K .. Q6_K). */
+/* AVX-512 kernels of the K-quants (Q2_K .. Q6_K) against Q8_K activations,
+ * with a VNNI sub-path (vpdpwssd). They give the scalar kernels' results bit
+ * for bit (kernels_scalar_kquant.c defines them): the integer sums of a
+ * super-block are exact in any order, and each (row, token) then takes the
+ * scalar float steps in the scalar order.
+ *
+ * A super-block is unpacked once into four vectors of 64 unsigned codes (in
+ * activation order) and the int16 scale of every 16 values; each token then
+ * costs, per 64 values, one activation load, vpmaddubsw (codes x
+ * activations, pairs summed to int16) and vpdpwssd (x the pair's scale, into
+ * int32 lanes). Minima (Q2_K, Q4_K, Q5_K) and the offsets of codes stored
+ * unsigned (Q3_K -4, Q6_K -32) are integer sums of the activations' bsums,
+ * one vpmaddwd. Several rows and tokens share each unpacked block and each
+ * activation load (rows4 for decode, tiles for prompts). */
 #include "kernel_set.h"
 
+#include "gguf/quant_kquant.h"
+
+#include <immintrin.h>
+#include <stdbool.h>
+
+#define AI static inline __attribute__((always_inline))
+
+/* Prompt tile: rows x tokens sharing unpacked blocks and activation loads */
+#define KQ_TILE_R 2
+#define KQ_TILE_T 8
+
+/* One super-block, unpacked. */
+typedef struct ksb {
+    __m512i u[4];  /* codes of values 64c .. 64c+63, unsigned */
+    __m256i s16;   /* int16 scale of each 16 values */
+    __m256i bias;  /* int16: isum += bias . bsums (the unsigned codes' offset) */
+    __m256i mins;  /* int16: msum = mins . bsums */
+    float d, dmin; /* the block's F16 scales */
+} ksb;
+
+AI __m512i bcast256(const void *p) {
+    return _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)p));
+}
+
+/* Bits >> lo of the lower 32 bytes and >> hi of the upper 32, masked. */
+AI __m512i bits2(__m512i v, int lo, int hi, int mask) {
+    const __m512i sh = _mm512_set_epi64(hi, hi, hi, hi, lo, lo, lo, lo);
+    return _mm512_and_si512(_mm512_srlv_epi64(v, sh), _mm512_set1_epi8((char)mask));
+}
+
+/* Q4_K / Q5_K: d, dmin, and the 6-bit scales and minima
+ * (nm_k4_scale_min) of the 16 bytes at the block's start, unpacked with
+ * byte shuffles; s16 and mins get each value once per 16 values. */
+AI void k4_scales(const void *blk, ksb *w) {
+    __m128i v = _mm_loadu_si128((const __m128i *)blk); /* d dmin s0 .. s11 */
+    /* bytes s0..3, s8..11, s4..7, s8..11 and (zero) s0..3 (zero) s4..7 */
+    __m128i a = _mm_shuffle_epi8(
+        v, _mm_setr_epi8(4, 5, 6, 7, 12, 13, 14, 15, 8, 9, 10, 11, 12, 13, 14, 15));
+    __m128i b = _mm_shuffle_epi8(
+        v, _mm_setr_epi8(-1, -1, -1, -1, 4, 5, 6, 7, -1, -1, -1, -1, 8, 9, 10, 11));
+    __m128i lo =
+        _mm_and_si128(a, _mm_setr_epi8(63, 63, 63, 63, 15, 15, 15, 15, 63, 63, 63, 63, 0, 0, 0, 0));
+    __m128i a4 = _mm_and_si128(_mm_srli_epi16(a, 4), _mm_set1_epi8(15));
+    lo = _mm_mask_blend_epi8(0xf000, lo, a4);
+    __m128i hi = _mm_and_si128(_mm_srli_epi16(b, 2), _mm_set1_epi8(0x30));
+    /* scales 0..7 then minima 0..7, as int16 */
+    __m256i sm = _mm256_cvtepu8_epi16(_mm_or_si128(lo, hi));
+    w->s16 = _mm256_permutexvar_epi16(
+        _mm256_setr_epi16(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7), sm);
+    w->mins = _mm256_permutexvar_epi16(
+        _mm256_setr_epi16(8, 8, 9, 9, 10, 10, 11, 11, 12, 12, 13, 13, 14, 14, 15, 15), sm);
+    __m128 d = _mm_cvtph_ps(v);
+    w->d = _mm_cvtss_f32(d);
+    w->dmin = _mm_cvtss_f32(_mm_movehdup_ps(d));
+}
+
+AI void unpack_q4_k(const void *blk, ksb *w) {
+    const nm_block_q4_k *b = blk;
+    _Pragma("GCC unroll 4") for (int c = 0; c < 4; c++) w->u[c] =
+        bits2(bcast256(b->qs + 32 * c), 0, 4, 15);
+    k4_scales(b, w);
+}
+
+AI void unpack_q5_k(const void *blk, ksb *w) {
+    const nm_block_q5_k *b = blk;
+    __m512i qh = bcast256(b->qh);
+    _Pragma("GCC unroll 4") for (int c = 0; c < 4; c++) {
+        __m512i hi = bits2(qh, 2 * c, 2 * c + 1, 1);
+        w->u[c] =
+            _mm512_or_si512(bits2(bcast256(b->qs + 32 * c), 0, 4, 15), _mm512_slli_epi16(hi, 4));
+    }
+    k4_scales(b, w);
+}
+
+AI void unpack_q6_k(const void *blk, ksb *w) {
+    const nm_block_q6_k *b = blk;
+    const __m512i m4 = _mm512_set1_epi8(15);
+    _Pragma("GCC unroll 2") for (int h = 0; h < 2; h++) {
+        __m512i ql = _mm512_loadu_si512(b->ql + 64 * h);
+        __m512i qh = bcast256(b->qh + 32 * h);
+        __m512i lo0 = _mm512_and_si512(ql, m4);
+        __m512i lo1 = _mm512_and_si512(_mm512_srli_epi16(ql, 4), m4);
+        w->u[2 * h] = _mm512_or_si512(lo0, _mm512_slli_epi16(bits2(qh, 0, 2, 3), 4));
+        w->u[2 * h + 1] = _mm512_or_si512(lo1, _mm512_slli_epi16(bits2(qh, 4, 6, 3), 4));
+    }
+    w->s16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)b->scales));
+    w->bias = _mm256_sub_epi16(_mm256_setzero_si256(), _mm256_slli_epi16(w->s16, 5));
+    w->d = _cvtsh_ss(b->d);
+}
+
+/* Q2_K and Q3_K: the two low bits of values 64c .. 64c+63. */
+AI __m512i k2_low(const uint8_t *qs, int c) {
+    return bits2(bcast256(qs + 32 * (c / 2)), 4 * (c % 2), 4 * (c % 2) + 2, 3);
+}
+
+AI void unpack_q2_k(const void *blk, ksb *w) {
+    const nm_block_q2_k *b = blk;
+    _Pragma("GCC unroll 4") for (int c = 0; c < 4; c++) w->u[c] = k2_low(b->qs, c);
+    __m128i s = _mm_loadu_si128((const __m128i *)b->scales);
+    const __m128i m4 = _mm_set1_epi8(15);
+    w->s16 = _mm256_cvtepu8_epi16(_mm_and_si128(s, m4));
+    w->mins = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(s, 4), m4));
+    w->d = _cvtsh_ss(b->d);
+    w->dmin = _cvtsh_ss(b->dmin);
+}
+
+AI void unpack_q3_k(const void *blk, ksb *w) {
+    const nm_block_q3_k *b = blk;
+    __m512i hm = bcast256(b->hmask);
+    _Pragma("GCC unroll 4") for (int c = 0; c < 4; c++) w->u[c] =
+        _mm512_or_si512(k2_low(b->qs, c), _mm512_slli_epi16(bits2(hm, 2 * c, 2 * c + 1, 1), 2));
+    /* nm_q3k_scale: low nibbles from bytes 0..7, two high bits of scale
+     * 4k + i from byte 8 + i, bits 2k */
+    const __m128i m4 = _mm_set1_epi8(15);
+    __m128i x = _mm_loadl_epi64((const __m128i *)b->scales);
+    __m128i lo = _mm_unpacklo_epi64(_mm_and_si128(x, m4), _mm_and_si128(_mm_srli_epi16(x, 4), m4));
+    uint32_t h;
+    __builtin_memcpy(&h, b->scales + 8, 4);
+    __m128i hi = _mm_and_si128(_mm_srlv_epi32(_mm_set1_epi32((int)h), _mm_set_epi32(6, 4, 2, 0)),
+                               _mm_set1_epi8(3));
+    __m128i sc = _mm_sub_epi8(_mm_or_si128(lo, _mm_slli_epi16(hi, 4)), _mm_set1_epi8(32));
+    w->s16 = _mm256_cvtepi8_epi16(sc);
+    w->bias = _mm256_sub_epi16(_mm256_setzero_si256(), _mm256_slli_epi16(w->s16, 2));
+    w->d = _cvtsh_ss(b->d);
+}
+
+/* The int16 scale of each value pair of chunk c: lane i has s16[4c + i/8]. */
+AI __m512i chunk_scales(__m256i s16, int c) {
+    const __m512i idx = _mm512_set_epi16(
+        4 * c + 3, 4 * c + 3, 4 * c + 3, 4 * c + 3, 4 * c + 3, 4 * c + 3, 4 * c + 3, 4 * c + 3,
+        4 * c + 2, 4 * c + 2, 4 * c + 2, 4 * c + 2, 4 * c + 2, 4 * c + 2, 4 * c + 2, 4 * c + 2,
+        4 * c + 1, 4 * c + 1, 4 * c + 1, 4 * c + 1, 4 * c + 1, 4 * c + 1, 4 * c + 1, 4 * c + 1,
+        4 * c, 4 * c, 4 * c, 4 * c, 4 * c, 4 * c, 4 * c, 4 * c);
+    return _mm512_permutexvar_epi16(idx, _mm512_castsi256_si512(s16));
+}
+
+/* VNNI: the int16 scales of chunks c and c + 1 after vpdpbusd and
+ * vpackssdw (ksb_dot): int16 position 8k + i holds the sum of 4 values of
+ * chunk c (i < 4) or c + 1 (i >= 4) in their 16-value group k. */
+AI __m512i pair_scales(__m256i s16, int c) {
+    const int a = 4 * c, b = 4 * c + 4;
+    const __m512i idx =
+        _mm512_set_epi16(b + 3, b + 3, b + 3, b + 3, a + 3, a + 3, a + 3, a + 3, b + 2, b + 2,
+                         b + 2, b + 2, a + 2, a + 2, a + 2, a + 2, b + 1, b + 1, b + 1, b + 1,
+                         a + 1, a + 1, a + 1, a + 1, b, b, b, b, a, a, a, a);
+    return _mm512_permutexvar_epi16(idx, _mm512_castsi256_si512(s16));
+}
+
+/* A token's activations for one super-block. */
+typedef struct kact {
+    __m512i a[4];
+    __m256i bsums;
+    float d;
+} kact;
+
+AI void load_act(const void *act, int64_t n, int64_t b, kact *x) {
+    const int8_t *qa = nm_actk_qs(act) + b * NM_QK_K;
+    _Pragma("GCC unroll 4") for (int c = 0; c < 4; c++) x->a[c] = _mm512_loadu_si512(qa + 64 * c);
+    x->bsums = _mm256_loadu_si256((const __m256i *)(nm_actk_bsums(act, n) + b * 16));
+    x->d = nm_actk_d(act, n)[b];
+}
+
+/* isum as 8 int32 lanes (their sum is the scalar kernel's isum), and
+ * msum's lanes when MIN. */
+AI void ksb_dot(const ksb *w, const __m512i *sc, const kact *x, __m256i *isum, __m256i *msum,
+                const int MIN, const int BIAS, const int VNNI) {
+    __m512i acc = _mm512_setzero_si512();
+    if (VNNI) {
+        /* sums of 4 products (at most 4 * 63 * 127 < 2^15) packed to int16,
+         * then times the scales: two multiplies per 128 values, not four */
+        _Pragma("GCC unroll 4") for (int c = 0; c < 4; c += 2) {
+            __m512i p0 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), w->u[c], x->a[c]);
+            __m512i p1 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), w->u[c + 1], x->a[c + 1]);
+            acc = _mm512_add_epi32(acc, _mm512_madd_epi16(_mm512_packs_epi32(p0, p1), sc[c / 2]));
+        }
+    } else {
+        _Pragma("GCC unroll 4") for (int c = 0; c < 4; c++) {
+            __m512i p = _mm512_maddubs_epi16(w->u[c], x->a[c]);
+            acc = _mm512_add_epi32(acc, _mm512_madd_epi16(p, sc[c]));
+        }
+    }
+    __m256i s = _mm256_add_epi32(_mm512_castsi512_si256(acc), _mm512_extracti64x4_epi64(acc, 1));
+    if (BIAS)
+        s = _mm256_add_epi32(s, _mm256_madd_epi16(x->bsums, w->bias));
+    *isum = s;
+    if (MIN)
+        *msum = _mm256_madd_epi16(x->bsums, w->mins);
+}
+
+/* The lane sums of v[0..3] as the 4 lanes of one vector. */
+AI __m128i hsum4(const __m256i *v) {
+    __m256i t = _mm256_hadd_epi32(_mm256_hadd_epi32(v[0], v[1]), _mm256_hadd_epi32(v[2], v[3]));
+    return _mm_add_epi32(_mm256_castsi256_si128(t), _mm256_extracti128_si256(t, 1));
+}
+
+/* The scalar kernels' float step (kernels_scalar_kquant.c), in the scalar
+ * order, for 4 (row, token) pairs: d and dm are the rows' F16 scales, da
+ * the tokens' activation scales, lane by lane. */
+AI __m128 kstep4(__m128 acc, __m128 d, __m128 dm, __m128 da, const __m256i *is, const __m256i *ms,
+                 const int MIN) {
+    __m128 fi = _mm_cvtepi32_ps(hsum4(is));
+    __m128 t = _mm_mul_ps(_mm_mul_ps(d, da), fi);
+    if (MIN) {
+        __m128 fm = _mm_cvtepi32_ps(hsum4(ms));
+        t = _mm_sub_ps(t, _mm_mul_ps(_mm_mul_ps(dm, da), fm));
+    }
+    return _mm_add_ps(acc, t);
+}
+
+/* Unpacks row r's block b and its scale vectors (kq_dot's sc). */
+AI void unpack_row(const void *w, size_t rb, int r, int64_t b, size_t bsize,
+                   void (*unpack)(const void *, ksb *), ksb *wb, __m512i *sc, const int VNNI) {
+    const char *blk = (const char *)w + (size_t)r * rb + (size_t)b * bsize;
+    _mm_prefetch(blk + NM_PREFETCH_BYTES, _MM_HINT_T1);
+    _mm_prefetch(blk + NM_PREFETCH_BYTES + 64, _MM_HINT_T1);
+    _mm_prefetch(blk + NM_PREFETCH_BYTES + 128, _MM_HINT_T1);
+    unpack(blk, wb);
+    _Pragma("GCC unroll 4") for (int c = 0; c < 4; c++) {
+        if (!VNNI)
+            sc[c] = chunk_scales(wb->s16, c);
+        else if (c < 2)
+            sc[c] = pair_scales(wb->s16, 2 * c);
+    }
+}
+
+/* Decode: 4 rows at w, w + rb, ... x one token, the rows in the lanes of
+ * the float step. */
+AI void kq_rows4(const void *w, size_t rb, const void *act, int64_t n, float *out, size_t bsize,
+                 void (*unpack)(const void *, ksb *), const int MIN, const int BIAS,
+                 const int VNNI) {
+    __m128 acc = _mm_setzero_ps();
+    for (int64_t b = 0; b < n / NM_QK_K; b++) {
+        kact x;
+        load_act(act, n, b, &x);
+        __m256i is[4], ms[4];
+        float d[4], dm[4];
+        _Pragma("GCC unroll 4") for (int r = 0; r < 4; r++) {
+            ksb wb;
+            __m512i sc[4];
+            unpack_row(w, rb, r, b, bsize, unpack, &wb, sc, VNNI);
+            ksb_dot(&wb, sc, &x, &is[r], &ms[r], MIN, BIAS, VNNI);
+            d[r] = wb.d;
+            dm[r] = MIN ? wb.dmin : 0;
+        }
+        acc = kstep4(acc, _mm_loadu_ps(d), _mm_loadu_ps(dm), _mm_set1_ps(x.d), is, ms, MIN);
+    }
+    _mm_storeu_ps(out, acc);
+}
+
+/* R rows x nt tokens (nt <= KQ_TILE_T), the tokens in groups of 4 in the
+ * lanes of the float step; out[r * nt + t]. */
+AI void kq_rt(const void *w, size_t rb, const void *const *acts, const int R, int nt, int64_t n,
+              float *out, size_t bsize, void (*unpack)(const void *, ksb *), const int MIN,
+              const int BIAS, const int VNNI) {
+    __m128 acc[2][KQ_TILE_T / 4];
+    for (int r = 0; r < R; r++)
+        for (int g = 0; g < KQ_TILE_T / 4; g++)
+            acc[r][g] = _mm_setzero_ps();
+    for (int64_t b = 0; b < n / NM_QK_K; b++) {
+        ksb wb[2];
+        __m512i sc[2][4];
+        _Pragma("GCC unroll 2") for (int r = 0; r < R; r++)
+            unpack_row(w, rb, r, b, bsize, unpack, &wb[r], sc[r], VNNI);
+        for (int g = 0; g * 4 < nt; g++) {
+            __m256i is[2][4], ms[2][4];
+            float da[4] = {0};
+            _Pragma("GCC unroll 4") for (int k = 0; k < 4; k++) {
+                _Pragma("GCC unroll 2") for (int r = 0; r < R; r++) is[r][k] = ms[r][k] =
+                    _mm256_setzero_si256();
+                if (g * 4 + k >= nt)
+                    continue;
+                kact x;
+                load_act(acts[g * 4 + k], n, b, &x);
+                da[k] = x.d;
+                _Pragma("GCC unroll 2") for (int r = 0; r < R; r++)
+                    ksb_dot(&wb[r], sc[r], &x, &is[r][k], &ms[r][k], MIN, BIAS, VNNI);
+            }
+            __m128 dav = _mm_loadu_ps(da);
+            _Pragma("GCC unroll 2") for (int r = 0; r < R; r++) acc[r][g] = kstep4(
+                acc[r][g], _mm_set1_ps(wb[r].d), _mm_set1_ps(wb[r].dmin), dav, is[r], ms[r], MIN);
+        }
+    }
+    for (int r = 0; r < R; r++)
+        for (int g = 0; g * 4 < nt; g++) {
+            float v[4];
+            _mm_storeu_ps(v, acc[r][g]);
+            for (int k = 0; k < 4 && g * 4 + k < nt; k++)
+                out[r * nt + g * 4 + k] = v[k];
+        }
+}
+
+#define KQ_KERNEL(T, MIN, BIAS)                                                                    \
+    static void T##_rowdot_vnni(const void *w, const void *const *acts, int nt, int64_t n,         \
+                                float *out) {                                                      \
+        kq_rt(w, 0, acts, 1, nt, n, out, sizeof(nm_block_##T), unpack_##T, MIN, BIAS, 1);          \
+    }                                                                                              \
+    static void T##_rowdot_bw(const void *w, const void *const *acts, int nt, int64_t n,           \
+                              float *out) {                                                        \
+        kq_rt(w, 0, acts, 1, nt, n, out, sizeof(nm_block_##T), unpack_##T, MIN, BIAS, 0);          \
+    }                                                                                              \
+    static void T##_rows4_vnni(const void *w, size_t rb, const void *act, int64_t n, float *out) { \
+        kq_rows4(w, rb, act, n, out, sizeof(nm_block_##T), unpack_##T, MIN, BIAS, 1);              \
+    }                                                                                              \
+    static void T##_rows4_bw(const void *w, size_t rb, const void *act, int64_t n, float *out) {   \
+        kq_rows4(w, rb, act, n, out, sizeof(nm_block_##T), unpack_##T, MIN, BIAS, 0);              \
+    }                                                                                              \
+    static void T##_tile_vnni(const void *w, size_t rb, const void *const *acts, int nt,           \
+                              int64_t n, float *out) {                                             \
+        kq_rt(w, rb, acts, KQ_TILE_R, nt, n, out, sizeof(nm_block_##T), unpack_##T, MIN, BIAS, 1); \
+    }                                                                                              \
+    static void T##_tile_bw(const void *w, size_t rb, const void *const *acts, int nt, int64_t n,  \
+                            float *out) {                                                          \
+        kq_rt(w, rb, acts, KQ_TILE_R, nt, n, out, sizeof(nm_block_##T), unpack_##T, MIN, BIAS, 0); \
+    }
+
+KQ_KERNEL(q2_k, 1, 0)
+KQ_KERNEL(q3_k, 0, 1)
+KQ_KERNEL(q4_k, 1, 0)
+KQ_KERNEL(q5_k, 1, 0)
+KQ_KERNEL(q6_k, 0, 1)
+
+#define KQ_SET(T, TYPE, V)                                                                         \
+    ks->k[TYPE] = NM_TYPE_KERNELS(T##_rowdot_##V, T##_rows4_##V, T##_tile_##V, KQ_TILE_R, KQ_TILE_T)
+
 void nm_kernels_avx512_kquant(nm_kernel_set *ks, int features) {
-    (void)ks;
-    (void)features;
+    if (features & NM_AVX512_VNNI) {
+        KQ_SET(q2_k, NM_TYPE_Q2_K, vnni);
+        KQ_SET(q3_k, NM_TYPE_Q3_K, vnni);
+        KQ_SET(q4_k, NM_TYPE_Q4_K, vnni);
+        KQ_SET(q5_k, NM_TYPE_Q5_K, vnni);
+        KQ_SET(q6_k, NM_TYPE_Q6_K, vnni);
+    } else {
+        KQ_SET(q2_k, NM_TYPE_Q2_K, bw);
+        KQ_SET(q3_k, NM_TYPE_Q3_K, bw);
+        KQ_SET(q4_k, NM_TYPE_Q4_K, bw);
+        KQ_SET(q5_k, NM_TYPE_Q5_K, bw);
+        KQ_SET(q6_k, NM_TYPE_Q6_K, bw);
+    }
 }
