@@ -16,7 +16,8 @@
 _Static_assert(NUMALM_PLACE_SHARD == (int)NM_PLACE_SHARD &&
                    NUMALM_PLACE_REPLICATE == (int)NM_PLACE_REPLICATE &&
                    NUMALM_PLACE_INTERLEAVE == (int)NM_PLACE_INTERLEAVE &&
-                   NUMALM_PLACE_NODE == (int)NM_PLACE_NODE,
+                   NUMALM_PLACE_NODE == (int)NM_PLACE_NODE &&
+                   NUMALM_PLACE_AUTO == (int)NM_PLACE_AUTO,
                "numalm_placement matches nm_placement");
 _Static_assert(NUMALM_IO_DIO == (int)NM_IO_DIO && NUMALM_IO_BUFFERED == (int)NM_IO_BUFFERED &&
                    NUMALM_IO_MMAP == (int)NM_IO_MMAP && NUMALM_IO_AUTO == (int)NM_IO_AUTO,
@@ -54,6 +55,38 @@ void nm_session_log(const numalm_session *s, numalm_log_level level, const char 
 
 /* ---- stages ------------------------------------------------------------ */
 
+/* What the session will hold besides the weights when it goes on to
+ * `upto` (the KV cache and scratch from stage MODEL), for the memory
+ * admission (numa/fit.h). */
+static nm_fit_opts fit_opts(const numalm_options *o, numalm_stage upto) {
+    nm_load_opts lo = {.io = (nm_io_mode)o->io,
+                       .queue_depth = o->queue_depth,
+                       .readers_per_node = o->readers_per_node};
+    nm_fit_opts f = {
+        .with_model = upto >= NUMALM_STAGE_MODEL,
+        .n_ctx = o->n_ctx,
+        .kv_elem_bytes = o->kv_type == NUMALM_KV_F32 ? 4 : 2,
+        .n_batch = o->n_batch,
+        .staging_bytes = nm_load_staging_bytes(&lo),
+    };
+    if (o->io == NUMALM_IO_MMAP)
+        f.weights_unchecked = "--io mmap: they are the file's page cache, which the kernel can "
+                              "drop and read again";
+    else if (o->hugepages)
+        f.weights_unchecked = "--hugepages: they come from the huge-page pool";
+    return f;
+}
+
+/* The fit table for the session's plan options on the machine as it is
+ * now, into s->fit. */
+static int fit_table(numalm_session *s, const nm_plan_opts *po, const nm_fit_opts *fo) {
+    nm_mem_state m;
+    nm_mem_probe(s->topo, &m);
+    if (!s->fit)
+        s->fit = nm_xcalloc(1, sizeof *s->fit);
+    return nm_fit_table_build(s->gguf, s->topo, po, fo, &m, s->fit, &s->err);
+}
+
 static int open_plan(numalm_session *s) {
     const numalm_options *o = &s->opts;
     nm_plan_opts po = {
@@ -68,14 +101,52 @@ static int open_plan(numalm_session *s) {
         return nm_fail(&s->err, "options: %d nodes requested (at most %d)", o->n_nodes,
                        NM_MAX_NODES);
     memcpy(po.nodes_req, o->nodes, (size_t)o->n_nodes * sizeof o->nodes[0]);
+    s->plan_opts = po;
+    /* the fit table counts what the stages asked for will hold, the KV
+     * cache at least as `numalm run` would (a plan-only session) */
+    nm_fit_opts fo =
+        fit_opts(o, o->stage == NUMALM_STAGE_WEIGHTS ? NUMALM_STAGE_WEIGHTS : NUMALM_STAGE_MODEL);
     if ((s->gguf = nm_gguf_open(s->path, &s->err)) &&
-        (s->topo = nm_topo_load(o->topology_xml, &s->err)) &&
-        (s->plan = nm_plan_build(s->gguf, s->topo, &po, &s->err)))
-        return 0;
+        (s->topo = nm_topo_load(o->topology_xml, &s->err)) && fit_table(s, &po, &fo) == 0) {
+        if (po.placement == NM_PLACE_AUTO) {
+            /* decided here; the admission before the load checks it */
+            const nm_fit_table *t = s->fit;
+            int r = t->auto_row >= 0 ? t->auto_row : nm_fit_table_row(t, NM_PLACE_SHARD, -1);
+            po.placement = t->rows[r].placement;
+            po.fixed_node = t->rows[r].fixed_node;
+            nm_session_log(s, NUMALM_LOG_INFO, "--placement auto: %s (%s)",
+                           nm_placement_name(po.placement),
+                           t->auto_row >= 0 ? t->auto_why : "no placement fits; shard planned");
+        }
+        if ((s->plan = nm_plan_build(s->gguf, s->topo, &po, &s->err)))
+            return 0;
+    }
+    free(s->fit);
     nm_topo_free(s->topo);
     nm_gguf_close(s->gguf);
-    s->topo = NULL, s->gguf = NULL;
+    s->fit = NULL, s->topo = NULL, s->gguf = NULL;
     return -1;
+}
+
+/* Before anything is mapped: does the plan fit what the nodes, the cgroup
+ * and RLIMIT_AS can give now? fo says what is counted. */
+static int admit(numalm_session *s, const nm_fit_opts *fo) {
+    if (s->opts.no_mem_check || s->topo->from_xml)
+        return 0;
+    nm_plan_opts po = s->plan_opts;
+    if (fit_table(s, &po, fo) != 0)
+        return -1;
+    int chosen, r = nm_fit_table_row(s->fit, s->plan->placement, s->plan->fixed_node);
+    if (r >= 0 && s->fit->rows[r].fits)
+        return 0;
+    if (s->opts.placement != NUMALM_PLACE_AUTO)
+        return nm_fit_admit(s->fit, s->plan->placement, s->plan->fixed_node, &chosen, &s->err);
+    if (nm_fit_admit(s->fit, NM_PLACE_AUTO, -1, &chosen, &s->err) != 0)
+        return -1;
+    return nm_fail(&s->err,
+                   "--placement auto chose %s, which no longer fits: the nodes' free memory "
+                   "changed since; open the session again",
+                   nm_placement_name(s->plan->placement));
 }
 
 static int open_weights(numalm_session *s) {
@@ -100,8 +171,11 @@ static int open_weights(numalm_session *s) {
         .thp = o->thp,
         .no_map = o->no_map,
     };
+    /* before the GPU upload too; counted as if every weight stayed on the
+     * host (blocks on the GPU leave their arena pages untouched) */
+    nm_fit_opts fo = fit_opts(o, o->stage);
     uint8_t *skip = NULL;
-    if (nm_session_gpu_open(s, &skip) != 0)
+    if (admit(s, &fo) != 0 || nm_session_gpu_open(s, &skip) != 0)
         return -1;
     lo.skip = skip;
     s->loaded = nm_load(s->gguf, s->plan, &lo, &s->err);
@@ -124,6 +198,11 @@ static int open_model(numalm_session *s) {
     if ((int)level < 0 || nm_simd_set(level) != 0)
         return nm_fail(&s->err, "options: SIMD level %d is not usable on this CPU",
                        (int)o->simd_max);
+    /* the KV cache and scratch against what the nodes have left now */
+    nm_fit_opts fo = fit_opts(o, NUMALM_STAGE_MODEL);
+    fo.weights_unchecked = "loaded already";
+    if (admit(s, &fo) != 0)
+        return -1;
     nm_model_opts mo = nm_model_opts_default();
     if (s->upload)
         mo.offload = (nm_model_offload){s->dev, s->upload->tensor, s->gpu_layers, s->gpu_head};
@@ -190,6 +269,7 @@ void numalm_close(numalm_session *s) {
     nm_loaded_free(s->loaded);
     nm_session_gpu_close(s);
     nm_plan_free(s->plan);
+    free(s->fit);
     nm_topo_free(s->topo);
     nm_gguf_close(s->gguf);
     free(s->path);

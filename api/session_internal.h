@@ -11,6 +11,7 @@
 #include "common/error.h"
 #include "gguf/gguf.h"
 #include "io/loader.h"
+#include "numa/fit.h"
 #include "numa/plan.h"
 #include "numa/topo.h"
 #include "runtime/generate.h"
@@ -24,6 +25,8 @@ struct numalm_session {
     nm_gguf *gguf;            /* stage PLAN */
     nm_topo *topo;            /* stage PLAN */
     nm_plan *plan;            /* stage PLAN */
+    nm_plan_opts plan_opts;   /* as asked (placement auto included) */
+    nm_fit_table *fit;        /* the memory fit of every placement, as last computed */
     nm_loaded *loaded;        /* stage WEIGHTS */
     nm_tokenizer *tok;        /* stage MODEL */
     nm_model *model;          /* stage MODEL */

@@ -116,6 +116,8 @@ int nm_cli_common_arg(nm_cli_common *c, int argc, char **argv, int *i, nm_error 
         c->opts.progress = NULL;
     else if (!strcmp(a, "--json"))
         c->json = true;
+    else if (!strcmp(a, "--no-mem-check"))
+        c->opts.no_mem_check = true;
     else
         return 0;
     return 1;

@@ -20,7 +20,9 @@ typedef struct nm_cli_common {
 #define NM_CLI_COMMON_HELP                                                                         \
     "  -m, --model FILE        GGUF model\n"                                                       \
     "  --io MODE               dio | buffered | mmap | auto (default auto)\n"                      \
-    "  --placement P           shard | replicate | interleave | node:N (default shard)\n"          \
+    "  --placement P           shard | replicate | interleave | node:N | auto (default\n"          \
+    "                          shard; auto: replicate if every node has room for a copy,\n"        \
+    "                          else shard, else interleave; `numalm plan` shows the fit)\n"        \
     "  --nodes LIST            NUMA nodes to use, e.g. 0,1 (default: all allowed)\n"               \
     "  -t, --threads N         worker threads in all (default: all allowed cores)\n"               \
     "  --threads-per-node N    worker threads on each node\n"                                      \
@@ -29,6 +31,9 @@ typedef struct nm_cli_common {
     "                          fill with 4K pages, then MADV_COLLAPSE; pays off on long runs)\n"   \
     "  --verify                check page placement and checksums after loading\n"                 \
     "  --drop-caches           drop the page cache first (root)\n"                                 \
+    "  --no-mem-check          load even when the nodes' free memory, the cgroup limit or\n"       \
+    "                          RLIMIT_AS says it will not fit (default: refuse, with the\n"        \
+    "                          figures; a node that runs out mid-load still stops it)\n"           \
     "  --no-progress           no progress bar\n"                                                  \
     "  --json                  machine-readable report\n"                                          \
     "  -ngl, --n-gpu-layers N  the last N blocks on the GPU (all: every block and the LM head)\n"  \

@@ -36,6 +36,9 @@ static void usage(FILE *out) {
                  "  --embd N --blocks N --ff N --heads N --kv-heads N --vocab N --ctx N\n"
                  "                     override one field of the preset or --size shape\n"
                  "  --name S           general.name\n"
+                 "  --sparse           header only: the weights are a hole in the file (zeros,\n"
+                 "                     no disk space), for plans and memory-fit checks of\n"
+                 "                     large shapes\n"
                  "  --json             print the result as JSON\n");
 }
 
@@ -47,7 +50,7 @@ typedef struct mk_args {
     const char *name;
     uint64_t seed;
     long over[7]; /* -1 = not given; order of FIELD_OPTS */
-    bool json, pure;
+    bool json, pure, sparse;
 } mk_args;
 
 static const char *const FIELD_OPTS[7] = {"--embd",     "--blocks", "--ff", "--heads",
@@ -86,6 +89,10 @@ static int parse_args(int argc, char **argv, mk_args *a, nm_error *err) {
         int matched = 0;
         if (!strcmp(arg, "--json") || !strcmp(arg, "--pure")) {
             *(arg[2] == 'j' ? &a->json : &a->pure) = true;
+            continue;
+        }
+        if (!strcmp(arg, "--sparse")) {
+            a->sparse = true;
             continue;
         }
         for (size_t k = 0; k < sizeof strs / sizeof strs[0] && !matched; k++)
@@ -129,6 +136,7 @@ static int resolve(const mk_args *a, nm_mkmodel_opts *o, nm_error *err) {
         return nm_fail(err, "--type %s: not a type or preset mkmodel writes (see --help)", tname);
     o->type = (uint32_t)type;
     o->seed = a->seed;
+    o->sparse = a->sparse;
     o->name = a->name;
     if (a->size) {
         uint64_t bytes;
@@ -193,8 +201,11 @@ static void report_text(const mk_args *a, const nm_mkmodel_opts *o, const nm_mkm
            "seed %llu\n",
            s->n_embd, s->n_layer, s->n_ff, s->n_head, s->n_head_kv, s->n_vocab, s->n_ctx,
            (unsigned long long)o->seed);
-    printf("  %.2f s (%.0f MB/s)\n", r->seconds,
-           r->seconds > 0 ? r->file_bytes / 1e6 / r->seconds : 0.0);
+    if (o->sparse)
+        printf("  %.2f s (sparse: header only, the weights read as zeros)\n", r->seconds);
+    else
+        printf("  %.2f s (%.0f MB/s)\n", r->seconds,
+               r->seconds > 0 ? r->file_bytes / 1e6 / r->seconds : 0.0);
 }
 
 /* Ctrl-C or a kill: stop between chunks, so the writer removes OUT.tmp

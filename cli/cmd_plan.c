@@ -2,41 +2,61 @@
  * compute on it, for this machine or an hwloc XML export. Nothing is loaded:
  * only the GGUF header is read. */
 #include "cli_opt.h"
+#include "cmd_common.h"
 #include "commands.h"
 #include "messages.h"
 
 #include "api/session_internal.h"
+#include "common/json.h"
 #include "common/util.h"
+#include "numa/fit.h"
 #include "numa/plan.h"
 
 #include <stdio.h>
 #include <string.h>
 
 static void usage(FILE *out) {
-    fprintf(out, "usage: numalm plan -m MODEL [--placement shard|replicate|interleave|node:N]\n"
-                 "                   [--nodes LIST] [--threads-per-node N | -t N]\n"
-                 "                   [--topology FILE.xml] [--align BYTES] [--verbose] [--json]\n"
-                 "\n"
-                 "Prints, per NUMA node: its worker threads (one per allowed core by default),\n"
-                 "the KV heads and the row range of every tensor role it computes, the bytes\n"
-                 "it holds, then the arenas and the weight bytes read across nodes per token.\n"
-                 "The compute split is the same for every placement; placement decides where\n"
-                 "the bytes live:\n"
-                 "  shard       each node holds the rows it computes (default; no remote reads)\n"
-                 "  replicate   each node holds a full copy (n x the memory)\n"
-                 "  interleave  one arena, pages round-robin over the nodes\n"
-                 "  node:N      one arena on node N; the other nodes read it remotely\n"
-                 "\n"
-                 "  -m, --model MODEL       GGUF file (only its header is read)\n"
-                 "  --placement P           see above (default shard)\n"
-                 "  --nodes LIST            compute on these nodes only, e.g. 0,1 or 0-3\n"
-                 "  --threads-per-node N    N workers on every node\n"
-                 "  -t, --threads N         N workers in all, spread in proportion to cores\n"
-                 "  --topology FILE.xml     plan for an hwloc XML export instead of this machine\n"
-                 "  --align BYTES           arena/file offset congruence (default 4096)\n"
-                 "  -v, --verbose           also the full per-tensor table\n"
-                 "  --json                  machine-readable output\n"
-                 "  -h, --help              this help\n");
+    fprintf(out,
+            "usage: numalm plan -m MODEL [--placement shard|replicate|interleave|node:N|auto]\n"
+            "                   [--nodes LIST] [--threads-per-node N | -t N] [-c N]\n"
+            "                   [--kv-type f16|f32] [--batch N] [--io MODE]\n"
+            "                   [--topology FILE.xml] [--align BYTES] [--verbose] [--json]\n"
+            "\n"
+            "Prints, per NUMA node: its worker threads (one per allowed core by default),\n"
+            "the KV heads and the row range of every tensor role it computes, the bytes\n"
+            "it holds, then the arenas and the weight bytes read across nodes per token.\n"
+            "The compute split is the same for every placement; placement decides where\n"
+            "the bytes live:\n"
+            "  shard       each node holds the rows it computes (default; no remote reads)\n"
+            "  replicate   each node holds a full copy (n x the memory)\n"
+            "  interleave  one arena, pages round-robin over the nodes\n"
+            "  node:N      one arena on node N; the other nodes read it remotely\n"
+            "  auto        replicate if every node has room for a copy, else shard,\n"
+            "              else interleave (decided by the fit table below)\n"
+            "\n"
+            "Then the memory fit table: for every placement, what each node would hold\n"
+            "(weights, the KV cache at -c positions as `numalm run` allocates it, worker\n"
+            "scratch, loader buffers) against what it can give: on this machine its free\n"
+            "memory plus inactive file pages less a reserve (the zones' high watermark\n"
+            "+ 1 %%, at least 16 MiB), with the cgroup memory limit and RLIMIT_AS; for a\n"
+            "--topology file each node's memory less the reserve. load, run and\n"
+            "perplexity refuse a placement that does not fit, with these figures.\n"
+            "\n"
+            "  -m, --model MODEL       GGUF file (only its header is read)\n"
+            "  --placement P           see above (default shard)\n"
+            "  --nodes LIST            compute on these nodes only, e.g. 0,1 or 0-3\n"
+            "  --threads-per-node N    N workers on every node\n"
+            "  -t, --threads N         N workers in all, spread in proportion to cores\n"
+            "  --topology FILE.xml     plan for an hwloc XML export instead of this machine\n"
+            "  --align BYTES           arena/file offset congruence (default 4096)\n"
+            "  -c, --ctx-size N        KV cache positions counted (default: the model's)\n"
+            "  --kv-type f16|f32       KV cache element type (default f16)\n"
+            "  --batch N               prompt tokens per pass, for the scratch (default 64)\n"
+            "  --io MODE               dio | buffered | mmap | auto: the loader's buffers;\n"
+            "                          with mmap the weights are page cache (default auto)\n"
+            "  -v, --verbose           also the full per-tensor table\n"
+            "  --json                  machine-readable output\n"
+            "  -h, --help              this help\n");
 }
 
 typedef struct plan_args {
@@ -81,6 +101,13 @@ static int parse_value(const char *opt, const char *v, plan_args *pa, nm_error *
                    ? 0
                    : nm_fail(err, "--align %s: expected a power of two", v);
     }
+    if (!strcmp(opt, "--io")) {
+        nm_io_mode io;
+        if (nm_io_parse(v, &io, err))
+            return -1;
+        pa->opts.io = (numalm_io)io;
+        return 0;
+    }
     if (!strcmp(opt, "--model"))
         pa->opts.model_path = v;
     else
@@ -92,9 +119,14 @@ static int parse_args(int argc, char **argv, plan_args *pa, nm_error *err) {
     static const struct {
         const char *name, *alias;
     } OPTS[] = {
-        {"--model", "-m"},   {"--placement", NULL},        {"--nodes", NULL},
-        {"--threads", "-t"}, {"--threads-per-node", NULL}, {"--topology", NULL},
+        {"--model", "-m"},
+        {"--placement", NULL},
+        {"--nodes", NULL},
+        {"--threads", "-t"},
+        {"--threads-per-node", NULL},
+        {"--topology", NULL},
         {"--align", NULL},
+        {"--io", NULL},
     };
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--json")) {
@@ -105,7 +137,9 @@ static int parse_args(int argc, char **argv, plan_args *pa, nm_error *err) {
             pa->verbose = true;
             continue;
         }
-        int found = 0;
+        int found = nm_cli_model_arg(&pa->opts, argc, argv, &i, err);
+        if (found < 0)
+            return -1;
         for (size_t k = 0; k < sizeof OPTS / sizeof OPTS[0] && !found; k++) {
             const char *v;
             found = nm_cli_opt(argc, argv, &i, OPTS[k].name, OPTS[k].alias, &v, err);
@@ -140,12 +174,20 @@ int cmd_plan(int argc, char **argv) {
         return 1;
     }
     if (pa.json) {
-        nm_plan_print_json(s->plan, stdout);
+        nm_json j;
+        nm_json_init(&j, stdout);
+        nm_json_obj_begin(&j);
+        nm_plan_json_fields(s->plan, &j);
+        nm_json_key(&j, "memory_fit");
+        nm_fit_json(s->fit, &j);
+        nm_json_obj_end(&j);
+        nm_json_finish(&j);
     } else {
         printf("model %s on %s\n", pa.opts.model_path, s->topo->source);
         nm_plan_print(s->plan, stdout);
         if (pa.verbose)
             nm_plan_print_table(s->plan, stdout);
+        nm_fit_print(s->fit, stdout);
     }
     numalm_close(s);
     return 0;

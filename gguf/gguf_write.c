@@ -440,6 +440,22 @@ int nm_gguf_w_data(nm_gguf_writer *w, const void *data, size_t n, nm_error *err)
     return 0;
 }
 
+int nm_gguf_w_hole(nm_gguf_writer *w, nm_error *err) {
+    if (w->state != ST_WRITING)
+        return nm_fail(err, "gguf writer: %s: hole %s", w->name ? w->name : "(no file)",
+                       w->state == ST_COLLECT ? "before the header" : "after an error or the end");
+    uint64_t end = nm_gguf_w_file_size(w);
+    if (ftruncate(w->fd, (off_t)end) != 0) {
+        w->state = ST_FAILED;
+        return nm_fail(err, "extending %s to %llu bytes: %s", w->name, (unsigned long long)end,
+                       strerror(errno));
+    }
+    w->pos = end;
+    w->cur = w->n_tensors;
+    w->cur_done = 0;
+    return 0;
+}
+
 int nm_gguf_w_finish(nm_gguf_writer *w, nm_error *err) {
     if (w->state != ST_WRITING)
         return nm_fail(err, "gguf writer: %s: finish without a successful write",

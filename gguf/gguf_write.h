@@ -82,6 +82,11 @@ int nm_gguf_w_begin_fd(nm_gguf_writer *w, int fd, const char *name, nm_error *er
  * the last tensor's end is an error. */
 int nm_gguf_w_data(nm_gguf_writer *w, const void *data, size_t n, nm_error *err);
 
+/* The rest of the tensor data as a hole: the file is extended to its full
+ * size without writing (reads as zeros, takes no disk space on filesystems
+ * with sparse files). For header-only models: plans, fit checks, tests. */
+int nm_gguf_w_hole(nm_gguf_writer *w, nm_error *err);
+
 /* Checks that every tensor got all its bytes, closes (the caller's fd is left
  * open) and renames path.tmp to path. */
 int nm_gguf_w_finish(nm_gguf_writer *w, nm_error *err);

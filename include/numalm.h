@@ -62,6 +62,10 @@ typedef enum numalm_placement {
     NUMALM_PLACE_REPLICATE = 1,  /* each node holds a full copy */
     NUMALM_PLACE_INTERLEAVE = 2, /* one copy, pages round-robin over the nodes */
     NUMALM_PLACE_NODE = 3,       /* one copy on fixed_node */
+    /* Replicate when every node has room for a copy, else shard, else
+     * interleave, from the nodes' free memory (see no_mem_check);
+     * numalm_placement_used says which. */
+    NUMALM_PLACE_AUTO = 4,
 } numalm_placement;
 
 /* How the bytes arrive. Fallbacks (O_DIRECT refused, no io_uring) are taken
@@ -141,6 +145,14 @@ typedef struct numalm_options {
     uint64_t chunk_bytes; /* O_DIRECT request size; 0: 4 MiB */
     int queue_depth;      /* io_uring depth per reader; 0: 32 */
     int readers_per_node; /* 0: 1 for O_DIRECT, up to 4 for copies */
+    /* Memory admission: before anything is mapped, what every node will hold
+     * (weights, and from stage MODEL the KV cache at n_ctx and scratch) is
+     * compared with what it can give (free + inactive file pages - a
+     * reserve), the cgroup memory limit and RLIMIT_AS; numalm_open fails
+     * with the figures per node and the placements that fit. true skips
+     * that check (a node that runs out during the load still stops it with
+     * an error instead of the OOM killer). */
+    bool no_mem_check;
 
     /* the model */
     int n_ctx;              /* KV cache positions; 0: the model's training context */

@@ -55,6 +55,14 @@ int nm_io_parse(const char *s, nm_io_mode *m, nm_error *err) {
     return nm_fail(err, "unknown --io '%s': expected dio, buffered, mmap or auto", s ? s : "");
 }
 
+uint64_t nm_load_staging_bytes(const nm_load_opts *o) {
+    if (o->io == NM_IO_MMAP || o->io == NM_IO_BUFFERED)
+        return 0;
+    uint64_t readers = o->readers_per_node > 0 ? (uint64_t)o->readers_per_node : 1;
+    uint64_t qd = o->queue_depth > 0 ? (uint64_t)o->queue_depth : DEFAULT_QD;
+    return readers * qd * NM_DIO_BOUNCE_BYTES;
+}
+
 /* ---- setup ----------------------------------------------------------- */
 
 typedef struct load_run {
@@ -68,6 +76,8 @@ typedef struct load_run {
     nm_read_op **op_lists; /* freed at the end */
     int n_op_lists;
     double t0;
+    nm_mem_guard guard;
+    int plan_nodes[NM_MAX_NODES]; /* an interleaved arena's pages come from these */
 } load_run;
 
 static void add_fallback(nm_loaded *w, const char *line) {
@@ -378,7 +388,19 @@ static bool may_map(const load_run *r, int a) {
     return !r->o->no_map && ar->node >= 0 && !ar->huge && !ar->locked && !getenv("NUMALM_NO_MAP");
 }
 
+/* The guard takes an arena's pages from its node, or evenly from the
+ * plan's nodes when it is interleaved. */
+static void set_mem_nodes(load_run *r, int a, int first_job) {
+    const nm_plan *p = r->w->plan;
+    for (int i = first_job; i < r->n_jobs; i++) {
+        bool bound = p->arena_node[a] >= 0;
+        r->jobs[i].mem_nodes = bound ? &p->arena_node[a] : r->plan_nodes;
+        r->jobs[i].n_mem_nodes = bound ? 1 : p->n_nodes;
+    }
+}
+
 static int plan_arena_jobs(load_run *r, int a, nm_error *err) {
+    int first_job = r->n_jobs;
     size_t n;
     nm_read_op *ops = arena_ops(r, a, &n, err);
     if (!ops)
@@ -418,6 +440,7 @@ static int plan_arena_jobs(load_run *r, int a, nm_error *err) {
             rc = plan_jobs_for(r, ops, n, nodes, n_nodes, kind, err);
     }
     free(ops);
+    set_mem_nodes(r, a, first_job);
     return rc;
 }
 
@@ -569,11 +592,13 @@ static int run_jobs(load_run *r, nm_error *err) {
     for (int i = 0; th && started && i < r->n_jobs; i++)
         if (started[i])
             pthread_join(th[i], NULL);
-    for (int i = 0; rc == 0 && i < r->n_jobs; i++)
-        if (r->jobs[i].rc != 0) {
-            *err = r->jobs[i].err;
-            rc = -1;
-        }
+    /* the first failure that is not "stopped: another reader failed" */
+    for (int pass = 0; pass < 2 && rc == 0; pass++)
+        for (int i = 0; rc == 0 && i < r->n_jobs; i++)
+            if (r->jobs[i].rc != 0 && (pass == 1 || !r->jobs[i].cancelled)) {
+                *err = r->jobs[i].err;
+                rc = -1;
+            }
     free(th);
     free(args);
     free(started);
@@ -725,6 +750,8 @@ nm_loaded *nm_load(const nm_gguf *g, const nm_plan *plan, const nm_load_opts *op
                 w->skipped_bytes += g->tensors[i].nbytes;
             }
     }
+    for (int i = 0; i < plan->n_nodes; i++)
+        r.plan_nodes[i] = plan->nodes[i].os_index;
     pthread_mutex_init(&r.ctx.lock, NULL);
     pthread_cond_init(&r.ctx.job_done, NULL);
     nm_topo *own_topo = NULL;
@@ -735,6 +762,8 @@ nm_loaded *nm_load(const nm_gguf *g, const nm_plan *plan, const nm_load_opts *op
         rc = own_topo ? 0 : -1;
         r.topo = own_topo;
     }
+    nm_mem_guard_init(&r.guard, r.topo, !opts->no_mem_guard);
+    r.ctx.guard = &r.guard;
     r.t0 = nm_now();
     if (rc == 0 && w->io == NM_IO_MMAP) {
         rc = plan_mmap_jobs(&r, err);
@@ -770,6 +799,7 @@ nm_loaded *nm_load(const nm_gguf *g, const nm_plan *plan, const nm_load_opts *op
         free(r.op_lists[i]);
     free(r.op_lists);
     free(r.jobs);
+    nm_mem_guard_destroy(&r.guard);
     nm_topo_free(own_topo);
     pthread_mutex_destroy(&r.ctx.lock);
     pthread_cond_destroy(&r.ctx.job_done);

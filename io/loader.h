@@ -36,6 +36,7 @@ typedef struct nm_load_opts {
     const uint8_t *skip;  /* per file tensor, may be NULL: nonzero = not read
                              (another loader fills it: the GPU upload); its
                              arena pages stay untouched, so cost no memory */
+    bool no_mem_guard;    /* do not check node memory before each populate */
 } nm_load_opts;
 
 typedef struct nm_load_node_stats {
@@ -90,6 +91,10 @@ int nm_io_parse(const char *s, nm_io_mode *m, nm_error *err);
 
 nm_loaded *nm_load(const nm_gguf *g, const nm_plan *plan, const nm_load_opts *opts, nm_error *err);
 void nm_loaded_free(nm_loaded *w);
+
+/* Buffers a load with these options allocates on each node that reads (the
+ * O_DIRECT bounce slots), for the memory admission (numa/fit.h). */
+uint64_t nm_load_staging_bytes(const nm_load_opts *o);
 
 /* Rows [rows[node].row0, rows[node].row1) of tensor ti as node `node` (plan
  * node index) computes them, from memory local to that node. The pointer is

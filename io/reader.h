@@ -7,12 +7,16 @@
 #include "common/error.h"
 #include "common/progress.h"
 #include "gguf/gguf.h"
+#include "numa/meminfo.h"
 
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+
+/* Bytes of one O_DIRECT bounce slot; a reader has queue-depth slots. */
+#define NM_DIO_BOUNCE_BYTES (256u << 10)
 
 /* File bytes [file_offset, file_offset + nbytes) go to dst. */
 typedef struct nm_read_op {
@@ -42,6 +46,9 @@ typedef struct nm_read_ctx {
     pthread_cond_t job_done; /* a job's state changed (for NM_JOB_COPY) */
     char fallbacks[8][256];
     int n_fallbacks;
+    /* Node memory taken before each populate (may be NULL: unchecked). */
+    nm_mem_guard *guard;
+    atomic_int failed; /* a reader failed: the others stop at their next piece */
 } nm_read_ctx;
 
 #define NM_MAX_SEEN_CPUS 32
@@ -76,6 +83,11 @@ typedef struct nm_reader_job {
     intptr_t src_delta;
     int state;       /* 0 running, 1 done, -1 failed (under ctx lock) */
     uint64_t mapped; /* NM_JOB_MAP: bytes mapped instead of copied */
+    /* The nodes the arena's pages come from (one when bound, the plan's
+     * nodes when interleaved), for the memory guard. */
+    const int *mem_nodes;
+    int n_mem_nodes;
+    bool cancelled; /* stopped because another reader failed */
 } nm_reader_job;
 
 /* Marks the job finished (rc 0: done, else failed) and wakes copiers. */
@@ -93,8 +105,10 @@ void nm_reader_sample_cpu(nm_reader_job *j);
 
 /* Faults in the pages of [dst, dst+len) not yet populated by this reader,
  * from this (node-pinned) thread, without changing their contents, so the
- * first touch happens here and not in the kernel's copy. */
-void nm_reader_populate(nm_reader_job *j, uint8_t *dst, uint64_t len);
+ * first touch happens here and not in the kernel's copy. The pages are
+ * taken from the memory guard first: 0, or -1 (j->err) when the node has no
+ * room left, the kernel refused, or another reader failed. */
+int nm_reader_populate(nm_reader_job *j, uint8_t *dst, uint64_t len);
 
 /* Error for a read that hit the end of the file early. */
 int nm_read_truncated(const nm_read_ctx *c, const nm_read_op *op, uint64_t at, nm_error *err);

@@ -51,17 +51,31 @@ static void touch_pages(uint8_t *p, uint8_t *end) {
         __atomic_fetch_add(p, 0, __ATOMIC_RELAXED);
 }
 
-void nm_reader_populate(nm_reader_job *j, uint8_t *dst, uint64_t len) {
+int nm_reader_populate(nm_reader_job *j, uint8_t *dst, uint64_t len) {
     uint8_t *start = (uint8_t *)nm_align_down((uintptr_t)dst, PAGE);
     uint8_t *end = (uint8_t *)nm_align_up((uintptr_t)dst + len, PAGE);
     if (j->populated_to > start)
         start = j->populated_to;
     if (end <= start)
-        return;
-    /* MADV_POPULATE_WRITE (5.14+) faults without touching the contents. */
-    if (madvise(start, (size_t)(end - start), MADV_POPULATE_WRITE) != 0)
+        return 0;
+    if (atomic_load(&j->ctx->failed)) {
+        j->cancelled = true;
+        return nm_fail(&j->err, "stopped: another reader failed");
+    }
+    if (nm_mem_guard_take_nodes(j->ctx->guard, j->mem_nodes, j->n_mem_nodes,
+                                (uint64_t)(end - start), &j->err))
+        return -1;
+    /* MADV_POPULATE_WRITE (5.14+) faults without touching the contents;
+     * older kernels do not know it (EINVAL): touch the pages instead. */
+    if (madvise(start, (size_t)(end - start), MADV_POPULATE_WRITE) != 0) {
+        if (errno != EINVAL)
+            return nm_fail(&j->err, "populating %llu KiB of arena memory%s: %s",
+                           (unsigned long long)((end - start) >> 10),
+                           j->n_mem_nodes == 1 ? " bound to a node" : "", strerror(errno));
         touch_pages(start, end);
+    }
     j->populated_to = end;
+    return 0;
 }
 
 int nm_read_truncated(const nm_read_ctx *c, const nm_read_op *op, uint64_t at, nm_error *err) {
@@ -97,7 +111,8 @@ int nm_read_range(nm_reader_job *j, const nm_read_op *op) {
         uint64_t want = op->nbytes - done;
         if (want > BUFFERED_PIECE)
             want = BUFFERED_PIECE;
-        nm_reader_populate(j, op->dst + done, want);
+        if (nm_reader_populate(j, op->dst + done, want))
+            return -1;
         ssize_t r = pread(c->fd, op->dst + done, want, (off_t)(op->file_offset + done));
         if (r < 0 && errno == EINTR)
             continue;
@@ -124,6 +139,8 @@ int nm_read_buffered(nm_reader_job *j) {
 }
 
 void nm_reader_finish(nm_reader_job *j, int rc) {
+    if (rc)
+        atomic_store(&j->ctx->failed, 1);
     pthread_mutex_lock(&j->ctx->lock);
     j->state = rc == 0 ? 1 : -1;
     pthread_cond_broadcast(&j->ctx->job_done);
@@ -146,7 +163,8 @@ int nm_read_copy(nm_reader_job *j) {
             uint64_t len = op->nbytes - done;
             if (len > BUFFERED_PIECE)
                 len = BUFFERED_PIECE;
-            nm_reader_populate(j, op->dst + done, len);
+            if (nm_reader_populate(j, op->dst + done, len))
+                return -1;
             memcpy(op->dst + done, op->dst + done + j->src_delta, len);
             if (c->progress)
                 nm_progress_add(c->progress, len);

@@ -21,9 +21,8 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
-/* Bounce slots: one per queue entry. Large enough that small tensors
- * (norms) go in one read with their neighbours' blocks. */
-#define BOUNCE_BYTES (256u << 10)
+/* Bounce slots (NM_DIO_BOUNCE_BYTES): one per queue entry. Large enough
+ * that small tensors (norms) go in one read with their neighbours' blocks. */
 
 /* ---- probes ---------------------------------------------------------- */
 
@@ -307,11 +306,9 @@ static int piece_complete(nm_reader_job *j, piece *p, int64_t res) {
     return 1;
 }
 
-static void piece_populate(nm_reader_job *j, const piece *p) {
-    if (p->copy_dst)
-        nm_reader_populate(j, p->copy_dst, p->copy_len);
-    else
-        nm_reader_populate(j, p->buf, p->len);
+static int piece_populate(nm_reader_job *j, const piece *p) {
+    return p->copy_dst ? nm_reader_populate(j, p->copy_dst, p->copy_len)
+                       : nm_reader_populate(j, p->buf, p->len);
 }
 
 /* ---- engines --------------------------------------------------------- */
@@ -343,7 +340,11 @@ static int run_uring(nm_reader_job *j, slot *slots, int qd, piece_gen *g, bool *
                 continue;
             if (!(more = next_piece(g, slots[s].bounce, &slots[s].p)))
                 break;
-            piece_populate(j, &slots[s].p);
+            if (piece_populate(j, &slots[s].p)) {
+                rc = -1;
+                more = false;
+                break;
+            }
             slots[s].busy = true;
             prep_read(&ring, c->fd_direct, &slots[s]);
             inflight++;
@@ -392,7 +393,8 @@ static int run_uring(nm_reader_job *j, slot *slots, int qd, piece_gen *g, bool *
 static int run_preadv(nm_reader_job *j, slot *s, piece_gen *g, bool *einval) {
     nm_read_ctx *c = j->ctx;
     while (next_piece(g, s->bounce, &s->p)) {
-        piece_populate(j, &s->p);
+        if (piece_populate(j, &s->p))
+            return -1;
         for (;;) {
             struct iovec iov = {s->p.buf + s->p.done, s->p.len - s->p.done};
             ssize_t r = preadv(c->fd_direct, &iov, 1, (off_t)(s->p.foff + s->p.done));
@@ -423,7 +425,7 @@ int nm_read_dio(nm_reader_job *j) {
     void *bounce = NULL;
     piece_gen g = {.ops = j->ops, .n = j->n_ops, .chunk = c->chunk_bytes};
     g.a = c->dio_align > c->dio_mem_align ? c->dio_align : c->dio_mem_align;
-    g.bounce = BOUNCE_BYTES > 2 * (uint64_t)g.a ? BOUNCE_BYTES : 2 * (uint64_t)g.a;
+    g.bounce = NM_DIO_BOUNCE_BYTES > 2 * (uint64_t)g.a ? NM_DIO_BOUNCE_BYTES : 2 * (uint64_t)g.a;
     if (!slots || posix_memalign(&bounce, balign, (size_t)qd * g.bounce)) {
         free(slots);
         return nm_fail(&j->err, "out of memory for %d O_DIRECT bounce buffers", qd);

@@ -26,6 +26,8 @@ int nm_placement_parse(const char *s, nm_placement *p, int *node, nm_error *err)
         *p = NM_PLACE_REPLICATE;
     } else if (!strcmp(s, "interleave")) {
         *p = NM_PLACE_INTERLEAVE;
+    } else if (!strcmp(s, "auto")) {
+        *p = NM_PLACE_AUTO;
     } else if (!strncmp(s, "node:", 5)) {
         long v;
         if (nm_parse_long(s + 5, 0, 4095, &v, "--placement node:N", err))
@@ -36,7 +38,7 @@ int nm_placement_parse(const char *s, nm_placement *p, int *node, nm_error *err)
     } else {
         return nm_fail(err,
                        "unknown placement '%s': expected shard, replicate, "
-                       "interleave or node:N",
+                       "interleave, node:N or auto",
                        s);
     }
     return 0;
@@ -52,6 +54,8 @@ const char *nm_placement_name(nm_placement p) {
         return "interleave";
     case NM_PLACE_NODE:
         return "node";
+    case NM_PLACE_AUTO:
+        return "auto";
     }
     return "unknown";
 }
@@ -468,6 +472,11 @@ nm_plan *nm_plan_build(const nm_gguf *g, const nm_topo *topo, const nm_plan_opts
     const nm_plan_opts *o = opts ? opts : &def;
     if (o->align & (o->align - 1)) {
         nm_fail(err, "plan alignment %llu is not a power of two", (unsigned long long)o->align);
+        return NULL;
+    }
+    if (o->placement == NM_PLACE_AUTO) {
+        nm_fail(err, "--placement auto is decided against the machine's memory: "
+                     "numalm_open decides it from the fit table (numa/fit.h)");
         return NULL;
     }
     nm_plan *p = nm_xcalloc(1, sizeof *p);

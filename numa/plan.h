@@ -25,6 +25,9 @@ typedef enum nm_placement {
     NM_PLACE_REPLICATE,
     NM_PLACE_INTERLEAVE,
     NM_PLACE_NODE,
+    /* Chosen against the machine's memory (numa/fit.h: replicate, else
+     * shard, else interleave); nm_plan_build takes only the four above. */
+    NM_PLACE_AUTO,
 } nm_placement;
 
 typedef enum nm_role {
@@ -104,6 +107,9 @@ void nm_plan_free(nm_plan *p);
 
 void nm_plan_print(const nm_plan *p, FILE *out);
 void nm_plan_print_json(const nm_plan *p, FILE *out);
+/* The plan's keys, into a JSON object the caller has begun. */
+struct nm_json;
+void nm_plan_json_fields(const nm_plan *p, struct nm_json *j);
 
 /* Additions (plan engineer). */
 

@@ -17,6 +17,8 @@ static uint64_t node_held_bytes(const nm_plan *p, int k) {
         return p->arena_bytes[0] / (uint64_t)p->n_nodes;
     case NM_PLACE_NODE:
         return p->nodes[k].os_index == p->fixed_node ? p->arena_bytes[0] : 0;
+    case NM_PLACE_AUTO: /* never in a built plan */
+        break;
     }
     return 0;
 }
@@ -37,6 +39,8 @@ static uint64_t embd_remote(const nm_plan *p) {
             on_plan |= p->nodes[k].os_index == p->fixed_node;
         return on_plan ? p->embd_row_bytes * (n - 1) / n : p->embd_row_bytes;
     }
+    case NM_PLACE_AUTO: /* never in a built plan */
+        break;
     }
     return 0;
 }
@@ -134,6 +138,8 @@ static const char *remote_why(const nm_plan *p) {
         return "(n-1)/n of every node's pages are on other nodes";
     case NM_PLACE_NODE:
         return "everything computed on other nodes is read from the bound node";
+    case NM_PLACE_AUTO: /* never in a built plan */
+        break;
     }
     return "";
 }
@@ -260,24 +266,28 @@ static void json_tensor(const nm_plan *p, const nm_tensor_plan *tp, nm_json *j) 
     nm_json_obj_end(j);
 }
 
+void nm_plan_json_fields(const nm_plan *p, nm_json *j) {
+    nm_json_kstr(j, "placement", nm_placement_name(p->placement));
+    if (p->placement == NM_PLACE_NODE)
+        nm_json_kint(j, "fixed_node", p->fixed_node);
+    nm_json_kuint(j, "align", p->align);
+    json_nodes(p, j);
+    json_arenas(p, j);
+    nm_json_kuint(j, "remote_bytes_per_token", p->remote_bytes_per_token);
+    nm_json_kuint(j, "embd_row_bytes", p->embd_row_bytes);
+    nm_json_kuint(j, "embd_remote_bytes_per_token", embd_remote(p));
+    nm_json_key(j, "tensors");
+    nm_json_arr_begin(j);
+    for (int i = 0; i < p->n_tensors; i++)
+        json_tensor(p, &p->tensors[i], j);
+    nm_json_arr_end(j);
+}
+
 void nm_plan_print_json(const nm_plan *p, FILE *out) {
     nm_json j;
     nm_json_init(&j, out);
     nm_json_obj_begin(&j);
-    nm_json_kstr(&j, "placement", nm_placement_name(p->placement));
-    if (p->placement == NM_PLACE_NODE)
-        nm_json_kint(&j, "fixed_node", p->fixed_node);
-    nm_json_kuint(&j, "align", p->align);
-    json_nodes(p, &j);
-    json_arenas(p, &j);
-    nm_json_kuint(&j, "remote_bytes_per_token", p->remote_bytes_per_token);
-    nm_json_kuint(&j, "embd_row_bytes", p->embd_row_bytes);
-    nm_json_kuint(&j, "embd_remote_bytes_per_token", embd_remote(p));
-    nm_json_key(&j, "tensors");
-    nm_json_arr_begin(&j);
-    for (int i = 0; i < p->n_tensors; i++)
-        json_tensor(p, &p->tensors[i], &j);
-    nm_json_arr_end(&j);
+    nm_plan_json_fields(p, &j);
     nm_json_obj_end(&j);
     nm_json_finish(&j);
 }

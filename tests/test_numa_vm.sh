@@ -28,11 +28,14 @@ LOG=$(mktemp)
 trap 'rm -f "$LOG"' EXIT
 total_fail=0
 total_pass=0
-for n in $NODE_COUNTS; do
-    echo "== $n-node VM"
+# run_vm NODES MiB_PER_NODE [CHECKS_REGEX]: one VM, its PASS/FAIL lines counted
+run_vm() {
+    local n=$1 mem=$2
+    echo "== $n-node VM, $mem MiB per node${3:+, checks $3}"
     t0=$(date +%s)
     # tee: lines show up as the checks finish, not only when the VM ends
-    "$RUN" --nodes "$n" --cpus-per-node 1 --mem-per-node 512 --timeout "$VM_TIMEOUT" \
+    NUMALM_VM_CHECKS=${3:-${NUMALM_VM_CHECKS:-}} \
+        "$RUN" --nodes "$n" --cpus-per-node 1 --mem-per-node "$mem" --timeout "$VM_TIMEOUT" \
         --append numa_balancing=disable -- bash "$HERE/vm/checks.sh" "$n" 2>&1 | tee "$LOG"
     rc=${PIPESTATUS[0]}
     out=$(cat "$LOG")
@@ -56,6 +59,14 @@ for n in $NODE_COUNTS; do
         echo "test_numa_vm: no check passed in the $n-node VM"
         total_fail=$((total_fail + 1))
     fi
+}
+
+for n in $NODE_COUNTS; do
+    run_vm "$n" 512
 done
+# Memory admission where a model fits only sharded (issue scenario: 2 x 1 GiB)
+if [ -z "${NUMALM_VM_CHECKS:-}" ] || [[ admission_1g_replicate =~ $NUMALM_VM_CHECKS ]]; then
+    run_vm 2 1024 '^admission_1g'
+fi
 echo "test_numa_vm: $total_pass passed, $total_fail failed"
 [ $total_fail = 0 ]

@@ -379,6 +379,8 @@ static void check_remote(const nm_plan *p, const nm_gguf *g) {
     case NM_PLACE_NODE:
         assert_int_equal(got, read_total - read_on_fixed);
         break;
+    case NM_PLACE_AUTO:
+        fail_msg("a built plan has placement auto");
     }
     if (!tied)
         assert_int_equal(p->embd_row_bytes, nm_gguf_find_tensor(g, "token_embd.weight")->row_bytes);

@@ -409,7 +409,7 @@ int nm_mkmodel_write(const char *path, const nm_mkmodel_opts *o, nm_mkmodel_resu
     if (!rc) {
         nm_progress_add(&prog,
                         nm_gguf_w_file_size(w) - nm_mkmodel_data_bytes(&o->shape, opts_quant(o)));
-        rc = write_all_tensors(w, specs, n, o, &prog, err);
+        rc = o->sparse ? nm_gguf_w_hole(w, err) : write_all_tensors(w, specs, n, o, &prog, err);
         nm_progress_end(&prog);
     }
     if (!rc)

@@ -47,6 +47,7 @@ typedef struct nm_mkmodel_opts {
     const char *name;        /* general.name; NULL: derived from shape and type */
     nm_progress_fn progress; /* NULL: no progress reports */
     void *progress_ud;
+    bool sparse;             /* header only: the tensor data is a hole (zeros) */
     /* Checked between chunks: when it becomes non-zero (a signal handler
      * sets it) the write stops with an error and OUT.tmp is removed. */
     const volatile sig_atomic_t *stop;
