@@ -29,90 +29,13 @@ static nm_tokenizer *open_vocab(const char *rel, nm_gguf **g) {
 
 #define VOCAB "models/vocab/ggml-vocab-llama-spm.gguf"
 
-/* .inp: strings separated by "\n__ggml_vocab_test__\n"; .out: one line of
- * ids per string, as llama.cpp's test-tokenizer-0 reads them. */
-static int split_tests(char *inp, size_t len, char **s, size_t *slen, int max) {
-    static const char sep[] = "\n__ggml_vocab_test__\n";
-    size_t pos = 0;
-    int n = 0;
-    while (pos < len && n < max) {
-        char *next = memmem(inp + pos, len - pos, sep, sizeof sep - 1);
-        size_t end = next ? (size_t)(next - inp) : len;
-        s[n] = inp + pos;
-        slen[n++] = end - pos;
-        pos = next ? end + sizeof sep - 1 : len;
-    }
-    return n;
-}
-
-static int parse_ids(char *line, int32_t *ids, int max) {
-    int n = 0;
-    for (char *tok = strtok(line, " "); tok && n < max; tok = strtok(NULL, " "))
-        ids[n++] = (int32_t)strtol(tok, NULL, 10);
-    return n;
-}
-
 static void test_llama_spm_vectors(void **state) {
     (void)state;
     if (!nm_test_have(VOCAB)) {
         fprintf(stderr, "skipped: %s/%s is absent\n", nm_test_shared_dir(), VOCAB);
         skip();
     }
-    nm_gguf *g;
-    nm_tokenizer *t = open_vocab(VOCAB, &g);
-    assert_int_equal(nm_tokenizer_n_vocab(t), 32000);
-    size_t inp_len, out_len;
-    char path[4096];
-    snprintf(path, sizeof path, "%s/%s.inp", nm_test_shared_dir(), VOCAB);
-    char *inp = nm_test_read_file(path, &inp_len);
-    snprintf(path, sizeof path, "%s/%s.out", nm_test_shared_dir(), VOCAB);
-    char *out = nm_test_read_file(path, &out_len);
-    assert_non_null(inp);
-    assert_non_null(out);
-
-    char *s[128];
-    size_t slen[128];
-    int n = split_tests(inp, inp_len, s, slen, 128);
-    int n_lines = 0, bad = 0, bad_round = 0;
-    static int32_t want[4096];
-    char *line = out; /* walked by hand: empty lines (the empty string) count */
-    for (int i = 0; i < n; i++) {
-        assert_true(line < out + out_len);
-        char *eol = strchr(line, '\n');
-        assert_non_null(eol);
-        *eol = 0;
-        int n_want = parse_ids(line, want, 4096);
-        line = eol + 1;
-        n_lines++;
-
-        int32_t *ids;
-        nm_error err = {{0}};
-        int n_got = nm_tokenize(t, s[i], slen[i], false, &ids, &err);
-        if (n_got < 0)
-            fail_msg("string %d: %s", i, err.msg);
-        if (n_got != n_want || memcmp(ids, want, (size_t)n_got * sizeof *ids) != 0) {
-            fprintf(stderr, "string %d '%.*s' differs from llama.cpp\n", i, (int)slen[i], s[i]);
-            nm_test_print_ids("want", want, n_want);
-            nm_test_print_ids("got ", ids, n_got);
-            bad++;
-        }
-        char *text = nm_test_detokenize(t, ids, n_got, NULL);
-        if (strlen(text) != slen[i] || memcmp(text, s[i], slen[i]) != 0) {
-            fprintf(stderr, "string %d '%.*s' decodes to '%s'\n", i, (int)slen[i], s[i], text);
-            bad_round++;
-        }
-        free(text);
-        free(ids);
-    }
-    assert_int_equal(n, 46);
-    assert_int_equal(n_lines, n);
-    assert_ptr_equal(line, out + out_len); /* every line of .out was used */
-    assert_int_equal(bad, 0);
-    assert_int_equal(bad_round, 0);
-    free(inp);
-    free(out);
-    nm_tokenizer_free(t);
-    nm_gguf_close(g);
+    nm_test_vectors(VOCAB, 46);
 }
 
 /* A few KB of text through the big vocab: round trip, and the hash lookup
@@ -125,6 +48,7 @@ static void test_llama_spm_long_text(void **state) {
     }
     nm_gguf *g;
     nm_tokenizer *t = open_vocab(VOCAB, &g);
+    assert_int_equal(nm_tokenizer_n_vocab(t), 32000);
     char path[4096];
     size_t len;
     snprintf(path, sizeof path, "%s/models/story.txt", nm_test_shared_dir());

@@ -31,91 +31,18 @@
         }                                                                                          \
     } while (0)
 
-/* Tokenizes and compares; returns 0 when equal, prints the difference. */
-static int check_ids(const nm_tokenizer *t, const char *text, size_t len, unsigned flags,
-                     const int32_t *want, int n_want, const char *label) {
-    int32_t *ids;
-    nm_error err = {{0}};
-    int n = nm_tokenize(t, text, len, flags, &ids, &err);
-    if (n < 0)
-        fail_msg("%s: %s", label, err.msg);
-    int bad = n != n_want || memcmp(ids, want, (size_t)n * sizeof *ids) != 0;
-    if (bad) {
-        fprintf(stderr, "%s: '%.*s' differs from llama.cpp\n", label, (int)len, text);
-        nm_test_print_ids("want", want, n_want);
-        nm_test_print_ids("got ", ids, n);
-    }
-    free(ids);
-    return bad;
-}
-
 /* ---- llama.cpp's test vectors ------------------------------------------ */
-
-/* .inp: strings separated by "\n__ggml_vocab_test__\n"; .out: one line of
- * ids per string (no BOS, no special parsing), as test-tokenizer-0 reads. */
-static void run_vectors(const char *rel, int n_expected) {
-    NEED(rel);
-    nm_gguf *g = nm_test_open_gguf(rel);
-    nm_tokenizer *t = nm_test_tokenizer(g);
-    char path[4096];
-    size_t inp_len, out_len;
-    snprintf(path, sizeof path, "%s/%s.inp", nm_test_shared_dir(), rel);
-    char *inp = nm_test_read_file(path, &inp_len);
-    snprintf(path, sizeof path, "%s/%s.out", nm_test_shared_dir(), rel);
-    char *out = nm_test_read_file(path, &out_len);
-    assert_non_null(inp);
-    assert_non_null(out);
-    static const char sep[] = "\n__ggml_vocab_test__\n";
-    int n = 0, bad = 0, bad_round = 0;
-    char *line = out;
-    static int32_t want[8192];
-    for (size_t pos = 0; pos < inp_len; n++) {
-        char *next = memmem(inp + pos, inp_len - pos, sep, sizeof sep - 1);
-        size_t end = next ? (size_t)(next - inp) : inp_len;
-        const char *s = inp + pos;
-        size_t slen = end - pos;
-        pos = next ? end + sizeof sep - 1 : inp_len;
-
-        assert_true(line < out + out_len);
-        char *eol = strchr(line, '\n');
-        assert_non_null(eol);
-        *eol = 0;
-        int n_want = 0;
-        for (char *tok = strtok(line, " "); tok && n_want < 8192; tok = strtok(NULL, " "))
-            want[n_want++] = (int32_t)strtol(tok, NULL, 10);
-        line = eol + 1;
-        char label[64];
-        snprintf(label, sizeof label, "%s string %d", rel, n);
-        bad += check_ids(t, s, slen, 0, want, n_want, label);
-
-        size_t dlen;
-        char *text = nm_test_detokenize(t, want, n_want, &dlen);
-        if (dlen != slen || memcmp(text, s, slen) != 0) {
-            fprintf(stderr, "%s: '%.*s' decodes to '%.*s'\n", label, (int)slen, s, (int)dlen, text);
-            bad_round++;
-        }
-        free(text);
-    }
-    fprintf(stderr, "%s: %d strings, %d differ from llama.cpp, %d do not round-trip\n", rel, n, bad,
-            bad_round);
-    assert_int_equal(n, n_expected);
-    assert_ptr_equal(line, out + out_len); /* every line of .out was used */
-    assert_int_equal(bad, 0);
-    assert_int_equal(bad_round, 0);
-    free(inp);
-    free(out);
-    nm_tokenizer_free(t);
-    nm_gguf_close(g);
-}
 
 static void test_llama3_vectors(void **state) {
     (void)state;
-    run_vectors(LLAMA3, 46);
+    NEED(LLAMA3);
+    nm_test_vectors(LLAMA3, 46);
 }
 
 static void test_qwen3_vectors(void **state) {
     (void)state;
-    run_vectors(QWEN3, 46);
+    NEED(QWEN3);
+    nm_test_vectors(QWEN3, 46);
 }
 
 /* ---- the gpt2 and default pre-tokenizers ---------------------------------- */
@@ -214,7 +141,7 @@ static void run_pre(const char *pre, int which) {
     for (size_t i = 0; i < sizeof PRE_CASES / sizeof PRE_CASES[0]; i++) {
         const int32_t *want = which ? PRE_CASES[i].dflt : PRE_CASES[i].gpt2;
         const char *s = PRE_CASES[i].text;
-        bad += check_ids(t, s, strlen(s), 0, want, count_ids(want), pre);
+        bad += nm_test_check_ids(t, s, strlen(s), 0, want, count_ids(want), pre);
         size_t dlen;
         char *text = nm_test_detokenize(t, want, count_ids(want), &dlen);
         assert_int_equal(dlen, strlen(s));
@@ -263,10 +190,12 @@ static void test_llama3_specials(void **state) {
     static const int32_t plain[] = {128000, 27,   91,    7413, 3659, 4424, 91,  1822, 91,   2527,
                                     8932,   851,  91,    29,   882,  27,   91,  408,  8932, 851,
                                     91,     1363, 13347, 27,   91,   68,   354, 851,  91,   29};
-    assert_int_equal(check_ids(t, text, strlen(text), NM_TOK_ADD_SPECIAL | NM_TOK_PARSE_SPECIAL,
-                               special, 8, "llama3 special"),
+    assert_int_equal(nm_test_check_ids(t, text, strlen(text),
+                                       NM_TOK_ADD_SPECIAL | NM_TOK_PARSE_SPECIAL, special, 8,
+                                       "llama3 special"),
                      0);
-    assert_int_equal(check_ids(t, text, strlen(text), NM_TOK_ADD_SPECIAL, plain, 30, "llama3"), 0);
+    assert_int_equal(
+        nm_test_check_ids(t, text, strlen(text), NM_TOK_ADD_SPECIAL, plain, 30, "llama3"), 0);
     assert_true(nm_tokenizer_add_bos(t));
     assert_false(nm_tokenizer_add_eos(t));
     assert_int_equal(nm_tokenizer_bos(t), 128000);
@@ -305,10 +234,12 @@ static void test_qwen3_specials(void **state) {
     /* <think> and </think> are user-defined: matched even without parsing */
     static const int32_t plain[] = {27,     91, 318,    4906, 91, 29,  872,  198, 13048,
                                     151667, 87, 151668, 27,   91, 318, 6213, 91,  29};
-    assert_int_equal(check_ids(t, text, strlen(text), NM_TOK_ADD_SPECIAL | NM_TOK_PARSE_SPECIAL,
-                               special, 8, "qwen3 special"),
+    assert_int_equal(nm_test_check_ids(t, text, strlen(text),
+                                       NM_TOK_ADD_SPECIAL | NM_TOK_PARSE_SPECIAL, special, 8,
+                                       "qwen3 special"),
                      0);
-    assert_int_equal(check_ids(t, text, strlen(text), NM_TOK_ADD_SPECIAL, plain, 18, "qwen3"), 0);
+    assert_int_equal(
+        nm_test_check_ids(t, text, strlen(text), NM_TOK_ADD_SPECIAL, plain, 18, "qwen3"), 0);
     assert_false(nm_tokenizer_add_bos(t)); /* the file says so: no BOS added */
     assert_string_equal(nm_tokenizer_pre_name(t), "qwen2");
     assert_int_equal(nm_tokenizer_eos(t), 151645);
