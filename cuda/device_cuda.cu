@@ -23,9 +23,9 @@
 typedef struct cuda_dev {
     nm_device base; /* first: callers hold a pointer to it */
     cudaStream_t streams[NM_DEV_MAX_STREAMS];
-    unsigned long long *hash_sum;    /* device: one word for the hash kernel */
-    uint8_t *q8[NM_DEV_MAX_STREAMS]; /* device: Q8 activations, per stream */
-    size_t q8_bytes[NM_DEV_MAX_STREAMS];
+    unsigned long long *hash_sum;     /* device: one word for the hash kernel */
+    uint8_t *act[NM_DEV_MAX_STREAMS]; /* device: prepared activations, per stream */
+    size_t act_bytes[NM_DEV_MAX_STREAMS];
 } cuda_dev;
 
 static int fail(nm_error *err, const char *fmt, ...) {
@@ -165,20 +165,20 @@ static bool cu_supports(const nm_device *d, uint32_t wtype) {
     return nm_dm_supports(wtype);
 }
 
-/* The stream's Q8 activation buffer, grown (after the stream's earlier
+/* The stream's prepared-activation buffer, grown (after the stream's earlier
  * work, which may still read the old one) to hold need bytes. */
-static int q8_buffer(cuda_dev *d, int stream, size_t need, nm_error *err) {
-    if (need <= d->q8_bytes[stream])
+static int act_buffer(cuda_dev *d, int stream, size_t need, nm_error *err) {
+    if (need <= d->act_bytes[stream])
         return 0;
     CHECK(d, "cudaStreamSynchronize", cudaStreamSynchronize(d->streams[stream]));
-    cudaFree(d->q8[stream]);
-    d->q8[stream] = NULL;
-    d->q8_bytes[stream] = 0;
+    cudaFree(d->act[stream]);
+    d->act[stream] = NULL;
+    d->act_bytes[stream] = 0;
     void *p;
     if (cu_alloc(&d->base, need, &p, err) != 0)
         return -1;
-    d->q8[stream] = (uint8_t *)p;
-    d->q8_bytes[stream] = need;
+    d->act[stream] = (uint8_t *)p;
+    d->act_bytes[stream] = need;
     return 0;
 }
 
@@ -192,11 +192,13 @@ static int cu_matmul(nm_device *dev, int stream, const nm_dev_mat *m, const floa
                     m->type);
     cudaStream_t s = d->streams[stream];
     const uint8_t *xq = NULL;
-    if (nm_dm_needs_q8(m->type)) {
-        if (q8_buffer(d, stream, nm_dm_q8_row_bytes(m->n_cols) * (size_t)n_tok, err) != 0)
+    if (nm_dm_needs_prepared(m->type)) {
+        size_t need = nm_dm_prepared_row_bytes(m->type, m->n_cols) * (size_t)n_tok;
+        if (act_buffer(d, stream, need, err) != 0)
             return -1;
-        CHECK(d, "quantize kernel", nm_k_quantize_q8(s, x, m->n_cols, n_tok, d->q8[stream]));
-        xq = d->q8[stream];
+        CHECK(d, "activation kernel",
+              nm_k_prepare(s, m->type, x, m->n_cols, n_tok, d->act[stream]));
+        xq = d->act[stream];
     }
     CHECK(d, "matmul kernel",
           nm_k_matmul(s, (const uint8_t *)m->w, m->type, m->n_rows, m->n_cols, m->row_bytes, x, xq,
@@ -257,7 +259,7 @@ static void cu_close(nm_device *dev) {
                 cudaStreamSynchronize(d->streams[i]);
                 cudaStreamDestroy(d->streams[i]);
             }
-            cudaFree(d->q8[i]);
+            cudaFree(d->act[i]);
         }
         cudaFree(d->hash_sum);
     }

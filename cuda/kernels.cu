@@ -53,20 +53,21 @@ __device__ static float block_max(float v, float *buf) {
 
 /* ---- matmul ----------------------------------------------------------- */
 
-/* thread: block (b, t) of the Q8 rows */
-__global__ void k_quantize_q8(const float *x, int64_t n, int n_tok, uint8_t *out) {
+/* thread: activation block b of token blockIdx.y (32 values for Q8_0 /
+ * Q4_0 weights, 256 for the K-quants) */
+__global__ void k_prepare(uint32_t type, const float *x, int64_t n, uint8_t *out) {
     int64_t b = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
     int t = blockIdx.y;
-    if (b >= n / 32 || t >= n_tok)
+    if (b >= n / (nm_dm_is_kquant(type) ? 256 : 32))
         return;
-    uint8_t *row = out + (uint64_t)t * nm_dm_q8_row_bytes(n);
-    nm_dm_quantize_block(x + (int64_t)t * n + b * 32, (int8_t *)row + b * 32,
-                         (float *)(row + n) + b);
+    nm_dm_prepare_block(type, x + (int64_t)t * n, n,
+                        out + (uint64_t)t * nm_dm_prepared_row_bytes(type, n), b);
 }
 
-cudaError_t nm_k_quantize_q8(cudaStream_t s, const float *x, int64_t n, int n_tok, uint8_t *out) {
-    dim3 grid(blocks_for(n / 32, THREADS), (unsigned)n_tok);
-    k_quantize_q8<<<grid, THREADS, 0, s>>>(x, n, n_tok, out);
+cudaError_t nm_k_prepare(cudaStream_t s, uint32_t type, const float *x, int64_t n, int n_tok,
+                         uint8_t *out) {
+    dim3 grid(blocks_for(n / (nm_dm_is_kquant(type) ? 256 : 32), THREADS), (unsigned)n_tok);
+    k_prepare<<<grid, THREADS, 0, s>>>(type, x, n, out);
     return cudaGetLastError();
 }
 
@@ -78,14 +79,8 @@ __global__ void k_matmul(const uint8_t *w, uint32_t type, int64_t n_rows, int64_
     int t = blockIdx.y;
     if (row >= n_rows)
         return;
-    const int8_t *q = NULL;
-    const float *d = NULL;
-    if (xq) {
-        const uint8_t *qrow = xq + (uint64_t)t * nm_dm_q8_row_bytes(n_cols);
-        q = (const int8_t *)qrow;
-        d = (const float *)(qrow + n_cols);
-    }
-    float s = nm_dm_dot_lane(type, w + (uint64_t)row * row_bytes, x + (int64_t)t * n_cols, q, d,
+    const uint8_t *xrow = xq ? xq + (uint64_t)t * nm_dm_prepared_row_bytes(type, n_cols) : NULL;
+    float s = nm_dm_dot_lane(type, w + (uint64_t)row * row_bytes, x + (int64_t)t * n_cols, xrow,
                              n_cols, threadIdx.x, WARP);
     s = warp_sum(s);
     if (threadIdx.x == 0)

@@ -9,11 +9,13 @@
 #include <cuda_runtime.h>
 #include <stdint.h>
 
-/* Q8 activation rows (device_math.h) of n_tok tokens of n floats. */
-cudaError_t nm_k_quantize_q8(cudaStream_t s, const float *x, int64_t n, int n_tok, uint8_t *out);
+/* The prepared activation rows (device_math.h) for weights of type, of
+ * n_tok tokens of n floats. */
+cudaError_t nm_k_prepare(cudaStream_t s, uint32_t type, const float *x, int64_t n, int n_tok,
+                         uint8_t *out);
 
-/* y[t * n_rows + i] = dot(row i, token t); xq: the Q8 rows (quantized
- * types only, else NULL). */
+/* y[t * n_rows + i] = dot(row i, token t); xq: the prepared rows
+ * (quantized types only, else NULL). */
 cudaError_t nm_k_matmul(cudaStream_t s, const uint8_t *w, uint32_t type, int64_t n_rows,
                         int64_t n_cols, uint64_t row_bytes, const float *x, const uint8_t *xq,
                         int n_tok, float *y);

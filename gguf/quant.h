@@ -23,8 +23,10 @@ typedef struct {
     uint8_t qs[NM_QK / 2]; /* low nibble: element j, high: j+16; x = (q-8)*d */
 } nm_block_q4_0;           /* 18 bytes */
 
+#ifndef __cplusplus /* the CUDA kernels include the block layouts too */
 _Static_assert(sizeof(nm_block_q8_0) == 34, "Q8_0 block layout");
 _Static_assert(sizeof(nm_block_q4_0) == 18, "Q4_0 block layout");
+#endif
 
 float nm_fp16_to_f32(nm_fp16 h);
 nm_fp16 nm_f32_to_fp16(float f); /* round to nearest even */

@@ -54,31 +54,41 @@ typedef struct {
     nm_fp16 d;
 } nm_block_q6_k;
 
+#ifndef __cplusplus /* the CUDA kernels include the block layouts too */
 _Static_assert(sizeof(nm_block_q2_k) == 84, "Q2_K block layout");
 _Static_assert(sizeof(nm_block_q3_k) == 110, "Q3_K block layout");
 _Static_assert(sizeof(nm_block_q4_k) == 144, "Q4_K block layout");
 _Static_assert(sizeof(nm_block_q5_k) == 176, "Q5_K block layout");
 _Static_assert(sizeof(nm_block_q6_k) == 210, "Q6_K block layout");
+#endif
+
+/* The accessors below are also device code of the CUDA kernels
+ * (runtime/device_math.h), so both unpack the same bits. */
+#ifdef __CUDACC__
+#define NM_KQ_INLINE __host__ __device__ static inline
+#else
+#define NM_KQ_INLINE static inline
+#endif
 
 /* Q2_K and Q3_K keep value e in a 2-bit field: byte e/128*32 + e%32 of qs,
  * bits 2*(e%128/32). */
-static inline int nm_k2bits(const uint8_t *qs, int e) {
+NM_KQ_INLINE int nm_k2bits(const uint8_t *qs, int e) {
     return (qs[e / 128 * 32 + e % 32] >> (2 * (e % 128 / 32))) & 3;
 }
 
-static inline int nm_q2k_q(const nm_block_q2_k *b, int e) {
+NM_KQ_INLINE int nm_q2k_q(const nm_block_q2_k *b, int e) {
     return nm_k2bits(b->qs, e);
 }
 
 /* The high bit of value e is bit e/32 of hmask[e%32]. */
-static inline int nm_q3k_q(const nm_block_q3_k *b, int e) {
+NM_KQ_INLINE int nm_q3k_q(const nm_block_q3_k *b, int e) {
     return nm_k2bits(b->qs, e) + 4 * ((b->hmask[e % 32] >> (e / 32)) & 1) - 4;
 }
 
 /* Sub-block j's scale (0..15): low 4 bits in the nibbles of bytes 0..7
  * (j < 8 low, else high of byte j-8), high 2 bits in bytes 8..11 (byte
  * 8 + j%4, bits 2*(j/4)); stored plus 32. */
-static inline int nm_q3k_scale(const uint8_t *s, int j) {
+NM_KQ_INLINE int nm_q3k_scale(const uint8_t *s, int j) {
     int lo = j < 8 ? s[j] & 15 : s[j - 8] >> 4;
     int hi = (s[8 + j % 4] >> (2 * (j / 4))) & 3;
     return (lo | hi << 4) - 32;
@@ -87,7 +97,7 @@ static inline int nm_q3k_scale(const uint8_t *s, int j) {
 /* Q4_K / Q5_K: sub-block j's 6-bit scale and min. j < 4: the low 6 bits of
  * bytes j and j+4; j >= 4: the nibbles of byte j+4 with the top 2 bits of
  * bytes j-4 (scale) and j (min) above them. */
-static inline void nm_k4_scale_min(const uint8_t *s, int j, int *sc, int *m) {
+NM_KQ_INLINE void nm_k4_scale_min(const uint8_t *s, int j, int *sc, int *m) {
     if (j < 4) {
         *sc = s[j] & 63;
         *m = s[j + 4] & 63;
@@ -98,19 +108,19 @@ static inline void nm_k4_scale_min(const uint8_t *s, int j, int *sc, int *m) {
 }
 
 /* Value e of Q4_K: byte e/64*32 + e%32 of qs, low nibble when e%64 < 32. */
-static inline int nm_q4k_q(const uint8_t *qs, int e) {
+NM_KQ_INLINE int nm_q4k_q(const uint8_t *qs, int e) {
     return (qs[e / 64 * 32 + e % 32] >> (4 * (e % 64 / 32))) & 15;
 }
 
 /* Q5_K's fifth bit of value e is bit e/32 of qh[e%32]. */
-static inline int nm_q5k_q(const nm_block_q5_k *b, int e) {
+NM_KQ_INLINE int nm_q5k_q(const nm_block_q5_k *b, int e) {
     return nm_q4k_q(b->qs, e) | ((b->qh[e % 32] >> (e / 32)) & 1) << 4;
 }
 
 /* Value e of Q6_K, in the 128-value half e/128, quarter k = e%128/32, lane
  * l = e%32: low 4 bits in byte half*64 + (k&1)*32 + l of ql (low nibble for
  * k < 2), high 2 bits in byte half*32 + l of qh, bits 2k. */
-static inline int nm_q6k_q(const nm_block_q6_k *b, int e) {
+NM_KQ_INLINE int nm_q6k_q(const nm_block_q6_k *b, int e) {
     int half = e / 128, k = e % 128 / 32, l = e % 32;
     int lo = (b->ql[half * 64 + (k & 1) * 32 + l] >> (4 * (k >> 1))) & 15;
     int hi = (b->qh[half * 32 + l] >> (2 * k)) & 3;

@@ -15,10 +15,10 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "gguf/quant_kquant.h"
+
 #ifdef __CUDACC__
 #include <cuda_fp16.h>
-#else
-#include "gguf/quant.h"
 #endif
 
 #ifdef __CUDACC__
@@ -131,48 +131,163 @@ NM_HD uint16_t nm_dm_u16(const uint8_t *p) {
     return (uint16_t)(p[0] | (p[1] << 8));
 }
 
-/* ---- Q8 activations --------------------------------------------------
- * The GPU's prepared activations for Q8_0 / Q4_0 weights: per token a row
- * of n int8 values, then n/32 F32 scales, nm_dm_q8_row_bytes apart. The
- * values are those of nm_act_quantize_q8 (runtime/kernels_scalar.c). */
+/* ---- prepared activations -------------------------------------------
+ * The GPU's activations for quantized weights, per token a row of the
+ * CPU's layouts (runtime/kernel_set.h) and values (nm_act_quantize_q8 and
+ * nm_act_quantize_q8k): Q8_0 / Q4_0 weights take int8 qs[n] and a scale
+ * per 32 (F32); the K-quants take int8 qs[n], a scale per 256 and the sum
+ * of each 16 qs (int16). Rows are padded to 64 bytes. */
 
-NM_HD uint64_t nm_dm_q8_row_bytes(int64_t n) {
-    return ((uint64_t)n + (uint64_t)(n / 32) * 4 + 63) / 64 * 64;
+NM_HD uint64_t nm_dm_pad64(uint64_t b) {
+    return (b + 63) / 64 * 64;
 }
 
-NM_HD void nm_dm_quantize_block(const float *x, int8_t *qs, float *d) {
+NM_HD uint64_t nm_dm_q8_row_bytes(int64_t n) {
+    return nm_dm_pad64((uint64_t)n + (uint64_t)(n / 32) * 4);
+}
+
+NM_HD uint64_t nm_dm_q8k_row_bytes(int64_t n) {
+    return nm_dm_pad64((uint64_t)n + (uint64_t)(n / 256) * 4 + (uint64_t)(n / 16) * 2);
+}
+
+/* len values to int8 qs with the scale amax/127 (returned); the sum of the
+ * qs of each group of `group` into sums (NULL: none). An inf or NaN gives
+ * a NaN scale and zeros. As act_quantize_block (runtime/kernels_scalar.c):
+ * rintf rounds to nearest even as its nm_round_small does below 2^22. */
+NM_HD float nm_dm_quantize(const float *x, int len, int8_t *qs, int group, int16_t *sums) {
     float amax = 0.0f;
     bool finite = true;
-    for (int j = 0; j < 32; j++) {
+    for (int j = 0; j < len; j++) {
         float a = fabsf(x[j]);
-        finite &= a <= FLT_MAX;
+        finite = finite && a <= FLT_MAX;
         amax = a > amax ? a : amax;
     }
-    if (!finite) {
-        for (int j = 0; j < 32; j++)
-            qs[j] = 0;
-        *d = NAN;
-        return;
-    }
-    float db = amax / 127.0f, id = amax > 0.0f ? 127.0f / amax : 0.0f;
+    float d = amax / 127.0f, id = amax > 0.0f ? 127.0f / amax : 0.0f;
     if (id > FLT_MAX)
-        db = id = 0.0f;
-    for (int j = 0; j < 32; j++) {
-        float q = rintf(x[j] * id);
-        qs[j] = (int8_t)(q > 127.0f ? 127 : q < -127.0f ? -127 : (int)q);
+        d = id = 0.0f;
+    for (int g = 0; g < len / group; g++) {
+        int sum = 0;
+        for (int j = g * group; j < (g + 1) * group; j++) {
+            float q = finite ? rintf(x[j] * id) : 0.0f;
+            int v = q > 127.0f ? 127 : q < -127.0f ? -127 : (int)q;
+            qs[j] = (int8_t)v;
+            sum += v;
+        }
+        if (sums)
+            sums[g] = (int16_t)sum;
     }
-    *d = db;
+    return finite ? d : NAN;
+}
+
+/* Block b of a token's row: x is its n floats, row its prepared row. */
+NM_HD void nm_dm_prepare_block(uint32_t type, const float *x, int64_t n, uint8_t *row, int64_t b) {
+    if (type == NM_TYPE_Q8_0 || type == NM_TYPE_Q4_0)
+        ((float *)(row + n))[b] = nm_dm_quantize(x + b * 32, 32, (int8_t *)row + b * 32, 32, NULL);
+    else
+        ((float *)(row + n))[b] = nm_dm_quantize(x + b * 256, 256, (int8_t *)row + b * 256, 16,
+                                                 (int16_t *)(row + n + n / 256 * 4) + b * 16);
+}
+
+/* ---- K-quant super-blocks -------------------------------------------
+ * One super-block's step of a row dot product, as the scalar reference
+ * (runtime/kernels_scalar_kquant.c) defines it: exact integer sums over the
+ * sub-blocks, then acc + d * isum - dm * msum in F32 (the block's F16 d and
+ * dmin times the activation scale da). qa: the 256 activation values, bs
+ * their 16 sums. */
+
+NM_HD float nm_dm_kstep(float acc, uint16_t d, uint16_t dmin, float da, int32_t isum, int32_t msum,
+                        bool has_min) {
+    float dd = nm_dm_f16(d) * da;
+    if (!has_min)
+        return acc + dd * (float)isum;
+    float dm = nm_dm_f16(dmin) * da;
+    float t = dd * (float)isum - dm * (float)msum;
+    return acc + t;
+}
+
+NM_HD float nm_dm_kblock(uint32_t type, const uint8_t *blk, const int8_t *qa, float da,
+                         const int16_t *bs, float acc) {
+    int32_t isum = 0, msum = 0;
+    if (type == NM_TYPE_Q4_K || type == NM_TYPE_Q5_K) {
+        const nm_block_q4_k *w4 = (const nm_block_q4_k *)blk;
+        const nm_block_q5_k *w5 = (const nm_block_q5_k *)blk;
+        for (int j = 0; j < 8; j++) {
+            int sc, m;
+            int32_t dot = 0;
+            nm_k4_scale_min(w4->scales, j, &sc, &m);
+            for (int e = 32 * j; e < 32 * j + 32; e++)
+                dot += (type == NM_TYPE_Q4_K ? nm_q4k_q(w4->qs, e) : nm_q5k_q(w5, e)) * qa[e];
+            isum += sc * dot;
+            msum += m * (bs[2 * j] + bs[2 * j + 1]);
+        }
+        return nm_dm_kstep(acc, w4->d, w4->dmin, da, isum, msum, true);
+    }
+    for (int j = 0; j < 16; j++) {
+        int32_t dot = 0;
+        for (int e = 16 * j; e < 16 * j + 16; e++) {
+            int q = type == NM_TYPE_Q6_K   ? nm_q6k_q((const nm_block_q6_k *)blk, e)
+                    : type == NM_TYPE_Q3_K ? nm_q3k_q((const nm_block_q3_k *)blk, e)
+                                           : nm_q2k_q((const nm_block_q2_k *)blk, e);
+            dot += q * qa[e];
+        }
+        if (type == NM_TYPE_Q6_K) {
+            isum += ((const nm_block_q6_k *)blk)->scales[j] * dot;
+        } else if (type == NM_TYPE_Q3_K) {
+            isum += nm_q3k_scale(((const nm_block_q3_k *)blk)->scales, j) * dot;
+        } else {
+            const nm_block_q2_k *w = (const nm_block_q2_k *)blk;
+            isum += (w->scales[j] & 15) * dot;
+            msum += (w->scales[j] >> 4) * bs[j];
+        }
+    }
+    if (type == NM_TYPE_Q2_K) {
+        const nm_block_q2_k *w = (const nm_block_q2_k *)blk;
+        return nm_dm_kstep(acc, w->d, w->dmin, da, isum, msum, true);
+    }
+    uint16_t d =
+        type == NM_TYPE_Q6_K ? ((const nm_block_q6_k *)blk)->d : ((const nm_block_q3_k *)blk)->d;
+    return nm_dm_kstep(acc, d, 0, da, isum, 0, false);
+}
+
+NM_HD int nm_dm_kblock_bytes(uint32_t type) {
+    return type == NM_TYPE_Q2_K   ? 84
+           : type == NM_TYPE_Q3_K ? 110
+           : type == NM_TYPE_Q4_K ? 144
+           : type == NM_TYPE_Q5_K ? 176
+                                  : 210;
 }
 
 /* ---- one lane's share of a row dot product --------------------------
- * Lane `lane` of `nl` takes elements (or 32-element blocks) lane, lane +
- * nl, ...; the lanes' partial sums added give dot(row, x). The activation
- * is rounded as the CPU kernels round it (F16 weights: x to F16; BF16: x
- * to BF16), quantized for Q8_0 / Q4_0 (xq, xd: the token's Q8 row). */
+ * Lane `lane` of `nl` takes elements (or blocks) lane, lane + nl, ...; the
+ * lanes' partial sums added give dot(row, x). The activation is rounded as
+ * the CPU kernels round it (F16 weights: x to F16; BF16: x to BF16), or
+ * taken from the token's prepared row xrow (quantized types). */
 
-NM_HD float nm_dm_dot_lane(uint32_t type, const uint8_t *row, const float *x, const int8_t *xq,
-                           const float *xd, int64_t n, int lane, int nl) {
+NM_HD bool nm_dm_is_kquant(uint32_t type) {
+    return type == NM_TYPE_Q2_K || type == NM_TYPE_Q3_K || type == NM_TYPE_Q4_K ||
+           type == NM_TYPE_Q5_K || type == NM_TYPE_Q6_K;
+}
+
+NM_HD bool nm_dm_needs_prepared(uint32_t type) {
+    return type == NM_TYPE_Q8_0 || type == NM_TYPE_Q4_0 || nm_dm_is_kquant(type);
+}
+
+NM_HD bool nm_dm_supports(uint32_t type) {
+    return type == NM_TYPE_F32 || type == NM_TYPE_F16 || type == NM_TYPE_BF16 ||
+           nm_dm_needs_prepared(type);
+}
+
+/* Bytes of a token's prepared row, 0 when the type takes floats. */
+NM_HD uint64_t nm_dm_prepared_row_bytes(uint32_t type, int64_t n) {
+    return nm_dm_is_kquant(type)                          ? nm_dm_q8k_row_bytes(n)
+           : type == NM_TYPE_Q8_0 || type == NM_TYPE_Q4_0 ? nm_dm_q8_row_bytes(n)
+                                                          : 0;
+}
+
+NM_HD float nm_dm_dot_lane(uint32_t type, const uint8_t *row, const float *x, const uint8_t *xrow,
+                           int64_t n, int lane, int nl) {
     float s = 0.0f;
+    const int8_t *xq = (const int8_t *)xrow;
     if (type == NM_TYPE_F32) {
         const float *w = (const float *)row;
         for (int64_t i = lane; i < n; i += nl)
@@ -183,37 +298,28 @@ NM_HD float nm_dm_dot_lane(uint32_t type, const uint8_t *row, const float *x, co
     } else if (type == NM_TYPE_BF16) {
         for (int64_t i = lane; i < n; i += nl)
             s += nm_dm_bf16(nm_dm_u16(row + 2 * i)) * nm_dm_bf16(nm_dm_to_bf16(x[i]));
-    } else if (type == NM_TYPE_Q8_0) {
+    } else if (type == NM_TYPE_Q8_0 || type == NM_TYPE_Q4_0) {
+        const float *xd = (const float *)(xrow + n);
         for (int64_t b = lane; b < n / 32; b += nl) {
-            const uint8_t *blk = row + b * 34;
-            const int8_t *q = (const int8_t *)(blk + 2), *a = xq + b * 32;
-            int32_t isum = 0;
-            for (int j = 0; j < 32; j++)
-                isum += (int32_t)q[j] * a[j];
-            s += nm_dm_f16(nm_dm_u16(blk)) * xd[b] * (float)isum;
-        }
-    } else if (type == NM_TYPE_Q4_0) {
-        for (int64_t b = lane; b < n / 32; b += nl) {
-            const uint8_t *blk = row + b * 18, *q = blk + 2;
+            const uint8_t *blk = row + b * (type == NM_TYPE_Q8_0 ? 34 : 18), *q = blk + 2;
             const int8_t *a = xq + b * 32;
             int32_t isum = 0;
-            for (int j = 0; j < 16; j++) {
-                isum += ((q[j] & 0x0f) - 8) * a[j];
-                isum += ((q[j] >> 4) - 8) * a[j + 16];
-            }
+            if (type == NM_TYPE_Q8_0)
+                for (int j = 0; j < 32; j++)
+                    isum += (int32_t)(int8_t)q[j] * a[j];
+            else
+                for (int j = 0; j < 16; j++)
+                    isum += ((q[j] & 0x0f) - 8) * a[j] + ((q[j] >> 4) - 8) * a[j + 16];
             s += nm_dm_f16(nm_dm_u16(blk)) * xd[b] * (float)isum;
         }
+    } else if (nm_dm_is_kquant(type)) {
+        const float *xd = (const float *)(xrow + n);
+        const int16_t *bs = (const int16_t *)(xrow + n + n / 256 * 4);
+        const int bb = nm_dm_kblock_bytes(type);
+        for (int64_t b = lane; b < n / 256; b += nl)
+            s = nm_dm_kblock(type, row + b * bb, xq + b * 256, xd[b], bs + b * 16, s);
     }
     return s;
-}
-
-NM_HD bool nm_dm_supports(uint32_t type) {
-    return type == NM_TYPE_F32 || type == NM_TYPE_F16 || type == NM_TYPE_BF16 ||
-           type == NM_TYPE_Q8_0 || type == NM_TYPE_Q4_0;
-}
-
-NM_HD bool nm_dm_needs_q8(uint32_t type) {
-    return type == NM_TYPE_Q8_0 || type == NM_TYPE_Q4_0;
 }
 
 /* ---- element-wise pieces ---------------------------------------------- */

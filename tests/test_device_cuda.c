@@ -1,7 +1,7 @@
 /* Every operation of the CUDA implementation of the device interface
  * against the CPU implementation, on the same inputs: matmul for each
- * weight type (one token and a batch), RMSNorm, RoPE, KV store (F16, F32),
- * attention, SwiGLU, add, and the hash; copies and stamps. A wrong kernel
+ * weight type, K-quants included (one token and a batch), RMSNorm, RoPE, KV store (F16, F32),
+ * attention, SwiGLU, add, and the hash. A wrong kernel
  * shows here by name, before a whole forward pass would only say that the
  * text differs. Skips with "no CUDA device" where there is none (the
  * suite's machines), so it runs on a machine with a GPU. NUMALM_GPU picks
@@ -92,8 +92,9 @@ static void expect_close(const char *what, const pair *p, size_t n, float rel) {
 
 static void test_matmul(void **state) {
     (void)state;
-    enum { ROWS = 67, COLS = 256, TOK = 5 };
-    const uint32_t types[] = {NM_TYPE_F32, NM_TYPE_F16, NM_TYPE_BF16, NM_TYPE_Q8_0, NM_TYPE_Q4_0};
+    enum { ROWS = 67, COLS = 512, TOK = 5 };
+    const uint32_t types[] = {NM_TYPE_F32,  NM_TYPE_F16,  NM_TYPE_BF16, NM_TYPE_Q8_0, NM_TYPE_Q4_0,
+                              NM_TYPE_Q2_K, NM_TYPE_Q3_K, NM_TYPE_Q4_K, NM_TYPE_Q5_K, NM_TYPE_Q6_K};
     float w[ROWS * COLS], x[TOK * COLS];
     uint32_t s = 1;
     for (int i = 0; i < ROWS * COLS; i++)

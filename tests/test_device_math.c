@@ -41,10 +41,12 @@ static void test_bf16_rounding(void **state) {
     assert_true(nm_dm_bf16(nm_f32_to_bf16(1.5f)) == 1.5f);
 }
 
-/* The GPU's Q8 rows hold the values of the CPU's prepared activations. */
-static void test_q8_blocks_match_cpu(void **state) {
+/* The GPU's prepared rows hold the values of the CPU's prepared
+ * activations: Q8 per 32 (Q8_0 / Q4_0 weights), Q8_K per 256 with the sums
+ * of each 16 (K-quants). */
+static void test_prepared_rows_match_cpu(void **state) {
     (void)state;
-    enum { N = 256 };
+    enum { N = 512 };
     float x[N];
     uint32_t s = 3;
     for (int i = 0; i < N; i++)
@@ -52,67 +54,89 @@ static void test_q8_blocks_match_cpu(void **state) {
     for (int i = 96; i < 128; i++)
         x[i] = 0.0f;   /* an all-zero block */
     x[200] = INFINITY; /* a broken block */
-    uint8_t cpu[1024], gpu[1024];
+    uint8_t cpu[2048], gpu[2048];
     nm_act_quantize_q8(x, N, cpu);
-    assert_true(nm_dm_q8_row_bytes(N) >= N + (N / 32) * 4);
-    assert_int_equal(nm_dm_q8_row_bytes(N) % 64, 0);
+    assert_int_equal(nm_dm_prepared_row_bytes(NM_TYPE_Q4_0, N) % 64, 0);
     for (int b = 0; b < N / 32; b++)
-        nm_dm_quantize_block(x + b * 32, (int8_t *)gpu + b * 32, (float *)(gpu + N) + b);
+        nm_dm_prepare_block(NM_TYPE_Q4_0, x, N, gpu, b);
     assert_memory_equal(cpu, gpu, N); /* the int8 values */
     for (int b = 0; b < N / 32; b++) {
         float dc = nm_actq_d(cpu, N)[b], dg = ((float *)(gpu + N))[b];
         assert_true(dc == dg || (isnan(dc) && isnan(dg)));
     }
+    nm_act_quantize_q8k(x, N, cpu);
+    assert_int_equal(nm_dm_prepared_row_bytes(NM_TYPE_Q6_K, N), nm_actk_row_bytes(N));
+    for (int b = 0; b < N / 256; b++)
+        nm_dm_prepare_block(NM_TYPE_Q6_K, x, N, gpu, b);
+    assert_memory_equal(cpu, gpu, N);
+    assert_memory_equal(nm_actk_bsums(cpu, N), nm_actk_bsums(gpu, N), N / 16 * 2);
+    for (int b = 0; b < N / 256; b++) {
+        float dc = nm_actk_d(cpu, N)[b], dg = nm_actk_d(gpu, N)[b];
+        assert_true(dc == dg || (isnan(dc) && isnan(dg)));
+    }
 }
 
 /* What k_matmul computes for one row: 32 lanes' partial sums, added. */
-static float warp_dot(uint32_t type, const uint8_t *row, const float *x, const uint8_t *xq,
+static float warp_dot(uint32_t type, const uint8_t *row, const float *x, const uint8_t *xrow,
                       int64_t n) {
     float lanes[32], s = 0;
     for (int l = 0; l < 32; l++)
-        lanes[l] = nm_dm_dot_lane(type, row, x, (const int8_t *)xq,
-                                  xq ? (const float *)(xq + n) : NULL, n, l, 32);
+        lanes[l] = nm_dm_dot_lane(type, row, x, xrow, n, l, 32);
     for (int l = 0; l < 32; l++)
         s += lanes[l];
     return s;
 }
 
+/* Rows of n elements: lanes against the scalar reference, within tol;
+ * exactly when every lane has at most one block (K-quants, n = 256: the
+ * super-block's steps are the reference's). */
+static void check_type(uint32_t type, int64_t n, bool exact) {
+    enum { ROWS = 7 };
+    float *w = malloc(sizeof(float) * ROWS * n), *x = malloc(sizeof(float) * n);
+    uint32_t s = 11 + (uint32_t)type;
+    for (int64_t i = 0; i < ROWS * n; i++)
+        w[i] = frand(&s);
+    for (int64_t i = 0; i < n; i++)
+        x[i] = frand(&s) * 3.0f;
+    uint64_t rb;
+    assert_int_equal(nm_type_row_bytes(type, (uint64_t)n, &rb), 0);
+    assert_true(nm_dm_supports(type));
+    uint8_t *wq = malloc(rb * ROWS), *xrow = malloc(nm_dm_prepared_row_bytes(type, n) + 64);
+    for (int r = 0; r < ROWS; r++)
+        assert_int_equal(nm_quantize_row(type, w + r * n, wq + r * rb, n), 0);
+    int64_t per = nm_dm_is_kquant(type) ? 256 : 32;
+    if (nm_dm_needs_prepared(type))
+        for (int64_t b = 0; b < n / per; b++)
+            nm_dm_prepare_block(type, x, n, xrow, b);
+    float want[ROWS];
+    void *buf = aligned_alloc(64, nm_act_buffer_bytes(type, n, 1) + 64);
+    nm_act a;
+    nm_act_prepare(type, x, n, 1, buf, &a);
+    nm_matvec_at(NM_SIMD_SCALAR, wq, ROWS, &a, want);
+    free(buf);
+    for (int r = 0; r < ROWS; r++) {
+        float got = warp_dot(type, wq + r * rb, x, nm_dm_needs_prepared(type) ? xrow : NULL, n);
+        float tol = exact ? 0.0f : 1e-5f * (1.0f + fabsf(want[r])) * 8;
+        if (!(fabsf(got - want[r]) <= tol))
+            fail_msg("%s row %d of %lld: lanes give %.9g, the reference %.9g", nm_type_name(type),
+                     r, (long long)n, got, want[r]);
+    }
+    free(wq);
+    free(xrow);
+    free(w);
+    free(x);
+}
+
 static void test_row_dots_match_reference(void **state) {
     (void)state;
-    enum { ROWS = 7, N = 320 };
     const uint32_t types[] = {NM_TYPE_F32, NM_TYPE_F16, NM_TYPE_BF16, NM_TYPE_Q8_0, NM_TYPE_Q4_0};
-    float w[ROWS * N], x[N];
-    uint32_t s = 11;
-    for (int i = 0; i < ROWS * N; i++)
-        w[i] = frand(&s);
-    for (int i = 0; i < N; i++)
-        x[i] = frand(&s) * 3.0f;
-    for (size_t k = 0; k < sizeof types / sizeof types[0]; k++) {
-        uint32_t type = types[k];
-        uint64_t rb;
-        assert_int_equal(nm_type_row_bytes(type, N, &rb), 0);
-        assert_true(nm_dm_supports(type));
-        uint8_t *wq = malloc(rb * ROWS);
-        for (int r = 0; r < ROWS; r++)
-            assert_int_equal(nm_quantize_row(type, w + r * N, wq + r * rb, N), 0);
-        uint8_t xq[2048];
-        if (nm_dm_needs_q8(type))
-            for (int b = 0; b < N / 32; b++)
-                nm_dm_quantize_block(x + b * 32, (int8_t *)xq + b * 32, (float *)(xq + N) + b);
-        float want[ROWS];
-        void *buf = aligned_alloc(64, nm_act_buffer_bytes(type, N, 1) + 64);
-        nm_act a;
-        nm_act_prepare(type, x, N, 1, buf, &a);
-        nm_matvec_at(NM_SIMD_SCALAR, wq, ROWS, &a, want);
-        free(buf);
-        for (int r = 0; r < ROWS; r++) {
-            float got = warp_dot(type, wq + r * rb, x, nm_dm_needs_q8(type) ? xq : NULL, N);
-            float tol = 1e-5f * (1.0f + fabsf(want[r])) * 8;
-            if (fabsf(got - want[r]) > tol)
-                fail_msg("%s row %d: lanes give %.7g, the reference %.7g", nm_type_name(type), r,
-                         got, want[r]);
-        }
-        free(wq);
+    for (size_t k = 0; k < sizeof types / sizeof types[0]; k++)
+        check_type(types[k], 320, false);
+    const uint32_t ktypes[] = {NM_TYPE_Q2_K, NM_TYPE_Q3_K, NM_TYPE_Q4_K, NM_TYPE_Q5_K,
+                               NM_TYPE_Q6_K};
+    for (size_t k = 0; k < sizeof ktypes / sizeof ktypes[0]; k++) {
+        check_type(ktypes[k], 256, true);
+        check_type(ktypes[k], 256 * 40, false);
     }
     assert_false(nm_dm_supports(NM_TYPE_Q4_1));
 }
@@ -246,7 +270,7 @@ static void test_hash_kernel_words(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_bf16_rounding),
-        cmocka_unit_test(test_q8_blocks_match_cpu),
+        cmocka_unit_test(test_prepared_rows_match_cpu),
         cmocka_unit_test(test_row_dots_match_reference),
         cmocka_unit_test(test_attention_matches_cpu),
         cmocka_unit_test(test_elementwise),

@@ -155,6 +155,23 @@ static void test_stories260k(void **state) {
     expect_same_logits(path, "stories260K", NM_TYPE_F32);
 }
 
+/* llama.cpp's Q4_K_M and Q5_K_M presets: Q4_K / Q5_K with Q6_K tensors. */
+static void test_kquant_presets(void **state) {
+    (void)state;
+    const char *names[] = {"tiny-kq-q4_k_m.gguf", "tiny-kq-q5_k_m.gguf"};
+    int ran = 0;
+    for (size_t k = 0; k < sizeof names / sizeof names[0]; k++) {
+        char path[1024];
+        snprintf(path, sizeof path, "%s/models/%s", nm_test_shared_dir(), names[k]);
+        if (access(path, R_OK) != 0)
+            continue;
+        expect_same_logits(path, names[k], NM_TYPE_F16);
+        ran++;
+    }
+    if (!ran)
+        skip();
+}
+
 static void test_generated_types(void **state) {
     (void)state;
     const uint32_t types[] = {NM_TYPE_F16, NM_TYPE_Q8_0, NM_TYPE_Q4_0, NM_TYPE_BF16};
@@ -255,6 +272,7 @@ static int teardown(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_stories260k),
+        cmocka_unit_test(test_kquant_presets),
         cmocka_unit_test(test_generated_types),
         cmocka_unit_test(test_errors),
     };
