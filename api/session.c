@@ -7,7 +7,6 @@
 #include "gguf/ggml_types.h"
 #include "runtime/kernels.h"
 
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -41,16 +40,30 @@ void numalm_options_init(numalm_options *o) {
     o->gpu_staging_node = -1;
 }
 
+_Static_assert(NUMALM_LOG_DEBUG == (int)NM_LOG_DEBUG && NUMALM_LOG_INFO == (int)NM_LOG_INFO &&
+                   NUMALM_LOG_WARN == (int)NM_LOG_WARN && NUMALM_LOG_ERROR == (int)NM_LOG_ERROR,
+               "numalm_log_level matches nm_log_level");
+
+/* The layers' messages, on to the caller's callback. */
+static void relay_log(void *ud, nm_log_level level, const char *msg) {
+    const numalm_session *s = ud;
+    s->opts.log(s->opts.log_user, (numalm_log_level)level, msg);
+}
+
+/* The log the layers below report to (the loader's fallback lines). */
+static nm_log layer_log(const numalm_session *s) {
+    return (nm_log){.fn = s->opts.log ? relay_log : NULL,
+                    .ud = (void *)s,
+                    .min_level = (nm_log_level)s->opts.log_level};
+}
+
 /* A message for the caller's log callback, when its level is wanted. */
 void nm_session_log(const numalm_session *s, numalm_log_level level, const char *fmt, ...) {
-    if (!s->opts.log || level < s->opts.log_level)
-        return;
-    char msg[1024];
+    nm_log l = layer_log(s);
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
+    nm_vlogf(&l, (nm_log_level)level, fmt, ap);
     va_end(ap);
-    s->opts.log(s->opts.log_user, level, msg);
 }
 
 /* ---- stages ------------------------------------------------------------ */
@@ -82,8 +95,8 @@ static nm_fit_opts fit_opts(const numalm_options *o, numalm_stage upto) {
 static int fit_table(numalm_session *s, const nm_plan_opts *po, const nm_fit_opts *fo) {
     nm_mem_state m;
     nm_mem_probe(s->topo, &m);
-    if (!s->fit)
-        s->fit = nm_xcalloc(1, sizeof *s->fit);
+    if (!s->fit && !(s->fit = nm_calloc(1, sizeof *s->fit, "the fit table", &s->err)))
+        return -1;
     return nm_fit_table_build(s->gguf, s->topo, po, fo, &m, s->fit, &s->err);
 }
 
@@ -170,6 +183,11 @@ static int open_weights(numalm_session *s) {
         .drop_file_cache = o->drop_file_cache,
         .thp = o->thp,
         .no_map = o->no_map,
+        .log = layer_log(s),
+        .no_odirect = o->no_odirect,
+        .no_uring = o->no_uring,
+        .no_staging = o->no_staging,
+        .dio_align = o->dio_align,
     };
     /* before the GPU upload too; counted as if every weight stayed on the
      * host (blocks on the GPU leave their arena pages untouched) */
@@ -184,8 +202,6 @@ static int open_weights(numalm_session *s) {
         nm_session_gpu_close(s);
         return -1;
     }
-    for (int i = 0; i < s->loaded->n_fallbacks; i++)
-        nm_session_log(s, NUMALM_LOG_WARN, "load fallback: %s", s->loaded->fallbacks[i]);
     return 0;
 }
 

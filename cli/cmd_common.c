@@ -9,11 +9,42 @@
 #include "io/loader.h"
 #include "numa/plan.h"
 
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+
+/* NUMALM_SIMD: a level name; anything else is ignored with a warning. */
+static void env_simd(numalm_options *o, const char *v) {
+    static const numalm_simd levels[] = {NUMALM_SIMD_SCALAR, NUMALM_SIMD_AVX2, NUMALM_SIMD_AVX512};
+    for (size_t i = 0; i < sizeof levels / sizeof levels[0]; i++)
+        if (!strcmp(v, numalm_simd_name(levels[i]))) {
+            o->simd_max = levels[i];
+            return;
+        }
+    fprintf(stderr, "numalm: NUMALM_SIMD=%s is not scalar, avx2 or avx512; ignoring it\n", v);
+}
+
+static bool env_set(const char *name) {
+    const char *v = getenv(name);
+    return v && *v;
+}
+
+static void env_overrides(numalm_options *o) {
+    const char *v;
+    if ((v = getenv("NUMALM_SIMD")) && *v)
+        env_simd(o, v);
+    o->no_odirect = env_set("NUMALM_DISABLE_ODIRECT");
+    o->no_uring = env_set("NUMALM_DISABLE_URING") && strcmp(getenv("NUMALM_DISABLE_URING"), "0");
+    o->no_staging = env_set("NUMALM_NO_STAGING");
+    o->no_map = env_set("NUMALM_NO_MAP");
+    if ((v = getenv("NUMALM_DIO_ALIGN")) && *v)
+        o->dio_align = (uint32_t)strtoul(v, NULL, 0);
+}
 
 void nm_cli_common_init(nm_cli_common *c) {
     memset(c, 0, sizeof *c);
     numalm_options_init(&c->opts);
+    env_overrides(&c->opts);
     c->opts.log = nm_cli_log;
     if (nm_cli_progress_wanted())
         c->opts.progress = nm_cli_progress;

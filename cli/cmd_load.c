@@ -57,9 +57,7 @@ static void usage(FILE *out) {
             "  --gpu-slots N           staging slots, one copy stream each (default 4)\n"
             "  --gpu-slot-size SIZE    bytes per staging slot (default 32M)\n"
             "  --gpu-pageable          stage in memory that is not page-locked\n"
-            "  -h, --help              this help\n"
-            "Environment: NUMALM_DISABLE_URING=1, NUMALM_DISABLE_ODIRECT=1 simulate a\n"
-            "kernel without io_uring / a filesystem without O_DIRECT.\n");
+            "  -h, --help              this help\n" NM_CLI_ENV_HELP);
 }
 
 static int load_arg(nm_cli_common *c, int argc, char **argv, int *i, nm_error *err) {

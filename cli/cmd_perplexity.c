@@ -24,7 +24,7 @@ static void usage(FILE *out) {
             "usage: numalm perplexity -m MODEL -f TEXT [-c N] [options]\n"
             "  -f, --file TEXT         text to score\n"
             "  (-c is the chunk length; default %d or the model's context if "
-            "smaller)\n" NM_CLI_MODEL_HELP NM_CLI_COMMON_HELP,
+            "smaller)\n" NM_CLI_MODEL_HELP NM_CLI_COMMON_HELP NM_CLI_ENV_HELP,
             DEFAULT_CTX);
 }
 
@@ -61,16 +61,19 @@ static char *read_text(const char *path, size_t *len, nm_error *err) {
         nm_fail(err, "%s: cannot open: %m", path);
         return NULL;
     }
-    size_t cap = 1 << 16, n = 0;
-    char *buf = malloc(cap);
-    while (buf) {
+    size_t cap = 0, n = 0;
+    char *buf = NULL;
+    for (;;) {
+        char *b = nm_grow(buf, &cap, n, 1 << 16, 1);
+        if (!b) {
+            free(buf);
+            buf = NULL;
+            break;
+        }
+        buf = b;
         n += fread(buf + n, 1, cap - n, f);
         if (n < cap)
             break;
-        char *b = realloc(buf, cap *= 2);
-        if (!b)
-            free(buf);
-        buf = b;
     }
     bool bad = ferror(f);
     fclose(f);

@@ -40,7 +40,7 @@ static void usage(FILE *out) {
         "  --read-probe            after each decode step, time a read of the same weights\n"
         "                          by the same threads (no compute) and report the decode\n"
         "                          speed as a fraction of that read bandwidth\n" NM_CLI_MODEL_HELP
-            NM_CLI_COMMON_HELP);
+            NM_CLI_COMMON_HELP NM_CLI_ENV_HELP);
 }
 
 static int float_value(const char *opt, const char *v, float *out, nm_error *err) {

@@ -154,19 +154,10 @@ void *nm_grow(void *p, size_t *cap, size_t n, size_t first_cap, size_t elem) {
     return q;
 }
 
-void *nm_xcalloc(size_t n, size_t size) {
+void *nm_calloc(size_t n, size_t size, const char *what, nm_error *err) {
     void *p = calloc(n ? n : 1, size ? size : 1);
-    if (!p) {
-        fprintf(stderr, "numalm: out of memory allocating %zu x %zu bytes\n", n, size);
-        abort();
-    }
-    return p;
-}
-
-char *nm_xstrdup(const char *s) {
-    size_t n = strlen(s) + 1;
-    char *p = nm_xcalloc(1, n);
-    memcpy(p, s, n);
+    if (!p)
+        nm_fail(err, "out of memory for %s (%zu x %zu bytes)", what, n, size);
     return p;
 }
 

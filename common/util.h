@@ -64,9 +64,9 @@ const char *nm_fmt_int_list(const int *v, int n, char *buf, size_t size);
  * overflow; then p and *cap are unchanged and p is still the caller's. */
 void *nm_grow(void *p, size_t *cap, size_t n, size_t first_cap, size_t elem);
 
-/* xmalloc-style: abort with a message on OOM (only for small bookkeeping;
- * weight buffers use the arena and report errors). */
-void *nm_xcalloc(size_t n, size_t size);
-char *nm_xstrdup(const char *s);
+/* calloc(n, size) that says what the memory was for when it is not there:
+ * NULL and "out of memory for WHAT (N x SIZE bytes)" in err. A zero count
+ * still gets a (one-byte) block, so success is never NULL. */
+void *nm_calloc(size_t n, size_t size, const char *what, nm_error *err);
 
 #endif

@@ -247,31 +247,30 @@ static int read_str_array(reader *r, uint64_t count, nm_gguf_str **out) {
     if (!strs)
         return -1;
     char *pool = NULL;
-    uint64_t used = 0, cap = 0;
+    size_t used = 0, cap = 0;
     for (uint64_t i = 0; i < count; i++) {
         uint64_t len;
         if (read_str_len(r, UINT64_MAX - 1, "array string", &len))
             goto fail;
-        if (used + len + 1 > cap) {
-            uint64_t ncap = cap ? cap : 4096;
-            while (ncap < used + len + 1)
-                ncap *= 2;
-            if (r->meta_bytes + (ncap - cap) > META_MAX_BYTES) {
+        while (used + len + 1 > cap) {
+            /* nm_grow doubles the pool (4 KiB the first time): refuse the
+             * step that would take the metadata past its limit */
+            uint64_t more = cap ? cap : 4096;
+            if (r->meta_bytes + more > META_MAX_BYTES) {
                 rfail(r,
                       "string array element %llu at byte %llu would take the metadata "
                       "past %llu MiB; refusing",
                       (unsigned long long)i, (unsigned long long)r->pos, META_MAX_BYTES >> 20);
                 goto fail;
             }
-            char *np = realloc(pool, ncap);
+            char *np = nm_grow(pool, &cap, cap, 4096, 1);
             if (!np) {
-                rfail(r, "out of memory growing a string array to %llu bytes",
-                      (unsigned long long)ncap);
+                rfail(r, "out of memory growing a string array past %llu bytes",
+                      (unsigned long long)cap);
                 goto fail;
             }
-            r->meta_bytes += ncap - cap;
+            r->meta_bytes += more;
             pool = np;
-            cap = ncap;
         }
         if (read_bytes(r, pool + used, len, "array string"))
             goto fail;

@@ -16,6 +16,7 @@
 typedef struct membuf {
     uint8_t *p;
     size_t len, cap;
+    bool oom; /* a put did not fit in memory: the buffer is incomplete */
 } membuf;
 
 typedef struct wtensor {
@@ -39,7 +40,8 @@ struct nm_gguf_writer {
     size_t keys_cap;
 
     wtensor *tensors;
-    uint64_t n_tensors, tensors_cap;
+    uint64_t n_tensors;
+    size_t tensors_cap;
     uint64_t data_bytes; /* end of the last tensor, padded */
 
     int fd;
@@ -51,21 +53,32 @@ struct nm_gguf_writer {
 
 /* ---- memory buffer ---- */
 
+/* Appends n bytes; after a failed allocation the buffer only records it
+ * (b->oom), and the caller reports it once. */
 static void mb_put(membuf *b, const void *p, size_t n) {
-    if (b->len + n > b->cap) {
-        size_t cap = b->cap ? b->cap : 4096;
-        while (cap < b->len + n)
-            cap *= 2;
-        uint8_t *np = realloc(b->p, cap);
+    if (b->oom)
+        return;
+    if (n > SIZE_MAX - b->len) {
+        b->oom = true;
+        return;
+    }
+    while (b->len + n > b->cap) {
+        uint8_t *np = nm_grow(b->p, &b->cap, b->cap, 4096, 1);
         if (!np) {
-            fprintf(stderr, "numalm: out of memory (%zu bytes)\n", cap);
-            abort();
+            b->oom = true;
+            return;
         }
         b->p = np;
-        b->cap = cap;
     }
     memcpy(b->p + b->len, p, n);
     b->len += n;
+}
+
+static int mb_check(const membuf *b, const char *what, const char *name, nm_error *err) {
+    if (!b->oom)
+        return 0;
+    return nm_fail(err, "gguf writer: out of memory for the %s (%s, %zu bytes so far)", what, name,
+                   b->len);
 }
 
 /* GGUF is little-endian; so are the x86 and arm64 hosts numalm runs on. */
@@ -87,7 +100,9 @@ nm_gguf_writer *nm_gguf_writer_new(uint32_t alignment) {
         alignment = NM_GGUF_DEFAULT_ALIGNMENT;
     if (alignment & (alignment - 1))
         return NULL;
-    nm_gguf_writer *w = nm_xcalloc(1, sizeof *w);
+    nm_gguf_writer *w = calloc(1, sizeof *w);
+    if (!w)
+        return NULL;
     w->alignment = alignment;
     w->fd = -1;
     return w;
@@ -146,19 +161,16 @@ static int kv_start(nm_gguf_writer *w, const char *key, uint32_t vtype, nm_error
     for (uint64_t i = 0; i < w->n_kv; i++)
         if (!strcmp(w->keys[i], key))
             return nm_fail(err, "gguf writer: duplicate metadata key '%s'", key);
-    if (w->n_kv == w->keys_cap) {
-        w->keys_cap = w->keys_cap ? w->keys_cap * 2 : 32;
-        char **nk = realloc(w->keys, w->keys_cap * sizeof *nk);
-        if (!nk) {
-            fprintf(stderr, "numalm: out of memory\n");
-            abort();
-        }
-        w->keys = nk;
-    }
-    w->keys[w->n_kv++] = nm_xstrdup(key);
+    char **keys = nm_grow(w->keys, &w->keys_cap, w->n_kv, 32, sizeof *keys);
+    if (keys)
+        w->keys = keys;
+    char *copy = keys ? strdup(key) : NULL;
+    if (!copy)
+        return nm_fail(err, "gguf writer: out of memory for metadata key '%s'", key);
+    w->keys[w->n_kv++] = copy;
     mb_str(&w->kv, key, n);
     mb_u32(&w->kv, vtype);
-    return 0;
+    return mb_check(&w->kv, "metadata", key, err);
 }
 
 int nm_gguf_w_scalar(nm_gguf_writer *w, const char *key, uint32_t vtype, const void *value,
@@ -171,7 +183,7 @@ int nm_gguf_w_scalar(nm_gguf_writer *w, const char *key, uint32_t vtype, const v
     if (kv_start(w, key, vtype, err))
         return -1;
     mb_put(&w->kv, value, sz);
-    return 0;
+    return mb_check(&w->kv, "metadata", key, err);
 }
 
 int nm_gguf_w_u32(nm_gguf_writer *w, const char *key, uint32_t v, nm_error *err) {
@@ -195,7 +207,7 @@ int nm_gguf_w_strn(nm_gguf_writer *w, const char *key, const char *s, size_t len
     if (kv_start(w, key, NM_GGUF_STRING, err))
         return -1;
     mb_str(&w->kv, s, len);
-    return 0;
+    return mb_check(&w->kv, "metadata", key, err);
 }
 
 int nm_gguf_w_str(nm_gguf_writer *w, const char *key, const char *s, nm_error *err) {
@@ -219,7 +231,7 @@ int nm_gguf_w_arr(nm_gguf_writer *w, const char *key, uint32_t elem_type, const 
     mb_u32(&w->kv, elem_type);
     mb_u64(&w->kv, count);
     mb_put(&w->kv, data, (size_t)bytes);
-    return 0;
+    return mb_check(&w->kv, "metadata", key, err);
 }
 
 int nm_gguf_w_str_arr(nm_gguf_writer *w, const char *key, const char *const *strs, uint64_t count,
@@ -230,7 +242,7 @@ int nm_gguf_w_str_arr(nm_gguf_writer *w, const char *key, const char *const *str
     mb_u64(&w->kv, count);
     for (uint64_t i = 0; i < count; i++)
         mb_str(&w->kv, strs[i], strlen(strs[i]));
-    return 0;
+    return mb_check(&w->kv, "metadata", key, err);
 }
 
 /* ---- tensor infos ---- */
@@ -276,18 +288,15 @@ int nm_gguf_w_tensor(nm_gguf_writer *w, const char *name, uint32_t n_dims, const
         return -1;
     if (nm_add_u64(w->data_bytes, nbytes, &end) || end > UINT64_MAX - w->alignment)
         return nm_fail(err, "gguf writer: tensor '%s': data section too large", name);
-    if (w->n_tensors == w->tensors_cap) {
-        w->tensors_cap = w->tensors_cap ? w->tensors_cap * 2 : 64;
-        wtensor *nt = realloc(w->tensors, w->tensors_cap * sizeof *nt);
-        if (!nt) {
-            fprintf(stderr, "numalm: out of memory\n");
-            abort();
-        }
-        w->tensors = nt;
-    }
+    wtensor *tensors = nm_grow(w->tensors, &w->tensors_cap, w->n_tensors, 64, sizeof *tensors);
+    if (tensors)
+        w->tensors = tensors;
+    char *copy = tensors ? strdup(name) : NULL;
+    if (!copy)
+        return nm_fail(err, "gguf writer: out of memory for tensor info '%s'", name);
     wtensor *t = &w->tensors[w->n_tensors++];
     memset(t, 0, sizeof *t);
-    t->name = nm_xstrdup(name);
+    t->name = copy;
     t->n_dims = n_dims;
     for (uint32_t d = 0; d < NM_GGUF_MAX_DIMS; d++)
         t->ne[d] = d < n_dims ? ne[d] : 1;
@@ -373,11 +382,12 @@ int nm_gguf_w_begin_fd(nm_gguf_writer *w, int fd, const char *name, nm_error *er
         return nm_fail(err, "gguf writer: %s: header already written", name);
     w->fd = fd;
     free(w->name);
-    w->name = nm_xstrdup(name);
+    if (!(w->name = strdup(name)))
+        return nm_fail(err, "gguf writer: %s: out of memory", name);
     w->state = ST_WRITING;
     membuf h = {0};
     build_header(w, &h);
-    int rc = write_all(w, h.p, h.len, err);
+    int rc = mb_check(&h, "header", name, err) || write_all(w, h.p, h.len, err) ? -1 : 0;
     free(h.p);
     if (rc || write_zeros(w, nm_align_up(w->pos, w->alignment) - w->pos, err))
         return -1;
@@ -388,21 +398,23 @@ int nm_gguf_w_begin(nm_gguf_writer *w, const char *path, nm_error *err) {
     if (w->state != ST_COLLECT)
         return nm_fail(err, "gguf writer: %s: header already written", path);
     size_t n = strlen(path);
-    char *tmp = malloc(n + 5);
-    if (!tmp)
+    char *tmp = malloc(n + 5), *copy = strdup(path);
+    if (!tmp || !copy) {
+        free(tmp), free(copy);
         return nm_fail(err, "%s: out of memory", path);
+    }
     memcpy(tmp, path, n);
     memcpy(tmp + n, ".tmp", 5);
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd < 0) {
         int e = errno;
         nm_fail(err, "cannot create %s: %s", tmp, strerror(e));
-        free(tmp);
+        free(tmp), free(copy);
         return -1;
     }
     free(w->path);
     free(w->tmp_path);
-    w->path = nm_xstrdup(path);
+    w->path = copy;
     w->tmp_path = tmp;
     w->own_fd = true;
     return nm_gguf_w_begin_fd(w, fd, tmp, err);

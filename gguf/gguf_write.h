@@ -28,8 +28,8 @@
 typedef struct nm_gguf_writer nm_gguf_writer;
 
 /* alignment: a power of two (0 means NM_GGUF_DEFAULT_ALIGNMENT). The caller
- * still writes general.alignment itself when it is not the default. Aborts on
- * OOM like nm_xcalloc; returns NULL for a bad alignment. */
+ * still writes general.alignment itself when it is not the default. NULL for
+ * a bad alignment or when out of memory. */
 nm_gguf_writer *nm_gguf_writer_new(uint32_t alignment);
 
 /* Closes and removes an unfinished output file, frees everything. NULL ok. */

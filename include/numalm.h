@@ -153,6 +153,14 @@ typedef struct numalm_options {
      * that check (a node that runs out during the load still stops it with
      * an error instead of the OOM killer). */
     bool no_mem_check;
+    /* switches that simulate a poorer machine (tests) or work around a
+       broken one; each one taken is reported as a fallback */
+    bool no_odirect;    /* as if the filesystem refused O_DIRECT */
+    bool no_uring;      /* as if the kernel had no io_uring (preadv) */
+    bool no_staging;    /* replicate: every node reads its copy from disk
+                           instead of 1/n of it and copying the rest */
+    uint32_t dio_align; /* O_DIRECT offset alignment to use when it is a
+                           larger power of two than the filesystem's */
 
     /* the model */
     int n_ctx;              /* KV cache positions; 0: the model's training context */

@@ -71,10 +71,12 @@ typedef struct load_run {
     const nm_topo *topo;
     nm_read_ctx ctx;
     nm_reader_job *jobs;
-    int n_jobs, cap_jobs;
+    int n_jobs;
+    size_t cap_jobs;
     int staged_first[NM_MAX_NODES], staged_count[NM_MAX_NODES];
     nm_read_op **op_lists; /* freed at the end */
     int n_op_lists;
+    size_t cap_op_lists;
     double t0;
     nm_mem_guard guard;
     int plan_nodes[NM_MAX_NODES]; /* an interleaved arena's pages come from these */
@@ -160,6 +162,9 @@ static int open_model(load_run *r, nm_error *err) {
     c->file_size = w->gguf->file_size;
     c->chunk_bytes = r->o->chunk_bytes ? r->o->chunk_bytes : DEFAULT_CHUNK;
     c->queue_depth = r->o->queue_depth > 0 ? r->o->queue_depth : DEFAULT_QD;
+    c->no_odirect = r->o->no_odirect;
+    c->no_uring = r->o->no_uring;
+    c->force_dio_align = r->o->dio_align;
     w->chunk_bytes = c->chunk_bytes;
     w->queue_depth = c->queue_depth;
     c->fd = open(w->gguf->path, O_RDONLY | O_CLOEXEC);
@@ -234,14 +239,10 @@ static uint64_t ops_bytes(const nm_read_op *ops, size_t n) {
 }
 
 static nm_reader_job *new_job(load_run *r) {
-    if (r->n_jobs == r->cap_jobs) {
-        int cap = r->cap_jobs ? r->cap_jobs * 2 : 16;
-        nm_reader_job *v = realloc(r->jobs, (size_t)cap * sizeof *v);
-        if (!v)
-            return NULL;
-        r->jobs = v;
-        r->cap_jobs = cap;
-    }
+    nm_reader_job *v = nm_grow(r->jobs, &r->cap_jobs, (size_t)r->n_jobs, 16, sizeof *v);
+    if (!v)
+        return NULL;
+    r->jobs = v;
     nm_reader_job *j = &r->jobs[r->n_jobs++];
     memset(j, 0, sizeof *j);
     j->ctx = &r->ctx;
@@ -249,7 +250,7 @@ static nm_reader_job *new_job(load_run *r) {
 }
 
 static int keep_list(load_run *r, nm_read_op *ops) {
-    nm_read_op **v = realloc(r->op_lists, (size_t)(r->n_op_lists + 1) * sizeof *v);
+    nm_read_op **v = nm_grow(r->op_lists, &r->cap_op_lists, (size_t)r->n_op_lists, 16, sizeof *v);
     if (!v)
         return -1;
     r->op_lists = v;
@@ -378,14 +379,14 @@ static int link_staged_jobs(load_run *r) {
 
 static bool staged(const load_run *r) {
     return r->w->plan->placement == NM_PLACE_REPLICATE && r->w->plan->n_arenas > 1 &&
-           r->ctx.fd_direct >= 0 && r->o->readers_per_node <= 1 && !getenv("NUMALM_NO_STAGING");
+           r->ctx.fd_direct >= 0 && r->o->readers_per_node <= 1 && !r->o->no_staging;
 }
 
 /* auto may map cached pages into a node-bound arena of normal pages; an
  * interleaved arena wants its pages spread, which the cache does not do. */
 static bool may_map(const load_run *r, int a) {
     const nm_arena *ar = &r->w->arenas[a];
-    return !r->o->no_map && ar->node >= 0 && !ar->huge && !ar->locked && !getenv("NUMALM_NO_MAP");
+    return !r->o->no_map && ar->node >= 0 && !ar->huge && !ar->locked;
 }
 
 /* The guard takes an arena's pages from its node, or evenly from the
@@ -474,7 +475,7 @@ static void thp_collapse_after_fill(load_run *r) {
                          "MADV_COLLAPSE refused (%s): arenas keep small pages until "
                          "khugepaged collapses them",
                          strerror(e));
-    fprintf(stderr, "numalm: %.0f MiB collapsed into huge pages after the fill in %.3f s\n",
+    nm_logf(&r->o->log, NM_LOG_INFO, "%.0f MiB collapsed into huge pages after the fill in %.3f s",
             (double)bytes / (1 << 20), nm_now() - t0);
 }
 
@@ -736,14 +737,19 @@ nm_loaded *nm_load(const nm_gguf *g, const nm_plan *plan, const nm_load_opts *op
     memset(&defaults, 0, sizeof defaults);
     if (!opts)
         opts = &defaults;
-    nm_loaded *w = nm_xcalloc(1, sizeof *w);
+    nm_loaded *w = nm_calloc(1, sizeof *w, "the loaded weights' bookkeeping", err);
+    if (!w)
+        return NULL;
     w->gguf = g;
     w->plan = plan;
     w->io = w->io_requested = opts->io;
     w->fd = -1;
     load_run r = {.w = w, .o = opts, .topo = opts->topo};
     if (opts->skip && w->io != NM_IO_MMAP) {
-        w->skipped = nm_xcalloc(g->n_tensors + 1, 1);
+        if (!(w->skipped = nm_calloc(g->n_tensors + 1, 1, "the skipped-tensor list", err))) {
+            free(w);
+            return NULL;
+        }
         for (uint64_t i = 0; i < g->n_tensors; i++)
             if (opts->skip[i]) {
                 w->skipped[i] = 1;
@@ -807,6 +813,8 @@ nm_loaded *nm_load(const nm_gguf *g, const nm_plan *plan, const nm_load_opts *op
         nm_loaded_free(w);
         return NULL;
     }
+    for (int i = 0; i < w->n_fallbacks; i++)
+        nm_logf(&opts->log, NM_LOG_WARN, "load fallback: %s", w->fallbacks[i]);
     return w;
 }
 

@@ -4,6 +4,7 @@
 #ifndef NM_LOADER_H
 #define NM_LOADER_H
 
+#include "common/log.h"
 #include "common/progress.h"
 #include "numa/arena.h"
 #include "numa/plan.h"
@@ -25,7 +26,7 @@ typedef struct nm_load_opts {
     bool drop_caches;        /* root only */
     nm_progress_fn progress; /* NULL: no progress reports */
     void *progress_ud;
-    /* Added by the loader (additive): */
+    nm_log log;           /* fallback lines (WARN) and notes (INFO) */
     const nm_topo *topo;  /* for pinning readers; NULL: probed here */
     bool drop_file_cache; /* posix_fadvise(DONTNEED) on the model only */
     int thp;              /* arenas' transparent huge pages: 0 auto (on,
@@ -37,14 +38,20 @@ typedef struct nm_load_opts {
                              (another loader fills it: the GPU upload); its
                              arena pages stay untouched, so cost no memory */
     bool no_mem_guard;    /* do not check node memory before each populate */
+    /* Switches that simulate a poorer machine (tests) or work around a
+     * broken one; each taken one is a fallback line: */
+    bool no_odirect;    /* as if the filesystem refused O_DIRECT */
+    bool no_uring;      /* as if the kernel had no io_uring */
+    bool no_staging;    /* replicate: every node reads its copy from disk */
+    uint32_t dio_align; /* O_DIRECT offset alignment to use when it is a
+                           multiple of the filesystem's (0: the filesystem's) */
 } nm_load_opts;
 
 typedef struct nm_load_node_stats {
     int node; /* OS index, -1 for an interleaved arena */
     uint64_t bytes;
     double seconds;
-    double placed_pct; /* < 0 when not verified */
-    /* Added by the loader (additive): */
+    double placed_pct;   /* < 0 when not verified */
     double share_pct;    /* interleave: % of the arena's pages on this
                             node (< 0 when not verified / not interleave) */
     int reader_cpus[32]; /* distinct sched_getcpu() seen by its readers */
@@ -70,7 +77,6 @@ typedef struct nm_loaded {
     uint64_t cached_bytes;     /* auto: bytes found in the page cache */
     bool verified;
     bool checksums_ok;
-    /* Added by the loader (additive): */
     uint64_t chunk_bytes; /* dio/auto chunk in use */
     int queue_depth;      /* dio/auto io_uring depth in use */
     int readers_per_node;

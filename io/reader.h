@@ -36,8 +36,11 @@ typedef struct nm_read_ctx {
     uint32_t dio_mem_align; /* buffer alignment for O_DIRECT */
     uint64_t chunk_bytes;
     int queue_depth;
-    bool use_uring;        /* false: preadv on fd_direct */
-    nm_progress *progress; /* may be NULL */
+    bool use_uring; /* false: preadv on fd_direct */
+    /* set before nm_dio_setup: switches that simulate a poorer machine */
+    bool no_odirect, no_uring; /* as if O_DIRECT / io_uring were refused */
+    uint32_t force_dio_align;  /* see nm_dio_open; 0: none */
+    nm_progress *progress;     /* may be NULL */
     /* mmap: the task policy each touching thread sets before its first
      * touch (page-cache pages follow the task's policy, not the VMA's) */
     int mpol_mode; /* MPOL_INTERLEAVE or MPOL_BIND */
@@ -141,8 +144,11 @@ int nm_mmap_placement(const nm_read_ctx *c, const void *map, uint64_t len, uint6
                       nm_error *err);
 
 /* Probes: 0 = usable. Fill `why` with the reason otherwise. */
-int nm_dio_open(const char *path, int *fd_direct, uint32_t *align, uint32_t *mem_align, char *why,
-                size_t why_len);
+/* force_align: an offset alignment to use instead of the filesystem's when
+ * it is a larger power of two (at most 1 MiB), for tests of odd
+ * filesystems; 0 for none. */
+int nm_dio_open(const char *path, uint32_t force_align, int *fd_direct, uint32_t *align,
+                uint32_t *mem_align, char *why, size_t why_len);
 int nm_dio_probe_read(int fd_direct, uint64_t file_size, uint32_t align, uint32_t mem_align,
                       char *why, size_t why_len);
 int nm_uring_probe(char *why, size_t why_len);

@@ -44,12 +44,8 @@ static uint32_t sysfs_logical_block(dev_t dev) {
     return v;
 }
 
-int nm_dio_open(const char *path, int *fd_direct, uint32_t *align, uint32_t *mem_align, char *why,
-                size_t why_len) {
-    if (getenv("NUMALM_DISABLE_ODIRECT")) {
-        snprintf(why, why_len, "O_DIRECT disabled by NUMALM_DISABLE_ODIRECT");
-        return -1;
-    }
+int nm_dio_open(const char *path, uint32_t force_align, int *fd_direct, uint32_t *align,
+                uint32_t *mem_align, char *why, size_t why_len) {
     int fd = open(path, O_RDONLY | O_DIRECT | O_CLOEXEC);
     if (fd < 0) {
         snprintf(why, why_len, "open(O_DIRECT) refused: %s", strerror(errno));
@@ -89,12 +85,9 @@ int nm_dio_open(const char *path, int *fd_direct, uint32_t *align, uint32_t *mem
         m = a;
     /* Tests: pretend the filesystem wants a larger alignment (a multiple of
      * the real one, so the reads stay valid), as 9p once seemed to. */
-    const char *force = getenv("NUMALM_DIO_ALIGN");
-    if (force) {
-        unsigned long v = strtoul(force, NULL, 0);
-        if (v >= a && v >= m && v <= (1u << 20) && !(v & (v - 1)))
-            a = (uint32_t)v;
-    }
+    uint32_t v = force_align;
+    if (v >= a && v >= m && v <= (1u << 20) && !(v & (v - 1)))
+        a = v;
     if ((a & (a - 1)) || (m & (m - 1)) || a > (1u << 20)) {
         close(fd);
         snprintf(why, why_len, "unusable O_DIRECT alignment (offset %u, memory %u)", a, m);
@@ -143,11 +136,6 @@ static int uring_disabled_sysctl(void) {
  * not try; 1 allows it to root and to members of kernel.io_uring_group, so
  * try, and name the sysctl when the kernel says no. */
 int nm_uring_probe(char *why, size_t why_len) {
-    const char *env = getenv("NUMALM_DISABLE_URING");
-    if (env && strcmp(env, "0") != 0) {
-        snprintf(why, why_len, "io_uring disabled by NUMALM_DISABLE_URING");
-        return -1;
-    }
     int sys = uring_disabled_sysctl();
     if (sys >= 2) {
         snprintf(why, why_len,
@@ -171,8 +159,11 @@ int nm_uring_probe(char *why, size_t why_len) {
 }
 
 int nm_dio_setup(nm_read_ctx *c, char *why, size_t why_len, char *uring_why, size_t uring_len) {
-    if (nm_dio_open(c->g->path, &c->fd_direct, &c->dio_align, &c->dio_mem_align, why, why_len) !=
-            0 ||
+    if (c->no_odirect)
+        snprintf(why, why_len, "O_DIRECT turned off (option no_odirect)");
+    if (c->no_odirect ||
+        nm_dio_open(c->g->path, c->force_dio_align, &c->fd_direct, &c->dio_align, &c->dio_mem_align,
+                    why, why_len) != 0 ||
         nm_dio_probe_read(c->fd_direct, c->file_size, c->dio_align, c->dio_mem_align, why,
                           why_len) != 0) {
         if (c->fd_direct >= 0)
@@ -182,7 +173,9 @@ int nm_dio_setup(nm_read_ctx *c, char *why, size_t why_len, char *uring_why, siz
         return -1;
     }
     uring_why[0] = 0;
-    c->use_uring = nm_uring_probe(uring_why, uring_len) == 0;
+    if (c->no_uring)
+        snprintf(uring_why, uring_len, "io_uring turned off (option no_uring)");
+    c->use_uring = !c->no_uring && nm_uring_probe(uring_why, uring_len) == 0;
     return 0;
 }
 

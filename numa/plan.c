@@ -374,7 +374,9 @@ static int layout_arenas(nm_plan *p, nm_error *err) {
                                                            : -1;
     for (int i = 0; i < p->n_tensors; i++)
         fill_held(p, &p->tensors[i]);
-    int *order = nm_xcalloc((size_t)p->n_tensors, sizeof(int));
+    int *order = nm_calloc((size_t)p->n_tensors, sizeof(int), "the plan's tensor order", err);
+    if (!order)
+        return -1;
     for (int i = 0; i < p->n_tensors; i++)
         order[i] = i;
     qsort_r(order, (size_t)p->n_tensors, sizeof(int), cmp_file_order, p->tensors);
@@ -451,8 +453,10 @@ static int build(nm_plan *p, const nm_gguf *g, const nm_topo *topo, const nm_pla
         p->nodes[k].kv_head0 = (uint32_t)kv[k];
         p->nodes[k].kv_head1 = (uint32_t)kv[k + 1];
     }
+    p->tensors = nm_calloc(g->n_tensors, sizeof *p->tensors, "the plan's tensor table", err);
+    if (!p->tensors)
+        return -1;
     p->n_tensors = (int)g->n_tensors;
-    p->tensors = nm_xcalloc(g->n_tensors ? g->n_tensors : 1, sizeof *p->tensors);
     for (int i = 0; i < p->n_tensors; i++) {
         nm_tensor_plan *tp = &p->tensors[i];
         tp->t = &g->tensors[i];
@@ -479,7 +483,9 @@ nm_plan *nm_plan_build(const nm_gguf *g, const nm_topo *topo, const nm_plan_opts
                      "numalm_open decides it from the fit table (numa/fit.h)");
         return NULL;
     }
-    nm_plan *p = nm_xcalloc(1, sizeof *p);
+    nm_plan *p = nm_calloc(1, sizeof *p, "the plan", err);
+    if (!p)
+        return NULL;
     p->placement = o->placement;
     p->fixed_node = o->placement == NM_PLACE_NODE ? o->fixed_node : -1;
     p->align = o->align ? o->align : 4096;

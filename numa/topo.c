@@ -118,9 +118,12 @@ static int cmp_node_os(const void *a, const void *b) {
 }
 
 /* Lists the allowed nodes, sorted by OS index, with their memory. */
-static void list_nodes(nm_topo *t) {
+static int list_nodes(nm_topo *t, nm_error *err) {
     int total = hwloc_get_nbobjs_by_type(t->topo, HWLOC_OBJ_NUMANODE);
-    t->nodes = nm_xcalloc(total > 0 ? (size_t)total : 1, sizeof *t->nodes);
+    t->nodes =
+        nm_calloc(total > 0 ? (size_t)total : 1, sizeof *t->nodes, "the NUMA node list", err);
+    if (!t->nodes)
+        return -1;
     hwloc_obj_t obj = NULL;
     while ((obj = hwloc_get_next_obj_by_type(t->topo, HWLOC_OBJ_NUMANODE, obj))) {
         if (!hwloc_bitmap_isset(t->allowed_nodes, obj->os_index))
@@ -132,6 +135,7 @@ static void list_nodes(nm_topo *t) {
         n->obj = obj;
     }
     qsort(t->nodes, (size_t)t->n_nodes, sizeof *t->nodes, cmp_node_os);
+    return 0;
 }
 
 /* The first allowed PU of `unit` (a core, or a PU when there are no cores)
@@ -152,15 +156,19 @@ static int first_pu_of(const nm_topo *t, hwloc_obj_t unit, hwloc_obj_t const *ho
 
 /* Gives each node its allowed PUs and one PU per core, and counts the
  * machine-wide totals. */
-static void assign_cpus(nm_topo *t) {
+static int assign_cpus(nm_topo *t, nm_error *err) {
     hwloc_topology_t topo = t->topo;
     int n_pu_objs = hwloc_get_nbobjs_by_type(topo, HWLOC_OBJ_PU);
     int n_core_objs = hwloc_get_nbobjs_by_type(topo, HWLOC_OBJ_CORE);
     t->cores_are_pus = n_core_objs <= 0;
     hwloc_obj_type_t unit_type = t->cores_are_pus ? HWLOC_OBJ_PU : HWLOC_OBJ_CORE;
     int n_units = t->cores_are_pus ? n_pu_objs : n_core_objs;
+    size_t max_pus = n_pu_objs > 0 ? (size_t)n_pu_objs : 1;
+    size_t max_units = n_units > 0 ? (size_t)n_units : 1;
 
-    hwloc_obj_t *home_of = nm_xcalloc(n_pu_objs > 0 ? (size_t)n_pu_objs : 1, sizeof *home_of);
+    hwloc_obj_t *home_of = nm_calloc(max_pus, sizeof *home_of, "the PU list", err);
+    if (!home_of)
+        return -1;
     hwloc_obj_t pu = NULL;
     while ((pu = hwloc_get_next_obj_by_type(topo, HWLOC_OBJ_PU, pu))) {
         if (!pu_allowed(t, pu))
@@ -174,8 +182,11 @@ static void assign_cpus(nm_topo *t) {
 
     for (int i = 0; i < t->n_nodes; i++) {
         nm_topo_node *n = &t->nodes[i];
-        n->cpus = nm_xcalloc(n_pu_objs > 0 ? (size_t)n_pu_objs : 1, sizeof *n->cpus);
-        n->core_first_pu = nm_xcalloc(n_units > 0 ? (size_t)n_units : 1, sizeof(int));
+        if (!(n->cpus = nm_calloc(max_pus, sizeof *n->cpus, "a node's CPU list", err)) ||
+            !(n->core_first_pu = nm_calloc(max_units, sizeof(int), "a node's core list", err))) {
+            free(home_of);
+            return -1;
+        }
         while ((pu = hwloc_get_next_obj_by_type(topo, HWLOC_OBJ_PU, pu)))
             if (pu_allowed(t, pu) && home_of[pu->logical_index] == n->obj)
                 n->cpus[n->n_pus++] = (int)pu->os_index;
@@ -194,45 +205,54 @@ static void assign_cpus(nm_topo *t) {
     while ((pkg = hwloc_get_next_obj_by_type(topo, HWLOC_OBJ_PACKAGE, pkg)))
         if (pkg->cpuset && hwloc_bitmap_intersects(pkg->cpuset, t->allowed_cpus))
             t->n_packages++;
+    return 0;
 }
 
-/* Copies a latency matrix that covers every listed node, in our node order. */
-static bool copy_distances(nm_topo *t, struct hwloc_distances_s *d) {
+/* Copies a latency matrix that covers every listed node, in our node
+ * order; nothing when it misses a node. */
+static int copy_distances(nm_topo *t, struct hwloc_distances_s *d, nm_error *err) {
     int n = t->n_nodes;
-    int *idx = nm_xcalloc((size_t)n, sizeof *idx);
+    int *idx = nm_calloc((size_t)n, sizeof *idx, "the node distance index", err);
+    if (!idx)
+        return -1;
     bool complete = true;
     for (int i = 0; i < n && complete; i++) {
         idx[i] = hwloc_distances_obj_index(d, t->nodes[i].obj);
         complete = idx[i] >= 0;
     }
-    if (complete) {
-        t->distances = nm_xcalloc((size_t)n * (size_t)n, sizeof *t->distances);
-        for (int i = 0; i < n; i++)
-            for (int j = 0; j < n; j++)
-                t->distances[i * n + j] = d->values[(size_t)idx[i] * d->nbobjs + (size_t)idx[j]];
-    }
+    int rc = 0;
+    if (complete && !(t->distances = nm_calloc((size_t)n * (size_t)n, sizeof *t->distances,
+                                               "the node distance matrix", err)))
+        rc = -1;
+    for (int i = 0; complete && rc == 0 && i < n; i++)
+        for (int j = 0; j < n; j++)
+            t->distances[i * n + j] = d->values[(size_t)idx[i] * d->nbobjs + (size_t)idx[j]];
     free(idx);
-    return complete;
+    return rc;
 }
 
-static void load_distances(nm_topo *t) {
+static int load_distances(nm_topo *t, nm_error *err) {
     if (t->n_nodes == 0)
-        return;
+        return 0;
     unsigned long kind = HWLOC_DISTANCES_KIND_MEANS_LATENCY;
     struct hwloc_distances_s *probe[1];
     unsigned nr = 0;
     if (hwloc_distances_get_by_type(t->topo, HWLOC_OBJ_NUMANODE, &nr, probe, kind, 0) < 0 ||
         nr == 0)
-        return;
-    struct hwloc_distances_s **all = nm_xcalloc(nr, sizeof *all);
+        return 0;
+    struct hwloc_distances_s **all = nm_calloc(nr, sizeof *all, "the node distances", err);
+    if (!all)
+        return -1;
+    int rc = 0;
     if (hwloc_distances_get_by_type(t->topo, HWLOC_OBJ_NUMANODE, &nr, all, kind, 0) == 0) {
         for (unsigned i = 0; i < nr; i++) {
-            if (!t->distances)
-                copy_distances(t, all[i]);
+            if (!t->distances && rc == 0)
+                rc = copy_distances(t, all[i], err);
             hwloc_distances_release(t->topo, all[i]);
         }
     }
     free(all);
+    return rc;
 }
 
 /* Returns the "MemTotal: N kB" value of a meminfo-style file in bytes, 0 if
@@ -322,8 +342,8 @@ static void check_memory(nm_topo *t) {
 }
 
 nm_topo *nm_topo_load(const char *xml_path, nm_error *err) {
-    nm_topo *t = nm_xcalloc(1, sizeof *t);
-    if (open_topology(t, xml_path, err) < 0)
+    nm_topo *t = nm_calloc(1, sizeof *t, "the topology", err);
+    if (!t || open_topology(t, xml_path, err) < 0)
         goto fail;
     /* HWLOC_XMLFILE in the environment also replaces this machine. */
     t->from_xml = xml_path != NULL || !hwloc_topology_is_thissystem(t->topo);
@@ -339,10 +359,8 @@ nm_topo *nm_topo_load(const char *xml_path, nm_error *err) {
         goto fail;
     nm_topo_list_str(t->allowed_cpus, t->allowed_cpuset, sizeof t->allowed_cpuset);
     nm_topo_list_str(t->allowed_nodes, t->allowed_nodeset, sizeof t->allowed_nodeset);
-    list_nodes(t);
-    assign_cpus(t);
-    load_distances(t);
-    if (nm_topo_probe_pci(t, err) < 0)
+    if (list_nodes(t, err) < 0 || assign_cpus(t, err) < 0 || load_distances(t, err) < 0 ||
+        nm_topo_probe_pci(t, err) < 0)
         goto fail;
     if (!t->from_xml)
         check_memory(t);

@@ -79,16 +79,12 @@ static nm_topo_pci *find_entry(nm_topo *t, hwloc_obj_t pci, const char *kind) {
     return NULL;
 }
 
-static nm_topo_pci *add_entry(nm_topo *t, int *cap, hwloc_obj_t pci, hwloc_obj_t located,
+static nm_topo_pci *add_entry(nm_topo *t, size_t *cap, hwloc_obj_t pci, hwloc_obj_t located,
                               const char *kind, const char *name) {
-    if (t->n_pci == *cap) {
-        int grown = *cap ? *cap * 2 : 8;
-        nm_topo_pci *p = realloc(t->pci, (size_t)grown * sizeof *p);
-        if (!p)
-            return NULL;
-        t->pci = p;
-        *cap = grown;
-    }
+    nm_topo_pci *p = nm_grow(t->pci, cap, (size_t)t->n_pci, 8, sizeof *p);
+    if (!p)
+        return NULL;
+    t->pci = p;
     nm_topo_pci *e = &t->pci[t->n_pci++];
     memset(e, 0, sizeof *e);
     snprintf(e->type, sizeof e->type, "%s", kind);
@@ -122,7 +118,7 @@ static int cmp_busid(const void *a, const void *b) {
 }
 
 int nm_topo_probe_pci(nm_topo *t, nm_error *err) {
-    int cap = 0;
+    size_t cap = 0;
     hwloc_obj_t os = NULL;
     while ((os = hwloc_get_next_osdev(t->topo, os))) {
         const char *kind = osdev_kind(os);

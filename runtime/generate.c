@@ -4,7 +4,6 @@
 #include "ops.h"
 
 #include <math.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -18,32 +17,29 @@ static int emit(const nm_tokenizer *tok, int32_t id, int32_t prev, char *buf, nm
 
 typedef struct gen_state {
     int32_t *toks;
-    int n, cap;
+    int n;
+    size_t cap;
     float *logits;
     char *text; /* one token's text */
 } gen_state;
 
-static void gen_push(gen_state *g, int32_t id) {
-    if (g->n == g->cap) {
-        g->cap = g->cap ? 2 * g->cap : 256;
-        int32_t *t = realloc(g->toks, (size_t)g->cap * sizeof *t);
-        if (!t) {
-            fprintf(stderr, "numalm: out of memory for tokens\n");
-            abort();
-        }
-        g->toks = t;
-    }
+static int gen_push(gen_state *g, int32_t id, nm_error *err) {
+    int32_t *t = nm_grow(g->toks, &g->cap, (size_t)g->n, 256, sizeof *t);
+    if (!t)
+        return nm_fail(err, "out of memory for %d tokens", g->n + 1);
+    g->toks = t;
     g->toks[g->n++] = id;
+    return 0;
 }
 
 static int run_prompt(nm_model *m, const nm_tokenizer *tok, const char *prompt,
                       const nm_gen_opts *o, nm_text_fn fn, void *ud, gen_state *g, nm_gen_stats *st,
                       nm_error *err) {
     int32_t *ids = NULL;
-    int n = o->n_prompt_tokens, from = 0;
+    int n = o->n_prompt_tokens, from = 0, rc = 0;
     if (o->prompt_tokens) {
-        for (int i = 0; i < n; i++)
-            gen_push(g, o->prompt_tokens[i]);
+        for (int i = 0; i < n && rc == 0; i++)
+            rc = gen_push(g, o->prompt_tokens[i], err);
         from = o->n_cached < n ? o->n_cached : n - 1; /* the last one gives the logits */
         if (from < 0)
             from = 0;
@@ -53,10 +49,12 @@ static int run_prompt(nm_model *m, const nm_tokenizer *tok, const char *prompt,
                         err);
         if (n < 0)
             return nm_fail_prefix(err, "tokenizing the prompt");
-        for (int i = 0; i < n; i++)
-            gen_push(g, ids[i]);
+        for (int i = 0; i < n && rc == 0; i++)
+            rc = gen_push(g, ids[i], err);
         free(ids);
     }
+    if (rc < 0)
+        return -1;
     if (n == 0)
         return nm_fail(err, "the prompt is empty and the vocab adds no BOS: nothing to "
                             "start from");
@@ -103,7 +101,8 @@ int nm_generate(nm_model *m, const nm_tokenizer *tok, const char *prompt, const 
             break;
         }
         st->hit_stop = emit(tok, id, g.toks[g.n - 1], g.text, on_text, ud) != 0;
-        gen_push(&g, id);
+        if (gen_push(&g, id, err) < 0)
+            goto done;
         st->n_decode++;
         if (i + 1 == o->n_predict || st->hit_stop)
             break; /* the last token needs no pass of its own */

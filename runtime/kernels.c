@@ -59,22 +59,6 @@ const char *nm_simd_name(nm_simd level) {
     return "unknown";
 }
 
-/* NUMALM_SIMD caps the level, so one binary can be measured at each level
- * and a suspected SIMD bug can be ruled out without a rebuild. */
-static nm_simd env_cap(void) {
-    const char *s = getenv("NUMALM_SIMD");
-    if (!s || !*s)
-        return NM_SIMD_AVX512;
-    for (int l = NM_SIMD_SCALAR; l <= NM_SIMD_AVX512; l++)
-        if (strcmp(s, nm_simd_name((nm_simd)l)) == 0)
-            return (nm_simd)l;
-    fprintf(stderr,
-            "numalm: NUMALM_SIMD=%s is not scalar, avx2 or avx512; "
-            "ignoring it\n",
-            s);
-    return NM_SIMD_AVX512;
-}
-
 static atomic_int detected = -1;
 static atomic_int current = -1;
 
@@ -82,9 +66,8 @@ nm_simd nm_simd_detect(void) {
     int d = atomic_load(&detected);
     if (d >= 0)
         return (nm_simd)d;
-    nm_simd cap = env_cap();
     int best = NM_SIMD_SCALAR;
-    for (int l = NM_SIMD_AVX2; l <= (int)cap; l++)
+    for (int l = NM_SIMD_AVX2; l <= NM_SIMD_AVX512; l++)
         if (cpu_level_ok((nm_simd)l))
             best = l;
     atomic_store(&detected, best);

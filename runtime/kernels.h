@@ -18,8 +18,9 @@ typedef enum nm_simd {
     NM_SIMD_AVX512 = 2,
 } nm_simd;
 
-/* Best level this CPU supports (cached). NUMALM_SIMD=scalar|avx2|avx512 in the
- * environment caps it. */
+/* Best level this CPU supports (cached). A session caps the level in use
+ * with its simd_max option (nm_simd_set), so one binary can be measured at
+ * each level and a suspected SIMD bug ruled out without a rebuild. */
 nm_simd nm_simd_detect(void);
 bool nm_simd_supported(nm_simd level);
 /* Level used by nm_matvec/nm_matmat; defaults to nm_simd_detect(). Returns -1

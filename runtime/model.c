@@ -21,16 +21,12 @@ nm_model_opts nm_model_opts_default(void) {
 static void *model_alloc(nm_model *m, size_t bytes, int os_node, nm_error *err) {
     if (bytes == 0)
         bytes = 64;
-    if (m->n_allocs == m->cap_allocs) {
-        int cap = m->cap_allocs ? 2 * m->cap_allocs : 64;
-        nm_alloc_rec *r = realloc(m->allocs, (size_t)cap * sizeof *r);
-        if (!r) {
-            nm_fail(err, "model: out of memory for bookkeeping");
-            return NULL;
-        }
-        m->allocs = r;
-        m->cap_allocs = cap;
+    nm_alloc_rec *r = nm_grow(m->allocs, &m->cap_allocs, (size_t)m->n_allocs, 64, sizeof *r);
+    if (!r) {
+        nm_fail(err, "model: out of memory for bookkeeping");
+        return NULL;
     }
+    m->allocs = r;
     void *p = NULL;
     bool numa = m->numa_alloc && os_node >= 0;
     if (numa)
@@ -168,7 +164,8 @@ static int bind_layer(nm_model *m, int l, nm_error *err) {
 
 static int setup_kv(nm_model *m, nm_error *err) {
     const nm_llama_hparams *hp = &m->hp;
-    m->kv_owner = nm_xcalloc(hp->n_head_kv, sizeof *m->kv_owner);
+    if (!(m->kv_owner = nm_calloc(hp->n_head_kv, sizeof *m->kv_owner, "the KV head owners", err)))
+        return -1;
     uint32_t next = 0;
     for (int n = 0; n < m->plan->n_nodes; n++) {
         const nm_plan_node *pn = &m->plan->nodes[n];
@@ -215,7 +212,8 @@ static int setup_scratch(nm_model *m, nm_error *err) {
     const nm_llama_hparams *hp = &m->hp;
     size_t nb = (size_t)m->n_batch;
     int nw = nm_pool_n_workers(m->pool);
-    m->scr = nm_xcalloc((size_t)nw, sizeof *m->scr);
+    if (!(m->scr = nm_calloc((size_t)nw, sizeof *m->scr, "the worker scratch list", err)))
+        return -1;
     size_t act = act_bytes_max(m);
     int id = 0;
     for (int n = 0; n < m->plan->n_nodes; n++) {
@@ -251,7 +249,8 @@ static int setup_scratch(nm_model *m, nm_error *err) {
 
 static int bind_all(nm_model *m, nm_error *err) {
     const nm_llama_hparams *hp = &m->hp;
-    m->layers = nm_xcalloc(hp->n_layer, sizeof *m->layers);
+    if (!(m->layers = nm_calloc(hp->n_layer, sizeof *m->layers, "the layer table", err)))
+        return -1;
     m->attn_local = true;
     m->gate_up_same = true;
     if (setup_kv(m, err) < 0)
@@ -296,7 +295,9 @@ static int check_options(nm_model *m, const nm_model_opts *o, nm_error *err) {
 
 nm_model *nm_model_create(const nm_loaded *w, const nm_topo *topo, const nm_model_opts *opts,
                           nm_error *err) {
-    nm_model *m = nm_xcalloc(1, sizeof *m);
+    nm_model *m = nm_calloc(1, sizeof *m, "the model", err);
+    if (!m)
+        return NULL;
     m->w = w;
     m->plan = w->plan;
     m->numa_alloc = topo && !topo->from_xml && numa_available() >= 0;

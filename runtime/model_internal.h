@@ -100,7 +100,8 @@ struct nm_model {
     float *x, *q, *k, *v, *att, *y, *g, *u;
     float *rope; /* n_batch x (n_rot + 2): cos/sin per position */
     nm_alloc_rec *allocs;
-    int n_allocs, cap_allocs;
+    int n_allocs;
+    size_t cap_allocs;
     /* The job in flight. */
     int n_tok, pos, logits_from;
     float *logits;

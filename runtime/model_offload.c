@@ -201,14 +201,17 @@ int nm_offload_create(nm_model *m, const nm_model_offload *o, nm_error *err) {
     if (o->n_layers > n_layer || (o->head && o->n_layers != n_layer))
         return nm_fail(err, "-ngl: %d blocks%s on the device, but the model has %d blocks",
                        o->n_layers, o->head ? " and the LM head" : "", n_layer);
-    nm_offload *f = nm_xcalloc(1, sizeof *f);
+    nm_offload *f = nm_calloc(1, sizeof *f, "the offload table", err);
+    if (!f)
+        return -1;
     m->off = f;
     f->dev = o->dev;
     f->n = o->n_layers;
     f->first = n_layer - f->n;
     f->head = o->head;
-    f->layers = nm_xcalloc((size_t)f->n + 1, sizeof *f->layers);
-    if (bind(m, f, o, err) != 0 || upload_norms(m, f, err) != 0 || alloc_kv(m, f, err) != 0 ||
+    if (!(f->layers =
+              nm_calloc((size_t)f->n + 1, sizeof *f->layers, "the offloaded layers", err)) ||
+        bind(m, f, o, err) != 0 || upload_norms(m, f, err) != 0 || alloc_kv(m, f, err) != 0 ||
         alloc_activations(m, f, err) != 0) {
         nm_offload_free(m);
         return -1;

@@ -6,14 +6,10 @@
 #include <string.h>
 
 double nm_read_probe_pair(nm_read_probe *p, nm_model *m, double step_s) {
-    if (p->n == p->cap) {
-        int cap = p->cap ? 2 * p->cap : 64;
-        struct nm_probe_times *a = realloc(p->pairs, (size_t)cap * sizeof *a);
-        if (!a)
-            return -1;
-        p->pairs = a;
-        p->cap = cap;
-    }
+    struct nm_probe_times *a = nm_grow(p->pairs, &p->cap, (size_t)p->n, 64, sizeof *a);
+    if (!a)
+        return -1;
+    p->pairs = a;
     double t0 = nm_now();
     if (nm_model_read_pass(m, &p->checksum, &p->read_bytes) < 0)
         return -1;

@@ -11,7 +11,8 @@
 #include "model.h"
 
 typedef struct nm_read_probe {
-    int n, cap;
+    int n;
+    size_t cap;
     struct nm_probe_times {
         double step_s, read_s;
     } * pairs;

@@ -215,7 +215,10 @@ nm_pool *nm_pool_create(const nm_plan *plan, const nm_topo *topo, nm_error *err)
     memset(p, 0, sizeof *p);
     p->n_nodes = plan->n_nodes;
     p->n_workers = total;
-    p->slots = nm_xcalloc((size_t)total, sizeof *p->slots);
+    if (!(p->slots = nm_calloc((size_t)total, sizeof *p->slots, "the worker list", err))) {
+        free(p);
+        return NULL;
+    }
     int id = 0;
     for (int n = 0; n < plan->n_nodes; n++) {
         p->nodes[n].n_workers = plan->nodes[n].n_threads;

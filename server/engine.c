@@ -458,7 +458,9 @@ static void engine_free(engine *e) {
 }
 
 int nm_engine_start(nm_server *s, nm_error *err) {
-    engine *e = nm_xcalloc(1, sizeof *e);
+    engine *e = nm_calloc(1, sizeof *e, "the engine", err);
+    if (!e)
+        return -1;
     e->s = s;
     e->model = s->m.session->model;
     e->n_slots = s->o.parallel;
@@ -466,24 +468,27 @@ int nm_engine_start(nm_server *s, nm_error *err) {
     e->n_ctx = nm_model_n_ctx(e->model);
     e->n_vocab = nm_model_n_vocab(e->model);
     const nm_tokenizer *tok = s->m.session->tok;
-    e->eog = nm_xcalloc((size_t)e->n_vocab + 1, sizeof *e->eog);
+    if (!(e->eog = nm_calloc((size_t)e->n_vocab + 1, sizeof *e->eog, "the end tokens", err))) {
+        engine_free(e);
+        return -1;
+    }
     for (int32_t id = 0; id < e->n_vocab; id++)
         if (nm_token_is_eog(tok, id) || nm_chat_is_stop(tok, s->m.chat, id))
             e->eog[e->n_eog++] = id;
     e->piece_cap = nm_tokenizer_max_text(tok);
-    e->piece = nm_xcalloc(e->piece_cap + 1, 1);
     if (e->n_slots != 1) {
         engine_free(e);
         return nm_fail(err, "serve: --parallel %d: one slot only for now", s->o.parallel);
     }
-    e->slots = nm_xcalloc((size_t)e->n_slots, sizeof *e->slots);
-    e->batch = nm_xcalloc((size_t)e->n_batch, sizeof *e->batch);
-    e->batch_slot = nm_xcalloc((size_t)e->n_slots, sizeof *e->batch_slot);
+    e->piece = calloc(e->piece_cap + 1, 1);
+    e->slots = calloc((size_t)e->n_slots, sizeof *e->slots);
+    e->batch = calloc((size_t)e->n_batch, sizeof *e->batch);
+    e->batch_slot = calloc((size_t)e->n_slots, sizeof *e->batch_slot);
     e->logits = malloc((size_t)e->n_slots * (size_t)e->n_vocab * sizeof(float));
-    if (!e->logits) {
+    if (!e->piece || !e->slots || !e->batch || !e->batch_slot || !e->logits) {
         engine_free(e);
-        return nm_fail(err, "serve: out of memory for %d x %d logits", s->o.parallel,
-                       nm_model_n_vocab(s->m.session->model));
+        return nm_fail(err, "serve: out of memory for %d slots (batches, %d x %d logits)",
+                       s->o.parallel, s->o.parallel, nm_model_n_vocab(s->m.session->model));
     }
     s->engine_ctx = e;
     /* The thread that runs the model is the pool's worker 0, which the pool

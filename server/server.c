@@ -79,7 +79,9 @@ void nm_req_wake(nm_req *r) {
 }
 
 nm_server *nm_server_start(const nm_server_opts *o, nm_error *err) {
-    nm_server *s = nm_xcalloc(1, sizeof *s);
+    nm_server *s = nm_calloc(1, sizeof *s, "the server", err);
+    if (!s)
+        return NULL;
     s->o = *o;
     snprintf(s->host, sizeof s->host, "%s", o->host ? o->host : "127.0.0.1");
     s->o.host = s->host;

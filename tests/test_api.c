@@ -211,17 +211,18 @@ static void test_generate_matches_eval(void **state) {
 }
 
 typedef struct logged {
-    int n_warn, n_other;
-    char last[1024];
+    int n_warn, n_info, n_other;
+    char last_warn[1024], last_info[1024];
 } logged;
 
 static void on_log(void *user, numalm_log_level level, const char *msg) {
     logged *l = user;
     if (level == NUMALM_LOG_WARN)
-        l->n_warn++;
+        snprintf(l->last_warn, sizeof l->last_warn, "%s", msg), l->n_warn++;
+    else if (level == NUMALM_LOG_INFO)
+        snprintf(l->last_info, sizeof l->last_info, "%s", msg), l->n_info++;
     else
         l->n_other++;
-    snprintf(l->last, sizeof l->last, "%s", msg);
 }
 
 typedef struct progressed {
@@ -242,7 +243,8 @@ static void on_progress(void *user, const char *what, uint64_t done, uint64_t to
 
 /* mmap with placement shard keeps one copy of the file: a fallback, which
  * reaches the log callback (and only when its level is wanted); the load
- * reports its progress and finishes at the total. */
+ * reports its progress and finishes at the total. --thp collapse says what
+ * it did at level INFO. */
 static void test_log_and_progress(void **state) {
     (void)state;
     numalm_options o = tiny_opts();
@@ -257,7 +259,7 @@ static void test_log_and_progress(void **state) {
     o.progress_user = &p;
     numalm_session *s = open_ok(&o);
     assert_true(l.n_warn >= 1);
-    assert_non_null(strstr(l.last, "load fallback: mmap keeps one copy"));
+    assert_non_null(strstr(l.last_warn, "load fallback: mmap keeps one copy"));
     assert_int_equal(p.finished, 1);
     assert_true(p.total > 0);
     assert_int_equal(p.done, p.total);
@@ -268,8 +270,44 @@ static void test_log_and_progress(void **state) {
     o.log_level = NUMALM_LOG_ERROR;
     o.progress = NULL;
     s = open_ok(&o);
-    assert_int_equal(quiet.n_warn + quiet.n_other, 0);
+    assert_int_equal(quiet.n_warn + quiet.n_info + quiet.n_other, 0);
     numalm_close(s);
+
+    logged info = {0};
+    o.log_user = &info;
+    o.log_level = NUMALM_LOG_INFO;
+    o.io = NUMALM_IO_BUFFERED;
+    o.thp = NUMALM_THP_COLLAPSE;
+    s = open_ok(&o);
+    assert_int_equal(info.n_info, 1);
+    assert_non_null(strstr(info.last_info, "collapsed into huge pages after the fill"));
+    numalm_close(s);
+}
+
+/* simd_max caps the kernel level (process-wide, from stage MODEL on); the
+ * scalar kernels define the results, so greedy tokens agree. */
+static void test_simd_cap(void **state) {
+    (void)state;
+    numalm_options o = tiny_opts();
+    int32_t best[32], scalar[32];
+    numalm_gen_params p;
+    numalm_gen_params_init(&p);
+    p.n_predict = 6;
+    p.max_tokens = 32;
+    numalm_gen_stats st[2];
+    for (int k = 0; k < 2; k++) {
+        o.simd_max = k ? NUMALM_SIMD_SCALAR : NUMALM_SIMD_AVX512;
+        numalm_session *s = open_ok(&o);
+        if (k)
+            assert_int_equal(numalm_simd_level(), NUMALM_SIMD_SCALAR);
+        p.tokens = k ? scalar : best;
+        assert_int_equal(numalm_generate(s, "the cat", &p, NULL, NULL, &st[k]), 0);
+        numalm_close(s);
+    }
+    assert_int_equal(st[0].n_tokens, st[1].n_tokens);
+    assert_memory_equal(best, scalar, (size_t)st[0].n_tokens * sizeof best[0]);
+    o.simd_max = NUMALM_SIMD_AVX512; /* the CPU's best again, for what follows */
+    numalm_close(open_ok(&o));
 }
 
 static void test_names(void **state) {
@@ -293,9 +331,13 @@ int main(void) {
         return 1;
     }
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_open_errors),      cmocka_unit_test(test_staged_open),
-        cmocka_unit_test(test_tokens_both_ways), cmocka_unit_test(test_generate_matches_eval),
-        cmocka_unit_test(test_log_and_progress), cmocka_unit_test(test_names),
+        cmocka_unit_test(test_open_errors),
+        cmocka_unit_test(test_staged_open),
+        cmocka_unit_test(test_tokens_both_ways),
+        cmocka_unit_test(test_generate_matches_eval),
+        cmocka_unit_test(test_log_and_progress),
+        cmocka_unit_test(test_simd_cap),
+        cmocka_unit_test(test_names),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     unlink(g_model);

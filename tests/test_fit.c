@@ -58,8 +58,9 @@ static int setup(void **state) {
     struct dirent *e;
     while (d && (e = readdir(d)) && g_n_topos < 32) {
         size_t n = strlen(e->d_name);
-        if (n > 4 && !strcmp(e->d_name + n - 4, ".xml"))
-            g_topos[g_n_topos++] = nm_xstrdup(e->d_name);
+        if (n > 4 && !strcmp(e->d_name + n - 4, ".xml") &&
+            (g_topos[g_n_topos] = strdup(e->d_name)) != NULL)
+            g_n_topos++;
     }
     if (d)
         closedir(d);
@@ -242,7 +243,8 @@ static const char *auto_name(const nm_fit_table *tab) {
  * need, auto takes replicate, then shard, then interleave, then nothing,
  * and the refusals name the nodes and the figures. */
 static void check_auto(const nm_topo *t) {
-    nm_fit_table *tab = nm_xcalloc(1, sizeof *tab);
+    nm_fit_table *tab = calloc(1, sizeof *tab);
+    assert_non_null(tab);
     table(t, 1000 * GIB, &RUN_OPTS, tab);
     uint64_t rep = row_max(tab, NM_PLACE_REPLICATE), sh = row_max(tab, NM_PLACE_SHARD),
              il = row_max(tab, NM_PLACE_INTERLEAVE);
@@ -317,7 +319,8 @@ static void test_limits(void **state) {
     if (!g_n_topos)
         skip();
     nm_topo *t = topo("24em64t-2n6c2t-pci.xml");
-    nm_fit_table *tab = nm_xcalloc(1, sizeof *tab);
+    nm_fit_table *tab = calloc(1, sizeof *tab);
+    assert_non_null(tab);
     nm_mem_state m;
     nm_error err = {{0}};
     synthetic(t, 1000 * GIB, &m);

@@ -122,7 +122,18 @@ n_sp=$("$NUMALM" tokenize -m "$MODEL" -p "Hi</s> there" --ids --special | tr -cd
     ok "--special: $np_sp prompt tokens, $np_txt as text" ||
     bad "--special: $np_sp / $np_txt prompt tokens, tokenize says $((n_sp + 1)) / $((n_txt + 1))"
 
-# 6. Errors name the command and what is wrong.
+# 6. NUMALM_SIMD caps the kernel level (the command's override of the
+# library option): scalar kernels give the same greedy text; a bad value is
+# named and ignored.
+"$NUMALM" run -m "$MODEL" -p "Once upon a time" -n 8 >"$TMP/out_best" 2>/dev/null
+NUMALM_SIMD=scalar "$NUMALM" run -m "$MODEL" -p "Once upon a time" -n 8 --json >"$TMP/out_scalar" 2>"$TMP/err"
+tail -1 "$TMP/err" | grep -q '"simd":"scalar"' && cmp -s "$TMP/out_best" "$TMP/out_scalar" &&
+    ok "NUMALM_SIMD=scalar" || bad "NUMALM_SIMD=scalar: $(cat "$TMP/out_scalar" "$TMP/err")"
+NUMALM_SIMD=sse9 "$NUMALM" run -m "$MODEL" -p "Once upon a time" -n 8 >"$TMP/out_bad" 2>"$TMP/err" &&
+    grep -q "NUMALM_SIMD=sse9 is not scalar, avx2 or avx512; ignoring it" "$TMP/err" &&
+    ok "NUMALM_SIMD=sse9 ignored with a message" || bad "NUMALM_SIMD=sse9: $(cat "$TMP/err")"
+
+# 7. Errors name the command and what is wrong.
 "$NUMALM" run -m "$TMP/nope.gguf" -p hi >/dev/null 2>"$TMP/err" && bad "missing model accepted" ||
     { grep -q "^numalm run: .*nope.gguf" "$TMP/err" && ok "missing model message" || bad "missing model: $(cat "$TMP/err")"; }
 "$NUMALM" run -m "$MODEL" >/dev/null 2>"$TMP/err" && bad "no prompt accepted" ||

@@ -173,10 +173,11 @@ static bool has_fallback(const nm_loaded *w, const char *needle) {
 
 static void test_no_uring_still_loads(void **state) {
     (void)state;
-    setenv("NUMALM_DISABLE_URING", "1", 1);
     for (int mi = 0; mi < g_n_models; mi++) {
         loaded_model m;
-        load(&m, g_models[mi], NM_IO_DIO, "shard", true);
+        numalm_options o = load_opts(g_models[mi], NM_IO_DIO, "shard", true);
+        o.no_uring = true;
+        load_with(&m, &o);
         if (!m.w)
             fail_msg("%s", m.err.msg);
         assert_true(m.w->checksums_ok);
@@ -185,14 +186,14 @@ static void test_no_uring_still_loads(void **state) {
         check_rows(&m);
         unload(&m);
     }
-    unsetenv("NUMALM_DISABLE_URING");
 }
 
 static void test_no_odirect_falls_back(void **state) {
     (void)state;
-    setenv("NUMALM_DISABLE_ODIRECT", "1", 1);
     loaded_model m;
-    load(&m, g_models[0], NM_IO_DIO, "replicate", true);
+    numalm_options o = load_opts(g_models[0], NM_IO_DIO, "replicate", true);
+    o.no_odirect = true;
+    load_with(&m, &o);
     if (!m.w)
         fail_msg("%s", m.err.msg);
     assert_true(m.w->checksums_ok);
@@ -200,7 +201,6 @@ static void test_no_odirect_falls_back(void **state) {
     assert_int_equal(m.w->io_requested, NM_IO_DIO);
     assert_true(has_fallback(m.w, "buffered reads"));
     unload(&m);
-    unsetenv("NUMALM_DISABLE_ODIRECT");
 }
 
 /* An O_DIRECT alignment larger than the readers' 256 KiB bounce slots (9p
@@ -209,21 +209,20 @@ static void test_no_odirect_falls_back(void **state) {
  * byte must still arrive, with io_uring and with preadv. */
 static void test_dio_alignment_above_bounce_slot(void **state) {
     (void)state;
-    const char *aligns[] = {"524288", "1048576"};
+    const uint32_t aligns[] = {512u << 10, 1u << 20};
     for (int ai = 0; ai < 2; ai++)
         for (int uring = 0; uring < 2; uring++)
             for (int mi = 0; mi < g_n_models; mi++) {
-                setenv("NUMALM_DIO_ALIGN", aligns[ai], 1);
-                if (!uring)
-                    setenv("NUMALM_DISABLE_URING", "1", 1);
+                numalm_options o =
+                    load_opts(g_models[mi], NM_IO_DIO, mi ? "shard" : "replicate", true);
+                o.dio_align = aligns[ai];
+                o.no_uring = !uring;
                 loaded_model m;
-                load(&m, g_models[mi], NM_IO_DIO, mi ? "shard" : "replicate", true);
-                unsetenv("NUMALM_DIO_ALIGN");
-                unsetenv("NUMALM_DISABLE_URING");
+                load_with(&m, &o);
                 if (!m.w)
-                    fail_msg("align %s: %s", aligns[ai], m.err.msg);
+                    fail_msg("align %u: %s", aligns[ai], m.err.msg);
                 assert_int_equal(m.w->io, NM_IO_DIO);
-                assert_int_equal(m.w->dio_align, strtoul(aligns[ai], NULL, 10));
+                assert_int_equal(m.w->dio_align, aligns[ai]);
                 assert_true(m.w->checksums_ok);
                 check_rows(&m);
                 unload(&m);
@@ -433,7 +432,7 @@ static void test_short_read_in_readers(void **state) {
     c.fd = open(g->path, O_RDONLY);
     char why[256];
     assert_int_equal(
-        nm_dio_open(g->path, &c.fd_direct, &c.dio_align, &c.dio_mem_align, why, sizeof why), 0);
+        nm_dio_open(g->path, 0, &c.fd_direct, &c.dio_align, &c.dio_mem_align, why, sizeof why), 0);
     uint64_t len = 3 << 20; /* runs 3 MiB past the end */
     uint8_t *dst = aligned_alloc(4096, len + 4096);
     assert_non_null(dst);

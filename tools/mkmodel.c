@@ -47,7 +47,8 @@ typedef struct tspec {
     float mean, std;
 } tspec;
 
-static uint64_t build_specs(const nm_mkmodel_shape *s, nm_mkmodel_quant q, tspec *out);
+static tspec *new_specs(const nm_mkmodel_shape *s, nm_mkmodel_quant q, uint64_t *n,
+                        nm_error *err);
 
 /* "Q4_K_M" for a preset, else the type's name. */
 static const char *quant_name(nm_mkmodel_quant q) {
@@ -144,9 +145,10 @@ int nm_mkmodel_check(const nm_mkmodel_shape *s, nm_mkmodel_quant q, nm_error *er
                        s->n_head_kv);
     /* every row of every matrix is embd or ff long; a preset falls back to
      * a type whose blocks fit (which must be one mkmodel writes) */
-    uint64_t n = build_specs(s, q, NULL);
-    tspec *specs = nm_xcalloc(n, sizeof *specs);
-    build_specs(s, q, specs);
+    uint64_t n;
+    tspec *specs = new_specs(s, q, &n, err);
+    if (!specs)
+        return -1;
     int rc = 0;
     for (uint64_t i = 0; i < n && !rc; i++) {
         const nm_type_info *ti = nm_type_get(specs[i].type);
@@ -169,8 +171,19 @@ static uint32_t matrix_type(const nm_mkmodel_shape *s, nm_mkmodel_quant q, nm_ro
     return q.ftype ? nm_mkmodel_mix_type(q.ftype, s, role, layer, ncols) : q.type;
 }
 
-/* The llama tensors in file order; returns the count (3 + 9 per block). */
-static uint64_t build_specs(const nm_mkmodel_shape *s, nm_mkmodel_quant q, tspec *out) {
+/* Bytes of a tensor of ne1 rows of ne0 elements, padded as in the file. */
+static uint64_t padded_bytes(uint32_t type, uint64_t ne0, uint64_t ne1) {
+    uint64_t row = 0;
+    if (nm_type_row_bytes(type, ne0, &row))
+        return 0; /* nm_mkmodel_check refuses such shapes before anything is written */
+    return nm_align_up(row * ne1, NM_GGUF_DEFAULT_ALIGNMENT);
+}
+
+/* The llama tensors in file order into out (may be NULL), their padded
+ * data bytes added to *bytes (may be NULL); returns the count (3 + 9 per
+ * block). */
+static uint64_t build_specs(const nm_mkmodel_shape *s, nm_mkmodel_quant q, tspec *out,
+                            uint64_t *bytes) {
     const uint64_t embd = s->n_embd, ff = s->n_ff;
     const uint64_t kv = (uint64_t)s->n_embd / s->n_head * s->n_head_kv;
     const float in_embd = 1.0f / sqrtf((float)embd);
@@ -188,6 +201,8 @@ static uint64_t build_specs(const nm_mkmodel_shape *s, nm_mkmodel_quant q, tspec
             t->mean = (mu);                                                                        \
             t->std = (sd);                                                                         \
         }                                                                                          \
+        if (bytes)                                                                                 \
+            *bytes += padded_bytes((ty), (e0), (e1));                                              \
         n++;                                                                                       \
     } while (0)
 #define MT(role, layer, ncols) matrix_type(s, q, role, layer, ncols)
@@ -213,20 +228,19 @@ static uint64_t build_specs(const nm_mkmodel_shape *s, nm_mkmodel_quant q, tspec
     return n;
 }
 
-static uint64_t spec_bytes(const tspec *t) {
-    uint64_t row = 0;
-    if (nm_type_row_bytes(t->type, t->ne[0], &row))
-        return 0; /* nm_mkmodel_check refuses such shapes before anything is written */
-    return row * t->ne[1];
+/* The tensor list (malloc'd), its length in *n. */
+static tspec *new_specs(const nm_mkmodel_shape *s, nm_mkmodel_quant q, uint64_t *n,
+                        nm_error *err) {
+    *n = build_specs(s, q, NULL, NULL);
+    tspec *specs = nm_calloc(*n, sizeof *specs, "the tensor list", err);
+    if (specs)
+        build_specs(s, q, specs, NULL);
+    return specs;
 }
 
 uint64_t nm_mkmodel_data_bytes(const nm_mkmodel_shape *s, nm_mkmodel_quant q) {
-    uint64_t n = build_specs(s, q, NULL), total = 0;
-    tspec *specs = nm_xcalloc(n, sizeof *specs);
-    build_specs(s, q, specs);
-    for (uint64_t i = 0; i < n; i++)
-        total += nm_align_up(spec_bytes(&specs[i]), NM_GGUF_DEFAULT_ALIGNMENT);
-    free(specs);
+    uint64_t total = 0;
+    build_specs(s, q, NULL, &total);
     return total;
 }
 
@@ -396,10 +410,15 @@ int nm_mkmodel_write(const char *path, const nm_mkmodel_opts *o, nm_mkmodel_resu
     double t0 = nm_now();
     if (nm_mkmodel_check(&o->shape, opts_quant(o), err))
         return -1;
-    uint64_t n = build_specs(&o->shape, opts_quant(o), NULL);
-    tspec *specs = nm_xcalloc(n, sizeof *specs);
-    build_specs(&o->shape, opts_quant(o), specs);
+    uint64_t n;
+    tspec *specs = new_specs(&o->shape, opts_quant(o), &n, err);
+    if (!specs)
+        return -1;
     nm_gguf_writer *w = nm_gguf_writer_new(NM_GGUF_DEFAULT_ALIGNMENT);
+    if (!w) {
+        free(specs);
+        return nm_fail(err, "%s: out of memory for the GGUF writer", path);
+    }
     nm_progress prog;
     int rc = declare(w, o, specs, n, err);
     if (!rc) {

@@ -47,6 +47,7 @@ typedef struct builder {
     uint32_t *slots; /* open addressing; 0 = empty, else index + 1 */
     uint32_t mask;
     uint32_t n_normal;
+    bool oom; /* a piece could not be copied: building stops */
 } builder;
 
 static uint32_t hash_str(const char *s) {
@@ -57,7 +58,7 @@ static uint32_t hash_str(const char *s) {
 }
 
 static bool full(const builder *b) {
-    return b->v->n >= b->cap;
+    return b->oom || b->v->n >= b->cap;
 }
 
 /* Adds s unless present or the vocab is full. */
@@ -68,9 +69,14 @@ static void add(builder *b, const char *s, int32_t type) {
     for (; b->slots[i]; i = (i + 1) & b->mask)
         if (!strcmp(b->v->pieces[b->slots[i] - 1], s))
             return;
+    char *copy = strdup(s);
+    if (!copy) {
+        b->oom = true;
+        return;
+    }
     uint32_t id = b->v->n++;
     b->slots[i] = id + 1;
-    b->v->pieces[id] = nm_xstrdup(s);
+    b->v->pieces[id] = copy;
     b->v->types[id] = type;
     /* SentencePiece merges the highest score first: earlier pieces win */
     b->v->scores[id] = type == TT_NORMAL ? -(float)b->n_normal++ : 0.0f;
@@ -164,18 +170,26 @@ int nm_mkmodel_vocab_build(uint32_t n, nm_mkmodel_vocab *v, nm_error *err) {
     if (n < NM_MKMODEL_MIN_VOCAB || n > NM_MKMODEL_MAX_VOCAB)
         return nm_fail(err, "vocab size %u is out of range (%d..%d)", n, NM_MKMODEL_MIN_VOCAB,
                        NM_MKMODEL_MAX_VOCAB);
-    v->pieces = nm_xcalloc(n, sizeof *v->pieces);
-    v->scores = nm_xcalloc(n, sizeof *v->scores);
-    v->types = nm_xcalloc(n, sizeof *v->types);
     builder b = {.v = v, .cap = n};
     uint32_t slots = 1;
     while (slots < 2 * n)
         slots *= 2;
-    b.slots = nm_xcalloc(slots, sizeof *b.slots);
+    v->pieces = calloc(n, sizeof *v->pieces);
+    v->scores = calloc(n, sizeof *v->scores);
+    v->types = calloc(n, sizeof *v->types);
+    b.slots = calloc(slots, sizeof *b.slots);
     b.mask = slots - 1;
-    add_specials(&b);
-    add_pieces(&b);
+    if (v->pieces && v->scores && v->types && b.slots) {
+        add_specials(&b);
+        add_pieces(&b);
+    } else {
+        b.oom = true;
+    }
     free(b.slots);
+    if (b.oom) {
+        nm_mkmodel_vocab_free(v);
+        return nm_fail(err, "out of memory for a vocab of %u pieces", n);
+    }
     if (v->n != n) {
         uint32_t got = v->n;
         nm_mkmodel_vocab_free(v);
