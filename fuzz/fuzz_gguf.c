@@ -2,8 +2,12 @@
  * and validated, or refused with a message; never a crash, a leak or a hang.
  * Valid files also go through the llama hyperparameter and tensor checks, and
  * the tokenizer and chat template metadata: loaded (then a text tokenized and
- * decoded) or refused with a message. */
+ * decoded) or refused with a message. Tensor data inside the input goes
+ * through the type table's scale check and dequantizer (the first rows),
+ * whatever the bytes: a broken block may give NaN, never a crash. */
+#include "gguf/ggml_types.h"
 #include "gguf/gguf.h"
+#include "gguf/quant.h"
 #include "gguf/llama_hparams.h"
 #include "runtime/chat.h"
 #include "runtime/tokenizer.h"
@@ -48,6 +52,32 @@ static void check_tokenizer(const nm_gguf *g) {
     nm_tokenizer_free(t);
 }
 
+/* At most 64 KiB of a tensor's data, copied to an aligned buffer as the
+ * loader's arenas are. */
+static void check_tensor_data(const nm_gguf_tensor *t, const uint8_t *data, size_t size) {
+    const nm_type_info *ti = nm_type_get(t->type);
+    if (!ti || !ti->dequantize || t->file_offset >= size || !t->row_bytes)
+        return;
+    uint64_t len = size - t->file_offset < t->nbytes ? size - t->file_offset : t->nbytes;
+    uint64_t rows = (len < 65536 ? len : 65536) / t->row_bytes;
+    if (!rows || t->ne[0] > 65536)
+        return;
+    void *blocks = aligned_alloc(64, (size_t)(rows * t->row_bytes + 63) / 64 * 64);
+    float *f = malloc((size_t)t->ne[0] * sizeof *f);
+    if (!blocks || !f)
+        __builtin_trap();
+    memcpy(blocks, data + t->file_offset, (size_t)(rows * t->row_bytes));
+    int64_t n_blocks = (int64_t)(rows * t->row_bytes / ti->type_size);
+    if (nm_type_find_bad_block(t->type, blocks, n_blocks) >= n_blocks)
+        __builtin_trap();
+    for (uint64_t r = 0; r < rows; r++)
+        if (nm_dequantize_row(t->type, (const char *)blocks + r * t->row_bytes, f,
+                              (int64_t)t->ne[0]) != 0)
+            __builtin_trap();
+    free(blocks);
+    free(f);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (size == 0)
         return 0; /* fmemopen refuses an empty buffer */
@@ -73,9 +103,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     }
     check_tokenizer(g);
     /* lookups over whatever was read */
-    for (uint64_t i = 0; i < g->n_tensors; i++)
+    for (uint64_t i = 0; i < g->n_tensors; i++) {
         if (nm_gguf_find_tensor(g, g->tensors[i].name) == NULL)
             __builtin_trap();
+        check_tensor_data(&g->tensors[i], data, size);
+    }
     for (uint64_t i = 0; i < g->n_kv; i++)
         if (nm_gguf_find(g, g->kv[i].key) == NULL)
             __builtin_trap();

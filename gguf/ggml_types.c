@@ -9,10 +9,10 @@
 /* A type numalm reads and places but has no kernels for. */
 #define STORED(NAME, BLOCK, SIZE)                                                                  \
     { .name = NAME, .block_size = BLOCK, .type_size = SIZE }
-/* A type numalm computes with: its kernels' activation format and its
- * converters nm_quantize_FN / nm_dequantize_FN. */
+/* A type numalm computes with: its kernels' activation format, its
+ * converters nm_quantize_FN / nm_dequantize_FN and its check nm_check_FN. */
 #define COMPUTED(NAME, BLOCK, SIZE, ACT, FN)                                                       \
-    { NAME, BLOCK, SIZE, ACT, nm_quantize_##FN, nm_dequantize_##FN }
+    { NAME, BLOCK, SIZE, ACT, nm_quantize_##FN, nm_dequantize_##FN, nm_check_##FN }
 
 /* Block layouts from the GGUF spec / ggml-common.h; ids 4, 5 and 31-33, 36-38
  * were removed from the format and stay NULL here. */
@@ -67,6 +67,11 @@ int nm_type_row_bytes(uint32_t type, uint64_t n, uint64_t *out) {
     if (!t || n % t->block_size)
         return -1;
     return __builtin_mul_overflow(n / t->block_size, (uint64_t)t->type_size, out) ? -1 : 0;
+}
+
+int64_t nm_type_find_bad_block(uint32_t type, const void *blocks, int64_t n_blocks) {
+    const nm_type_info *t = nm_type_get(type);
+    return t && t->check ? t->check(blocks, n_blocks) : -1;
 }
 
 bool nm_type_computes(uint32_t type) {

@@ -4,9 +4,9 @@
  * here, including those numalm cannot compute with yet, so that a file using
  * one is refused as "not supported yet", not as corrupt.
  *
- * Adding a weight type: its entry here (act format, converters), its block
- * layout and converters in a gguf/quant_FAMILY.c, its kernels in the scalar
- * and ISA family files (runtime/kernels_scalar.c says how). */
+ * Adding a weight type: its entry here (act format, converters, scale
+ * check), its block layout, converters and check in a gguf/quant_FAMILY.c, its kernels in the
+ * scalar and ISA family files (runtime/kernels_scalar.c says how). */
 #ifndef NM_GGML_TYPES_H
 #define NM_GGML_TYPES_H
 
@@ -64,6 +64,9 @@ typedef enum nm_act_format {
 /* Row converters; n is a whole number of blocks (nm_quantize_row checks). */
 typedef void (*nm_quantize_fn)(const float *src, void *dst, int64_t n);
 typedef void (*nm_dequantize_fn)(const void *src, float *dst, int64_t n);
+/* The first of n_blocks blocks whose scales (float types: whose values)
+ * are not finite, or -1: --verify's check, as llama.cpp's tensor check. */
+typedef int64_t (*nm_check_fn)(const void *blocks, int64_t n_blocks);
 
 typedef struct nm_type_info {
     const char *name;            /* NULL for ids that were removed from the spec */
@@ -72,6 +75,7 @@ typedef struct nm_type_info {
     nm_act_format act;           /* NM_ACT_NONE: numalm has no kernels for it */
     nm_quantize_fn quantize;     /* NULL: numalm cannot write it */
     nm_dequantize_fn dequantize; /* NULL: numalm cannot read its values */
+    nm_check_fn check;           /* NULL: no check of its scales */
 } nm_type_info;
 
 /* NULL when the id is unknown or was removed from the spec. */
@@ -81,6 +85,10 @@ const char *nm_type_name(uint32_t type); /* "type#N" style for unknown */
 /* Bytes of a row of n elements; -1 if n is not a whole number of blocks or
  * the type is unknown. */
 int nm_type_row_bytes(uint32_t type, uint64_t n, uint64_t *out);
+
+/* The first of n_blocks blocks of type whose scales are not finite, -1 when
+ * there is none or the type has no check. */
+int64_t nm_type_find_bad_block(uint32_t type, const void *blocks, int64_t n_blocks);
 
 /* True when numalm has kernels for the type (its act format is not NONE). */
 bool nm_type_computes(uint32_t type);

@@ -155,6 +155,41 @@ void nm_dequantize_q4_0(const void *src, float *dst, int64_t n) {
     }
 }
 
+int64_t nm_check_f32(const void *blocks, int64_t n) {
+    for (int64_t i = 0; i < n; i++)
+        if ((((const uint32_t *)blocks)[i] & 0x7f800000u) == 0x7f800000u)
+            return i;
+    return -1;
+}
+
+int64_t nm_check_f16(const void *blocks, int64_t n) {
+    for (int64_t i = 0; i < n; i++)
+        if (nm_fp16_nonfinite(((const nm_fp16 *)blocks)[i]))
+            return i;
+    return -1;
+}
+
+int64_t nm_check_bf16(const void *blocks, int64_t n) {
+    for (int64_t i = 0; i < n; i++)
+        if ((((const nm_bf16 *)blocks)[i] & 0x7f80) == 0x7f80)
+            return i;
+    return -1;
+}
+
+int64_t nm_check_q8_0(const void *blocks, int64_t n) {
+    for (int64_t i = 0; i < n; i++)
+        if (nm_fp16_nonfinite(((const nm_block_q8_0 *)blocks)[i].d))
+            return i;
+    return -1;
+}
+
+int64_t nm_check_q4_0(const void *blocks, int64_t n) {
+    for (int64_t i = 0; i < n; i++)
+        if (nm_fp16_nonfinite(((const nm_block_q4_0 *)blocks)[i].d))
+            return i;
+    return -1;
+}
+
 int nm_quantize_row(uint32_t type, const float *src, void *dst, int64_t n) {
     const nm_type_info *t = nm_type_get(type);
     if (!t || !t->quantize || n < 0 || n % t->block_size)

@@ -38,7 +38,8 @@ nm_bf16 nm_f32_to_bf16(float f); /* round to nearest even, NaN kept */
 int nm_quantize_row(uint32_t type, const float *src, void *dst, int64_t n);
 int nm_dequantize_row(uint32_t type, const void *src, float *dst, int64_t n);
 
-/* The converters of the type table (n a whole number of blocks). */
+/* The converters and checks of the type table (n a whole number of
+ * blocks; the checks take a count of blocks). */
 void nm_quantize_f32(const float *src, void *dst, int64_t n);
 void nm_dequantize_f32(const void *src, float *dst, int64_t n);
 void nm_quantize_f16(const float *src, void *dst, int64_t n);
@@ -49,5 +50,15 @@ void nm_quantize_q8_0(const float *src, void *dst, int64_t n);
 void nm_dequantize_q8_0(const void *src, float *dst, int64_t n);
 void nm_quantize_q4_0(const float *src, void *dst, int64_t n);
 void nm_dequantize_q4_0(const void *src, float *dst, int64_t n);
+int64_t nm_check_f32(const void *blocks, int64_t n);
+int64_t nm_check_f16(const void *blocks, int64_t n);
+int64_t nm_check_bf16(const void *blocks, int64_t n);
+int64_t nm_check_q8_0(const void *blocks, int64_t n);
+int64_t nm_check_q4_0(const void *blocks, int64_t n);
+
+/* True when an F16 value is an infinity or a NaN. */
+static inline int nm_fp16_nonfinite(nm_fp16 h) {
+    return (h & 0x7c00) == 0x7c00;
+}
 
 #endif

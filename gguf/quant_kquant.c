@@ -319,3 +319,20 @@ void nm_dequantize_q6_k(const void *src, float *y, int64_t n) {
             *y++ = d * (float)x[b].scales[e / 16] * (float)nm_q6k_q(&x[b], e);
     }
 }
+
+/* ---- checks ------------------------------------------------------------- */
+
+#define CHECK(T, COND)                                                                             \
+    int64_t nm_check_##T(const void *blocks, int64_t n) {                                          \
+        const nm_block_##T *b = blocks;                                                            \
+        for (int64_t i = 0; i < n; i++)                                                            \
+            if (COND)                                                                              \
+                return i;                                                                          \
+        return -1;                                                                                 \
+    }
+
+CHECK(q2_k, nm_fp16_nonfinite(b[i].d) || nm_fp16_nonfinite(b[i].dmin))
+CHECK(q3_k, nm_fp16_nonfinite(b[i].d))
+CHECK(q4_k, nm_fp16_nonfinite(b[i].d) || nm_fp16_nonfinite(b[i].dmin))
+CHECK(q5_k, nm_fp16_nonfinite(b[i].d) || nm_fp16_nonfinite(b[i].dmin))
+CHECK(q6_k, nm_fp16_nonfinite(b[i].d))

@@ -142,5 +142,11 @@ void nm_quantize_q5_k(const float *src, void *dst, int64_t n);
 void nm_dequantize_q5_k(const void *src, float *dst, int64_t n);
 void nm_quantize_q6_k(const float *src, void *dst, int64_t n);
 void nm_dequantize_q6_k(const void *src, float *dst, int64_t n);
+/* --verify's checks: the first block whose d (or dmin) is not finite */
+int64_t nm_check_q2_k(const void *blocks, int64_t n);
+int64_t nm_check_q3_k(const void *blocks, int64_t n);
+int64_t nm_check_q4_k(const void *blocks, int64_t n);
+int64_t nm_check_q5_k(const void *blocks, int64_t n);
+int64_t nm_check_q6_k(const void *blocks, int64_t n);
 
 #endif

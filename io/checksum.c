@@ -1,5 +1,7 @@
 #include "checksum.h"
 
+#include "gguf/ggml_types.h"
+
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -98,5 +100,34 @@ int nm_loaded_verify_checksums(nm_loaded *w, nm_error *err) {
     }
     free(buf);
     w->checksums_ok = w->n_mismatches == 0;
+    return 0;
+}
+
+int nm_loaded_verify_scales(const nm_loaded *w, nm_error *err) {
+    int n_arenas = w->map ? 1 : w->plan->n_arenas;
+    for (int ti = 0; ti < w->plan->n_tensors; ti++) {
+        const nm_gguf_tensor *t = w->plan->tensors[ti].t;
+        const nm_type_info *info = nm_type_get(t->type);
+        if ((w->skipped && w->skipped[ti]) || !info || !t->row_bytes)
+            continue;
+        for (int a = 0; a < n_arenas; a++) {
+            const nm_range *r;
+            const uint8_t *mem = held_ptr(w, a, ti, &r);
+            if (!mem)
+                continue;
+            uint64_t off = r ? r->file_offset : t->file_offset;
+            uint64_t len = r ? r->nbytes : t->nbytes;
+            int64_t bad = nm_type_find_bad_block(t->type, mem, (int64_t)(len / info->type_size));
+            if (bad < 0)
+                continue;
+            uint64_t per_row = t->row_bytes / info->type_size;
+            uint64_t row = (off - t->file_offset) / t->row_bytes + (uint64_t)bad / per_row;
+            return nm_fail(err,
+                           "tensor '%s' (%s) row %llu: block %llu has a scale that is not "
+                           "finite (inf or NaN)",
+                           t->name, info->name, (unsigned long long)row,
+                           (unsigned long long)((uint64_t)bad % per_row));
+        }
+    }
     return 0;
 }

@@ -1,5 +1,6 @@
 /* Integrity check of a load: XXH3 of every range the arenas hold against
- * the same bytes read again from the file with plain buffered reads. */
+ * the same bytes read again from the file with plain buffered reads, and
+ * every block's scales finite. */
 #ifndef NM_CHECKSUM_H
 #define NM_CHECKSUM_H
 
@@ -20,5 +21,10 @@ int nm_xxh3_file(int fd, const char *path, uint64_t off, uint64_t len, void *buf
  * file. Sets w->checksums_ok, w->n_mismatches and w->mismatches. -1 only
  * when the file itself cannot be read. */
 int nm_loaded_verify_checksums(nm_loaded *w, nm_error *err);
+
+/* Checks every block's scales (float types: every value) in every range
+ * the arenas (or the mapping) hold, with the type table's checks: -1 with
+ * err naming the tensor, row and block of the first that is not finite. */
+int nm_loaded_verify_scales(const nm_loaded *w, nm_error *err);
 
 #endif

@@ -728,6 +728,8 @@ static int finish_stats(load_run *r, nm_error *err) {
         return 0;
     if (verify_placement(r, err) != 0 || nm_loaded_verify_checksums(w, err) != 0)
         return -1;
+    if (nm_loaded_verify_scales(w, err) != 0)
+        return nm_fail_prefix(err, "verify");
     w->verified = true;
     return 0;
 }

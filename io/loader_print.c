@@ -49,6 +49,7 @@ void nm_loaded_print(const nm_loaded *w, FILE *out) {
             fprintf(out, "  checksums: OK (every tensor range equals a plain read of the file)\n");
         else
             fprintf(out, "  checksums: %d MISMATCHES: %s\n", w->n_mismatches, w->mismatches);
+        fprintf(out, "  scales: OK (every block's scales are finite)\n");
     }
     for (int i = 0; i < w->n_fallbacks; i++)
         fprintf(out, "  fallback: %s\n", w->fallbacks[i]);
@@ -117,6 +118,7 @@ void nm_loaded_json_fields(const nm_loaded *w, nm_json *j) {
     nm_json_kbool(j, "verified", w->verified);
     if (w->verified) {
         nm_json_kbool(j, "checksums_ok", w->checksums_ok);
+        nm_json_kbool(j, "scales_ok", true); /* else the load fails */
         nm_json_kint(j, "mismatches", w->n_mismatches);
         if (w->n_mismatches)
             nm_json_kstr(j, "mismatched", w->mismatches);

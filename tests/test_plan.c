@@ -34,6 +34,9 @@ static const model_spec MODELS[] = {
     {"tiny-q4_0-tied", 128, 352, 8, 4, 2, 512, NM_TYPE_Q4_0, true},
     {"tiny-f16", 64, 192, 8, 4, 3, 300, NM_TYPE_F16, false},
     {"tiny-kv2", 64, 128, 4, 2, 2, 100, NM_TYPE_F16, false}, /* fewer KV heads than nodes */
+    /* K-quants: rows split on whole 256-value super-blocks */
+    {"tinyllama-q4_k", 2048, 5632, 32, 4, 22, 32000, NM_TYPE_Q4_K, false},
+    {"tiny-q6_k-tied", 256, 768, 8, 4, 2, 300, NM_TYPE_Q6_K, true},
 };
 #define N_MODELS (sizeof MODELS / sizeof MODELS[0])
 
