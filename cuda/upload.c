@@ -40,12 +40,12 @@ typedef struct pipeline {
     uint32_t align; /* reads start on multiples of this */
     span *pieces;
     int n_pieces;
-    double *read_t;  /* 2 per piece: read start, end */
-    double *copy_t;  /* 2 per piece: copy start, end (device stamps) */
-    int first_error; /* stream whose sync failed first, -1 none */
+    double *read_t; /* 2 per piece: read start, end */
+    double *copy_t; /* 2 per piece: copy start, end (device stamps) */
     int rc;
     nm_error err;
     nm_progress prog;
+    double t_first; /* the first read's start */
 } pipeline;
 
 static void note(nm_upload *u, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -247,9 +247,9 @@ static void *pipeline_main(void *arg) {
     nm_arena_prefault(&p->staging, 0, p->staging.size);
     p->job.populated_to = (uint8_t *)p->staging.base + p->staging.mapped;
     nm_reader_sample_cpu(&p->job);
-    double t0 = nm_now();
+    p->t_first = nm_now();
     run_pieces(p);
-    u->seconds = nm_now() - t0;
+    u->seconds = nm_now() - p->t_first;
     return NULL;
 }
 
@@ -406,11 +406,20 @@ static int setup(pipeline *p, const uint8_t *want, nm_error *err) {
                        u->n_slots, u->dev->n_streams);
     if (choose_staging(u, o, err) != 0 || open_reads(p, err) != 0)
         return -1;
-    u->slot_bytes = nm_align_up(o->slot_bytes ? o->slot_bytes : DEFAULT_SLOT, p->align);
-    if (u->slot_bytes < 4 * (uint64_t)p->align)
-        u->slot_bytes = 4 * (uint64_t)p->align;
     if (layout(p, want, &regions, &n_regions, err) != 0)
         return -1;
+    /* slots no larger than a share of what there is to upload: a small
+     * upload does not pay for faulting in and page-locking 128 MiB */
+    const uint64_t A = p->align;
+    uint64_t total = 0, share;
+    for (int i = 0; i < n_regions; i++)
+        total += regions[i].f1 - regions[i].f0;
+    share = nm_align_up(total / (uint64_t)u->n_slots + 2 * A, A);
+    u->slot_bytes = nm_align_up(o->slot_bytes ? o->slot_bytes : DEFAULT_SLOT, A);
+    if (u->slot_bytes > share)
+        u->slot_bytes = share;
+    if (u->slot_bytes < 4 * A)
+        u->slot_bytes = 4 * A;
     int rc = cut_pieces(p, regions, n_regions, err);
     free(regions);
     if (rc != 0)
@@ -482,6 +491,7 @@ nm_upload *nm_upload_run(nm_device *dev, const nm_gguf *g, const uint8_t *want,
     u->staging_placed_pct = -1;
     pipeline p = {.u = u, .o = o};
     p.ctx.fd = p.ctx.fd_direct = -1;
+    double t0 = nm_now();
     int rc = setup(&p, want, err);
     if (rc == 0 && p.n_pieces) {
         pthread_t th;
@@ -493,6 +503,7 @@ nm_upload *nm_upload_run(nm_device *dev, const nm_gguf *g, const uint8_t *want,
         if (rc == 0 && p.rc != 0)
             rc = (*err = p.err, -1);
         if (rc == 0) {
+            u->setup_s = p.t_first - t0;
             measure(&p);
             if (o->verify)
                 rc = verify(u, p.ctx.fd, err);

@@ -57,6 +57,8 @@ typedef struct nm_upload {
     int n_notes;
     /* measured */
     uint64_t bytes;   /* file bytes moved to the device */
+    double setup_s;   /* before the first read: device allocation, staging
+                         arena mapped, page-locked and faulted in */
     double seconds;   /* wall clock, first read to last copy done */
     double read_s;    /* reader busy reading */
     double copy_s;    /* some copy in flight (union of the copies' spans) */

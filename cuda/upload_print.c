@@ -29,8 +29,11 @@ void nm_upload_print(const nm_upload *u, FILE *out) {
     else
         fprintf(out, ", nearest node unknown");
     fprintf(out, "\n");
-    fprintf(out, "  uploaded %d tensors, %s in %.3f s: %.2f GB/s end to end\n", u->n_uploaded,
-            nm_fmt_bytes(u->bytes, b1, sizeof b1), u->seconds, gbps(u->bytes, u->seconds));
+    fprintf(out,
+            "  uploaded %d tensors, %s in %.3f s: %.2f GB/s end to end (set-up before it "
+            "%.3f s)\n",
+            u->n_uploaded, nm_fmt_bytes(u->bytes, b1, sizeof b1), u->seconds,
+            gbps(u->bytes, u->seconds), u->setup_s);
     fprintf(out, "  disk -> host:   %.2f GB/s (%s, reader busy %.3f s)\n",
             gbps(u->bytes, u->read_s), io_name(u), u->read_s);
     fprintf(out, "  host -> device: %.2f GB/s (a copy in flight %.3f s)\n",
@@ -75,6 +78,7 @@ void nm_upload_json_fields(const nm_upload *u, nm_json *j) {
     nm_json_kuint(j, "device_bytes", u->dev_bytes);
     nm_json_kstr(j, "io", u->direct ? "dio" : "buffered");
     nm_json_kbool(j, "io_uring", u->uring);
+    nm_json_kdouble(j, "setup_s", u->setup_s);
     nm_json_kdouble(j, "seconds", u->seconds);
     nm_json_kdouble(j, "gbps", gbps(u->bytes, u->seconds));
     nm_json_kdouble(j, "disk_gbps", gbps(u->bytes, u->read_s));
