@@ -14,4 +14,6 @@ int cmd_serve(int argc, char **argv);
 int cmd_tokenize(int argc, char **argv);
 int cmd_chat(int argc, char **argv);
 
+int cmd_version(int argc, char **argv);
+
 #endif

@@ -19,6 +19,7 @@ static const struct {
     {"serve", cmd_serve, "-m MODEL [--port 8080] [-np N]  OpenAI-compatible HTTP server"},
     {"chat", cmd_chat, "-m MODEL [--system TEXT] [--chat-template NAME]  talk to the model"},
     {"tokenize", cmd_tokenize, "-m MODEL -p TEXT [--ids] [--special] [--json]  token ids"},
+    {"version", cmd_version, "[--json]  (or --version) version, commit, what was compiled in"},
 };
 
 static void usage(FILE *out) {
@@ -37,6 +38,8 @@ int main(int argc, char **argv) {
         usage(stdout);
         return 0;
     }
+    if (!strcmp(argv[1], "--version") || !strcmp(argv[1], "-V"))
+        return cmd_version(argc - 1, argv + 1);
     for (size_t i = 0; i < sizeof COMMANDS / sizeof COMMANDS[0]; i++)
         if (!strcmp(argv[1], COMMANDS[i].name))
             return COMMANDS[i].fn(argc - 1, argv + 1);

@@ -195,6 +195,25 @@ typedef struct numalm_options {
 /* Every field at its default. */
 NUMALM_API void numalm_options_init(numalm_options *o);
 
+/* ---- the library ------------------------------------------------------ */
+
+/* The version, "MAJOR.MINOR.PATCH". */
+NUMALM_API const char *numalm_version(void);
+
+/* How this copy of the library was built. */
+typedef struct numalm_build {
+    const char *version;    /* as numalm_version() */
+    const char *commit;     /* git commit built from ("-dirty": with local
+                               changes; "unknown" outside a checkout) */
+    const char *simd;       /* kernel levels compiled in: "scalar avx2 avx512" */
+    bool cuda;              /* the CUDA device compiled in */
+    const char *compiler;   /* "GNU 12.2.0" */
+    const char *build_type; /* "Release", "Debug" */
+} numalm_build;
+
+/* Static storage: valid for the life of the process. */
+NUMALM_API const numalm_build *numalm_build_info(void);
+
 /* ---- sessions --------------------------------------------------------- */
 
 typedef struct numalm_session numalm_session;

@@ -317,6 +317,15 @@ static void test_names(void **state) {
     assert_string_equal(numalm_simd_name(NUMALM_SIMD_AVX2), "avx2");
     assert_string_equal(numalm_kv_type_name(NUMALM_KV_F16), "f16");
     assert_true(numalm_simd_level() <= NUMALM_SIMD_AVX512);
+    /* the build: a MAJOR.MINOR.PATCH version, a commit, the scalar kernels */
+    const numalm_build *b = numalm_build_info();
+    unsigned major, minor, patch;
+    assert_int_equal(sscanf(numalm_version(), "%u.%u.%u", &major, &minor, &patch), 3);
+    assert_string_equal(b->version, numalm_version());
+    assert_true(strlen(b->commit) >= 7);
+    assert_non_null(strstr(b->simd, "scalar"));
+    assert_true(b->compiler[0] && b->build_type[0]);
+    assert_ptr_equal(numalm_build_info(), b);
 }
 
 int main(void) {
