@@ -3,6 +3,7 @@
 #include "cli_opt.h"
 #include "messages.h"
 
+#include "api/session_internal.h"
 #include "common/json.h"
 #include "common/util.h"
 #include "cuda/gpu.h"
@@ -209,5 +210,26 @@ void nm_cli_json_run_setup(nm_json *j, const numalm_session *s) {
     nm_json_kdouble(j, "upload_s", g.seconds);
     nm_json_kdouble(j, "disk_gbps", g.disk_gbps);
     nm_json_kdouble(j, "h2d_gbps", g.h2d_gbps);
+    nm_json_obj_end(j);
+}
+
+void nm_cli_json_traffic(nm_json *j, const numalm_session *s) {
+    if (!s->model)
+        return;
+    nm_json_key(j, "traffic");
+    nm_json_obj_begin(j);
+    uint64_t w, kv, evals = 0;
+    nm_json_key(j, "nodes");
+    nm_json_arr_begin(j);
+    for (int k = 0; k < s->plan->n_nodes; k++) {
+        nm_model_traffic(s->model, k, &w, &kv, &evals);
+        nm_json_obj_begin(j);
+        nm_json_kint(j, "node", s->plan->nodes[k].os_index);
+        nm_json_kuint(j, "weight_bytes", w);
+        nm_json_kuint(j, "kv_bytes", kv);
+        nm_json_obj_end(j);
+    }
+    nm_json_arr_end(j);
+    nm_json_kuint(j, "decode_evals", evals);
     nm_json_obj_end(j);
 }

@@ -85,4 +85,9 @@ numalm_session *nm_cli_open(const nm_cli_common *c, nm_error *err);
 struct nm_json;
 void nm_cli_json_run_setup(struct nm_json *j, const numalm_session *s);
 
+/* "traffic": what each node's workers read in the single-token passes
+ * (weight matrix bytes, KV cache bytes) and how many there were: the
+ * runtime's side of `numalm plan --predict`'s byte counts. */
+void nm_cli_json_traffic(struct nm_json *j, const numalm_session *s);
+
 #endif

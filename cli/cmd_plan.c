@@ -6,6 +6,7 @@
 #include "commands.h"
 #include "messages.h"
 
+#include "api/predict.h"
 #include "api/session_internal.h"
 #include "common/json.h"
 #include "common/util.h"
@@ -13,6 +14,7 @@
 #include "numa/plan.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 static void usage(FILE *out) {
@@ -60,7 +62,9 @@ static void usage(FILE *out) {
 }
 
 typedef struct plan_args {
-    bool json, verbose;
+    bool json, verbose, predict;
+    const char *bandwidth;
+    nm_traffic_opts traffic;
     numalm_options opts; /* stage PLAN */
 } plan_args;
 
@@ -101,6 +105,23 @@ static int parse_value(const char *opt, const char *v, plan_args *pa, nm_error *
                    ? 0
                    : nm_fail(err, "--align %s: expected a power of two", v);
     }
+    if (!strcmp(opt, "--bandwidth")) {
+        pa->bandwidth = v;
+        return 0;
+    }
+    if (!strcmp(opt, "--depth") || !strcmp(opt, "--n-predict")) {
+        if (nm_parse_long(v, 0, 1 << 24, &n, opt, err))
+            return -1;
+        *(!strcmp(opt, "--depth") ? &pa->traffic.depth : &pa->traffic.n_gen) = (int)n;
+        return 0;
+    }
+    if (!strcmp(opt, "--efficiency")) {
+        char *end;
+        pa->traffic.efficiency = strtod(v, &end);
+        return *end || !(pa->traffic.efficiency > 0 && pa->traffic.efficiency <= 1)
+                   ? nm_fail(err, "--efficiency %s: expected a fraction in (0, 1]", v)
+                   : 0;
+    }
     if (!strcmp(opt, "--io")) {
         nm_io_mode io;
         if (nm_io_parse(v, &io, err))
@@ -127,10 +148,18 @@ static int parse_args(int argc, char **argv, plan_args *pa, nm_error *err) {
         {"--topology", NULL},
         {"--align", NULL},
         {"--io", NULL},
+        {"--bandwidth", NULL},
+        {"--depth", NULL},
+        {"--n-predict", "-n"},
+        {"--efficiency", NULL},
     };
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--json")) {
             pa->json = true;
+            continue;
+        }
+        if (!strcmp(argv[i], "--predict")) {
+            pa->predict = true;
             continue;
         }
         if (!strcmp(argv[i], "--verbose") || !strcmp(argv[i], "-v")) {
@@ -173,6 +202,13 @@ int cmd_plan(int argc, char **argv) {
         fprintf(stderr, "numalm plan: %s\n", err.msg);
         return 1;
     }
+    nm_prediction *pred = pa.predict ? nm_calloc(1, sizeof *pred, "the prediction", &err) : NULL;
+    if (pa.predict && (!pred || nm_session_predict(s, pa.bandwidth, &pa.traffic, pred) != 0)) {
+        fprintf(stderr, "numalm plan: %s\n", pred ? numalm_last_error(s) : err.msg);
+        free(pred);
+        numalm_close(s);
+        return 1;
+    }
     if (pa.json) {
         nm_json j;
         nm_json_init(&j, stdout);
@@ -180,6 +216,10 @@ int cmd_plan(int argc, char **argv) {
         nm_plan_json_fields(s->plan, &j);
         nm_json_key(&j, "memory_fit");
         nm_fit_json(s->fit, &j);
+        if (pred) {
+            nm_json_key(&j, "predict");
+            nm_traffic_json(pred->t, pred->n, &pred->bw, &pred->opts, &j);
+        }
         nm_json_obj_end(&j);
         nm_json_finish(&j);
     } else {
@@ -188,7 +228,10 @@ int cmd_plan(int argc, char **argv) {
         if (pa.verbose)
             nm_plan_print_table(s->plan, stdout);
         nm_fit_print(s->fit, stdout);
+        if (pred)
+            nm_traffic_print(pred->t, pred->n, &pred->bw, &pred->opts, stdout);
     }
+    free(pred);
     numalm_close(s);
     return 0;
 }

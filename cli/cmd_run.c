@@ -218,6 +218,7 @@ static void report(const run_opts *o, const numalm_session *s, const numalm_gen_
     nm_json_kstr(&j, "stop", stop_name(st->stop));
     nm_json_kint(&j, "n_ctx", numalm_n_ctx(s));
     nm_cli_json_run_setup(&j, s);
+    nm_cli_json_traffic(&j, s);
     nm_json_obj_end(&j);
     nm_json_finish(&j);
 }

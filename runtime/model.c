@@ -214,6 +214,10 @@ static int setup_scratch(nm_model *m, nm_error *err) {
     int nw = nm_pool_n_workers(m->pool);
     if (!(m->scr = nm_calloc((size_t)nw, sizeof *m->scr, "the worker scratch list", err)))
         return -1;
+    m->traffic = aligned_alloc(64, (size_t)nw * sizeof *m->traffic);
+    if (!m->traffic)
+        return nm_fail(err, "model: out of memory for %d traffic counters", nw);
+    memset(m->traffic, 0, (size_t)nw * sizeof *m->traffic);
     size_t act = act_bytes_max(m);
     int id = 0;
     for (int n = 0; n < m->plan->n_nodes; n++) {
@@ -332,6 +336,7 @@ void nm_model_free(nm_model *m) {
     free(m->layers);
     free(m->kv_owner);
     free(m->scr);
+    free(m->traffic);
     free(m);
 }
 
@@ -349,6 +354,18 @@ int nm_model_n_threads(const nm_model *m) {
 }
 uint32_t nm_model_kv_type(const nm_model *m) {
     return m->kv_type;
+}
+
+void nm_model_traffic(const nm_model *m, int node, uint64_t *weights, uint64_t *kv,
+                      uint64_t *evals) {
+    *weights = *kv = 0;
+    for (int i = 0, id = 0; i < m->plan->n_nodes; i++)
+        for (int t = 0; t < m->plan->nodes[i].n_threads; t++, id++)
+            if (i == node) {
+                *weights += m->traffic[id].weights;
+                *kv += m->traffic[id].kv;
+            }
+    *evals = m->decode_evals;
 }
 
 uint64_t nm_model_weight_bytes_per_token(const nm_model *m) {

@@ -60,6 +60,14 @@ int nm_model_n_ctx(const nm_model *m);
 int nm_model_n_vocab(const nm_model *m);
 int nm_model_n_threads(const nm_model *m);
 uint32_t nm_model_kv_type(const nm_model *m);
+/* What plan node `node`'s workers read in single-token evaluations since
+ * the model was created: bytes of weight matrices (the rows they claimed)
+ * and of KV cache (each KV head's K and V up to the position, once per
+ * head); *evals: how many such evaluations ran. numalm plan --predict
+ * counts the same per token (numa/traffic.h); the NUMA VM checks compare. */
+void nm_model_traffic(const nm_model *m, int node, uint64_t *weights, uint64_t *kv,
+                      uint64_t *evals);
+
 /* Weight bytes one decode step reads (every matrix + one embedding row). */
 uint64_t nm_model_weight_bytes_per_token(const nm_model *m);
 

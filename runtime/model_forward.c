@@ -71,6 +71,8 @@ static bool claim_rows(nm_model *m, const nm_mat *mt, int slot, const nm_worker 
                                                     memory_order_relaxed));
     *a0 = r0 + lo;
     *a1 = r0 + hi;
+    if (m->n_tok == 1)
+        m->traffic[w->id].weights += (hi - lo) * mt->row_bytes;
     multiply(mt->base[w->node] + lo * mt->row_bytes, hi - lo, a, y + *a0, ldy);
     return true;
 }
@@ -163,8 +165,12 @@ static void phase_attention(nm_model *m, const nm_worker *w, int l) {
     uint64_t h0 = (uint64_t)kv->head0 * m->gqa, nh = (uint64_t)(kv->head1 - kv->head0) * m->gqa;
     uint64_t lo, hi;
     nm_split_rows(nh * (uint64_t)m->n_tok, w->local, w->n_local, 1, &lo, &hi);
-    for (uint64_t i = lo; i < hi; i++)
-        attend(m, &m->scr[w->id], l, (int)(i / nh), (int)(h0 + i % nh));
+    for (uint64_t i = lo; i < hi; i++) {
+        int t = (int)(i / nh), h = (int)(h0 + i % nh);
+        attend(m, &m->scr[w->id], l, t, h);
+        if (m->n_tok == 1 && h % m->gqa == 0) /* each KV head's cache once */
+            m->traffic[w->id].kv += 2 * (uint64_t)(m->pos + t + 1) * m->hp.head_dim * m->kv_esize;
+    }
 }
 
 /* x += in @ mt^T for the worker's rows. */
@@ -204,6 +210,8 @@ static void phase_ffn_up(nm_model *m, const nm_worker *w, int l) {
          * them: one claim counter (gate's) serves both matrices. */
         while (claim_rows(m, &L->gate, slot_of(l, NM_CLAIM_GATE), w, &a, m->g, F, &a0, &a1)) {
             const uint8_t *up = L->up.base[w->node] + (a0 - L->up.row0[w->node]) * L->up.row_bytes;
+            if (m->n_tok == 1)
+                m->traffic[w->id].weights += (a1 - a0) * L->up.row_bytes;
             multiply(up, a1 - a0, &a, m->u + a0, F);
             swiglu_rows(m, a0, a1);
         }
@@ -369,6 +377,7 @@ int nm_model_eval(nm_model *m, const int32_t *tokens, int n, int pos, int logits
         m->l0 = 0;
         m->l1 = nm_offload_first_layer(m);
         m->head_now = !m->off;
+        m->decode_evals += nt == 1;
         if (m->l1 > 0 || m->head_now)
             nm_pool_run(m->pool, forward_job, m);
         if (m->off && run_device_share(m, err) < 0)

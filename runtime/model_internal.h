@@ -76,6 +76,14 @@ typedef struct nm_alloc_rec {
     bool numa;
 } nm_alloc_rec;
 
+/* What a worker read in single-token passes (decode), on its own cache
+ * line: the runtime's side of the traffic model's byte counts. */
+typedef struct nm_traffic_count {
+    uint64_t weights; /* rows of matrices claimed, x their row bytes */
+    uint64_t kv;      /* K and V of each KV head up to the position */
+    char pad[48];
+} nm_traffic_count;
+
 struct nm_model {
     const nm_loaded *w;
     const nm_plan *plan;
@@ -94,6 +102,8 @@ struct nm_model {
     nm_kv_node kv[NM_MAX_NODES];
     int *kv_owner;                  /* plan node of each KV head */
     nm_scratch *scr;                /* one per worker */
+    nm_traffic_count *traffic;      /* one per worker */
+    uint64_t decode_evals;          /* single-token passes counted there */
     nm_claim *claims[NM_MAX_NODES]; /* n_claims per node, on the node */
     int n_claims;
     /* Activations shared by all workers, n_batch rows each. */

@@ -1,0 +1,20 @@
+/* Read bandwidth between the nodes of a plan, measured: the traffic
+ * model's bandwidth when neither HMAT nor --bandwidth gives it
+ * (numa/bandwidth.h). */
+#ifndef NM_MEMBW_PROBE_H
+#define NM_MEMBW_PROBE_H
+
+#include "common/error.h"
+#include "numa/plan.h"
+#include "numa/topo.h"
+
+/* For every reader node k and memory node j of p: node k's workers (its
+ * plan CPUs, pinned) each sum their share of a buffer bound to node j;
+ * the median of `passes` passes (0: 5), in GB/s, into gbs[k * p->n_nodes + j].
+ * *core_gbs: one thread of node 0 on node 0's buffer. bytes per buffer (0:
+ * 256 MiB, less where a node has less than 8 times that free). *how gets a
+ * line saying what was run. */
+int nm_membw_probe(const nm_plan *p, const nm_topo *t, uint64_t bytes, int passes, double *gbs,
+                   double *core_gbs, char *how, size_t how_len, nm_error *err);
+
+#endif

@@ -1,0 +1,75 @@
+# The traffic model's byte counts against the runtime's own (sourced by
+# checks.sh inside the NUMA VM; uses run, register, tiny_model, $N, $WORK).
+#
+# For each placement: `numalm plan --predict --json` says what every node's
+# workers read per decoded token (weight matrices; K and V per cached
+# position); `numalm run --json` reports what the workers counted in the
+# single-token passes. They must be equal, node by node: weights = evals x
+# matrix bytes, KV = bytes per position x the positions each pass read.
+
+PREDICT_PY=/usr/bin/python3
+[ -x "$PREDICT_PY" ] || PREDICT_PY=python3
+
+predict_compare() { # PLAN_JSON RUN_JSON
+    "$PREDICT_PY" -S -E - "$1" "$2" <<'EOF'
+import json, sys
+plan = json.load(open(sys.argv[1]))
+run = json.loads(open(sys.argv[2]).read().strip().splitlines()[-1])
+pred = {n["node"]: n for n in plan["predict"]["scenarios"][0]["nodes"]}
+t = run["traffic"]
+evals, first = t["decode_evals"], run["n_prompt"]
+# the decode passes run at positions first .. first+evals-1 and read pos+1 each
+positions = sum(p + 1 for p in range(first, first + evals))
+ok = evals == run["n_decode_evals"] and evals > 0
+print(f"{plan['placement']}: {evals} decode passes after {first} prompt tokens")
+for n in t["nodes"]:
+    p = pred[n["node"]]
+    w, kv = evals * p["matrix_bytes"], positions * p["kv_bytes_per_pos"]
+    good = n["weight_bytes"] == w and n["kv_bytes"] == kv
+    ok &= good
+    print(f"  node {n['node']}: weights counted {n['weight_bytes']}, predicted {w}; "
+          f"KV counted {n['kv_bytes']}, predicted {kv}{'' if good else '  <-- differs'}")
+sys.exit(0 if ok else 1)
+EOF
+}
+
+# The compute split, and so each node's counts, is the same in every
+# placement: shard everywhere, interleave (one arena) in the 2-node VM.
+check_predict_bytes() {
+    tiny_model || return $?
+    local p rc=0 placements=shard
+    [ "$N" = 2 ] && placements="shard interleave"
+    for p in $placements; do
+        echo "+ $NUMALM plan -m $TINY --placement $p --predict --bandwidth 10,5 -n 6 --json"
+        "$NUMALM" plan -m "$TINY" --placement $p --predict --bandwidth 10,5 -n 6 --json \
+            >"$WORK/plan.json" || return 1
+        echo "+ $NUMALM run -m $TINY --placement $p -p 'Once upon a time' -n 6 --json"
+        "$NUMALM" run -m "$TINY" --placement $p -p "Once upon a time" -n 6 --json \
+            >/dev/null 2>"$WORK/run.json" || { cat "$WORK/run.json"; return 1; }
+        predict_compare "$WORK/plan.json" "$WORK/run.json" || rc=1
+    done
+    return $rc
+}
+register predict_bytes
+
+# --bandwidth measure on every pair of nodes: a matrix of positive rates,
+# and every scenario predicted.
+check_predict_measure() {
+    tiny_model || return $?
+    echo "+ $NUMALM plan -m $TINY --predict --bandwidth measure --json"
+    "$NUMALM" plan -m "$TINY" --predict --bandwidth measure --json >"$WORK/plan.json" || return 1
+    "$PREDICT_PY" -S -E - "$WORK/plan.json" "$N" <<'EOF'
+import json, sys
+j = json.load(open(sys.argv[1]))["predict"]
+n = int(sys.argv[2])
+g = j["bandwidth"]["gbs"]
+print(j["bandwidth"]["summary"])
+print("GB/s:", g)
+names = [s["name"] for s in j["scenarios"]]
+print("scenarios:", names, [round(s["tok_s"], 1) for s in j["scenarios"]])
+ok = len(g) == n and all(len(r) == n and all(x > 0 for x in r) for r in g)
+ok &= len(names) == 4 and all(s["tok_s"] > 0 for s in j["scenarios"])
+sys.exit(0 if ok else 1)
+EOF
+}
+register predict_measure
