@@ -219,8 +219,15 @@ static void print_hparams_text(const info *in, FILE *out) {
     fprintf(out, "  heads           %u (head dim %u)\n", hp->n_head, hp->head_dim);
     fprintf(out, "  KV heads        %u\n", hp->n_head_kv);
     fprintf(out, "  context         %u\n", hp->n_ctx_train);
-    fprintf(out, "  rope dims       %u\n", hp->n_rot);
+    fprintf(out, "  rope dims       %u (%s)\n", hp->n_rot,
+            hp->rope_type == NM_ROPE_NEOX ? "neox" : "normal");
     fprintf(out, "  rope freq_base  %g\n", (double)hp->rope_freq_base);
+    if (hp->rope_freq_scale != 1.0f || hp->rope_attn_factor != 1.0f)
+        fprintf(out, "  rope scaling    linear, positions x %g, attention x %g\n",
+                (double)hp->rope_freq_scale, (double)hp->rope_attn_factor);
+    if (hp->n_expert)
+        fprintf(out, "  experts         %u, %u used per token (feed-forward %u each)\n",
+                hp->n_expert, hp->n_expert_used, hp->n_ff_exp);
     fprintf(out, "  rms epsilon     %g\n", (double)hp->rms_eps);
     fprintf(out, "  vocab size      %u\n", hp->n_vocab);
 }
@@ -291,6 +298,11 @@ static void print_hparams_json(nm_json *j, const info *in) {
     nm_json_kuint(j, "head_dim", hp->head_dim);
     nm_json_kuint(j, "n_ctx_train", hp->n_ctx_train);
     nm_json_kuint(j, "n_rot", hp->n_rot);
+    nm_json_kstr(j, "rope_type", hp->rope_type == NM_ROPE_NEOX ? "neox" : "normal");
+    nm_json_kdouble(j, "rope_freq_scale", hp->rope_freq_scale);
+    nm_json_kuint(j, "n_expert", hp->n_expert);
+    nm_json_kuint(j, "n_expert_used", hp->n_expert_used);
+    nm_json_kuint(j, "n_ff_exp", hp->n_ff_exp);
     nm_json_kdouble(j, "rope_freq_base", hp->rope_freq_base);
     nm_json_kdouble(j, "rms_eps", hp->rms_eps);
     nm_json_kuint(j, "n_vocab", hp->n_vocab);

@@ -1,4 +1,5 @@
-/* numalm mkmodel: writes a deterministic llama GGUF with random weights. */
+/* numalm mkmodel: writes a deterministic GGUF of the llama family (llama,
+ * qwen2, qwen3) with random weights. */
 #include "common/json.h"
 #include "common/util.h"
 #include "gguf/file_type.h"
@@ -17,9 +18,14 @@
 static void usage(FILE *out) {
     fprintf(out, "usage: numalm mkmodel OUT.gguf [options]\n"
                  "\n"
-                 "Writes a llama-architecture GGUF with seeded random weights and a generated\n"
+                 "Writes a GGUF of the llama family with seeded random weights and a generated\n"
                  "SentencePiece vocab. Same options -> byte-identical file.\n"
                  "\n"
+                 "  --arch A           llama (default), qwen2 (Q/K/V biases) or qwen3 (Q/K\n"
+                 "                     norms, attention.key_length)\n"
+                 "  --head-dim N       head size (default embd / heads; qwen3's key_length)\n"
+                 "  --tied             no output.weight: the LM head is token_embd\n"
+                 "  --rope-freqs       llama: a Llama 3.1-style rope_freqs.weight\n"
                  "  --preset tiny|1b   shape (default tiny: embd 256, 4 blocks, ff 768, 8 heads,\n"
                  "                     4 kv heads, vocab 2048, ctx 1024; 1b: TinyLlama-1.1B's)\n"
                  "  --size SIZE        pick a llama-like shape of about SIZE bytes (4G, 500M)\n"
@@ -48,9 +54,11 @@ typedef struct mk_args {
     const char *size;
     const char *type;
     const char *name;
+    const char *arch;
     uint64_t seed;
     long over[7]; /* -1 = not given; order of FIELD_OPTS */
-    bool json, pure, sparse;
+    long head_dim;
+    bool json, pure, sparse, tied, rope_freqs;
 } mk_args;
 
 static const char *const FIELD_OPTS[7] = {"--embd",     "--blocks", "--ff", "--heads",
@@ -82,19 +90,27 @@ static int parse_args(int argc, char **argv, mk_args *a, nm_error *err) {
     const struct {
         const char *opt;
         const char **dst;
-    } strs[] = {
-        {"--preset", &a->preset}, {"--size", &a->size}, {"--type", &a->type}, {"--name", &a->name}};
+    } strs[] = {{"--preset", &a->preset},
+                {"--size", &a->size},
+                {"--type", &a->type},
+                {"--name", &a->name},
+                {"--arch", &a->arch}};
+    const struct {
+        const char *opt;
+        bool *dst;
+    } flags[] = {{"--json", &a->json},
+                 {"--pure", &a->pure},
+                 {"--sparse", &a->sparse},
+                 {"--tied", &a->tied},
+                 {"--rope-freqs", &a->rope_freqs}};
     for (int i = 1; i < argc; i++) {
         const char *arg = argv[i], *v;
         int matched = 0;
-        if (!strcmp(arg, "--json") || !strcmp(arg, "--pure")) {
-            *(arg[2] == 'j' ? &a->json : &a->pure) = true;
+        for (size_t k = 0; k < sizeof flags / sizeof flags[0] && !matched; k++)
+            if (!strcmp(arg, flags[k].opt))
+                matched = *flags[k].dst = true;
+        if (matched)
             continue;
-        }
-        if (!strcmp(arg, "--sparse")) {
-            a->sparse = true;
-            continue;
-        }
         for (size_t k = 0; k < sizeof strs / sizeof strs[0] && !matched; k++)
             if ((matched = nm_cli_opt(argc, argv, &i, strs[k].opt, NULL, strs[k].dst, err)) < 0)
                 return -1;
@@ -105,6 +121,9 @@ static int parse_args(int argc, char **argv, mk_args *a, nm_error *err) {
                 return -1;
             a->seed = (uint64_t)seed;
         }
+        if (!matched && (matched = nm_cli_opt(argc, argv, &i, "--head-dim", NULL, &v, err)))
+            if (matched < 0 || nm_parse_long(v, 2, 4096, &a->head_dim, "--head-dim", err))
+                return -1;
         if (!matched && (matched = parse_field(argc, argv, &i, a, err)) < 0)
             return -1;
         if (matched)
@@ -152,6 +171,19 @@ static int resolve(const mk_args *a, nm_mkmodel_opts *o, nm_error *err) {
     for (int f = 0; f < 7; f++)
         if (a->over[f] > 0)
             *shape_field(&o->shape, f) = (uint32_t)a->over[f];
+    static const struct {
+        const char *name;
+        nm_arch arch;
+    } ARCH[] = {{"llama", NM_ARCH_LLAMA}, {"qwen2", NM_ARCH_QWEN2}, {"qwen3", NM_ARCH_QWEN3}};
+    o->shape.arch = NM_ARCH_OTHER;
+    for (size_t i = 0; a->arch && i < sizeof ARCH / sizeof ARCH[0]; i++)
+        if (!strcmp(a->arch, ARCH[i].name))
+            o->shape.arch = ARCH[i].arch;
+    if (a->arch && o->shape.arch == NM_ARCH_OTHER)
+        return nm_fail(err, "--arch %s: must be one of llama, qwen2, qwen3", a->arch);
+    o->shape.head_dim = (uint32_t)a->head_dim;
+    o->shape.tied = a->tied;
+    o->shape.rope_freqs = a->rope_freqs;
     return nm_mkmodel_check(&o->shape, (nm_mkmodel_quant){o->type, o->ftype}, err);
 }
 
@@ -171,6 +203,7 @@ static void report_json(const mk_args *a, const nm_mkmodel_opts *o, const nm_mkm
     nm_json_kstr(&j, "preset", a->size ? "size" : a->preset ? a->preset : "tiny");
     nm_json_kstr(&j, "type", nm_type_name(o->type));
     nm_json_kstr(&j, "file_type", file_type_name(o));
+    nm_json_kstr(&j, "arch", a->arch ? a->arch : "llama");
     nm_json_kuint(&j, "seed", o->seed);
     nm_json_key(&j, "shape");
     nm_json_obj_begin(&j);
@@ -181,6 +214,8 @@ static void report_json(const mk_args *a, const nm_mkmodel_opts *o, const nm_mkm
     nm_json_kuint(&j, "kv_heads", s->n_head_kv);
     nm_json_kuint(&j, "vocab", s->n_vocab);
     nm_json_kuint(&j, "ctx", s->n_ctx);
+    nm_json_kuint(&j, "head_dim", s->head_dim ? s->head_dim : s->n_embd / s->n_head);
+    nm_json_kbool(&j, "tied", s->tied);
     nm_json_obj_end(&j);
     nm_json_kuint(&j, "n_tensors", r->n_tensors);
     nm_json_kuint(&j, "n_params", r->n_params);
@@ -197,10 +232,11 @@ static void report_text(const mk_args *a, const nm_mkmodel_opts *o, const nm_mkm
     printf("wrote %s: %s, %s, %.1fM params, %llu tensors\n", a->out,
            nm_fmt_bytes(r->file_bytes, b, sizeof b), file_type_name(o), r->n_params / 1e6,
            (unsigned long long)r->n_tensors);
-    printf("  llama: embd %u, blocks %u, ff %u, heads %u, kv heads %u, vocab %u, ctx %u, "
-           "seed %llu\n",
-           s->n_embd, s->n_layer, s->n_ff, s->n_head, s->n_head_kv, s->n_vocab, s->n_ctx,
-           (unsigned long long)o->seed);
+    printf("  %s: embd %u, blocks %u, ff %u, heads %u, kv heads %u (head dim %u), vocab %u, "
+           "ctx %u%s, seed %llu\n",
+           a->arch ? a->arch : "llama", s->n_embd, s->n_layer, s->n_ff, s->n_head, s->n_head_kv,
+           s->head_dim ? s->head_dim : s->n_embd / s->n_head, s->n_vocab, s->n_ctx,
+           s->tied ? ", tied" : "", (unsigned long long)o->seed);
     if (o->sparse)
         printf("  %.2f s (sparse: header only, the weights read as zeros)\n", r->seconds);
     else

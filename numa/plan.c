@@ -73,6 +73,8 @@ const char *nm_role_name(nm_role r) {
         [NM_ROLE_FFN_UP] = "ffn_up",
         [NM_ROLE_FFN_DOWN] = "ffn_down",
         [NM_ROLE_OUTPUT] = "output",
+        [NM_ROLE_BIAS] = "bias",
+        [NM_ROLE_ROPE_FREQS] = "rope_freqs",
     };
     return (unsigned)r < sizeof names / sizeof names[0] ? names[r] : "other";
 }
@@ -85,24 +87,41 @@ static nm_role role_of(const char *name, int *layer) {
         return NM_ROLE_OUTPUT;
     if (!strcmp(name, "output_norm.weight"))
         return NM_ROLE_NORM;
-    int l, n = 0;
-    if (sscanf(name, "blk.%d.%n", &l, &n) != 1 || n == 0 || l < 0)
+    if (!strcmp(name, "output.bias"))
+        return NM_ROLE_BIAS;
+    if (!strcmp(name, "rope_freqs.weight"))
+        return NM_ROLE_ROPE_FREQS;
+    switch (nm_blk_tensor_parse(name, layer)) {
+    case NM_BLK_ATTN_NORM:
+    case NM_BLK_FFN_NORM:
+    case NM_BLK_Q_NORM:
+    case NM_BLK_K_NORM:
+        return NM_ROLE_NORM;
+    case NM_BLK_Q:
+        return NM_ROLE_ATTN_Q;
+    case NM_BLK_K:
+        return NM_ROLE_ATTN_K;
+    case NM_BLK_V:
+        return NM_ROLE_ATTN_V;
+    case NM_BLK_O:
+        return NM_ROLE_ATTN_OUT;
+    case NM_BLK_GATE:
+        return NM_ROLE_FFN_GATE;
+    case NM_BLK_UP:
+        return NM_ROLE_FFN_UP;
+    case NM_BLK_DOWN:
+        return NM_ROLE_FFN_DOWN;
+    case NM_BLK_Q_BIAS:
+    case NM_BLK_K_BIAS:
+    case NM_BLK_V_BIAS:
+    case NM_BLK_O_BIAS:
+    case NM_BLK_GATE_BIAS:
+    case NM_BLK_UP_BIAS:
+    case NM_BLK_DOWN_BIAS:
+        return NM_ROLE_BIAS;
+    default:
         return NM_ROLE_OTHER;
-    *layer = l;
-    static const struct {
-        const char *suffix;
-        nm_role role;
-    } blk[] = {
-        {"attn_norm.weight", NM_ROLE_NORM},    {"ffn_norm.weight", NM_ROLE_NORM},
-        {"attn_q.weight", NM_ROLE_ATTN_Q},     {"attn_k.weight", NM_ROLE_ATTN_K},
-        {"attn_v.weight", NM_ROLE_ATTN_V},     {"attn_output.weight", NM_ROLE_ATTN_OUT},
-        {"ffn_gate.weight", NM_ROLE_FFN_GATE}, {"ffn_up.weight", NM_ROLE_FFN_UP},
-        {"ffn_down.weight", NM_ROLE_FFN_DOWN},
-    };
-    for (size_t i = 0; i < sizeof blk / sizeof blk[0]; i++)
-        if (!strcmp(name + n, blk[i].suffix))
-            return blk[i].role;
-    return NM_ROLE_OTHER;
+    }
 }
 
 /* Vectors (norms, rope factors) are too small to split and every node reads

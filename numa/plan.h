@@ -42,6 +42,8 @@ typedef enum nm_role {
     NM_ROLE_FFN_UP,
     NM_ROLE_FFN_DOWN,
     NM_ROLE_OUTPUT,
+    NM_ROLE_BIAS,       /* 1-D: copied */
+    NM_ROLE_ROPE_FREQS, /* 1-D: copied */
 } nm_role;
 
 /* A contiguous byte range of the file that one arena holds. */

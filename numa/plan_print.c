@@ -163,7 +163,7 @@ void nm_plan_print(const nm_plan *p, FILE *out) {
             "exchanged between nodes each layer: activations only, never weights "
             "(the attention output, %u values; the FFN hidden vector, %u values; "
             "each matrix's output slice)\n",
-            p->hp.n_embd, p->hp.n_ff);
+            p->hp.n_head * p->hp.head_dim, p->hp.n_ff);
     if (p->embd_row_bytes)
         fprintf(out,
                 "token_embd: split by rows like a matrix; a token reads one %s row "

@@ -46,6 +46,9 @@ typedef struct nm_dev_attn {
     uint32_t kv_type;
     int n_head, n_head_kv, head_dim, n_ctx, pos, n_tok;
     float *scores; /* scratch: n_tok * n_head * n_ctx floats */
+    /* F16 cache: attend as nm_attend_f16_online (runtime/ops.h) does, as
+     * the CPU forward pass does for evaluations under 64 tokens */
+    bool f16_online;
 } nm_dev_attn;
 
 typedef struct nm_device_ops {

@@ -472,21 +472,26 @@ static int cpu_kv_store(nm_device *dev, int stream, void *cache, uint32_t kv_typ
     return enqueue(dev, stream, run_kv_store, &o, err);
 }
 
-/* One query head of one token, as the CPU forward pass attends. */
-static void attend_one(const nm_dev_attn *a, int t, int h) {
+/* One query head of one token, as the CPU forward pass attends. tmp: 2 x
+ * head_dim floats. */
+static void attend_one(const nm_dev_attn *a, int t, int h, float *tmp) {
     const int g = h / (a->n_head / a->n_head_kv);
     const size_t es = a->kv_type == NM_TYPE_F16 ? 2 : 4;
     const size_t base = (size_t)g * a->n_ctx * a->head_dim * es;
     nm_attend_head(a->q + ((size_t)t * a->n_head + h) * a->head_dim, (const uint8_t *)a->k + base,
                    (const uint8_t *)a->v + base, a->kv_type, a->head_dim, a->pos + t + 1,
-                   a->scores + ((size_t)t * a->n_head + h) * a->n_ctx,
+                   a->f16_online, a->scores + ((size_t)t * a->n_head + h) * a->n_ctx, tmp,
                    a->out + ((size_t)t * a->n_head + h) * a->head_dim);
 }
 
 static int run_attention(cpu_stream *s, const op *o, nm_error *err) {
+    float *tmp = malloc(2 * (size_t)o->a.attn.head_dim * sizeof(float));
+    if (!tmp)
+        return nm_fail(err, "cpu device: out of memory for attention scratch");
     for (int t = 0; t < o->a.attn.n_tok; t++)
         for (int h = 0; h < o->a.attn.n_head; h++)
-            attend_one(&o->a.attn, t, h);
+            attend_one(&o->a.attn, t, h, tmp);
+    free(tmp);
     return 0;
 }
 

@@ -344,3 +344,6 @@ void nm_axpy_f32(float *y, float a, const float *x, int64_t n) {
 void nm_axpy_f16(float *y, float a, const uint16_t *x, int64_t n) {
     current_kernels()->axpy_f16(y, a, x, n);
 }
+void nm_round_f16(float *x, int64_t n) {
+    current_kernels()->round_f16(x, n, NULL, x);
+}

@@ -80,5 +80,6 @@ float nm_dot_f32(const float *a, const float *b, int64_t n);
 float nm_dot_f16_f32(const uint16_t *a, const float *b, int64_t n);
 void nm_axpy_f32(float *y, float a, const float *x, int64_t n);    /* y += a*x */
 void nm_axpy_f16(float *y, float a, const uint16_t *x, int64_t n); /* y += a*x */
+void nm_round_f16(float *x, int64_t n); /* x rounded to F16 values, in place */
 
 #endif

@@ -5,7 +5,6 @@
 #include "common/util.h"
 #include "gguf/ggml_types.h"
 #include "kernels.h"
-#include "gguf/quant.h"
 
 #include <numa.h>
 #include <stdio.h>
@@ -50,33 +49,24 @@ static int find_tensor(const nm_model *m, const char *name, nm_error *err) {
     return (int)ti;
 }
 
-/* Norm weights as F32, one pointer per node into memory local to it. */
-static int bind_norm(nm_model *m, const char *name, const float **dst, nm_error *err) {
-    int ti = find_tensor(m, name, err);
+/* A vector (norm weights, a bias, rope factors) of n F32 values, one
+ * pointer per node into memory local to it; absent and optional: NULLs. */
+static int bind_vec(nm_model *m, const char *name, uint64_t n, bool optional, const float **dst,
+                    nm_error *err) {
+    int64_t ti = nm_gguf_tensor_index(m->w->gguf, name);
+    if (ti < 0 && optional)
+        return 0;
     if (ti < 0)
-        return -1;
+        return nm_fail(err, "%s: tensor '%s' is missing", m->w->gguf->path, name);
     const nm_gguf_tensor *t = &m->w->gguf->tensors[ti];
-    if (t->ne[0] != m->hp.n_embd || t->n_rows != 1)
-        return nm_fail(err, "%s: '%s' has %llu x %llu elements, expected %u", m->w->gguf->path,
-                       name, (unsigned long long)t->ne[0], (unsigned long long)t->n_rows,
-                       m->hp.n_embd);
-    for (int n = 0; n < m->plan->n_nodes; n++) {
-        const void *p = nm_loaded_tensor(m->w, ti, n);
-        if (!p)
+    if (t->ne[0] != n || t->n_rows != 1 || t->type != NM_TYPE_F32)
+        return nm_fail(err, "%s: '%s' is %llu x %llu %s, expected %llu F32 values",
+                       m->w->gguf->path, name, (unsigned long long)t->ne[0],
+                       (unsigned long long)t->n_rows, nm_type_name(t->type), (unsigned long long)n);
+    for (int k = 0; k < m->plan->n_nodes; k++)
+        if (!(dst[k] = nm_loaded_tensor(m->w, (int)ti, k)))
             return nm_fail(err, "%s: the loader holds no full copy of '%s' for node %d",
-                           m->w->gguf->path, name, m->plan->nodes[n].os_index);
-        if (t->type == NM_TYPE_F32) {
-            dst[n] = p;
-            continue;
-        }
-        float *f = model_alloc(m, m->hp.n_embd * sizeof(float), m->plan->nodes[n].os_index, err);
-        if (!f)
-            return -1;
-        if (nm_dequantize_row(t->type, p, f, m->hp.n_embd) < 0)
-            return nm_fail(err, "%s: '%s' has type %s, which numalm cannot read as a norm",
-                           m->w->gguf->path, name, nm_type_name(t->type));
-        dst[n] = f;
-    }
+                           m->w->gguf->path, name, m->plan->nodes[k].os_index);
     return 0;
 }
 
@@ -91,6 +81,7 @@ static int bind_mat_index(nm_model *m, int ti, uint64_t want_cols, nm_mat *mt, n
     mt->n_cols = t->ne[0];
     mt->n_rows = t->n_rows;
     mt->row_bytes = t->row_bytes;
+    mt->unit_rows = 1;
     if (t->ne[0] != want_cols)
         return nm_fail(err, "%s: '%s' rows have %llu elements, expected %llu", m->w->gguf->path,
                        t->name, (unsigned long long)t->ne[0], (unsigned long long)want_cols);
@@ -119,9 +110,23 @@ static int bind_mat_index(nm_model *m, int ti, uint64_t want_cols, nm_mat *mt, n
     return 0;
 }
 
-static int bind_mat(nm_model *m, const char *name, uint64_t want_cols, nm_mat *mt, nm_error *err) {
+/* blk.l.<kind> as a matrix of rows of want_cols, with its optional bias. */
+static int bind_blk_mat(nm_model *m, int l, nm_blk_tensor kind, nm_blk_tensor bias,
+                        uint64_t want_cols, nm_mat *mt, nm_error *err) {
+    char name[96];
+    snprintf(name, sizeof name, "blk.%d.%s", l, nm_blk_tensor_suffix(kind));
     int ti = find_tensor(m, name, err);
-    return ti < 0 ? -1 : bind_mat_index(m, ti, want_cols, mt, err);
+    if (ti < 0 || bind_mat_index(m, ti, want_cols, mt, err) < 0)
+        return -1;
+    snprintf(name, sizeof name, "blk.%d.%s", l, nm_blk_tensor_suffix(bias));
+    return bind_vec(m, name, mt->n_rows, true, mt->bias, err);
+}
+
+static int bind_blk_vec(nm_model *m, int l, nm_blk_tensor kind, uint64_t n, const float **dst,
+                        nm_error *err) {
+    char name[96];
+    snprintf(name, sizeof name, "blk.%d.%s", l, nm_blk_tensor_suffix(kind));
+    return bind_vec(m, name, n, nm_blk_tensor_use(&m->hp, kind) < 2, dst, err);
 }
 
 static bool rows_are(const nm_mat *mt, int n, uint64_t r0, uint64_t r1) {
@@ -131,20 +136,22 @@ static bool rows_are(const nm_mat *mt, int n, uint64_t r0, uint64_t r1) {
 static int bind_layer(nm_model *m, int l, nm_error *err) {
     nm_layer *L = &m->layers[l];
     const nm_llama_hparams *hp = &m->hp;
-    char name[96];
-#define NAME(s) (snprintf(name, sizeof name, "blk.%d." s ".weight", l), name)
-    if (bind_norm(m, NAME("attn_norm"), L->attn_norm, err) < 0 ||
-        bind_norm(m, NAME("ffn_norm"), L->ffn_norm, err) < 0 ||
-        bind_mat(m, NAME("attn_q"), hp->n_embd, &L->q, err) < 0 ||
-        bind_mat(m, NAME("attn_k"), hp->n_embd, &L->k, err) < 0 ||
-        bind_mat(m, NAME("attn_v"), hp->n_embd, &L->v, err) < 0 ||
-        bind_mat(m, NAME("attn_output"), hp->n_embd, &L->o, err) < 0 ||
-        bind_mat(m, NAME("ffn_gate"), hp->n_embd, &L->gate, err) < 0 ||
-        bind_mat(m, NAME("ffn_up"), hp->n_embd, &L->up, err) < 0 ||
-        bind_mat(m, NAME("ffn_down"), hp->n_ff, &L->down, err) < 0)
+    const uint64_t E = hp->n_embd, hd = hp->head_dim;
+    if (bind_blk_vec(m, l, NM_BLK_ATTN_NORM, E, L->attn_norm, err) < 0 ||
+        bind_blk_vec(m, l, NM_BLK_FFN_NORM, E, L->ffn_norm, err) < 0 ||
+        bind_blk_vec(m, l, NM_BLK_Q_NORM, hd, L->q_norm, err) < 0 ||
+        bind_blk_vec(m, l, NM_BLK_K_NORM, hd, L->k_norm, err) < 0 ||
+        bind_blk_mat(m, l, NM_BLK_Q, NM_BLK_Q_BIAS, E, &L->q, err) < 0 ||
+        bind_blk_mat(m, l, NM_BLK_K, NM_BLK_K_BIAS, E, &L->k, err) < 0 ||
+        bind_blk_mat(m, l, NM_BLK_V, NM_BLK_V_BIAS, E, &L->v, err) < 0 ||
+        bind_blk_mat(m, l, NM_BLK_O, NM_BLK_O_BIAS, (uint64_t)m->q_dim, &L->o, err) < 0 ||
+        bind_blk_mat(m, l, NM_BLK_GATE, NM_BLK_GATE_BIAS, E, &L->gate, err) < 0 ||
+        bind_blk_mat(m, l, NM_BLK_UP, NM_BLK_UP_BIAS, E, &L->up, err) < 0 ||
+        bind_blk_mat(m, l, NM_BLK_DOWN, NM_BLK_DOWN_BIAS, hp->n_ff, &L->down, err) < 0)
         return -1;
-#undef NAME
-    uint64_t hd = hp->head_dim;
+    /* Q and K are claimed in whole heads: the per-head norm and RoPE run on
+     * a worker's own rows right after it computed them. */
+    L->q.unit_rows = L->k.unit_rows = hd;
     for (int n = 0; n < m->plan->n_nodes; n++) {
         uint64_t h0 = m->kv[n].head0, h1 = m->kv[n].head1;
         /* Attention then needs only what this node computed: a node-local
@@ -154,9 +161,8 @@ static int bind_layer(nm_model *m, int l, nm_error *err) {
             m->attn_local = false;
         if (!rows_are(&L->up, n, L->gate.row0[n], L->gate.row1[n]))
             m->gate_up_same = false;
-        /* RoPE rotates pairs: a worker's rows must start on an even row. */
-        if ((L->q.row0[n] | L->k.row0[n]) & 1)
-            return nm_fail(err, "plan: blk.%d attention rows of node %d start on an odd row", l,
+        if ((L->q.row0[n] | L->k.row0[n]) % hd)
+            return nm_fail(err, "plan: blk.%d attention rows of node %d do not start on a head", l,
                            m->plan->nodes[n].os_index);
     }
     return 0;
@@ -196,13 +202,12 @@ static size_t act_bytes_max(const nm_model *m) {
     int nb = m->n_batch;
     for (uint32_t l = 0; l < m->hp.n_layer; l++) {
         const nm_layer *L = &m->layers[l];
-        const nm_mat *e[] = {&L->q, &L->k, &L->v, &L->o, &L->gate, &L->up};
-        for (size_t i = 0; i < sizeof e / sizeof e[0]; i++) {
-            size_t b = nm_act_buffer_bytes(e[i]->type, m->hp.n_embd, nb);
+        const nm_mat *e[NM_CLAIMS_PER_LAYER];
+        nm_layer_mats(L, e);
+        for (int i = 0; i < NM_CLAIMS_PER_LAYER; i++) {
+            size_t b = nm_act_buffer_bytes(e[i]->type, (int64_t)e[i]->n_cols, nb);
             best = b > best ? b : best;
         }
-        size_t b = nm_act_buffer_bytes(L->down.type, m->hp.n_ff, nb);
-        best = b > best ? b : best;
     }
     size_t b = nm_act_buffer_bytes(m->output.type, m->hp.n_embd, nb);
     return b > best ? b : best;
@@ -227,7 +232,9 @@ static int setup_scratch(nm_model *m, nm_error *err) {
             s->xb = model_alloc(m, nb * hp->n_embd * sizeof(float), os, err);
             s->act = s->xb ? model_alloc(m, act, os, err) : NULL;
             s->scores = s->act ? model_alloc(m, (size_t)m->n_ctx * sizeof(float), os, err) : NULL;
-            if (!s->scores)
+            s->head = s->scores ? model_alloc(m, 2 * (size_t)hp->head_dim * sizeof(float), os, err)
+                                : NULL;
+            if (!s->head)
                 return nm_fail_prefix(err, "worker scratch");
         }
     }
@@ -237,12 +244,12 @@ static int setup_scratch(nm_model *m, nm_error *err) {
                                          m->plan->nodes[n].os_index, err)))
             return nm_fail_prefix(err, "row claims");
     /* The vectors exchanged between nodes: small, so one copy. */
-    size_t E = hp->n_embd, KV = (size_t)hp->n_head_kv * hp->head_dim, F = hp->n_ff;
-    float **bufs[] = {&m->x, &m->q, &m->att, &m->y};
-    for (size_t i = 0; i < 4; i++)
-        if (!(*bufs[i] = model_alloc(m, nb * E * sizeof(float), -1, err)))
-            return -1;
-    if (!(m->k = model_alloc(m, nb * KV * sizeof(float), -1, err)) ||
+    size_t E = hp->n_embd, Q = (size_t)m->q_dim, KV = (size_t)m->kv_dim, F = hp->n_ff;
+    if (!(m->x = model_alloc(m, nb * E * sizeof(float), -1, err)) ||
+        !(m->y = model_alloc(m, nb * E * sizeof(float), -1, err)) ||
+        !(m->q = model_alloc(m, nb * Q * sizeof(float), -1, err)) ||
+        !(m->att = model_alloc(m, nb * Q * sizeof(float), -1, err)) ||
+        !(m->k = model_alloc(m, nb * KV * sizeof(float), -1, err)) ||
         !(m->v = model_alloc(m, nb * KV * sizeof(float), -1, err)) ||
         !(m->g = model_alloc(m, nb * F * sizeof(float), -1, err)) ||
         !(m->u = model_alloc(m, nb * F * sizeof(float), -1, err)) ||
@@ -262,14 +269,18 @@ static int bind_all(nm_model *m, nm_error *err) {
     for (uint32_t l = 0; l < hp->n_layer; l++)
         if (bind_layer(m, (int)l, err) < 0)
             return -1;
-    if (bind_norm(m, "output_norm.weight", m->out_norm, err) < 0)
+    const float *freqs[NM_MAX_NODES] = {0};
+    if (bind_vec(m, "output_norm.weight", hp->n_embd, false, m->out_norm, err) < 0 ||
+        bind_vec(m, "rope_freqs.weight", hp->n_rot / 2, true, freqs, err) < 0)
         return -1;
+    m->rope_freqs = freqs[0]; /* read by the thread that builds the rope table */
     m->embd_ti = find_tensor(m, "token_embd.weight", err);
     if (m->embd_ti < 0)
         return -1;
     /* No output.weight: the LM head is the (tied) embedding matrix. */
     int64_t out = nm_gguf_tensor_index(m->w->gguf, "output.weight");
-    if (bind_mat_index(m, out >= 0 ? (int)out : m->embd_ti, hp->n_embd, &m->output, err) < 0)
+    if (bind_mat_index(m, out >= 0 ? (int)out : m->embd_ti, hp->n_embd, &m->output, err) < 0 ||
+        bind_vec(m, "output.bias", hp->n_vocab, true, m->output.bias, err) < 0)
         return -1;
     if (m->output.n_rows != hp->n_vocab)
         return nm_fail(err, "%s: the LM head has %llu rows for a vocabulary of %u",
@@ -294,6 +305,8 @@ static int check_options(nm_model *m, const nm_model_opts *o, nm_error *err) {
         return nm_fail(err, "%s: rope dimension %u / head size %u are not supported",
                        m->w->gguf->path, m->hp.n_rot, m->hp.head_dim);
     m->gqa = (int)(m->hp.n_head / m->hp.n_head_kv);
+    m->q_dim = (int64_t)m->hp.n_head * m->hp.head_dim;
+    m->kv_dim = (int64_t)m->hp.n_head_kv * m->hp.head_dim;
     return 0;
 }
 

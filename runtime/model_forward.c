@@ -1,7 +1,9 @@
-/* The llama forward pass, run by every worker of the pool at once.
+/* The llama-family forward pass (llama, qwen2, qwen3), run by every worker
+ * of the pool at once.
  *
  * Per layer a worker goes through five phases, separated by barriers:
- *   A  x -> RMSNorm -> its rows of Q, K, V; RoPE; K, V into the KV cache
+ *   A  x -> RMSNorm -> its rows of Q, K, V (+ biases); per head: RMSNorm
+ *      (qwen3), RoPE; K, V into the KV cache
  *      (node barrier: node n's attention needs only node n's Q/K/V rows)
  *   B  attention for its share of node n's query heads
  *   C  its rows of attn_output, added into x (the residual)
@@ -41,6 +43,16 @@ static void multiply(const uint8_t *wp, uint64_t n_rows, const nm_act *a, float 
         nm_matmat(wp, (int64_t)n_rows, a, y, ldy);
 }
 
+static uint64_t lcm(uint64_t a, uint64_t b) {
+    uint64_t x = a, y = b;
+    while (y) {
+        uint64_t r = x % y;
+        x = y;
+        y = r;
+    }
+    return a / x * b;
+}
+
 /* Smallest claim: about this many weight bytes (and SPLIT_ALIGN rows), so
  * the claims' atomic operations stay a small fraction of the streaming. */
 #define CLAIM_MIN_BYTES (32 * 1024)
@@ -57,7 +69,7 @@ static bool claim_rows(nm_model *m, const nm_mat *mt, int slot, const nm_worker 
     uint64_t min_rows = mt->row_bytes ? CLAIM_MIN_BYTES / mt->row_bytes : 1;
     /* Prompt matmat runs tiles of 2 or 3 rows: chunks of 48 rows leave none
      * over (a lone row runs at half speed). */
-    const uint64_t align = a->n_tok > 1 ? 3 * SPLIT_ALIGN : SPLIT_ALIGN;
+    const uint64_t align = lcm(a->n_tok > 1 ? 3 * SPLIT_ALIGN : SPLIT_ALIGN, mt->unit_rows);
     min_rows = min_rows > align ? min_rows / align * align : align;
     _Atomic uint64_t *next = &m->claims[w->node][slot].next;
     uint64_t lo = atomic_load_explicit(next, memory_order_relaxed), hi;
@@ -81,18 +93,33 @@ static int slot_of(int layer, int which) {
     return layer * NM_CLAIMS_PER_LAYER + which;
 }
 
-static void rope_rows(const nm_model *m, float *buf, int64_t ld, uint64_t a0, uint64_t a1) {
+/* buf[t * ld + r] += bias[r] for rows [a0, a1) of every token. */
+static void add_bias(const nm_model *m, float *buf, int64_t ld, const float *bias, uint64_t a0,
+                     uint64_t a1) {
+    if (!bias)
+        return;
+    for (int t = 0; t < m->n_tok; t++)
+        for (uint64_t r = a0; r < a1; r++)
+            buf[t * ld + r] += bias[r];
+}
+
+/* Rows [a0, a1) of Q or K (whole heads), every token: the bias, the
+ * per-head RMSNorm when the architecture has one (qwen3), then RoPE, in
+ * llama.cpp's order. */
+static void finish_heads(const nm_model *m, float *buf, int64_t ld, const float *bias,
+                         const float *norm, uint64_t a0, uint64_t a1) {
     const int hd = (int)m->hp.head_dim, n_rot = (int)m->hp.n_rot;
+    add_bias(m, buf, ld, bias, a0, a1);
     for (int t = 0; t < m->n_tok; t++) {
         const float *cs = m->rope + (size_t)t * (n_rot + 2);
-        float *row = buf + t * ld;
-        for (uint64_t r = a0; r + 1 < a1; r += 2) {
-            int i = (int)(r % (uint64_t)hd);
-            if (i >= n_rot)
-                continue;
-            float c = cs[i], s = cs[i + 1], x0 = row[r], x1 = row[r + 1];
-            row[r] = x0 * c - x1 * s;
-            row[r + 1] = x0 * s + x1 * c;
+        for (uint64_t r = a0; r < a1; r += (uint64_t)hd) {
+            float *head = buf + t * ld + r;
+            if (norm)
+                nm_rmsnorm(head, head, norm, hd, m->hp.rms_eps);
+            if (m->hp.rope_type == NM_ROPE_NEOX)
+                nm_rope_head_neox(head, cs, n_rot);
+            else
+                nm_rope_head(head, cs, n_rot);
         }
     }
 }
@@ -126,22 +153,25 @@ static void store_kv(const nm_model *m, int layer, const float *src, int64_t ld,
 static void phase_qkv(nm_model *m, const nm_worker *w, int l) {
     const nm_layer *L = &m->layers[l];
     nm_scratch *s = &m->scr[w->id];
-    const int64_t E = m->hp.n_embd, KV = (int64_t)m->hp.n_head_kv * m->hp.head_dim;
+    const int n = w->node;
+    const int64_t E = m->hp.n_embd, Q = m->q_dim, KV = m->kv_dim;
     for (int t = 0; t < m->n_tok; t++)
-        nm_rmsnorm(s->xb + t * E, m->x + t * E, L->attn_norm[w->node], E, m->hp.rms_eps);
+        nm_rmsnorm(s->xb + t * E, m->x + t * E, L->attn_norm[n], E, m->hp.rms_eps);
     nm_act a = {0};
     uint64_t a0, a1;
     prepare(s, &a, L->q.type, s->xb, E, m->n_tok);
-    while (claim_rows(m, &L->q, slot_of(l, NM_CLAIM_Q), w, &a, m->q, E, &a0, &a1))
-        rope_rows(m, m->q, E, a0, a1);
+    while (claim_rows(m, &L->q, slot_of(l, NM_CLAIM_Q), w, &a, m->q, Q, &a0, &a1))
+        finish_heads(m, m->q, Q, L->q.bias[n], L->q_norm[n], a0, a1);
     prepare(s, &a, L->k.type, s->xb, E, m->n_tok);
     while (claim_rows(m, &L->k, slot_of(l, NM_CLAIM_K), w, &a, m->k, KV, &a0, &a1)) {
-        rope_rows(m, m->k, KV, a0, a1);
+        finish_heads(m, m->k, KV, L->k.bias[n], L->k_norm[n], a0, a1);
         store_kv(m, l, m->k, KV, a0, a1, false);
     }
     prepare(s, &a, L->v.type, s->xb, E, m->n_tok);
-    while (claim_rows(m, &L->v, slot_of(l, NM_CLAIM_V), w, &a, m->v, KV, &a0, &a1))
+    while (claim_rows(m, &L->v, slot_of(l, NM_CLAIM_V), w, &a, m->v, KV, &a0, &a1)) {
+        add_bias(m, m->v, KV, L->v.bias[n], a0, a1);
         store_kv(m, l, m->v, KV, a0, a1, true);
+    }
 }
 
 /* One query head of one token against the cached positions 0..pos+t. */
@@ -152,11 +182,11 @@ static void attend(const nm_model *m, nm_scratch *s, int l, int t, int h) {
     size_t nh = kv->head1 - kv->head0;
     size_t base =
         (((size_t)l * nh + (size_t)(h / m->gqa - (int)kv->head0)) * (size_t)m->n_ctx) * hd;
-    const float *q = m->q + (size_t)t * m->hp.n_embd + (size_t)h * hd;
-    float *out = m->att + (size_t)t * m->hp.n_embd + (size_t)h * hd;
+    const float *q = m->q + (size_t)t * m->q_dim + (size_t)h * hd;
+    float *out = m->att + (size_t)t * m->q_dim + (size_t)h * hd;
     nm_attend_head(q, (const uint8_t *)kv->k + base * m->kv_esize,
                    (const uint8_t *)kv->v + base * m->kv_esize, m->kv_type, hd, m->pos + t + 1,
-                   s->scores, out);
+                   m->attn_f16_online, s->scores, s->head, out);
 }
 
 /* Node n answers for the query heads of its KV heads. */
@@ -173,25 +203,30 @@ static void phase_attention(nm_model *m, const nm_worker *w, int l) {
     }
 }
 
-/* x += in @ mt^T for the worker's rows. */
+/* x += in @ mt^T (+ bias) for the worker's rows. */
 static void phase_proj_residual(nm_model *m, const nm_worker *w, const nm_mat *mt, int slot,
-                                const float *in, int64_t n_in) {
+                                const float *in) {
     nm_scratch *s = &m->scr[w->id];
     const int64_t E = m->hp.n_embd;
     nm_act a = {0};
     uint64_t a0, a1;
-    prepare(s, &a, mt->type, in, n_in, m->n_tok);
-    while (claim_rows(m, mt, slot, w, &a, m->y, E, &a0, &a1))
+    prepare(s, &a, mt->type, in, (int64_t)mt->n_cols, m->n_tok);
+    while (claim_rows(m, mt, slot, w, &a, m->y, E, &a0, &a1)) {
+        add_bias(m, m->y, E, mt->bias[w->node], a0, a1);
         for (int t = 0; t < m->n_tok; t++) {
             float *x = m->x + t * E;
             const float *y = m->y + t * E;
             for (uint64_t r = a0; r < a1; r++)
                 x[r] += y[r];
         }
+    }
 }
 
-static void swiglu_rows(nm_model *m, uint64_t a0, uint64_t a1) {
+/* Gate and up biases (llama), then SwiGLU, on rows [a0, a1). */
+static void swiglu_rows(nm_model *m, const nm_layer *L, int node, uint64_t a0, uint64_t a1) {
     const int64_t F = m->hp.n_ff;
+    add_bias(m, m->g, F, L->gate.bias[node], a0, a1);
+    add_bias(m, m->u, F, L->up.bias[node], a0, a1);
     for (int t = 0; t < m->n_tok; t++)
         nm_swiglu(m->g + t * F + a0, m->g + t * F + a0, m->u + t * F + a0, (int64_t)(a1 - a0));
 }
@@ -213,7 +248,7 @@ static void phase_ffn_up(nm_model *m, const nm_worker *w, int l) {
             if (m->n_tok == 1)
                 m->traffic[w->id].weights += (a1 - a0) * L->up.row_bytes;
             multiply(up, a1 - a0, &a, m->u + a0, F);
-            swiglu_rows(m, a0, a1);
+            swiglu_rows(m, L, w->node, a0, a1);
         }
         return;
     }
@@ -226,7 +261,7 @@ static void phase_ffn_up(nm_model *m, const nm_worker *w, int l) {
      * a global slice. */
     nm_pool_barrier(w);
     nm_split_rows((uint64_t)F, w->id, nm_pool_n_workers(m->pool), SPLIT_ALIGN, &a0, &a1);
-    swiglu_rows(m, a0, a1);
+    swiglu_rows(m, L, w->node, a0, a1);
 }
 
 static void phase_lm_head(nm_model *m, const nm_worker *w) {
@@ -242,8 +277,11 @@ static void phase_lm_head(nm_model *m, const nm_worker *w) {
     uint64_t a0, a1;
     prepare(s, &a, m->output.type, s->xb, E, n_out);
     int slot = (int)m->hp.n_layer * NM_CLAIMS_PER_LAYER;
+    const float *bias = m->output.bias[w->node]; /* qwen2's output.bias */
     while (claim_rows(m, &m->output, slot, w, &a, m->logits, m->hp.n_vocab, &a0, &a1))
-        ;
+        for (int t = 0; bias && t < n_out; t++)
+            for (uint64_t r = a0; r < a1; r++)
+                m->logits[(size_t)t * m->hp.n_vocab + r] += bias[r];
 }
 
 static void forward_job(void *ctx, const nm_worker *w) {
@@ -257,11 +295,11 @@ static void forward_job(void *ctx, const nm_worker *w) {
             nm_pool_barrier(w);
         phase_attention(m, w, l);
         nm_pool_barrier(w);
-        phase_proj_residual(m, w, &L->o, slot_of(l, NM_CLAIM_O), m->att, m->hp.n_embd);
+        phase_proj_residual(m, w, &L->o, slot_of(l, NM_CLAIM_O), m->att);
         nm_pool_barrier(w);
         phase_ffn_up(m, w, l);
         nm_pool_barrier(w);
-        phase_proj_residual(m, w, &L->down, slot_of(l, NM_CLAIM_DOWN), m->g, m->hp.n_ff);
+        phase_proj_residual(m, w, &L->down, slot_of(l, NM_CLAIM_DOWN), m->g);
         nm_pool_barrier(w);
     }
     if (m->head_now)
@@ -358,18 +396,25 @@ int nm_model_eval(nm_model *m, const int32_t *tokens, int n, int pos, int logits
             return nm_fail(err, "token id %d is outside the vocabulary of %u", tokens[i],
                            m->hp.n_vocab);
     const int n_rot = (int)m->hp.n_rot;
+    const nm_rope_params rope = {.base = m->hp.rope_freq_base,
+                                 .freq_scale = m->hp.rope_freq_scale,
+                                 .attn_factor = m->hp.rope_attn_factor,
+                                 .freq_factors = m->rope_freqs};
     for (int b = 0; b < n; b += m->n_batch) {
         int nt = n - b < m->n_batch ? n - b : m->n_batch;
         if (embed(m, tokens + b, nt, err) < 0)
             return -1;
         for (int t = 0; t < nt; t++)
-            nm_rope_table(m->rope + (size_t)t * (n_rot + 2), pos + b + t, n_rot,
-                          m->hp.rope_freq_base);
+            nm_rope_table(m->rope + (size_t)t * (n_rot + 2), pos + b + t, n_rot, &rope);
         int first = logits_from > b ? logits_from : b; /* first token with logits */
         if (first > b + nt)
             first = b + nt;
         m->n_tok = nt;
         m->pos = pos + b;
+        /* llama.cpp evaluates up to 512 tokens at a time (its n_ubatch) and
+         * attends in F32 tiles when there are at least 64 of them, else
+         * with its F16 one-query path (nm_attend_f16_online). */
+        m->attn_f16_online = n - b / 512 * 512 < 64;
         m->logits_from = first - b;
         m->logits = logits ? logits + (size_t)(first - logits_from) * m->hp.n_vocab : NULL;
         for (int node = 0; node < m->plan->n_nodes; node++)

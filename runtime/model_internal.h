@@ -8,17 +8,24 @@
 #include <stddef.h>
 
 /* A weight matrix as the nodes see it: node n computes rows
- * [row0[n], row1[n]) from base[n] (its first row, in its own arena). */
+ * [row0[n], row1[n]) from base[n] (its first row, in its own arena). A
+ * worker claims rows in multiples of unit_rows (Q and K: whole heads, for
+ * the per-head norm and RoPE). bias[n]: the matrix's bias vector (n_rows
+ * floats) on node n, NULL when the file has none. */
 typedef struct nm_mat {
     int ti;
     uint32_t type;
-    uint64_t n_cols, n_rows, row_bytes;
+    uint64_t n_cols, n_rows, row_bytes, unit_rows;
     const uint8_t *base[NM_MAX_NODES];
     uint64_t row0[NM_MAX_NODES], row1[NM_MAX_NODES];
+    const float *bias[NM_MAX_NODES];
 } nm_mat;
 
+/* Vectors are per node (each node reads its own copy); q_norm/k_norm are
+ * NULL when the architecture has none. */
 typedef struct nm_layer {
     const float *attn_norm[NM_MAX_NODES], *ffn_norm[NM_MAX_NODES];
+    const float *q_norm[NM_MAX_NODES], *k_norm[NM_MAX_NODES];
     nm_mat q, k, v, o, gate, up, down;
 } nm_layer;
 
@@ -34,6 +41,7 @@ typedef struct nm_scratch {
     float *xb;     /* n_batch x n_embd: normalized input */
     void *act;     /* prepared activations */
     float *scores; /* n_ctx attention scores */
+    float *head;   /* 2 x head_dim: a query and a sum of values */
 } nm_scratch;
 
 /* Workers of a node claim a matrix's rows from the node's share in shrinking
@@ -90,6 +98,7 @@ struct nm_model {
     nm_llama_hparams hp;
     nm_pool *pool;
     int n_ctx, n_batch, gqa;
+    int64_t q_dim, kv_dim; /* n_head x head_dim, n_head_kv x head_dim */
     uint32_t kv_type;
     size_t kv_esize;
     bool numa_alloc;
@@ -97,8 +106,9 @@ struct nm_model {
     bool gate_up_same; /* gate and up split identically */
     nm_layer *layers;
     const float *out_norm[NM_MAX_NODES];
-    nm_mat output;
+    nm_mat output; /* bias: qwen2's optional output.bias */
     int embd_ti;
+    const float *rope_freqs; /* llama's rope_freqs.weight (n_rot/2), or NULL */
     nm_kv_node kv[NM_MAX_NODES];
     int *kv_owner;                  /* plan node of each KV head */
     nm_scratch *scr;                /* one per worker */
@@ -106,7 +116,8 @@ struct nm_model {
     uint64_t decode_evals;          /* single-token passes counted there */
     nm_claim *claims[NM_MAX_NODES]; /* n_claims per node, on the node */
     int n_claims;
-    /* Activations shared by all workers, n_batch rows each. */
+    /* Activations shared by all workers, n_batch rows each: x, y n_embd;
+     * q, att q_dim; k, v kv_dim; g, u n_ff. */
     float *x, *q, *k, *v, *att, *y, *g, *u;
     float *rope; /* n_batch x (n_rot + 2): cos/sin per position */
     nm_alloc_rec *allocs;
@@ -114,6 +125,7 @@ struct nm_model {
     size_t cap_allocs;
     /* The job in flight. */
     int n_tok, pos, logits_from;
+    bool attn_f16_online; /* F16 cache: attend as llama.cpp's one-query path */
     float *logits;
     /* Blocks [l0, l1) run on the CPU in this pass, then the LM head if
      * head_now; the device's share is in off (model_offload.c). */

@@ -194,6 +194,27 @@ void nm_offload_free(nm_model *m) {
     m->off = NULL;
 }
 
+/* The device runs llama blocks as they were before qwen2/qwen3: no
+ * biases, no per-head Q/K norms, normal RoPE. Anything else stays on the
+ * CPU (refused here rather than computed wrongly). */
+static int plain_llama_blocks(const nm_model *m, int first, nm_error *err) {
+    bool plain = m->hp.rope_type == NM_ROPE_NORM && !m->output.bias[0];
+    for (int l = first; l < (int)m->hp.n_layer && plain; l++) {
+        const nm_layer *L = &m->layers[l];
+        const nm_mat *e[NM_CLAIMS_PER_LAYER];
+        nm_layer_mats(L, e);
+        plain = !L->q_norm[0] && !L->k_norm[0];
+        for (int i = 0; i < NM_CLAIMS_PER_LAYER; i++)
+            plain = plain && !e[i]->bias[0];
+    }
+    if (!plain)
+        return nm_fail(err,
+                       "-ngl: the device runs llama blocks without biases, Q/K norms or neox "
+                       "RoPE yet; this %s model's blocks stay on the CPU (-ngl 0)",
+                       m->hp.arch);
+    return 0;
+}
+
 int nm_offload_create(nm_model *m, const nm_model_offload *o, nm_error *err) {
     const int n_layer = (int)m->hp.n_layer;
     if (!o->dev || (o->n_layers <= 0 && !o->head))
@@ -201,6 +222,8 @@ int nm_offload_create(nm_model *m, const nm_model_offload *o, nm_error *err) {
     if (o->n_layers > n_layer || (o->head && o->n_layers != n_layer))
         return nm_fail(err, "-ngl: %d blocks%s on the device, but the model has %d blocks",
                        o->n_layers, o->head ? " and the LM head" : "", n_layer);
+    if (plain_llama_blocks(m, n_layer - o->n_layers, err) != 0)
+        return -1;
     nm_offload *f = nm_calloc(1, sizeof *f, "the offload table", err);
     if (!f)
         return -1;
@@ -238,8 +261,8 @@ static int layer(nm_model *m, const dev_layer *D, int n_tok, nm_error *err) {
     const int64_t KVD = (int64_t)hp->n_head_kv * hp->head_dim, F = hp->n_ff;
     const int hd = (int)hp->head_dim, rot = (int)hp->n_rot;
     nm_dev_attn a = {
-        f->q, f->att,   D->k_cache, D->v_cache, m->kv_type, (int)hp->n_head, (int)hp->n_head_kv,
-        hd,   m->n_ctx, m->pos,     n_tok,      f->scores};
+        f->q, f->att,   D->k_cache, D->v_cache, m->kv_type, (int)hp->n_head,   (int)hp->n_head_kv,
+        hd,   m->n_ctx, m->pos,     n_tok,      f->scores,  m->attn_f16_online};
     if (op->rmsnorm(d, STREAM, f->xb, f->x, D->attn_norm, E, n_tok, hp->rms_eps, err) ||
         op->matmul(d, STREAM, &D->q, f->xb, n_tok, f->q, err) ||
         op->matmul(d, STREAM, &D->k, f->xb, n_tok, f->k, err) ||

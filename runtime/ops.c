@@ -15,12 +15,14 @@ void nm_rmsnorm(float *y, const float *x, const float *w, int64_t n, float eps) 
         y[i] = (x[i] * scale) * w[i];
 }
 
-void nm_rope_table(float *cs, int pos, int n_rot, float base) {
-    const float step = powf(base, -2.0f / (float)n_rot);
+void nm_rope_table(float *cs, int pos, int n_rot, const nm_rope_params *p) {
+    const float step = powf(p->base, -2.0f / (float)n_rot);
     float theta = (float)pos;
     for (int i = 0; i < n_rot / 2; i++) {
-        cs[2 * i] = cosf(theta);
-        cs[2 * i + 1] = sinf(theta);
+        float ff = p->freq_factors ? p->freq_factors[i] : 1.0f;
+        float th = p->freq_scale * (theta / ff);
+        cs[2 * i] = cosf(th) * p->attn_factor;
+        cs[2 * i + 1] = sinf(th) * p->attn_factor;
         theta *= step;
     }
 }
@@ -31,6 +33,16 @@ void nm_rope_head(float *x, const float *cs, int n_rot) {
         float a = x[2 * i], b = x[2 * i + 1];
         x[2 * i] = a * c - b * s;
         x[2 * i + 1] = a * s + b * c;
+    }
+}
+
+void nm_rope_head_neox(float *x, const float *cs, int n_rot) {
+    const int half = n_rot / 2;
+    for (int i = 0; i < half; i++) {
+        float c = cs[2 * i], s = cs[2 * i + 1];
+        float a = x[i], b = x[i + half];
+        x[i] = a * c - b * s;
+        x[i + half] = a * s + b * c;
     }
 }
 
@@ -54,11 +66,41 @@ void nm_swiglu(float *h, const float *g, const float *u, int64_t n) {
         h[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
 }
 
+/* nm_attend_head's f16_online path. */
+static void attend_f16_online(const float *q, const uint16_t *K, const uint16_t *V, int hd,
+                              int n_pos, float scale, float *tmp, float *out) {
+    float *qh = tmp, *acc = tmp + hd;
+    memcpy(qh, q, (size_t)hd * sizeof(float));
+    nm_round_f16(qh, hd);
+    memset(acc, 0, (size_t)hd * sizeof(float));
+    float M = -INFINITY, S = 0.0f;
+    for (int p = 0; p < n_pos; p++) {
+        float sc = nm_dot_f16_f32(K + (size_t)p * hd, qh, hd) * scale, ms = 1.0f, vs = 1.0f;
+        if (sc > M) { /* a new maximum rescales what was summed */
+            ms = expf(M - sc);
+            M = sc;
+            for (int d = 0; d < hd; d++)
+                acc[d] *= ms;
+            nm_round_f16(acc, hd);
+        } else {
+            vs = expf(sc - M);
+        }
+        nm_axpy_f16(acc, vs, V + (size_t)p * hd, hd);
+        nm_round_f16(acc, hd);
+        S = S * ms + vs;
+    }
+    const float inv = 1.0f / S;
+    for (int d = 0; d < hd; d++)
+        out[d] = acc[d] * inv;
+}
+
 void nm_attend_head(const float *q, const void *k, const void *v, uint32_t kv_type, int head_dim,
-                    int n_pos, float *scores, float *out) {
+                    int n_pos, bool f16_online, float *scores, float *tmp, float *out) {
     const float scale = 1.0f / sqrtf((float)head_dim);
     const size_t hd = (size_t)head_dim;
-    if (kv_type == NM_TYPE_F16) {
+    if (kv_type == NM_TYPE_F16 && f16_online) {
+        attend_f16_online(q, k, v, head_dim, n_pos, scale, tmp, out);
+    } else if (kv_type == NM_TYPE_F16) {
         const uint16_t *K = k, *V = v;
         for (int p = 0; p < n_pos; p++)
             scores[p] = nm_dot_f16_f32(K + (size_t)p * hd, q, head_dim) * scale;

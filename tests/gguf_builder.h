@@ -141,12 +141,18 @@ typedef struct gb_llama {
     const char *arch;
     const char *extra_key; /* optional extra kv: string value */
     const char *extra_val;
+    uint32_t key_length;      /* ARCH.attention.key_length/value_length; 0: absent */
+    int qk_norm;              /* write attn_q_norm / attn_k_norm */
+    int qkv_bias;             /* write attn_q/k/v.bias */
+    const char *extra_tensor; /* an extra F32 vector of n_embd values */
 } gb_llama;
 
 static inline gb_llama gb_llama_default(void) {
-    gb_llama o = {3, 0, 2, 32, 64, 4, 2, 40, 0, 1, 1, "llama", NULL, NULL};
+    gb_llama o = {3, 0, 2, 32, 64, 4, 2, 40, 0, 1, 1, "llama", NULL, NULL, 0, 0, 0, NULL};
     return o;
 }
+
+#define GB_LLAMA_MAX_TENSORS(o) (4 + 14 * (size_t)(o)->n_layer)
 
 typedef struct gb_tensor {
     char name[64];
@@ -178,7 +184,9 @@ static inline uint64_t gb_nbytes(uint32_t type, uint64_t ne0, uint64_t ne1) {
 
 static inline int gb_llama_tensors(const gb_llama *o, gb_tensor *t) {
     int n = 0;
-    uint64_t e = o->n_embd, kv = (uint64_t)o->n_embd / o->n_head * o->n_head_kv, ff = o->n_ff;
+    uint64_t e = o->n_embd, ff = o->n_ff;
+    uint64_t hd = o->key_length ? o->key_length : o->n_embd / o->n_head;
+    uint64_t q = hd * o->n_head, kv = hd * o->n_head_kv;
 #define GB_T(nm, d0, d1, ty)                                                                       \
     do {                                                                                           \
         snprintf(t[n].name, sizeof t[n].name, "%s", nm);                                           \
@@ -193,15 +201,23 @@ static inline int gb_llama_tensors(const gb_llama *o, gb_tensor *t) {
     GB_T("output_norm.weight", e, 0, 0);
     if (o->with_output)
         GB_T("output.weight", e, o->n_vocab, o->matrix_type);
+    if (o->extra_tensor)
+        GB_T(o->extra_tensor, e, 0, 0);
     for (uint32_t l = 0; l < o->n_layer; l++) {
-        static const char *const sfx[] = {"attn_norm", "attn_q",      "attn_k",
-                                          "attn_v",    "attn_output", "ffn_norm",
-                                          "ffn_gate",  "ffn_up",      "ffn_down"};
-        const uint64_t sh[][2] = {{e, 0}, {e, e},  {e, kv}, {e, kv}, {e, e},
-                                  {e, 0}, {e, ff}, {e, ff}, {ff, e}};
-        for (int i = 0; i < 9; i++) {
+        static const char *const sfx[] = {
+            "attn_norm.weight",   "attn_q.weight",      "attn_k.weight",      "attn_v.weight",
+            "attn_output.weight", "ffn_norm.weight",    "ffn_gate.weight",    "ffn_up.weight",
+            "ffn_down.weight",    "attn_q_norm.weight", "attn_k_norm.weight", "attn_q.bias",
+            "attn_k.bias",        "attn_v.bias"};
+        const uint64_t sh[][2] = {{e, 0},  {e, q},  {e, kv}, {e, kv}, {q, e}, {e, 0},  {e, ff},
+                                  {e, ff}, {ff, e}, {hd, 0}, {hd, 0}, {q, 0}, {kv, 0}, {kv, 0}};
+        for (int i = 0; i < 14; i++) {
+            if ((i == 9 || i == 10) && !o->qk_norm)
+                continue;
+            if (i >= 11 && !o->qkv_bias)
+                continue;
             char name[64];
-            snprintf(name, sizeof name, "blk.%u.%s.weight", l, sfx[i]);
+            snprintf(name, sizeof name, "blk.%u.%s", l, sfx[i]);
             GB_T(name, sh[i][0], sh[i][1], sh[i][1] ? o->matrix_type : 0);
         }
     }
@@ -211,10 +227,11 @@ static inline int gb_llama_tensors(const gb_llama *o, gb_tensor *t) {
 
 /* Writes the file; data bytes hold a pattern so that offsets matter. */
 static inline void gb_write_llama(gb *b, const gb_llama *o) {
-    gb_tensor *t = calloc(3 + 9 * (size_t)o->n_layer, sizeof *t);
+    gb_tensor *t = calloc(GB_LLAMA_MAX_TENSORS(o), sizeof *t);
     int nt = gb_llama_tensors(o, t);
     uint32_t align = o->alignment ? o->alignment : 32;
-    int n_kv = 8 + (o->alignment != 0) + (o->with_tokens != 0) + (o->extra_key != NULL);
+    int n_kv = 8 + (o->alignment != 0) + (o->with_tokens != 0) + (o->extra_key != NULL) +
+               2 * (o->key_length != 0);
     gb_header(b, o->version, (uint64_t)nt, (uint64_t)n_kv);
     gb_kv_str(b, "general.architecture", o->arch);
     char key[128];
@@ -226,6 +243,10 @@ static inline void gb_write_llama(gb *b, const gb_llama *o) {
     gb_kv_u32(b, GB_AK("attention.head_count_kv"), o->n_head_kv);
     gb_kv_u32(b, GB_AK("context_length"), 128);
     gb_kv_f32(b, GB_AK("attention.layer_norm_rms_epsilon"), 1e-5f);
+    if (o->key_length) {
+        gb_kv_u32(b, GB_AK("attention.key_length"), o->key_length);
+        gb_kv_u32(b, GB_AK("attention.value_length"), o->key_length);
+    }
 #undef GB_AK
     if (o->alignment)
         gb_kv_u32(b, "general.alignment", o->alignment);

@@ -136,7 +136,8 @@ static void test_elementwise(void **state) {
     for (int i = 0; i < N; i++)
         w[i] = 1 + frand(&s) / 10;
     for (int t = 0; t < TOK; t++)
-        nm_rope_table(cs + t * (ROT + 2), 40 + t, ROT, 10000.0f);
+        nm_rope_table(cs + t * (ROT + 2), 40 + t, ROT,
+                      &(nm_rope_params){.base = 10000.0f, .freq_scale = 1.0f, .attn_factor = 1.0f});
     pair px = upload(x, sizeof x), pw = upload(w, sizeof w), pu = upload(u, sizeof u);
     pair pcs = upload(cs, sizeof cs), py = upload(NULL, sizeof x);
     BOTH(g_gpu->ops->rmsnorm(g_gpu, 0, py.g, px.g, pw.g, N, TOK, 1e-5f, &e_),
@@ -190,8 +191,8 @@ static void test_kv_and_attention(void **state) {
                  g_cpu->ops->kv_store(g_cpu, 0, vc.c, kt, (float *)((uint8_t *)pv.c + off), KV, HD,
                                       CTX, pos, nt, &e_));
         }
-        nm_dev_attn ag = {pq.g, out.g, kc.g, vc.g, kt, HEADS, KV, HD, CTX, 4, TOK, sc.g};
-        nm_dev_attn ac = {pq.c, out.c, kc.c, vc.c, kt, HEADS, KV, HD, CTX, 4, TOK, sc.c};
+        nm_dev_attn ag = {pq.g, out.g, kc.g, vc.g, kt, HEADS, KV, HD, CTX, 4, TOK, sc.g, false};
+        nm_dev_attn ac = {pq.c, out.c, kc.c, vc.c, kt, HEADS, KV, HD, CTX, 4, TOK, sc.c, false};
         BOTH(g_gpu->ops->attention(g_gpu, 0, &ag, &e_), g_cpu->ops->attention(g_cpu, 0, &ac, &e_));
         expect_close(f32 ? "attention (f32 cache)" : "attention (f16 cache)", &out, sizeof q / 4,
                      1e-5f);

@@ -197,7 +197,7 @@ static void test_attention_matches_cpu(void **state) {
         }
         for (int i = 0; i < TOK * HEADS * HD; i++)
             ((float *)q)[i] = frand(&s) * 2;
-        nm_dev_attn a = {q, out, k, v, type, HEADS, KV, HD, CTX, POS, TOK, scores};
+        nm_dev_attn a = {q, out, k, v, type, HEADS, KV, HD, CTX, POS, TOK, scores, false};
         assert_int_equal(d->ops->attention(d, 0, &a, &err), 0);
         assert_int_equal(d->ops->sync(d, 0, &err), 0);
         float want[TOK * HEADS * HD], got[TOK * HEADS * HD];
@@ -228,7 +228,8 @@ static void test_elementwise(void **state) {
     uint32_t s = 9;
     for (int i = 0; i < N; i++)
         x[i] = y[i] = frand(&s);
-    nm_rope_table(cs, 17, ROT, 10000.0f);
+    nm_rope_table(cs, 17, ROT,
+                  &(nm_rope_params){.base = 10000.0f, .freq_scale = 1.0f, .attn_factor = 1.0f});
     for (int r = 0; r + 1 < N; r += 2)
         nm_dm_rope_pair(y, r, cs, HD, ROT);
     for (int r = 0; r < N; r += 2) {

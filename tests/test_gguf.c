@@ -500,8 +500,13 @@ static void test_llama_refusals(void **state) {
     expect_llama_fail(&o, true, "architecture 'gpt2' is not supported yet", NULL);
     o = gb_llama_default();
     o.extra_key = "llama.rope.scaling.type";
-    o.extra_val = "linear";
-    expect_llama_fail(&o, true, "key 'llama.rope.scaling.type'", "'linear': rope scaling");
+    o.extra_val = "yarn";
+    expect_llama_fail(&o, true, "key 'llama.rope.scaling.type'",
+                      "'yarn': yarn rope scaling is not supported yet");
+    o.extra_val = "longrope";
+    expect_llama_fail(&o, true, "'longrope': longrope rope scaling", NULL);
+    o.extra_val = "bogus";
+    expect_llama_fail(&o, true, "'bogus': this rope scaling", NULL);
     o = gb_llama_default();
     o.matrix_type = NM_TYPE_IQ2_XXS; /* a type without kernels */
     o.n_embd = 256, o.n_ff = 512;
@@ -591,10 +596,8 @@ static void test_llama_per_layer_arrays(void **state) {
             if (rc)
                 fail_msg("%s", err.msg);
             assert_int_equal(hp.n_head, 2);
-            /* strict mode refuses the rope scaling factor, naming the key */
-            assert_int_equal(nm_llama_hparams_read(g, &hp, true, &err), -1);
-            assert_contains(err.msg, "key 'llama.rope.scaling.factor'");
-            assert_contains(err.msg, "rope scaling is not supported yet");
+            /* linear scaling (the default type): positions times 1/factor */
+            assert_true(hp.rope_freq_scale == 0.25f && hp.rope_attn_factor == 1.0f);
         } else {
             assert_int_equal(rc, -1);
             assert_contains(err.msg, "'llama.attention.head_count'");
@@ -603,6 +606,87 @@ static void test_llama_per_layer_arrays(void **state) {
         nm_gguf_close(g);
         gb_free(&b);
     }
+}
+
+static void expect_arch_ok(const gb_llama *o, nm_llama_hparams *hp) {
+    gb b = {0};
+    gb_write_llama(&b, o);
+    nm_gguf *g = parse_ok(&b);
+    nm_error err = {{0}};
+    if (nm_llama_hparams_read(g, hp, true, &err) || nm_llama_check_tensors(g, hp, &err))
+        fail_msg("%s: %s", o->arch, err.msg);
+    nm_gguf_close(g);
+    gb_free(&b);
+}
+
+/* The architectures numalm runs, each with what llama.cpp's graph reads:
+ * rope type, head size from key_length, Q/K norms, optional biases; a
+ * tensor outside the graph and other architectures are refused by name. */
+static void test_architectures(void **state) {
+    (void)state;
+    nm_llama_hparams hp;
+    gb_llama o = gb_llama_default();
+    o.qkv_bias = 1; /* every architecture's optional Q/K/V biases */
+    expect_arch_ok(&o, &hp);
+    assert_int_equal(hp.arch_id, NM_ARCH_LLAMA), assert_int_equal(hp.rope_type, NM_ROPE_NORM);
+    o.arch = "qwen2";
+    expect_arch_ok(&o, &hp);
+    assert_int_equal(hp.arch_id, NM_ARCH_QWEN2), assert_int_equal(hp.rope_type, NM_ROPE_NEOX);
+    /* qwen3: head size 16 from key_length, not 32 / 4 heads; rope over it */
+    o = gb_llama_default();
+    o.arch = "qwen3", o.key_length = 16, o.qk_norm = 1;
+    expect_arch_ok(&o, &hp);
+    assert_int_equal(hp.arch_id, NM_ARCH_QWEN3), assert_int_equal(hp.rope_type, NM_ROPE_NEOX);
+    assert_int_equal(hp.head_dim, 16), assert_int_equal(hp.n_rot, 16);
+    assert_int_equal(hp.n_expert, 0);
+    o.qk_norm = 0;
+    expect_llama_fail(&o, true, "tensor 'blk.0.attn_q_norm.weight' is missing", NULL);
+    /* a llama file with qwen3's norms: a tensor its graph does not read */
+    o = gb_llama_default();
+    o.qk_norm = 1;
+    expect_llama_fail(&o, true, "tensor 'blk.0.attn_q_norm.weight' (info at byte",
+                      "not part of the llama graph");
+    o = gb_llama_default();
+    o.extra_tensor = "blk.9.attn_norm.weight";
+    expect_llama_fail(&o, true, "'blk.9.attn_norm.weight'", "block beyond block_count");
+    o.extra_tensor = "output.bias"; /* qwen2 only */
+    expect_llama_fail(&o, true, "'output.bias'", "unknown to this architecture");
+    o.arch = "qwen2"; /* known there, but n_vocab long */
+    expect_llama_fail(&o, true, "tensor 'output.bias' (info at byte", "expected [40, 1, 1, 1]");
+    /* qwen2's graph has Q as n_embd rows: key_length must agree */
+    o = gb_llama_default();
+    o.arch = "qwen2", o.key_length = 16;
+    expect_llama_fail(&o, true, "qwen2 with head size 16 x 4 heads != embedding 32", NULL);
+    o.arch = "deepseek2";
+    expect_llama_fail(&o, true, "architecture 'deepseek2' is not supported yet",
+                      "mixture of experts");
+    o.arch = "gpt-oss";
+    expect_llama_fail(&o, true, "architecture 'gpt-oss'", "docs/design.md");
+    o.arch = "qwen2moe";
+    expect_llama_fail(&o, true, "architecture 'qwen2moe'", "mixture of experts");
+    o.arch = "phi3";
+    expect_llama_fail(&o, true, "architecture 'phi3' is not supported yet",
+                      "numalm runs llama, qwen2");
+    /* llama.cpp requires rope.dimension_count == the head size; `info`
+     * (lenient) reads a partial rotation */
+    gb b = {0};
+    gb_header(&b, 3, 0, 7);
+    gb_kv_str(&b, "general.architecture", "llama");
+    gb_kv_u32(&b, "llama.block_count", 1);
+    gb_kv_u32(&b, "llama.embedding_length", 8);
+    gb_kv_u32(&b, "llama.feed_forward_length", 8);
+    gb_kv_u32(&b, "llama.attention.head_count", 2);
+    gb_kv_u32(&b, "llama.context_length", 64);
+    gb_kv_u32(&b, "llama.rope.dimension_count", 2);
+    nm_gguf *g = parse_ok(&b);
+    nm_error err = {{0}};
+    assert_int_equal(nm_llama_hparams_read(g, &hp, true, &err), -1);
+    assert_contains(err.msg, "key 'llama.rope.dimension_count' is 2; expected equal to the head "
+                             "size 4");
+    assert_int_equal(nm_llama_hparams_read(g, &hp, false, &err), -1);
+    assert_contains(err.msg, "neither key 'tokenizer.ggml.tokens' nor tensor"); /* past rope */
+    nm_gguf_close(g);
+    gb_free(&b);
 }
 
 static void test_llama_tensor_shapes(void **state) {
@@ -690,6 +774,7 @@ int main(void) {
         cmocka_unit_test(test_llama_keys),
         cmocka_unit_test(test_llama_per_layer_arrays),
         cmocka_unit_test(test_llama_tensor_shapes),
+        cmocka_unit_test(test_architectures),
         cmocka_unit_test(test_write_corpus),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

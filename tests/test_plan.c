@@ -25,18 +25,25 @@ typedef struct model_spec {
     const char *name;
     uint32_t n_embd, n_ff, n_head, n_head_kv, n_layer, n_vocab;
     uint32_t type;
-    bool tied; /* no output.weight: the embedding is the LM head */
+    bool tied;         /* no output.weight: the embedding is the LM head */
+    const char *arch;  /* NULL: llama */
+    uint32_t head_dim; /* 0: embd / heads; else written as key_length */
 } model_spec;
 
 static const model_spec MODELS[] = {
-    {"tinyllama-f16", 2048, 5632, 32, 4, 22, 32000, NM_TYPE_F16, false},
-    {"tinyllama-q4_0", 2048, 5632, 32, 4, 22, 32000, NM_TYPE_Q4_0, false},
-    {"tiny-q4_0-tied", 128, 352, 8, 4, 2, 512, NM_TYPE_Q4_0, true},
-    {"tiny-f16", 64, 192, 8, 4, 3, 300, NM_TYPE_F16, false},
-    {"tiny-kv2", 64, 128, 4, 2, 2, 100, NM_TYPE_F16, false}, /* fewer KV heads than nodes */
+    {"tinyllama-f16", 2048, 5632, 32, 4, 22, 32000, NM_TYPE_F16, false, NULL, 0},
+    {"tinyllama-q4_0", 2048, 5632, 32, 4, 22, 32000, NM_TYPE_Q4_0, false, NULL, 0},
+    {"tiny-q4_0-tied", 128, 352, 8, 4, 2, 512, NM_TYPE_Q4_0, true, NULL, 0},
+    {"tiny-f16", 64, 192, 8, 4, 3, 300, NM_TYPE_F16, false, NULL, 0},
+    /* fewer KV heads than nodes */
+    {"tiny-kv2", 64, 128, 4, 2, 2, 100, NM_TYPE_F16, false, NULL, 0},
     /* K-quants: rows split on whole 256-value super-blocks */
-    {"tinyllama-q4_k", 2048, 5632, 32, 4, 22, 32000, NM_TYPE_Q4_K, false},
-    {"tiny-q6_k-tied", 256, 768, 8, 4, 2, 300, NM_TYPE_Q6_K, true},
+    {"tinyllama-q4_k", 2048, 5632, 32, 4, 22, 32000, NM_TYPE_Q4_K, false, NULL, 0},
+    {"tiny-q6_k-tied", 256, 768, 8, 4, 2, 300, NM_TYPE_Q6_K, true, NULL, 0},
+    /* Qwen2.5-0.5B: Q/K/V biases, tied; Qwen3-0.6B: head size 128 with
+     * embedding 1024 (Q has 2048 rows), Q/K norms */
+    {"qwen2.5-0.5b", 896, 4864, 14, 2, 24, 151936, NM_TYPE_Q8_0, true, "qwen2", 0},
+    {"qwen3-0.6b", 1024, 3072, 16, 8, 28, 151936, NM_TYPE_Q8_0, true, "qwen3", 128},
 };
 #define N_MODELS (sizeof MODELS / sizeof MODELS[0])
 
@@ -61,29 +68,48 @@ static nm_gguf *make_model(const model_spec *m) {
     nm_error err = {{0}};
     nm_gguf_writer *w = nm_gguf_writer_new(32);
     assert_non_null(w);
-    OK(nm_gguf_w_str(w, "general.architecture", "llama", &err));
-    OK(nm_gguf_w_u32(w, "llama.block_count", m->n_layer, &err));
-    OK(nm_gguf_w_u32(w, "llama.embedding_length", m->n_embd, &err));
-    OK(nm_gguf_w_u32(w, "llama.feed_forward_length", m->n_ff, &err));
-    OK(nm_gguf_w_u32(w, "llama.attention.head_count", m->n_head, &err));
-    OK(nm_gguf_w_u32(w, "llama.attention.head_count_kv", m->n_head_kv, &err));
-    OK(nm_gguf_w_u32(w, "llama.context_length", 2048, &err));
-    uint32_t kv_dim = m->n_embd / m->n_head * m->n_head_kv;
+    const char *arch = m->arch ? m->arch : "llama";
+    char key[96];
+#define KEY(sfx) (snprintf(key, sizeof key, "%s.%s", arch, sfx), key)
+    OK(nm_gguf_w_str(w, "general.architecture", arch, &err));
+    OK(nm_gguf_w_u32(w, KEY("block_count"), m->n_layer, &err));
+    OK(nm_gguf_w_u32(w, KEY("embedding_length"), m->n_embd, &err));
+    OK(nm_gguf_w_u32(w, KEY("feed_forward_length"), m->n_ff, &err));
+    OK(nm_gguf_w_u32(w, KEY("attention.head_count"), m->n_head, &err));
+    OK(nm_gguf_w_u32(w, KEY("attention.head_count_kv"), m->n_head_kv, &err));
+    OK(nm_gguf_w_u32(w, KEY("context_length"), 2048, &err));
+    if (m->head_dim) {
+        OK(nm_gguf_w_u32(w, KEY("attention.key_length"), m->head_dim, &err));
+        OK(nm_gguf_w_u32(w, KEY("attention.value_length"), m->head_dim, &err));
+    }
+#undef KEY
+    uint32_t hd = m->head_dim ? m->head_dim : m->n_embd / m->n_head;
+    uint32_t q_dim = hd * m->n_head, kv_dim = hd * m->n_head_kv;
+    bool qwen2 = m->arch && !strcmp(m->arch, "qwen2"), qwen3 = m->arch && !strcmp(m->arch, "qwen3");
     add_tensor(w, "token_embd.weight", m->n_embd, m->n_vocab, m->type);
     for (uint32_t l = 0; l < m->n_layer; l++) {
         char name[64];
 #define T(suffix, ne0, ne1)                                                                        \
-    snprintf(name, sizeof name, "blk.%u." suffix ".weight", l);                                    \
+    snprintf(name, sizeof name, "blk.%u." suffix, l);                                              \
     add_tensor(w, name, ne0, ne1, m->type)
-        T("attn_norm", m->n_embd, 0);
-        T("attn_q", m->n_embd, m->n_embd);
-        T("attn_k", m->n_embd, kv_dim);
-        T("attn_v", m->n_embd, kv_dim);
-        T("attn_output", m->n_embd, m->n_embd);
-        T("ffn_norm", m->n_embd, 0);
-        T("ffn_gate", m->n_embd, m->n_ff);
-        T("ffn_up", m->n_embd, m->n_ff);
-        T("ffn_down", m->n_ff, m->n_embd);
+        T("attn_norm.weight", m->n_embd, 0);
+        T("attn_q.weight", m->n_embd, q_dim);
+        T("attn_k.weight", m->n_embd, kv_dim);
+        T("attn_v.weight", m->n_embd, kv_dim);
+        if (qwen2) {
+            T("attn_q.bias", q_dim, 0);
+            T("attn_k.bias", kv_dim, 0);
+            T("attn_v.bias", kv_dim, 0);
+        }
+        if (qwen3) {
+            T("attn_q_norm.weight", hd, 0);
+            T("attn_k_norm.weight", hd, 0);
+        }
+        T("attn_output.weight", q_dim, m->n_embd);
+        T("ffn_norm.weight", m->n_embd, 0);
+        T("ffn_gate.weight", m->n_embd, m->n_ff);
+        T("ffn_up.weight", m->n_embd, m->n_ff);
+        T("ffn_down.weight", m->n_ff, m->n_embd);
 #undef T
     }
     add_tensor(w, "output_norm.weight", m->n_embd, 0, m->type);

@@ -39,16 +39,21 @@ static void fill_normal(nm_rng *r, float *dst, size_t n, float mean, float std) 
  * Shapes
  * ---------------------------------------------------------------------- */
 
+typedef enum tfill {
+    FILL_NORMAL,     /* mean + std * N(0, 1) */
+    FILL_ROPE_FREQS, /* Llama 3.1's frequency factors (computed, not random) */
+} tfill;
+
 typedef struct tspec {
     char name[64];
     uint32_t n_dims;
     uint64_t ne[2];
     uint32_t type;
+    tfill fill;
     float mean, std;
 } tspec;
 
-static tspec *new_specs(const nm_mkmodel_shape *s, nm_mkmodel_quant q, uint64_t *n,
-                        nm_error *err);
+static tspec *new_specs(const nm_mkmodel_shape *s, nm_mkmodel_quant q, uint64_t *n, nm_error *err);
 
 /* "Q4_K_M" for a preset, else the type's name. */
 static const char *quant_name(nm_mkmodel_quant q) {
@@ -114,6 +119,27 @@ int nm_mkmodel_file_type(nm_mkmodel_quant q) {
     return ti && ti->quantize && f ? (int)f->id : -1;
 }
 
+static nm_arch mk_arch(const nm_mkmodel_shape *s) {
+    return s->arch == NM_ARCH_OTHER ? NM_ARCH_LLAMA : s->arch;
+}
+
+static const char *arch_name(const nm_mkmodel_shape *s) {
+    switch (mk_arch(s)) {
+    case NM_ARCH_QWEN2:
+        return "qwen2";
+    case NM_ARCH_QWEN3:
+        return "qwen3";
+    case NM_ARCH_QWEN3MOE:
+        return "qwen3moe";
+    default:
+        return "llama";
+    }
+}
+
+static uint32_t head_dim(const nm_mkmodel_shape *s) {
+    return s->head_dim ? s->head_dim : s->n_embd / s->n_head;
+}
+
 int nm_mkmodel_check(const nm_mkmodel_shape *s, nm_mkmodel_quant q, nm_error *err) {
     if (nm_mkmodel_file_type(q) < 0) {
         char names[256];
@@ -134,17 +160,27 @@ int nm_mkmodel_check(const nm_mkmodel_shape *s, nm_mkmodel_quant q, nm_error *er
     if (s->n_vocab < NM_MKMODEL_MIN_VOCAB || s->n_vocab > NM_MKMODEL_MAX_VOCAB)
         return nm_fail(err, "--vocab %u is out of range (%d..%d)", s->n_vocab, NM_MKMODEL_MIN_VOCAB,
                        NM_MKMODEL_MAX_VOCAB);
-    if (s->n_embd % s->n_head)
+    if (!s->head_dim && s->n_embd % s->n_head)
         return nm_fail(err, "--embd %u is not a multiple of --heads %u", s->n_embd, s->n_head);
-    uint32_t head_dim = s->n_embd / s->n_head;
-    if (head_dim % 2)
+    if (!s->head_dim && head_dim(s) % 2)
         return nm_fail(err, "head dimension %u (embd %u / heads %u) must be even for RoPE",
-                       head_dim, s->n_embd, s->n_head);
+                       head_dim(s), s->n_embd, s->n_head);
+    if (s->head_dim % 2 || s->head_dim > 4096)
+        return nm_fail(err, "--head-dim %u must be even (RoPE) and at most 4096", s->head_dim);
     if (s->n_head % s->n_head_kv)
         return nm_fail(err, "--heads %u is not a multiple of --kv-heads %u", s->n_head,
                        s->n_head_kv);
-    /* every row of every matrix is embd or ff long; a preset falls back to
-     * a type whose blocks fit (which must be one mkmodel writes) */
+    nm_arch arch = mk_arch(s);
+    if (arch != NM_ARCH_LLAMA && arch != NM_ARCH_QWEN2 && arch != NM_ARCH_QWEN3)
+        return nm_fail(err, "architecture %d: mkmodel writes llama, qwen2 or qwen3", (int)arch);
+    if (arch == NM_ARCH_QWEN2 && head_dim(s) * s->n_head != s->n_embd)
+        return nm_fail(err, "qwen2 needs --head-dim x --heads == --embd (%u x %u != %u)",
+                       head_dim(s), s->n_head, s->n_embd);
+    if (s->rope_freqs && arch != NM_ARCH_LLAMA)
+        return nm_fail(err, "rope_freqs.weight is read by llama only");
+    /* every row of every matrix is embd, ff or heads x head_dim long; a
+     * preset falls back to a type whose blocks fit (which must be one
+     * mkmodel writes) */
     uint64_t n;
     tspec *specs = new_specs(s, q, &n, err);
     if (!specs)
@@ -155,11 +191,12 @@ int nm_mkmodel_check(const nm_mkmodel_shape *s, nm_mkmodel_quant q, nm_error *er
         if (!ti->quantize)
             rc = nm_fail(err, "tensor %s would be %s, which mkmodel cannot write yet",
                          specs[i].name, ti->name);
-        else if (s->n_embd % ti->block_size || s->n_ff % ti->block_size)
+        else if (specs[i].ne[0] % ti->block_size)
             rc = nm_fail(err,
-                         "%s rows are %u-element blocks: --embd %u and --ff %u must be "
-                         "multiples of %u",
-                         ti->name, ti->block_size, s->n_embd, s->n_ff, ti->block_size);
+                         "%s rows are %u-element blocks: --embd %u, --ff %u and heads x head "
+                         "dim %u must be multiples of %u",
+                         ti->name, ti->block_size, s->n_embd, s->n_ff, head_dim(s) * s->n_head,
+                         ti->block_size);
     }
     free(specs);
     return rc;
@@ -179,13 +216,40 @@ static uint64_t padded_bytes(uint32_t type, uint64_t ne0, uint64_t ne1) {
     return nm_align_up(row * ne1, NM_GGUF_DEFAULT_ALIGNMENT);
 }
 
-/* The llama tensors in file order into out (may be NULL), their padded
- * data bytes added to *bytes (may be NULL); returns the count (3 + 9 per
- * block). */
+/* Llama 3.1's rope scaling (factor 8, low 1, high 4, original context
+ * 8192), as its converter writes rope_freqs.weight: dimensions that turn
+ * slower than the original context are divided by the factor, fast ones
+ * kept, the ones between interpolated. */
+static void rope_freq_factors(float *out, uint32_t n, float base, uint32_t n_rot) {
+    const double factor = 8, low = 1, high = 4, orig = 8192, pi = 3.14159265358979323846;
+    for (uint32_t i = 0; i < n; i++) {
+        double freq = pow(base, -2.0 * i / n_rot), wavelen = 2 * pi / freq;
+        double f;
+        if (wavelen < orig / high) {
+            f = 1;
+        } else if (wavelen > orig / low) {
+            f = factor;
+        } else {
+            double smooth = (orig / wavelen - low) / (high - low);
+            f = 1 / ((1 - smooth) / factor + smooth);
+        }
+        out[i] = (float)f;
+    }
+}
+
+static float rope_base(const nm_mkmodel_shape *s) {
+    return mk_arch(s) == NM_ARCH_LLAMA ? 10000.0f : 1e6f; /* Qwen's */
+}
+
+/* The tensors in llama.cpp's order for the architecture into out (may be
+ * NULL), their padded data bytes added to *bytes (may be NULL); returns the
+ * count. Qwen 2's biases have std 0.5: large enough that a pass ignoring
+ * them gives other logits. */
 static uint64_t build_specs(const nm_mkmodel_shape *s, nm_mkmodel_quant q, tspec *out,
                             uint64_t *bytes) {
-    const uint64_t embd = s->n_embd, ff = s->n_ff;
-    const uint64_t kv = (uint64_t)s->n_embd / s->n_head * s->n_head_kv;
+    const nm_arch arch = mk_arch(s);
+    const uint64_t embd = s->n_embd, ff = s->n_ff, hd = head_dim(s);
+    const uint64_t qd = hd * s->n_head, kv = hd * s->n_head_kv;
     const float in_embd = 1.0f / sqrtf((float)embd);
     const float branch = 1.0f / sqrtf((float)(s->n_layer ? s->n_layer : 1));
     uint64_t n = 0;
@@ -198,6 +262,7 @@ static uint64_t build_specs(const nm_mkmodel_shape *s, nm_mkmodel_quant q, tspec
             t->ne[0] = (e0);                                                                       \
             t->ne[1] = (e1);                                                                       \
             t->type = (ty);                                                                        \
+            t->fill = FILL_NORMAL;                                                                 \
             t->mean = (mu);                                                                        \
             t->std = (sd);                                                                         \
         }                                                                                          \
@@ -206,31 +271,52 @@ static uint64_t build_specs(const nm_mkmodel_shape *s, nm_mkmodel_quant q, tspec
         n++;                                                                                       \
     } while (0)
 #define MT(role, layer, ncols) matrix_type(s, q, role, layer, ncols)
-    SPEC(2, embd, s->n_vocab, MT(NM_ROLE_TOKEN_EMBD, 0, embd), 0.0f, 1.0f, "token_embd.weight");
+#define VEC(len, mu, sd, ...) SPEC(1, len, 1, NM_TYPE_F32, mu, sd, __VA_ARGS__)
+    /* Tied, token_embd is also the LM head: std 2/sqrt(embd) keeps the logits
+     * at std ~2 (the norms rescale the small inputs); a preset gives it the
+     * LM head's type, as llama-quantize does. */
+    SPEC(2, embd, s->n_vocab, MT(s->tied ? NM_ROLE_OUTPUT : NM_ROLE_TOKEN_EMBD, 0, embd), 0.0f,
+         s->tied ? 2.0f * in_embd : 1.0f, "token_embd.weight");
+    if (s->rope_freqs) {
+        VEC(hd / 2, 0.0f, 0.0f, "rope_freqs.weight");
+        if (out)
+            out[n - 1].fill = FILL_ROPE_FREQS;
+    }
     for (uint32_t b = 0; b < s->n_layer; b++) {
-        SPEC(1, embd, 1, NM_TYPE_F32, 1.0f, 0.05f, "blk.%u.attn_norm.weight", b);
-        SPEC(2, embd, embd, MT(NM_ROLE_ATTN_Q, b, embd), 0.0f, in_embd, "blk.%u.attn_q.weight", b);
+        VEC(embd, 1.0f, 0.05f, "blk.%u.attn_norm.weight", b);
+        SPEC(2, embd, qd, MT(NM_ROLE_ATTN_Q, b, embd), 0.0f, in_embd, "blk.%u.attn_q.weight", b);
         SPEC(2, embd, kv, MT(NM_ROLE_ATTN_K, b, embd), 0.0f, in_embd, "blk.%u.attn_k.weight", b);
         SPEC(2, embd, kv, MT(NM_ROLE_ATTN_V, b, embd), 0.0f, in_embd, "blk.%u.attn_v.weight", b);
-        SPEC(2, embd, embd, MT(NM_ROLE_ATTN_OUT, b, embd), 0.0f, in_embd * branch,
+        if (arch == NM_ARCH_QWEN2) {
+            VEC(qd, 0.0f, 0.5f, "blk.%u.attn_q.bias", b);
+            VEC(kv, 0.0f, 0.5f, "blk.%u.attn_k.bias", b);
+            VEC(kv, 0.0f, 0.5f, "blk.%u.attn_v.bias", b);
+        }
+        if (arch == NM_ARCH_QWEN3) {
+            VEC(hd, 1.0f, 0.05f, "blk.%u.attn_q_norm.weight", b);
+            VEC(hd, 1.0f, 0.05f, "blk.%u.attn_k_norm.weight", b);
+        }
+        SPEC(2, qd, embd, MT(NM_ROLE_ATTN_OUT, b, qd), 0.0f, branch / sqrtf((float)qd),
              "blk.%u.attn_output.weight", b);
-        SPEC(1, embd, 1, NM_TYPE_F32, 1.0f, 0.05f, "blk.%u.ffn_norm.weight", b);
+        VEC(embd, 1.0f, 0.05f, "blk.%u.ffn_norm.weight", b);
         SPEC(2, embd, ff, MT(NM_ROLE_FFN_GATE, b, embd), 0.0f, in_embd, "blk.%u.ffn_gate.weight",
              b);
         SPEC(2, embd, ff, MT(NM_ROLE_FFN_UP, b, embd), 0.0f, in_embd, "blk.%u.ffn_up.weight", b);
         SPEC(2, ff, embd, MT(NM_ROLE_FFN_DOWN, b, ff), 0.0f, branch / sqrtf((float)ff),
              "blk.%u.ffn_down.weight", b);
     }
-    SPEC(1, embd, 1, NM_TYPE_F32, 1.0f, 0.05f, "output_norm.weight");
-    SPEC(2, embd, s->n_vocab, MT(NM_ROLE_OUTPUT, 0, embd), 0.0f, 2.0f * in_embd, "output.weight");
+    VEC(embd, 1.0f, 0.05f, "output_norm.weight");
+    if (!s->tied)
+        SPEC(2, embd, s->n_vocab, MT(NM_ROLE_OUTPUT, 0, embd), 0.0f, 2.0f * in_embd,
+             "output.weight");
+#undef VEC
 #undef MT
 #undef SPEC
     return n;
 }
 
 /* The tensor list (malloc'd), its length in *n. */
-static tspec *new_specs(const nm_mkmodel_shape *s, nm_mkmodel_quant q, uint64_t *n,
-                        nm_error *err) {
+static tspec *new_specs(const nm_mkmodel_shape *s, nm_mkmodel_quant q, uint64_t *n, nm_error *err) {
     *n = build_specs(s, q, NULL, NULL);
     tspec *specs = nm_calloc(*n, sizeof *specs, "the tensor list", err);
     if (specs)
@@ -245,10 +331,15 @@ uint64_t nm_mkmodel_data_bytes(const nm_mkmodel_shape *s, nm_mkmodel_quant q) {
 }
 
 uint64_t nm_mkmodel_n_params(const nm_mkmodel_shape *s) {
-    const uint64_t embd = s->n_embd, ff = s->n_ff;
-    const uint64_t kv = embd / s->n_head * s->n_head_kv;
-    uint64_t block = 2 * embd + 2 * embd * embd + 2 * embd * kv + 3 * embd * ff;
-    return 2 * embd * s->n_vocab + embd + s->n_layer * block;
+    const uint64_t embd = s->n_embd, ff = s->n_ff, hd = head_dim(s);
+    const uint64_t qd = hd * s->n_head, kv = hd * s->n_head_kv;
+    uint64_t block = 2 * embd + 2 * embd * qd + 2 * embd * kv + 3 * embd * ff;
+    if (mk_arch(s) == NM_ARCH_QWEN2)
+        block += qd + 2 * kv; /* biases */
+    if (mk_arch(s) == NM_ARCH_QWEN3)
+        block += 2 * hd; /* Q/K norms */
+    return (s->tied ? 1 : 2) * embd * s->n_vocab + embd + (s->rope_freqs ? hd / 2 : 0) +
+           s->n_layer * block;
 }
 
 /* Common llama widths, narrowest first; a --size target takes the first one
@@ -321,21 +412,28 @@ static int write_metadata(nm_gguf_writer *w, const nm_mkmodel_opts *o, const nm_
         if (call)                                                                                  \
             return -1;                                                                             \
     } while (0)
-    TRY(nm_gguf_w_str(w, "general.architecture", "llama", err));
+    char key[96];
+#define AK(sfx) (snprintf(key, sizeof key, "%s.%s", arch_name(s), sfx), key)
+    TRY(nm_gguf_w_str(w, "general.architecture", arch_name(s), err));
     TRY(nm_gguf_w_str(w, "general.name", name, err));
     TRY(nm_gguf_w_u32(w, "general.alignment", NM_GGUF_DEFAULT_ALIGNMENT, err));
     TRY(nm_gguf_w_u32(w, "general.file_type", (uint32_t)nm_mkmodel_file_type(opts_quant(o)), err));
     TRY(nm_gguf_w_u64(w, "numalm.mkmodel.seed", o->seed, err));
-    TRY(nm_gguf_w_u32(w, "llama.context_length", s->n_ctx, err));
-    TRY(nm_gguf_w_u32(w, "llama.embedding_length", s->n_embd, err));
-    TRY(nm_gguf_w_u32(w, "llama.block_count", s->n_layer, err));
-    TRY(nm_gguf_w_u32(w, "llama.feed_forward_length", s->n_ff, err));
-    TRY(nm_gguf_w_u32(w, "llama.attention.head_count", s->n_head, err));
-    TRY(nm_gguf_w_u32(w, "llama.attention.head_count_kv", s->n_head_kv, err));
-    TRY(nm_gguf_w_u32(w, "llama.rope.dimension_count", s->n_embd / s->n_head, err));
-    TRY(nm_gguf_w_f32(w, "llama.rope.freq_base", 10000.0f, err));
-    TRY(nm_gguf_w_f32(w, "llama.attention.layer_norm_rms_epsilon", 1e-5f, err));
-    TRY(nm_gguf_w_u32(w, "llama.vocab_size", s->n_vocab, err));
+    TRY(nm_gguf_w_u32(w, AK("context_length"), s->n_ctx, err));
+    TRY(nm_gguf_w_u32(w, AK("embedding_length"), s->n_embd, err));
+    TRY(nm_gguf_w_u32(w, AK("block_count"), s->n_layer, err));
+    TRY(nm_gguf_w_u32(w, AK("feed_forward_length"), s->n_ff, err));
+    TRY(nm_gguf_w_u32(w, AK("attention.head_count"), s->n_head, err));
+    TRY(nm_gguf_w_u32(w, AK("attention.head_count_kv"), s->n_head_kv, err));
+    TRY(nm_gguf_w_u32(w, AK("rope.dimension_count"), head_dim(s), err));
+    TRY(nm_gguf_w_f32(w, AK("rope.freq_base"), rope_base(s), err));
+    TRY(nm_gguf_w_f32(w, AK("attention.layer_norm_rms_epsilon"), 1e-5f, err));
+    TRY(nm_gguf_w_u32(w, AK("vocab_size"), s->n_vocab, err));
+    if (s->head_dim || mk_arch(s) == NM_ARCH_QWEN3) { /* as Qwen 3's converter writes */
+        TRY(nm_gguf_w_u32(w, AK("attention.key_length"), head_dim(s), err));
+        TRY(nm_gguf_w_u32(w, AK("attention.value_length"), head_dim(s), err));
+    }
+#undef AK
     TRY(nm_gguf_w_str(w, "tokenizer.ggml.model", "llama", err));
     TRY(nm_gguf_w_str_arr(w, "tokenizer.ggml.tokens", (const char *const *)v->pieces, v->n, err));
     TRY(nm_gguf_w_arr(w, "tokenizer.ggml.scores", NM_GGUF_FLOAT32, v->scores, v->n, err));
@@ -350,9 +448,9 @@ static int write_metadata(nm_gguf_writer *w, const nm_mkmodel_opts *o, const nm_
 }
 
 /* Generates and streams one tensor, a chunk of rows at a time. */
-static int write_tensor(nm_gguf_writer *w, const tspec *t, uint64_t index, uint64_t seed, float *f,
-                        uint8_t *enc, nm_progress *prog, const volatile sig_atomic_t *stop,
-                        nm_error *err) {
+static int write_tensor(nm_gguf_writer *w, const nm_mkmodel_shape *s, const tspec *t,
+                        uint64_t index, uint64_t seed, float *f, uint8_t *enc, nm_progress *prog,
+                        const volatile sig_atomic_t *stop, nm_error *err) {
     nm_rng r;
     nm_rng_seed(&r, seed, index);
     uint64_t row_bytes = 0;
@@ -364,7 +462,10 @@ static int write_tensor(nm_gguf_writer *w, const tspec *t, uint64_t index, uint6
         uint64_t k = t->ne[1] - row < rows_per_chunk ? t->ne[1] - row : rows_per_chunk;
         if (stop && *stop)
             return nm_fail(err, "interrupted while writing tensor '%s'", t->name);
-        fill_normal(&r, f, (size_t)(k * t->ne[0]), t->mean, t->std);
+        if (t->fill == FILL_ROPE_FREQS)
+            rope_freq_factors(f, (uint32_t)t->ne[0], rope_base(s), head_dim(s));
+        else
+            fill_normal(&r, f, (size_t)(k * t->ne[0]), t->mean, t->std);
         for (uint64_t i = 0; i < k; i++)
             if (nm_quantize_row(t->type, f + i * t->ne[0], enc + i * row_bytes, (int64_t)t->ne[0]))
                 return nm_fail(err, "tensor '%s': cannot encode as %s", t->name,
@@ -380,6 +481,8 @@ static int write_tensor(nm_gguf_writer *w, const tspec *t, uint64_t index, uint6
 static int write_all_tensors(nm_gguf_writer *w, const tspec *specs, uint64_t n,
                              const nm_mkmodel_opts *o, nm_progress *prog, nm_error *err) {
     uint32_t max_row = o->shape.n_embd > o->shape.n_ff ? o->shape.n_embd : o->shape.n_ff;
+    uint32_t q_dim = head_dim(&o->shape) * o->shape.n_head;
+    max_row = q_dim > max_row ? q_dim : max_row;
     size_t elems = CHUNK_ELEMS > max_row ? CHUNK_ELEMS : max_row;
     float *f = malloc(elems * sizeof *f);
     uint8_t *enc = malloc(elems * sizeof *f); /* no encoding is larger than F32 */
@@ -387,7 +490,7 @@ static int write_all_tensors(nm_gguf_writer *w, const tspec *specs, uint64_t n,
     if (!f || !enc)
         rc = nm_fail(err, "out of memory for %zu-element buffers", elems);
     for (uint64_t i = 0; !rc && i < n; i++)
-        rc = write_tensor(w, &specs[i], i, o->seed, f, enc, prog, o->stop, err);
+        rc = write_tensor(w, &o->shape, &specs[i], i, o->seed, f, enc, prog, o->stop, err);
     free(f);
     free(enc);
     return rc;

@@ -1,6 +1,6 @@
-/* mkmodel: deterministic llama-architecture GGUF files with random weights
- * and a generated SentencePiece-style vocab, for tests, demos and
- * benchmarks. Same options and seed -> byte-identical file.
+/* mkmodel: deterministic GGUF files of the llama family (llama, qwen2,
+ * qwen3) with random weights and a generated SentencePiece-style vocab, for
+ * tests, demos and benchmarks. Same options and seed -> byte-identical file.
  *
  * Weights: each tensor has its own random stream (seed, tensor index), so a
  * tensor's values do not depend on how the file is written. Matrices are
@@ -13,6 +13,7 @@
 
 #include "common/error.h"
 #include "common/progress.h"
+#include "gguf/llama_hparams.h"
 #include "numa/plan.h"
 
 #include <signal.h>
@@ -32,6 +33,12 @@ typedef struct nm_mkmodel_shape {
     uint32_t n_head_kv;
     uint32_t n_vocab;
     uint32_t n_ctx;
+    /* What the architectures add (zero: a plain llama file): */
+    nm_arch arch;      /* NM_ARCH_OTHER (0) writes llama; qwen2 adds Q/K/V
+                          biases, qwen3 Q/K norms and key_length */
+    uint32_t head_dim; /* 0: n_embd / n_head */
+    bool tied;         /* no output.weight: the LM head is token_embd */
+    bool rope_freqs;   /* llama: a Llama 3.1-style rope_freqs.weight */
 } nm_mkmodel_shape;
 
 typedef struct nm_mkmodel_opts {

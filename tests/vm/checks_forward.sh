@@ -58,3 +58,36 @@ check_forward_threads_per_node() {
     [ "$a" = "$b" ]
 }
 register forward_threads_per_node
+
+# Another architecture: the shared random-weight Qwen 3 (BPE vocab, head
+# size 128 with embedding 64 so Q splits on KV groups of 128-row heads,
+# per-head norms, a tied embedding: the LM head split like a matrix), or an
+# mkmodel qwen3 file like it when the shared one is absent. Same greedy text
+# with each node computing its KV heads (shard), from interleaved pages and
+# on one node, and every node's rows (norms whole) on that node (--verify).
+# The io modes are the stories260K check's business; this one stays short
+# (the VM runs code ~20x slower) and runs in the 2-node VM only.
+check_forward_archs_across_placements() {
+    local m=${NUMALM_SHARED:-$SELF_DIR/../../../shared}/models/tiny-qwen3-e64-f32.gguf
+    local base out p rc=0
+    [ "$N" = 2 ] || { echo "runs in the 2-node VM"; return 77; }
+    if [ ! -s "$m" ]; then
+        m=$WORK/arch-qwen3.gguf
+        run "$NUMALM" mkmodel "$m" --type q8_0 --blocks 2 --vocab 512 --arch qwen3 --head-dim 64 \
+            --tied >/dev/null || return 1
+    fi
+    loader_run shard "" -- -m "$m" --io dio --placement shard || rc=1
+    for p in shard interleave; do
+        out=$("$NUMALM" run -m "$m" -p "Once upon a time" -n 6 --placement "$p" --io dio \
+              --no-progress --json 2>"$WORK/fwd.err") || { cat "$WORK/fwd.err"; return 1; }
+        echo "$p: $out"
+        grep -q "\"nodes\":$N," "$WORK/fwd.err" || { echo "  not on $N nodes"; return 1; }
+        [ -n "$base" ] || base=$out
+        [ "$out" = "$base" ] || { echo "  differs from the first run"; rc=1; }
+    done
+    out=$("$NUMALM" run -m "$m" -p "Once upon a time" -n 6 --nodes 0 --no-progress 2>/dev/null)
+    echo "node 0 only: $out"
+    [ "$out" = "$base" ] || { echo "  differs from all nodes"; rc=1; }
+    return $rc
+}
+register forward_archs_across_placements
