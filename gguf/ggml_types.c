@@ -2,6 +2,7 @@
 
 #include "quant.h"
 #include "quant_kquant.h"
+#include "quant_legacy.h"
 
 #include <stdio.h>
 #include <strings.h>
@@ -20,9 +21,9 @@ static const nm_type_info TYPES[NM_TYPE_COUNT] = {
     [NM_TYPE_F32] = COMPUTED("F32", 1, 4, NM_ACT_F32, f32),
     [NM_TYPE_F16] = COMPUTED("F16", 1, 2, NM_ACT_F16, f16),
     [NM_TYPE_Q4_0] = COMPUTED("Q4_0", 32, 18, NM_ACT_Q8_32, q4_0),
-    [NM_TYPE_Q4_1] = STORED("Q4_1", 32, 20),
-    [NM_TYPE_Q5_0] = STORED("Q5_0", 32, 22),
-    [NM_TYPE_Q5_1] = STORED("Q5_1", 32, 24),
+    [NM_TYPE_Q4_1] = COMPUTED("Q4_1", 32, 20, NM_ACT_Q8_32, q4_1),
+    [NM_TYPE_Q5_0] = COMPUTED("Q5_0", 32, 22, NM_ACT_Q8_32, q5_0),
+    [NM_TYPE_Q5_1] = COMPUTED("Q5_1", 32, 24, NM_ACT_Q8_32, q5_1),
     [NM_TYPE_Q8_0] = COMPUTED("Q8_0", 32, 34, NM_ACT_Q8_32, q8_0),
     [NM_TYPE_Q8_1] = STORED("Q8_1", 32, 36),
     [NM_TYPE_Q2_K] = COMPUTED("Q2_K", 256, 84, NM_ACT_Q8_K, q2_k),
@@ -35,10 +36,10 @@ static const nm_type_info TYPES[NM_TYPE_COUNT] = {
     [NM_TYPE_IQ2_XS] = STORED("IQ2_XS", 256, 74),
     [NM_TYPE_IQ3_XXS] = STORED("IQ3_XXS", 256, 98),
     [NM_TYPE_IQ1_S] = STORED("IQ1_S", 256, 50),
-    [NM_TYPE_IQ4_NL] = STORED("IQ4_NL", 32, 18),
+    [NM_TYPE_IQ4_NL] = COMPUTED("IQ4_NL", 32, 18, NM_ACT_Q8_32, iq4_nl),
     [NM_TYPE_IQ3_S] = STORED("IQ3_S", 256, 110),
     [NM_TYPE_IQ2_S] = STORED("IQ2_S", 256, 82),
-    [NM_TYPE_IQ4_XS] = STORED("IQ4_XS", 256, 136),
+    [NM_TYPE_IQ4_XS] = COMPUTED("IQ4_XS", 256, 136, NM_ACT_Q8_K, iq4_xs),
     [NM_TYPE_I8] = STORED("I8", 1, 1),
     [NM_TYPE_I16] = STORED("I16", 1, 2),
     [NM_TYPE_I32] = STORED("I32", 1, 4),

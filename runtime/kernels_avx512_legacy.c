@@ -1,8 +1,323 @@
-/* The avx512 kernels of the legacy block types beyond Q8_0 / Q4_0 (Q4_1,
- * Q5_0, Q5_1, IQ4_NL, IQ4_XS); kernels_scalar.c says how to add a type. */
-#include "kernel_set.h"
+/* AVX-512 (F, BW, VL, DQ) kernels of Q4_1, Q5_0, Q5_1, IQ4_NL and IQ4_XS,
+ * with a VNNI sub-path, bit for bit the scalar ones (kernels_scalar_legacy.c
+ * says what they compute; the float steps are kernels_legacy_x86.h's, as in
+ * the AVX2 set).
+ *
+ * 32-element blocks go eight to a step, two to a 512-bit register: block
+ * j's 16 nibble bytes in 128-bit lanes 0 and 1 (the second shifted right by
+ * 4), block j + 1's in lanes 2 and 3, so the register holds the two blocks'
+ * 64 codes in element order and meets 64 activation bytes as they are
+ * stored, with no shuffle per token. The nibble bytes come in by 128-bit
+ * broadcasts from memory (load ports; this CPU's one 512-bit shuffle port
+ * is what limits these loops); two word permutes of the step's bytes
+ * (three 64-byte loads, masked: nothing past the row is read) collect the
+ * eight F16 scales (and minima). Q5 fifth bits are a 64-bit mask of the two
+ * blocks' qh words: one masked byte add of 16.
+ *
+ * VNNI's vpdpbusd multiplies unsigned codes by signed activations and sums
+ * groups of four into int32 with no saturation. Q5_0 and IQ4_NL have signed
+ * values: the kernels feed the unsigned q (Q5_0) or values[q] + 128 (IQ4_NL)
+ * and start the sums at -16 sum(a) or -128 sum(a), which one vpdpbusd of
+ * the activations against a constant gives: the integer sums are the
+ * signed ones exactly. Without VNNI, vpmaddubsw + vpmaddwd; there the
+ * signed types move the weight's sign onto the activation (|w| * (sign(w)
+ * a)), since values[q] + 128 pairs would saturate int16.
+ *
+ * The eight blocks' int32 partial sums (four registers, eight lanes per
+ * block) are added down to one sum per block in two rounds of unpacks and
+ * one lane swap, then the float steps run on the eight blocks at once. */
+#include "kernels_legacy_x86.h"
+
+#include <math.h>
+
+#define TOK_GROUP 8
+
+/* ---- step geometry ------------------------------------------------------ */
+
+/* Scales: word i < 8 is block i's d, word 8 + i its m (bytes 2 on). The
+ * first permute takes the words of bytes 0..127 (loads 0 and 1), the second
+ * keeps those and takes the rest from load 2. */
+#define SB(BS, i) ((i) < 8 ? (i) * (BS) : ((i)-8) * (BS) + 2)
+#define S1(BS, i) (SB(BS, i) < 128 ? SB(BS, i) / 2 : 0)
+#define S2(BS, i) (SB(BS, i) < 128 ? (i) : 32 + (SB(BS, i) - 128) / 2)
+#define S16(F, BS)                                                                                 \
+    F(BS, 0), F(BS, 1), F(BS, 2), F(BS, 3), F(BS, 4), F(BS, 5), F(BS, 6), F(BS, 7), F(BS, 8),      \
+        F(BS, 9), F(BS, 10), F(BS, 11), F(BS, 12), F(BS, 13), F(BS, 14), F(BS, 15)
+#define STAB(BS)                                                                                   \
+    {                                                                                              \
+        {S16(S1, BS)}, {                                                                           \
+            S16(S2, BS)                                                                            \
+        }                                                                                          \
+    }
+
+/* by T_* (kernels_legacy_x86.h): Q4_1, Q5_0, Q5_1, IQ4_NL */
+static const uint16_t scale_words[4][2][32] = {STAB(20), STAB(22), STAB(24), STAB(18)};
+
+/* Bytes [64 i, 64 i + 64) of the k blocks at w; zero past them. */
+AI __m512i step_load(const char *w, const int T, const int k, const int i) {
+    const int bytes = k * blk_bytes(T) - 64 * i;
+    if (bytes >= 64)
+        return _mm512_loadu_si512(w + 64 * i);
+    if (bytes <= 0)
+        return _mm512_setzero_si512();
+    return _mm512_maskz_loadu_epi8(((__mmask64)1 << bytes) - 1, w + 64 * i);
+}
+
+typedef struct step_w {
+    __m512i q[4];  /* pair p: operand bytes of blocks 2p, 2p+1 */
+    __m256 dw, mw; /* F16 scales and minima of the 8 blocks, as F32 */
+} step_w;
+
+/* The weights of k <= 8 blocks at w, as the dot products take them. */
+AI step_w unpack_step(const char *w, const int T, const int k, const int VNNI) {
+    const __m512i l[3] = {step_load(w, T, k, 0), step_load(w, T, k, 1), step_load(w, T, k, 2)};
+    const __m512i shift = _mm512_set_epi64(4, 4, 0, 0, 4, 4, 0, 0);
+    const __m512i m4 = _mm512_set1_epi8(0x0f);
+    step_w s;
+    _Pragma("GCC unroll 4") for (int p = 0; p < 4; p++) {
+        if (2 * p >= k) {
+            s.q[p] = _mm512_setzero_si512();
+            continue;
+        }
+        /* blocks 2p and 2p+1 into lanes 0-1 and 2-3 with broadcasts from
+         * memory: load-port work, none on the shuffle port */
+        const char *qs = w + 2 * p * blk_bytes(T) + qs_off(T);
+        __m512i raw = _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)qs));
+        if (2 * p + 1 < k)
+            raw = _mm512_mask_broadcast_i32x4(
+                raw, 0xff00, _mm_loadu_si128((const __m128i *)(qs + blk_bytes(T))));
+        __m512i q = _mm512_and_si512(_mm512_srlv_epi64(raw, shift), m4);
+        if (T == T_Q5_0 || T == T_Q5_1) {
+            const char *b0 = w + 2 * p * blk_bytes(T) + qh_off(T);
+            uint64_t qh = load_u32(b0);
+            if (2 * p + 1 < k)
+                qh |= (uint64_t)load_u32(b0 + blk_bytes(T)) << 32;
+            q = _mm512_mask_add_epi8(q, _cvtu64_mask64(qh), q, _mm512_set1_epi8(16));
+            if (T == T_Q5_0 && !VNNI)
+                q = _mm512_sub_epi8(q, _mm512_set1_epi8(16));
+        }
+        if (T == T_IQ4_NL) {
+            __m128i v = _mm_loadu_si128((const __m128i *)nm_iq4nl_values);
+            if (VNNI) /* values + 128, unsigned */
+                v = _mm_xor_si128(v, _mm_set1_epi8((char)0x80));
+            q = _mm512_shuffle_epi8(_mm512_broadcast_i32x4(v), q);
+        }
+        s.q[p] = q;
+    }
+    __m512i dm = _mm512_permutex2var_epi16(l[0], _mm512_loadu_si512(scale_words[T][0]), l[1]);
+    dm = _mm512_permutex2var_epi16(dm, _mm512_loadu_si512(scale_words[T][1]), l[2]);
+    s.dw = _mm256_cvtph_ps(_mm512_castsi512_si128(dm));
+    s.mw = has_min(T) ? _mm256_cvtph_ps(_mm512_extracti32x4_epi32(dm, 1)) : _mm256_setzero_ps();
+    return s;
+}
+
+/* The offset the VNNI kernels take off a signed type's products. */
+AI int value_offset(const int T) {
+    return T == T_Q5_0 ? 16 : T == T_IQ4_NL ? 128 : 0;
+}
+
+/* 16 int32 partial sums of the 64 products q . a (a signed). signed_w:
+ * q holds signed values (the non-VNNI path of Q5_0 / IQ4_NL); off: the
+ * unsigned q are the values + off (VNNI). */
+AI __m512i pair_dot(__m512i q, __m512i a, const int signed_w, const int off, const int VNNI) {
+    if (VNNI) {
+        __m512i start = _mm512_setzero_si512();
+        if (off)
+            start =
+                _mm512_sub_epi32(start, _mm512_dpbusd_epi32(start, _mm512_set1_epi8((char)off), a));
+        return _mm512_dpbusd_epi32(start, q, a);
+    }
+    if (signed_w) {
+        a = _mm512_mask_sub_epi8(a, _mm512_movepi8_mask(q), _mm512_setzero_si512(), a);
+        q = _mm512_abs_epi8(q);
+    }
+    return _mm512_madd_epi16(_mm512_maddubs_epi16(q, a), _mm512_set1_epi16(1));
+}
+
+/* [sum of block 0's lanes, ..., block 7's] from p[k] = blocks 2k (lanes
+ * 0-7) and 2k + 1 (lanes 8-15). */
+AI __m256i reduce_pairs(const __m512i p[4]) {
+    __m512i s01 =
+        _mm512_add_epi32(_mm512_unpacklo_epi32(p[0], p[1]), _mm512_unpackhi_epi32(p[0], p[1]));
+    __m512i s23 =
+        _mm512_add_epi32(_mm512_unpacklo_epi32(p[2], p[3]), _mm512_unpackhi_epi32(p[2], p[3]));
+    /* each 128-bit lane: [p0, p1, p2, p3] summed over that lane */
+    __m512i s = _mm512_add_epi32(_mm512_unpacklo_epi64(s01, s23), _mm512_unpackhi_epi64(s01, s23));
+    /* lanes 0+1 -> blocks 0, 2, 4, 6; lanes 2+3 -> blocks 1, 3, 5, 7 */
+    s = _mm512_add_epi32(s, _mm512_shuffle_i64x2(s, s, _MM_SHUFFLE(2, 3, 0, 1)));
+    const __m512i order = _mm512_set_epi32(0, 0, 0, 0, 0, 0, 0, 0, 11, 3, 10, 2, 9, 1, 8, 0);
+    return _mm512_castsi512_si256(_mm512_permutexvar_epi32(order, s));
+}
+
+/* Blocks b .. b+k-1 of one row for NT tokens. */
+AI void step32(const char *row, int64_t b, const void *const *acts, int64_t n, __m256 *acc,
+               const int T, const int NT, const int k, const int VNNI) {
+    const char *w = row + b * blk_bytes(T);
+    _mm_prefetch(w + NM_PREFETCH_BYTES, _MM_HINT_T1);
+    _mm_prefetch(w + NM_PREFETCH_BYTES + 64, _MM_HINT_T1);
+    _mm_prefetch(w + NM_PREFETCH_BYTES + 128, _MM_HINT_T1);
+    step_w s = unpack_step(w, T, k, VNNI);
+    const int signed_w = is_signed(T) && !VNNI, off = VNNI ? value_offset(T) : 0;
+    _Pragma("GCC unroll 8") for (int t = 0; t < NT; t++) {
+        const int8_t *qa = nm_actq_qs(acts[t]) + b * 32;
+        __m512i p[4];
+        _Pragma("GCC unroll 4") for (int j = 0; j < 4; j++) {
+            if (2 * j >= k) {
+                p[j] = _mm512_setzero_si512();
+                continue;
+            }
+            __m512i a =
+                2 * j + 1 < k
+                    ? _mm512_loadu_si512(qa + 64 * j)
+                    : _mm512_zextsi256_si512(_mm256_loadu_si256((const __m256i *)(qa + 64 * j)));
+            p[j] = pair_dot(s.q[j], a, signed_w, off, VNNI);
+        }
+        acc[t] = scale_acc(reduce_pairs(p), s.dw, s.mw, nm_actq_d(acts[t], n) + b,
+                           nm_actq_m(acts[t], n) + b, acc[t], T, k);
+    }
+}
+
+AI void rowdot32(const void *row, const void *const *acts, int64_t n, float *out, const int T,
+                 const int NT, const int VNNI) {
+    const int64_t nb = n / 32;
+    __m256 acc[TOK_GROUP];
+    _Pragma("GCC unroll 8") for (int t = 0; t < NT; t++) acc[t] = _mm256_setzero_ps();
+    int64_t b = 0;
+    for (; b + 8 <= nb; b += 8)
+        step32(row, b, acts, n, acc, T, NT, 8, VNNI);
+    switch (nb - b) {
+    case 7:
+        step32(row, b, acts, n, acc, T, NT, 7, VNNI);
+        break;
+    case 6:
+        step32(row, b, acts, n, acc, T, NT, 6, VNNI);
+        break;
+    case 5:
+        step32(row, b, acts, n, acc, T, NT, 5, VNNI);
+        break;
+    case 4:
+        step32(row, b, acts, n, acc, T, NT, 4, VNNI);
+        break;
+    case 3:
+        step32(row, b, acts, n, acc, T, NT, 3, VNNI);
+        break;
+    case 2:
+        step32(row, b, acts, n, acc, T, NT, 2, VNNI);
+        break;
+    case 1:
+        step32(row, b, acts, n, acc, T, NT, 1, VNNI);
+        break;
+    }
+    _Pragma("GCC unroll 8") for (int t = 0; t < NT; t++) out[t] = hsum8(acc[t]);
+}
+
+/* ---- IQ4_XS: a super-block's 128 code bytes are contiguous -------------- */
+
+AI void rowdot_xs(const void *row, const void *const *acts, int64_t n, float *out, const int NT,
+                  const int VNNI) {
+    const nm_block_iq4_xs *w = row;
+    __m128i v = _mm_loadu_si128((const __m128i *)nm_iq4nl_values);
+    if (VNNI)
+        v = _mm_xor_si128(v, _mm_set1_epi8((char)0x80));
+    const __m512i table = _mm512_broadcast_i32x4(v);
+    const __m512i shift = _mm512_set_epi64(4, 4, 0, 0, 4, 4, 0, 0);
+    const __m512i m4 = _mm512_set1_epi8(0x0f);
+    float acc[TOK_GROUP];
+    _Pragma("GCC unroll 8") for (int t = 0; t < NT; t++) acc[t] = 0.0f;
+    for (int64_t s = 0; s < n / NM_QK_K; s++) {
+        const char *blk = (const char *)(w + s);
+        _mm_prefetch(blk + NM_PREFETCH_BYTES, _MM_HINT_T1);
+        _mm_prefetch(blk + NM_PREFETCH_BYTES + 64, _MM_HINT_T1);
+        _mm_prefetch(blk + NM_PREFETCH_BYTES + 128, _MM_HINT_T1);
+        const __m512i x[2] = {_mm512_loadu_si512(w[s].qs), _mm512_loadu_si512(w[s].qs + 64)};
+        __m512i q[4];
+        _Pragma("GCC unroll 4") for (int p = 0; p < 4; p++) {
+            __m512i raw = p % 2 ? _mm512_shuffle_i64x2(x[p / 2], x[p / 2], _MM_SHUFFLE(3, 3, 2, 2))
+                                : _mm512_shuffle_i64x2(x[p / 2], x[p / 2], _MM_SHUFFLE(1, 1, 0, 0));
+            raw = _mm512_and_si512(_mm512_srlv_epi64(raw, shift), m4);
+            q[p] = _mm512_shuffle_epi8(table, raw);
+        }
+        __m256i ls = xs_scales(&w[s]);
+        float dw = _cvtsh_ss(w[s].d);
+        _Pragma("GCC unroll 8") for (int t = 0; t < NT; t++) {
+            const int8_t *qa = nm_actk_qs(acts[t]) + s * NM_QK_K;
+            __m512i p[4];
+            _Pragma("GCC unroll 4") for (int j = 0; j < 4; j++) p[j] =
+                pair_dot(q[j], _mm512_loadu_si512(qa + 64 * j), !VNNI, 0, VNNI);
+            __m256i isum = reduce_pairs(p);
+            if (VNNI) { /* take off 128 sum(a) per sub-block, from the act's sums of 16 */
+                __m256i bs = _mm256_loadu_si256(
+                    (const __m256i *)(nm_actk_bsums(acts[t], n) + s * (NM_QK_K / 16)));
+                __m256i sa = _mm256_madd_epi16(bs, _mm256_set1_epi16(1));
+                isum = _mm256_sub_epi32(isum, _mm256_slli_epi32(sa, 7));
+            }
+            int32_t sumi = hsum_i32(_mm256_mullo_epi32(isum, ls));
+            acc[t] = fmaf(dw * nm_actk_d(acts[t], n)[s], (float)sumi, acc[t]);
+        }
+    }
+    _Pragma("GCC unroll 8") for (int t = 0; t < NT; t++) out[t] = acc[t];
+}
+
+/* ---- entry points: one instance per type, token count and sub-path ------ */
+
+#define DISPATCH_NT(CALL)                                                                          \
+    switch (nt) {                                                                                  \
+    case 1:                                                                                        \
+        CALL(1);                                                                                   \
+        break;                                                                                     \
+    case 2:                                                                                        \
+        CALL(2);                                                                                   \
+        break;                                                                                     \
+    case 3:                                                                                        \
+        CALL(3);                                                                                   \
+        break;                                                                                     \
+    case 4:                                                                                        \
+        CALL(4);                                                                                   \
+        break;                                                                                     \
+    case 5:                                                                                        \
+        CALL(5);                                                                                   \
+        break;                                                                                     \
+    case 6:                                                                                        \
+        CALL(6);                                                                                   \
+        break;                                                                                     \
+    case 7:                                                                                        \
+        CALL(7);                                                                                   \
+        break;                                                                                     \
+    default:                                                                                       \
+        CALL(8);                                                                                   \
+        break;                                                                                     \
+    }
+
+#define ROWDOT(NAME, TYPE, VNNI)                                                                   \
+    static void NAME(const void *w, const void *const *acts, int nt, int64_t n, float *out) {      \
+        DISPATCH_NT(CALL_##TYPE##_##VNNI)                                                          \
+    }
+#define CALL_Q4_1_0(NT) rowdot32(w, acts, n, out, T_Q4_1, NT, 0)
+#define CALL_Q4_1_1(NT) rowdot32(w, acts, n, out, T_Q4_1, NT, 1)
+#define CALL_Q5_0_0(NT) rowdot32(w, acts, n, out, T_Q5_0, NT, 0)
+#define CALL_Q5_0_1(NT) rowdot32(w, acts, n, out, T_Q5_0, NT, 1)
+#define CALL_Q5_1_0(NT) rowdot32(w, acts, n, out, T_Q5_1, NT, 0)
+#define CALL_Q5_1_1(NT) rowdot32(w, acts, n, out, T_Q5_1, NT, 1)
+#define CALL_IQ4_NL_0(NT) rowdot32(w, acts, n, out, T_IQ4_NL, NT, 0)
+#define CALL_IQ4_NL_1(NT) rowdot32(w, acts, n, out, T_IQ4_NL, NT, 1)
+#define CALL_IQ4_XS_0(NT) rowdot_xs(w, acts, n, out, NT, 0)
+#define CALL_IQ4_XS_1(NT) rowdot_xs(w, acts, n, out, NT, 1)
+ROWDOT(rowdot_q4_1_bw, Q4_1, 0)
+ROWDOT(rowdot_q4_1_vnni, Q4_1, 1)
+ROWDOT(rowdot_q5_0_bw, Q5_0, 0)
+ROWDOT(rowdot_q5_0_vnni, Q5_0, 1)
+ROWDOT(rowdot_q5_1_bw, Q5_1, 0)
+ROWDOT(rowdot_q5_1_vnni, Q5_1, 1)
+ROWDOT(rowdot_iq4_nl_bw, IQ4_NL, 0)
+ROWDOT(rowdot_iq4_nl_vnni, IQ4_NL, 1)
+ROWDOT(rowdot_iq4_xs_bw, IQ4_XS, 0)
+ROWDOT(rowdot_iq4_xs_vnni, IQ4_XS, 1)
 
 void nm_kernels_avx512_legacy(nm_kernel_set *ks, int features) {
-    (void)ks;
-    (void)features;
+    const int vnni = features & NM_AVX512_VNNI;
+    ks->k[NM_TYPE_Q4_1].rowdot = vnni ? rowdot_q4_1_vnni : rowdot_q4_1_bw;
+    ks->k[NM_TYPE_Q5_0].rowdot = vnni ? rowdot_q5_0_vnni : rowdot_q5_0_bw;
+    ks->k[NM_TYPE_Q5_1].rowdot = vnni ? rowdot_q5_1_vnni : rowdot_q5_1_bw;
+    ks->k[NM_TYPE_IQ4_NL].rowdot = vnni ? rowdot_iq4_nl_vnni : rowdot_iq4_nl_bw;
+    ks->k[NM_TYPE_IQ4_XS].rowdot = vnni ? rowdot_iq4_xs_vnni : rowdot_iq4_xs_bw;
 }

@@ -473,7 +473,8 @@ static double act_value(const problem *p, int t, int64_t j) {
 }
 
 /* Error scale of dot(row r, token t): sum |w a|. Q4_0 kernels also add and
- * subtract the 8 * d * sum(a) offset, whose terms count as well. */
+ * subtract the 8 * d * sum(a) offset, and Q4_1 / Q5_1 kernels the minimum
+ * term, whose terms count as well. */
 static double dot_scale(const problem *p, int64_t r, int t, double *exact) {
     double s = 0, e = 0;
     for (int64_t j = 0; j < p->n; j++) {
@@ -483,6 +484,13 @@ static double dot_scale(const problem *p, int64_t r, int t, double *exact) {
         if (p->type == NM_TYPE_Q4_0) {
             const nm_block_q4_0 *b = (const nm_block_q4_0 *)p->w + r * (p->n / 32) + j / 32;
             s += 8.0 * fabs(nm_fp16_to_f32(b->d) * a);
+        }
+        /* Q4_1 / Q5_1 sum d q a and m a apart: |d q| <= |w| + |m| */
+        if (p->type == NM_TYPE_Q4_1 || p->type == NM_TYPE_Q5_1) {
+            size_t bs = nm_type_get(p->type)->type_size;
+            const nm_fp16 *m = (const nm_fp16 *)((const char *)p->w + row_bytes(p->type, p->n) * r +
+                                                 bs * (j / 32) + 2);
+            s += 2.0 * fabs(nm_fp16_to_f32(*m) * a);
         }
     }
     *exact = e;
