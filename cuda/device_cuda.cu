@@ -237,7 +237,7 @@ static int cu_attention(nm_device *dev, int stream, const nm_dev_attn *a, nm_err
                     dev->ordinal, a->n_head, a->n_head_kv);
     LAUNCH("attention kernel",
            nm_k_attention(s, a->q, a->out, a->k, a->v, a->kv_type, a->n_head, a->n_head_kv,
-                          a->head_dim, a->n_ctx, a->pos, a->n_tok, a->scores));
+                          a->head_dim, a->n_ctx, a->pos, a->n_tok, a->f16_online, a->scores));
 }
 
 static int cu_swiglu(nm_device *dev, int stream, float *g, const float *u, int64_t n,

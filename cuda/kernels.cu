@@ -181,7 +181,7 @@ cudaError_t nm_k_add(cudaStream_t s, float *x, const float *y, int64_t n) {
 
 __global__ void k_attention(const float *q, float *out, const void *k, const void *v,
                             uint32_t kv_type, int n_head, int n_head_kv, int head_dim, int n_ctx,
-                            int pos, float *scores) {
+                            int pos, bool f16_online, float *scores) {
     __shared__ float fbuf[ATTN_THREADS];
     __shared__ double dbuf[ATTN_THREADS];
     const int h = blockIdx.x, t = blockIdx.y, g = h / (n_head / n_head_kv);
@@ -192,9 +192,15 @@ __global__ void k_attention(const float *q, float *out, const void *k, const voi
     float *oh = out + ((size_t)t * n_head + h) * head_dim;
     float *sc = scores + ((size_t)t * n_head + h) * n_ctx;
     const float scale = 1.0f / sqrtf((float)head_dim);
-    float mx = nm_dm_attn_scores(qh, (const uint8_t *)k + base, kv_type, head_dim, n_pos, scale, sc,
-                                 threadIdx.x, blockDim.x);
+    const bool online = f16_online && kv_type == NM_TYPE_F16;
+    float mx = nm_dm_attn_scores(qh, (const uint8_t *)k + base, kv_type, head_dim, n_pos, scale,
+                                 online, sc, threadIdx.x, blockDim.x);
     __syncthreads(); /* every score written before any thread reads them */
+    if (online) {
+        nm_dm_attn_online_out(sc, (const uint16_t *)((const uint8_t *)v + base), head_dim, n_pos,
+                              oh, threadIdx.x, blockDim.x);
+        return;
+    }
     mx = block_max(mx, fbuf);
     double sum = nm_dm_attn_exp(sc, n_pos, mx, threadIdx.x, blockDim.x);
     __syncthreads();
@@ -206,10 +212,10 @@ __global__ void k_attention(const float *q, float *out, const void *k, const voi
 
 cudaError_t nm_k_attention(cudaStream_t s, const float *q, float *out, const void *k, const void *v,
                            uint32_t kv_type, int n_head, int n_head_kv, int head_dim, int n_ctx,
-                           int pos, int n_tok, float *scores) {
+                           int pos, int n_tok, bool f16_online, float *scores) {
     dim3 grid((unsigned)n_head, (unsigned)n_tok);
     k_attention<<<grid, ATTN_THREADS, 0, s>>>(q, out, k, v, kv_type, n_head, n_head_kv, head_dim,
-                                              n_ctx, pos, scores);
+                                              n_ctx, pos, f16_online, scores);
     return cudaGetLastError();
 }
 

@@ -28,7 +28,7 @@ cudaError_t nm_k_kv_store(cudaStream_t s, void *cache, uint32_t kv_type, const f
                           int n_head_kv, int head_dim, int n_ctx, int pos, int n_tok);
 cudaError_t nm_k_attention(cudaStream_t s, const float *q, float *out, const void *k, const void *v,
                            uint32_t kv_type, int n_head, int n_head_kv, int head_dim, int n_ctx,
-                           int pos, int n_tok, float *scores);
+                           int pos, int n_tok, bool f16_online, float *scores);
 cudaError_t nm_k_swiglu(cudaStream_t s, float *g, const float *u, int64_t n);
 cudaError_t nm_k_add(cudaStream_t s, float *x, const float *y, int64_t n);
 

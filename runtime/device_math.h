@@ -344,15 +344,16 @@ NM_HD float nm_dm_swiglu(float g, float u) {
  * combines the partial maxima and sums between them. K and V rows of the
  * query head's KV head start at k and v (kv_type F16 or F32). */
 
+/* round_q: the query rounded to F16 first (the F16-online attention). */
 NM_HD float nm_dm_attn_scores(const float *q, const void *k, uint32_t kv_type, int hd, int n_pos,
-                              float scale, float *scores, int tid, int nth) {
+                              float scale, bool round_q, float *scores, int tid, int nth) {
     float mx = -INFINITY;
     for (int p = tid; p < n_pos; p += nth) {
         float s = 0.0f;
         if (kv_type == NM_TYPE_F16) {
             const uint16_t *kr = (const uint16_t *)k + (size_t)p * hd;
             for (int d = 0; d < hd; d++)
-                s += nm_dm_f16(kr[d]) * q[d];
+                s += nm_dm_f16(kr[d]) * (round_q ? nm_dm_f16(nm_dm_to_f16(q[d])) : q[d]);
         } else {
             const float *kr = (const float *)k + (size_t)p * hd;
             for (int d = 0; d < hd; d++)
@@ -383,6 +384,32 @@ NM_HD void nm_dm_attn_out(const float *scores, const void *v, uint32_t kv_type, 
             acc += scores[p] * inv * vv;
         }
         out[d] = acc;
+    }
+}
+
+/* The F16-online attention (nm_attend_head with f16_online, as llama.cpp's
+ * CPU flash attention): over the positions in order, a running maximum M
+ * and sum S, the values summed into an accumulator rounded to F16 after
+ * every step and rescaled when M grows. Each thread runs the same M/S
+ * sequence from the scores (nm_dm_attn_scores with round_q) for its
+ * dimensions tid, tid + nth, ... of out. */
+NM_HD void nm_dm_attn_online_out(const float *scores, const uint16_t *v, int hd, int n_pos,
+                                 float *out, int tid, int nth) {
+    for (int d = tid; d < hd; d += nth) {
+        float M = -INFINITY, S = 0.0f, acc = 0.0f;
+        for (int p = 0; p < n_pos; p++) {
+            float sc = scores[p], ms = 1.0f, vs = 1.0f;
+            if (sc > M) {
+                ms = expf(M - sc);
+                M = sc;
+                acc = nm_dm_f16(nm_dm_to_f16(acc * ms));
+            } else {
+                vs = expf(sc - M);
+            }
+            acc = nm_dm_f16(nm_dm_to_f16(acc + vs * nm_dm_f16(v[(size_t)p * hd + d])));
+            S = S * ms + vs;
+        }
+        out[d] = acc * (1.0f / S);
     }
 }
 

@@ -154,10 +154,16 @@ static void emulate_attention(const nm_dev_attn *a, int nth) {
             float *out = a->out + ((size_t)t * a->n_head + h) * a->head_dim;
             float *sc = a->scores + ((size_t)t * a->n_head + h) * a->n_ctx;
             float mx = -INFINITY, scale = 1.0f / sqrtf((float)a->head_dim);
+            bool online = a->f16_online && a->kv_type == NM_TYPE_F16;
             for (int i = 0; i < nth; i++) {
-                float m =
-                    nm_dm_attn_scores(q, k, a->kv_type, a->head_dim, n_pos, scale, sc, i, nth);
+                float m = nm_dm_attn_scores(q, k, a->kv_type, a->head_dim, n_pos, scale, online, sc,
+                                            i, nth);
                 mx = m > mx ? m : mx;
+            }
+            if (online) {
+                for (int i = 0; i < nth; i++)
+                    nm_dm_attn_online_out(sc, (const uint16_t *)v, a->head_dim, n_pos, out, i, nth);
+                continue;
             }
             double sum = 0;
             for (int i = 0; i < nth; i++)
@@ -174,9 +180,10 @@ static void test_attention_matches_cpu(void **state) {
     nm_error err = {{0}};
     nm_device *d = nm_device_cpu_open(NULL, &err);
     assert_non_null(d);
-    for (int kvt = 0; kvt < 2; kvt++) {
-        uint32_t type = kvt ? NM_TYPE_F32 : NM_TYPE_F16;
-        size_t es = kvt ? 4 : 2, cache = (size_t)KV * CTX * HD * es;
+    /* f16 cache, f32 cache, f16 cache attended online */
+    for (int kvt = 0; kvt < 3; kvt++) {
+        uint32_t type = kvt == 1 ? NM_TYPE_F32 : NM_TYPE_F16;
+        size_t es = kvt == 1 ? 4 : 2, cache = (size_t)KV * CTX * HD * es;
         void *k, *v, *q, *out, *scores;
         assert_int_equal(d->ops->alloc(d, cache, &k, &err), 0);
         assert_int_equal(d->ops->alloc(d, cache, &v, &err), 0);
@@ -187,7 +194,7 @@ static void test_attention_matches_cpu(void **state) {
         uint32_t s = 5;
         for (size_t i = 0; i < (size_t)KV * CTX * HD; i++) {
             float kk = frand(&s), vv = frand(&s);
-            if (kvt) {
+            if (kvt == 1) {
                 ((float *)k)[i] = kk;
                 ((float *)v)[i] = vv;
             } else {
@@ -197,7 +204,7 @@ static void test_attention_matches_cpu(void **state) {
         }
         for (int i = 0; i < TOK * HEADS * HD; i++)
             ((float *)q)[i] = frand(&s) * 2;
-        nm_dev_attn a = {q, out, k, v, type, HEADS, KV, HD, CTX, POS, TOK, scores, false};
+        nm_dev_attn a = {q, out, k, v, type, HEADS, KV, HD, CTX, POS, TOK, scores, kvt == 2};
         assert_int_equal(d->ops->attention(d, 0, &a, &err), 0);
         assert_int_equal(d->ops->sync(d, 0, &err), 0);
         float want[TOK * HEADS * HD], got[TOK * HEADS * HD];
@@ -208,8 +215,11 @@ static void test_attention_matches_cpu(void **state) {
         emulate_attention(&a, 4);
         for (int i = 0; i < TOK * HEADS * HD; i++)
             if (fabsf(got[i] - want[i]) > 1e-5f * (1 + fabsf(want[i])))
-                fail_msg("attention (%s cache) element %d: %.7g vs %.7g", kvt ? "f32" : "f16", i,
-                         got[i], want[i]);
+                fail_msg("attention (%s) element %d: %.7g vs %.7g",
+                         kvt == 1 ? "f32 cache"
+                         : kvt    ? "f16 cache, online"
+                                  : "f16 cache",
+                         i, got[i], want[i]);
         free(sc2);
         d->ops->free(d, k);
         d->ops->free(d, v);
