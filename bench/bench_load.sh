@@ -8,20 +8,32 @@
 # posix_fadvise DONTNEED on the model only). Warm = file read once before.
 # Each case runs REPEAT times; the table shows the median.
 #
-#   bench/bench_load.sh [--sweep] [MODEL]
-#   env: NUMALM (binary; default build/numalm), BENCH_DIR (default
-#        /tmp/numalm-bench), REPEAT (default 3), LLAMA_BIN (default
-#        /work/peers/llama.cpp/build/bin), PLACEMENT (default shard)
+# The cold-load limit: a load into fresh memory both reads the file and
+# faults the pages in, so its bound is max(fio's O_DIRECT read, populating
+# as much anonymous memory: membw --populate, 4 KiB pages, one thread per
+# node as numalm's dio readers), not fio alone. The three run alternating,
+# REPEAT rounds, caches dropped before each; the ratio numalm / max(...) is
+# printed (target <= 1.10).
+#
+#   bench/bench_load.sh [--sweep | --limit] [MODEL]
+#   env: NUMALM (binary; default build/numalm), MEMBW (default: membw next
+#        to it), BENCH_DIR (default /tmp/numalm-bench), REPEAT (default 3),
+#        LLAMA_BIN (default /work/peers/llama.cpp/build/bin), PLACEMENT
+#        (default shard)
 # --sweep: cold dio over chunk 1/4/8/16 MiB x queue depth 4/8/16/32 instead.
+# --limit: only the cold-load limit.
 set -u
 HERE=$(cd "$(dirname "$0")" && pwd)
 NUMALM=${NUMALM:-$HERE/../build/numalm}
+MEMBW=${MEMBW:-$(dirname "$NUMALM")/membw}
 BENCH_DIR=${BENCH_DIR:-/tmp/numalm-bench}
 REPEAT=${REPEAT:-3}
 LLAMA_BIN=${LLAMA_BIN:-/work/peers/llama.cpp/build/bin}
 PLACEMENT=${PLACEMENT:-shard}
 SWEEP=0
+LIMIT=0
 [ "${1:-}" = --sweep ] && { SWEEP=1; shift; }
+[ "${1:-}" = --limit ] && { LIMIT=1; shift; }
 MODEL=${1:-$BENCH_DIR/demo-1b-f16.gguf}
 export NUMALM_NO_PROGRESS=1
 PY=/usr/bin/python3
@@ -100,9 +112,56 @@ run_case() {
     printf '%-28s %-5s %9.3f s %7.2f GB/s   runs: %s\n' "$name" "$state" "$med" "$gbps" "${times[*]}"
 }
 
+# The cold-load limit, alternating: fio, populate, numalm dio per round.
+t_populate() {
+    "$MEMBW" --populate -t "$NODES" -s "$SIZE" -p 1 --json 2>/dev/null |
+        "$PY" -S -E -c 'import json,sys; print(json.load(sys.stdin)["median_seconds"])' 2>/dev/null ||
+        echo nan
+}
+cold_limit() {
+    local fio=() pop=() dio=() i
+    for ((i = 0; i < REPEAT; i++)); do
+        drop; fio+=("$(t_fio)")
+        drop; pop+=("$(t_populate)")
+        drop; dio+=("$(t_numalm dio)")
+    done
+    echo "# cold-load limit, $REPEAT alternating rounds (fio, populate, numalm dio), $NODES node(s)"
+    "$PY" -S -E - "$RESULTS" "${fio[*]}" "${pop[*]}" "${dio[*]}" "$SIZE" <<'EOF'
+import json, statistics, sys
+res, size = sys.argv[1], int(sys.argv[5])
+fio, pop, dio = [[float(x) for x in a.split() if x != "nan"] for a in sys.argv[2:5]]
+if not fio or not pop or not dio:
+    print("cold-load limit: a tool failed (fio, membw --populate or numalm)")
+    sys.exit(0)
+f, p, d = statistics.median(fio), statistics.median(pop), statistics.median(dio)
+limit = max(f, p)
+with open(res, "a") as out:
+    for name, runs in (("limit: fio O_DIRECT", fio), ("limit: anonymous populate", pop),
+                       ("limit: numalm dio", dio)):
+        out.write(json.dumps({"case": name, "state": "cold", "seconds": statistics.median(runs),
+                              "runs": runs}) + "\n")
+for name, runs, m in (("fio O_DIRECT 4M qd16", fio, f), ("populate, 4 KiB pages", pop, p),
+                      ("numalm dio", dio, d)):
+    print(f"{name:28s} cold  {m:8.3f} s {size / m / 1e9:7.2f} GB/s   runs: "
+          + " ".join(f"{x:.3f}" for x in runs))
+r = d / limit
+print(f"numalm cold dio / max(fio, populate) = {d:.3f} / {limit:.3f} = {r:.2f}  (target <= 1.10)  "
+      f"{'MET' if r <= 1.10 else 'MISSED'}; numalm / fio alone = {d / f:.2f}")
+EOF
+}
+
+NODES=$("$NUMALM" topo --json 2>/dev/null | "$PY" -S -E -c 'import json,sys; print(json.load(sys.stdin)["n_nodes"])' 2>/dev/null || echo 1)
+
 echo "# numalm load benchmark, $(date -u '+%Y-%m-%d %H:%M UTC'), $(uname -r), $(nproc) CPUs"
+echo "# uptime before: $(uptime)"
 echo "# model $MODEL ($SIZE bytes), placement $PLACEMENT, median of $REPEAT, cold = $COLD_HOW"
-echo "# command: $0 $([ $SWEEP = 1 ] && echo "--sweep ")$MODEL"
+echo "# command: $0 $([ $SWEEP = 1 ] && echo "--sweep ")$([ $LIMIT = 1 ] && echo "--limit ")$MODEL"
+
+if [ $LIMIT = 1 ]; then
+    cold_limit
+    echo "# uptime after: $(uptime)"
+    exit 0
+fi
 
 if [ $SWEEP = 1 ]; then
     for chunk in 1M 4M 8M 16M; do
@@ -113,6 +172,7 @@ if [ $SWEEP = 1 ]; then
     exit 0
 fi
 
+cold_limit
 run_case "fio O_DIRECT 4M qd16" cold t_fio
 run_case "dd bs=4M" cold t_dd
 for io in dio buffered auto mmap; do
@@ -156,4 +216,5 @@ ratio("cold auto / cold dio (auto no slower than dio cold)", ("numalm auto", "co
 ratio("warm auto / warm buffered (auto no slower, warm)", ("numalm auto", "warm"),
       ("numalm buffered", "warm"), 0.95)
 EOF
+echo "# uptime after: $(uptime)"
 echo "# results: $RESULTS; numalm's stderr: $BENCH_DIR/stderr.log"

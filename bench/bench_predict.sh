@@ -1,16 +1,25 @@
 #!/bin/bash
 # The traffic model's one-node prediction against decode measured on this
-# machine, alternating in one run:
-#   numalm plan --predict --bandwidth measure   predicted decode tok/s (the
-#                                               bandwidth measured right then)
-#   numalm run -n N_DECODE                      measured decode tok/s
-# REPS pairs; prints every pair, the medians, the ratio measured/predicted
-# and whether it is within 15 %. `uptime` before and after: a busy machine
-# slows decode (barriers wait for descheduled workers) more than a read.
+# machine. Each pair, alternating:
+#   numalm run -n N_DECODE --read-probe   measured decode tok/s, and the read
+#                                         bandwidth of the same weights by the
+#                                         same threads in the same process
+#                                         (the read probe, between decode steps)
+#   numalm plan --predict --bandwidth R   predicted tok/s with that bandwidth:
+#                                         tests the byte count and the
+#                                         memory-bound assumption
+#   numalm plan --predict --bandwidth measure
+#                                         predicted tok/s as plan --predict
+#                                         does here by default (its own probe
+#                                         on a fresh anonymous buffer)
+# REPS pairs; the medians, the ratios measured / predicted and whether they
+# are within 15 %. `uptime` before and after: a busy machine slows decode
+# (its barriers wait for descheduled workers) more than a plain read.
 #
 #   bench/bench_predict.sh [MODEL]
 #   env: NUMALM (default build/numalm), BENCH_DIR (/tmp/numalm-bench),
-#        REPS (5), N_DECODE (64), TYPE (q8_0: the demo model's type)
+#        REPS (5), N_DECODE (64), THREADS (default: numalm's, every core),
+#        TYPE (q8_0: the demo model's type when it has to be written)
 set -u
 HERE=$(cd "$(dirname "$0")" && pwd)
 NUMALM=${NUMALM:-$HERE/../build/numalm}
@@ -19,6 +28,7 @@ REPS=${REPS:-5}
 N_DECODE=${N_DECODE:-64}
 TYPE=${TYPE:-q8_0}
 MODEL=${1:-$BENCH_DIR/demo-1b-$TYPE.gguf}
+T_ARG=${THREADS:+-t $THREADS}
 PY=/usr/bin/python3
 [ -x "$PY" ] || PY=python3
 export NUMALM_NO_PROGRESS=1
@@ -34,36 +44,51 @@ RESULTS=$BENCH_DIR/predict.jsonl
 echo "# bench_predict, $(date -u '+%Y-%m-%d %H:%M UTC'), $(uname -r), $(nproc) CPUs"
 echo "# uptime before: $(uptime)"
 echo "# model $MODEL, $REPS pairs, decode $N_DECODE tokens after the prompt 'Once upon a time'"
-echo "# command: $0 $MODEL"
+echo "# command: $0 $MODEL${THREADS:+ (THREADS=$THREADS)}"
 
-for ((i = 1; i <= REPS; i++)); do
-    # warm page cache for the run (this VM pages unmapped cache out quickly)
-    cat "$MODEL" >/dev/null
-    pred=$("$NUMALM" plan -m "$MODEL" --predict --bandwidth measure -n "$N_DECODE" --depth 5 \
+# predicted tok/s of the plan for a --bandwidth spec
+predict() { # SPEC DEPTH
+    # shellcheck disable=SC2086
+    "$NUMALM" plan -m "$MODEL" $T_ARG --predict --bandwidth "$1" -n "$N_DECODE" --depth "$2" \
         --json 2>/dev/null | "$PY" -S -E -c '
 import json, sys
 j = json.load(sys.stdin)["predict"]
-s = j["scenarios"][0]
-print(s["tok_s"], j["bandwidth"]["gbs"][0][0], s["nodes"][0]["matrix_bytes"])')
-    meas=$("$NUMALM" run -m "$MODEL" -p "Once upon a time" -n "$N_DECODE" --json 2>&1 >/dev/null |
-        tail -1 | "$PY" -S -E -c 'import json, sys; print(json.loads(sys.stdin.read())["decode_tok_s"])')
-    read -r ptok gbs bytes <<<"$pred"
-    echo "{\"rep\":$i,\"predicted_tok_s\":${ptok:-null},\"bandwidth_gbs\":${gbs:-null},\"bytes_per_token\":${bytes:-null},\"measured_tok_s\":${meas:-null}}" >>"$RESULTS"
-    printf 'pair %d: predicted %6.2f tok/s (read %5.1f GB/s, %s bytes/token), measured %6.2f tok/s\n' \
-        "$i" "${ptok:-0}" "${gbs:-0}" "${bytes:-?}" "${meas:-0}"
+print(j["scenarios"][0]["tok_s"], j["bandwidth"]["gbs"][0][0])'
+}
+
+for ((i = 1; i <= REPS; i++)); do
+    cat "$MODEL" >/dev/null # this VM pages unmapped cache out within a minute
+    # shellcheck disable=SC2086
+    run=$("$NUMALM" run -m "$MODEL" $T_ARG -p "Once upon a time" -n "$N_DECODE" --read-probe \
+        --json 2>&1 >/dev/null | tail -1 | "$PY" -S -E -c '
+import json, sys
+j = json.loads(sys.stdin.read())
+print(j["decode_tok_s"], j["read_probe"]["read_gb_s"], j["n_prompt"])')
+    read -r meas rgbs nprompt <<<"$run"
+    [ -n "${rgbs:-}" ] || { echo "pair $i: numalm run failed"; continue; }
+    read -r p_read _ <<<"$(predict "$rgbs,$rgbs,$rgbs" "$nprompt")"
+    read -r p_anon agbs <<<"$(predict measure "$nprompt")"
+    echo "{\"rep\":$i,\"measured_tok_s\":$meas,\"read_probe_gbs\":$rgbs,\"predicted_read_probe\":${p_read:-null},\"membw_gbs\":${agbs:-null},\"predicted_membw\":${p_anon:-null}}" >>"$RESULTS"
+    printf 'pair %d: measured %6.2f tok/s; predicted %6.2f with the read probe (%5.1f GB/s), %6.2f with membw (%5.1f GB/s)\n' \
+        "$i" "$meas" "${p_read:-0}" "$rgbs" "${p_anon:-0}" "${agbs:-0}"
 done
 echo "# uptime after: $(uptime)"
-"$PY" -S -E - "$RESULTS" <<'EOF'
+"$PY" -S -E - "$RESULTS" <<'PYEOF'
 import json, statistics, sys
 rows = [json.loads(l) for l in open(sys.argv[1])]
-p = [r["predicted_tok_s"] for r in rows if r["predicted_tok_s"]]
-m = [r["measured_tok_s"] for r in rows if r["measured_tok_s"]]
-if not p or not m:
+if not rows:
     print("no complete pair"); sys.exit(1)
-mp, mm = statistics.median(p), statistics.median(m)
-r = mm / mp
-print(f"median predicted {mp:.2f} tok/s ({min(p):.2f}-{max(p):.2f}), "
-      f"median measured {mm:.2f} tok/s ({min(m):.2f}-{max(m):.2f})")
-print(f"measured / predicted = {r:.3f}: {'within' if abs(r - 1) <= 0.15 else 'NOT within'} 15 %")
-EOF
+m = statistics.median(r["measured_tok_s"] for r in rows)
+for key, what in (("predicted_read_probe", "the read probe's bandwidth (same weights, threads, process)"),
+                  ("predicted_membw", "plan --predict's own probe (--bandwidth measure)")):
+    v = [r[key] for r in rows if r[key]]
+    if not v:
+        continue
+    p = statistics.median(v)
+    ratios = [r["measured_tok_s"] / r[key] for r in rows if r[key]]
+    r = m / p
+    print(f"with {what}: median predicted {p:.2f} tok/s, measured {m:.2f}: measured / predicted "
+          f"{r:.3f} (pairs {min(ratios):.2f}-{max(ratios):.2f}): "
+          f"{'within' if abs(r - 1) <= 0.15 else 'NOT within'} 15 %")
+PYEOF
 echo "# results: $RESULTS"

@@ -3,6 +3,12 @@
  * their own slice of a large buffer (so on a NUMA machine each slice lives
  * on its reader's node), several passes; the best pass is reported.
  *
+ * --populate times what a load into fresh memory pays before any byte is
+ * read: each thread faults its share of new anonymous memory in with
+ * MADV_POPULATE_WRITE (4 KiB pages unless --thp, as numalm's arenas on a
+ * VM whose balloon returns freed memory: docs/loading.md), a fresh mapping
+ * every pass; bench/bench_load.sh sets it beside fio and numalm's cold load.
+ *
  * --file PATH sums the page cache of a file instead (mapped, read in first):
  * the very pages a decode of that model reads when it maps them (numalm
  * --io auto/mmap, llama.cpp's mmap). On a virtual machine the bandwidth a
@@ -10,7 +16,7 @@
  * process read 32 GB/s, the next 47), so a ratio against the same pages is
  * the steadier figure.
  *
- *   membw [-t THREADS] [-s SIZE] [-p PASSES] [--file PATH] [--json]
+ *   membw [-t THREADS] [-s SIZE] [-p PASSES] [--file PATH | --populate [--thp]] [--json]
  *   defaults: all CPUs this process may run on, 1G, 5 passes */
 #include "common/error.h"
 #include "common/json.h"
@@ -102,7 +108,104 @@ static int map_file(const char *path, const char **map, uint64_t *size) {
 }
 
 static void usage(void) {
-    fprintf(stderr, "usage: membw [-t THREADS] [-s SIZE] [-p PASSES] [--file PATH] [--json]\n");
+    fprintf(stderr, "usage: membw [-t THREADS] [-s SIZE] [-p PASSES] [--file PATH | --populate "
+                    "[--thp]] [--json]\n");
+}
+
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23
+#endif
+
+typedef struct populater {
+    int cpu;
+    size_t bytes;
+    bool thp;
+    pthread_barrier_t *barrier;
+    double seconds;
+    int failed;
+} populater;
+
+static void *run_populate(void *arg) {
+    populater *w = arg;
+    pin_to(w->cpu);
+    void *p = mmap(NULL, w->bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    w->failed = p == MAP_FAILED;
+    if (!w->failed)
+        (void)madvise(p, w->bytes, w->thp ? MADV_HUGEPAGE : MADV_NOHUGEPAGE);
+    pthread_barrier_wait(w->barrier);
+    double t0 = nm_now();
+    if (!w->failed && madvise(p, w->bytes, MADV_POPULATE_WRITE) != 0)
+        w->failed = 2;
+    w->seconds = nm_now() - t0;
+    if (p != MAP_FAILED)
+        munmap(p, w->bytes);
+    return NULL;
+}
+
+/* One pass: every thread populates its share at once; the pass's time is
+ * its slowest thread's. -1 when a thread could not map or populate. */
+static double populate_pass(const int *cpus, int ncpu, long threads, uint64_t size, bool thp) {
+    populater ws[MAX_THREADS];
+    pthread_t tids[MAX_THREADS];
+    pthread_barrier_t barrier;
+    pthread_barrier_init(&barrier, NULL, (unsigned)threads);
+    size_t share = (size_t)(size / (uint64_t)threads) / 4096 * 4096;
+    for (long i = 0; i < threads; i++) {
+        ws[i] = (populater){cpus[i % ncpu], share, thp, &barrier, 0, 0};
+        if (pthread_create(&tids[i], NULL, run_populate, &ws[i]) != 0) {
+            /* the started ones wait at the barrier for this one */
+            fprintf(stderr, "membw: cannot start thread %ld\n", i);
+            exit(1);
+        }
+    }
+    double slowest = 0;
+    int failed = 0;
+    for (long i = 0; i < threads; i++) {
+        pthread_join(tids[i], NULL);
+        failed |= ws[i].failed;
+        slowest = ws[i].seconds > slowest ? ws[i].seconds : slowest;
+    }
+    pthread_barrier_destroy(&barrier);
+    return failed ? -1 : slowest;
+}
+
+static int populate_main(const int *cpus, int ncpu, long threads, uint64_t size, long passes,
+                         bool thp, int json) {
+    double s[MAX_PASSES];
+    for (long p = 0; p < passes; p++)
+        if ((s[p] = populate_pass(cpus, ncpu, threads, size, thp)) < 0) {
+            fprintf(stderr,
+                    "membw: --populate: could not map or populate %llu bytes "
+                    "(MADV_POPULATE_WRITE needs Linux 5.14)\n",
+                    (unsigned long long)size);
+            return 1;
+        }
+    double sorted[MAX_PASSES];
+    memcpy(sorted, s, sizeof(double) * (size_t)passes);
+    nm_sort_doubles(sorted, (size_t)passes);
+    double median = sorted[passes / 2];
+    if (json) {
+        nm_json j;
+        nm_json_init(&j, stdout);
+        nm_json_obj_begin(&j);
+        nm_json_kint(&j, "threads", threads);
+        nm_json_kuint(&j, "bytes", size);
+        nm_json_kbool(&j, "thp", thp);
+        nm_json_kdouble(&j, "median_seconds", median);
+        nm_json_kdouble(&j, "median_gbps", (double)size / median / 1e9);
+        nm_json_key(&j, "passes_seconds");
+        nm_json_arr_begin(&j);
+        for (long p = 0; p < passes; p++)
+            nm_json_double(&j, s[p]);
+        nm_json_arr_end(&j);
+        nm_json_obj_end(&j);
+        nm_json_finish(&j);
+    } else {
+        printf("membw --populate: %ld threads, %.2f GiB of %s pages: median %.3f s (%.2f GB/s)\n",
+               threads, (double)size / (1 << 30), thp ? "huge" : "4 KiB", median,
+               (double)size / median / 1e9);
+    }
+    return 0;
 }
 
 int main(int argc, char **argv) {
@@ -111,6 +214,7 @@ int main(int argc, char **argv) {
     long threads = ncpu > 0 ? ncpu : 1, passes = 5;
     uint64_t size = 1ull << 30;
     int json = 0;
+    bool populate = false, thp = false;
     const char *file = NULL;
     nm_error err;
     for (int i = 1; i < argc; i++) {
@@ -118,6 +222,10 @@ int main(int argc, char **argv) {
         int bad = 0;
         if (!strcmp(a, "--json"))
             json = 1;
+        else if (!strcmp(a, "--populate"))
+            populate = true;
+        else if (!strcmp(a, "--thp"))
+            thp = true;
         else if (!strcmp(a, "-t") && v)
             bad = nm_parse_long(argv[++i], 1, MAX_THREADS, &threads, "-t", &err);
         else if (!strcmp(a, "-p") && v)
@@ -139,6 +247,8 @@ int main(int argc, char **argv) {
         fprintf(stderr, "membw: cannot read this process's CPU affinity\n");
         return 1;
     }
+    if (populate)
+        return populate_main(cpus, ncpu, threads, size, passes, thp, json);
     const char *map = NULL;
     if (file && map_file(file, &map, &size) < 0)
         return 1;

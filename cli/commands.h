@@ -7,6 +7,7 @@ int cmd_info(int argc, char **argv);
 int cmd_topo(int argc, char **argv);
 int cmd_mkmodel(int argc, char **argv);
 int cmd_plan(int argc, char **argv);
+int cmd_bench(int argc, char **argv);
 int cmd_load(int argc, char **argv);
 int cmd_run(int argc, char **argv);
 int cmd_perplexity(int argc, char **argv);
