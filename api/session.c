@@ -226,6 +226,7 @@ static int open_model(numalm_session *s) {
     mo.kv_type = (uint32_t)o->kv_type;
     if (o->n_batch)
         mo.n_batch = o->n_batch;
+    mo.n_seq = o->n_seq;
     if ((s->tok = nm_tokenizer_load(s->gguf, &s->err)) &&
         (s->model = nm_model_create(s->loaded, s->topo, &mo, &s->err)))
         return 0;

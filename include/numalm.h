@@ -166,6 +166,7 @@ typedef struct numalm_options {
     int n_ctx;              /* KV cache positions; 0: the model's training context */
     numalm_kv_type kv_type; /* default F16 */
     int n_batch;            /* prompt tokens per batched pass; 0: 64 */
+    int n_seq;              /* KV sequences (a server's slots), each of n_ctx; 0: 1 */
     numalm_simd simd_max;   /* highest kernel level to use (default AVX512:
                                the best this CPU has); process-wide, set
                                when a session reaches stage MODEL */

@@ -184,13 +184,13 @@ static int setup_kv(nm_model *m, nm_error *err) {
         kv->head1 = pn->kv_head1;
         for (uint32_t h = kv->head0; h < kv->head1; h++)
             m->kv_owner[h] = n;
-        size_t bytes = (size_t)hp->n_layer * (kv->head1 - kv->head0) * (size_t)m->n_ctx *
-                       hp->head_dim * m->kv_esize;
+        size_t bytes = (size_t)hp->n_layer * (kv->head1 - kv->head0) * (size_t)m->n_seq *
+                       (size_t)m->n_ctx * hp->head_dim * m->kv_esize;
         kv->k = model_alloc(m, bytes, pn->os_index, err);
         kv->v = kv->k ? model_alloc(m, bytes, pn->os_index, err) : NULL;
         if (!kv->v)
-            return nm_fail_prefix(err, "KV cache of node %d (%d positions)", pn->os_index,
-                                  m->n_ctx);
+            return nm_fail_prefix(err, "KV cache of node %d (%d sequences of %d positions)",
+                                  pn->os_index, m->n_seq, m->n_ctx);
     }
     if (next != hp->n_head_kv)
         return nm_fail(err, "plan: the nodes own %u of the %u KV heads", next, hp->n_head_kv);
@@ -253,7 +253,13 @@ static int setup_scratch(nm_model *m, nm_error *err) {
         !(m->v = model_alloc(m, nb * KV * sizeof(float), -1, err)) ||
         !(m->g = model_alloc(m, nb * F * sizeof(float), -1, err)) ||
         !(m->u = model_alloc(m, nb * F * sizeof(float), -1, err)) ||
-        !(m->rope = model_alloc(m, nb * (hp->n_rot + 2) * sizeof(float), -1, err)))
+        !(m->rope = model_alloc(m, nb * (hp->n_rot + 2) * sizeof(float), -1, err)) ||
+        !(m->tok_seq = model_alloc(m, nb * sizeof(int), -1, err)) ||
+        !(m->tok_pos = model_alloc(m, nb * sizeof(int), -1, err)) ||
+        !(m->out_tok = model_alloc(m, nb * sizeof(int), -1, err)) ||
+        !(m->tok_ids = model_alloc(m, nb * sizeof(int32_t), -1, err)) ||
+        !(m->tok_online = model_alloc(m, nb * sizeof(bool), -1, err)) ||
+        !(m->seq_next = model_alloc(m, (size_t)m->n_seq * sizeof(int), -1, err)))
         return -1;
     return 0;
 }
@@ -301,6 +307,11 @@ static int check_options(nm_model *m, const nm_model_opts *o, nm_error *err) {
     m->n_batch = o->n_batch > 0 ? o->n_batch : 64;
     if (m->n_batch > 4096)
         m->n_batch = 4096;
+    m->n_seq = o->n_seq > 0 ? o->n_seq : 1;
+    if (m->n_seq > 4096)
+        return nm_fail(err, "%d KV sequences: at most 4096", m->n_seq);
+    if (m->n_seq > 1 && o->offload.dev && (o->offload.n_layers > 0 || o->offload.head))
+        return nm_fail(err, "blocks on a device (-ngl) run one sequence; %d asked for", m->n_seq);
     if (m->hp.n_rot % 2 || m->hp.n_rot > m->hp.head_dim || m->hp.head_dim % 2)
         return nm_fail(err, "%s: rope dimension %u / head size %u are not supported",
                        m->w->gguf->path, m->hp.n_rot, m->hp.head_dim);
@@ -358,6 +369,12 @@ const nm_llama_hparams *nm_model_hparams(const nm_model *m) {
 }
 int nm_model_n_ctx(const nm_model *m) {
     return m->n_ctx;
+}
+int nm_model_n_seq(const nm_model *m) {
+    return m->n_seq;
+}
+int nm_model_n_batch(const nm_model *m) {
+    return m->n_batch;
 }
 int nm_model_n_vocab(const nm_model *m) {
     return (int)m->hp.n_vocab;

@@ -28,9 +28,10 @@ typedef struct nm_model_offload {
 } nm_model_offload;
 
 typedef struct nm_model_opts {
-    int n_ctx;        /* KV cache positions; 0: llama.context_length */
+    int n_ctx;        /* KV cache positions per sequence; 0: llama.context_length */
     uint32_t kv_type; /* NM_TYPE_F16 or NM_TYPE_F32 */
-    int n_batch;      /* prompt tokens per batched pass; 0: 64 */
+    int n_batch;      /* tokens per batched pass; 0: 64 */
+    int n_seq;        /* KV sequences (nm_model_eval_batch); 0: 1 */
     nm_model_offload offload;
 } nm_model_opts;
 
@@ -57,6 +58,8 @@ void nm_model_free(nm_model *m);
 
 const nm_llama_hparams *nm_model_hparams(const nm_model *m);
 int nm_model_n_ctx(const nm_model *m);
+int nm_model_n_seq(const nm_model *m);
+int nm_model_n_batch(const nm_model *m);
 int nm_model_n_vocab(const nm_model *m);
 int nm_model_n_threads(const nm_model *m);
 uint32_t nm_model_kv_type(const nm_model *m);
@@ -88,5 +91,24 @@ int nm_model_read_pass(nm_model *m, uint64_t *sum, uint64_t *bytes);
  * exceeds the context. */
 int nm_model_eval(nm_model *m, const int32_t *tokens, int n, int pos, int logits_from,
                   float *logits, nm_error *err);
+
+/* One token of a batch over several sequences. */
+typedef struct nm_batch_tok {
+    int32_t token;
+    int seq;     /* its KV sequence, 0 .. n_seq - 1 */
+    int pos;     /* its position in that sequence */
+    bool logits; /* return its logits */
+} nm_batch_tok;
+
+/* Runs b[0..n) (n <= n_batch) as one pass over the weights: every matrix
+ * multiplies all n tokens at once, each token attends within its own
+ * sequence. A sequence's tokens come in order of consecutive positions; its
+ * cache must hold the positions before its first token here (pos 0 starts
+ * the sequence anew). The logits of the tokens with .logits go to
+ * logits[k * n_vocab], k counting those tokens in batch order. A token's
+ * results do not depend on the other sequences in the batch: its logits
+ * are bit for bit those of the same tokens of its sequence evaluated as a
+ * batch of their own (test_batch checks it). */
+int nm_model_eval_batch(nm_model *m, const nm_batch_tok *b, int n, float *logits, nm_error *err);
 
 #endif

@@ -124,6 +124,14 @@ static void finish_heads(const nm_model *m, float *buf, int64_t ld, const float 
     }
 }
 
+/* Where position 0 of KV head `head`, sequence `seq`, layer `layer` is in
+ * its node's cache, in head_dim units. */
+static size_t kv_start(const nm_model *m, const nm_kv_node *kv, int layer, uint64_t head, int seq) {
+    size_t nh = kv->head1 - kv->head0;
+    return (((size_t)layer * nh + (head - kv->head0)) * (size_t)m->n_seq + (size_t)seq) *
+           (size_t)m->n_ctx;
+}
+
 /* Rows [a0, a1) of K or V (all tokens) into the owning nodes' caches. */
 static void store_kv(const nm_model *m, int layer, const float *src, int64_t ld, uint64_t a0,
                      uint64_t a1, bool is_v) {
@@ -132,10 +140,8 @@ static void store_kv(const nm_model *m, int layer, const float *src, int64_t ld,
         uint64_t head = r / hd, d0 = r % hd;
         uint64_t d1 = (a1 - head * hd) < hd ? a1 - head * hd : hd;
         const nm_kv_node *kv = &m->kv[m->kv_owner[head]];
-        size_t nh = kv->head1 - kv->head0;
-        size_t base = ((size_t)layer * nh + (head - kv->head0)) * (size_t)m->n_ctx;
         for (int t = 0; t < m->n_tok; t++) {
-            size_t at = (base + (size_t)(m->pos + t)) * hd;
+            size_t at = (kv_start(m, kv, layer, head, m->tok_seq[t]) + (size_t)m->tok_pos[t]) * hd;
             const float *x = src + t * ld + head * hd;
             if (m->kv_type == NM_TYPE_F16) {
                 uint16_t *dst = (uint16_t *)(is_v ? kv->v : kv->k) + at;
@@ -174,19 +180,18 @@ static void phase_qkv(nm_model *m, const nm_worker *w, int l) {
     }
 }
 
-/* One query head of one token against the cached positions 0..pos+t. */
+/* One query head of one token against the cached positions of its
+ * sequence up to its own. */
 static void attend(const nm_model *m, nm_scratch *s, int l, int t, int h) {
     const int hd = (int)m->hp.head_dim;
     const int node = m->kv_owner[h / m->gqa];
     const nm_kv_node *kv = &m->kv[node];
-    size_t nh = kv->head1 - kv->head0;
-    size_t base =
-        (((size_t)l * nh + (size_t)(h / m->gqa - (int)kv->head0)) * (size_t)m->n_ctx) * hd;
+    size_t base = kv_start(m, kv, l, (uint64_t)(h / m->gqa), m->tok_seq[t]) * hd;
     const float *q = m->q + (size_t)t * m->q_dim + (size_t)h * hd;
     float *out = m->att + (size_t)t * m->q_dim + (size_t)h * hd;
     nm_attend_head(q, (const uint8_t *)kv->k + base * m->kv_esize,
-                   (const uint8_t *)kv->v + base * m->kv_esize, m->kv_type, hd, m->pos + t + 1,
-                   m->attn_f16_online, s->scores, s->head, out);
+                   (const uint8_t *)kv->v + base * m->kv_esize, m->kv_type, hd, m->tok_pos[t] + 1,
+                   m->tok_online[t], s->scores, s->head, out);
 }
 
 /* Node n answers for the query heads of its KV heads. */
@@ -199,7 +204,8 @@ static void phase_attention(nm_model *m, const nm_worker *w, int l) {
         int t = (int)(i / nh), h = (int)(h0 + i % nh);
         attend(m, &m->scr[w->id], l, t, h);
         if (m->n_tok == 1 && h % m->gqa == 0) /* each KV head's cache once */
-            m->traffic[w->id].kv += 2 * (uint64_t)(m->pos + t + 1) * m->hp.head_dim * m->kv_esize;
+            m->traffic[w->id].kv +=
+                2 * (uint64_t)(m->tok_pos[t] + 1) * m->hp.head_dim * m->kv_esize;
     }
 }
 
@@ -265,13 +271,13 @@ static void phase_ffn_up(nm_model *m, const nm_worker *w, int l) {
 }
 
 static void phase_lm_head(nm_model *m, const nm_worker *w) {
-    int n_out = m->n_tok - m->logits_from;
+    int n_out = m->n_out;
     if (n_out <= 0)
         return;
     nm_scratch *s = &m->scr[w->id];
     const int64_t E = m->hp.n_embd;
     for (int t = 0; t < n_out; t++)
-        nm_rmsnorm(s->xb + t * E, m->x + (m->logits_from + t) * E, m->out_norm[w->node], E,
+        nm_rmsnorm(s->xb + t * E, m->x + (int64_t)m->out_tok[t] * E, m->out_norm[w->node], E,
                    m->hp.rms_eps);
     nm_act a = {0};
     uint64_t a0, a1;
@@ -357,6 +363,18 @@ int nm_model_read_pass(nm_model *m, uint64_t *sum, uint64_t *bytes) {
     return 0;
 }
 
+static nm_rope_params rope_params(const nm_model *m) {
+    return (nm_rope_params){.base = m->hp.rope_freq_base,
+                            .freq_scale = m->hp.rope_freq_scale,
+                            .attn_factor = m->hp.rope_attn_factor,
+                            .freq_factors = m->rope_freqs};
+}
+
+static void clear_claims(nm_model *m) {
+    for (int node = 0; node < m->plan->n_nodes; node++)
+        memset(m->claims[node], 0, (size_t)m->n_claims * sizeof(nm_claim));
+}
+
 static int embed(nm_model *m, const int32_t *tokens, int n, nm_error *err) {
     const nm_gguf_tensor *t = &m->w->gguf->tensors[m->embd_ti];
     for (int i = 0; i < n; i++) {
@@ -396,10 +414,7 @@ int nm_model_eval(nm_model *m, const int32_t *tokens, int n, int pos, int logits
             return nm_fail(err, "token id %d is outside the vocabulary of %u", tokens[i],
                            m->hp.n_vocab);
     const int n_rot = (int)m->hp.n_rot;
-    const nm_rope_params rope = {.base = m->hp.rope_freq_base,
-                                 .freq_scale = m->hp.rope_freq_scale,
-                                 .attn_factor = m->hp.rope_attn_factor,
-                                 .freq_factors = m->rope_freqs};
+    const nm_rope_params rope = rope_params(m);
     for (int b = 0; b < n; b += m->n_batch) {
         int nt = n - b < m->n_batch ? n - b : m->n_batch;
         if (embed(m, tokens + b, nt, err) < 0)
@@ -414,11 +429,18 @@ int nm_model_eval(nm_model *m, const int32_t *tokens, int n, int pos, int logits
         /* llama.cpp evaluates up to 512 tokens at a time (its n_ubatch) and
          * attends in F32 tiles when there are at least 64 of them, else
          * with its F16 one-query path (nm_attend_f16_online). */
-        m->attn_f16_online = n - b / 512 * 512 < 64;
+        bool online = n - b / 512 * 512 < 64;
+        m->attn_f16_online = online;
         m->logits_from = first - b;
         m->logits = logits ? logits + (size_t)(first - logits_from) * m->hp.n_vocab : NULL;
-        for (int node = 0; node < m->plan->n_nodes; node++)
-            memset(m->claims[node], 0, (size_t)m->n_claims * sizeof(nm_claim));
+        m->n_out = nt - m->logits_from;
+        for (int t = 0; t < nt; t++) {
+            m->tok_seq[t] = 0;
+            m->tok_pos[t] = pos + b + t;
+            m->tok_online[t] = online;
+            m->out_tok[t] = m->logits_from + t; /* the first n_out are used */
+        }
+        clear_claims(m);
         m->l0 = 0;
         m->l1 = nm_offload_first_layer(m);
         m->head_now = !m->off;
@@ -428,5 +450,77 @@ int nm_model_eval(nm_model *m, const int32_t *tokens, int n, int pos, int logits
         if (m->off && run_device_share(m, err) < 0)
             return -1;
     }
+    return 0;
+}
+
+/* Each sequence's tokens in order of consecutive positions, inside the
+ * context, of valid ids. */
+static int check_batch(nm_model *m, const nm_batch_tok *b, int n, const float *logits,
+                       nm_error *err) {
+    if (n < 0 || n > m->n_batch)
+        return nm_fail(err, "model eval: a batch of %d tokens (at most %d)", n, m->n_batch);
+    for (int s = 0; s < m->n_seq; s++)
+        m->seq_next[s] = -1;
+    for (int i = 0; i < n; i++) {
+        const nm_batch_tok *t = &b[i];
+        if (t->seq < 0 || t->seq >= m->n_seq)
+            return nm_fail(err, "model eval: token %d of the batch is in sequence %d of %d", i,
+                           t->seq, m->n_seq);
+        if (t->pos < 0 || t->pos >= m->n_ctx)
+            return nm_fail(err,
+                           "context full: position %d of sequence %d does not fit in a "
+                           "context of %d tokens",
+                           t->pos, t->seq, m->n_ctx);
+        if (m->seq_next[t->seq] >= 0 && t->pos != m->seq_next[t->seq])
+            return nm_fail(err, "model eval: sequence %d has position %d after %d in the batch",
+                           t->seq, t->pos, m->seq_next[t->seq] - 1);
+        m->seq_next[t->seq] = t->pos + 1;
+        if (t->token < 0 || (uint32_t)t->token >= m->hp.n_vocab)
+            return nm_fail(err, "token id %d is outside the vocabulary of %u", t->token,
+                           m->hp.n_vocab);
+        if (t->logits && !logits)
+            return nm_fail(err, "model eval: logits asked for and no buffer");
+    }
+    return 0;
+}
+
+int nm_model_eval_batch(nm_model *m, const nm_batch_tok *b, int n, float *logits, nm_error *err) {
+    if (check_batch(m, b, n, logits, err) < 0)
+        return -1;
+    if (m->off)
+        return nm_fail(err, "model eval: batches of several sequences do not run on a device "
+                            "(-ngl)");
+    if (n == 0)
+        return 0;
+    const int n_rot = (int)m->hp.n_rot;
+    const nm_rope_params rope = rope_params(m);
+    int *count = m->seq_next; /* each sequence's tokens in this batch */
+    memset(count, 0, (size_t)m->n_seq * sizeof *count);
+    for (int t = 0; t < n; t++)
+        count[b[t].seq]++;
+    m->n_out = 0;
+    for (int t = 0; t < n; t++) {
+        m->tok_ids[t] = b[t].token;
+        m->tok_seq[t] = b[t].seq;
+        m->tok_pos[t] = b[t].pos;
+        /* a sequence attends as it would in a batch of its own tokens
+         * (nm_model_eval's rule), whatever the other sequences bring */
+        m->tok_online[t] = count[b[t].seq] < 64;
+        if (b[t].logits)
+            m->out_tok[m->n_out++] = t;
+        nm_rope_table(m->rope + (size_t)t * (n_rot + 2), b[t].pos, n_rot, &rope);
+    }
+    if (embed(m, m->tok_ids, n, err) < 0)
+        return -1;
+    m->n_tok = n;
+    m->pos = -1; /* several sequences: only the arrays above hold positions */
+    m->logits_from = n;
+    m->logits = logits;
+    clear_claims(m);
+    m->l0 = 0;
+    m->l1 = (int)m->hp.n_layer;
+    m->head_now = true;
+    m->decode_evals += n == 1;
+    nm_pool_run(m->pool, forward_job, m);
     return 0;
 }

@@ -30,7 +30,7 @@ typedef struct nm_layer {
 } nm_layer;
 
 /* Node n's KV cache: its KV heads only, laid out
- * [layer][head - head0][position][head_dim], F16 or F32. */
+ * [layer][head - head0][sequence][position][head_dim], F16 or F32. */
 typedef struct nm_kv_node {
     void *k, *v;
     uint32_t head0, head1;
@@ -99,6 +99,7 @@ struct nm_model {
     nm_pool *pool;
     int n_ctx, n_batch, gqa;
     int64_t q_dim, kv_dim; /* n_head x head_dim, n_head_kv x head_dim */
+    int n_seq;             /* KV sequences, each of n_ctx positions */
     uint32_t kv_type;
     size_t kv_esize;
     bool numa_alloc;
@@ -123,9 +124,19 @@ struct nm_model {
     nm_alloc_rec *allocs;
     int n_allocs;
     size_t cap_allocs;
-    /* The job in flight. */
+    /* The job in flight: n_tok tokens, token t of sequence tok_seq[t] at
+     * position tok_pos[t]; the LM head runs on tokens out_tok[0..n_out)
+     * into logits (rows in that order). pos and logits_from describe a
+     * one-sequence batch (nm_model_eval) for the device's share. */
     int n_tok, pos, logits_from;
-    bool attn_f16_online; /* F16 cache: attend as llama.cpp's one-query path */
+    bool attn_f16_online; /* the device's share: as tok_online, one sequence */
+    int *tok_seq, *tok_pos, *out_tok;
+    int n_out;
+    /* F16 cache: token t attends as llama.cpp's one-query path (batches
+     * of its sequence under 64 tokens), else as its F32 tiles */
+    bool *tok_online;
+    int32_t *tok_ids; /* n_batch: the batch's token ids */
+    int *seq_next;    /* n_seq: eval_batch's count and check of each sequence */
     float *logits;
     /* Blocks [l0, l1) run on the CPU in this pass, then the LM head if
      * head_now; the device's share is in off (model_offload.c). */
