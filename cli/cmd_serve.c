@@ -40,7 +40,7 @@ static void usage(FILE *out) {
             "                          tokenizer.chat_template, else chatml)\n"
             "  --port-file FILE        write the bound port there (for --port 0)\n"
             "  --kv-type f16|f32       KV cache element type (default f16)\n"
-            "  --batch N               tokens per batched pass (default 64)\n"
+            "  --batch N               prompt tokens per pass and request (default 64)\n"
             "Options for loading, as for run (defaults differ: --io auto copies the file's\n"
             "cached pages instead of mapping them, so the server survives the file being\n"
             "truncated or rewritten; --thp on):\n" NM_CLI_COMMON_HELP);
@@ -133,8 +133,10 @@ static int parse(serve_opts *o, int argc, char **argv, nm_error *err) {
         return nm_fail(err, "no model given (-m FILE)");
     if (!o->thp_given)
         o->c.opts.thp = NUMALM_THP_ON;
-    if (o->c.opts.n_batch && o->c.opts.n_batch < o->srv.parallel)
-        o->c.opts.n_batch = o->srv.parallel;
+    /* a pass carries every slot's next token plus a prompt chunk of
+     * --batch tokens */
+    o->c.opts.n_seq = o->srv.parallel;
+    o->c.opts.n_batch = (o->c.opts.n_batch ? o->c.opts.n_batch : 64) + o->srv.parallel;
     return 0;
 }
 

@@ -17,21 +17,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-typedef struct nm_batch_tok {
-    int32_t token;
-    int seq, pos;
-    bool logits;
-} nm_batch_tok;
-
-/* One sequence: the batch is its next positions in order. */
-static int nm_model_eval_batch(nm_model *m, const nm_batch_tok *b, int n, float *logits,
-                               nm_error *err) {
-    int32_t tok[n];
-    for (int i = 0; i < n; i++)
-        tok[i] = b[i].token;
-    return nm_model_eval(m, tok, n, b[0].pos, n - 1, logits, err);
-}
-
 typedef struct slot {
     nm_req *req; /* NULL: free */
     nm_sampler *smp;
@@ -42,7 +27,8 @@ typedef struct slot {
     int32_t next; /* the sampled token to feed next */
     int32_t prev; /* the token before it, for detokenizing */
     bool sent_role;
-    char *events; /* stream events made this step (not yet under lock) */
+    uint64_t admitted; /* admission order: prompts go oldest first */
+    char *events;      /* stream events made this step (not yet under lock) */
     size_t ev_len, ev_cap;
 } slot;
 
@@ -50,6 +36,8 @@ typedef struct engine {
     nm_server *s;
     nm_model *model;
     int n_slots, n_batch, n_ctx, n_vocab;
+    int chunk; /* prompt tokens per pass and slot: n_batch - n_slots */
+    uint64_t n_admitted;
     int32_t *eog; /* every token that ends a text (ignore_eos bans them) */
     int n_eog;
     char *piece; /* one token's text */
@@ -116,6 +104,7 @@ static void stream_text(engine *e, slot *sl, bool final) {
 static int slot_start(engine *e, slot *sl, nm_req *r) {
     memset(sl, 0, sizeof *sl);
     sl->req = r;
+    sl->admitted = ++e->n_admitted;
     int n = 0;
     for (int i = 0; i < r->api.n_stop; i++)
         sl->stops[n++] = r->api.stop[i];
@@ -286,8 +275,11 @@ static bool has_work_locked(const engine *e) {
 
 /* ---- a step */
 
-/* The batch: each decoding slot's next token, then prompt tokens while
- * there is room. Returns the token count; *n_rows the logits rows. */
+/* The batch: each decoding slot's next token, then whole prompt chunks of
+ * the joining slots, oldest first, while they fit. A prompt is cut into
+ * chunks of e->chunk tokens whatever else runs, so a request's passes (and
+ * so its logits, bit for bit) do not depend on the other requests.
+ * Returns the token count; *n_rows the logits rows. */
 static int build_batch(engine *e, int *n_rows) {
     int n = 0, rows = 0;
     for (int i = 0; i < e->n_slots; i++) {
@@ -297,18 +289,29 @@ static int build_batch(engine *e, int *n_rows) {
             e->batch_slot[rows++] = i;
         }
     }
-    for (int i = 0; i < e->n_slots && n < e->n_batch; i++) {
-        slot *sl = &e->slots[i];
-        if (!sl->req || sl->n_fed == sl->req->n_prompt)
-            continue;
-        int take = sl->req->n_prompt - sl->n_fed;
-        take = take < e->n_batch - n ? take : e->n_batch - n;
+    uint64_t after = 0; /* admission order of the last slot taken */
+    for (;;) {
+        slot *next = NULL;
+        int idx = -1;
+        for (int i = 0; i < e->n_slots; i++) {
+            slot *sl = &e->slots[i];
+            if (sl->req && sl->n_fed < sl->req->n_prompt && sl->admitted > after &&
+                (!next || sl->admitted < next->admitted))
+                next = sl, idx = i;
+        }
+        if (!next)
+            break;
+        after = next->admitted;
+        int take = next->req->n_prompt - next->n_fed;
+        take = take < e->chunk ? take : e->chunk;
+        if (n + take > e->n_batch)
+            continue; /* the next step has room */
         for (int k = 0; k < take; k++) {
-            int p = sl->n_fed + k;
-            bool last = p == sl->req->n_prompt - 1;
-            e->batch[n++] = (nm_batch_tok){sl->req->prompt[p], i, p, last};
+            int p = next->n_fed + k;
+            bool last = p == next->req->n_prompt - 1;
+            e->batch[n++] = (nm_batch_tok){next->req->prompt[p], idx, p, last};
             if (last)
-                e->batch_slot[rows++] = i;
+                e->batch_slot[rows++] = idx;
         }
     }
     *n_rows = rows;
@@ -464,7 +467,8 @@ int nm_engine_start(nm_server *s, nm_error *err) {
     e->s = s;
     e->model = s->m.session->model;
     e->n_slots = s->o.parallel;
-    e->n_batch = 64;
+    e->n_batch = nm_model_n_batch(e->model);
+    e->chunk = e->n_batch - e->n_slots;
     e->n_ctx = nm_model_n_ctx(e->model);
     e->n_vocab = nm_model_n_vocab(e->model);
     const nm_tokenizer *tok = s->m.session->tok;
@@ -476,9 +480,13 @@ int nm_engine_start(nm_server *s, nm_error *err) {
         if (nm_token_is_eog(tok, id) || nm_chat_is_stop(tok, s->m.chat, id))
             e->eog[e->n_eog++] = id;
     e->piece_cap = nm_tokenizer_max_text(tok);
-    if (e->n_slots != 1) {
+    if (nm_model_n_seq(e->model) < e->n_slots || e->chunk < 1) {
         engine_free(e);
-        return nm_fail(err, "serve: --parallel %d: one slot only for now", s->o.parallel);
+        return nm_fail(err,
+                       "serve: the model holds %d sequences in batches of %d tokens: not "
+                       "enough for %d slots",
+                       nm_model_n_seq(s->m.session->model), nm_model_n_batch(s->m.session->model),
+                       s->o.parallel);
     }
     e->piece = calloc(e->piece_cap + 1, 1);
     e->slots = calloc((size_t)e->n_slots, sizeof *e->slots);
