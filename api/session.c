@@ -78,6 +78,7 @@ static nm_fit_opts fit_opts(const numalm_options *o, numalm_stage upto) {
     nm_fit_opts f = {
         .with_model = upto >= NUMALM_STAGE_MODEL,
         .n_ctx = o->n_ctx,
+        .n_seq = o->n_seq,
         .kv_elem_bytes = o->kv_type == NUMALM_KV_F32 ? 4 : 2,
         .n_batch = o->n_batch,
         .staging_bytes = nm_load_staging_bytes(&lo),

@@ -4,7 +4,8 @@
  * What a node holds, as the loader and the model allocate it:
  *   weights  its arena (shard, replicate), its share of the interleaved
  *            arena (pages round-robin), or the whole arena (node:N);
- *   kv       K and V of its KV heads at n_ctx positions, every layer;
+ *   kv       K and V of its KV heads at n_ctx positions, every layer, for
+ *            each of n_seq sequences;
  *   scratch  per worker: the batch's activations in F32, the quantized
  *            copy (bounded by F32), attention scores of n_ctx; plus, on the
  *            first node (the main thread allocates them), the vectors the
@@ -78,7 +79,8 @@ static void bill_model(const nm_plan *p, const nm_fit_opts *o, const nm_mem_stat
         if (i < 0)
             continue;
         uint64_t heads = p->nodes[k].kv_head1 - p->nodes[k].kv_head0;
-        f->nodes[i].kv += 2 * (uint64_t)hp->n_layer * heads * ctx * hp->head_dim * esize;
+        f->nodes[i].kv += 2 * (uint64_t)hp->n_layer * heads * ctx * hp->head_dim * esize *
+                          (uint64_t)(o->n_seq > 1 ? o->n_seq : 1);
         f->nodes[i].scratch += (uint64_t)p->nodes[k].n_threads * per_worker +
                                CLAIM_BYTES * (CLAIMS_PER_LAYER * hp->n_layer + 1);
         if (k == 0)

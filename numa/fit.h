@@ -19,6 +19,7 @@ typedef struct nm_fit_opts {
     int n_ctx;       /* KV cache positions; 0: the model's context length,
                         capped at ctx_cap when that is > 0 */
     int ctx_cap;
+    int n_seq;              /* KV sequences of n_ctx each (a server's slots); 0: 1 */
     uint32_t kv_elem_bytes; /* 2 (f16) or 4 (f32); 0: 2 */
     int n_batch;            /* prompt tokens per pass; 0: 64; -1: n_ctx */
     uint64_t staging_bytes; /* loader buffers of each node that reads */

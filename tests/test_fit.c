@@ -192,6 +192,15 @@ static void check_bill(const nm_gguf *g, const nm_topo *t, nm_placement pl, int 
     assert_int_equal(heads, p->hp.n_head_kv);
     assert_int_equal(kv, 2ull * p->hp.n_layer * p->hp.n_head_kv * 4096 * p->hp.head_dim * 2);
     assert_true(f.fits && f.nodes_fit && f.cgroup_fits && f.as_fits);
+    /* a server's 8 slots: 8 caches of n_ctx each, the rest unchanged */
+    nm_fit_opts slots = RUN_OPTS;
+    slots.n_seq = 8;
+    nm_fit f8;
+    nm_fit_compute(p, &slots, &m, &f8);
+    for (int i = 0; i < f.n_nodes; i++) {
+        assert_int_equal(f8.nodes[i].kv, 8 * f.nodes[i].kv);
+        assert_int_equal(f8.nodes[i].need - f8.nodes[i].kv, f.nodes[i].need - f.nodes[i].kv);
+    }
     nm_plan_free(p);
 }
 
