@@ -41,12 +41,12 @@ typedef struct seq_ref {
     int32_t next[MAX_STEPS];
 } seq_ref;
 
-static numalm_session *open_model(const char *path, int n_seq, numalm_kv_type kv) {
+static numalm_session *open_batch(const char *path, int n_seq, int n_batch, numalm_kv_type kv) {
     numalm_options o;
     numalm_options_init(&o);
     o.model_path = path;
     o.n_seq = n_seq;
-    o.n_batch = N_SEQ + CHUNK;
+    o.n_batch = n_batch;
     o.n_ctx = 128;
     o.kv_type = kv;
     o.progress = NULL;
@@ -55,6 +55,10 @@ static numalm_session *open_model(const char *path, int n_seq, numalm_kv_type kv
     if (!s)
         fail_msg("open %s: %s", path, err);
     return s;
+}
+
+static numalm_session *open_model(const char *path, int n_seq, numalm_kv_type kv) {
+    return open_batch(path, n_seq, N_SEQ + CHUNK, kv);
 }
 
 static void make_prompts(seq_ref *r, int n_vocab) {
@@ -241,6 +245,47 @@ static void test_demo_types(void **state) {
     }
 }
 
+/* With an F16 cache, a sequence's tokens attend as llama.cpp's one-query
+ * path when the pass holds fewer than 64 of them, else as its F32 tiles:
+ * counted per sequence, so chunks of 40 and 30 tokens in one pass of 70
+ * keep the bits they have alone, and so does a chunk of 64 beside a
+ * decode token. */
+static void prompt_alone(nm_model *m, int seq, int n, int32_t first, float *logits) {
+    nm_batch_tok b[72];
+    for (int i = 0; i < n; i++)
+        b[i] = (nm_batch_tok){first + i, seq, i, i == n - 1};
+    eval(m, b, n, logits);
+}
+
+static void test_attention_per_sequence(void **state) {
+    (void)state;
+    numalm_session *s = open_batch(g_model[1], 3, 72, NUMALM_KV_F16);
+    nm_model *m = s->model;
+    size_t row = (size_t)nm_model_n_vocab(m) * sizeof(float);
+    float *a40 = malloc(row), *a30 = malloc(row), *a64 = malloc(row), *got = malloc(3 * row);
+    assert_true(a40 && a30 && a64 && got);
+    prompt_alone(m, 0, 40, 10, a40);
+    prompt_alone(m, 1, 30, 60, a30);
+    prompt_alone(m, 2, 64, 100, a64);
+    nm_batch_tok b[72];
+    int n = 0;
+    for (int i = 0; i < 30; i++)
+        b[n++] = (nm_batch_tok){60 + i, 1, i, i == 29};
+    for (int i = 0; i < 40; i++)
+        b[n++] = (nm_batch_tok){10 + i, 0, i, i == 39};
+    eval(m, b, n, got);
+    assert_memory_equal(got, a30, row);
+    assert_memory_equal((char *)got + row, a40, row);
+    n = 0;
+    b[n++] = (nm_batch_tok){5, 0, 40, true};
+    for (int i = 0; i < 64; i++)
+        b[n++] = (nm_batch_tok){100 + i, 2, i, i == 63};
+    eval(m, b, n, got);
+    assert_memory_equal((char *)got + row, a64, row);
+    free(a40), free(a30), free(a64), free(got);
+    numalm_close(s);
+}
+
 static void test_bad_batches(void **state) {
     (void)state;
     numalm_session *s = open_model(g_model[1], 2, NUMALM_KV_F16);
@@ -305,6 +350,7 @@ int main(int argc, char **argv) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_stories),
         cmocka_unit_test(test_demo_types),
+        cmocka_unit_test(test_attention_per_sequence),
         cmocka_unit_test(test_bad_batches),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
