@@ -13,24 +13,19 @@
  * are integer sums of the activations' bsums. Several rows and tokens share
  * each unpacked block and each activation load (rows4 for decode, tiles
  * for prompts), as in kernels_avx512_kquant.c. */
-#include "kernel_set.h"
+#include "kernels_kquant_simd.h"
 
-#include "gguf/quant_kquant.h"
-
-#include <immintrin.h>
-
-#define AI static inline __attribute__((always_inline))
+#define AI KQ_AI
 
 #define KQ_TILE_R 2
 #define KQ_TILE_T 4 /* the AVX2 set's token group */
 
 /* One super-block, unpacked. */
 typedef struct ksb {
-    __m256i u[8];  /* codes of values 32i .. 32i+31, unsigned */
-    __m128i s8;    /* scale of each 16 values, int8 */
-    __m256i bias;  /* int16: isum += bias . bsums (the unsigned codes' offset) */
-    __m256i mins;  /* int16: msum = mins . bsums */
-    float d, dmin; /* the block's F16 scales */
+    __m256i u[8]; /* codes of values 32i .. 32i+31, unsigned */
+    __m128i s8;   /* scale of each 16 values, int8 */
+    __m256i bias; /* int16: isum += bias . bsums (the unsigned codes' offset) */
+    __m256i mins; /* int16: msum = mins . bsums */
 } ksb;
 
 AI __m256i ld256(const void *p) {
@@ -41,25 +36,11 @@ AI __m256i bits(__m256i v, int shift, int mask) {
     return _mm256_and_si256(_mm256_srli_epi16(v, shift), _mm256_set1_epi8((char)mask));
 }
 
-/* Q4_K / Q5_K: d, dmin, and the 6-bit scales and minima (nm_k4_scale_min)
- * of the 16 bytes at the block's start; s8 and mins per 16 values. */
+/* Q4_K / Q5_K scales and minima, per 16 values. */
 AI void k4_scales(const void *blk, ksb *w) {
-    __m128i v = _mm_loadu_si128((const __m128i *)blk); /* d dmin s0 .. s11 */
-    /* bytes s0..3, s8..11, s4..7, s8..11 and (zero) s0..3 (zero) s4..7 */
-    __m128i a = _mm_shuffle_epi8(
-        v, _mm_setr_epi8(4, 5, 6, 7, 12, 13, 14, 15, 8, 9, 10, 11, 12, 13, 14, 15));
-    __m128i b = _mm_shuffle_epi8(
-        v, _mm_setr_epi8(-1, -1, -1, -1, 4, 5, 6, 7, -1, -1, -1, -1, 8, 9, 10, 11));
-    __m128i lo =
-        _mm_and_si128(a, _mm_setr_epi8(63, 63, 63, 63, 15, 15, 15, 15, 63, 63, 63, 63, 0, 0, 0, 0));
-    __m128i a4 = _mm_and_si128(_mm_srli_epi16(a, 4), _mm_setr_epi32(0, 0, 0, 0x0f0f0f0f));
-    __m128i hi = _mm_and_si128(_mm_srli_epi16(b, 2), _mm_set1_epi8(0x30));
-    __m128i sm = _mm_or_si128(_mm_or_si128(lo, a4), hi); /* scales 0..7, minima 0..7 */
+    __m128i sm = kq_k4_scales(blk); /* scales 0..7, minima 0..7 */
     w->s8 = _mm_unpacklo_epi8(sm, sm);
     w->mins = _mm256_cvtepu8_epi16(_mm_unpackhi_epi8(sm, sm));
-    __m128 d = _mm_cvtph_ps(v);
-    w->d = _mm_cvtss_f32(d);
-    w->dmin = _mm_cvtss_f32(_mm_movehdup_ps(d));
 }
 
 AI void unpack_q4_k(const void *blk, ksb *w) {
@@ -94,9 +75,7 @@ AI void unpack_q6_k(const void *blk, ksb *w) {
             _mm256_or_si256(lo[k], _mm256_slli_epi16(bits(qh, 2 * k, 3), 4));
     }
     w->s8 = _mm_loadu_si128((const __m128i *)b->scales);
-    w->bias = _mm256_slli_epi16(_mm256_cvtepi8_epi16(w->s8), 5);
-    w->bias = _mm256_sub_epi16(_mm256_setzero_si256(), w->bias);
-    w->d = _cvtsh_ss(b->d);
+    w->bias = kq_bias(w->s8, 5);
 }
 
 AI void unpack_q2_k(const void *blk, ksb *w) {
@@ -109,8 +88,6 @@ AI void unpack_q2_k(const void *blk, ksb *w) {
     const __m128i m4 = _mm_set1_epi8(15);
     w->s8 = _mm_and_si128(s, m4);
     w->mins = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(s, 4), m4));
-    w->d = _cvtsh_ss(b->d);
-    w->dmin = _cvtsh_ss(b->dmin);
 }
 
 AI void unpack_q3_k(const void *blk, ksb *w) {
@@ -123,19 +100,8 @@ AI void unpack_q3_k(const void *blk, ksb *w) {
             w->u[4 * h + j] = _mm256_or_si256(bits(q, 2 * j, 3), hi);
         }
     }
-    /* nm_q3k_scale: low nibbles from bytes 0..7, two high bits of scale
-     * 4k + i from byte 8 + i, bits 2k */
-    const __m128i m4 = _mm_set1_epi8(15);
-    __m128i x = _mm_loadl_epi64((const __m128i *)b->scales);
-    __m128i lo = _mm_unpacklo_epi64(_mm_and_si128(x, m4), _mm_and_si128(_mm_srli_epi16(x, 4), m4));
-    uint32_t h;
-    __builtin_memcpy(&h, b->scales + 8, 4);
-    __m128i hi = _mm_and_si128(_mm_srlv_epi32(_mm_set1_epi32((int)h), _mm_set_epi32(6, 4, 2, 0)),
-                               _mm_set1_epi8(3));
-    w->s8 = _mm_sub_epi8(_mm_or_si128(lo, _mm_slli_epi16(hi, 4)), _mm_set1_epi8(32));
-    w->bias = _mm256_slli_epi16(_mm256_cvtepi8_epi16(w->s8), 2);
-    w->bias = _mm256_sub_epi16(_mm256_setzero_si256(), w->bias);
-    w->d = _cvtsh_ss(b->d);
+    w->s8 = kq_q3k_scales(b->scales);
+    w->bias = kq_bias(w->s8, 2);
 }
 
 /* The int16 scales (every scale fits int8: Q4_K's are 0..63) of chunks 2k and 2k + 1 after packing
@@ -183,33 +149,11 @@ AI void ksb_dot(const ksb *w, const __m256i *sc, const kact *x, __m256i *isum, _
         *msum = _mm256_madd_epi16(x->bsums, w->mins);
 }
 
-/* The lane sums of v[0..3] as the 4 lanes of one vector. */
-AI __m128i hsum4(const __m256i *v) {
-    __m256i t = _mm256_hadd_epi32(_mm256_hadd_epi32(v[0], v[1]), _mm256_hadd_epi32(v[2], v[3]));
-    return _mm_add_epi32(_mm256_castsi256_si128(t), _mm256_extracti128_si256(t, 1));
-}
-
-/* The scalar kernels' float step (kernels_scalar_kquant.c), in the scalar
- * order, for 4 (row, token) pairs: d and dm are the rows' F16 scales, da
- * the tokens' activation scales, lane by lane. */
-AI __m128 kstep4(__m128 acc, __m128 d, __m128 dm, __m128 da, const __m256i *is, const __m256i *ms,
-                 const int MIN) {
-    __m128 fi = _mm_cvtepi32_ps(hsum4(is));
-    __m128 t = _mm_mul_ps(_mm_mul_ps(d, da), fi);
-    if (MIN) {
-        __m128 fm = _mm_cvtepi32_ps(hsum4(ms));
-        t = _mm_sub_ps(t, _mm_mul_ps(_mm_mul_ps(dm, da), fm));
-    }
-    return _mm_add_ps(acc, t);
-}
-
 /* Unpacks row r's block b and its scale vectors (ksb_dot's sc). */
 AI void unpack_row(const void *w, size_t rb, int r, int64_t b, size_t bsize,
                    void (*unpack)(const void *, ksb *), ksb *wb, __m256i *sc) {
     const char *blk = (const char *)w + (size_t)r * rb + (size_t)b * bsize;
-    _mm_prefetch(blk + NM_PREFETCH_BYTES, _MM_HINT_T1);
-    _mm_prefetch(blk + NM_PREFETCH_BYTES + 64, _MM_HINT_T1);
-    _mm_prefetch(blk + NM_PREFETCH_BYTES + 128, _MM_HINT_T1);
+    kq_prefetch(blk, bsize);
     unpack(blk, wb);
     _Pragma("GCC unroll 4") for (int k = 0; k < 4; k++) sc[k] = pair_scales(wb->s8, k);
 }
@@ -217,22 +161,21 @@ AI void unpack_row(const void *w, size_t rb, int r, int64_t b, size_t bsize,
 /* Decode: 4 rows at w, w + rb, ... x one token, the rows in the lanes of
  * the float step. */
 AI void kq_rows4(const void *w, size_t rb, const void *act, int64_t n, float *out, size_t bsize,
-                 void (*unpack)(const void *, ksb *), const int MIN, const int BIAS) {
+                 size_t doff, void (*unpack)(const void *, ksb *), const int MIN, const int BIAS) {
     __m128 acc = _mm_setzero_ps();
     for (int64_t b = 0; b < n / NM_QK_K; b++) {
         kact x;
         load_act(act, n, b, &x);
         __m256i is[4], ms[4];
-        float d[4], dm[4];
         _Pragma("GCC unroll 4") for (int r = 0; r < 4; r++) {
             ksb wb;
             __m256i sc[4];
             unpack_row(w, rb, r, b, bsize, unpack, &wb, sc);
             ksb_dot(&wb, sc, &x, &is[r], &ms[r], MIN, BIAS);
-            d[r] = wb.d;
-            dm[r] = MIN ? wb.dmin : 0;
         }
-        acc = kstep4(acc, _mm_loadu_ps(d), _mm_loadu_ps(dm), _mm_set1_ps(x.d), is, ms, MIN);
+        __m128 d, dm;
+        kq_gather_d4((const char *)w + (size_t)b * bsize, rb, doff, MIN, &d, &dm);
+        acc = kq_step4(acc, d, dm, _mm_set1_ps(x.d), is, ms, MIN);
     }
     _mm_storeu_ps(out, acc);
 }
@@ -240,16 +183,21 @@ AI void kq_rows4(const void *w, size_t rb, const void *act, int64_t n, float *ou
 /* R rows x nt tokens (nt <= KQ_TILE_T), the tokens in the lanes of the
  * float step; out[r * nt + t]. */
 AI void kq_rt(const void *w, size_t rb, const void *const *acts, const int R, int nt, int64_t n,
-              float *out, size_t bsize, void (*unpack)(const void *, ksb *), const int MIN,
-              const int BIAS) {
+              float *out, size_t bsize, size_t doff, void (*unpack)(const void *, ksb *),
+              const int MIN, const int BIAS) {
     __m128 acc[KQ_TILE_R];
     for (int r = 0; r < R; r++)
         acc[r] = _mm_setzero_ps();
     for (int64_t b = 0; b < n / NM_QK_K; b++) {
         ksb wb[KQ_TILE_R];
         __m256i sc[KQ_TILE_R][4];
-        _Pragma("GCC unroll 2") for (int r = 0; r < R; r++)
+        __m128 d[KQ_TILE_R], dm[KQ_TILE_R];
+        _Pragma("GCC unroll 2") for (int r = 0; r < R; r++) {
             unpack_row(w, rb, r, b, bsize, unpack, &wb[r], sc[r]);
+            const char *blk = (const char *)w + (size_t)r * rb + (size_t)b * bsize + doff;
+            d[r] = _mm_set1_ps(kq_f16(blk));
+            dm[r] = MIN ? _mm_set1_ps(kq_f16(blk + 2)) : d[r];
+        }
         __m256i is[KQ_TILE_R][4], ms[KQ_TILE_R][4];
         float da[4] = {0};
         _Pragma("GCC unroll 4") for (int k = 0; k < 4; k++) {
@@ -265,8 +213,7 @@ AI void kq_rt(const void *w, size_t rb, const void *const *acts, const int R, in
         }
         __m128 dav = _mm_loadu_ps(da);
         _Pragma("GCC unroll 2") for (int r = 0; r < R; r++) acc[r] =
-            kstep4(acc[r], _mm_set1_ps(wb[r].d), _mm_set1_ps(MIN ? wb[r].dmin : 0), dav, is[r],
-                   ms[r], MIN);
+            kq_step4(acc[r], d[r], dm[r], dav, is[r], ms[r], MIN);
     }
     for (int r = 0; r < R; r++) {
         float v[4];
@@ -279,14 +226,17 @@ AI void kq_rt(const void *w, size_t rb, const void *const *acts, const int R, in
 #define KQ_KERNEL(T, MIN, BIAS)                                                                    \
     static void T##_rowdot(const void *w, const void *const *acts, int nt, int64_t n,              \
                            float *out) {                                                           \
-        kq_rt(w, 0, acts, 1, nt, n, out, sizeof(nm_block_##T), unpack_##T, MIN, BIAS);             \
+        kq_rt(w, 0, acts, 1, nt, n, out, sizeof(nm_block_##T), offsetof(nm_block_##T, d),          \
+              unpack_##T, MIN, BIAS);                                                              \
     }                                                                                              \
     static void T##_rows4(const void *w, size_t rb, const void *act, int64_t n, float *out) {      \
-        kq_rows4(w, rb, act, n, out, sizeof(nm_block_##T), unpack_##T, MIN, BIAS);                 \
+        kq_rows4(w, rb, act, n, out, sizeof(nm_block_##T), offsetof(nm_block_##T, d), unpack_##T,  \
+                 MIN, BIAS);                                                                       \
     }                                                                                              \
     static void T##_tile(const void *w, size_t rb, const void *const *acts, int nt, int64_t n,     \
                          float *out) {                                                             \
-        kq_rt(w, rb, acts, KQ_TILE_R, nt, n, out, sizeof(nm_block_##T), unpack_##T, MIN, BIAS);    \
+        kq_rt(w, rb, acts, KQ_TILE_R, nt, n, out, sizeof(nm_block_##T), offsetof(nm_block_##T, d), \
+              unpack_##T, MIN, BIAS);                                                              \
     }
 
 KQ_KERNEL(q2_k, 1, 0)

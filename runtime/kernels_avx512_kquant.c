@@ -12,14 +12,9 @@
  * unsigned (Q3_K -4, Q6_K -32) are integer sums of the activations' bsums,
  * one vpmaddwd. Several rows and tokens share each unpacked block and each
  * activation load (rows4 for decode, tiles for prompts). */
-#include "kernel_set.h"
+#include "kernels_kquant_simd.h"
 
-#include "gguf/quant_kquant.h"
-
-#include <immintrin.h>
-#include <stdbool.h>
-
-#define AI static inline __attribute__((always_inline))
+#define AI KQ_AI
 
 /* Prompt tile: rows x tokens sharing unpacked blocks and activation loads */
 #define KQ_TILE_R 2
@@ -27,11 +22,10 @@
 
 /* One super-block, unpacked. */
 typedef struct ksb {
-    __m512i u[4];  /* codes of values 64c .. 64c+63, unsigned */
-    __m256i s16;   /* int16 scale of each 16 values */
-    __m256i bias;  /* int16: isum += bias . bsums (the unsigned codes' offset) */
-    __m256i mins;  /* int16: msum = mins . bsums */
-    float d, dmin; /* the block's F16 scales */
+    __m512i u[4]; /* codes of values 64c .. 64c+63, unsigned */
+    __m256i s16;  /* int16 scale of each 16 values */
+    __m256i bias; /* int16: isum += bias . bsums (the unsigned codes' offset) */
+    __m256i mins; /* int16: msum = mins . bsums */
 } ksb;
 
 AI __m512i bcast256(const void *p) {
@@ -44,30 +38,29 @@ AI __m512i bits2(__m512i v, int lo, int hi, int mask) {
     return _mm512_and_si512(_mm512_srlv_epi64(v, sh), _mm512_set1_epi8((char)mask));
 }
 
-/* Q4_K / Q5_K: d, dmin, and the 6-bit scales and minima
- * (nm_k4_scale_min) of the 16 bytes at the block's start, unpacked with
- * byte shuffles; s16 and mins get each value once per 16 values. */
+/* The code with low bits (below bit `at`) from lo and high bits (from bit
+ * `at`, `width` bits in all) from hi, where hi has bit k of its bytes' high
+ * part at bit kl (lower 32 bytes) and kh (upper 32): one rotate puts those
+ * bits in place (a rotate of the 64-bit lanes keeps each bit in its byte
+ * for counts below 8) and one vpternlog picks lo's low bits and hi's high
+ * ones. */
+AI __m512i merge_high(__m512i lo, __m512i hi, int kl, int kh, int at, int width) {
+    const __m512i rot =
+        _mm512_set_epi64((at - kh) & 63, (at - kh) & 63, (at - kh) & 63, (at - kh) & 63,
+                         (at - kl) & 63, (at - kl) & 63, (at - kl) & 63, (at - kl) & 63);
+    __m512i h = _mm512_rolv_epi64(hi, rot);
+    /* 0xe4: bits of lo where the mask is set, else of h */
+    __m512i v = _mm512_ternarylogic_epi32(lo, h, _mm512_set1_epi8((char)((1 << at) - 1)), 0xe4);
+    return _mm512_and_si512(v, _mm512_set1_epi8((char)((1 << width) - 1)));
+}
+
+/* Q4_K / Q5_K scales and minima, as int16 per 16 values. */
 AI void k4_scales(const void *blk, ksb *w) {
-    __m128i v = _mm_loadu_si128((const __m128i *)blk); /* d dmin s0 .. s11 */
-    /* bytes s0..3, s8..11, s4..7, s8..11 and (zero) s0..3 (zero) s4..7 */
-    __m128i a = _mm_shuffle_epi8(
-        v, _mm_setr_epi8(4, 5, 6, 7, 12, 13, 14, 15, 8, 9, 10, 11, 12, 13, 14, 15));
-    __m128i b = _mm_shuffle_epi8(
-        v, _mm_setr_epi8(-1, -1, -1, -1, 4, 5, 6, 7, -1, -1, -1, -1, 8, 9, 10, 11));
-    __m128i lo =
-        _mm_and_si128(a, _mm_setr_epi8(63, 63, 63, 63, 15, 15, 15, 15, 63, 63, 63, 63, 0, 0, 0, 0));
-    __m128i a4 = _mm_and_si128(_mm_srli_epi16(a, 4), _mm_set1_epi8(15));
-    lo = _mm_mask_blend_epi8(0xf000, lo, a4);
-    __m128i hi = _mm_and_si128(_mm_srli_epi16(b, 2), _mm_set1_epi8(0x30));
-    /* scales 0..7 then minima 0..7, as int16 */
-    __m256i sm = _mm256_cvtepu8_epi16(_mm_or_si128(lo, hi));
+    __m256i sm = _mm256_cvtepu8_epi16(kq_k4_scales(blk)); /* scales 0..7, minima 0..7 */
     w->s16 = _mm256_permutexvar_epi16(
         _mm256_setr_epi16(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7), sm);
     w->mins = _mm256_permutexvar_epi16(
         _mm256_setr_epi16(8, 8, 9, 9, 10, 10, 11, 11, 12, 12, 13, 13, 14, 14, 15, 15), sm);
-    __m128 d = _mm_cvtph_ps(v);
-    w->d = _mm_cvtss_f32(d);
-    w->dmin = _mm_cvtss_f32(_mm_movehdup_ps(d));
 }
 
 AI void unpack_q4_k(const void *blk, ksb *w) {
@@ -81,27 +74,24 @@ AI void unpack_q5_k(const void *blk, ksb *w) {
     const nm_block_q5_k *b = blk;
     __m512i qh = bcast256(b->qh);
     _Pragma("GCC unroll 4") for (int c = 0; c < 4; c++) {
-        __m512i hi = bits2(qh, 2 * c, 2 * c + 1, 1);
-        w->u[c] =
-            _mm512_or_si512(bits2(bcast256(b->qs + 32 * c), 0, 4, 15), _mm512_slli_epi16(hi, 4));
+        const __m512i sh = _mm512_set_epi64(4, 4, 4, 4, 0, 0, 0, 0);
+        __m512i lo = _mm512_srlv_epi64(bcast256(b->qs + 32 * c), sh);
+        w->u[c] = merge_high(lo, qh, 2 * c, 2 * c + 1, 4, 5);
     }
     k4_scales(b, w);
 }
 
 AI void unpack_q6_k(const void *blk, ksb *w) {
     const nm_block_q6_k *b = blk;
-    const __m512i m4 = _mm512_set1_epi8(15);
     _Pragma("GCC unroll 2") for (int h = 0; h < 2; h++) {
         __m512i ql = _mm512_loadu_si512(b->ql + 64 * h);
         __m512i qh = bcast256(b->qh + 32 * h);
-        __m512i lo0 = _mm512_and_si512(ql, m4);
-        __m512i lo1 = _mm512_and_si512(_mm512_srli_epi16(ql, 4), m4);
-        w->u[2 * h] = _mm512_or_si512(lo0, _mm512_slli_epi16(bits2(qh, 0, 2, 3), 4));
-        w->u[2 * h + 1] = _mm512_or_si512(lo1, _mm512_slli_epi16(bits2(qh, 4, 6, 3), 4));
+        w->u[2 * h] = merge_high(ql, qh, 0, 2, 4, 6);
+        w->u[2 * h + 1] = merge_high(_mm512_srli_epi16(ql, 4), qh, 4, 6, 4, 6);
     }
-    w->s16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)b->scales));
-    w->bias = _mm256_sub_epi16(_mm256_setzero_si256(), _mm256_slli_epi16(w->s16, 5));
-    w->d = _cvtsh_ss(b->d);
+    __m128i s8 = _mm_loadu_si128((const __m128i *)b->scales);
+    w->s16 = _mm256_cvtepi8_epi16(s8);
+    w->bias = kq_bias(s8, 5);
 }
 
 /* Q2_K and Q3_K: the two low bits of values 64c .. 64c+63. */
@@ -116,28 +106,20 @@ AI void unpack_q2_k(const void *blk, ksb *w) {
     const __m128i m4 = _mm_set1_epi8(15);
     w->s16 = _mm256_cvtepu8_epi16(_mm_and_si128(s, m4));
     w->mins = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(s, 4), m4));
-    w->d = _cvtsh_ss(b->d);
-    w->dmin = _cvtsh_ss(b->dmin);
 }
 
 AI void unpack_q3_k(const void *blk, ksb *w) {
     const nm_block_q3_k *b = blk;
     __m512i hm = bcast256(b->hmask);
-    _Pragma("GCC unroll 4") for (int c = 0; c < 4; c++) w->u[c] =
-        _mm512_or_si512(k2_low(b->qs, c), _mm512_slli_epi16(bits2(hm, 2 * c, 2 * c + 1, 1), 2));
-    /* nm_q3k_scale: low nibbles from bytes 0..7, two high bits of scale
-     * 4k + i from byte 8 + i, bits 2k */
-    const __m128i m4 = _mm_set1_epi8(15);
-    __m128i x = _mm_loadl_epi64((const __m128i *)b->scales);
-    __m128i lo = _mm_unpacklo_epi64(_mm_and_si128(x, m4), _mm_and_si128(_mm_srli_epi16(x, 4), m4));
-    uint32_t h;
-    __builtin_memcpy(&h, b->scales + 8, 4);
-    __m128i hi = _mm_and_si128(_mm_srlv_epi32(_mm_set1_epi32((int)h), _mm_set_epi32(6, 4, 2, 0)),
-                               _mm_set1_epi8(3));
-    __m128i sc = _mm_sub_epi8(_mm_or_si128(lo, _mm_slli_epi16(hi, 4)), _mm_set1_epi8(32));
-    w->s16 = _mm256_cvtepi8_epi16(sc);
-    w->bias = _mm256_sub_epi16(_mm256_setzero_si256(), _mm256_slli_epi16(w->s16, 2));
-    w->d = _cvtsh_ss(b->d);
+    _Pragma("GCC unroll 4") for (int c = 0; c < 4; c++) {
+        const int s0 = 4 * (c % 2);
+        const __m512i sh = _mm512_set_epi64(s0 + 2, s0 + 2, s0 + 2, s0 + 2, s0, s0, s0, s0);
+        __m512i lo = _mm512_srlv_epi64(bcast256(b->qs + 32 * (c / 2)), sh);
+        w->u[c] = merge_high(lo, hm, 2 * c, 2 * c + 1, 2, 3);
+    }
+    __m128i s8 = kq_q3k_scales(b->scales);
+    w->s16 = _mm256_cvtepi8_epi16(s8);
+    w->bias = kq_bias(s8, 2);
 }
 
 /* The int16 scale of each value pair of chunk c: lane i has s16[4c + i/8]. */
@@ -203,33 +185,11 @@ AI void ksb_dot(const ksb *w, const __m512i *sc, const kact *x, __m256i *isum, _
         *msum = _mm256_madd_epi16(x->bsums, w->mins);
 }
 
-/* The lane sums of v[0..3] as the 4 lanes of one vector. */
-AI __m128i hsum4(const __m256i *v) {
-    __m256i t = _mm256_hadd_epi32(_mm256_hadd_epi32(v[0], v[1]), _mm256_hadd_epi32(v[2], v[3]));
-    return _mm_add_epi32(_mm256_castsi256_si128(t), _mm256_extracti128_si256(t, 1));
-}
-
-/* The scalar kernels' float step (kernels_scalar_kquant.c), in the scalar
- * order, for 4 (row, token) pairs: d and dm are the rows' F16 scales, da
- * the tokens' activation scales, lane by lane. */
-AI __m128 kstep4(__m128 acc, __m128 d, __m128 dm, __m128 da, const __m256i *is, const __m256i *ms,
-                 const int MIN) {
-    __m128 fi = _mm_cvtepi32_ps(hsum4(is));
-    __m128 t = _mm_mul_ps(_mm_mul_ps(d, da), fi);
-    if (MIN) {
-        __m128 fm = _mm_cvtepi32_ps(hsum4(ms));
-        t = _mm_sub_ps(t, _mm_mul_ps(_mm_mul_ps(dm, da), fm));
-    }
-    return _mm_add_ps(acc, t);
-}
-
 /* Unpacks row r's block b and its scale vectors (kq_dot's sc). */
 AI void unpack_row(const void *w, size_t rb, int r, int64_t b, size_t bsize,
                    void (*unpack)(const void *, ksb *), ksb *wb, __m512i *sc, const int VNNI) {
     const char *blk = (const char *)w + (size_t)r * rb + (size_t)b * bsize;
-    _mm_prefetch(blk + NM_PREFETCH_BYTES, _MM_HINT_T1);
-    _mm_prefetch(blk + NM_PREFETCH_BYTES + 64, _MM_HINT_T1);
-    _mm_prefetch(blk + NM_PREFETCH_BYTES + 128, _MM_HINT_T1);
+    kq_prefetch(blk, bsize);
     unpack(blk, wb);
     _Pragma("GCC unroll 4") for (int c = 0; c < 4; c++) {
         if (!VNNI)
@@ -242,23 +202,22 @@ AI void unpack_row(const void *w, size_t rb, int r, int64_t b, size_t bsize,
 /* Decode: 4 rows at w, w + rb, ... x one token, the rows in the lanes of
  * the float step. */
 AI void kq_rows4(const void *w, size_t rb, const void *act, int64_t n, float *out, size_t bsize,
-                 void (*unpack)(const void *, ksb *), const int MIN, const int BIAS,
+                 size_t doff, void (*unpack)(const void *, ksb *), const int MIN, const int BIAS,
                  const int VNNI) {
     __m128 acc = _mm_setzero_ps();
     for (int64_t b = 0; b < n / NM_QK_K; b++) {
         kact x;
         load_act(act, n, b, &x);
         __m256i is[4], ms[4];
-        float d[4], dm[4];
         _Pragma("GCC unroll 4") for (int r = 0; r < 4; r++) {
             ksb wb;
             __m512i sc[4];
             unpack_row(w, rb, r, b, bsize, unpack, &wb, sc, VNNI);
             ksb_dot(&wb, sc, &x, &is[r], &ms[r], MIN, BIAS, VNNI);
-            d[r] = wb.d;
-            dm[r] = MIN ? wb.dmin : 0;
         }
-        acc = kstep4(acc, _mm_loadu_ps(d), _mm_loadu_ps(dm), _mm_set1_ps(x.d), is, ms, MIN);
+        __m128 d, dm;
+        kq_gather_d4((const char *)w + (size_t)b * bsize, rb, doff, MIN, &d, &dm);
+        acc = kq_step4(acc, d, dm, _mm_set1_ps(x.d), is, ms, MIN);
     }
     _mm_storeu_ps(out, acc);
 }
@@ -266,8 +225,8 @@ AI void kq_rows4(const void *w, size_t rb, const void *act, int64_t n, float *ou
 /* R rows x nt tokens (nt <= KQ_TILE_T), the tokens in groups of 4 in the
  * lanes of the float step; out[r * nt + t]. */
 AI void kq_rt(const void *w, size_t rb, const void *const *acts, const int R, int nt, int64_t n,
-              float *out, size_t bsize, void (*unpack)(const void *, ksb *), const int MIN,
-              const int BIAS, const int VNNI) {
+              float *out, size_t bsize, size_t doff, void (*unpack)(const void *, ksb *),
+              const int MIN, const int BIAS, const int VNNI) {
     __m128 acc[2][KQ_TILE_T / 4];
     for (int r = 0; r < R; r++)
         for (int g = 0; g < KQ_TILE_T / 4; g++)
@@ -275,8 +234,13 @@ AI void kq_rt(const void *w, size_t rb, const void *const *acts, const int R, in
     for (int64_t b = 0; b < n / NM_QK_K; b++) {
         ksb wb[2];
         __m512i sc[2][4];
-        _Pragma("GCC unroll 2") for (int r = 0; r < R; r++)
+        __m128 d[2], dm[2];
+        _Pragma("GCC unroll 2") for (int r = 0; r < R; r++) {
             unpack_row(w, rb, r, b, bsize, unpack, &wb[r], sc[r], VNNI);
+            const char *blk = (const char *)w + (size_t)r * rb + (size_t)b * bsize + doff;
+            d[r] = _mm_set1_ps(kq_f16(blk));
+            dm[r] = MIN ? _mm_set1_ps(kq_f16(blk + 2)) : d[r];
+        }
         for (int g = 0; g * 4 < nt; g++) {
             __m256i is[2][4], ms[2][4];
             float da[4] = {0};
@@ -292,8 +256,8 @@ AI void kq_rt(const void *w, size_t rb, const void *const *acts, const int R, in
                     ksb_dot(&wb[r], sc[r], &x, &is[r][k], &ms[r][k], MIN, BIAS, VNNI);
             }
             __m128 dav = _mm_loadu_ps(da);
-            _Pragma("GCC unroll 2") for (int r = 0; r < R; r++) acc[r][g] = kstep4(
-                acc[r][g], _mm_set1_ps(wb[r].d), _mm_set1_ps(wb[r].dmin), dav, is[r], ms[r], MIN);
+            _Pragma("GCC unroll 2") for (int r = 0; r < R; r++) acc[r][g] =
+                kq_step4(acc[r][g], d[r], dm[r], dav, is[r], ms[r], MIN);
         }
     }
     for (int r = 0; r < R; r++)
@@ -308,25 +272,31 @@ AI void kq_rt(const void *w, size_t rb, const void *const *acts, const int R, in
 #define KQ_KERNEL(T, MIN, BIAS)                                                                    \
     static void T##_rowdot_vnni(const void *w, const void *const *acts, int nt, int64_t n,         \
                                 float *out) {                                                      \
-        kq_rt(w, 0, acts, 1, nt, n, out, sizeof(nm_block_##T), unpack_##T, MIN, BIAS, 1);          \
+        kq_rt(w, 0, acts, 1, nt, n, out, sizeof(nm_block_##T), offsetof(nm_block_##T, d),          \
+              unpack_##T, MIN, BIAS, 1);                                                           \
     }                                                                                              \
     static void T##_rowdot_bw(const void *w, const void *const *acts, int nt, int64_t n,           \
                               float *out) {                                                        \
-        kq_rt(w, 0, acts, 1, nt, n, out, sizeof(nm_block_##T), unpack_##T, MIN, BIAS, 0);          \
+        kq_rt(w, 0, acts, 1, nt, n, out, sizeof(nm_block_##T), offsetof(nm_block_##T, d),          \
+              unpack_##T, MIN, BIAS, 0);                                                           \
     }                                                                                              \
     static void T##_rows4_vnni(const void *w, size_t rb, const void *act, int64_t n, float *out) { \
-        kq_rows4(w, rb, act, n, out, sizeof(nm_block_##T), unpack_##T, MIN, BIAS, 1);              \
+        kq_rows4(w, rb, act, n, out, sizeof(nm_block_##T), offsetof(nm_block_##T, d), unpack_##T,  \
+                 MIN, BIAS, 1);                                                                    \
     }                                                                                              \
     static void T##_rows4_bw(const void *w, size_t rb, const void *act, int64_t n, float *out) {   \
-        kq_rows4(w, rb, act, n, out, sizeof(nm_block_##T), unpack_##T, MIN, BIAS, 0);              \
+        kq_rows4(w, rb, act, n, out, sizeof(nm_block_##T), offsetof(nm_block_##T, d), unpack_##T,  \
+                 MIN, BIAS, 0);                                                                    \
     }                                                                                              \
     static void T##_tile_vnni(const void *w, size_t rb, const void *const *acts, int nt,           \
                               int64_t n, float *out) {                                             \
-        kq_rt(w, rb, acts, KQ_TILE_R, nt, n, out, sizeof(nm_block_##T), unpack_##T, MIN, BIAS, 1); \
+        kq_rt(w, rb, acts, KQ_TILE_R, nt, n, out, sizeof(nm_block_##T), offsetof(nm_block_##T, d), \
+              unpack_##T, MIN, BIAS, 1);                                                           \
     }                                                                                              \
     static void T##_tile_bw(const void *w, size_t rb, const void *const *acts, int nt, int64_t n,  \
                             float *out) {                                                          \
-        kq_rt(w, rb, acts, KQ_TILE_R, nt, n, out, sizeof(nm_block_##T), unpack_##T, MIN, BIAS, 0); \
+        kq_rt(w, rb, acts, KQ_TILE_R, nt, n, out, sizeof(nm_block_##T), offsetof(nm_block_##T, d), \
+              unpack_##T, MIN, BIAS, 0);                                                           \
     }
 
 KQ_KERNEL(q2_k, 1, 0)
