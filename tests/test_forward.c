@@ -490,6 +490,13 @@ static void test_quantized_vs_f64_reference(void **state) {
         {NM_TYPE_Q4_K, NUMALM_KV_F16, 0.03},
         {NM_TYPE_Q5_K, NUMALM_KV_F16, 0.03},
         {NM_TYPE_Q6_K, NUMALM_KV_F16, 0.03},
+        /* the other legacy types: Q8 activations per 32, measured 1.05e-2
+         * (IQ4_NL) .. 1.18e-2 (Q4_1); IQ4_XS takes Q8_K, 1.55e-2 */
+        {NM_TYPE_Q4_1, NUMALM_KV_F16, 0.03},
+        {NM_TYPE_Q5_0, NUMALM_KV_F16, 0.03},
+        {NM_TYPE_Q5_1, NUMALM_KV_F16, 0.03},
+        {NM_TYPE_IQ4_NL, NUMALM_KV_F16, 0.03},
+        {NM_TYPE_IQ4_XS, NUMALM_KV_F16, 0.03},
     };
     const int32_t toks[] = {1, 300, 301, 512, 777, 1000, 42, 2000, 1234, 5};
     const int n = 10, n_batch = 6;

@@ -205,7 +205,8 @@ int nm_mkmodel_check(const nm_mkmodel_shape *s, nm_mkmodel_quant q, nm_error *er
 /* The type of a matrix: the plain type, or as the preset mixes them. */
 static uint32_t matrix_type(const nm_mkmodel_shape *s, nm_mkmodel_quant q, nm_role role,
                             uint32_t layer, uint64_t ncols) {
-    return q.ftype ? nm_mkmodel_mix_type(q.ftype, s, role, layer, ncols) : q.type;
+    return q.ftype ? nm_mkmodel_mix_type(q.ftype, s, role, layer, ncols)
+                   : nm_mkmodel_fallback(q.type, ncols);
 }
 
 /* Bytes of a tensor of ne1 rows of ne0 elements, padded as in the file. */

@@ -54,7 +54,7 @@ typedef struct nm_mkmodel_opts {
     const char *name;        /* general.name; NULL: derived from shape and type */
     nm_progress_fn progress; /* NULL: no progress reports */
     void *progress_ud;
-    bool sparse;             /* header only: the tensor data is a hole (zeros) */
+    bool sparse; /* header only: the tensor data is a hole (zeros) */
     /* Checked between chunks: when it becomes non-zero (a signal handler
      * sets it) the write stops with an error and OUT.tmp is removed. */
     const volatile sig_atomic_t *stop;
@@ -97,6 +97,12 @@ int nm_mkmodel_file_type(nm_mkmodel_quant q);
 
 /* True for the presets whose types mkmodel mixes (tools/mkmodel_mix.c). */
 bool nm_mkmodel_is_mix(uint32_t ftype);
+
+/* The type a matrix of `type` is stored as when its rows of ncols values
+ * are not a whole number of the type's blocks: llama-quantize's fallback
+ * (Q4_K -> Q5_0, IQ4_XS -> IQ4_NL, ...; F16 when that does not fit either),
+ * or the type itself where llama-quantize defines none. */
+uint32_t nm_mkmodel_fallback(uint32_t type, uint64_t ncols);
 
 /* The weight type of a matrix of role `role` in block `layer` (rows of
  * ncols values) in a file of preset ftype, as llama-quantize chooses it. */

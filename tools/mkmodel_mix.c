@@ -89,9 +89,7 @@ static uint32_t attn_output_type(uint32_t ft, uint32_t t) {
     return t;
 }
 
-/* A row of ncols values that is not a whole number of the type's blocks
- * takes llama-quantize's fallback type, F16 when that does not fit either. */
-static uint32_t fallback(uint32_t t, uint64_t ncols) {
+uint32_t nm_mkmodel_fallback(uint32_t t, uint64_t ncols) {
     if (ncols % nm_type_get(t)->block_size == 0)
         return t;
     switch (t) {
@@ -108,6 +106,11 @@ static uint32_t fallback(uint32_t t, uint64_t ncols) {
     case NM_TYPE_Q6_K:
         t = NM_TYPE_Q8_0;
         break;
+    case NM_TYPE_IQ4_XS:
+        t = NM_TYPE_IQ4_NL;
+        break;
+    default: /* none defined: nm_mkmodel_check refuses the shape */
+        return t;
     }
     return ncols % nm_type_get(t)->block_size == 0 ? t : NM_TYPE_F16;
 }
@@ -132,5 +135,5 @@ uint32_t nm_mkmodel_mix_type(uint32_t ftype, const nm_mkmodel_shape *s, nm_role 
     default:
         break;
     }
-    return fallback(t, ncols);
+    return nm_mkmodel_fallback(t, ncols);
 }

@@ -41,6 +41,26 @@ tiny_model() {
     run "$NUMALM" mkmodel "$TINY" --preset tiny >/dev/null || return 1
 }
 
+# same_text_everywhere MODEL: MODEL runs on the N nodes with --verify
+# (placement and every block's scales) in every placement (weights split,
+# replicated, interleaved, on the first node, on the last), and greedy text
+# is the same in all of them: a dot's result does not depend on how rows
+# are split.
+same_text_everywhere() {
+    local base="" out p
+    for p in shard replicate interleave node:0 node:$((N - 1)); do
+        out=$("$NUMALM" run -m "$1" -p "Once upon a time" -n 8 --temp 0 --placement "$p" \
+              --verify --no-progress --json 2>"$WORK/same.err") || {
+            cat "$WORK/same.err"
+            return 1
+        }
+        echo "$p: $out | $(grep -o '"nodes":[0-9]*,"threads":[0-9]*' "$WORK/same.err")"
+        grep -q "\"nodes\":$N," "$WORK/same.err" || { echo "  not on $N nodes"; return 1; }
+        [ -n "$base" ] || base=$out
+        [ "$out" = "$base" ] || { echo "  differs from the first run"; return 1; }
+    done
+}
+
 # Node count and node OS indexes of a `numalm plan --json`.
 plan_nodes() { grep -o '"kv_heads"' | wc -l; }
 

@@ -11,17 +11,6 @@ KQ_MODEL=$WORK/tiny-q4_k_m.gguf
 
 check_kquant_placements() {
     [ -s "$KQ_MODEL" ] || run "$NUMALM" mkmodel "$KQ_MODEL" --type q4_k_m >/dev/null || return 1
-    local base="" out p
-    for p in shard replicate interleave node:0 node:$((N - 1)); do
-        out=$("$NUMALM" run -m "$KQ_MODEL" -p "Once upon a time" -n 8 --temp 0 --placement "$p" \
-              --verify --no-progress --json 2>"$WORK/kq.err") || {
-            cat "$WORK/kq.err"
-            return 1
-        }
-        echo "$p: $out | $(grep -o '"nodes":[0-9]*,"threads":[0-9]*' "$WORK/kq.err")"
-        grep -q "\"nodes\":$N," "$WORK/kq.err" || { echo "  not on $N nodes"; return 1; }
-        [ -n "$base" ] || base=$out
-        [ "$out" = "$base" ] || { echo "  differs from the first run"; return 1; }
-    done
+    same_text_everywhere "$KQ_MODEL"
 }
 register kquant_placements
