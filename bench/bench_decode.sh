@@ -5,27 +5,29 @@
 # against two read-bandwidth probes (bench/membw): threads summing a fresh
 # buffer ("of bw"), and threads summing the model file's own page cache
 # ("of file"), the very pages a decode with --io auto (and llama.cpp's mmap)
-# reads. On this VM a fresh buffer reads at 30 to 57 GB/s depending on where
-# the host put it, so the second is the steadier ceiling.
+# reads. On the dev VM (docs/benchmarks.md, "Machines") a fresh buffer reads
+# at 30 to 57 GB/s depending on where the host put it, so the second is the
+# steadier ceiling.
 #
 # The steadiest of all is the in-process probe: a `numalm run --read-probe`
 # run follows each decode step with a read of the same weight bytes by the
 # same threads (no compute), and reports the decode GB/s over that read's
 # GB/s per pair ("paired": the median over the pairs; the column is the
-# median over the REPS runs). This VM's bandwidth changes from one second to
-# the next, which a probe run in another process cannot follow.
+# median over the REPS runs). The dev VM's bandwidth changes from one second
+# to the next, which a probe run in another process cannot follow.
 #
 #   bench/bench_decode.sh [TYPE...]          default: f16 q8_0 q4_0
 #   env: NUMALM (binary; default build/numalm), MEMBW (default next to it),
 #        MODELS (dir for the demo models; default /tmp/numalm-bench),
 #        THREADS (2), N_DECODE (64), N_PROMPT (64), REPS (3; best run kept),
-#        LLAMA_BENCH (default /work/peers/llama.cpp/build/bin/llama-bench),
+#        LLAMA_BENCH (llama.cpp's llama-bench; default: llama-bench on PATH;
+#        without one only numalm runs),
 #        EXTRA (more numalm options, e.g. "--placement interleave"),
 #        NEIGHBOUR (a CPU number: a busy loop runs pinned there for the whole
 #        run, a noisy neighbour sharing one core with both tools' workers)
 # The runs of the two tools alternate, so that a noisy neighbour hurts both.
 # Each run starts from a fully cached model file (read just before): a
-# machine may page out cold page cache that nobody maps (this VM's DAMON
+# machine may page out cold page cache that nobody maps (the dev VM's DAMON
 # pageout scheme does within ~30-60 s), and then numalm's auto mode copies
 # the missing pieces into its arena while llama.cpp faults them from disk.
 set -euo pipefail
@@ -38,7 +40,7 @@ THREADS=${THREADS:-2}
 N_DECODE=${N_DECODE:-64}
 N_PROMPT=${N_PROMPT:-64}
 REPS=${REPS:-3}
-LLAMA_BENCH=${LLAMA_BENCH:-/work/peers/llama.cpp/build/bin/llama-bench}
+LLAMA_BENCH=${LLAMA_BENCH:-$(command -v llama-bench || true)}
 EXTRA=${EXTRA:-}
 types=("$@")
 [ ${#types[@]} -gt 0 ] || types=(f16 q8_0 q4_0)
@@ -73,7 +75,11 @@ measure_bw() {
 }
 measure_bw
 have_llama=0
-[ -x "$LLAMA_BENCH" ] && have_llama=1
+if [ -n "$LLAMA_BENCH" ] && [ -x "$LLAMA_BENCH" ]; then
+    have_llama=1
+else
+    echo "bench_decode: no llama-bench (put it on PATH or set LLAMA_BENCH): numalm only" >&2
+fi
 
 report_bw() { [ -z "$bw" ] || echo "membw: $THREADS threads read $bw GB/s (best of the runs so far)"; }
 report_bw

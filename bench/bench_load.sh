@@ -18,8 +18,9 @@
 #   bench/bench_load.sh [--sweep | --limit] [MODEL]
 #   env: NUMALM (binary; default build/numalm), MEMBW (default: membw next
 #        to it), BENCH_DIR (default /tmp/numalm-bench), REPEAT (default 3),
-#        LLAMA_BIN (default /work/peers/llama.cpp/build/bin), PLACEMENT
-#        (default shard)
+#        LLAMA_BIN (the folder of llama.cpp's llama-cli; default: where
+#        llama-cli on PATH is; without one the llama.cpp rows are left out),
+#        PLACEMENT (default shard)
 # --sweep: cold dio over chunk 1/4/8/16 MiB x queue depth 4/8/16/32 instead.
 # --limit: only the cold-load limit.
 set -u
@@ -28,7 +29,7 @@ NUMALM=${NUMALM:-$HERE/../build/numalm}
 MEMBW=${MEMBW:-$(dirname "$NUMALM")/membw}
 BENCH_DIR=${BENCH_DIR:-/tmp/numalm-bench}
 REPEAT=${REPEAT:-3}
-LLAMA_BIN=${LLAMA_BIN:-/work/peers/llama.cpp/build/bin}
+LLAMA_BIN=${LLAMA_BIN:-$(dirname "$(command -v llama-cli || echo ./none)")}
 PLACEMENT=${PLACEMENT:-shard}
 SWEEP=0
 LIMIT=0

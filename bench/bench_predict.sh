@@ -10,7 +10,7 @@
 #                                         memory-bound assumption
 #   numalm plan --predict --bandwidth measure
 #                                         predicted tok/s as plan --predict
-#                                         does here by default (its own probe
+#                                         does by default on a live machine (its own probe
 #                                         on a fresh anonymous buffer)
 # REPS pairs; the medians, the ratios measured / predicted and whether they
 # are within 15 %. `uptime` before and after: a busy machine slows decode
@@ -57,7 +57,7 @@ print(j["scenarios"][0]["tok_s"], j["bandwidth"]["gbs"][0][0])'
 }
 
 for ((i = 1; i <= REPS; i++)); do
-    cat "$MODEL" >/dev/null # this VM pages unmapped cache out within a minute
+    cat "$MODEL" >/dev/null # the dev VM pages unmapped cache out within a minute
     # shellcheck disable=SC2086
     run=$("$NUMALM" run -m "$MODEL" $T_ARG -p "Once upon a time" -n "$N_DECODE" --read-probe \
         --json 2>&1 >/dev/null | tail -1 | "$PY" -S -E -c '

@@ -19,7 +19,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-/* Measured here (docs/loading.md, cold O_DIRECT sweep): 4 MiB requests at
+/* Measured on the dev VM (docs/loading.md, cold O_DIRECT sweep): 4 MiB requests at
  * depth 32 were the fastest (1.23 GB/s, vs 1.11 at depth 16 and 0.78 for
  * 1 MiB at depth 4); larger chunks gained nothing. */
 #define DEFAULT_CHUNK (4u << 20)
@@ -309,7 +309,8 @@ static int node_pus(const load_run *r, int node_os) {
 
 /* Threads per node for a kind: one io_uring reader keeps the disk busy;
  * copies from the page cache (or faults) scale with memory bandwidth, so
- * use several cores, at most 4 (FIELD-NOTES: 10 GB/s per thread here). */
+ * use several cores, at most 4 (one thread reads memory at about 10 GB/s
+ * on the machines numalm was planned for, and 20-30 on the dev VM). */
 static int readers_for(const load_run *r, nm_job_kind kind, int node_os) {
     if (r->o->readers_per_node > 0)
         return r->o->readers_per_node;
@@ -460,8 +461,9 @@ static void decide_thp(load_run *r) {
     }
 }
 
-/* Opt-in (thp 2, `--thp collapse`): fill with small pages (fast here), then
- * MADV_COLLAPSE them into huge pages (faster decode). Measured on this VM:
+/* Opt-in (thp 2, `--thp collapse`): fill with small pages (fast under a
+ * reporting balloon), then MADV_COLLAPSE them into huge pages (faster
+ * decode). Measured on the dev VM:
  * +2.7-6 s for 2.2 GB, so it pays only for long generations
  * (docs/loading.md). */
 static void thp_collapse_after_fill(load_run *r) {

@@ -13,7 +13,8 @@
 /* A virtio balloon with free page reporting (feature bit 5) hands memory
  * the guest frees back to the hypervisor; faulting it in again costs a host
  * fault per small page, and a huge-page fault pays 512 of them up front:
- * measured here, THP arenas populate at 0.2-0.4 GB/s, 4 KiB pages at
+ * measured on the dev VM (docs/benchmarks.md), THP arenas populate at
+ * 0.2-0.4 GB/s, 4 KiB pages at
  * 2.4-2.7 GB/s. Elsewhere huge pages are cheaper to fault and to use. */
 bool nm_freed_memory_goes_to_host(void) {
     DIR *d = opendir("/sys/bus/virtio/drivers/virtio_balloon");

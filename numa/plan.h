@@ -113,8 +113,6 @@ void nm_plan_print_json(const nm_plan *p, FILE *out);
 struct nm_json;
 void nm_plan_json_fields(const nm_plan *p, struct nm_json *j);
 
-/* Additions (plan engineer). */
-
 /* The full per-tensor table (`numalm plan --verbose`). */
 void nm_plan_print_table(const nm_plan *p, FILE *out);
 

@@ -42,9 +42,8 @@ typedef struct nm_topo {
     nm_topo_pci *pci;
     char allowed_cpuset[256]; /* hwloc list syntax, e.g. "0-3,8" */
     char allowed_nodeset[256];
-    uint64_t meminfo_total; /* /proc/meminfo MemTotal (this machine only) */
-    bool memory_mismatch;   /* hwloc node memory sum disagrees with meminfo */
-    /* Added by topo (additive): */
+    uint64_t meminfo_total;       /* /proc/meminfo MemTotal (this machine only) */
+    bool memory_mismatch;         /* hwloc node memory sum disagrees with meminfo */
     hwloc_bitmap_t allowed_cpus;  /* hwloc's allowed PUs AND the process affinity
                                      (taskset, numactl --cpunodebind) */
     hwloc_bitmap_t allowed_nodes; /* hwloc's allowed nodes AND the memory binding

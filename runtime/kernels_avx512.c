@@ -20,7 +20,7 @@
 #define TOK_GROUP 8
 /* Prompt matmat tile of float weights: 3 rows x 4 tokens x 2 accumulators
  * = 24 zmm, plus 3 weight vectors and one activation vector. 4 x 3 was as
- * fast, 2 x 6 slower (docs/kernels.md, decision 12). -D overrides are for
+ * fast, 2 x 6 slower (docs/kernels.md, "Matmat tiles"). -D overrides are for
  * such measurements. */
 #ifndef TILE_R
 #define TILE_R 3
@@ -195,7 +195,7 @@ FLOAT_KERNEL(rowdot_f32, 4, 1, ld_f32, ldm_f32, float, ld_f32, ldm_f32)
 /* F16 weights take F16 activations (nm_act_prepare), one row at a time and
  * no software prefetch: with half the bytes loaded from L1 per weight this
  * plain loop streams faster than the four-row prefetching one did with F32
- * activations (docs/kernels.md, decision 13). */
+ * activations (docs/kernels.md, "F16 decode"). */
 FLOAT_KERNEL(rowdot_f16, 2, 0, ld_f16, ldm_f16, uint16_t, ld_f16, ldm_f16)
 /* attention: the F16 KV cache against the F32 query */
 FLOAT_KERNEL(rowdot_f16_f32act, 2, 0, ld_f16, ldm_f16, float, ld_f32, ldm_f32)
@@ -306,7 +306,8 @@ AI void q8_step(const char *const *row, int64_t b, const int8_t *const *qa, cons
  * sum: matvec and matmat give the same bits. It is the AVX2 loop's shape
  * and prefetch, which streamed from DRAM at least as well as the 512-bit
  * two-block loop; it is 15% slower than that one from L2, where decode
- * never runs (docs/kernels.md, decision 11). */
+ * never runs (docs/kernels.md, "AVX-512 Q8_0 decode: one block per
+ * 256-bit step"). */
 AI __m256i dot_us8_256(__m256i u, __m256i s, const int VNNI) {
     if (VNNI)
         return _mm256_dpbusd_epi32(_mm256_setzero_si256(), u, s);

@@ -2,8 +2,8 @@
  * one process: after each decode step the same workers read the same
  * weight bytes with no compute (nm_model_read_pass), and each pair of
  * times gives the step's fraction of the read bandwidth. On a shared
- * machine whose memory bandwidth changes from second to second (this VM's
- * moves between about 30 and 55 GB/s), pairs taken tens of milliseconds
+ * machine whose memory bandwidth changes from second to second (the dev
+ * VM's moves between about 30 and 55 GB/s; docs/benchmarks.md), pairs taken tens of milliseconds
  * apart compare like with like; a probe run in another process does not. */
 #ifndef NM_READ_PROBE_H
 #define NM_READ_PROBE_H

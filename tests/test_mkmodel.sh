@@ -1,8 +1,8 @@
 #!/bin/bash
 # numalm mkmodel from the command line: errors exit non-zero with a message,
 # output is deterministic and atomic, --json is complete. When a llama.cpp
-# build is found (LLAMA_CPP_BIN, else /work/peers/llama.cpp/build/bin), it
-# must load and run the tiny model of every type.
+# build is found (LLAMA_CPP_BIN: its bin folder; else where llama-simple on
+# PATH is), it must load and run the tiny model of every type.
 set -u
 if [ -z "${NUMALM:-}" ] || [ ! -x "$NUMALM" ]; then
     echo "skipped: NUMALM is not set to the built numalm binary"
@@ -105,7 +105,7 @@ grep -q "blk.3.ffn_down.weight *Q6_K" "$dir/info" && grep -q "blk.1.ffn_down.wei
 # llama.cpp, when a build is at hand that runs llama-quantize's own Q4_K_M
 # file (a build that uses instructions this CPU or VM does not run crashes
 # on it, which says nothing about mkmodel's files)
-bin=${LLAMA_CPP_BIN:-/work/peers/llama.cpp/build/bin}
+bin=${LLAMA_CPP_BIN:-$(dirname "$(command -v llama-simple || echo ./none)")}
 for i in $(seq 40); do echo "Once upon a time there was a little girl who liked to play."; done >"$dir/text.txt"
 # llama_runs FILE: llama.cpp loads FILE and decodes with it. llama-simple,
 # unless it dies of a signal: llama.cpp's repacked (AMX) kernels trap on
@@ -169,7 +169,7 @@ if [ -x "$bin/llama-simple" ]; then
         done
     fi
 else
-    echo "note: no llama.cpp build at $bin: the llama.cpp cross-check was not run"
+    echo "note: no llama.cpp build (set LLAMA_CPP_BIN or put llama-simple on PATH): the llama.cpp cross-check was not run"
 fi
 
 echo "test_mkmodel.sh: $passes passed, $fails failed"

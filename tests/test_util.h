@@ -12,7 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* /work/shared or its like: $NUMALM_SHARED, else $NUMALM_SOURCE/../shared,
+/* The shared test data (models, topologies): $NUMALM_SHARED, else $NUMALM_SOURCE/../shared,
  * else next to the source tree this file was compiled from (CMake passes
  * absolute paths, so __FILE__ is SOURCE/tests/test_util.h), so a test run by
  * hand from any directory still finds the data. */

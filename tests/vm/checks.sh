@@ -64,7 +64,7 @@ same_text_everywhere() {
 # Node count and node OS indexes of a `numalm plan --json`.
 plan_nodes() { grep -o '"kv_heads"' | wc -l; }
 
-# ---- the plan engineer's checks ----
+# ---- placement plans, loads and pinning ----
 
 check_vm_nodes() {
     run numactl --hardware | head -1
