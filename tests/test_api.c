@@ -13,6 +13,7 @@
 #include "numalm.h"
 
 #include "gguf/ggml_types.h"
+#include "test_session.h"
 #include "test_util.h"
 
 #include <stdio.h>
@@ -28,14 +29,6 @@ static numalm_options tiny_opts(void) {
     o.model_path = g_model;
     o.n_threads = 2;
     return o;
-}
-
-static numalm_session *open_ok(const numalm_options *o) {
-    char err[1024];
-    numalm_session *s = numalm_open(o, err, sizeof err);
-    if (!s)
-        fail_msg("numalm_open: %s", err);
-    return s;
 }
 
 static void test_open_errors(void **state) {
@@ -87,7 +80,7 @@ static void test_staged_open(void **state) {
     (void)state;
     numalm_options o = tiny_opts();
     o.stage = NUMALM_STAGE_PLAN;
-    numalm_session *s = open_ok(&o);
+    numalm_session *s = nm_test_open(&o);
     assert_int_equal(numalm_session_stage(s), NUMALM_STAGE_PLAN);
     assert_string_equal(numalm_model_path(s), g_model);
     assert_true(numalm_n_ctx_train(s) > 0);
@@ -123,7 +116,7 @@ static void test_staged_open(void **state) {
 static void test_tokens_both_ways(void **state) {
     (void)state;
     numalm_options o = tiny_opts();
-    numalm_session *s = open_ok(&o);
+    numalm_session *s = nm_test_open(&o);
     const char *text = "the cat sat on the mat";
     int n = numalm_tokenize(s, text, strlen(text), true, NULL, 0); /* count only */
     assert_true(n > 1);
@@ -174,7 +167,7 @@ static int argmax(const float *v, int n) {
 static void test_generate_matches_eval(void **state) {
     (void)state;
     numalm_options o = tiny_opts();
-    numalm_session *s = open_ok(&o);
+    numalm_session *s = nm_test_open(&o);
     int32_t toks[64];
     numalm_gen_params p;
     numalm_gen_params_init(&p);
@@ -257,7 +250,7 @@ static void test_log_and_progress(void **state) {
     o.log_user = &l;
     o.progress = on_progress;
     o.progress_user = &p;
-    numalm_session *s = open_ok(&o);
+    numalm_session *s = nm_test_open(&o);
     assert_true(l.n_warn >= 1);
     assert_non_null(strstr(l.last_warn, "load fallback: mmap keeps one copy"));
     assert_int_equal(p.finished, 1);
@@ -269,7 +262,7 @@ static void test_log_and_progress(void **state) {
     o.log_user = &quiet;
     o.log_level = NUMALM_LOG_ERROR;
     o.progress = NULL;
-    s = open_ok(&o);
+    s = nm_test_open(&o);
     assert_int_equal(quiet.n_warn + quiet.n_info + quiet.n_other, 0);
     numalm_close(s);
 
@@ -278,7 +271,7 @@ static void test_log_and_progress(void **state) {
     o.log_level = NUMALM_LOG_INFO;
     o.io = NUMALM_IO_BUFFERED;
     o.thp = NUMALM_THP_COLLAPSE;
-    s = open_ok(&o);
+    s = nm_test_open(&o);
     assert_int_equal(info.n_info, 1);
     assert_non_null(strstr(info.last_info, "collapsed into huge pages after the fill"));
     numalm_close(s);
@@ -297,7 +290,7 @@ static void test_simd_cap(void **state) {
     numalm_gen_stats st[2];
     for (int k = 0; k < 2; k++) {
         o.simd_max = k ? NUMALM_SIMD_SCALAR : NUMALM_SIMD_AVX512;
-        numalm_session *s = open_ok(&o);
+        numalm_session *s = nm_test_open(&o);
         if (k)
             assert_int_equal(numalm_simd_level(), NUMALM_SIMD_SCALAR);
         p.tokens = k ? scalar : best;
@@ -307,7 +300,7 @@ static void test_simd_cap(void **state) {
     assert_int_equal(st[0].n_tokens, st[1].n_tokens);
     assert_memory_equal(best, scalar, (size_t)st[0].n_tokens * sizeof best[0]);
     o.simd_max = NUMALM_SIMD_AVX512; /* the CPU's best again, for what follows */
-    numalm_close(open_ok(&o));
+    numalm_close(nm_test_open(&o));
 }
 
 static void test_names(void **state) {

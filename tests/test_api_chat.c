@@ -13,6 +13,7 @@
 
 #include "numalm.h"
 
+#include "test_session.h"
 #include "test_util.h"
 
 #include <stdio.h>
@@ -36,7 +37,7 @@ static int collect(void *user, const char *s, size_t len) {
 }
 
 static numalm_session *open_stories(void) {
-    char path[1024], err[1024];
+    char path[1024];
     snprintf(path, sizeof path, "%.900s/models/stories260K.gguf", nm_test_shared_dir());
     if (access(path, R_OK) != 0) {
         print_message("skipped: %s is absent\n", path);
@@ -46,10 +47,7 @@ static numalm_session *open_stories(void) {
     numalm_options_init(&o);
     o.model_path = path;
     o.n_threads = 2;
-    numalm_session *s = numalm_open(&o, err, sizeof err);
-    if (!s)
-        fail_msg("numalm_open: %s", err);
-    return s;
+    return nm_test_open(&o);
 }
 
 /* Generates a reply to the prompt; returns the token count (all of them in

@@ -11,10 +11,10 @@
 
 #include <cmocka.h>
 
+#include "api/session_internal.h"
 #include "gguf/ggml_types.h"
-#include "io/loader.h"
 #include "ref_forward.h"
-#include "runtime/model.h"
+#include "test_session.h"
 #include "test_util.h"
 #include "tools/mkmodel.h"
 
@@ -23,42 +23,23 @@
 #include <string.h>
 #include <unistd.h>
 
-static nm_topo *g_topo;
+static int g_node0; /* OS index of this machine's first node */
 static char g_tmpdir[256];
 
-typedef struct session {
-    nm_gguf *g;
-    nm_plan *plan;
-    nm_loaded *w;
-    nm_model *m;
-} session;
-
-static void open_session(session *s, const char *path, nm_placement pl, nm_io_mode io, int threads,
-                         uint32_t kv_type) {
-    nm_error err = {{0}};
-    memset(s, 0, sizeof *s);
-    if (!(s->g = nm_gguf_open(path, &err)))
-        fail_msg("%s", err.msg);
-    nm_plan_opts po = {
-        .placement = pl, .fixed_node = g_topo->nodes[0].os_index, .n_threads = threads};
-    if (!(s->plan = nm_plan_build(s->g, g_topo, &po, &err)))
-        fail_msg("plan: %s", err.msg);
-    nm_load_opts lo = {.io = io};
-    if (!(s->w = nm_load(s->g, s->plan, &lo, &err)))
-        fail_msg("load (%s): %s", nm_io_name(io), err.msg);
-    nm_model_opts mo = nm_model_opts_default();
-    mo.kv_type = kv_type;
-    mo.n_ctx = 256;
-    mo.n_batch = 6; /* a prompt of 10 is two batches */
-    if (!(s->m = nm_model_create(s->w, g_topo, &mo, &err)))
-        fail_msg("model: %s", err.msg);
-}
-
-static void close_session(session *s) {
-    nm_model_free(s->m);
-    nm_loaded_free(s->w);
-    nm_plan_free(s->plan);
-    nm_gguf_close(s->g);
+/* The model of a session opened as every program opens one. */
+static numalm_session *open_session(const char *path, numalm_placement pl, numalm_io io,
+                                    int threads, numalm_kv_type kv_type) {
+    numalm_options o;
+    numalm_options_init(&o);
+    o.model_path = path;
+    o.placement = pl;
+    o.fixed_node = g_node0;
+    o.n_threads = threads;
+    o.io = io;
+    o.kv_type = kv_type;
+    o.n_ctx = 256;
+    o.n_batch = 6; /* a prompt of 10 is two batches */
+    return nm_test_open(&o);
 }
 
 typedef struct variant {
@@ -95,22 +76,21 @@ static const char *make_model(const variant *v, uint32_t type, char *path, size_
 
 /* A batched prompt (two batches), then single steps, against the F64
  * reference; returns the worst relative RMS logit error. */
-static double worst_vs_reference(const char *path, int threads, uint32_t kv_type) {
+static double worst_vs_reference(const char *path, int threads, numalm_kv_type kv_type) {
     static const int32_t toks[] = {1, 300, 301, 512, 777, 1000, 42, 1500, 1234, 5, 77, 9};
     const int n = 12, n_prompt = 10;
-    session s;
-    open_session(&s, path, NM_PLACE_SHARD, NM_IO_AUTO, threads, kv_type);
+    numalm_session *s = open_session(path, NUMALM_PLACE_SHARD, NUMALM_IO_AUTO, threads, kv_type);
     ref_model r;
-    ref_load(&r, s.g, n);
+    ref_load(&r, s->gguf, n);
     int nv = (int)r.hp.n_vocab;
     float *got = malloc((size_t)n * nv * sizeof(float));
     double *want = malloc((size_t)nv * sizeof(double));
     assert_true(got && want);
     nm_error err = {{0}};
-    if (nm_model_eval(s.m, toks, n_prompt, 0, 0, got, &err) < 0)
+    if (nm_model_eval(s->model, toks, n_prompt, 0, 0, got, &err) < 0)
         fail_msg("eval: %s", err.msg);
     for (int i = n_prompt; i < n; i++)
-        assert_int_equal(nm_model_eval(s.m, toks + i, 1, i, 0, got + (size_t)i * nv, &err), 0);
+        assert_int_equal(nm_model_eval(s->model, toks + i, 1, i, 0, got + (size_t)i * nv, &err), 0);
     double worst = 0;
     for (int i = 0; i < n; i++) {
         ref_step(&r, toks[i], i, want);
@@ -119,7 +99,7 @@ static double worst_vs_reference(const char *path, int threads, uint32_t kv_type
     }
     free(got), free(want);
     ref_free(&r);
-    close_session(&s);
+    numalm_close(s);
     return worst;
 }
 
@@ -130,12 +110,13 @@ static double worst_vs_reference(const char *path, int threads, uint32_t kv_type
 static void test_mkmodel_archs_vs_reference(void **state) {
     (void)state;
     const struct {
-        uint32_t type, kv;
+        uint32_t type;
+        numalm_kv_type kv;
         double tol;
     } cases[] = {
-        {NM_TYPE_F32, NM_TYPE_F32, 1e-5},
-        {NM_TYPE_F16, NM_TYPE_F16, 3e-3},
-        {NM_TYPE_Q8_0, NM_TYPE_F16, 0.03},
+        {NM_TYPE_F32, NUMALM_KV_F32, 1e-5},
+        {NM_TYPE_F16, NUMALM_KV_F16, 3e-3},
+        {NM_TYPE_Q8_0, NUMALM_KV_F16, 0.03},
     };
     for (size_t v = 0; v < sizeof VARIANTS / sizeof VARIANTS[0]; v++)
         for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++)
@@ -145,7 +126,7 @@ static void test_mkmodel_archs_vs_reference(void **state) {
                 double worst = worst_vs_reference(path, threads, cases[c].kv);
                 print_message("%s %s, %s KV, %d threads: worst relative RMS error %.2e\n",
                               VARIANTS[v].name, nm_type_name(cases[c].type),
-                              nm_type_name(cases[c].kv), threads, worst);
+                              numalm_kv_type_name(cases[c].kv), threads, worst);
                 if (!(worst < cases[c].tol))
                     fail_msg("%s %s: logits differ from the F64 reference by %.3e (> %.1e)",
                              VARIANTS[v].name, nm_type_name(cases[c].type), worst, cases[c].tol);
@@ -165,7 +146,7 @@ static void test_shared_models_vs_reference(void **state) {
         if (access(path, R_OK) != 0)
             continue;
         found++;
-        double worst = worst_vs_reference(path, 2, NM_TYPE_F32);
+        double worst = worst_vs_reference(path, 2, NUMALM_KV_F32);
         print_message("%s: worst relative RMS error %.2e\n", MODELS[i], worst);
         if (!(worst < 1e-5))
             fail_msg("%s: logits differ from the F64 reference by %.3e", MODELS[i], worst);
@@ -201,9 +182,9 @@ static void greedy_ids(nm_model *m, const int32_t *prompt, int n_prompt, int n_g
 /* Every placement, io mode and thread count computes the same tokens. */
 static void test_tokens_identical_everywhere(void **state) {
     (void)state;
-    const nm_placement pls[] = {NM_PLACE_SHARD, NM_PLACE_REPLICATE, NM_PLACE_INTERLEAVE,
-                                NM_PLACE_NODE};
-    const nm_io_mode ios[] = {NM_IO_DIO, NM_IO_MMAP};
+    const numalm_placement pls[] = {NUMALM_PLACE_SHARD, NUMALM_PLACE_REPLICATE,
+                                    NUMALM_PLACE_INTERLEAVE, NUMALM_PLACE_NODE};
+    const numalm_io ios[] = {NUMALM_IO_DIO, NUMALM_IO_MMAP};
     static const int32_t prompt[] = {1, 300, 301, 512, 777};
     enum { N_GEN = 16 };
     for (size_t v = 0; v < sizeof VARIANTS / sizeof VARIANTS[0]; v++) {
@@ -214,14 +195,13 @@ static void test_tokens_identical_everywhere(void **state) {
         for (int p = 0; p < 4; p++)
             for (int i = 0; i < 2; i++)
                 for (int t = 1; t <= 2; t++) {
-                    session s;
-                    open_session(&s, path, pls[p], ios[i], t, NM_TYPE_F16);
-                    greedy_ids(s.m, prompt, 5, N_GEN, have_base ? got : base);
-                    close_session(&s);
+                    numalm_session *s = open_session(path, pls[p], ios[i], t, NUMALM_KV_F16);
+                    greedy_ids(s->model, prompt, 5, N_GEN, have_base ? got : base);
+                    numalm_close(s);
                     if (have_base && memcmp(got, base, sizeof got))
                         fail_msg("%s: placement %s, io %s, %d threads: tokens differ",
-                                 VARIANTS[v].name, nm_placement_name(pls[p]), nm_io_name(ios[i]),
-                                 t);
+                                 VARIANTS[v].name, numalm_placement_name(pls[p]),
+                                 numalm_io_name(ios[i]), t);
                     have_base = true;
                 }
     }
@@ -229,18 +209,19 @@ static void test_tokens_identical_everywhere(void **state) {
 
 int main(void) {
     nm_error err = {{0}};
-    g_topo = nm_topo_load(NULL, &err);
-    if (!g_topo) {
+    nm_topo *t = nm_topo_load(NULL, &err);
+    if (!t) {
         fprintf(stderr, "test_arch: topology: %s\n", err.msg);
         return 1;
     }
+    g_node0 = t->nodes[0].os_index; /* for placement node */
+    nm_topo_free(t);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_mkmodel_archs_vs_reference),
         cmocka_unit_test(test_shared_models_vs_reference),
         cmocka_unit_test(test_tokens_identical_everywhere),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
-    nm_topo_free(g_topo);
     if (g_tmpdir[0]) {
         char cmd[300];
         snprintf(cmd, sizeof cmd, "rm -rf '%s'", g_tmpdir);

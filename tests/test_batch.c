@@ -15,6 +15,7 @@
 #include "api/session_internal.h"
 #include "gguf/ggml_types.h"
 #include "runtime/sampler.h"
+#include "test_session.h"
 #include "test_util.h"
 
 #include <stdlib.h>
@@ -49,12 +50,7 @@ static numalm_session *open_batch(const char *path, int n_seq, int n_batch, numa
     o.n_batch = n_batch;
     o.n_ctx = 128;
     o.kv_type = kv;
-    o.progress = NULL;
-    char err[1024];
-    numalm_session *s = numalm_open(&o, err, sizeof err);
-    if (!s)
-        fail_msg("open %s: %s", path, err);
-    return s;
+    return nm_test_open(&o);
 }
 
 static numalm_session *open_model(const char *path, int n_seq, numalm_kv_type kv) {

@@ -14,6 +14,7 @@
 #include "gguf/ggml_types.h"
 #include "gguf/quant.h"
 #include "ref_forward.h"
+#include "test_session.h"
 #include "tools/mkmodel.h"
 
 #include <math.h>
@@ -49,19 +50,10 @@ static numalm_options session_opts(const char *path, numalm_placement pl, numalm
     return o;
 }
 
-static numalm_session *open_with(const numalm_options *o) {
-    char err[1024];
-    numalm_session *s = numalm_open(o, err, sizeof err);
-    if (!s)
-        fail_msg("open %s (%s, %s): %s", o->model_path, numalm_placement_name(o->placement),
-                 numalm_io_name(o->io), err);
-    return s;
-}
-
 static numalm_session *open_session(const char *path, numalm_placement pl, numalm_io io,
                                     int threads, numalm_kv_type kv_type) {
     numalm_options o = session_opts(path, pl, io, threads, kv_type);
-    return open_with(&o);
+    return nm_test_open(&o);
 }
 
 typedef struct text_buf {
@@ -603,7 +595,7 @@ static void test_context_limit(void **state) {
     make_tiny(NM_TYPE_Q8_0, path, sizeof path);
     numalm_options o = session_opts(path, NUMALM_PLACE_SHARD, NUMALM_IO_BUFFERED, 0, NUMALM_KV_F16);
     o.n_ctx = 12;
-    numalm_session *s = open_with(&o);
+    numalm_session *s = nm_test_open(&o);
     numalm_gen_params p;
     numalm_gen_params_init(&p);
     p.n_predict = 50;
