@@ -144,9 +144,15 @@ const char *nm_fmt_int_list(const int *v, int n, char *buf, size_t size) {
 void *nm_grow(void *p, size_t *cap, size_t n, size_t first_cap, size_t elem) {
     if (n < *cap)
         return p;
-    size_t want, bytes;
-    if (__builtin_mul_overflow(*cap ? *cap : 1, *cap ? 2 : first_cap, &want) ||
-        __builtin_mul_overflow(want, elem, &bytes))
+    size_t want = *cap, bytes;
+    if (!want)
+        want = first_cap ? first_cap : 1;
+    else if (__builtin_mul_overflow(want, 2, &want))
+        return NULL;
+    while (want <= n)
+        if (__builtin_mul_overflow(want, 2, &want))
+            return NULL;
+    if (__builtin_mul_overflow(want, elem, &bytes))
         return NULL;
     void *q = realloc(p, bytes ? bytes : 1);
     if (q)

@@ -60,8 +60,10 @@ const char *nm_fmt_int_list(const int *v, int n, char *buf, size_t size);
 
 /* Room for element n of a doubling array p of *cap elements of elem bytes:
  * p itself while n < *cap, else a larger copy (first_cap elements the first
- * time) with *cap updated. NULL when out of memory or when the size would
- * overflow; then p and *cap are unchanged and p is still the caller's. */
+ * time, doubled until element n fits) with *cap updated. For a byte buffer
+ * of len bytes, nm_grow(buf, &cap, len + k, ...) makes room for k more bytes
+ * and a NUL. NULL when out of memory or when the size would overflow; then p
+ * and *cap are unchanged and p is still the caller's. */
 void *nm_grow(void *p, size_t *cap, size_t n, size_t first_cap, size_t elem);
 
 /* calloc(n, size) that says what the memory was for when it is not there:

@@ -113,20 +113,19 @@ static char *read_zoneinfo(void) {
     FILE *f = fopen("/proc/zoneinfo", "r");
     if (!f)
         return NULL;
-    size_t cap = 1 << 16, len = 0;
-    char *buf = malloc(cap);
-    while (buf) {
-        len += fread(buf + len, 1, cap - 1 - len, f);
-        if (len < cap - 1)
-            break;
-        char *b = realloc(buf, cap * 2);
+    size_t cap = 0, len = 0;
+    char *buf = NULL;
+    for (;;) {
+        char *b = nm_grow(buf, &cap, len + 1, 1 << 16, 1); /* a byte to read and a NUL */
         if (!b) {
             free(buf);
             buf = NULL;
             break;
         }
         buf = b;
-        cap *= 2;
+        len += fread(buf + len, 1, cap - 1 - len, f);
+        if (len < cap - 1)
+            break;
     }
     fclose(f);
     if (buf)

@@ -113,18 +113,12 @@ typedef struct sbuf {
 static void put_n(sbuf *b, const char *s, size_t n) {
     if (b->failed)
         return;
-    if (b->n + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 256;
-        while (cap < b->n + n + 1)
-            cap *= 2;
-        char *p = realloc(b->p, cap);
-        if (!p) {
-            b->failed = 1;
-            return;
-        }
-        b->p = p;
-        b->cap = cap;
+    char *p = nm_grow(b->p, &b->cap, b->n + n, 256, 1); /* and a NUL */
+    if (!p) {
+        b->failed = 1;
+        return;
     }
+    b->p = p;
     memcpy(b->p + b->n, s, n);
     b->n += n;
     b->p[b->n] = 0;

@@ -105,15 +105,12 @@ static int load_merges(nm_tokenizer *t, const nm_gguf *g, nm_error *err) {
             break;
         }
         size_t nl = (size_t)(sp - s), nr = m[i].len - nl - 1;
-        if (nl + nr > both_cap) {
-            both_cap = 2 * (nl + nr);
-            char *p = realloc(both, both_cap);
-            if (!p) {
-                rc = nm_fail(err, "%s: out of memory reading the merges", g->path);
-                break;
-            }
-            both = p;
+        char *p = nm_grow(both, &both_cap, nl + nr, 64, 1);
+        if (!p) {
+            rc = nm_fail(err, "%s: out of memory reading the merges", g->path);
+            break;
         }
+        both = p;
         memcpy(both, s, nl);
         memcpy(both + nl, sp + 1, nr);
         int32_t left = nm_tok_lookup(t, s, nl), right = nm_tok_lookup(t, sp + 1, nr);

@@ -54,18 +54,12 @@ static void ev_add(slot *sl, char *event) {
     if (!event)
         return; /* out of memory: the chunk is lost, the stream goes on */
     size_t n = strlen(event);
-    if (sl->ev_len + n > sl->ev_cap) {
-        size_t cap = sl->ev_cap ? sl->ev_cap : 512;
-        while (cap < sl->ev_len + n)
-            cap *= 2;
-        char *b = realloc(sl->events, cap);
-        if (!b) {
-            free(event);
-            return;
-        }
-        sl->events = b;
-        sl->ev_cap = cap;
+    char *b = nm_grow(sl->events, &sl->ev_cap, sl->ev_len + n, 512, 1);
+    if (!b) {
+        free(event);
+        return;
     }
+    sl->events = b;
     memcpy(sl->events + sl->ev_len, event, n);
     sl->ev_len += n;
     free(event);

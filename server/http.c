@@ -183,16 +183,10 @@ static int add_body(nm_server *s, conn_ctx *cc, const char *data, size_t n) {
         cc->too_big = true;
         return 0;
     }
-    if (cc->len + n + 1 > cc->cap) {
-        size_t cap = cc->cap ? cc->cap : 4096;
-        while (cap < cc->len + n + 1)
-            cap *= 2;
-        char *b = realloc(cc->body, cap);
-        if (!b)
-            return -1;
-        cc->body = b;
-        cc->cap = cap;
-    }
+    char *b = nm_grow(cc->body, &cc->cap, cc->len + n, 4096, 1); /* and a NUL */
+    if (!b)
+        return -1;
+    cc->body = b;
     memcpy(cc->body + cc->len, data, n);
     cc->len += n;
     return 0;

@@ -58,16 +58,12 @@ static void put(out *o, const char *fmt, ...) {
             o->len += (size_t)n;
             return;
         }
-        size_t cap = o->cap ? 2 * o->cap : 4096;
-        while (cap <= o->len + (size_t)n)
-            cap *= 2;
-        char *b = realloc(o->buf, cap);
+        char *b = nm_grow(o->buf, &o->cap, o->len + (size_t)n, 4096, 1); /* and a NUL */
         if (!b) {
             o->oom = true;
             return;
         }
         o->buf = b;
-        o->cap = cap;
     }
 }
 

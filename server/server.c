@@ -56,16 +56,10 @@ void nm_req_unref(nm_server *s, nm_req *r) {
 int nm_req_out(nm_req *r, const char *bytes, size_t n) {
     if (r->out_pos == r->out_len)
         r->out_pos = r->out_len = 0;
-    if (r->out_len + n > r->out_cap) {
-        size_t cap = r->out_cap ? r->out_cap : 1024;
-        while (cap < r->out_len + n)
-            cap *= 2;
-        char *b = realloc(r->out, cap);
-        if (!b)
-            return -1;
-        r->out = b;
-        r->out_cap = cap;
-    }
+    char *b = nm_grow(r->out, &r->out_cap, r->out_len + n, 1024, 1);
+    if (!b)
+        return -1;
+    r->out = b;
     memcpy(r->out + r->out_len, bytes, n);
     r->out_len += n;
     return 0;

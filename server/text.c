@@ -1,5 +1,7 @@
 #include "text.h"
 
+#include "common/util.h"
+
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,16 +32,10 @@ static size_t longest_stop(const nm_gen_text *t) {
 int nm_gen_text_add(nm_gen_text *t, const char *piece, size_t n) {
     if (t->stopped)
         return 1;
-    if (t->len + n + 1 > t->cap) {
-        size_t cap = t->cap ? t->cap : 256;
-        while (cap < t->len + n + 1)
-            cap *= 2;
-        char *b = realloc(t->buf, cap);
-        if (!b)
-            return -1;
-        t->buf = b;
-        t->cap = cap;
-    }
+    char *b = nm_grow(t->buf, &t->cap, t->len + n, 256, 1); /* and a NUL */
+    if (!b)
+        return -1;
+    t->buf = b;
     size_t old = t->len;
     memcpy(t->buf + t->len, piece, n);
     t->len += n;

@@ -3,6 +3,8 @@
 #ifndef NM_TEST_GGUF_BUILDER_H
 #define NM_TEST_GGUF_BUILDER_H
 
+#include "common/util.h"
+
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,15 +16,8 @@ typedef struct gb {
 } gb;
 
 static inline void gb_bytes(gb *b, const void *src, size_t n) {
-    if (b->n + n > b->cap) {
-        size_t cap = b->cap ? b->cap : 256;
-        while (cap < b->n + n)
-            cap *= 2;
-        b->p = realloc(b->p, cap);
-        if (!b->p)
-            abort();
-        b->cap = cap;
-    }
+    if (!(b->p = nm_grow(b->p, &b->cap, b->n + n, 256, 1)))
+        abort();
     if (n)
         memcpy(b->p + b->n, src, n);
     b->n += n;

@@ -145,6 +145,17 @@ static void test_grow(void **state) {
     assert_null(nm_grow(v, &cap2, cap2, 4, SIZE_MAX / 8));
     assert_int_equal(cap2, cap);
     free(v);
+    /* a byte buffer taking a block larger than its room: doubled until the
+     * block and a NUL fit (256 -> 512 -> 1024 for 700 bytes after 100) */
+    size_t len = 100, bcap = 0;
+    char *b = nm_grow(NULL, &bcap, len, 256, 1);
+    assert_non_null(b);
+    assert_int_equal(bcap, 256);
+    b = nm_grow(b, &bcap, len + 700, 256, 1);
+    assert_non_null(b);
+    assert_int_equal(bcap, 1024);
+    memset(b, 'x', len + 700 + 1); /* ASan: every byte is there */
+    free(b);
 }
 
 static void test_allowed_cpus(void **state) {
