@@ -218,6 +218,8 @@ static int open_model(numalm_session *s) {
     /* the KV cache and scratch against what the nodes have left now */
     nm_fit_opts fo = fit_opts(o, NUMALM_STAGE_MODEL);
     fo.weights_unchecked = "loaded already";
+    fo.weights_mapped = true; /* counted in the address space in use */
+    fo.staging_bytes = 0;     /* the loader freed its buffers */
     if (admit(s, &fo) != 0)
         return -1;
     nm_model_opts mo = nm_model_opts_default();

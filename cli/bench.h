@@ -56,7 +56,7 @@ typedef struct nm_bench {
     char started[64]; /* UTC */
     double seconds;
     int steps, steps_done; /* progress */
-    char notes[4][300];    /* what went wrong but did not stop the bench */
+    char notes[8][700];    /* what went wrong but did not stop the bench */
     int n_notes;
 } nm_bench;
 
@@ -70,6 +70,15 @@ int nm_bench_load(nm_bench *b, numalm_io io, bool cold, nm_error *err);
 int nm_bench_model(nm_bench *b, numalm_placement p, int fixed_node, int threads, nm_error *err);
 int nm_bench_llama(nm_bench *b, int threads, nm_error *err);
 int nm_bench_predict(nm_bench *b, numalm_placement p, int fixed_node, int threads, nm_error *err);
+
+/* Would the run of placement p with `threads` workers fit the nodes' memory
+ * now (the admission of numalm run)? 1 yes; 0 no, with the admission's
+ * message (each node's bytes needed and available) in why; -1 error. */
+int nm_bench_fits(const nm_bench *b, numalm_placement p, int fixed_node, int threads,
+                  nm_error *why);
+
+/* A note for the report (and stderr), kept when there is room. */
+void nm_bench_note(nm_bench *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* The group name of a numalm run ("shard, 2 threads"). */
 void nm_bench_run_group(numalm_placement p, int fixed_node, int threads, char *buf, size_t n);

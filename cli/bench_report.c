@@ -403,6 +403,11 @@ static void write_json(const nm_bench *b, const machine *m, FILE *out) {
         nm_json_obj_end(&j);
     }
     nm_json_arr_end(&j);
+    nm_json_key(&j, "notes");
+    nm_json_arr_begin(&j);
+    for (int i = 0; i < b->n_notes; i++)
+        nm_json_str(&j, b->notes[i]);
+    nm_json_arr_end(&j);
     nm_json_obj_end(&j);
     nm_json_finish(&j);
 }

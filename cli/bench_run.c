@@ -7,6 +7,7 @@
 #include "api/session_internal.h"
 #include "common/rng.h"
 #include "common/util.h"
+#include "numa/fit.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -160,13 +161,46 @@ static int eval_run(numalm_session *s, int n_prompt, int n_gen, double *pp, doub
     return rc;
 }
 
+/* The options of a prompt and decode run of placement p (stage MODEL) or
+ * of its plan (stage PLAN: its fit table counts what the run will hold). */
+static void run_options(const nm_bench *b, numalm_placement p, int fixed_node, int threads,
+                        numalm_stage stage, numalm_options *o) {
+    base_options(b, o, stage);
+    o->placement = p;
+    o->fixed_node = fixed_node;
+    o->n_threads = threads;
+    o->n_ctx = (b->o.n_prompt > b->o.n_gen ? b->o.n_prompt : b->o.n_gen) + 8;
+}
+
+int nm_bench_fits(const nm_bench *b, numalm_placement p, int fixed_node, int threads,
+                  nm_error *why) {
+    numalm_options o;
+    run_options(b, p, fixed_node, threads, NUMALM_STAGE_PLAN, &o);
+    numalm_session *s = numalm_open(&o, why->msg, sizeof why->msg);
+    if (!s)
+        return -1;
+    int chosen, r = nm_fit_table_row(s->fit, s->plan->placement, s->plan->fixed_node);
+    int fits = r >= 0 && s->fit->rows[r].fits;
+    if (!fits)
+        nm_fit_admit(s->fit, s->plan->placement, s->plan->fixed_node, &chosen, why);
+    numalm_close(s);
+    return fits;
+}
+
+void nm_bench_note(nm_bench *b, const char *fmt, ...) {
+    char line[sizeof b->notes[0]];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "%snumalm bench: %s\n", b->o.progress ? "\r\033[K" : "", line);
+    if (b->n_notes < (int)(sizeof b->notes / sizeof b->notes[0]))
+        memcpy(b->notes[b->n_notes++], line, sizeof line);
+}
+
 int nm_bench_model(nm_bench *b, numalm_placement p, int fixed_node, int threads, nm_error *err) {
     numalm_options o;
-    base_options(b, &o, NUMALM_STAGE_MODEL);
-    o.placement = p;
-    o.fixed_node = fixed_node;
-    o.n_threads = threads;
-    o.n_ctx = (b->o.n_prompt > b->o.n_gen ? b->o.n_prompt : b->o.n_gen) + 8;
+    run_options(b, p, fixed_node, threads, NUMALM_STAGE_MODEL, &o);
     if (warm_file(b->o.model, err) != 0)
         return -1;
     numalm_session *s = numalm_open(&o, err->msg, sizeof err->msg);
@@ -194,10 +228,7 @@ int nm_bench_model(nm_bench *b, numalm_placement p, int fixed_node, int threads,
 
 int nm_bench_predict(nm_bench *b, numalm_placement p, int fixed_node, int threads, nm_error *err) {
     numalm_options o;
-    base_options(b, &o, NUMALM_STAGE_PLAN);
-    o.placement = p;
-    o.fixed_node = fixed_node;
-    o.n_threads = threads;
+    run_options(b, p, fixed_node, threads, NUMALM_STAGE_PLAN, &o);
     numalm_session *s = numalm_open(&o, err->msg, sizeof err->msg);
     if (!s)
         return -1;

@@ -33,6 +33,8 @@ static void usage(FILE *out) {
             "--llama-bench, llama.cpp's llama-bench on the same file and threads. Writes\n"
             "DIR/report.md (the machine, the commands, medians and spread), the plots\n"
             "DIR/load.svg, decode.svg, prompt.svg, predicted.svg, and DIR/results.json.\n"
+            "A placement whose run would not fit the nodes' memory (numalm plan's fit\n"
+            "table) is left out, with the figures in the report's notes.\n"
             "\n"
             "  -m, --model FILE        GGUF model (default %s, written by numalm mkmodel\n"
             "                          --preset 1b --type q8_0 when absent)\n"
@@ -190,8 +192,38 @@ static void progress(nm_bench *b, const char *what) {
         fprintf(stderr, "\r\033[K[%3d/%d] %s", b->steps_done, b->steps, what);
 }
 
+/* Leaves out the placements whose runs would not fit the nodes' memory
+ * (replicate of a model larger than a node, say), with a note naming each
+ * node's bytes, so that the bench measures the others instead of stopping
+ * at the first such run; an error when none fits. Checked with the most
+ * threads (the most scratch). */
+static int keep_placements_that_fit(nm_bench *b, nm_error *err) {
+    nm_bench_opts *o = &b->o;
+    int threads = 0, kept = 0;
+    for (int t = 0; t < o->n_threads; t++)
+        threads = o->threads[t] > threads ? o->threads[t] : threads;
+    for (int p = 0; p < o->n_placements; p++) {
+        nm_error why = {{0}};
+        int fits = nm_bench_fits(b, o->placements[p], o->fixed_node[p], threads, &why);
+        if (fits < 0)
+            return nm_fail(err, "%s", why.msg);
+        if (fits) {
+            o->placements[kept] = o->placements[p];
+            o->fixed_node[kept++] = o->fixed_node[p];
+        } else if (kept == 0 && p == o->n_placements - 1) {
+            return nm_fail(err, "%s", why.msg);
+        } else {
+            nm_bench_note(b, "left out: %.650s", why.msg);
+        }
+    }
+    o->n_placements = kept;
+    return 0;
+}
+
 static int run_all(nm_bench *b, nm_error *err) {
     const nm_bench_opts *o = &b->o;
+    if (!o->skip_run && keep_placements_that_fit(b, err) != 0)
+        return -1;
     int per_rep = (o->skip_load ? 0 : 2 * o->n_ios) +
                   (o->skip_run ? 0 : o->n_threads * (o->n_placements + !!o->llama_bench));
     b->steps = o->reps * per_rep + (o->skip_run ? 0 : o->n_threads * o->n_placements);
@@ -218,13 +250,9 @@ static int run_all(nm_bench *b, nm_error *err) {
                          r + 1);
                 progress(b, what);
                 nm_error e = {{0}};
-                if (nm_bench_llama(b, o->threads[t], &e) != 0 && b->n_notes < 4) {
-                    /* llama.cpp's failure is a result to report, not ours */
-                    snprintf(b->notes[b->n_notes++], sizeof b->notes[0], "%.120s: %.170s", what,
-                             e.msg);
-                    fprintf(stderr, "%snumalm bench: %s: %s\n", o->progress ? "\r\033[K" : "", what,
-                            e.msg);
-                }
+                /* llama.cpp's failure is a result to report, not ours */
+                if (nm_bench_llama(b, o->threads[t], &e) != 0)
+                    nm_bench_note(b, "%.120s: %.500s", what, e.msg);
             }
         }
     }

@@ -108,7 +108,9 @@ void nm_fit_compute(const nm_plan *p, const nm_fit_opts *o, const nm_mem_state *
         f->nodes_fit &= n->fits;
         f->need_total += n->need;
         /* every arena is mapped with up to 2 MiB of slack (its phase) */
-        f->vm_bytes += n->weights + n->kv + n->scratch + n->staging + (n->weights ? 2ull << 20 : 0);
+        if (!o->weights_mapped)
+            f->vm_bytes += n->weights ? n->weights + (2ull << 20) : 0;
+        f->vm_bytes += n->kv + n->scratch + n->staging;
     }
     f->cgroup_fits = f->need_total <= nm_cgroup_avail(m);
     f->as_fits = f->vm_bytes <= nm_as_avail(m);

@@ -27,6 +27,9 @@ typedef struct nm_fit_opts {
      * cache (io mmap, which the kernel can drop) or the huge-page pool
      * (--hugepages). Then they are shown but not checked; why says so. */
     const char *weights_unchecked;
+    /* The weights are in the address space already (the check after the
+     * load, before the KV cache): not counted against RLIMIT_AS again. */
+    bool weights_mapped;
 } nm_fit_opts;
 
 /* One node's bill under one placement. */

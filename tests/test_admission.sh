@@ -48,6 +48,18 @@ else
     out=$(ulimit -v $((400 * 1024)) && "$NUMALM" load -m "$tmp/sparse.gguf" 2>&1) ||
         fail "ulimit -v 400M refused the 3 MB model: $out"
     echo "ok: the tiny model loads under the same limit"
+    # room for one copy of the weights and 256 MiB: run loads, and the
+    # check before the KV cache does not count the loaded weights twice
+    "$NUMALM" mkmodel "$tmp/m300.gguf" --size 300M --type q8_0 --sparse >/dev/null ||
+        fail "mkmodel 300M"
+    as=$("$NUMALM" plan -m "$tmp/m300.gguf" -c 64 --json | tr -d ' \n' |
+        grep -o '"placement":"shard","fits":[a-z]*,[^}]*"address_space":[0-9]*' |
+        grep -o '[0-9]*$')
+    [ -n "$as" ] || fail "plan --json: no address_space for shard"
+    out=$(ulimit -v $(((as >> 10) + 256 * 1024)) &&
+        "$NUMALM" run -m "$tmp/m300.gguf" -c 64 -p hi -n 2 --no-progress 2>&1 >/dev/null) ||
+        fail "run under RLIMIT_AS of its address space + 256 MiB: $out"
+    echo "ok: run under RLIMIT_AS of $as bytes + 256 MiB"
 fi
 
 # a cgroup limit below the model (exit 77 from the helper: skipped)

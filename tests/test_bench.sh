@@ -38,6 +38,7 @@ d = sys.argv[1]
 r = json.load(open(f"{d}/report/results.json"))
 same = json.load(open(f"{d}/stdout.json"))
 assert same["cases"] == r["cases"], "--json differs from results.json"
+assert r["notes"] == [], r["notes"]
 cases = {(c["kind"], c["group"], c["series"]): c for c in r["cases"]}
 for k in [("load", "dio", "cold"), ("load", "auto", "warm"), ("decode", "1 thread", "numalm shard"),
           ("prompt", "1 thread", "numalm shard"), ("predicted", "1 thread", "numalm shard")]:
@@ -59,6 +60,22 @@ for s in ["## Loads", "## Prompt and decode", "## Commands", "load before", "num
     assert s in md, s
 print("report ok:", len(r["cases"]), "cases")
 EOF
+
+# A placement that does not fit is left out before anything runs (the NUMA
+# VM's bench_1g_placements: replicate on two nodes); when none fits, the
+# admission's figures and exit 1. RLIMIT_AS below the model (not under
+# ASan, which cannot run under ulimit -v).
+"$NUMALM" mkmodel "$tmp/1b.gguf" --preset 1b --type q8_0 --sparse >/dev/null || fail "mkmodel 1b"
+out=$(ulimit -v $((400 * 1024)) && "$NUMALM" bench -m "$tmp/1b.gguf" -o "$tmp/none" --skip-load \
+    -t 1 --no-progress 2>&1)
+rc=$?
+if grep -q AddressSanitizer <<<"$out"; then
+    echo "skipped: bench under RLIMIT_AS (an ASan build cannot run under ulimit -v)"
+else
+    [ $rc = 1 ] && grep -q "not enough address space for --placement shard" <<<"$out" &&
+        [ ! -e "$tmp/none" ] || fail "bench of a model that fits no placement: exit $rc: $out"
+    echo "ok: $out"
+fi
 
 out=$("$NUMALM" bench --llama-bench "$tmp/nothing" 2>&1)
 [ $? = 2 ] && grep -q "not an executable" <<<"$out" || fail "a missing llama-bench: $out"

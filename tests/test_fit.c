@@ -355,6 +355,22 @@ static void test_limits(void **state) {
     assert_int_equal(nm_fit_table_build(g_1b, t, &po, &RUN_OPTS, &m, tab, &err), 0);
     assert_int_equal(nm_fit_admit(tab, NM_PLACE_SHARD, -1, &chosen, &err), -1);
     assert_non_null(strstr(err.msg, "RLIMIT_AS"));
+    /* after the load (the check before the KV cache) the weights are in
+     * the address space in use: counted there, not again in the bill */
+    int r = nm_fit_table_row(tab, NM_PLACE_SHARD, -1);
+    uint64_t weights = 0;
+    for (int i = 0; i < tab->rows[r].n_nodes; i++)
+        weights += tab->rows[r].nodes[i].weights;
+    nm_fit_opts after = RUN_OPTS;
+    after.weights_unchecked = "loaded already";
+    after.weights_mapped = true;
+    after.staging_bytes = 0;
+    after.n_ctx = 256;
+    m.as_used = 100 * MIB + weights;
+    m.as_max = m.as_used + 64 * MIB;
+    assert_int_equal(nm_fit_table_build(g_1b, t, &po, &after, &m, tab, &err), 0);
+    assert_true(tab->rows[r].vm_bytes < 64 * MIB);
+    assert_int_equal(nm_fit_admit(tab, NM_PLACE_SHARD, -1, &chosen, &err), 0);
     /* weights in the page cache (io mmap) are shown, not counted */
     nm_fit_opts mm = RUN_OPTS;
     mm.weights_unchecked = "page cache";

@@ -64,9 +64,11 @@ run_vm() {
 for n in $NODE_COUNTS; do
     run_vm "$n" 512
 done
-# Memory admission where a model fits only sharded (issue scenario: 2 x 1 GiB)
-if [ -z "${NUMALM_VM_CHECKS:-}" ] || [[ admission_1g_replicate =~ $NUMALM_VM_CHECKS ]]; then
-    run_vm 2 1024 '^admission_1g'
+# Checks that need 1 GiB per node (memory admission where a model fits only
+# sharded; numalm bench): named *_1g_*, in a 2 x 1 GiB VM of their own
+if [ -z "${NUMALM_VM_CHECKS:-}" ] || [[ admission_1g_replicate =~ $NUMALM_VM_CHECKS ]] ||
+    [[ bench_1g_placements =~ $NUMALM_VM_CHECKS ]]; then
+    run_vm 2 1024 "${NUMALM_VM_CHECKS:-^(admission|bench)_1g}"
 fi
 echo "test_numa_vm: $total_pass passed, $total_fail failed"
 [ $total_fail = 0 ]

@@ -73,3 +73,44 @@ sys.exit(0 if ok else 1)
 EOF
 }
 register predict_measure
+
+# numalm bench on two nodes under an address-space limit (ulimit -v) that
+# lets one copy of the model in but not two: replicate is left out with the
+# admission's figures, shard is measured and predicted. It runs in the
+# numa_vm test's 2 x 1 GiB VM, whose checks leave it time.
+check_bench_1g_placements() {
+    [ "$N" = 2 ] && [ "$(node_mib 0)" -gt 900 ] ||
+        { echo "runs in the 2 x 1 GiB VM (here $N nodes of $(node_mib 0) MiB)"; return 77; }
+    local m limit out rc
+    m=$(sparse_model m200 --size 200M --type q8_0) || return 1
+    echo "+ $NUMALM plan -m $m --json"
+    "$NUMALM" plan -m "$m" --json >"$WORK/plan.json" || return 1
+    # KiB: shard's address space and half the way to replicate's (100 MB),
+    # and 128 MiB for what the process maps besides (libraries, malloc arenas)
+    limit=$("$PREDICT_PY" -S -E -c '
+import json, sys
+rows = {r["placement"]: r["address_space"] for r in json.load(open(sys.argv[1]))["memory_fit"]["placements"]}
+print((rows["shard"] + (rows["replicate"] - rows["shard"]) // 2) // 1024 + 131072)' "$WORK/plan.json") ||
+        return 1
+    echo "+ ulimit -v $limit"
+    out=$(ulimit -v "$limit" && run "$NUMALM" bench -m "$m" --skip-load -r 1 -p 2 -n 1 -t 2 \
+        --bandwidth 10 --placements shard,replicate -o "$WORK/bench" --no-progress 2>&1)
+    rc=$?
+    echo "$out"
+    if grep -q AddressSanitizer <<<"$out"; then
+        echo "an ASan build cannot run under ulimit -v"
+        return 77
+    fi
+    [ $rc = 0 ] || return 1
+    "$PREDICT_PY" -S -E - "$WORK/bench/results.json" <<'PYEOF'
+import json, sys
+r = json.load(open(sys.argv[1]))
+got = sorted((c["kind"], c["series"]) for c in r["cases"] if c["kind"] in ("decode", "predicted"))
+print(got, r["notes"])
+want = [("decode", "numalm shard"), ("predicted", "numalm shard")]
+ok = got == want and all(c["values"][0] > 0 for c in r["cases"])
+ok &= len(r["notes"]) == 1 and "not enough address space for --placement replicate" in r["notes"][0]
+sys.exit(0 if ok else 1)
+PYEOF
+}
+register bench_1g_placements
