@@ -89,6 +89,9 @@ typedef struct nm_kernel_set {
      * MiB each, 3 runs of 12 passes), the best passes read 34.9-36.0 GB/s
      * with 16-byte loads, 35.0-35.9 with AVX2, 34.2-35.3 with AVX-512. */
     uint64_t (*sum_words)(const void *p, size_t bytes);
+    /* nm_act_quantize_q8k with vector code: the same bits (prompts prepare
+     * every matrix input of every token with it) */
+    void (*act_quantize_q8k)(const float *x, int64_t n, void *row);
 } nm_kernel_set;
 
 /* AVX-512 sub-paths, picked from CPUID unless a test asks for one. */
@@ -111,6 +114,8 @@ void nm_kernels_avx512_legacy(nm_kernel_set *ks, int features);
 
 const nm_kernel_set *nm_kernels_scalar(void);
 uint64_t nm_sum_words_avx2(const void *p, size_t bytes); /* kernels_avx2.c */
+/* kernels_avx2_kquant.c; the AVX-512 sets use it too */
+void nm_act_quantize_q8k_avx2(const float *x, int64_t n, void *row);
 const nm_kernel_set *nm_kernels_avx2(void);
 const nm_kernel_set *nm_kernels_avx512(void); /* best sub-path for this CPU */
 const nm_kernel_set *nm_kernels_avx512_variant(int features);

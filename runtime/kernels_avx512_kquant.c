@@ -309,6 +309,7 @@ KQ_KERNEL(q6_k, 0, 1)
     ks->k[TYPE] = NM_TYPE_KERNELS(T##_rowdot_##V, T##_rows4_##V, T##_tile_##V, KQ_TILE_R, KQ_TILE_T)
 
 void nm_kernels_avx512_kquant(nm_kernel_set *ks, int features) {
+    ks->act_quantize_q8k = nm_act_quantize_q8k_avx2;
     if (features & NM_AVX512_VNNI) {
         KQ_SET(q2_k, NM_TYPE_Q2_K, vnni);
         KQ_SET(q3_k, NM_TYPE_Q3_K, vnni);

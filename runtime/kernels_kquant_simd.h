@@ -20,12 +20,12 @@
 KQ_AI __m128i kq_k4_scales(const void *blk) {
     __m128i v = _mm_loadu_si128((const __m128i *)blk);
     /* bytes s0..3, s8..11, s4..7, s8..11 and (zero) s0..3 (zero) s4..7 */
-    __m128i a = _mm_shuffle_epi8(v, _mm_setr_epi8(4, 5, 6, 7, 12, 13, 14, 15, 8, 9, 10, 11, 12,
-                                                  13, 14, 15));
-    __m128i b = _mm_shuffle_epi8(v, _mm_setr_epi8(-1, -1, -1, -1, 4, 5, 6, 7, -1, -1, -1, -1, 8, 9,
-                                                  10, 11));
-    __m128i lo = _mm_and_si128(a, _mm_setr_epi8(63, 63, 63, 63, 15, 15, 15, 15, 63, 63, 63, 63, 0,
-                                                0, 0, 0));
+    __m128i a = _mm_shuffle_epi8(
+        v, _mm_setr_epi8(4, 5, 6, 7, 12, 13, 14, 15, 8, 9, 10, 11, 12, 13, 14, 15));
+    __m128i b = _mm_shuffle_epi8(
+        v, _mm_setr_epi8(-1, -1, -1, -1, 4, 5, 6, 7, -1, -1, -1, -1, 8, 9, 10, 11));
+    __m128i lo =
+        _mm_and_si128(a, _mm_setr_epi8(63, 63, 63, 63, 15, 15, 15, 15, 63, 63, 63, 63, 0, 0, 0, 0));
     __m128i a4 = _mm_and_si128(_mm_srli_epi16(a, 4), _mm_setr_epi32(0, 0, 0, 0x0f0f0f0f));
     __m128i hi = _mm_and_si128(_mm_srli_epi16(b, 2), _mm_set1_epi8(0x30));
     return _mm_or_si128(_mm_or_si128(lo, a4), hi);
@@ -67,10 +67,10 @@ KQ_AI void kq_gather_d4(const char *blk, size_t rb, size_t doff, const int MIN, 
         for (int r = 0; r < 4; r++)
             __builtin_memcpy(&x[r], blk + (size_t)r * rb + doff, 4);
         __m256 f = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)x));
-        *d = _mm256_castps256_ps128(_mm256_permutevar8x32_ps(f, _mm256_setr_epi32(0, 2, 4, 6, 0,
-                                                                                     0, 0, 0)));
-        *dm = _mm256_castps256_ps128(_mm256_permutevar8x32_ps(f, _mm256_setr_epi32(1, 3, 5, 7, 0,
-                                                                                      0, 0, 0)));
+        *d = _mm256_castps256_ps128(
+            _mm256_permutevar8x32_ps(f, _mm256_setr_epi32(0, 2, 4, 6, 0, 0, 0, 0)));
+        *dm = _mm256_castps256_ps128(
+            _mm256_permutevar8x32_ps(f, _mm256_setr_epi32(1, 3, 5, 7, 0, 0, 0, 0)));
     } else {
         uint16_t x[8] = {0};
         for (int r = 0; r < 4; r++)
@@ -87,9 +87,14 @@ KQ_AI float kq_f16(const char *p) {
     return _cvtsh_ss(h);
 }
 
-/* The lane sums of v[0..3] as the 4 lanes of one vector. */
+/* The lane sums of v[0..3] as the 4 lanes of one vector: a transpose by
+ * unpacks and adds (one uop each; vphaddd is three). */
 KQ_AI __m128i kq_hsum4(const __m256i *v) {
-    __m256i t = _mm256_hadd_epi32(_mm256_hadd_epi32(v[0], v[1]), _mm256_hadd_epi32(v[2], v[3]));
+    __m256i a01 =
+        _mm256_add_epi32(_mm256_unpacklo_epi32(v[0], v[1]), _mm256_unpackhi_epi32(v[0], v[1]));
+    __m256i a23 =
+        _mm256_add_epi32(_mm256_unpacklo_epi32(v[2], v[3]), _mm256_unpackhi_epi32(v[2], v[3]));
+    __m256i t = _mm256_add_epi32(_mm256_unpacklo_epi64(a01, a23), _mm256_unpackhi_epi64(a01, a23));
     return _mm_add_epi32(_mm256_castsi256_si128(t), _mm256_extracti128_si256(t, 1));
 }
 

@@ -220,6 +220,7 @@ static void build_scalar_set(void) {
     ks->axpy_f16 = sc_axpy_f16;
     ks->round_f16 = sc_round_f16;
     ks->sum_words = nm_sum_words;
+    ks->act_quantize_q8k = nm_act_quantize_q8k;
     nm_kernels_scalar_kquant(ks);
     nm_kernels_scalar_legacy(ks);
 }

@@ -363,6 +363,41 @@ static void test_act_quant_round_trip(void **state) {
     }
 }
 
+/* Every set's Q8_K activation quantizer gives the scalar one's bytes:
+ * random blocks of mixed magnitude, an all-zero block, one too small to
+ * scale, and blocks with an inf or a NaN. */
+static void test_act_q8k_sets(void **state) {
+    (void)state;
+    enum { N = 256 * 6 };
+    static float x[N];
+    _Alignas(64) static uint8_t want[8192], got[8192];
+    const nm_kernel_set *sets[8];
+    int ns = supported_sets(sets);
+    size_t rb = (size_t)nm_actk_row_bytes(N);
+    assert_true(rb <= sizeof want);
+    for (int rep = 0; rep < 20; rep++) {
+        for (int i = 0; i < N; i++)
+            x[i] = rng_value() * (rep % 3 ? 1.0f : 1000.0f);
+        memset(x + 256, 0, 256 * sizeof *x);
+        for (int j = 512; j < 768; j++)
+            x[j] = (float)(j - 640) * 1e-40f;
+        x[768 + rep % 256] = rep & 1 ? NAN : -INFINITY;
+        x[1024 + (rep * 7) % 256] = 127.5f; /* a tie of the rounding after scaling */
+        memset(want, 0xab, rb);
+        nm_act_quantize_q8k(x, N, want);
+        for (int s = 0; s < ns; s++) {
+            memset(got, 0xab, rb);
+            sets[s]->act_quantize_q8k(x, N, got);
+            for (size_t i = 0; i < rb - (rb - (size_t)N - N / 256 * 4 - N / 16 * 2); i++)
+                if (want[i] != got[i] && !(i >= N && i < (size_t)N + N / 256 * 4 &&
+                                           isnan(nm_actk_d(want, N)[(i - N) / 4]) &&
+                                           isnan(nm_actk_d(got, N)[(i - N) / 4])))
+                    fail_msg("%s: byte %zu of the Q8_K row: 0x%02x, scalar 0x%02x", sets[s]->name,
+                             i, got[i], want[i]);
+        }
+    }
+}
+
 /* An inf or NaN activation makes the dots with its block NaN, at every
  * level, instead of a plausible number: in a full 4-block step of the Q4_0
  * kernels or in the tail, and on the 4-row decode path. */
@@ -890,6 +925,7 @@ int main(void) {
         cmocka_unit_test(test_quant_error_bounds),
         cmocka_unit_test(test_act_quant_round_trip),
         cmocka_unit_test(test_act_nonfinite),
+        cmocka_unit_test(test_act_q8k_sets),
         cmocka_unit_test(test_kernels_float_shapes),
         cmocka_unit_test(test_kernels_quant_shapes),
         cmocka_unit_test(test_kernels_token_counts),
