@@ -55,8 +55,9 @@ static bool affine_solve(const float *x, int n, const uint8_t *q, float *scale, 
 }
 
 /* Fits x (n values) as scale * q - min with q in 0..nmax, scale >= 0 and
- * min >= 0: candidate scales around (max - min) / nmax, each assigned and
- * refitted by least squares once; the best fit wins. */
+ * min >= 0: four candidate scales around (max - min) / nmax, each assigned
+ * and refitted by least squares once; the best fit wins. (Eight candidates
+ * lowered the error on normal data by under 1 % at twice the time.) */
 static void fit_affine(const float *x, int n, int nmax, float *scale, float *min) {
     float lo = 0, hi = x[0];
     for (int i = 0; i < n; i++) {
@@ -69,8 +70,8 @@ static void fit_affine(const float *x, int n, int nmax, float *scale, float *min
         return;
     uint8_t q[32];
     float best = INFINITY;
-    for (int k = 0; k < 8; k++) {
-        float s = (hi - lo) / ((float)nmax + 0.25f * (float)(k - 2)), m = -lo;
+    for (int k = 0; k < 4; k++) {
+        float s = (hi - lo) / ((float)nmax + 0.5f * (float)(k - 1)), m = -lo;
         affine_assign(x, n, nmax, s, m, q);
         if (!affine_solve(x, n, q, &s, &m))
             continue;
@@ -98,8 +99,8 @@ static float fit_symmetric(const float *x, int n, int nneg, int npos) {
     if (!(amax > 0))
         return 0;
     float best = INFINITY, best_scale = xm / (float)-nneg;
-    for (int k = 0; k < 8; k++) {
-        float s = xm / -((float)nneg + 0.25f * (float)(k - 3)), is = 1.0f / s;
+    for (int k = 0; k < 4; k++) {
+        float s = xm / -((float)nneg + 0.5f * (float)(k - 2)), is = 1.0f / s;
         double sqx = 0, sqq = 0;
         for (int i = 0; i < n; i++) {
             int q = round_clamp(x[i] * is, -nneg, npos);

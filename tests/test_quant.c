@@ -1,8 +1,9 @@
 /* Q4_1, Q5_0, Q5_1, IQ4_NL, IQ4_XS: block layouts byte by byte (blocks
- * built by hand decode to the values the format defines), and numalm's
- * quantizers: never worse than the plain scale choice they start from,
- * relative RMS error on normal data within the figures stated below, no
- * crash or out-of-range code on inf/NaN/zero input.
+ * built by hand decode to the values the format defines) and quantizers
+ * never worse than the plain scale choice they start from. Those five and
+ * the K-quants (Q2_K .. Q6_K, whose layouts test_mkmodel.sh checks against
+ * llama.cpp): relative RMS error on normal data within the figures stated
+ * below, no crash on inf/NaN/zero input, the same bytes for the same input.
  *
  * Random data comes from a seed printed at start: NUMALM_TEST_SEED=N repeats
  * a run. */
@@ -41,8 +42,11 @@ static float rng_normal(void) {
     return (float)(sqrt(-2.0 * log(rng_uniform())) * cos(6.283185307179586 * rng_uniform()));
 }
 
-static const uint32_t TYPES[] = {NM_TYPE_Q4_1, NM_TYPE_Q5_0, NM_TYPE_Q5_1, NM_TYPE_IQ4_NL,
-                                 NM_TYPE_IQ4_XS};
+/* the legacy types first (the layout tests take the first five) */
+static const uint32_t TYPES[] = {NM_TYPE_Q4_1,   NM_TYPE_Q5_0, NM_TYPE_Q5_1, NM_TYPE_IQ4_NL,
+                                 NM_TYPE_IQ4_XS, NM_TYPE_Q2_K, NM_TYPE_Q3_K, NM_TYPE_Q4_K,
+                                 NM_TYPE_Q5_K,   NM_TYPE_Q6_K};
+enum { N_TYPES = sizeof TYPES / sizeof TYPES[0] };
 
 /* ---- layouts ------------------------------------------------------------ */
 
@@ -230,20 +234,23 @@ static void test_not_worse_than_plain(void **state) {
 /* Relative RMS error on N(0, 1) data. With 2^20 values numalm's
  * quantizers gave 0.0728 (Q4_1), 0.0409 (Q5_0), 0.0354 (Q5_1), 0.0746
  * (IQ4_NL), 0.0748 (IQ4_XS); llama.cpp's (ggml_quantize_chunk, rows of 4096,
- * no importance matrix) 0.0782, 0.0427, 0.0378, 0.0761, 0.0767. The bounds
- * leave 5% for the smaller sample here. */
+ * no importance matrix) 0.0782, 0.0427, 0.0378, 0.0761, 0.0767. The
+ * K-quants (2^16 values, three seeds): 0.271-0.274 (Q2_K), 0.144 (Q3_K),
+ * 0.0723-0.0726 (Q4_K), 0.0363 (Q5_K), 0.0173 (Q6_K). The bounds leave 5%
+ * for the smaller sample here. */
 static void test_rms_error(void **state) {
     (void)state;
     enum { N = 256 * 256 };
     static float x[N], y[N];
     static uint8_t q[N];
-    const double bound[] = {0.077, 0.043, 0.037, 0.079, 0.079};
+    const double bound[N_TYPES] = {0.077, 0.043, 0.037, 0.079, 0.079,
+                                   0.287, 0.152, 0.076, 0.038, 0.0182};
     for (int i = 0; i < N; i++)
         x[i] = rng_normal();
     double sx = 0;
     for (int i = 0; i < N; i++)
         sx += (double)x[i] * x[i];
-    for (int ti = 0; ti < 5; ti++) {
+    for (int ti = 0; ti < N_TYPES; ti++) {
         assert_int_equal(nm_quantize_row(TYPES[ti], x, q, N), 0);
         assert_int_equal(nm_dequantize_row(TYPES[ti], q, y, N), 0);
         double rel = sqrt(sq_err(x, y, N) / sx);
@@ -260,7 +267,7 @@ static void test_special_blocks(void **state) {
     (void)state;
     float x[256], y[256];
     uint8_t q[256];
-    for (int ti = 0; ti < 5; ti++) {
+    for (int ti = 0; ti < N_TYPES; ti++) {
         uint32_t t = TYPES[ti];
         memset(x, 0, sizeof x);
         assert_int_equal(nm_quantize_row(t, x, q, 256), 0);
@@ -297,7 +304,7 @@ static void test_deterministic(void **state) {
     uint8_t a[N], b[N];
     for (int i = 0; i < N; i++)
         x[i] = rng_normal();
-    for (int ti = 0; ti < 5; ti++) {
+    for (int ti = 0; ti < N_TYPES; ti++) {
         uint64_t rb = 0;
         assert_int_equal(nm_type_row_bytes(TYPES[ti], N, &rb), 0);
         memset(a, 1, sizeof a);
@@ -312,8 +319,7 @@ int main(void) {
     const char *s = getenv("NUMALM_TEST_SEED");
     uint64_t seed = s ? strtoull(s, NULL, 0) : (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32);
     rng_state = seed;
-    printf("test_quant_legacy: seed %llu (NUMALM_TEST_SEED repeats it)\n",
-           (unsigned long long)seed);
+    printf("test_quant: seed %llu (NUMALM_TEST_SEED repeats it)\n", (unsigned long long)seed);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_layout_offsets),       cmocka_unit_test(test_layout_decode),
         cmocka_unit_test(test_not_worse_than_plain), cmocka_unit_test(test_rms_error),
