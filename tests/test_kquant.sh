@@ -2,7 +2,11 @@
 # K-quant files from the command line: every preset mkmodel writes loads with
 # --verify in every placement and generates; a block whose scale is inf or
 # NaN makes --verify fail naming the tensor, row and block; a file cut inside
-# a super-block is refused when opened, naming the tensor.
+# a super-block is refused when opened, naming the tensor. With llama.cpp's
+# llama-quantize (LLAMA_CPP_BIN, else on PATH): the file it writes for every
+# K-quant preset and for Q4_0 and Q8_0 (mixtures: output.weight Q6_K) loads
+# with --verify and generates, info names the preset, and mkmodel's file of
+# the same K-quant preset has the same type in every tensor.
 set -u
 if [ -z "${NUMALM:-}" ] || [ ! -x "$NUMALM" ]; then
     echo "skipped: NUMALM is not set to the built numalm binary"
@@ -44,6 +48,40 @@ expect_verify_error "$dir/bad.gguf" "tensor 'blk.3.ffn_down.weight' (Q6_K) row 5
 
 # cut inside the first super-block of the last tensor
 expect_cut_refused "$src" 100
+
+# ---- llama-quantize's files, when a llama.cpp build is at hand -------------
+bin=${LLAMA_CPP_BIN:-$(dirname "$(command -v llama-quantize || echo ./none)")}
+types_of() { "$NUMALM" info --json "$1" | jq -r '.tensors[] | "\(.name) \(.type)"' | sort; }
+if [ ! -x "$bin/llama-quantize" ]; then
+    echo "note: no llama-quantize (set LLAMA_CPP_BIN or PATH): llama-quantize's presets were not checked"
+elif ! "$NUMALM" mkmodel "$dir/f16.gguf" --type f16 --seed 7 >/dev/null 2>"$dir/err"; then
+    bad "mkmodel f16: $(cat "$dir/err")"
+else
+    for p in Q2_K Q3_K_S Q3_K_M Q3_K_L Q4_K_S Q4_K_M Q5_K_S Q5_K_M Q6_K Q4_0 Q8_0; do
+        q=$dir/llama-$p.gguf
+        if ! "$bin/llama-quantize" "$dir/f16.gguf" "$q" $p >"$dir/quant.log" 2>&1; then
+            bad "llama-quantize $p: $(tail -2 "$dir/quant.log")"
+            continue
+        fi
+        base=${p%_[SML]}
+        name="mostly $base"
+        [ "$base" != "$p" ] && name="$name ($p)"
+        "$NUMALM" info "$q" | grep -q "^weights: *$name$" && ok ||
+            bad "info on llama-quantize's $p: $("$NUMALM" info "$q" | grep weights)"
+        if "$NUMALM" load -m "$q" --verify >"$dir/out" 2>"$dir/err" && grep -q "scales: OK" "$dir/out" &&
+            "$NUMALM" run -m "$q" -p "Once upon a time" -n 8 --temp 0 >"$dir/out" 2>"$dir/err"; then
+            ok
+        else
+            bad "llama-quantize's $p does not load and run: $(cat "$dir/err")"
+        fi
+        # (mkmodel's q4_0 and q8_0 are plain types: every matrix of the type)
+        [ "$p" = Q4_0 ] || [ "$p" = Q8_0 ] && continue
+        m=$(echo "$p" | tr 'A-Z' 'a-z')
+        "$NUMALM" mkmodel "$dir/ours.gguf" --type $m --seed 7 >/dev/null 2>&1 &&
+            diff <(types_of "$q") <(types_of "$dir/ours.gguf") >"$dir/diff" && ok ||
+            bad "mkmodel --type $m differs from llama-quantize $p: $(head -5 "$dir/diff")"
+    done
+fi
 
 echo "test_kquant.sh: $passes passed, $fails failed"
 [ "$fails" -eq 0 ]

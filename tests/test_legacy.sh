@@ -5,7 +5,7 @@
 # where llama-quantize does; a block whose scale or minimum is inf or NaN
 # makes --verify fail naming the tensor, row and block; a file cut inside a
 # block is refused when opened, naming the tensor. With a llama.cpp build
-# (LLAMA_CPP_BIN, else /work/peers/llama.cpp/build/bin): llama.cpp's
+# (LLAMA_CPP_BIN, else llama-perplexity and llama-quantize on PATH): llama.cpp's
 # perplexity on mkmodel's files agrees with numalm's, and the files
 # llama-quantize writes for these presets (their mixtures, an IQ4_XS file
 # with IQ4_NL fallbacks) load, generate and agree as well.
@@ -71,7 +71,7 @@ iq4_xs 136 5 0 0 00 7c
 EOF
 
 # ---- llama.cpp, when a build is at hand that runs these files ----------------
-bin=${LLAMA_CPP_BIN:-/work/peers/llama.cpp/build/bin}
+bin=${LLAMA_CPP_BIN:-$(dirname "$(command -v llama-perplexity || echo ./none)")}
 for i in $(seq 40); do echo "Once upon a time there was a little girl who liked to play."; done >"$dir/text.txt"
 
 # llama_ppl FILE: llama.cpp's perplexity over text.txt (64-token chunks),
