@@ -131,6 +131,17 @@ size_t nm_utf8_incomplete_tail(const char *s, size_t n) {
     return 0;
 }
 
+/* The bytes of an ill-formed sequence at s[0..n) that one U+FFFD stands
+ * for: its maximal subpart (Unicode 15, section 3.9: the longest start of
+ * a well-formed character, at least one byte), as Python and browsers
+ * decode. */
+static size_t maximal_subpart(const unsigned char *s, size_t n) {
+    size_t k = 1; /* utf8_char(s, k) < 0: s[0..k) is a proper start */
+    while (k < n && utf8_char(s, k + 1) < 0)
+        k++;
+    return k;
+}
+
 size_t nm_utf8_sanitize(const char *src, size_t n, char *dst) {
     const unsigned char *s = (const unsigned char *)src;
     size_t i = 0, o = 0;
@@ -143,7 +154,7 @@ size_t nm_utf8_sanitize(const char *src, size_t n, char *dst) {
         } else {
             memcpy(dst + o, "\xEF\xBF\xBD", 3);
             o += 3;
-            i++;
+            i += maximal_subpart(s + i, n - i);
         }
     }
     return o;

@@ -34,9 +34,10 @@ int nm_gen_text_add(nm_gen_text *t, const char *piece, size_t n);
  * final: generation is over, so everything left goes. */
 size_t nm_gen_text_ready_end(const nm_gen_text *t, bool final);
 
-/* Valid UTF-8 of src[0..n) into dst (room for 3 * n bytes): each byte that
- * does not start a complete, well-formed character becomes U+FFFD. Returns
- * the bytes written. */
+/* Valid UTF-8 of src[0..n) into dst (room for 3 * n bytes): each maximal
+ * ill-formed subpart (a stray byte, or the start of a character cut short)
+ * becomes one U+FFFD, as the Unicode standard recommends. Returns the bytes
+ * written. */
 size_t nm_utf8_sanitize(const char *src, size_t n, char *dst);
 
 /* Bytes at the end of s[0..n) that begin a well-formed but incomplete

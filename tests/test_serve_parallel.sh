@@ -101,5 +101,63 @@ done_all=0
 for i in $(seq 0 5); do tail -c 14 "$TMP/term$i" | grep -q '^data: \[DONE\]$' && done_all=$((done_all + 1)); done
 [ $done_all = 6 ] && ok "every stream ended with [DONE]" || bad "$done_all of 6 streams ended with [DONE]"
 
+# The reference models (shared/models/reference.jsonl), each with its
+# prompts all at once on --parallel 4: other architectures, K-quants and
+# BPE vocabularies through the same batching, streamed. Each text must be
+# the one the prompt gets alone and, for the F32 models, llama.cpp's
+# (decoded as the Unicode standard says, as the server sends bytes; the
+# K-quant files may part from llama.cpp after a few tokens: test_forward
+# says why).
+REFS=$SHARED/models/reference.jsonl
+if [ -s "$REFS" ]; then
+    for model in $("$PY" -S -E -c '
+import json, sys
+print(" ".join(sorted({json.loads(l)["model"] for l in open(sys.argv[1]) if l.strip()})))' "$REFS"); do
+        [ -s "$SHARED/models/$model" ] || continue
+        if ! SERVE_MODEL=$SHARED/models/$model serve_start --parallel 4 --ctx 128 >"$TMP/start.log"; then
+            if grep -q "not supported yet" "$TMP/serve.log"; then
+                echo "skip $model: $(grep -o "architecture .* not supported yet" "$TMP/serve.log")"
+            else
+                bad "$model: the server did not start: $(cat "$TMP/start.log")"
+            fi
+            continue
+        fi
+        "$PY" -S -E - "$REFS" "$model" "$TMP" <<'EOF2'
+import json, sys
+lines = [json.loads(x) for x in open(sys.argv[1]) if x.strip()]
+for i, j in enumerate(x for x in lines if x["model"] == sys.argv[2] and "prompt" in x):
+    json.dump({"prompt": j["prompt"], "max_tokens": j["n_predict"], "temperature": 0,
+               "stream": True}, open("%s/ref%d.json" % (sys.argv[3], i), "w"))
+    open("%s/ref%d.llama" % (sys.argv[3], i), "w", encoding="utf-8").write(
+        bytes.fromhex(j["expected_hex"]).decode("utf-8", "replace"))
+EOF2
+        for f in "$TMP"/ref*.json; do
+            curl -sSN --max-time 120 "$URL/v1/completions" -d "@$f" | stream_summary /dev/stdin >"${f%.json}.alone"
+        done
+        pids=()
+        for f in "$TMP"/ref*.json; do
+            curl -sSN --max-time 120 "$URL/v1/completions" -d "@$f" >"${f%.json}.out" &
+            pids+=($!)
+        done
+        wait "${pids[@]}"
+        same=0 n=0
+        for f in "$TMP"/ref*.json; do
+            n=$((n + 1))
+            stream_summary "${f%.json}.out" | "$PY" -S -E -c '
+import json, sys
+t = json.load(sys.stdin)["text"]
+alone = json.load(open(sys.argv[1]))["text"]
+llama = open(sys.argv[2], encoding="utf-8").read()
+sys.exit(t != alone or ("f32" in sys.argv[3] and t != llama))' "${f%.json}.alone" "${f%.json}.llama" "$model" &&
+                same=$((same + 1))
+        done
+        [ $same = $n ] && [ $n -gt 0 ] &&
+            ok "$model: its $n prompts at once get the text each gets alone$([[ $model == *f32* ]] && echo ", llama.cpp's")" ||
+            bad "$model: $same of $n texts as expected"
+        rm -f "$TMP"/ref*
+        serve_stop || bad "$model: exit"
+    done
+fi
+
 echo "$TEST: $fails failed"
 [ $fails = 0 ]
