@@ -131,6 +131,13 @@ static int parse(serve_opts *o, int argc, char **argv, nm_error *err) {
         return nm_fail(err, "--topology describes another machine: it is for `numalm plan`");
     if (!o->c.opts.model_path)
         return nm_fail(err, "no model given (-m FILE)");
+    /* the device's KV caches hold one sequence (runtime/model.c refuses
+     * more); say so before the port opens and the weights load */
+    if (o->srv.parallel > 1 && (o->c.opts.n_gpu_layers > 0 || o->c.opts.gpu))
+        return nm_fail(err,
+                       "--parallel %d with %s: blocks on a device run one sequence, so serve "
+                       "with --parallel 1 or without -ngl/--gpu",
+                       o->srv.parallel, o->c.opts.n_gpu_layers > 0 ? "-ngl" : "--gpu");
     if (!o->thp_given)
         o->c.opts.thp = NUMALM_THP_ON;
     /* a pass carries every slot's next token plus a prompt chunk of

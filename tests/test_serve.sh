@@ -2,9 +2,10 @@
 # `numalm serve` with curl on loopback: /health while loading and after,
 # completions and chat (plain and streamed) against llama.cpp's greedy
 # reference text, usage counts, stop sequences, seeds, every error status
-# (401 400 404 405 413 429) with an OpenAI-style body, idle and slow
-# connections timing out, a queue that fills, clients that leave mid-stream,
-# SIGTERM during a stream, and the model file truncated under the server.
+# (401 400 404 405 413 429) with an OpenAI-style body, -ngl with --parallel
+# above 1 refused, idle and slow connections timing out, a queue that fills,
+# clients that leave mid-stream, SIGTERM during a stream, and the model file
+# truncated under the server.
 # Every server must exit 0 on SIGTERM (under ASan/LSan: without a leak).
 set -u
 . "$(dirname "$0")/serve_lib.sh"
@@ -18,6 +19,14 @@ print(j["expected"][len(j["prompt"]):], end="")' "$REF") || { bad "reference fil
 KEY=sekret
 AUTH=(-H "Authorization: Bearer $KEY")
 SERVE_KEY=$KEY
+
+# ---- 0. Options refused before the port opens: a device runs one sequence.
+for dev in "-ngl 4" "--gpu cpu"; do
+    "$NUMALM" serve -m "$MODEL" --parallel 2 $dev --port 0 >"$TMP/out" 2>&1
+    rc=$?
+    [ $rc = 2 ] && grep -q "blocks on a device run one sequence" "$TMP/out" && ! grep -q listening "$TMP/out" &&
+        ok "--parallel 2 $dev refused (exit 2)" || bad "--parallel 2 $dev: exit $rc: $(cat "$TMP/out")"
+done
 
 # ---- 1. /health answers 503 while the model loads. The server writes its
 # port file before loading; a FIFO holds it there until we read the port.

@@ -104,9 +104,14 @@ static void test_utf8(void **state) {
                         10);
     n = nm_utf8_sanitize("\xED\xA0\x80", 3, out); /* a surrogate: three */
     assert_int_equal(n, 9);
-    n = nm_utf8_sanitize("\xE2\x82" "A\xF0\x9F\x98", 6, out); /* cut short: one each */
+    n = nm_utf8_sanitize("\xE2\x82"
+                         "A\xF0\x9F\x98",
+                         6, out); /* cut short: one each */
     assert_int_equal(n, 7);
-    assert_memory_equal(out, "\xEF\xBF\xBD" "A\xEF\xBF\xBD", 7);
+    assert_memory_equal(out,
+                        "\xEF\xBF\xBD"
+                        "A\xEF\xBF\xBD",
+                        7);
     assert_int_equal(nm_utf8_incomplete_tail("ab\xE2\x82", 4), 2);
     assert_int_equal(nm_utf8_incomplete_tail("ab\xF0", 3), 1);
     assert_int_equal(nm_utf8_incomplete_tail("ab\xE2\x82\xAC", 5), 0);
