@@ -1,8 +1,10 @@
 /* nm_session_predict: bandwidths, then the traffic of every scenario. */
 #include "predict.h"
 
+#include "common/util.h"
 #include "runtime/membw_probe.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -48,4 +50,38 @@ int nm_session_predict(numalm_session *s, const char *bw_spec, const nm_traffic_
     out->n = nm_traffic_all(s->plan, &out->opts, &out->bw, dist, out->t);
     free(dist);
     return 0;
+}
+
+int nm_session_predict_placements(numalm_session *s, nm_prediction *pred) {
+    double one_socket = pred->n > 0 ? pred->t[0].tok_s : 0;
+    for (int i = 0; i < pred->n; i++)
+        if (pred->t[i].scenario == NM_SCEN_ONE_NODE)
+            one_socket = pred->t[i].tok_s;
+    nm_traffic *t = nm_calloc(1, sizeof *t, "the prediction", &s->err);
+    uint64_t *dist = plan_distances(s->topo, s->plan);
+    int rc = t ? 0 : -1;
+    pred->n_placements = 0;
+    for (int r = 0; rc == 0 && r < s->fit->n_rows; r++) {
+        const nm_fit *f = &s->fit->rows[r];
+        nm_plan_opts po = s->plan_opts;
+        po.placement = f->placement;
+        po.fixed_node = f->fixed_node;
+        nm_plan *p = nm_plan_build(s->gguf, s->topo, &po, &s->err);
+        if (!p) {
+            rc = -1;
+            break;
+        }
+        nm_traffic_compute(p, NM_SCEN_PLAN, &pred->opts, &pred->bw, dist, t);
+        nm_plan_free(p);
+        nm_placement_prediction *o = &pred->placements[pred->n_placements++];
+        *o = (nm_placement_prediction){.placement = f->placement,
+                                       .fixed_node = f->fixed_node,
+                                       .tok_s = t->tok_s,
+                                       .speedup = one_socket > 0 ? t->tok_s / one_socket : 0,
+                                       .fits = f->fits};
+        snprintf(o->bottleneck, sizeof o->bottleneck, "%s", t->bottleneck);
+    }
+    free(dist);
+    free(t);
+    return rc;
 }

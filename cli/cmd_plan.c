@@ -48,7 +48,8 @@ static void usage(FILE *out) {
             "With --predict, the traffic model (docs/prediction.md): the bytes each node's\n"
             "workers read per generated token from each node's memory, and the decode\n"
             "tok/s that follows from the bandwidths, for this plan, one socket, llama.cpp's\n"
-            "mmap first touch and its --numa distribute with interleaved pages.\n"
+            "mmap first touch and its --numa distribute with interleaved pages; then every\n"
+            "placement side by side, with its fit.\n"
             "\n"
             "  -m, --model MODEL       GGUF file (only its header is read)\n"
             "  --placement P           see above (default shard)\n"
@@ -201,6 +202,46 @@ static int parse_args(int argc, char **argv, plan_args *pa, nm_error *err) {
     return 0;
 }
 
+/* "node:1", "shard" */
+static void placement_label(const nm_placement_prediction *p, char *buf, size_t n) {
+    if (p->placement == NM_PLACE_NODE)
+        snprintf(buf, n, "node:%d", p->fixed_node);
+    else
+        snprintf(buf, n, "%s", nm_placement_name(p->placement));
+}
+
+/* Every placement side by side: the choice --placement makes, with the
+ * memory fit table's verdict next to it. */
+static void placements_print(const nm_prediction *pred) {
+    printf("every placement, the same nodes and threads:\n");
+    printf("  %-12s %9s %12s  %-4s  %s\n", "placement", "tok/s", "x one socket", "fits",
+           "bottleneck");
+    for (int i = 0; i < pred->n_placements; i++) {
+        const nm_placement_prediction *p = &pred->placements[i];
+        char label[32];
+        placement_label(p, label, sizeof label);
+        printf("  %-12s %9.2f %11.2fx  %-4s  %s\n", label, p->tok_s, p->speedup,
+               p->fits ? "yes" : "no", p->bottleneck);
+    }
+}
+
+static void placements_json(const nm_prediction *pred, nm_json *j) {
+    nm_json_arr_begin(j);
+    for (int i = 0; i < pred->n_placements; i++) {
+        const nm_placement_prediction *p = &pred->placements[i];
+        char label[32];
+        placement_label(p, label, sizeof label);
+        nm_json_obj_begin(j);
+        nm_json_kstr(j, "placement", label);
+        nm_json_kdouble(j, "tok_s", p->tok_s);
+        nm_json_kdouble(j, "speedup_vs_one_node", p->speedup);
+        nm_json_kstr(j, "bottleneck", p->bottleneck);
+        nm_json_kbool(j, "fits", p->fits);
+        nm_json_obj_end(j);
+    }
+    nm_json_arr_end(j);
+}
+
 int cmd_plan(int argc, char **argv) {
     if (nm_cli_help_asked(argc, argv)) {
         usage(stdout);
@@ -221,7 +262,8 @@ int cmd_plan(int argc, char **argv) {
         return 1;
     }
     nm_prediction *pred = pa.predict ? nm_calloc(1, sizeof *pred, "the prediction", &err) : NULL;
-    if (pa.predict && (!pred || nm_session_predict(s, pa.bandwidth, &pa.traffic, pred) != 0)) {
+    if (pa.predict && (!pred || nm_session_predict(s, pa.bandwidth, &pa.traffic, pred) != 0 ||
+                       nm_session_predict_placements(s, pred) != 0)) {
         fprintf(stderr, "numalm plan: %s\n", pred ? numalm_last_error(s) : err.msg);
         free(pred);
         numalm_close(s);
@@ -237,6 +279,8 @@ int cmd_plan(int argc, char **argv) {
         if (pred) {
             nm_json_key(&j, "predict");
             nm_traffic_json(pred->t, pred->n, &pred->bw, &pred->opts, &j);
+            nm_json_key(&j, "predict_placements");
+            placements_json(pred, &j);
         }
         nm_json_obj_end(&j);
         nm_json_finish(&j);
@@ -246,8 +290,10 @@ int cmd_plan(int argc, char **argv) {
         if (pa.verbose)
             nm_plan_print_table(s->plan, stdout);
         nm_fit_print(s->fit, stdout);
-        if (pred)
+        if (pred) {
             nm_traffic_print(pred->t, pred->n, &pred->bw, &pred->opts, stdout);
+            placements_print(pred);
+        }
     }
     free(pred);
     numalm_close(s);
