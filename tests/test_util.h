@@ -7,6 +7,7 @@
 #include "common/error.h"
 #include "tools/mkmodel.h"
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -72,6 +73,36 @@ static inline int nm_test_write_tiny(const char *path, uint32_t type, uint64_t s
     if (nm_mkmodel_preset("tiny", &o.shape, err))
         return -1;
     return nm_mkmodel_write(path, &o, r, err);
+}
+
+/* NUMALM_TEST_MATRIX=reduced (scripts/test.sh sets it for the sanitizer
+ * run): a test that repeats one computation over a matrix of settings
+ * (placements x io modes x thread counts, types x thread counts) runs a
+ * covering subset of it, in which every value of every setting occurs, so
+ * every code path still runs under the sanitizers while the release run
+ * checks every combination. */
+static inline bool nm_test_matrix_reduced(void) {
+    const char *v = getenv("NUMALM_TEST_MATRIX");
+    return v && !strcmp(v, "reduced");
+}
+
+/* Whether case idx[0..n) of a matrix with sizes[0..n) runs: all of them in
+ * the full matrix; in the reduced one the diagonal k = 0 .. max(sizes) - 1,
+ * case (k % sizes[0], k % sizes[1], ...). */
+static inline bool nm_test_case_runs(int n, const int *sizes, const int *idx) {
+    if (!nm_test_matrix_reduced())
+        return true;
+    int longest = 0;
+    for (int d = 0; d < n; d++)
+        longest = sizes[d] > longest ? sizes[d] : longest;
+    for (int k = 0; k < longest; k++) {
+        int d = 0;
+        while (d < n && k % sizes[d] == idx[d])
+            d++;
+        if (d == n)
+            return true;
+    }
+    return false;
 }
 
 #endif
