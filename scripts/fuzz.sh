@@ -1,10 +1,10 @@
 #!/bin/bash
 # Builds the fuzzers (clang, libFuzzer + ASan/UBSan) and runs each on a copy of
-# its corpus for FUZZ_SECONDS (default 60): the GGUF reader on fuzz/corpus, the
-# tokenizers on fuzz/corpus_tokenizer (skipped without the vocabs in
-# ../shared/models/vocab). Exits non-zero when a build fails or a fuzzer finds
-# a crash, leak, timeout or sanitizer report; the reproducer is then left in
-# the build dir (crash-*, leak-*, timeout-*).
+# its corpus for FUZZ_SECONDS (default 60), side by side (one core each): the
+# GGUF reader on fuzz/corpus, the tokenizers on fuzz/corpus_tokenizer (skipped
+# without the vocabs in ../shared/models/vocab). Exits non-zero when a build
+# fails or a fuzzer finds a crash, leak, timeout or sanitizer report; the
+# reproducer is then left in the build dir (crash-*, leak-*, timeout-*).
 #   usage: scripts/fuzz.sh [BUILD_DIR]      (default: build-fuzz)
 set -euo pipefail
 
@@ -31,20 +31,41 @@ trap 'rm -rf "$work"' EXIT
 
 # run TARGET CORPUS_DIR: -timeout: a single input taking >10 s is a hang;
 # -rss_limit_mb: the GGUF reader caps metadata at 512 MiB and the tokenizers
-# hold four vocabs (~0.5 GiB), so more than 2 GiB is a bug.
+# hold four vocabs (~0.5 GiB), so more than 2 GiB is a bug. Its output goes
+# to $work/TARGET.log, shown when it ends.
 run() {
     mkdir -p "$work/$1"
     cp "$2"/* "$work/$1"/
     echo "fuzz.sh: running $1 for ${seconds}s on $(ls "$work/$1" | wc -l) seeds"
     "$build/$1" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 \
-        -max_len=65536 -print_final_stats=1 -artifact_prefix="$build/" "$work/$1"
+        -max_len=65536 -print_final_stats=1 -artifact_prefix="$build/" "$work/$1" \
+        >"$work/$1.log" 2>&1
 }
 
-run fuzz_gguf "$src/fuzz/corpus"
+pids=()
+names=()
+run fuzz_gguf "$src/fuzz/corpus" &
+pids+=($!) names+=(fuzz_gguf)
 vocab=${NUMALM_SHARED:-$src/../shared}/models/vocab
 if [ -f "$vocab/vocab-llama3.gguf" ] && [ -f "$vocab/vocab-qwen3.gguf" ] &&
     [ -f "$vocab/ggml-vocab-llama-spm.gguf" ]; then
-    run fuzz_tokenizer "$src/fuzz/corpus_tokenizer"
+    run fuzz_tokenizer "$src/fuzz/corpus_tokenizer" &
+    pids+=($!) names+=(fuzz_tokenizer)
 else
     echo "fuzz.sh: skipping fuzz_tokenizer: no vocabs in $vocab"
 fi
+# Each fuzzer's result: its final stats when it passed, its report (the
+# end of its log) when it failed.
+fail=0
+for i in "${!pids[@]}"; do
+    if wait "${pids[$i]}"; then
+        echo "fuzz.sh: ${names[$i]}: no failure; $(grep -E '^(#[0-9]+.*DONE|Done [0-9]+ runs)' \
+            "$work/${names[$i]}.log" | tail -1)"
+        grep -E '^stat::' "$work/${names[$i]}.log" | sed "s/^/  ${names[$i]}: /"
+    else
+        echo "fuzz.sh: ${names[$i]} FAILED (reproducer in $build/):"
+        tail -60 "$work/${names[$i]}.log"
+        fail=1
+    fi
+done
+exit $fail
