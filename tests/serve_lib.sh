@@ -2,23 +2,12 @@
 # a free loopback port, wait for it, stop it with SIGTERM and check that it
 # exits 0 (under ASan/LSan a leak makes that fail), and ok/bad counting.
 # Needs $NUMALM, stories260K, curl and python3; skips (77) without them.
-SHARED=${NUMALM_SHARED:-$(dirname "${BASH_SOURCE[0]}")/../../shared}
+. "$(dirname "${BASH_SOURCE[0]}")/script_lib.sh"
 MODEL=$SHARED/models/stories260K.gguf
-PY=/usr/bin/python3
-[ -x "$PY" ] || PY=python3
-TEST=$(basename "$0" .sh)
-
-if [ -z "${NUMALM:-}" ] || [ ! -x "$NUMALM" ]; then
-    echo "$TEST: \$NUMALM is not set to the numalm binary"
-    exit 2
-fi
-[ -s "$MODEL" ] || { echo "$TEST: skipped: $MODEL is absent"; exit 77; }
+need_numalm
+need_files "$MODEL"
 command -v curl >/dev/null || { echo "$TEST: skipped: no curl (scripts/deps.sh installs it)"; exit 77; }
 
-fails=0
-ok() { echo "ok   $1"; }
-bad() { echo "FAIL $1"; fails=$((fails + 1)); }
-TMP=$(mktemp -d)
 SPID=
 cleanup() {
     [ -n "$SPID" ] && kill -KILL "$SPID" 2>/dev/null

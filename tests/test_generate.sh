@@ -4,45 +4,25 @@
 # into a pipe, the --json stats, perplexity output, the context limit and
 # error messages. Needs $NUMALM and stories260K (skips without it).
 set -u
-SHARED=${NUMALM_SHARED:-$(dirname "$0")/../../shared}
+. "$(dirname "$0")/script_lib.sh"
 MODEL=$SHARED/models/stories260K.gguf
 REF=$SHARED/models/stories260K.greedy.jsonl
 STORY=$SHARED/models/story.txt
-PY=/usr/bin/python3
-[ -x "$PY" ] || PY=python3
-
-if [ -z "${NUMALM:-}" ] || [ ! -x "$NUMALM" ]; then
-    echo "test_generate: \$NUMALM is not set to the numalm binary"
-    exit 2
-fi
-for f in "$MODEL" "$REF" "$STORY"; do
-    if [ ! -s "$f" ]; then
-        echo "test_generate: skipped: $f is absent"
-        exit 77
-    fi
-done
-
-fails=0
-ok() { echo "ok   $1"; }
-bad() { echo "FAIL $1"; fails=$((fails + 1)); }
-TMP=$(mktemp -d)
-trap 'rm -rf "$TMP"' EXIT
+need_numalm
+need_files "$MODEL" "$REF" "$STORY"
 
 # 1. Every reference line, echoed prompt and --no-echo.
 n=0
 while IFS= read -r line; do
     n=$((n + 1))
-    prompt=$("$PY" -S -E -c 'import json,sys; print(json.loads(sys.argv[1])["prompt"], end="")' "$line")
-    np=$("$PY" -S -E -c 'import json,sys; print(json.loads(sys.argv[1])["n_predict"])' "$line")
-    "$PY" -S -E -c 'import json,sys; sys.stdout.write(json.loads(sys.argv[1])["expected"] + "\n")' \
-        "$line" >"$TMP/want"
-    "$NUMALM" run -m "$MODEL" -p "$prompt" -n "$np" >"$TMP/got" 2>"$TMP/err" || {
+    ref_line "$line"
+    "$NUMALM" run -m "$MODEL" -p "$prompt" -n "$n_predict" >"$TMP/got" 2>"$TMP/err" || {
         bad "reference line $n: exit status $? ($(cat "$TMP/err"))"
         continue
     }
     if cmp -s "$TMP/got" "$TMP/want"; then ok "reference line $n (echo)"; else
         bad "reference line $n: got '$(cat "$TMP/got")'"; fi
-    "$NUMALM" run -m "$MODEL" -p "$prompt" -n "$np" --no-echo >"$TMP/got2" 2>/dev/null
+    "$NUMALM" run -m "$MODEL" -p "$prompt" -n "$n_predict" --no-echo >"$TMP/got2" 2>/dev/null
     "$PY" -S -E - "$TMP/want" "$TMP/got2" "$prompt" <<'EOF' && ok "reference line $n (--no-echo)" || bad "reference line $n (--no-echo)"
 import sys
 want, got, prompt = open(sys.argv[1]).read(), open(sys.argv[2]).read(), sys.argv[3]
@@ -143,5 +123,4 @@ NUMALM_SIMD=sse9 "$NUMALM" run -m "$MODEL" -p "Once upon a time" -n 8 >"$TMP/out
 "$NUMALM" perplexity -m "$MODEL" -f "$STORY" -c 2000 >/dev/null 2>"$TMP/err" && bad "short text accepted" ||
     { grep -q "^numalm perplexity: .*fewer than one chunk" "$TMP/err" && ok "short text message" || bad "short text: $(cat "$TMP/err")"; }
 
-echo "test_generate: $fails failed"
-[ $fails = 0 ]
+finish

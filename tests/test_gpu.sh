@@ -8,26 +8,13 @@
 # NUMALM_GPU picks the device (default 0); NUMALM_GPU_SKIP_PPL=1 leaves the
 # perplexity check out.
 set -u
-SHARED=${NUMALM_SHARED:-$(dirname "$0")/../../shared}
+. "$(dirname "$0")/script_lib.sh"
 MODEL=$SHARED/models/stories260K.gguf
 REF=$SHARED/models/stories260K.greedy.jsonl
 STORY=$SHARED/models/story.txt
 GPU=${NUMALM_GPU:-0}
-PY=/usr/bin/python3
-[ -x "$PY" ] || PY=python3
-
-if [ -z "${NUMALM:-}" ] || [ ! -x "$NUMALM" ]; then
-    echo "test_gpu: \$NUMALM is not set to the numalm binary"
-    exit 2
-fi
-for f in "$MODEL" "$REF" "$STORY"; do
-    if [ ! -s "$f" ]; then
-        echo "test_gpu: skipped: $f is absent"
-        exit 77
-    fi
-done
-TMP=$(mktemp -d)
-trap 'rm -rf "$TMP"' EXIT
+need_numalm
+need_files "$MODEL" "$REF" "$STORY"
 
 if ! "$NUMALM" load -m "$MODEL" --gpu "$GPU" --verify --json >"$TMP/load.json" 2>"$TMP/err"; then
     if grep -q "no CUDA device" "$TMP/err"; then
@@ -37,10 +24,6 @@ if ! "$NUMALM" load -m "$MODEL" --gpu "$GPU" --verify --json >"$TMP/load.json" 2
     echo "FAIL load --gpu $GPU: $(cat "$TMP/err")"
     exit 1
 fi
-
-fails=0
-ok() { echo "ok   $1"; }
-bad() { echo "FAIL $1"; fails=$((fails + 1)); }
 
 # 1. The upload: every tensor's hash on the GPU matches the file; staged on
 # the GPU's own node (when the topology says which), page-locked.
@@ -62,11 +45,10 @@ EOF
 n=0
 while IFS= read -r line; do
     n=$((n + 1))
-    prompt=$("$PY" -S -E -c 'import json,sys; print(json.loads(sys.argv[1])["prompt"], end="")' "$line")
-    np=$("$PY" -S -E -c 'import json,sys; print(json.loads(sys.argv[1])["n_predict"])' "$line")
-    "$NUMALM" run -m "$MODEL" -p "$prompt" -n "$np" >"$TMP/cpu" 2>/dev/null
+    ref_line "$line"
+    "$NUMALM" run -m "$MODEL" -p "$prompt" -n "$n_predict" >"$TMP/cpu" 2>/dev/null
     for ngl in all 3; do
-        if "$NUMALM" run -m "$MODEL" -p "$prompt" -n "$np" -ngl $ngl --gpu "$GPU" >"$TMP/gpu" 2>"$TMP/err" &&
+        if "$NUMALM" run -m "$MODEL" -p "$prompt" -n "$n_predict" -ngl $ngl --gpu "$GPU" >"$TMP/gpu" 2>"$TMP/err" &&
             cmp -s "$TMP/cpu" "$TMP/gpu"; then
             ok "reference line $n, -ngl $ngl: GPU text = CPU text"
         else
@@ -96,5 +78,4 @@ EOF
         bad "perplexity: CPU $(tail -1 "$TMP/ppl_cpu") $(tail -1 "$TMP/err_cpu"), GPU $(tail -1 "$TMP/ppl_gpu") $(tail -1 "$TMP/err_gpu")"
 fi
 
-echo "test_gpu: $fails failed"
-[ $fails = 0 ]
+finish

@@ -8,21 +8,16 @@
 # installed command agrees with the .pc file. Without the model the
 # generation is skipped with a message (exit 77 after the other checks).
 set -u
+. "$(dirname "$0")/script_lib.sh"
 BUILD=${NUMALM_BUILD:?set NUMALM_BUILD to the build directory}
 SRC=${NUMALM_SOURCE:-$(dirname "$0")/..}
-SHARED=${NUMALM_SHARED:-$SRC/../shared}
 MODEL=$SHARED/models/stories260K.gguf
 REF=$SHARED/models/stories260K.greedy.jsonl
 CC=${CC:-cc}
 
-fails=0
-ok() { echo "ok   $1"; }
-bad() { echo "FAIL $1"; fails=$((fails + 1)); }
 for tool in pkg-config jq nm "$CC"; do
     command -v "$tool" >/dev/null || { echo "test_install: skipped: no $tool"; exit 77; }
 done
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/test_install.XXXXXX")
-trap 'rm -rf "$TMP"' EXIT
 PREFIX=$TMP/prefix
 
 # 1. The install.
@@ -103,5 +98,4 @@ done
 "$TMP/generate" "$TMP/nope.gguf" hi >/dev/null 2>"$TMP/err" && bad "missing model accepted" ||
     { grep -q "nope.gguf" "$TMP/err" && ok "missing model: $(cat "$TMP/err")" || bad "missing model: $(cat "$TMP/err")"; }
 
-echo "test_install: $fails failed"
-[ $fails = 0 ]
+finish

@@ -6,41 +6,21 @@
 # --verify hashes every tensor on the device, and bad values give clear
 # errors. The same checks on a real GPU are in test_gpu.sh.
 set -u
-SHARED=${NUMALM_SHARED:-$(dirname "$0")/../../shared}
+. "$(dirname "$0")/script_lib.sh"
 MODEL=$SHARED/models/stories260K.gguf
 REF=$SHARED/models/stories260K.greedy.jsonl
 STORY=$SHARED/models/story.txt
-PY=/usr/bin/python3
-[ -x "$PY" ] || PY=python3
-
-if [ -z "${NUMALM:-}" ] || [ ! -x "$NUMALM" ]; then
-    echo "test_offload: \$NUMALM is not set to the numalm binary"
-    exit 2
-fi
-for f in "$MODEL" "$REF" "$STORY"; do
-    if [ ! -s "$f" ]; then
-        echo "test_offload: skipped: $f is absent"
-        exit 77
-    fi
-done
-
-fails=0
-ok() { echo "ok   $1"; }
-bad() { echo "FAIL $1"; fails=$((fails + 1)); }
-TMP=$(mktemp -d)
-trap 'rm -rf "$TMP"' EXIT
+need_numalm
+need_files "$MODEL" "$REF" "$STORY"
 
 # 1. Greedy text: every reference line, all blocks + LM head on the device,
 # and half of the blocks (the LM head on the CPU).
 n=0
 while IFS= read -r line; do
     n=$((n + 1))
-    prompt=$("$PY" -S -E -c 'import json,sys; print(json.loads(sys.argv[1])["prompt"], end="")' "$line")
-    np=$("$PY" -S -E -c 'import json,sys; print(json.loads(sys.argv[1])["n_predict"])' "$line")
-    "$PY" -S -E -c 'import json,sys; sys.stdout.write(json.loads(sys.argv[1])["expected"] + "\n")' \
-        "$line" >"$TMP/want"
+    ref_line "$line"
     for ngl in all 2; do
-        if "$NUMALM" run -m "$MODEL" -p "$prompt" -n "$np" -ngl $ngl --gpu cpu >"$TMP/got" 2>"$TMP/err" &&
+        if "$NUMALM" run -m "$MODEL" -p "$prompt" -n "$n_predict" -ngl $ngl --gpu cpu >"$TMP/got" 2>"$TMP/err" &&
             cmp -s "$TMP/got" "$TMP/want"; then
             ok "reference line $n, -ngl $ngl"
         else
@@ -124,5 +104,4 @@ else
     echo "skip bench_gpu.sh: no $BENCH_UPLOAD"
 fi
 
-echo "test_offload: $fails failed"
-[ $fails = 0 ]
+finish
