@@ -24,3 +24,15 @@ int nm_cli_opt(int argc, char **argv, int *i, const char *name, const char *alia
     *value = argv[++*i];
     return 1;
 }
+
+int nm_cli_opt_any(int argc, char **argv, int *i, const nm_cli_optdef *opts, size_t n,
+                   const char **name, const char **value, nm_error *err) {
+    for (size_t k = 0; k < n; k++) {
+        int rc = nm_cli_opt(argc, argv, i, opts[k].name, opts[k].alias, value, err);
+        if (rc != 0) {
+            *name = opts[k].name;
+            return rc;
+        }
+    }
+    return 0;
+}

@@ -7,6 +7,7 @@
 #include "common/error.h"
 
 #include <stdbool.h>
+#include <stddef.h>
 
 /* -h or --help anywhere: help is printed even when other arguments are bad,
  * so a user fixing a command line can always get it. */
@@ -18,5 +19,16 @@ bool nm_cli_help_asked(int argc, char **argv);
  * value is missing. 0 when argv[*i] is something else. */
 int nm_cli_opt(int argc, char **argv, int *i, const char *name, const char *alias,
                const char **value, nm_error *err);
+
+/* An option that takes a value: its long name and its short alias (NULL
+ * for none). */
+typedef struct nm_cli_optdef {
+    const char *name, *alias;
+} nm_cli_optdef;
+
+/* nm_cli_opt for each of opts[0..n): 1 with *name (the long name of the one
+ * that matched) and *value, 0 when argv[*i] is none of them, -1 with err. */
+int nm_cli_opt_any(int argc, char **argv, int *i, const nm_cli_optdef *opts, size_t n,
+                   const char **name, const char **value, nm_error *err);
 
 #endif

@@ -71,36 +71,26 @@ static int opt_value(chat_opts *o, const char *opt, const char *v, nm_error *err
     return 1;
 }
 
+static int chat_arg(void *opts, int argc, char **argv, int *i, nm_error *err) {
+    static const nm_cli_optdef OPTS[] = {
+        {"--system", NULL}, {"--chat-template", NULL}, {"--n-predict", "-n"}, {"--temp", NULL},
+        {"--top-k", NULL},  {"--top-p", NULL},         {"--seed", NULL}};
+    chat_opts *o = opts;
+    const char *name, *v;
+    int rc = nm_cli_opt_any(argc, argv, i, OPTS, sizeof OPTS / sizeof OPTS[0], &name, &v, err);
+    if (rc != 0)
+        return rc < 0 ? -1 : opt_value(o, name, v, err);
+    if (!strcmp(argv[*i], "--verbose"))
+        return o->verbose = true;
+    return 0;
+}
+
 static int parse(chat_opts *o, int argc, char **argv, nm_error *err) {
-    static const struct {
-        const char *name, *alias;
-    } OPTS[] = {{"--system", NULL}, {"--chat-template", NULL}, {"--n-predict", "-n"},
-                {"--temp", NULL},   {"--top-k", NULL},         {"--top-p", NULL},
-                {"--seed", NULL}};
     memset(o, 0, sizeof *o);
     nm_cli_common_init(&o->c);
     numalm_gen_params_init(&o->gen); /* greedy */
     o->gen.n_predict = -1;
-    for (int i = 1; i < argc; i++) {
-        int rc = nm_cli_common_arg(&o->c, argc, argv, &i, err);
-        if (rc == 0)
-            rc = nm_cli_model_arg(&o->c.opts, argc, argv, &i, err);
-        for (size_t k = 0; rc == 0 && k < sizeof OPTS / sizeof OPTS[0]; k++) {
-            const char *v;
-            rc = nm_cli_opt(argc, argv, &i, OPTS[k].name, OPTS[k].alias, &v, err);
-            if (rc > 0)
-                rc = opt_value(o, OPTS[k].name, v, err);
-        }
-        if (rc == 0 && !strcmp(argv[i], "--verbose"))
-            rc = o->verbose = true;
-        if (rc < 0)
-            return -1;
-        if (rc == 0)
-            return nm_fail(err, "unknown option '%s' (see numalm chat --help)", argv[i]);
-    }
-    if (o->c.opts.topology_xml)
-        return nm_fail(err, "--topology is for `numalm plan`, not for running a model here");
-    return 0;
+    return nm_cli_parse_run(&o->c, "chat", argc, argv, chat_arg, o, err);
 }
 
 /* ---- the conversation --------------------------------------------------- */

@@ -117,24 +117,21 @@ static int value_arg(nm_cli_common *c, const char *opt, const char *v, nm_error 
 }
 
 int nm_cli_common_arg(nm_cli_common *c, int argc, char **argv, int *i, nm_error *err) {
-    static const struct {
-        const char *name, *alias;
-    } VALUE_OPTS[] = {{"--model", "-m"},
-                      {"--topology", NULL},
-                      {"--io", NULL},
-                      {"--placement", NULL},
-                      {"--nodes", NULL},
-                      {"--threads", "-t"},
-                      {"--threads-per-node", NULL},
-                      {"--thp", NULL},
-                      {"--n-gpu-layers", "-ngl"},
-                      {"--gpu", NULL}};
-    for (size_t k = 0; k < sizeof VALUE_OPTS / sizeof VALUE_OPTS[0]; k++) {
-        const char *v;
-        int rc = nm_cli_opt(argc, argv, i, VALUE_OPTS[k].name, VALUE_OPTS[k].alias, &v, err);
-        if (rc != 0)
-            return rc < 0 ? -1 : value_arg(c, VALUE_OPTS[k].name, v, err);
-    }
+    static const nm_cli_optdef VALUE_OPTS[] = {{"--model", "-m"},
+                                               {"--topology", NULL},
+                                               {"--io", NULL},
+                                               {"--placement", NULL},
+                                               {"--nodes", NULL},
+                                               {"--threads", "-t"},
+                                               {"--threads-per-node", NULL},
+                                               {"--thp", NULL},
+                                               {"--n-gpu-layers", "-ngl"},
+                                               {"--gpu", NULL}};
+    const char *name, *v;
+    int rc = nm_cli_opt_any(argc, argv, i, VALUE_OPTS, sizeof VALUE_OPTS / sizeof VALUE_OPTS[0],
+                            &name, &v, err);
+    if (rc != 0)
+        return rc < 0 ? -1 : value_arg(c, name, v, err);
     const char *a = argv[*i];
     if (!strcmp(a, "--mlock"))
         c->opts.mlock = true;
@@ -153,6 +150,25 @@ int nm_cli_common_arg(nm_cli_common *c, int argc, char **argv, int *i, nm_error 
     else
         return 0;
     return 1;
+}
+
+int nm_cli_parse_run(nm_cli_common *c, const char *cmd, int argc, char **argv, nm_cli_arg_fn own,
+                     void *cmd_opts, nm_error *err) {
+    for (int i = 1; i < argc; i++) {
+        int rc = own(cmd_opts, argc, argv, &i, err);
+        if (rc == 0)
+            rc = nm_cli_common_arg(c, argc, argv, &i, err);
+        if (rc == 0)
+            rc = nm_cli_model_arg(&c->opts, argc, argv, &i, err);
+        if (rc < 0)
+            return -1;
+        if (rc == 0)
+            return nm_fail(err, "unknown option '%s' (see numalm %s --help)", argv[i], cmd);
+    }
+    if (c->opts.topology_xml)
+        return nm_fail(err, "--topology describes another machine: it is for `numalm plan`, "
+                            "not for running a model here");
+    return 0;
 }
 
 int nm_cli_model_arg(numalm_options *o, int argc, char **argv, int *i, nm_error *err) {

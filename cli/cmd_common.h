@@ -76,6 +76,17 @@ const char *nm_cli_value(int argc, char **argv, int *i, nm_error *err);
 
 int nm_cli_model_arg(numalm_options *o, int argc, char **argv, int *i, nm_error *err);
 
+/* A command's own options: 1 when it took argv[*i] (moving *i past a
+ * value), 0 when argv[*i] is not one of them, -1 with err. */
+typedef int (*nm_cli_arg_fn)(void *cmd_opts, int argc, char **argv, int *i, nm_error *err);
+
+/* The arguments of a command that runs a model (`numalm CMD`): each one is
+ * the command's own (own, tried first), a common option or a model option;
+ * anything else is refused naming CMD's --help, and so is --topology (a
+ * plan for another machine is `numalm plan`'s). 0, or -1 with err. */
+int nm_cli_parse_run(nm_cli_common *c, const char *cmd, int argc, char **argv, nm_cli_arg_fn own,
+                     void *cmd_opts, nm_error *err);
+
 /* numalm_open with c's options; NULL + err when no model was given or the
  * open failed. */
 numalm_session *nm_cli_open(const nm_cli_common *c, nm_error *err);

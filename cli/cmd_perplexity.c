@@ -28,6 +28,14 @@ static void usage(FILE *out) {
             DEFAULT_CTX);
 }
 
+static int ppl_arg(void *opts, int argc, char **argv, int *i, nm_error *err) {
+    const char *v;
+    int rc = nm_cli_opt(argc, argv, i, "--file", "-f", &v, err);
+    if (rc > 0)
+        ((ppl_opts *)opts)->file = v;
+    return rc;
+}
+
 static int parse(ppl_opts *o, int argc, char **argv, nm_error *err) {
     memset(o, 0, sizeof *o);
     nm_cli_common_init(&o->c);
@@ -35,21 +43,8 @@ static int parse(ppl_opts *o, int argc, char **argv, nm_error *err) {
         usage(stdout);
         return 1;
     }
-    for (int i = 1; i < argc; i++) {
-        const char *v;
-        int rc = nm_cli_common_arg(&o->c, argc, argv, &i, err);
-        if (rc == 0)
-            rc = nm_cli_model_arg(&o->c.opts, argc, argv, &i, err);
-        if (rc == 0 && (rc = nm_cli_opt(argc, argv, &i, "--file", "-f", &v, err)) > 0)
-            o->file = v;
-        if (rc < 0)
-            return -1;
-        if (rc == 0)
-            return nm_fail(err, "unknown option '%s' (see numalm perplexity --help)", argv[i]);
-    }
-    if (o->c.opts.topology_xml)
-        return nm_fail(err, "--topology describes another machine: it is for `numalm plan`, "
-                            "not for running a model here");
+    if (nm_cli_parse_run(&o->c, "perplexity", argc, argv, ppl_arg, o, err) < 0)
+        return -1;
     if (!o->file)
         return nm_fail(err, "no text given (-f FILE)");
     return 0;

@@ -81,23 +81,15 @@ static int run_value(run_opts *o, const char *opt, const char *v, nm_error *err)
     return rc;
 }
 
-static int run_arg(run_opts *o, int argc, char **argv, int *i, nm_error *err) {
-    static const struct {
-        const char *name, *alias;
-    } OPTS[] = {{"--prompt", "-p"}, {"--n-predict", "-n"},    {"--temp", NULL},
-                {"--top-p", NULL},  {"--top-k", NULL},        {"--seed", NULL},
-                {"--system", NULL}, {"--chat-template", NULL}};
-    int rc = nm_cli_common_arg(&o->c, argc, argv, i, err);
-    if (rc == 0)
-        rc = nm_cli_model_arg(&o->c.opts, argc, argv, i, err);
+static int run_arg(void *opts, int argc, char **argv, int *i, nm_error *err) {
+    static const nm_cli_optdef OPTS[] = {
+        {"--prompt", "-p"}, {"--n-predict", "-n"}, {"--temp", NULL},   {"--top-p", NULL},
+        {"--top-k", NULL},  {"--seed", NULL},      {"--system", NULL}, {"--chat-template", NULL}};
+    run_opts *o = opts;
+    const char *name, *v;
+    int rc = nm_cli_opt_any(argc, argv, i, OPTS, sizeof OPTS / sizeof OPTS[0], &name, &v, err);
     if (rc != 0)
-        return rc;
-    for (size_t k = 0; k < sizeof OPTS / sizeof OPTS[0]; k++) {
-        const char *v;
-        rc = nm_cli_opt(argc, argv, i, OPTS[k].name, OPTS[k].alias, &v, err);
-        if (rc != 0)
-            return rc < 0 ? -1 : run_value(o, OPTS[k].name, v, err);
-    }
+        return rc < 0 ? -1 : run_value(o, name, v, err);
     if (!strcmp(argv[*i], "--no-echo")) {
         o->gen.echo = false;
         return 1;
@@ -126,16 +118,8 @@ static int parse(run_opts *o, int argc, char **argv, nm_error *err) {
         usage(stdout);
         return 1;
     }
-    for (int i = 1; i < argc; i++) {
-        int rc = run_arg(o, argc, argv, &i, err);
-        if (rc < 0)
-            return -1;
-        if (rc == 0)
-            return nm_fail(err, "unknown option '%s' (see numalm run --help)", argv[i]);
-    }
-    if (o->c.opts.topology_xml)
-        return nm_fail(err, "--topology describes another machine: it is for `numalm plan`, "
-                            "not for running a model here");
+    if (nm_cli_parse_run(&o->c, "run", argc, argv, run_arg, o, err) < 0)
+        return -1;
     if (!o->prompt)
         return nm_fail(err, "no prompt given (-p TEXT)");
     if ((o->system || o->template_name) && !o->chat)

@@ -89,26 +89,17 @@ static int serve_value(serve_opts *o, const char *opt, const char *v, nm_error *
     return 1;
 }
 
-static int serve_arg(serve_opts *o, int argc, char **argv, int *i, nm_error *err) {
-    static const struct {
-        const char *name, *alias;
-    } OPTS[] = {{"--host", NULL},    {"--port", NULL},  {"--parallel", "-np"}, {"--ctx", NULL},
-                {"--api-key", NULL}, {"--queue", NULL}, {"--max-body", NULL},  {"--timeout", NULL},
-                {"--grace", NULL},   {"--alias", NULL}, {"--port-file", NULL}};
+static int serve_arg(void *opts, int argc, char **argv, int *i, nm_error *err) {
+    static const nm_cli_optdef OPTS[] = {
+        {"--host", NULL},    {"--port", NULL},  {"--parallel", "-np"}, {"--ctx", NULL},
+        {"--api-key", NULL}, {"--queue", NULL}, {"--max-body", NULL},  {"--timeout", NULL},
+        {"--grace", NULL},   {"--alias", NULL}, {"--port-file", NULL}};
+    serve_opts *o = opts;
     if (!strncmp(argv[*i], "--thp", 5))
-        o->thp_given = true;
-    int rc = nm_cli_common_arg(&o->c, argc, argv, i, err);
-    if (rc == 0)
-        rc = nm_cli_model_arg(&o->c.opts, argc, argv, i, err);
-    if (rc != 0)
-        return rc;
-    for (size_t k = 0; k < sizeof OPTS / sizeof OPTS[0]; k++) {
-        const char *v;
-        rc = nm_cli_opt(argc, argv, i, OPTS[k].name, OPTS[k].alias, &v, err);
-        if (rc != 0)
-            return rc < 0 ? -1 : serve_value(o, OPTS[k].name, v, err);
-    }
-    return 0;
+        o->thp_given = true; /* and nm_cli_common_arg takes it */
+    const char *name, *v;
+    int rc = nm_cli_opt_any(argc, argv, i, OPTS, sizeof OPTS / sizeof OPTS[0], &name, &v, err);
+    return rc <= 0 ? rc : serve_value(o, name, v, err);
 }
 
 static int parse(serve_opts *o, int argc, char **argv, nm_error *err) {
@@ -120,15 +111,8 @@ static int parse(serve_opts *o, int argc, char **argv, nm_error *err) {
         usage(stdout);
         return 1;
     }
-    for (int i = 1; i < argc; i++) {
-        int rc = serve_arg(o, argc, argv, &i, err);
-        if (rc < 0)
-            return -1;
-        if (rc == 0)
-            return nm_fail(err, "unknown option '%s' (see numalm serve --help)", argv[i]);
-    }
-    if (o->c.opts.topology_xml)
-        return nm_fail(err, "--topology describes another machine: it is for `numalm plan`");
+    if (nm_cli_parse_run(&o->c, "serve", argc, argv, serve_arg, o, err) < 0)
+        return -1;
     if (!o->c.opts.model_path)
         return nm_fail(err, "no model given (-m FILE)");
     /* the device's KV caches hold one sequence (runtime/model.c refuses
