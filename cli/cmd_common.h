@@ -46,14 +46,14 @@ typedef struct nm_cli_common {
 /* Environment variables the loading commands read (the library reads none):
  * each sets one of the session options, before the command line. */
 #define NM_CLI_ENV_HELP                                                                            \
-    "Environment (overrides for tests and broken machines):\n"                                    \
+    "Environment (overrides for tests and broken machines):\n"                                     \
     "  NUMALM_SIMD=scalar|avx2|avx512  highest kernel level (default: the CPU's best)\n"           \
-    "  NUMALM_DISABLE_ODIRECT=1        as if the filesystem refused O_DIRECT\n"                   \
-    "  NUMALM_DISABLE_URING=1          as if the kernel had no io_uring (preadv)\n"               \
-    "  NUMALM_DIO_ALIGN=N              O_DIRECT offset alignment N when a multiple of the\n"      \
-    "                                  filesystem's (power of two, at most 1M)\n"                 \
-    "  NUMALM_NO_STAGING=1             replicate: each node reads its whole copy from disk\n"     \
-    "  NUMALM_NO_MAP=1                 as --no-map\n"                                             \
+    "  NUMALM_DISABLE_ODIRECT=1        as if the filesystem refused O_DIRECT\n"                    \
+    "  NUMALM_DISABLE_URING=1          as if the kernel had no io_uring (preadv)\n"                \
+    "  NUMALM_DIO_ALIGN=N              O_DIRECT offset alignment N when a multiple of the\n"       \
+    "                                  filesystem's (power of two, at most 1M)\n"                  \
+    "  NUMALM_NO_STAGING=1             replicate: each node reads its whole copy from disk\n"      \
+    "  NUMALM_NO_MAP=1                 as --no-map\n"                                              \
     "  NUMALM_NO_PROGRESS=1            no progress bar even on a terminal\n"
 
 /* The library's defaults, then the environment's overrides (NM_CLI_ENV_HELP),
