@@ -12,9 +12,9 @@
 #include "common/util.h"
 #include "gguf/ggml_types.h"
 #include "numa/fit.h"
+#include "test_topos.h"
 #include "test_util.h"
 
-#include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -43,28 +43,13 @@ static nm_gguf *sparse_model(const char *name, const char *preset, uint32_t type
     return g;
 }
 
-static int cmp_str(const void *a, const void *b) {
-    return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
 static int setup(void **state) {
     (void)state;
     if (nm_test_mkdtemp(g_dir, sizeof g_dir, "fit"))
         return -1;
     g_1b = sparse_model("1b", "1b", NM_TYPE_Q8_0);
     g_tiny = sparse_model("tiny", "tiny", NM_TYPE_F16);
-    snprintf(g_topo_dir, sizeof g_topo_dir, "%s/topologies", nm_test_shared_dir());
-    DIR *d = opendir(g_topo_dir);
-    struct dirent *e;
-    while (d && (e = readdir(d)) && g_n_topos < 32) {
-        size_t n = strlen(e->d_name);
-        if (n > 4 && !strcmp(e->d_name + n - 4, ".xml") &&
-            (g_topos[g_n_topos] = strdup(e->d_name)) != NULL)
-            g_n_topos++;
-    }
-    if (d)
-        closedir(d);
-    qsort(g_topos, (size_t)g_n_topos, sizeof(char *), cmp_str);
+    g_n_topos = nm_test_list_topos(g_topo_dir, sizeof g_topo_dir, g_topos, 32);
     return 0;
 }
 
@@ -78,19 +63,12 @@ static int teardown(void **state) {
     snprintf(path, sizeof path, "%s/tiny.gguf", g_dir);
     unlink(path);
     rmdir(g_dir);
-    for (int i = 0; i < g_n_topos; i++)
-        free(g_topos[i]);
+    nm_test_free_topos(g_topos, g_n_topos);
     return 0;
 }
 
 static nm_topo *topo(const char *file) {
-    char path[2048];
-    nm_error err = {{0}};
-    snprintf(path, sizeof path, "%s/%s", g_topo_dir, file);
-    nm_topo *t = nm_topo_load(path, &err);
-    if (!t)
-        fail_msg("%s: %s", path, err.msg);
-    return t;
+    return nm_test_load_topo(g_topo_dir, file);
 }
 
 /* ---- parsers ---- */

@@ -12,9 +12,9 @@
 #include "gguf/ggml_types.h"
 #include "gguf/gguf_write.h"
 #include "numa/plan.h"
+#include "test_topos.h"
 #include "test_util.h"
 
-#include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -133,27 +133,11 @@ static nm_gguf *make_model(const model_spec *m) {
     return g;
 }
 
-static int cmp_str(const void *a, const void *b) {
-    return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
 static int setup(void **state) {
     (void)state;
     for (size_t i = 0; i < N_MODELS; i++)
         g_models[i] = make_model(&MODELS[i]);
-    snprintf(g_topo_dir, sizeof g_topo_dir, "%s/topologies", nm_test_shared_dir());
-    DIR *d = opendir(g_topo_dir);
-    if (!d)
-        return 0;
-    struct dirent *e;
-    while ((e = readdir(d)) && g_n_topo < 32) {
-        size_t n = strlen(e->d_name);
-        if (n > 4 && !strcmp(e->d_name + n - 4, ".xml") &&
-            (g_topo_files[g_n_topo] = strdup(e->d_name)) != NULL)
-            g_n_topo++;
-    }
-    closedir(d);
-    qsort(g_topo_files, (size_t)g_n_topo, sizeof(char *), cmp_str);
+    g_n_topo = nm_test_list_topos(g_topo_dir, sizeof g_topo_dir, g_topo_files, 32);
     return 0;
 }
 
@@ -161,19 +145,12 @@ static int teardown(void **state) {
     (void)state;
     for (size_t i = 0; i < N_MODELS; i++)
         nm_gguf_close(g_models[i]);
-    for (int i = 0; i < g_n_topo; i++)
-        free(g_topo_files[i]);
+    nm_test_free_topos(g_topo_files, g_n_topo);
     return 0;
 }
 
 static nm_topo *load_topo(const char *file) {
-    char path[2048];
-    nm_error err = {{0}};
-    snprintf(path, sizeof path, "%s/%s", g_topo_dir, file);
-    nm_topo *t = nm_topo_load(path, &err);
-    if (!t)
-        fail_msg("%s: %s", path, err.msg);
-    return t;
+    return nm_test_load_topo(g_topo_dir, file);
 }
 
 static nm_topo *load_named(const char *file) {

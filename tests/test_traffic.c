@@ -13,9 +13,9 @@
 #include "common/util.h"
 #include "gguf/ggml_types.h"
 #include "numa/traffic.h"
+#include "test_topos.h"
 #include "test_util.h"
 
-#include <dirent.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,10 +26,6 @@ static char g_dir[512], g_topo_dir[1024];
 static nm_gguf *g_model; /* TinyLlama 1.1B shape, Q8_0, header only */
 static char *g_topos[32];
 static int g_n_topos;
-
-static int cmp_str(const void *a, const void *b) {
-    return strcmp(*(char *const *)a, *(char *const *)b);
-}
 
 static int setup(void **state) {
     (void)state;
@@ -44,17 +40,7 @@ static int setup(void **state) {
         fprintf(stderr, "%s\n", err.msg);
         return -1;
     }
-    snprintf(g_topo_dir, sizeof g_topo_dir, "%s/topologies", nm_test_shared_dir());
-    DIR *d = opendir(g_topo_dir);
-    struct dirent *e;
-    while (d && (e = readdir(d)) && g_n_topos < 32) {
-        size_t n = strlen(e->d_name);
-        if (n > 4 && !strcmp(e->d_name + n - 4, ".xml"))
-            g_topos[g_n_topos++] = strdup(e->d_name);
-    }
-    if (d)
-        closedir(d);
-    qsort(g_topos, (size_t)g_n_topos, sizeof(char *), cmp_str);
+    g_n_topos = nm_test_list_topos(g_topo_dir, sizeof g_topo_dir, g_topos, 32);
     return 0;
 }
 
@@ -65,19 +51,12 @@ static int teardown(void **state) {
     snprintf(path, sizeof path, "%s/1b.gguf", g_dir);
     unlink(path);
     rmdir(g_dir);
-    for (int i = 0; i < g_n_topos; i++)
-        free(g_topos[i]);
+    nm_test_free_topos(g_topos, g_n_topos);
     return 0;
 }
 
 static nm_topo *topo(const char *file) {
-    char path[2048];
-    nm_error err = {{0}};
-    snprintf(path, sizeof path, "%s/%s", g_topo_dir, file);
-    nm_topo *t = nm_topo_load(path, &err);
-    if (!t)
-        fail_msg("%s: %s", path, err.msg);
-    return t;
+    return nm_test_load_topo(g_topo_dir, file);
 }
 
 static nm_plan *plan(const nm_topo *t, nm_placement pl) {
