@@ -27,6 +27,8 @@ _Static_assert(NUMALM_SIMD_SCALAR == (int)NM_SIMD_SCALAR && NUMALM_SIMD_AVX2 == 
 _Static_assert(NUMALM_KV_F32 == (int)NM_TYPE_F32 && NUMALM_KV_F16 == (int)NM_TYPE_F16,
                "numalm_kv_type holds GGUF type ids");
 _Static_assert(NUMALM_MAX_NODES == NM_MAX_NODES, "one node limit");
+_Static_assert(NUMALM_MOE_ROWS == (int)NM_MOE_ROWS && NUMALM_MOE_EXPERTS == (int)NM_MOE_EXPERTS,
+               "numalm_moe_placement matches nm_moe_placement");
 
 void numalm_options_init(numalm_options *o) {
     memset(o, 0, sizeof *o);
@@ -110,6 +112,7 @@ static int open_plan(numalm_session *s) {
         .threads_per_node = o->threads_per_node,
         .n_threads = o->n_threads,
         .align = o->align,
+        .moe = (nm_moe_placement)o->moe,
     };
     if (o->n_nodes < 0 || o->n_nodes > NM_MAX_NODES)
         return nm_fail(&s->err, "options: %d nodes requested (at most %d)", o->n_nodes,

@@ -84,6 +84,11 @@ static int value_arg(nm_cli_common *c, const char *opt, const char *v, nm_error 
         if (nm_placement_parse(v, &p, &o->fixed_node, err) < 0)
             return -1;
         o->placement = (numalm_placement)p;
+    } else if (!strcmp(opt, "--moe-placement")) {
+        nm_moe_placement m;
+        if (nm_moe_placement_parse(v, &m, err) < 0)
+            return -1;
+        o->moe = (numalm_moe_placement)m;
     } else if (!strcmp(opt, "--nodes")) {
         int n = nm_parse_int_list(v, o->nodes, NUMALM_MAX_NODES, 4095, err);
         if (n < 0)
@@ -121,6 +126,7 @@ int nm_cli_common_arg(nm_cli_common *c, int argc, char **argv, int *i, nm_error 
                                                {"--topology", NULL},
                                                {"--io", NULL},
                                                {"--placement", NULL},
+                                               {"--moe-placement", NULL},
                                                {"--nodes", NULL},
                                                {"--threads", "-t"},
                                                {"--threads-per-node", NULL},

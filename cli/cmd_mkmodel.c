@@ -21,8 +21,12 @@ static void usage(FILE *out) {
                  "Writes a GGUF of the llama family with seeded random weights and a generated\n"
                  "SentencePiece vocab. Same options -> byte-identical file.\n"
                  "\n"
-                 "  --arch A           llama (default), qwen2 (Q/K/V biases) or qwen3 (Q/K\n"
-                 "                     norms, attention.key_length)\n"
+                 "  --arch A           llama (default), qwen2 (Q/K/V biases), qwen3 (Q/K\n"
+                 "                     norms, attention.key_length) or qwen3moe (qwen3 with\n"
+                 "                     a mixture of experts; the moe-tiny and 30b-a3b presets)\n"
+                 "  --experts N --experts-used K --ff-exp N\n"
+                 "                     qwen3moe: experts per block, used per token, each\n"
+                 "                     one's feed-forward length\n"
                  "  --head-dim N       head size (default embd / heads; qwen3's key_length)\n"
                  "  --tied             no output.weight: the LM head is token_embd\n"
                  "  --rope-freqs       llama: a Llama 3.1-style rope_freqs.weight\n"
@@ -57,7 +61,7 @@ typedef struct mk_args {
     const char *arch;
     uint64_t seed;
     long over[7]; /* -1 = not given; order of FIELD_OPTS */
-    long head_dim;
+    long head_dim, n_expert, n_expert_used, n_ff_exp;
     bool json, pure, sparse, tied, rope_freqs;
 } mk_args;
 
@@ -124,6 +128,16 @@ static int parse_args(int argc, char **argv, mk_args *a, nm_error *err) {
         if (!matched && (matched = nm_cli_opt(argc, argv, &i, "--head-dim", NULL, &v, err)))
             if (matched < 0 || nm_parse_long(v, 2, 4096, &a->head_dim, "--head-dim", err))
                 return -1;
+        const struct {
+            const char *opt;
+            long *dst, max;
+        } moe[] = {{"--experts", &a->n_expert, 512},
+                   {"--experts-used", &a->n_expert_used, 512},
+                   {"--ff-exp", &a->n_ff_exp, 262144}};
+        for (size_t k = 0; k < sizeof moe / sizeof moe[0] && !matched; k++)
+            if ((matched = nm_cli_opt(argc, argv, &i, moe[k].opt, NULL, &v, err)))
+                if (matched < 0 || nm_parse_long(v, 1, moe[k].max, moe[k].dst, moe[k].opt, err))
+                    return -1;
         if (!matched && (matched = parse_field(argc, argv, &i, a, err)) < 0)
             return -1;
         if (matched)
@@ -174,14 +188,40 @@ static int resolve(const mk_args *a, nm_mkmodel_opts *o, nm_error *err) {
     static const struct {
         const char *name;
         nm_arch arch;
-    } ARCH[] = {{"llama", NM_ARCH_LLAMA}, {"qwen2", NM_ARCH_QWEN2}, {"qwen3", NM_ARCH_QWEN3}};
-    o->shape.arch = NM_ARCH_OTHER;
-    for (size_t i = 0; a->arch && i < sizeof ARCH / sizeof ARCH[0]; i++)
-        if (!strcmp(a->arch, ARCH[i].name))
-            o->shape.arch = ARCH[i].arch;
-    if (a->arch && o->shape.arch == NM_ARCH_OTHER)
-        return nm_fail(err, "--arch %s: must be one of llama, qwen2, qwen3", a->arch);
-    o->shape.head_dim = (uint32_t)a->head_dim;
+    } ARCH[] = {{"llama", NM_ARCH_LLAMA},
+                {"qwen2", NM_ARCH_QWEN2},
+                {"qwen3", NM_ARCH_QWEN3},
+                {"qwen3moe", NM_ARCH_QWEN3MOE}};
+    nm_arch arch = o->shape.arch; /* the preset's, unless --arch */
+    if (a->arch) {
+        arch = NM_ARCH_OTHER;
+        for (size_t i = 0; i < sizeof ARCH / sizeof ARCH[0]; i++)
+            if (!strcmp(a->arch, ARCH[i].name))
+                arch = ARCH[i].arch;
+        if (arch == NM_ARCH_OTHER)
+            return nm_fail(err, "--arch %s: must be one of llama, qwen2, qwen3, qwen3moe", a->arch);
+    }
+    if (arch != NM_ARCH_QWEN3MOE) /* a moe preset made dense */
+        o->shape.n_expert = o->shape.n_expert_used = o->shape.n_ff_exp = 0;
+    else if (!o->shape.n_expert) /* a dense preset made a mixture: 8 experts, 2 used */
+        o->shape = (nm_mkmodel_shape){.n_embd = o->shape.n_embd,
+                                      .n_layer = o->shape.n_layer,
+                                      .n_ff = o->shape.n_ff,
+                                      .n_head = o->shape.n_head,
+                                      .n_head_kv = o->shape.n_head_kv,
+                                      .n_vocab = o->shape.n_vocab,
+                                      .n_ctx = o->shape.n_ctx,
+                                      .n_expert = 8,
+                                      .n_expert_used = 2,
+                                      .n_ff_exp = o->shape.n_ff / 4};
+    o->shape.arch = arch;
+    if (a->head_dim)
+        o->shape.head_dim = (uint32_t)a->head_dim;
+    const long *moe[] = {&a->n_expert, &a->n_expert_used, &a->n_ff_exp};
+    uint32_t *dst[] = {&o->shape.n_expert, &o->shape.n_expert_used, &o->shape.n_ff_exp};
+    for (int i = 0; i < 3; i++)
+        if (*moe[i])
+            *dst[i] = (uint32_t)*moe[i];
     o->shape.tied = a->tied;
     o->shape.rope_freqs = a->rope_freqs;
     return nm_mkmodel_check(&o->shape, (nm_mkmodel_quant){o->type, o->ftype}, err);
@@ -194,6 +234,13 @@ static const char *file_type_name(const nm_mkmodel_opts *o) {
     return f ? f->name : "unknown";
 }
 
+static const char *arch_name(nm_arch a) {
+    return a == NM_ARCH_QWEN2      ? "qwen2"
+           : a == NM_ARCH_QWEN3    ? "qwen3"
+           : a == NM_ARCH_QWEN3MOE ? "qwen3moe"
+                                   : "llama";
+}
+
 static void report_json(const mk_args *a, const nm_mkmodel_opts *o, const nm_mkmodel_result *r) {
     const nm_mkmodel_shape *s = &o->shape;
     nm_json j;
@@ -203,7 +250,7 @@ static void report_json(const mk_args *a, const nm_mkmodel_opts *o, const nm_mkm
     nm_json_kstr(&j, "preset", a->size ? "size" : a->preset ? a->preset : "tiny");
     nm_json_kstr(&j, "type", nm_type_name(o->type));
     nm_json_kstr(&j, "file_type", file_type_name(o));
-    nm_json_kstr(&j, "arch", a->arch ? a->arch : "llama");
+    nm_json_kstr(&j, "arch", arch_name(s->arch));
     nm_json_kuint(&j, "seed", o->seed);
     nm_json_key(&j, "shape");
     nm_json_obj_begin(&j);
@@ -216,6 +263,11 @@ static void report_json(const mk_args *a, const nm_mkmodel_opts *o, const nm_mkm
     nm_json_kuint(&j, "ctx", s->n_ctx);
     nm_json_kuint(&j, "head_dim", s->head_dim ? s->head_dim : s->n_embd / s->n_head);
     nm_json_kbool(&j, "tied", s->tied);
+    if (s->n_expert) {
+        nm_json_kuint(&j, "experts", s->n_expert);
+        nm_json_kuint(&j, "experts_used", s->n_expert_used);
+        nm_json_kuint(&j, "ff_exp", s->n_ff_exp);
+    }
     nm_json_obj_end(&j);
     nm_json_kuint(&j, "n_tensors", r->n_tensors);
     nm_json_kuint(&j, "n_params", r->n_params);
@@ -234,7 +286,7 @@ static void report_text(const mk_args *a, const nm_mkmodel_opts *o, const nm_mkm
            (unsigned long long)r->n_tensors);
     printf("  %s: embd %u, blocks %u, ff %u, heads %u, kv heads %u (head dim %u), vocab %u, "
            "ctx %u%s, seed %llu\n",
-           a->arch ? a->arch : "llama", s->n_embd, s->n_layer, s->n_ff, s->n_head, s->n_head_kv,
+           arch_name(s->arch), s->n_embd, s->n_layer, s->n_ff, s->n_head, s->n_head_kv,
            s->head_dim ? s->head_dim : s->n_embd / s->n_head, s->n_vocab, s->n_ctx,
            s->tied ? ", tied" : "", (unsigned long long)o->seed);
     if (o->sparse)

@@ -53,6 +53,8 @@ static void usage(FILE *out) {
             "\n"
             "  -m, --model MODEL       GGUF file (only its header is read)\n"
             "  --placement P           see above (default shard)\n"
+            "  --moe-placement M       rows (default): every expert's rows split across the\n"
+            "                          nodes; experts: whole experts per node\n"
             "  --nodes LIST            compute on these nodes only, e.g. 0,1 or 0-3\n"
             "  --threads-per-node N    N workers on every node\n"
             "  -t, --threads N         N workers in all, spread in proportion to cores\n"
@@ -95,6 +97,13 @@ static int parse_value(const char *opt, const char *v, plan_args *pa, nm_error *
         if (nm_placement_parse(v, &p, &pa->opts.fixed_node, err))
             return -1;
         pa->opts.placement = (numalm_placement)p;
+        return 0;
+    }
+    if (!strcmp(opt, "--moe-placement")) {
+        nm_moe_placement m;
+        if (nm_moe_placement_parse(v, &m, err))
+            return -1;
+        pa->opts.moe = (numalm_moe_placement)m;
         return 0;
     }
     if (!strcmp(opt, "--nodes")) {
@@ -159,17 +168,10 @@ static int parse_args(int argc, char **argv, plan_args *pa, nm_error *err) {
     static const struct {
         const char *name, *alias;
     } OPTS[] = {
-        {"--model", "-m"},
-        {"--placement", NULL},
-        {"--nodes", NULL},
-        {"--threads", "-t"},
-        {"--threads-per-node", NULL},
-        {"--topology", NULL},
-        {"--align", NULL},
-        {"--io", NULL},
-        {"--bandwidth", NULL},
-        {"--depth", NULL},
-        {"--n-predict", "-n"},
+        {"--model", "-m"},      {"--placement", NULL}, {"--moe-placement", NULL},
+        {"--nodes", NULL},      {"--threads", "-t"},   {"--threads-per-node", NULL},
+        {"--topology", NULL},   {"--align", NULL},     {"--io", NULL},
+        {"--bandwidth", NULL},  {"--depth", NULL},     {"--n-predict", "-n"},
         {"--efficiency", NULL},
     };
     for (int i = 1; i < argc; i++) {

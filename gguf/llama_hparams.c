@@ -129,7 +129,7 @@ static const struct arch_info {
     {"llama", NM_ARCH_LLAMA, NM_ROPE_NORM, true},
     {"qwen2", NM_ARCH_QWEN2, NM_ROPE_NEOX, true},
     {"qwen3", NM_ARCH_QWEN3, NM_ROPE_NEOX, true},
-    {"qwen3moe", NM_ARCH_QWEN3MOE, NM_ROPE_NEOX, false},
+    {"qwen3moe", NM_ARCH_QWEN3MOE, NM_ROPE_NEOX, true},
 };
 
 /* Mixture-of-experts architectures users ask about; docs/design.md says
@@ -166,7 +166,7 @@ static int read_arch(const nm_gguf *g, nm_llama_hparams *hp, bool strict, nm_err
             kind = " (a mixture of experts: docs/design.md says what it would take)";
     return nm_fail(err,
                    "%s: key 'general.architecture': architecture '%.64s' is not "
-                   "supported yet%s; numalm runs llama, qwen2 and qwen3",
+                   "supported yet%s; numalm runs llama, qwen2, qwen3 and qwen3moe",
                    g->path, arch, kind);
 }
 

@@ -68,6 +68,12 @@ typedef enum numalm_placement {
     NUMALM_PLACE_AUTO = 4,
 } numalm_placement;
 
+/* Where a mixture of experts' experts are computed (and, in shard, held). */
+typedef enum numalm_moe_placement {
+    NUMALM_MOE_ROWS = 0,    /* every expert's rows split across the nodes */
+    NUMALM_MOE_EXPERTS = 1, /* whole experts per node */
+} numalm_moe_placement;
+
 /* How the bytes arrive. Fallbacks (O_DIRECT refused, no io_uring) are taken
  * automatically and reported through the log callback. */
 typedef enum numalm_io {
@@ -125,6 +131,7 @@ typedef struct numalm_options {
 
     /* where the weights and the workers go */
     numalm_placement placement;  /* default shard */
+    numalm_moe_placement moe;    /* default rows */
     int fixed_node;              /* NUMALM_PLACE_NODE: its OS index */
     int nodes[NUMALM_MAX_NODES]; /* compute on these nodes (OS indexes) */
     int n_nodes;                 /* 0: every allowed node with CPUs */

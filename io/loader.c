@@ -212,8 +212,8 @@ static nm_read_op *arena_ops(load_run *r, int a, size_t *n_out, nm_error *err) {
                     (unsigned long long)ar->size);
             return NULL;
         }
-        ops[n++] =
-            (nm_read_op){h->file_offset, h->nbytes, (uint8_t *)ar->base + h->arena_offset, ti};
+        ops[n++] = (nm_read_op){h->file_offset, h->nbytes, (uint8_t *)ar->base + h->arena_offset,
+                                p->tensors[ti].file_tensor};
     }
     qsort(ops, n, sizeof *ops, cmp_dst);
     size_t m = 0;

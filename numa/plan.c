@@ -60,6 +60,20 @@ const char *nm_placement_name(nm_placement p) {
     return "unknown";
 }
 
+int nm_moe_placement_parse(const char *s, nm_moe_placement *m, nm_error *err) {
+    if (!strcmp(s, "rows"))
+        *m = NM_MOE_ROWS;
+    else if (!strcmp(s, "experts"))
+        *m = NM_MOE_EXPERTS;
+    else
+        return nm_fail(err, "unknown --moe-placement '%s': expected rows or experts", s);
+    return 0;
+}
+
+const char *nm_moe_placement_name(nm_moe_placement m) {
+    return m == NM_MOE_EXPERTS ? "experts" : "rows";
+}
+
 const char *nm_role_name(nm_role r) {
     static const char *names[] = {
         [NM_ROLE_OTHER] = "other",
@@ -75,6 +89,10 @@ const char *nm_role_name(nm_role r) {
         [NM_ROLE_OUTPUT] = "output",
         [NM_ROLE_BIAS] = "bias",
         [NM_ROLE_ROPE_FREQS] = "rope_freqs",
+        [NM_ROLE_FFN_ROUTER] = "ffn_router",
+        [NM_ROLE_FFN_GATE_EXPS] = "ffn_gate_exps",
+        [NM_ROLE_FFN_UP_EXPS] = "ffn_up_exps",
+        [NM_ROLE_FFN_DOWN_EXPS] = "ffn_down_exps",
     };
     return (unsigned)r < sizeof names / sizeof names[0] ? names[r] : "other";
 }
@@ -119,6 +137,14 @@ static nm_role role_of(const char *name, int *layer) {
     case NM_BLK_UP_BIAS:
     case NM_BLK_DOWN_BIAS:
         return NM_ROLE_BIAS;
+    case NM_BLK_ROUTER:
+        return NM_ROLE_FFN_ROUTER;
+    case NM_BLK_GATE_EXPS:
+        return NM_ROLE_FFN_GATE_EXPS;
+    case NM_BLK_UP_EXPS:
+        return NM_ROLE_FFN_UP_EXPS;
+    case NM_BLK_DOWN_EXPS:
+        return NM_ROLE_FFN_DOWN_EXPS;
     default:
         return NM_ROLE_OTHER;
     }
@@ -326,6 +352,64 @@ static int split_tensor(nm_plan *p, nm_tensor_plan *tp, nm_error *err) {
     return 0;
 }
 
+/* ---- experts ---- */
+
+static bool is_experts(nm_role r) {
+    return r == NM_ROLE_FFN_GATE_EXPS || r == NM_ROLE_FFN_UP_EXPS || r == NM_ROLE_FFN_DOWN_EXPS;
+}
+
+/* Expert units of a 3-D expert tensor: one per expert, ne[2] of them. */
+static uint64_t n_units_of(const nm_gguf_tensor *t, nm_role r) {
+    return is_experts(r) && t->n_dims == 3 ? t->ne[2] : 0;
+}
+
+#define EXPERT_NAME 96
+
+/* Expert e of the tensor at file index fi: its matrix, named NAME#e. */
+static void make_expert_unit(nm_plan *p, int fi, uint64_t e, int ui) {
+    const nm_gguf_tensor *t = p->tensors[fi].t;
+    nm_gguf_tensor *u = &p->expert_t[ui - p->n_file_tensors];
+    char *name = p->expert_names + (size_t)(ui - p->n_file_tensors) * EXPERT_NAME;
+    snprintf(name, EXPERT_NAME, "%.80s#%llu", t->name, (unsigned long long)e);
+    *u = *t;
+    u->name = name;
+    u->n_dims = 2;
+    u->ne[2] = 1;
+    u->n_rows = t->ne[1];
+    u->nbytes = u->n_rows * t->row_bytes;
+    u->offset = t->offset + e * u->nbytes;
+    u->file_offset = t->file_offset + e * u->nbytes;
+    nm_tensor_plan *tp = &p->tensors[ui];
+    tp->t = u;
+    tp->role = p->tensors[fi].role;
+    tp->layer = p->tensors[fi].layer;
+    tp->first_expert = -1;
+    tp->expert = (int)e;
+    tp->file_tensor = fi;
+}
+
+/* Rows of expert e for every node: split like a matrix's (NM_MOE_ROWS), or
+ * all on the node that owns e (experts split over the nodes in proportion
+ * to threads, node k owning [bound[k], bound[k + 1])); the other nodes get
+ * empty ranges at the right end so the rows stay in node order. */
+static void split_expert(nm_plan *p, nm_tensor_plan *tp, uint64_t n_expert) {
+    uint64_t bound[NM_MAX_NODES + 1], rows = tp->t->n_rows, e = (uint64_t)tp->expert;
+    if (p->moe == NM_MOE_ROWS) {
+        split_units(p, rows, bound);
+        for (int k = 0; k < p->n_nodes; k++) {
+            tp->rows[k].row0 = bound[k];
+            tp->rows[k].row1 = bound[k + 1];
+        }
+        return;
+    }
+    split_units(p, n_expert, bound);
+    for (int k = 0; k < p->n_nodes; k++) {
+        bool after_owner = e < bound[k], before_owner = e >= bound[k + 1];
+        tp->rows[k].row0 = after_owner ? rows : 0;
+        tp->rows[k].row1 = before_owner ? 0 : rows;
+    }
+}
+
 /* ---- arenas ---- */
 
 static void set_held(nm_range *r, const nm_gguf_tensor *t, uint64_t row0, uint64_t row1) {
@@ -339,7 +423,9 @@ static void set_held(nm_range *r, const nm_gguf_tensor *t, uint64_t row0, uint64
 static void fill_held(nm_plan *p, nm_tensor_plan *tp) {
     const nm_gguf_tensor *t = tp->t;
     for (int a = 0; a < p->n_arenas; a++) {
-        if (p->placement == NM_PLACE_SHARD && !nm_tensor_is_copied(t))
+        if (tp->first_expert >= 0) /* held as its experts */
+            set_held(&tp->held[a], t, 0, 0);
+        else if (p->placement == NM_PLACE_SHARD && !nm_tensor_is_copied(t))
             set_held(&tp->held[a], t, tp->rows[a].row0, tp->rows[a].row1);
         else
             set_held(&tp->held[a], t, 0, t->n_rows);
@@ -415,9 +501,42 @@ uint64_t nm_plan_node_read_bytes(const nm_plan *p, int k) {
     uint64_t sum = 0;
     for (int i = 0; i < p->n_tensors; i++) {
         const nm_tensor_plan *tp = &p->tensors[i];
-        if (tp->role == NM_ROLE_TOKEN_EMBD && p->embd_row_bytes)
+        if ((tp->role == NM_ROLE_TOKEN_EMBD && p->embd_row_bytes) || tp->expert >= 0)
             continue;
         sum += (tp->rows[k].row1 - tp->rows[k].row0) * tp->t->row_bytes;
+    }
+    if (!p->hp.n_expert)
+        return sum;
+    return sum + nm_plan_node_expert_bytes(p, k) * p->hp.n_expert_used / p->hp.n_expert;
+}
+
+uint64_t nm_plan_node_expert_bytes(const nm_plan *p, int k) {
+    uint64_t sum = 0;
+    for (int i = p->n_file_tensors; i < p->n_tensors; i++)
+        sum +=
+            (p->tensors[i].rows[k].row1 - p->tensors[i].rows[k].row0) * p->tensors[i].t->row_bytes;
+    return sum;
+}
+
+/* Per layer: the expert_used_count largest experts' bytes of node k (the
+ * three matrices of an expert together). */
+uint64_t nm_plan_node_expert_bytes_max(const nm_plan *p, int k) {
+    if (!p->hp.n_expert)
+        return 0;
+    if (p->moe == NM_MOE_ROWS)
+        return nm_plan_node_expert_bytes(p, k) * p->hp.n_expert_used / p->hp.n_expert;
+    uint64_t sum = 0;
+    for (int i = 0; i < p->n_file_tensors; i++) {
+        const nm_tensor_plan *tp = &p->tensors[i];
+        if (tp->first_expert < 0)
+            continue;
+        uint64_t owned = 0, n = tp->t->ne[2];
+        for (uint64_t e = 0; e < n; e++) {
+            const nm_tensor_plan *u = &p->tensors[tp->first_expert + (int)e];
+            owned += u->rows[k].row1 > u->rows[k].row0;
+        }
+        uint64_t used = owned < p->hp.n_expert_used ? owned : p->hp.n_expert_used;
+        sum += used * tp->t->ne[1] * tp->t->row_bytes;
     }
     return sum;
 }
@@ -472,16 +591,40 @@ static int build(nm_plan *p, const nm_gguf *g, const nm_topo *topo, const nm_pla
         p->nodes[k].kv_head0 = (uint32_t)kv[k];
         p->nodes[k].kv_head1 = (uint32_t)kv[k + 1];
     }
-    p->tensors = nm_calloc(g->n_tensors, sizeof *p->tensors, "the plan's tensor table", err);
-    if (!p->tensors)
+    uint64_t n_units = 0;
+    for (uint64_t i = 0; i < g->n_tensors; i++) {
+        int l;
+        n_units += n_units_of(&g->tensors[i], role_of(g->tensors[i].name, &l));
+    }
+    if (n_units > (uint64_t)INT32_MAX - g->n_tensors)
+        return nm_fail(err, "%s: %llu expert matrices are too many to plan",
+                       g->path ? g->path : "model", (unsigned long long)n_units);
+    size_t n_all = (size_t)(g->n_tensors + n_units);
+    p->tensors = nm_calloc(n_all, sizeof *p->tensors, "the plan's tensor table", err);
+    p->expert_t = nm_calloc(n_units + 1, sizeof *p->expert_t, "the plan's expert table", err);
+    p->expert_names = nm_calloc(n_units + 1, EXPERT_NAME, "the plan's expert names", err);
+    if (!p->tensors || !p->expert_t || !p->expert_names)
         return -1;
-    p->n_tensors = (int)g->n_tensors;
-    for (int i = 0; i < p->n_tensors; i++) {
+    p->n_file_tensors = (int)g->n_tensors;
+    p->n_tensors = (int)n_all;
+    int next_unit = p->n_file_tensors;
+    for (int i = 0; i < p->n_file_tensors; i++) {
         nm_tensor_plan *tp = &p->tensors[i];
         tp->t = &g->tensors[i];
         tp->role = role_of(tp->t->name, &tp->layer);
-        if (split_tensor(p, tp, err))
-            return -1;
+        tp->first_expert = tp->expert = -1;
+        tp->file_tensor = i;
+        uint64_t n = n_units_of(tp->t, tp->role);
+        if (n == 0) {
+            if (split_tensor(p, tp, err))
+                return -1;
+            continue;
+        }
+        tp->first_expert = next_unit; /* its own rows stay empty */
+        for (uint64_t e = 0; e < n; e++, next_unit++) {
+            make_expert_unit(p, i, e, next_unit);
+            split_expert(p, &p->tensors[next_unit], n);
+        }
     }
     if (layout_arenas(p, err))
         return -1;
@@ -506,6 +649,7 @@ nm_plan *nm_plan_build(const nm_gguf *g, const nm_topo *topo, const nm_plan_opts
     if (!p)
         return NULL;
     p->placement = o->placement;
+    p->moe = o->moe;
     p->fixed_node = o->placement == NM_PLACE_NODE ? o->fixed_node : -1;
     p->align = o->align ? o->align : 4096;
     if (build(p, g, topo, o, err)) {
@@ -519,6 +663,8 @@ void nm_plan_free(nm_plan *p) {
     if (!p)
         return;
     free(p->tensors);
+    free(p->expert_t);
+    free(p->expert_names);
     free(p);
 }
 

@@ -46,8 +46,10 @@ static uint64_t embd_remote(const nm_plan *p) {
 }
 
 static const nm_role SPLIT_ROLES[] = {
-    NM_ROLE_TOKEN_EMBD, NM_ROLE_ATTN_Q, NM_ROLE_ATTN_K,   NM_ROLE_ATTN_V, NM_ROLE_ATTN_OUT,
-    NM_ROLE_FFN_GATE,   NM_ROLE_FFN_UP, NM_ROLE_FFN_DOWN, NM_ROLE_OUTPUT, NM_ROLE_OTHER,
+    NM_ROLE_TOKEN_EMBD, NM_ROLE_ATTN_Q,        NM_ROLE_ATTN_K,      NM_ROLE_ATTN_V,
+    NM_ROLE_ATTN_OUT,   NM_ROLE_FFN_GATE,      NM_ROLE_FFN_UP,      NM_ROLE_FFN_DOWN,
+    NM_ROLE_FFN_ROUTER, NM_ROLE_FFN_GATE_EXPS, NM_ROLE_FFN_UP_EXPS, NM_ROLE_FFN_DOWN_EXPS,
+    NM_ROLE_OUTPUT,     NM_ROLE_OTHER,
 };
 
 static void print_role(const nm_plan *p, int k, nm_role role, FILE *out) {
@@ -57,7 +59,7 @@ static void print_role(const nm_plan *p, int k, nm_role role, FILE *out) {
     uint64_t bytes = 0;
     for (int i = 0; i < p->n_tensors; i++) {
         const nm_tensor_plan *tp = &p->tensors[i];
-        if (tp->role != role || nm_tensor_is_copied(tp->t))
+        if (tp->role != role || nm_tensor_is_copied(tp->t) || tp->first_expert >= 0)
             continue;
         if (!first)
             first = tp;
@@ -69,14 +71,27 @@ static void print_role(const nm_plan *p, int k, nm_role role, FILE *out) {
     if (!first)
         return;
     char b[32];
-    fprintf(out, "    %-12s ", nm_role_name(role));
-    if (uniform)
+    fprintf(out, "    %-14s ", nm_role_name(role));
+    if (first->expert >= 0 && p->moe == NM_MOE_EXPERTS) {
+        int lo = INT32_MAX, hi = -1;
+        for (int i = p->n_file_tensors; i < p->n_tensors; i++) {
+            const nm_tensor_plan *tp = &p->tensors[i];
+            if (tp->role == role && tp->rows[k].row1 > tp->rows[k].row0) {
+                lo = tp->expert < lo ? tp->expert : lo;
+                hi = tp->expert > hi ? tp->expert : hi;
+            }
+        }
+        if (hi < 0)
+            fprintf(out, "no experts");
+        else
+            fprintf(out, "whole experts [%d, %d] of %u", lo, hi, p->hp.n_expert);
+    } else if (uniform)
         fprintf(out, "rows [%llu, %llu) of %llu", (unsigned long long)first->rows[k].row0,
                 (unsigned long long)first->rows[k].row1, (unsigned long long)first->t->n_rows);
     else
         fprintf(out, "row ranges differ between tensors (see --verbose)");
-    fprintf(out, "  x%d tensor%s, %s%s\n", count, count == 1 ? "" : "s",
-            nm_fmt_bytes(bytes, b, sizeof b),
+    fprintf(out, "  x%d %s%s, %s%s\n", count, first->expert >= 0 ? "expert" : "tensor",
+            count == 1 ? "" : "s", nm_fmt_bytes(bytes, b, sizeof b),
             role == NM_ROLE_TOKEN_EMBD && p->embd_row_bytes ? " (held; one row read per token)"
                                                             : "");
 }
@@ -91,7 +106,7 @@ static void print_copied(const nm_plan *p, FILE *out) {
         }
     char b[32];
     if (count)
-        fprintf(out, "    %-12s whole, on every node: %d tensor%s, %s\n", "vectors", count,
+        fprintf(out, "    %-14s whole, on every node: %d tensor%s, %s\n", "vectors", count,
                 count == 1 ? "" : "s", nm_fmt_bytes(bytes, b, sizeof b));
 }
 
@@ -109,6 +124,18 @@ static void print_node(const nm_plan *p, int k, FILE *out) {
     fprintf(out, "  holds %s%s; its workers read %s per token\n",
             nm_fmt_bytes(node_held_bytes(p, k), b1, sizeof b1), where,
             nm_fmt_bytes(nm_plan_node_read_bytes(p, k), b2, sizeof b2));
+    if (p->hp.n_expert) {
+        char b3[32];
+        fprintf(out,
+                "  experts (%s): %s of expert rows; a token makes it read %s of them on "
+                "average, %s at most (%u of %u experts active)\n",
+                p->moe == NM_MOE_ROWS ? "every expert's rows split" : "whole experts",
+                nm_fmt_bytes(nm_plan_node_expert_bytes(p, k), b1, sizeof b1),
+                nm_fmt_bytes(nm_plan_node_expert_bytes(p, k) * p->hp.n_expert_used / p->hp.n_expert,
+                             b2, sizeof b2),
+                nm_fmt_bytes(nm_plan_node_expert_bytes_max(p, k), b3, sizeof b3),
+                p->hp.n_expert_used, p->hp.n_expert);
+    }
     for (size_t r = 0; r < sizeof SPLIT_ROLES / sizeof SPLIT_ROLES[0]; r++)
         print_role(p, k, SPLIT_ROLES[r], out);
     print_copied(p, out);
@@ -218,6 +245,14 @@ static void json_nodes(const nm_plan *p, nm_json *j) {
         nm_json_kint_array(j, "cpus", pn->cpus, pn->n_threads);
         nm_json_kuint(j, "bytes", node_held_bytes(p, k));
         nm_json_kuint(j, "read_bytes_per_token", nm_plan_node_read_bytes(p, k));
+        if (p->hp.n_expert) {
+            uint64_t eb = nm_plan_node_expert_bytes(p, k);
+            nm_json_kuint(j, "expert_bytes", eb);
+            nm_json_kuint(j, "expert_read_bytes_per_token",
+                          eb * p->hp.n_expert_used / p->hp.n_expert);
+            nm_json_kuint(j, "expert_read_bytes_max_per_token",
+                          nm_plan_node_expert_bytes_max(p, k));
+        }
         nm_json_key(j, "kv_heads");
         json_pair(j, pn->kv_head0, pn->kv_head1);
         nm_json_obj_end(j);
@@ -243,6 +278,8 @@ static void json_tensor(const nm_plan *p, const nm_tensor_plan *tp, nm_json *j) 
     nm_json_kstr(j, "name", tp->t->name);
     nm_json_kstr(j, "role", nm_role_name(tp->role));
     nm_json_kint(j, "layer", tp->layer);
+    if (tp->expert >= 0)
+        nm_json_kint(j, "expert", tp->expert);
     nm_json_kstr(j, "type", nm_type_name(tp->t->type));
     nm_json_kbool(j, "copied", nm_tensor_is_copied(tp->t));
     nm_json_key(j, "rows");
@@ -271,6 +308,14 @@ void nm_plan_json_fields(const nm_plan *p, nm_json *j) {
     if (p->placement == NM_PLACE_NODE)
         nm_json_kint(j, "fixed_node", p->fixed_node);
     nm_json_kuint(j, "align", p->align);
+    if (p->hp.n_expert) {
+        nm_json_key(j, "moe");
+        nm_json_obj_begin(j);
+        nm_json_kstr(j, "placement", nm_moe_placement_name(p->moe));
+        nm_json_kuint(j, "n_expert", p->hp.n_expert);
+        nm_json_kuint(j, "n_expert_used", p->hp.n_expert_used);
+        nm_json_obj_end(j);
+    }
     json_nodes(p, j);
     json_arenas(p, j);
     nm_json_kuint(j, "remote_bytes_per_token", p->remote_bytes_per_token);

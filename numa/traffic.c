@@ -126,6 +126,8 @@ static void count_weights(const nm_plan *p, nm_scenario s, const nm_traffic_opts
         const nm_tensor_plan *tp = &p->tensors[i];
         if (tp->role == NM_ROLE_TOKEN_EMBD && p->embd_row_bytes)
             continue; /* a row lookup, below */
+        if (tp->first_expert >= 0)
+            continue; /* a stacked expert tensor: counted as its experts */
         bool copied = nm_tensor_is_copied(tp->t);
         for (int k = 0; k < p->n_nodes; k++) {
             double b = tensor_bytes(tp, k, s, share, o);

@@ -17,7 +17,7 @@ nm_model_opts nm_model_opts_default(void) {
 
 /* Node-local memory for KV caches and worker scratch. On a foreign (XML)
  * topology or without libnuma, plain zeroed memory. */
-static void *model_alloc(nm_model *m, size_t bytes, int os_node, nm_error *err) {
+void *nm_model_alloc(nm_model *m, size_t bytes, int os_node, nm_error *err) {
     if (bytes == 0)
         bytes = 64;
     nm_alloc_rec *r = nm_grow(m->allocs, &m->cap_allocs, (size_t)m->n_allocs, 64, sizeof *r);
@@ -72,8 +72,8 @@ static int bind_vec(nm_model *m, const char *name, uint64_t n, bool optional, co
 
 /* A weight matrix: the plan must split its rows over the nodes in order
  * and without gaps; node n reads its rows from nm_loaded_rows. */
-static int bind_mat_index(nm_model *m, int ti, uint64_t want_cols, nm_mat *mt, nm_error *err) {
-    const nm_gguf_tensor *t = &m->w->gguf->tensors[ti];
+int nm_bind_mat_index(nm_model *m, int ti, uint64_t want_cols, nm_mat *mt, nm_error *err) {
+    const nm_gguf_tensor *t = m->plan->tensors[ti].t; /* a file tensor or an expert */
     const nm_tensor_plan *tp = &m->plan->tensors[ti];
     memset(mt, 0, sizeof *mt);
     mt->ti = ti;
@@ -116,7 +116,7 @@ static int bind_blk_mat(nm_model *m, int l, nm_blk_tensor kind, nm_blk_tensor bi
     char name[96];
     snprintf(name, sizeof name, "blk.%d.%s", l, nm_blk_tensor_suffix(kind));
     int ti = find_tensor(m, name, err);
-    if (ti < 0 || bind_mat_index(m, ti, want_cols, mt, err) < 0)
+    if (ti < 0 || nm_bind_mat_index(m, ti, want_cols, mt, err) < 0)
         return -1;
     snprintf(name, sizeof name, "blk.%d.%s", l, nm_blk_tensor_suffix(bias));
     return bind_vec(m, name, mt->n_rows, true, mt->bias, err);
@@ -144,10 +144,13 @@ static int bind_layer(nm_model *m, int l, nm_error *err) {
         bind_blk_mat(m, l, NM_BLK_Q, NM_BLK_Q_BIAS, E, &L->q, err) < 0 ||
         bind_blk_mat(m, l, NM_BLK_K, NM_BLK_K_BIAS, E, &L->k, err) < 0 ||
         bind_blk_mat(m, l, NM_BLK_V, NM_BLK_V_BIAS, E, &L->v, err) < 0 ||
-        bind_blk_mat(m, l, NM_BLK_O, NM_BLK_O_BIAS, (uint64_t)m->q_dim, &L->o, err) < 0 ||
-        bind_blk_mat(m, l, NM_BLK_GATE, NM_BLK_GATE_BIAS, E, &L->gate, err) < 0 ||
-        bind_blk_mat(m, l, NM_BLK_UP, NM_BLK_UP_BIAS, E, &L->up, err) < 0 ||
-        bind_blk_mat(m, l, NM_BLK_DOWN, NM_BLK_DOWN_BIAS, hp->n_ff, &L->down, err) < 0)
+        bind_blk_mat(m, l, NM_BLK_O, NM_BLK_O_BIAS, (uint64_t)m->q_dim, &L->o, err) < 0)
+        return -1;
+    if (hp->n_expert
+            ? nm_moe_bind_layer(m, l, err) < 0
+            : bind_blk_mat(m, l, NM_BLK_GATE, NM_BLK_GATE_BIAS, E, &L->gate, err) < 0 ||
+                  bind_blk_mat(m, l, NM_BLK_UP, NM_BLK_UP_BIAS, E, &L->up, err) < 0 ||
+                  bind_blk_mat(m, l, NM_BLK_DOWN, NM_BLK_DOWN_BIAS, hp->n_ff, &L->down, err) < 0)
         return -1;
     /* Q and K are claimed in whole heads: the per-head norm and RoPE run on
      * a worker's own rows right after it computed them. */
@@ -159,7 +162,7 @@ static int bind_layer(nm_model *m, int l, nm_error *err) {
         if (!rows_are(&L->q, n, h0 * m->gqa * hd, h1 * m->gqa * hd) ||
             !rows_are(&L->k, n, h0 * hd, h1 * hd) || !rows_are(&L->v, n, h0 * hd, h1 * hd))
             m->attn_local = false;
-        if (!rows_are(&L->up, n, L->gate.row0[n], L->gate.row1[n]))
+        if (!L->moe && !rows_are(&L->up, n, L->gate.row0[n], L->gate.row1[n]))
             m->gate_up_same = false;
         if ((L->q.row0[n] | L->k.row0[n]) % hd)
             return nm_fail(err, "plan: blk.%d attention rows of node %d do not start on a head", l,
@@ -186,8 +189,8 @@ static int setup_kv(nm_model *m, nm_error *err) {
             m->kv_owner[h] = n;
         size_t bytes = (size_t)hp->n_layer * (kv->head1 - kv->head0) * (size_t)m->n_seq *
                        (size_t)m->n_ctx * hp->head_dim * m->kv_esize;
-        kv->k = model_alloc(m, bytes, pn->os_index, err);
-        kv->v = kv->k ? model_alloc(m, bytes, pn->os_index, err) : NULL;
+        kv->k = nm_model_alloc(m, bytes, pn->os_index, err);
+        kv->v = kv->k ? nm_model_alloc(m, bytes, pn->os_index, err) : NULL;
         if (!kv->v)
             return nm_fail_prefix(err, "KV cache of node %d (%d sequences of %d positions)",
                                   pn->os_index, m->n_seq, m->n_ctx);
@@ -203,10 +206,17 @@ static size_t act_bytes_max(const nm_model *m) {
     for (uint32_t l = 0; l < m->hp.n_layer; l++) {
         const nm_layer *L = &m->layers[l];
         const nm_mat *e[NM_CLAIMS_PER_LAYER];
-        nm_layer_mats(L, e);
-        for (int i = 0; i < NM_CLAIMS_PER_LAYER; i++) {
+        int n = nm_layer_mats(L, e);
+        for (int i = 0; i < n; i++) {
             size_t b = nm_act_buffer_bytes(e[i]->type, (int64_t)e[i]->n_cols, nb);
             best = b > best ? b : best;
+        }
+        for (uint32_t x = 0; L->moe && x < m->hp.n_expert; x++) {
+            const nm_mat *ex[] = {&L->moe->gate[x], &L->moe->up[x], &L->moe->down[x]};
+            for (int i = 0; i < 3; i++) {
+                size_t b = nm_act_buffer_bytes(ex[i]->type, (int64_t)ex[i]->n_cols, nb);
+                best = b > best ? b : best;
+            }
         }
     }
     size_t b = nm_act_buffer_bytes(m->output.type, m->hp.n_embd, nb);
@@ -229,37 +239,42 @@ static int setup_scratch(nm_model *m, nm_error *err) {
         int os = m->plan->nodes[n].os_index;
         for (int l = 0; l < m->plan->nodes[n].n_threads; l++, id++) {
             nm_scratch *s = &m->scr[id];
-            s->xb = model_alloc(m, nb * hp->n_embd * sizeof(float), os, err);
-            s->act = s->xb ? model_alloc(m, act, os, err) : NULL;
-            s->scores = s->act ? model_alloc(m, (size_t)m->n_ctx * sizeof(float), os, err) : NULL;
-            s->head = s->scores ? model_alloc(m, 2 * (size_t)hp->head_dim * sizeof(float), os, err)
-                                : NULL;
-            if (!s->head)
+            s->xb = nm_model_alloc(m, nb * hp->n_embd * sizeof(float), os, err);
+            s->act = s->xb ? nm_model_alloc(m, act, os, err) : NULL;
+            s->scores =
+                s->act ? nm_model_alloc(m, (size_t)m->n_ctx * sizeof(float), os, err) : NULL;
+            s->head = s->scores
+                          ? nm_model_alloc(m, 2 * (size_t)hp->head_dim * sizeof(float), os, err)
+                          : NULL;
+            if (!s->head || (hp->n_expert && nm_moe_setup_scratch(m, s, os, err) < 0))
                 return nm_fail_prefix(err, "worker scratch");
         }
     }
-    m->n_claims = (int)hp->n_layer * NM_CLAIMS_PER_LAYER + 1; /* + the LM head */
+    /* every layer's slots, the LM head's, then each expert's two */
+    m->expert_slot0 = (int)hp->n_layer * NM_CLAIMS_PER_LAYER + 1;
+    m->n_claims = m->expert_slot0 + (int)(hp->n_layer * hp->n_expert * 2);
     for (int n = 0; n < m->plan->n_nodes; n++)
-        if (!(m->claims[n] = model_alloc(m, (size_t)m->n_claims * sizeof(nm_claim),
-                                         m->plan->nodes[n].os_index, err)))
+        if (!(m->claims[n] = nm_model_alloc(m, (size_t)m->n_claims * sizeof(nm_claim),
+                                            m->plan->nodes[n].os_index, err)))
             return nm_fail_prefix(err, "row claims");
     /* The vectors exchanged between nodes: small, so one copy. */
     size_t E = hp->n_embd, Q = (size_t)m->q_dim, KV = (size_t)m->kv_dim, F = hp->n_ff;
-    if (!(m->x = model_alloc(m, nb * E * sizeof(float), -1, err)) ||
-        !(m->y = model_alloc(m, nb * E * sizeof(float), -1, err)) ||
-        !(m->q = model_alloc(m, nb * Q * sizeof(float), -1, err)) ||
-        !(m->att = model_alloc(m, nb * Q * sizeof(float), -1, err)) ||
-        !(m->k = model_alloc(m, nb * KV * sizeof(float), -1, err)) ||
-        !(m->v = model_alloc(m, nb * KV * sizeof(float), -1, err)) ||
-        !(m->g = model_alloc(m, nb * F * sizeof(float), -1, err)) ||
-        !(m->u = model_alloc(m, nb * F * sizeof(float), -1, err)) ||
-        !(m->rope = model_alloc(m, nb * (hp->n_rot + 2) * sizeof(float), -1, err)) ||
-        !(m->tok_seq = model_alloc(m, nb * sizeof(int), -1, err)) ||
-        !(m->tok_pos = model_alloc(m, nb * sizeof(int), -1, err)) ||
-        !(m->out_tok = model_alloc(m, nb * sizeof(int), -1, err)) ||
-        !(m->tok_ids = model_alloc(m, nb * sizeof(int32_t), -1, err)) ||
-        !(m->tok_online = model_alloc(m, nb * sizeof(bool), -1, err)) ||
-        !(m->seq_next = model_alloc(m, (size_t)m->n_seq * sizeof(int), -1, err)))
+    if (!(m->x = nm_model_alloc(m, nb * E * sizeof(float), -1, err)) ||
+        !(m->y = nm_model_alloc(m, nb * E * sizeof(float), -1, err)) ||
+        !(m->q = nm_model_alloc(m, nb * Q * sizeof(float), -1, err)) ||
+        !(m->att = nm_model_alloc(m, nb * Q * sizeof(float), -1, err)) ||
+        !(m->k = nm_model_alloc(m, nb * KV * sizeof(float), -1, err)) ||
+        !(m->v = nm_model_alloc(m, nb * KV * sizeof(float), -1, err)) ||
+        !(m->g = nm_model_alloc(m, nb * F * sizeof(float), -1, err)) ||
+        !(m->u = nm_model_alloc(m, nb * F * sizeof(float), -1, err)) ||
+        !(m->rope = nm_model_alloc(m, nb * (hp->n_rot + 2) * sizeof(float), -1, err)) ||
+        !(m->tok_seq = nm_model_alloc(m, nb * sizeof(int), -1, err)) ||
+        !(m->tok_pos = nm_model_alloc(m, nb * sizeof(int), -1, err)) ||
+        !(m->out_tok = nm_model_alloc(m, nb * sizeof(int), -1, err)) ||
+        !(m->tok_ids = nm_model_alloc(m, nb * sizeof(int32_t), -1, err)) ||
+        !(m->tok_online = nm_model_alloc(m, nb * sizeof(bool), -1, err)) ||
+        !(m->seq_next = nm_model_alloc(m, (size_t)m->n_seq * sizeof(int), -1, err)) ||
+        (hp->n_expert && nm_moe_setup_shared(m, err) < 0))
         return -1;
     return 0;
 }
@@ -285,7 +300,7 @@ static int bind_all(nm_model *m, nm_error *err) {
         return -1;
     /* No output.weight: the LM head is the (tied) embedding matrix. */
     int64_t out = nm_gguf_tensor_index(m->w->gguf, "output.weight");
-    if (bind_mat_index(m, out >= 0 ? (int)out : m->embd_ti, hp->n_embd, &m->output, err) < 0 ||
+    if (nm_bind_mat_index(m, out >= 0 ? (int)out : m->embd_ti, hp->n_embd, &m->output, err) < 0 ||
         bind_vec(m, "output.bias", hp->n_vocab, true, m->output.bias, err) < 0)
         return -1;
     if (m->output.n_rows != hp->n_vocab)
@@ -403,9 +418,11 @@ uint64_t nm_model_weight_bytes_per_token(const nm_model *m) {
     uint64_t sum = g->tensors[m->output.ti].nbytes + g->tensors[m->embd_ti].row_bytes;
     for (uint32_t l = 0; l < m->hp.n_layer; l++) {
         const nm_mat *e[NM_CLAIMS_PER_LAYER];
-        nm_layer_mats(&m->layers[l], e);
-        for (int i = 0; i < NM_CLAIMS_PER_LAYER; i++)
+        int n = nm_layer_mats(&m->layers[l], e);
+        for (int i = 0; i < n; i++)
             sum += g->tensors[e[i]->ti].nbytes;
+        if (m->layers[l].moe)
+            sum += nm_moe_step_bytes(m, (int)l);
     }
     return sum;
 }

@@ -1,5 +1,5 @@
-/* The llama-family forward pass (llama, qwen2, qwen3), run by every worker
- * of the pool at once.
+/* The llama-family forward pass (llama, qwen2, qwen3, qwen3moe), run by
+ * every worker of the pool at once.
  *
  * Per layer a worker goes through five phases, separated by barriers:
  *   A  x -> RMSNorm -> its rows of Q, K, V (+ biases); per head: RMSNorm
@@ -9,6 +9,9 @@
  *   C  its rows of attn_output, added into x (the residual)
  *   D  x -> RMSNorm -> its rows of gate and up -> SwiGLU
  *   E  its rows of ffn_down, added into x
+ * A mixture-of-experts block runs four phases instead of D and E (router,
+ * experts' gate and up, experts' down, the weighted sum into x: see
+ * model_moe.c).
  * Each worker normalizes and prepares (nm_act_prepare) the whole input
  * vector itself, into its own node-local buffer: a few microseconds of
  * redundant work that saves a barrier per phase. */
@@ -28,15 +31,15 @@
  * groups; RoPE on pairs). */
 #define SPLIT_ALIGN 16
 
-static void prepare(const nm_scratch *s, nm_act *a, uint32_t type, const float *x, int64_t n,
-                    int n_tok) {
+void nm_prepare(const nm_scratch *s, nm_act *a, uint32_t type, const float *x, int64_t n,
+                int n_tok) {
     if (a->f32 == x && a->wtype == type && a->n == n && a->n_tok == n_tok)
         return;
     nm_act_prepare(type, x, n, n_tok, s->act, a);
 }
 
 /* y (row i of token t at y[t * ldy + i]) for n_rows rows of weights at wp. */
-static void multiply(const uint8_t *wp, uint64_t n_rows, const nm_act *a, float *y, int64_t ldy) {
+void nm_multiply(const uint8_t *wp, uint64_t n_rows, const nm_act *a, float *y, int64_t ldy) {
     if (a->n_tok == 1)
         nm_matvec(wp, (int64_t)n_rows, a, y);
     else
@@ -63,8 +66,8 @@ static uint64_t lcm(uint64_t a, uint64_t b) {
  * absolute rows [*a0, *a1). A chunk is 1 / (2 x the node's workers) of what
  * is left, so the last ones are small and the workers finish together.
  * Which worker computes a row does not change its bits. */
-static bool claim_rows(nm_model *m, const nm_mat *mt, int slot, const nm_worker *w, const nm_act *a,
-                       float *y, int64_t ldy, uint64_t *a0, uint64_t *a1) {
+bool nm_claim_rows(nm_model *m, const nm_mat *mt, int slot, const nm_worker *w, const nm_act *a,
+                   float *y, int64_t ldy, uint64_t *a0, uint64_t *a1) {
     const uint64_t r0 = mt->row0[w->node], n = mt->row1[w->node] - r0;
     uint64_t min_rows = mt->row_bytes ? CLAIM_MIN_BYTES / mt->row_bytes : 1;
     /* Prompt matmat runs tiles of 2 or 3 rows: chunks of 48 rows leave none
@@ -85,7 +88,7 @@ static bool claim_rows(nm_model *m, const nm_mat *mt, int slot, const nm_worker 
     *a1 = r0 + hi;
     if (m->n_tok == 1)
         m->traffic[w->id].weights += (hi - lo) * mt->row_bytes;
-    multiply(mt->base[w->node] + lo * mt->row_bytes, hi - lo, a, y + *a0, ldy);
+    nm_multiply(mt->base[w->node] + lo * mt->row_bytes, hi - lo, a, y + *a0, ldy);
     return true;
 }
 
@@ -165,16 +168,16 @@ static void phase_qkv(nm_model *m, const nm_worker *w, int l) {
         nm_rmsnorm(s->xb + t * E, m->x + t * E, L->attn_norm[n], E, m->hp.rms_eps);
     nm_act a = {0};
     uint64_t a0, a1;
-    prepare(s, &a, L->q.type, s->xb, E, m->n_tok);
-    while (claim_rows(m, &L->q, slot_of(l, NM_CLAIM_Q), w, &a, m->q, Q, &a0, &a1))
+    nm_prepare(s, &a, L->q.type, s->xb, E, m->n_tok);
+    while (nm_claim_rows(m, &L->q, slot_of(l, NM_CLAIM_Q), w, &a, m->q, Q, &a0, &a1))
         finish_heads(m, m->q, Q, L->q.bias[n], L->q_norm[n], a0, a1);
-    prepare(s, &a, L->k.type, s->xb, E, m->n_tok);
-    while (claim_rows(m, &L->k, slot_of(l, NM_CLAIM_K), w, &a, m->k, KV, &a0, &a1)) {
+    nm_prepare(s, &a, L->k.type, s->xb, E, m->n_tok);
+    while (nm_claim_rows(m, &L->k, slot_of(l, NM_CLAIM_K), w, &a, m->k, KV, &a0, &a1)) {
         finish_heads(m, m->k, KV, L->k.bias[n], L->k_norm[n], a0, a1);
         store_kv(m, l, m->k, KV, a0, a1, false);
     }
-    prepare(s, &a, L->v.type, s->xb, E, m->n_tok);
-    while (claim_rows(m, &L->v, slot_of(l, NM_CLAIM_V), w, &a, m->v, KV, &a0, &a1)) {
+    nm_prepare(s, &a, L->v.type, s->xb, E, m->n_tok);
+    while (nm_claim_rows(m, &L->v, slot_of(l, NM_CLAIM_V), w, &a, m->v, KV, &a0, &a1)) {
         add_bias(m, m->v, KV, L->v.bias[n], a0, a1);
         store_kv(m, l, m->v, KV, a0, a1, true);
     }
@@ -216,8 +219,8 @@ static void phase_proj_residual(nm_model *m, const nm_worker *w, const nm_mat *m
     const int64_t E = m->hp.n_embd;
     nm_act a = {0};
     uint64_t a0, a1;
-    prepare(s, &a, mt->type, in, (int64_t)mt->n_cols, m->n_tok);
-    while (claim_rows(m, mt, slot, w, &a, m->y, E, &a0, &a1)) {
+    nm_prepare(s, &a, mt->type, in, (int64_t)mt->n_cols, m->n_tok);
+    while (nm_claim_rows(m, mt, slot, w, &a, m->y, E, &a0, &a1)) {
         add_bias(m, m->y, E, mt->bias[w->node], a0, a1);
         for (int t = 0; t < m->n_tok; t++) {
             float *x = m->x + t * E;
@@ -245,23 +248,23 @@ static void phase_ffn_up(nm_model *m, const nm_worker *w, int l) {
         nm_rmsnorm(s->xb + t * E, m->x + t * E, L->ffn_norm[w->node], E, m->hp.rms_eps);
     nm_act a = {0};
     uint64_t a0, a1;
-    prepare(s, &a, L->gate.type, s->xb, E, m->n_tok);
+    nm_prepare(s, &a, L->gate.type, s->xb, E, m->n_tok);
     if (m->gate_up_same && L->up.type == L->gate.type) {
         /* up rows [a0, a1) right after the same gate rows, then SwiGLU on
          * them: one claim counter (gate's) serves both matrices. */
-        while (claim_rows(m, &L->gate, slot_of(l, NM_CLAIM_GATE), w, &a, m->g, F, &a0, &a1)) {
+        while (nm_claim_rows(m, &L->gate, slot_of(l, NM_CLAIM_GATE), w, &a, m->g, F, &a0, &a1)) {
             const uint8_t *up = L->up.base[w->node] + (a0 - L->up.row0[w->node]) * L->up.row_bytes;
             if (m->n_tok == 1)
                 m->traffic[w->id].weights += (a1 - a0) * L->up.row_bytes;
-            multiply(up, a1 - a0, &a, m->u + a0, F);
+            nm_multiply(up, a1 - a0, &a, m->u + a0, F);
             swiglu_rows(m, L, w->node, a0, a1);
         }
         return;
     }
-    while (claim_rows(m, &L->gate, slot_of(l, NM_CLAIM_GATE), w, &a, m->g, F, &a0, &a1))
+    while (nm_claim_rows(m, &L->gate, slot_of(l, NM_CLAIM_GATE), w, &a, m->g, F, &a0, &a1))
         ;
-    prepare(s, &a, L->up.type, s->xb, E, m->n_tok); /* kept when the types match */
-    while (claim_rows(m, &L->up, slot_of(l, NM_CLAIM_UP), w, &a, m->u, F, &a0, &a1))
+    nm_prepare(s, &a, L->up.type, s->xb, E, m->n_tok); /* kept when the types match */
+    while (nm_claim_rows(m, &L->up, slot_of(l, NM_CLAIM_UP), w, &a, m->u, F, &a0, &a1))
         ;
     /* Other workers computed some of the matching rows: wait, then combine
      * a global slice. */
@@ -281,10 +284,10 @@ static void phase_lm_head(nm_model *m, const nm_worker *w) {
                    m->hp.rms_eps);
     nm_act a = {0};
     uint64_t a0, a1;
-    prepare(s, &a, m->output.type, s->xb, E, n_out);
+    nm_prepare(s, &a, m->output.type, s->xb, E, n_out);
     int slot = (int)m->hp.n_layer * NM_CLAIMS_PER_LAYER;
     const float *bias = m->output.bias[w->node]; /* qwen2's output.bias */
-    while (claim_rows(m, &m->output, slot, w, &a, m->logits, m->hp.n_vocab, &a0, &a1))
+    while (nm_claim_rows(m, &m->output, slot, w, &a, m->logits, m->hp.n_vocab, &a0, &a1))
         for (int t = 0; bias && t < n_out; t++)
             for (uint64_t r = a0; r < a1; r++)
                 m->logits[(size_t)t * m->hp.n_vocab + r] += bias[r];
@@ -303,6 +306,17 @@ static void forward_job(void *ctx, const nm_worker *w) {
         nm_pool_barrier(w);
         phase_proj_residual(m, w, &L->o, slot_of(l, NM_CLAIM_O), m->att);
         nm_pool_barrier(w);
+        if (L->moe) {
+            nm_moe_router(m, w, l);
+            nm_pool_barrier(w);
+            nm_moe_up(m, w, l);
+            nm_pool_barrier(w);
+            nm_moe_down(m, w, l);
+            nm_pool_barrier(w);
+            nm_moe_combine(m, w, l);
+            nm_pool_barrier(w);
+            continue;
+        }
         phase_ffn_up(m, w, l);
         nm_pool_barrier(w);
         phase_proj_residual(m, w, &L->down, slot_of(l, NM_CLAIM_DOWN), m->g);
@@ -336,10 +350,18 @@ static void read_weights_job(void *ctx, const nm_worker *w) {
     const nm_model *m = j->m;
     uint64_t sum = 0, bytes = 0;
     for (int l = 0; l < nm_offload_first_layer(m); l++) { /* the CPU's weights */
+        const nm_layer *L = &m->layers[l];
         const nm_mat *e[NM_CLAIMS_PER_LAYER];
-        nm_layer_mats(&m->layers[l], e);
-        for (int i = 0; i < NM_CLAIMS_PER_LAYER; i++)
+        int n = nm_layer_mats(L, e);
+        for (int i = 0; i < n; i++)
             read_mat(e[i], w, &sum, &bytes);
+        /* a mixture: the first expert_used_count experts, as many as a
+         * decode step reads */
+        for (uint32_t x = 0; L->moe && x < m->hp.n_expert_used; x++) {
+            read_mat(&L->moe->gate[x], w, &sum, &bytes);
+            read_mat(&L->moe->up[x], w, &sum, &bytes);
+            read_mat(&L->moe->down[x], w, &sum, &bytes);
+        }
     }
     if (!nm_offload_has_head(m))
         read_mat(&m->output, w, &sum, &bytes);

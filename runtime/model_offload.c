@@ -202,15 +202,15 @@ static int plain_llama_blocks(const nm_model *m, int first, nm_error *err) {
     for (int l = first; l < (int)m->hp.n_layer && plain; l++) {
         const nm_layer *L = &m->layers[l];
         const nm_mat *e[NM_CLAIMS_PER_LAYER];
-        nm_layer_mats(L, e);
-        plain = !L->q_norm[0] && !L->k_norm[0];
-        for (int i = 0; i < NM_CLAIMS_PER_LAYER; i++)
+        int n = nm_layer_mats(L, e);
+        plain = !L->q_norm[0] && !L->k_norm[0] && !L->moe;
+        for (int i = 0; i < n; i++)
             plain = plain && !e[i]->bias[0];
     }
     if (!plain)
         return nm_fail(err,
-                       "-ngl: the device runs llama blocks without biases, Q/K norms or neox "
-                       "RoPE yet; this %s model's blocks stay on the CPU (-ngl 0)",
+                       "-ngl: the device runs llama blocks without biases, Q/K norms, neox "
+                       "RoPE or experts yet; this %s model's blocks stay on the CPU (-ngl 0)",
                        m->hp.arch);
     return 0;
 }

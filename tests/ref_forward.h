@@ -1,4 +1,5 @@
-/* A plain F64 forward pass of the llama family (llama, qwen2, qwen3),
+/* A plain F64 forward pass of the llama family (llama, qwen2, qwen3,
+ * qwen3moe),
  * written from the equations and llama.cpp's graphs, for the tests to check
  * numalm's logits against: every weight read with fread and dequantized to
  * double, nothing shared with the loader or the kernels but the reference
@@ -27,6 +28,8 @@
 typedef struct ref_layer {
     double *attn_norm, *ffn_norm, *q, *k, *v, *o, *gate, *up, *down;
     double *q_norm, *k_norm, *qb, *kb, *vb, *ob, *gb, *ub, *db;
+    /* qwen3moe: router [n_expert][E], experts [n_expert][rows][cols] */
+    double *router, *gate_exps, *up_exps, *down_exps;
 } ref_layer;
 
 typedef struct ref_model {
@@ -66,12 +69,14 @@ static double *ref_tensor(FILE *f, const nm_gguf *g, const char *name) {
     return ref_tensor_opt(f, g, name, false);
 }
 
-#define REF_LAYER_TENSORS 18
+#define REF_LAYER_TENSORS 22
 
 static double **ref_layer_slots(ref_layer *L, double **p[REF_LAYER_TENSORS]) {
-    double **v[REF_LAYER_TENSORS] = {
-        &L->attn_norm, &L->ffn_norm, &L->q,  &L->k,  &L->v,  &L->o,  &L->gate, &L->up, &L->down,
-        &L->q_norm,    &L->k_norm,   &L->qb, &L->kb, &L->vb, &L->ob, &L->gb,   &L->ub, &L->db};
+    double **v[REF_LAYER_TENSORS] = {&L->attn_norm, &L->ffn_norm, &L->q,  &L->k,      &L->v,
+                                     &L->o,         &L->gate,     &L->up, &L->down,   &L->q_norm,
+                                     &L->k_norm,    &L->qb,       &L->kb, &L->vb,     &L->ob,
+                                     &L->gb,        &L->ub,       &L->db, &L->router, &L->gate_exps,
+                                     &L->up_exps,   &L->down_exps};
     memcpy(p, v, sizeof v);
     return p[0];
 }
@@ -84,18 +89,21 @@ static void ref_load(ref_model *r, const nm_gguf *g, int max_pos) {
     assert_non_null(f);
     char name[96];
     static const char *const names[REF_LAYER_TENSORS] = {
-        "attn_norm.weight", "ffn_norm.weight",    "attn_q.weight",      "attn_k.weight",
-        "attn_v.weight",    "attn_output.weight", "ffn_gate.weight",    "ffn_up.weight",
-        "ffn_down.weight",  "attn_q_norm.weight", "attn_k_norm.weight", "attn_q.bias",
-        "attn_k.bias",      "attn_v.bias",        "attn_output.bias",   "ffn_gate.bias",
-        "ffn_up.bias",      "ffn_down.bias"};
+        "attn_norm.weight",   "ffn_norm.weight",     "attn_q.weight",       "attn_k.weight",
+        "attn_v.weight",      "attn_output.weight",  "ffn_gate.weight",     "ffn_up.weight",
+        "ffn_down.weight",    "attn_q_norm.weight",  "attn_k_norm.weight",  "attn_q.bias",
+        "attn_k.bias",        "attn_v.bias",         "attn_output.bias",    "ffn_gate.bias",
+        "ffn_up.bias",        "ffn_down.bias",       "ffn_gate_inp.weight", "ffn_gate_exps.weight",
+        "ffn_up_exps.weight", "ffn_down_exps.weight"};
     r->L = calloc(r->hp.n_layer, sizeof *r->L);
     for (uint32_t l = 0; l < r->hp.n_layer; l++) {
         double **dst[REF_LAYER_TENSORS];
         ref_layer_slots(&r->L[l], dst);
         for (int i = 0; i < REF_LAYER_TENSORS; i++) {
             snprintf(name, sizeof name, "blk.%u.%s", l, names[i]);
-            *dst[i] = ref_tensor_opt(f, g, name, i >= 9);
+            /* a mixture has experts instead of gate, up and down */
+            bool moe = r->hp.n_expert > 0;
+            *dst[i] = ref_tensor_opt(f, g, name, i >= 9 || (moe && i >= 6 && i <= 8));
         }
     }
     r->embd = ref_tensor(f, g, "token_embd.weight");
@@ -166,6 +174,47 @@ static void ref_heads(const ref_model *r, double *v, int n_heads, const double *
     }
 }
 
+/* The mixture of experts on xb into out (n_embd): softmax over the router
+ * logits, the n_expert_used most probable experts, their probabilities
+ * renormalised to sum to one, each a SwiGLU FFN. */
+static void ref_moe(const ref_model *r, const ref_layer *L, const double *xb, double *out) {
+    const nm_llama_hparams *hp = &r->hp;
+    const int E = (int)hp->n_embd, F = (int)hp->n_ff_exp, ne = (int)hp->n_expert;
+    double *p = malloc((size_t)ne * sizeof(double)), *g = malloc((size_t)F * sizeof(double));
+    double *u = malloc((size_t)F * sizeof(double)), *d = malloc((size_t)E * sizeof(double));
+    int *sel = malloc(hp->n_expert_used * sizeof(int));
+    ref_matvec(L->router, xb, p, ne, E, NULL);
+    double max = -INFINITY, sum = 0, wsum = 0;
+    for (int e = 0; e < ne; e++)
+        max = p[e] > max ? p[e] : max;
+    for (int e = 0; e < ne; e++)
+        sum += (p[e] = exp(p[e] - max));
+    for (int j = 0; j < (int)hp->n_expert_used; j++) {
+        int best = -1;
+        for (int e = 0; e < ne; e++) {
+            bool taken = false;
+            for (int i = 0; i < j; i++)
+                taken |= sel[i] == e;
+            if (!taken && (best < 0 || p[e] > p[best]))
+                best = e;
+        }
+        sel[j] = best;
+        wsum += p[best] / sum;
+    }
+    memset(out, 0, (size_t)E * sizeof(double));
+    for (int j = 0; j < (int)hp->n_expert_used; j++) {
+        size_t e = (size_t)sel[j];
+        ref_matvec(L->gate_exps + e * F * E, xb, g, F, E, NULL);
+        ref_matvec(L->up_exps + e * F * E, xb, u, F, E, NULL);
+        for (int i = 0; i < F; i++)
+            g[i] = g[i] / (1 + exp(-g[i])) * u[i];
+        ref_matvec(L->down_exps + e * E * F, g, d, E, F, NULL);
+        for (int i = 0; i < E; i++)
+            out[i] += p[e] / sum / wsum * d[i];
+    }
+    free(p), free(g), free(u), free(d), free(sel);
+}
+
 /* One token at position pos; logits (n_vocab doubles) out. */
 static void ref_step(ref_model *r, int32_t token, int pos, double *logits) {
     const nm_llama_hparams *hp = &r->hp;
@@ -211,6 +260,12 @@ static void ref_step(ref_model *r, int32_t token, int pos, double *logits) {
         for (int i = 0; i < E; i++)
             x[i] += tmp[i];
         ref_rmsnorm(x, L->ffn_norm, xb, E, hp->rms_eps);
+        if (L->router) {
+            ref_moe(r, L, xb, tmp);
+            for (int i = 0; i < E; i++)
+                x[i] += tmp[i];
+            continue;
+        }
         ref_matvec(L->gate, xb, g, F, E, L->gb);
         ref_matvec(L->up, xb, u, F, E, L->ub);
         for (int i = 0; i < F; i++)

@@ -1,9 +1,11 @@
 /* The architectures beyond plain llama: qwen2 (Q/K/V biases), qwen3 (Q/K
  * norms, head size from key_length), llama with rope_freqs and a tied
- * embedding. numalm's logits against the F64 reference (ref_forward.h) on
- * mkmodel files of each and on the shared random-weight Qwen 3 / Llama 3
- * files, and the same greedy tokens across placements, io modes and thread
- * counts. Token ids go in directly: no tokenizer is involved. */
+ * embedding, qwen3moe (a mixture of experts, its experts' rows split across
+ * the nodes or whole experts per node). numalm's logits against the F64
+ * reference (ref_forward.h) on mkmodel files of each and on the shared
+ * random-weight Qwen 3 / Llama 3 / Qwen 3 MoE files, and the same greedy
+ * tokens across placements, io modes, thread counts and expert placements.
+ * Token ids go in directly: no tokenizer is involved. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -28,7 +30,7 @@ static char g_tmpdir[256];
 
 /* The model of a session opened as every program opens one. */
 static numalm_session *open_session(const char *path, numalm_placement pl, numalm_io io,
-                                    int threads, numalm_kv_type kv_type) {
+                                    int threads, numalm_kv_type kv_type, numalm_moe_placement moe) {
     numalm_options o;
     numalm_options_init(&o);
     o.model_path = path;
@@ -37,6 +39,7 @@ static numalm_session *open_session(const char *path, numalm_placement pl, numal
     o.n_threads = threads;
     o.io = io;
     o.kv_type = kv_type;
+    o.moe = moe;
     o.n_ctx = 256;
     o.n_batch = 6; /* a prompt of 10 is two batches */
     return nm_test_open(&o);
@@ -53,7 +56,12 @@ static const variant VARIANTS[] = {
     {"qwen2-tied", NM_ARCH_QWEN2, 0, true, false},
     {"qwen3-hd64", NM_ARCH_QWEN3, 64, false, false},
     {"llama3-freqs-tied", NM_ARCH_LLAMA, 0, true, true},
+    {"qwen3moe", NM_ARCH_QWEN3MOE, 64, false, false}, /* the moe-tiny preset */
 };
+
+static bool is_moe(const variant *v) {
+    return v->arch == NM_ARCH_QWEN3MOE;
+}
 
 static const char *make_model(const variant *v, uint32_t type, char *path, size_t cap) {
     if (!g_tmpdir[0])
@@ -63,7 +71,7 @@ static const char *make_model(const variant *v, uint32_t type, char *path, size_
         return path;
     nm_mkmodel_opts o = {.type = type, .seed = 11};
     nm_error err = {{0}};
-    assert_int_equal(nm_mkmodel_preset("tiny", &o.shape, &err), 0);
+    assert_int_equal(nm_mkmodel_preset(is_moe(v) ? "moe-tiny" : "tiny", &o.shape, &err), 0);
     o.shape.n_layer = 2;
     o.shape.arch = v->arch;
     o.shape.head_dim = v->head_dim;
@@ -76,10 +84,12 @@ static const char *make_model(const variant *v, uint32_t type, char *path, size_
 
 /* A batched prompt (two batches), then single steps, against the F64
  * reference; returns the worst relative RMS logit error. */
-static double worst_vs_reference(const char *path, int threads, numalm_kv_type kv_type) {
+static double worst_vs_reference(const char *path, int threads, numalm_kv_type kv_type,
+                                 numalm_moe_placement moe) {
     static const int32_t toks[] = {1, 300, 301, 512, 777, 1000, 42, 1500, 1234, 5, 77, 9};
     const int n = 12, n_prompt = 10;
-    numalm_session *s = open_session(path, NUMALM_PLACE_SHARD, NUMALM_IO_AUTO, threads, kv_type);
+    numalm_session *s =
+        open_session(path, NUMALM_PLACE_SHARD, NUMALM_IO_AUTO, threads, kv_type, moe);
     ref_model r;
     ref_load(&r, s->gguf, n);
     int nv = (int)r.hp.n_vocab;
@@ -122,17 +132,24 @@ static void test_mkmodel_archs_vs_reference(void **state) {
     const int n_cases = sizeof cases / sizeof cases[0];
     for (int v = 0; v < n_variants; v++)
         for (int c = 0; c < n_cases; c++)
-            for (int threads = 1; threads <= 2; threads++) {
-                /* reduced matrix: every variant with every type, threads alternating */
-                if (!nm_test_case_runs(2, (const int[]){n_variants * n_cases, 2},
-                                       (const int[]){v * n_cases + c, threads - 1}))
+            for (int t = 1; t <= (is_moe(&VARIANTS[v]) ? 4 : 2); t++) {
+                /* reduced matrix: every variant with every type, threads
+                 * (and a mixture's expert placements) alternating */
+                if (is_moe(&VARIANTS[v])
+                        ? !nm_test_case_runs(2, (const int[]){n_cases, 4}, (const int[]){c, t - 1})
+                        : !nm_test_case_runs(2, (const int[]){n_variants * n_cases, 2},
+                                             (const int[]){v * n_cases + c, t - 1}))
                     continue;
+                /* a mixture also with whole experts per node */
+                int threads = 1 + (t - 1) % 2;
+                numalm_moe_placement moe = t > 2 ? NUMALM_MOE_EXPERTS : NUMALM_MOE_ROWS;
                 char path[512];
                 make_model(&VARIANTS[v], cases[c].type, path, sizeof path);
-                double worst = worst_vs_reference(path, threads, cases[c].kv);
-                print_message("%s %s, %s KV, %d threads: worst relative RMS error %.2e\n",
+                double worst = worst_vs_reference(path, threads, cases[c].kv, moe);
+                print_message("%s %s, %s KV, %d threads%s: worst relative RMS error %.2e\n",
                               VARIANTS[v].name, nm_type_name(cases[c].type),
-                              numalm_kv_type_name(cases[c].kv), threads, worst);
+                              numalm_kv_type_name(cases[c].kv), threads,
+                              moe == NUMALM_MOE_EXPERTS ? ", whole experts" : "", worst);
                 if (!(worst < cases[c].tol))
                     fail_msg("%s %s: logits differ from the F64 reference by %.3e (> %.1e)",
                              VARIANTS[v].name, nm_type_name(cases[c].type), worst, cases[c].tol);
@@ -140,25 +157,26 @@ static void test_mkmodel_archs_vs_reference(void **state) {
 }
 
 /* The shared random-weight files in the shapes of Qwen 3 (head size 128
- * with embedding 64) and Llama 3 (rope_freqs), written by llama.cpp's
- * gguf-py. */
+ * with embedding 64), Llama 3 (rope_freqs) and Qwen 3 MoE (8 experts, 2
+ * used), written by llama.cpp's gguf-py. */
 static void test_shared_models_vs_reference(void **state) {
     (void)state;
-    static const char *const MODELS[] = {"tiny-qwen3-e64-f32.gguf", "tiny-llama3-e64-f32.gguf"};
+    static const char *const MODELS[] = {"tiny-qwen3-e64-f32.gguf", "tiny-llama3-e64-f32.gguf",
+                                         "tiny-qwen3moe-e64-f32.gguf"};
     int found = 0;
-    for (size_t i = 0; i < 2; i++) {
+    for (size_t i = 0; i < sizeof MODELS / sizeof MODELS[0]; i++) {
         char path[1024];
         snprintf(path, sizeof path, "%s/models/%s", nm_test_shared_dir(), MODELS[i]);
         if (access(path, R_OK) != 0)
             continue;
         found++;
-        double worst = worst_vs_reference(path, 2, NUMALM_KV_F32);
+        double worst = worst_vs_reference(path, 2, NUMALM_KV_F32, NUMALM_MOE_ROWS);
         print_message("%s: worst relative RMS error %.2e\n", MODELS[i], worst);
         if (!(worst < 1e-5))
             fail_msg("%s: logits differ from the F64 reference by %.3e", MODELS[i], worst);
     }
     if (!found) {
-        print_message("skipped: the shared tiny-qwen3/tiny-llama3 models are absent\n");
+        print_message("skipped: the shared tiny-qwen3/llama3/qwen3moe models are absent\n");
         skip();
     }
 }
@@ -185,34 +203,47 @@ static void greedy_ids(nm_model *m, const int32_t *prompt, int n_prompt, int n_g
     free(logits), free(seq);
 }
 
-/* Every placement, io mode and thread count computes the same tokens. */
-static void test_tokens_identical_everywhere(void **state) {
-    (void)state;
+/* Greedy tokens from path on every placement, io mode, thread count and
+ * (a mixture, in shard: the placement where the plan's expert split decides
+ * which node holds what) both expert placements: all the same. */
+static void check_tokens_everywhere(const char *name, const char *path, bool moe) {
     const numalm_placement pls[] = {NUMALM_PLACE_SHARD, NUMALM_PLACE_REPLICATE,
                                     NUMALM_PLACE_INTERLEAVE, NUMALM_PLACE_NODE};
     const numalm_io ios[] = {NUMALM_IO_DIO, NUMALM_IO_MMAP};
     static const int32_t prompt[] = {1, 300, 301, 512, 777};
     enum { N_GEN = 16 };
-    for (size_t v = 0; v < sizeof VARIANTS / sizeof VARIANTS[0]; v++) {
-        char path[512];
-        make_model(&VARIANTS[v], NM_TYPE_Q8_0, path, sizeof path);
-        int32_t base[N_GEN], got[N_GEN];
-        bool have_base = false;
-        for (int p = 0; p < 4; p++)
-            for (int i = 0; i < 2; i++)
-                for (int t = 1; t <= 2; t++) {
+    int32_t base[N_GEN], got[N_GEN];
+    bool have_base = false;
+    for (int p = 0; p < 4; p++)
+        for (int i = 0; i < 2; i++)
+            for (int t = 1; t <= 2; t++)
+                for (int x = 0; x <= (int)(moe && pls[p] == NUMALM_PLACE_SHARD); x++) {
                     if (!nm_test_case_runs(3, (const int[]){4, 2, 2}, (const int[]){p, i, t - 1}))
                         continue;
-                    numalm_session *s = open_session(path, pls[p], ios[i], t, NUMALM_KV_F16);
+                    numalm_session *s = open_session(path, pls[p], ios[i], t, NUMALM_KV_F16,
+                                                     (numalm_moe_placement)x);
                     greedy_ids(s->model, prompt, 5, N_GEN, have_base ? got : base);
                     numalm_close(s);
                     if (have_base && memcmp(got, base, sizeof got))
-                        fail_msg("%s: placement %s, io %s, %d threads: tokens differ",
-                                 VARIANTS[v].name, numalm_placement_name(pls[p]),
-                                 numalm_io_name(ios[i]), t);
+                        fail_msg("%s: placement %s, io %s, %d threads, experts by %s: tokens "
+                                 "differ",
+                                 name, numalm_placement_name(pls[p]), numalm_io_name(ios[i]), t,
+                                 x ? "whole experts" : "rows");
                     have_base = true;
                 }
+}
+
+static void test_tokens_identical_everywhere(void **state) {
+    (void)state;
+    for (size_t v = 0; v < sizeof VARIANTS / sizeof VARIANTS[0]; v++) {
+        char path[512];
+        make_model(&VARIANTS[v], NM_TYPE_Q8_0, path, sizeof path);
+        check_tokens_everywhere(VARIANTS[v].name, path, is_moe(&VARIANTS[v]));
     }
+    char path[1024];
+    snprintf(path, sizeof path, "%s/models/tiny-qwen3moe-e64-f32.gguf", nm_test_shared_dir());
+    if (access(path, R_OK) == 0)
+        check_tokens_everywhere("tiny-qwen3moe-e64-f32", path, true);
 }
 
 int main(void) {

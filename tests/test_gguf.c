@@ -666,7 +666,7 @@ static void test_architectures(void **state) {
     expect_llama_fail(&o, true, "architecture 'qwen2moe'", "mixture of experts");
     o.arch = "phi3";
     expect_llama_fail(&o, true, "architecture 'phi3' is not supported yet",
-                      "numalm runs llama, qwen2");
+                      "numalm runs llama, qwen2, qwen3 and qwen3moe");
     /* llama.cpp requires rope.dimension_count == the head size; `info`
      * (lenient) reads a partial rotation */
     gb b = {0};
@@ -687,6 +687,61 @@ static void test_architectures(void **state) {
     assert_contains(err.msg, "neither key 'tokenizer.ggml.tokens' nor tensor"); /* past rope */
     nm_gguf_close(g);
     gb_free(&b);
+}
+
+/* A qwen3moe header: experts read with llama.cpp's defaults; bad expert
+ * counts and llama files with experts (Mixtral) refused by key. */
+static int moe_header(const char *arch, long n_expert, long n_used, bool ff_exp,
+                      nm_llama_hparams *hp, nm_error *err) {
+    gb b = {0};
+    gb_header(&b, 3, 0, 8 + (n_expert >= 0) + (n_used >= 0) + ff_exp);
+    char key[96];
+#define K(sfx) (snprintf(key, sizeof key, "%s.%s", arch, sfx), key)
+    gb_kv_str(&b, "general.architecture", arch);
+    gb_kv_u32(&b, K("block_count"), 1);
+    gb_kv_u32(&b, K("embedding_length"), 8);
+    gb_kv_u32(&b, K("feed_forward_length"), 24);
+    gb_kv_u32(&b, K("attention.head_count"), 2);
+    gb_kv_u32(&b, K("context_length"), 64);
+    if (n_expert >= 0)
+        gb_kv_u32(&b, K("expert_count"), (uint32_t)n_expert);
+    if (n_used >= 0)
+        gb_kv_u32(&b, K("expert_used_count"), (uint32_t)n_used);
+    if (ff_exp)
+        gb_kv_u32(&b, K("expert_feed_forward_length"), 16);
+#undef K
+    gb_kv_arr_header(&b, "tokenizer.ggml.tokens", GB_STR, 1), gb_str(&b, "a");
+    gb_kv_u32(&b, "general.alignment", 32);
+    nm_gguf *g = parse_ok(&b);
+    int rc = nm_llama_hparams_read(g, hp, true, err);
+    nm_gguf_close(g);
+    gb_free(&b);
+    return rc;
+}
+
+static void test_moe_keys(void **state) {
+    (void)state;
+    nm_llama_hparams hp;
+    nm_error err = {{0}};
+    if (moe_header("qwen3moe", 8, 2, true, &hp, &err))
+        fail_msg("%s", err.msg);
+    assert_int_equal(hp.n_expert, 8), assert_int_equal(hp.n_expert_used, 2);
+    assert_int_equal(hp.n_ff_exp, 16), assert_int_equal(hp.rope_type, NM_ROPE_NEOX);
+    /* expert_feed_forward_length defaults to feed_forward_length / used */
+    assert_int_equal(moe_header("qwen3moe", 8, 2, false, &hp, &err), 0);
+    assert_int_equal(hp.n_ff_exp, 12);
+    assert_int_equal(moe_header("qwen3moe", -1, 2, true, &hp, &err), -1);
+    assert_contains(err.msg, "key 'qwen3moe.expert_count' is missing");
+    assert_int_equal(moe_header("qwen3moe", 8, 9, true, &hp, &err), -1);
+    assert_contains(err.msg, "key 'qwen3moe.expert_used_count' (at byte");
+    assert_contains(err.msg, "is 9; expected 1 to 8");
+    assert_int_equal(moe_header("qwen3moe", 8, -1, true, &hp, &err), -1);
+    assert_contains(err.msg, "'qwen3moe.expert_used_count' is missing");
+    assert_int_equal(moe_header("qwen3moe", 600, 2, true, &hp, &err), -1);
+    assert_contains(err.msg, "expected 1 to 512");
+    assert_int_equal(moe_header("llama", 8, 2, true, &hp, &err), -1);
+    assert_contains(err.msg, "key 'llama.expert_count' is 8: llama with experts (a "
+                             "Mixtral-style mixture) is not supported yet");
 }
 
 static void test_llama_tensor_shapes(void **state) {
@@ -775,6 +830,7 @@ int main(void) {
         cmocka_unit_test(test_llama_per_layer_arrays),
         cmocka_unit_test(test_llama_tensor_shapes),
         cmocka_unit_test(test_architectures),
+        cmocka_unit_test(test_moe_keys),
         cmocka_unit_test(test_write_corpus),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

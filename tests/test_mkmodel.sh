@@ -77,6 +77,22 @@ grep -q "qwen3.attention.key_length  *uint32  *64" "$dir/info" && grep -q "blk.3
 grep -q "blk.0.attn_q.bias  *F32  *\[256\]" "$dir/info" && grep -q "numalm can run it: yes" "$dir/info" && ok ||
     bad "qwen2 file lacks its biases: $(grep -E 'bias|can run' "$dir/info")"
 
+# mixtures of experts: the presets and every weight type numalm computes with
+"$NUMALM" mkmodel "$dir/moe.gguf" --preset moe-tiny --json >"$dir/json" 2>&1 || bad "moe-tiny: $(cat "$dir/json")"
+grep -q '"arch":"qwen3moe"' "$dir/json" && grep -q '"experts":8,"experts_used":2,"ff_exp":128' "$dir/json" &&
+    ok || bad "--preset moe-tiny --json: $(cat "$dir/json")"
+for t in f32 f16 bf16 q8_0 q4_0 q4_k_m q6_k; do
+    "$NUMALM" mkmodel "$dir/moe-$t.gguf" --preset moe-tiny --blocks 1 --type $t >/dev/null 2>"$dir/err" &&
+        "$NUMALM" info "$dir/moe-$t.gguf" >"$dir/info" 2>&1 && grep -q "numalm can run it: yes" "$dir/info" &&
+        grep -q "blk.0.ffn_down_exps.weight .*\[128, 256, 8\]" "$dir/info" && ok ||
+        bad "moe-tiny as $t: $(cat "$dir/err") $(grep -E 'can run|down_exps' "$dir/info")"
+done
+"$NUMALM" mkmodel "$dir/a3b.gguf" --preset 30b-a3b --type q8_0 --sparse --json >"$dir/json" 2>&1 ||
+    bad "30b-a3b: $(cat "$dir/json")"
+grep -q '"embd":2048,"blocks":12' "$dir/json" && grep -q '"experts":128,"experts_used":8,"ff_exp":768' "$dir/json" &&
+    ok || bad "--preset 30b-a3b --json: $(cat "$dir/json")"
+expect_error 2 "qwen3moe needs 1 to 512 experts" "$dir/a.gguf" --preset moe-tiny --experts-used 9
+
 # Ctrl-C while writing: exit 130, a message naming the tensor, neither OUT
 # nor OUT.tmp left behind
 # (a 1b F32 model takes seconds to write, the signal comes after 0.5 s)
@@ -147,7 +163,8 @@ if [ -x "$bin/llama-simple" ]; then
     # Q/K norms and a head size that is not embd / heads).
     story=${NUMALM_SHARED:-../shared}/models/story.txt
     if [ -x "$bin/llama-perplexity" ] && [ -r "$story" ]; then
-        for arch in "qwen2 --tied" "qwen3 --head-dim 64" "llama --rope-freqs"; do
+        for arch in "qwen2 --tied" "qwen3 --head-dim 64" "llama --rope-freqs" \
+            "qwen3moe --head-dim 64 --experts 8 --experts-used 2 --ff-exp 128"; do
             set -- $arch
             m="$dir/arch-$1.gguf"
             "$NUMALM" mkmodel "$m" --type f32 --blocks 2 --seed 3 --arch $arch >/dev/null 2>&1 || { bad "mkmodel --arch $arch"; continue; }

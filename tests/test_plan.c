@@ -25,25 +25,32 @@ typedef struct model_spec {
     const char *name;
     uint32_t n_embd, n_ff, n_head, n_head_kv, n_layer, n_vocab;
     uint32_t type;
-    bool tied;         /* no output.weight: the embedding is the LM head */
-    const char *arch;  /* NULL: llama */
-    uint32_t head_dim; /* 0: embd / heads; else written as key_length */
+    bool tied;                                  /* no output.weight: the embedding is the LM head */
+    const char *arch;                           /* NULL: llama */
+    uint32_t head_dim;                          /* 0: embd / heads; else written as key_length */
+    uint32_t n_expert, n_expert_used, n_ff_exp; /* qwen3moe */
 } model_spec;
 
 static const model_spec MODELS[] = {
-    {"tinyllama-f16", 2048, 5632, 32, 4, 22, 32000, NM_TYPE_F16, false, NULL, 0},
-    {"tinyllama-q4_0", 2048, 5632, 32, 4, 22, 32000, NM_TYPE_Q4_0, false, NULL, 0},
-    {"tiny-q4_0-tied", 128, 352, 8, 4, 2, 512, NM_TYPE_Q4_0, true, NULL, 0},
-    {"tiny-f16", 64, 192, 8, 4, 3, 300, NM_TYPE_F16, false, NULL, 0},
+    {"tinyllama-f16", 2048, 5632, 32, 4, 22, 32000, NM_TYPE_F16, false, NULL, 0, 0, 0, 0},
+    {"tinyllama-q4_0", 2048, 5632, 32, 4, 22, 32000, NM_TYPE_Q4_0, false, NULL, 0, 0, 0, 0},
+    {"tiny-q4_0-tied", 128, 352, 8, 4, 2, 512, NM_TYPE_Q4_0, true, NULL, 0, 0, 0, 0},
+    {"tiny-f16", 64, 192, 8, 4, 3, 300, NM_TYPE_F16, false, NULL, 0, 0, 0, 0},
     /* fewer KV heads than nodes */
-    {"tiny-kv2", 64, 128, 4, 2, 2, 100, NM_TYPE_F16, false, NULL, 0},
+    {"tiny-kv2", 64, 128, 4, 2, 2, 100, NM_TYPE_F16, false, NULL, 0, 0, 0, 0},
     /* K-quants: rows split on whole 256-value super-blocks */
-    {"tinyllama-q4_k", 2048, 5632, 32, 4, 22, 32000, NM_TYPE_Q4_K, false, NULL, 0},
-    {"tiny-q6_k-tied", 256, 768, 8, 4, 2, 300, NM_TYPE_Q6_K, true, NULL, 0},
+    {"tinyllama-q4_k", 2048, 5632, 32, 4, 22, 32000, NM_TYPE_Q4_K, false, NULL, 0, 0, 0, 0},
+    {"tiny-q6_k-tied", 256, 768, 8, 4, 2, 300, NM_TYPE_Q6_K, true, NULL, 0, 0, 0, 0},
     /* Qwen2.5-0.5B: Q/K/V biases, tied; Qwen3-0.6B: head size 128 with
      * embedding 1024 (Q has 2048 rows), Q/K norms */
-    {"qwen2.5-0.5b", 896, 4864, 14, 2, 24, 151936, NM_TYPE_Q8_0, true, "qwen2", 0},
-    {"qwen3-0.6b", 1024, 3072, 16, 8, 28, 151936, NM_TYPE_Q8_0, true, "qwen3", 128},
+    {"qwen2.5-0.5b", 896, 4864, 14, 2, 24, 151936, NM_TYPE_Q8_0, true, "qwen2", 0, 0, 0, 0},
+    {"qwen3-0.6b", 1024, 3072, 16, 8, 28, 151936, NM_TYPE_Q8_0, true, "qwen3", 128, 0, 0, 0},
+    /* Qwen3-30B-A3B's block (12 of its 48: 4608 expert units, 128 experts
+     * of which 8 are used); a small mixture whose 6 experts do not divide
+     * evenly */
+    {"qwen3-30b-a3b", 2048, 6144, 32, 4, 12, 151936, NM_TYPE_Q8_0, false, "qwen3moe", 128, 128, 8,
+     768},
+    {"moe-6", 64, 192, 4, 2, 2, 300, NM_TYPE_F16, true, "qwen3moe", 32, 6, 2, 48},
 };
 #define N_MODELS (sizeof MODELS / sizeof MODELS[0])
 
@@ -54,12 +61,17 @@ static int g_n_topo;
 
 #define OK(call) assert_int_equal((call), 0)
 
+static void add_tensor3(nm_gguf_writer *w, const char *name, uint64_t ne0, uint64_t ne1,
+                        uint64_t ne2, uint32_t type) {
+    nm_error err = {{0}};
+    uint64_t ne[3] = {ne0, ne1, ne2};
+    if (nm_gguf_w_tensor(w, name, ne2 > 1 ? 3 : ne1 ? 2 : 1, ne, ne1 ? type : NM_TYPE_F32, &err))
+        fail_msg("%s", err.msg);
+}
+
 static void add_tensor(nm_gguf_writer *w, const char *name, uint64_t ne0, uint64_t ne1,
                        uint32_t type) {
-    nm_error err = {{0}};
-    uint64_t ne[2] = {ne0, ne1};
-    if (nm_gguf_w_tensor(w, name, ne1 ? 2 : 1, ne, ne1 ? type : NM_TYPE_F32, &err))
-        fail_msg("%s", err.msg);
+    add_tensor3(w, name, ne0, ne1, 1, type);
 }
 
 /* Writes the header of a GGUF file to a memfd and reads it back with the
@@ -82,10 +94,16 @@ static nm_gguf *make_model(const model_spec *m) {
         OK(nm_gguf_w_u32(w, KEY("attention.key_length"), m->head_dim, &err));
         OK(nm_gguf_w_u32(w, KEY("attention.value_length"), m->head_dim, &err));
     }
+    if (m->n_expert) {
+        OK(nm_gguf_w_u32(w, KEY("expert_count"), m->n_expert, &err));
+        OK(nm_gguf_w_u32(w, KEY("expert_used_count"), m->n_expert_used, &err));
+        OK(nm_gguf_w_u32(w, KEY("expert_feed_forward_length"), m->n_ff_exp, &err));
+    }
 #undef KEY
     uint32_t hd = m->head_dim ? m->head_dim : m->n_embd / m->n_head;
     uint32_t q_dim = hd * m->n_head, kv_dim = hd * m->n_head_kv;
-    bool qwen2 = m->arch && !strcmp(m->arch, "qwen2"), qwen3 = m->arch && !strcmp(m->arch, "qwen3");
+    bool qwen2 = m->arch && !strcmp(m->arch, "qwen2"),
+         qwen3 = m->arch && !strncmp(m->arch, "qwen3", 5);
     add_tensor(w, "token_embd.weight", m->n_embd, m->n_vocab, m->type);
     for (uint32_t l = 0; l < m->n_layer; l++) {
         char name[64];
@@ -107,6 +125,18 @@ static nm_gguf *make_model(const model_spec *m) {
         }
         T("attn_output.weight", q_dim, m->n_embd);
         T("ffn_norm.weight", m->n_embd, 0);
+        if (m->n_expert) {
+            uint32_t ne = m->n_expert, fe = m->n_ff_exp;
+            snprintf(name, sizeof name, "blk.%u.ffn_gate_inp.weight", l);
+            add_tensor(w, name, m->n_embd, ne, NM_TYPE_F32);
+            snprintf(name, sizeof name, "blk.%u.ffn_gate_exps.weight", l);
+            add_tensor3(w, name, m->n_embd, fe, ne, m->type);
+            snprintf(name, sizeof name, "blk.%u.ffn_up_exps.weight", l);
+            add_tensor3(w, name, m->n_embd, fe, ne, m->type);
+            snprintf(name, sizeof name, "blk.%u.ffn_down_exps.weight", l);
+            add_tensor3(w, name, fe, m->n_embd, ne, m->type);
+            continue;
+        }
         T("ffn_gate.weight", m->n_embd, m->n_ff);
         T("ffn_up.weight", m->n_embd, m->n_ff);
         T("ffn_down.weight", m->n_ff, m->n_embd);
@@ -220,9 +250,54 @@ static void check_kv_heads(const nm_plan *p) {
 /* Every row of every split tensor is computed by exactly one node, on head
  * and block boundaries, in proportion to threads. Returns the granularity
  * (bytes of one unit) used, for the byte-proportion check. */
+/* An expert tensor's own entry computes and holds nothing (its experts
+ * do); with whole experts per node, expert e lives on the node whose share
+ * of the experts (in proportion to threads) holds e. */
+static uint64_t check_expert_split(const nm_plan *p, const nm_tensor_plan *tp) {
+    if (tp->first_expert >= 0) {
+        for (int k = 0; k < p->n_nodes; k++)
+            assert_int_equal(tp->rows[k].row1, tp->rows[k].row0);
+        return 0;
+    }
+    const nm_gguf_tensor *t = tp->t;
+    const nm_tensor_plan *parent = &p->tensors[tp->file_tensor];
+    assert_true(parent->first_expert >= 0);
+    assert_int_equal(tp->expert, (int)(tp - p->tensors) - parent->first_expert);
+    assert_int_equal(t->file_offset, parent->t->file_offset + (uint64_t)tp->expert * t->nbytes);
+    uint64_t n_expert = parent->t->ne[2], next = 0;
+    int owners = 0;
+    for (int k = 0; k < p->n_nodes; k++) {
+        uint64_t r0 = tp->rows[k].row0, r1 = tp->rows[k].row1;
+        assert_int_equal(r0, next);
+        next = r1;
+        if (p->moe == NM_MOE_ROWS) {
+            check_share(p, k, r1 - r0, t->n_rows);
+            continue;
+        }
+        assert_true(r1 == r0 || (r0 == 0 && r1 == t->n_rows));
+        if (r1 > r0) {
+            owners++;
+            /* experts [0, e] hold at least node k's first expert ... */
+            uint64_t before = 0;
+            for (int j = 0; j < k; j++)
+                before += (uint64_t)p->nodes[j].n_threads;
+            double lo = (double)n_expert * before / total_threads(p);
+            double hi = (double)n_expert * (before + p->nodes[k].n_threads) / total_threads(p);
+            assert_true(tp->expert + 1.0 > lo - 0.5 && tp->expert < hi + 0.5);
+        }
+    }
+    assert_int_equal(next, t->n_rows);
+    if (p->moe == NM_MOE_EXPERTS)
+        assert_int_equal(owners, 1);
+    /* whole experts: each node within one expert of its share, per tensor */
+    return p->moe == NM_MOE_ROWS ? t->row_bytes : t->nbytes / n_expert;
+}
+
 static uint64_t check_tensor_split(const nm_plan *p, const nm_tensor_plan *tp) {
     const nm_gguf_tensor *t = tp->t;
     const nm_type_info *ti = nm_type_get(t->type);
+    if (tp->first_expert >= 0 || tp->expert >= 0)
+        return check_expert_split(p, tp);
     if (nm_tensor_is_copied(t)) {
         for (int k = 0; k < p->n_nodes; k++) {
             assert_int_equal(tp->rows[k].row0, 0);
@@ -261,7 +336,7 @@ static void check_bytes_proportional(const nm_plan *p) {
         const nm_tensor_plan *tp = &p->tensors[i];
         if (nm_tensor_is_copied(tp->t))
             continue;
-        total += tp->t->nbytes;
+        total += tp->first_expert >= 0 ? 0 : tp->t->nbytes; /* counted as its experts */
         slack += check_tensor_split(p, tp);
     }
     for (int k = 0; k < p->n_nodes; k++) {
@@ -295,7 +370,9 @@ static void check_held(const nm_plan *p) {
         for (int a = 0; a < p->n_arenas; a++) {
             const nm_range *r = &tp->held[a];
             uint64_t r0 = 0, r1 = t->n_rows;
-            if (p->placement == NM_PLACE_SHARD && !nm_tensor_is_copied(t)) {
+            if (tp->first_expert >= 0) /* held as its experts */
+                r1 = 0;
+            else if (p->placement == NM_PLACE_SHARD && !nm_tensor_is_copied(t)) {
                 r0 = tp->rows[a].row0;
                 r1 = tp->rows[a].row1;
             }
@@ -362,16 +439,22 @@ static void check_arena_layout(const nm_plan *p) {
  * own per-node sums. */
 static void check_remote(const nm_plan *p, const nm_gguf *g) {
     bool tied = nm_gguf_find_tensor(g, "output.weight") == NULL;
-    uint64_t read_total = 0, read_on_fixed = 0;
+    uint64_t read_total = 0, read_on_fixed = 0, experts = 0, experts_on_fixed = 0;
     for (int i = 0; i < p->n_tensors; i++) {
         const nm_tensor_plan *tp = &p->tensors[i];
-        if (tp->role == NM_ROLE_TOKEN_EMBD && !tied)
+        if ((tp->role == NM_ROLE_TOKEN_EMBD && !tied) || tp->first_expert >= 0)
             continue;
         uint64_t copies = nm_tensor_is_copied(tp->t) ? (uint64_t)p->n_nodes : 1;
-        read_total += tp->t->nbytes * copies;
+        *(tp->expert >= 0 ? &experts : &read_total) += tp->t->nbytes * copies;
         for (int k = 0; k < p->n_nodes; k++)
             if (p->nodes[k].os_index == p->fixed_node)
-                read_on_fixed += (tp->rows[k].row1 - tp->rows[k].row0) * tp->t->row_bytes;
+                *(tp->expert >= 0 ? &experts_on_fixed : &read_on_fixed) +=
+                    (tp->rows[k].row1 - tp->rows[k].row0) * tp->t->row_bytes;
+    }
+    /* a token reads expert_used_count / expert_count of the experts */
+    if (p->hp.n_expert) {
+        read_total += experts * p->hp.n_expert_used / p->hp.n_expert;
+        read_on_fixed += experts_on_fixed * p->hp.n_expert_used / p->hp.n_expert;
     }
     uint64_t n = (uint64_t)p->n_nodes, got = p->remote_bytes_per_token;
     switch (p->placement) {
@@ -384,8 +467,8 @@ static void check_remote(const nm_plan *p, const nm_gguf *g) {
         assert_true(got + n >= want && got <= want + n);
         break;
     }
-    case NM_PLACE_NODE:
-        assert_int_equal(got, read_total - read_on_fixed);
+    case NM_PLACE_NODE: /* per-node roundings of the experts' share */
+        assert_true(got + n >= read_total - read_on_fixed && got <= read_total - read_on_fixed + n);
         break;
     case NM_PLACE_AUTO:
         fail_msg("a built plan has placement auto");
@@ -403,7 +486,11 @@ static void check_plan(const nm_plan *p, const nm_topo *t, const nm_gguf *g) {
     check_held(p);
     check_arena_layout(p);
     check_remote(p, g);
-    assert_int_equal(p->n_tensors, (int)g->n_tensors);
+    assert_int_equal(p->n_file_tensors, (int)g->n_tensors);
+    uint64_t units = 0;
+    for (uint64_t i = 0; i < g->n_tensors; i++)
+        units += p->tensors[i].first_expert >= 0 ? g->tensors[i].ne[2] : 0;
+    assert_int_equal(p->n_tensors, (int)(g->n_tensors + units));
 }
 
 /* The printers must not crash on any plan; output goes nowhere. */
@@ -425,15 +512,16 @@ static int first_cpu_node(const nm_topo *t) {
 
 static void check_all_placements(const nm_topo *t) {
     for (size_t m = 0; m < N_MODELS; m++) {
-        for (int pl = NM_PLACE_SHARD; pl <= NM_PLACE_NODE; pl++) {
-            nm_plan_opts o = {.placement = (nm_placement)pl};
-            o.fixed_node = t->nodes[t->n_nodes - 1].os_index;
-            nm_plan *p = build(g_models[m], t, &o);
-            check_plan(p, t, g_models[m]);
-            if (m == 0)
-                print_all(p);
-            nm_plan_free(p);
-        }
+        for (int pl = NM_PLACE_SHARD; pl <= NM_PLACE_NODE; pl++)
+            for (int moe = 0; moe <= (MODELS[m].n_expert ? 1 : 0); moe++) {
+                nm_plan_opts o = {.placement = (nm_placement)pl, .moe = (nm_moe_placement)moe};
+                o.fixed_node = t->nodes[t->n_nodes - 1].os_index;
+                nm_plan *p = build(g_models[m], t, &o);
+                check_plan(p, t, g_models[m]);
+                if (m == 0 || (MODELS[m].n_expert && MODELS[m].n_layer < 4))
+                    print_all(p);
+                nm_plan_free(p);
+            }
     }
 }
 

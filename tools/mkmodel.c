@@ -47,7 +47,7 @@ typedef enum tfill {
 typedef struct tspec {
     char name[64];
     uint32_t n_dims;
-    uint64_t ne[2];
+    uint64_t ne[3]; /* ne[2]: experts of a stacked expert tensor, else 1 */
     uint32_t type;
     tfill fill;
     float mean, std;
@@ -108,7 +108,41 @@ int nm_mkmodel_preset(const char *name, nm_mkmodel_shape *out, nm_error *err) {
                                   .n_ctx = 2048};
         return 0;
     }
-    return nm_fail(err, "unknown preset '%s' (known: tiny, 1b)", name);
+    if (!strcmp(name, "moe-tiny")) { /* a small qwen3moe: 8 experts, 2 used */
+        *out = (nm_mkmodel_shape){.n_embd = 256,
+                                  .n_layer = 4,
+                                  .n_ff = 768,
+                                  .n_head = 8,
+                                  .n_head_kv = 4,
+                                  .n_vocab = 2048,
+                                  .n_ctx = 1024,
+                                  .arch = NM_ARCH_QWEN3MOE,
+                                  .head_dim = 64,
+                                  .n_expert = 8,
+                                  .n_expert_used = 2,
+                                  .n_ff_exp = 128};
+        return 0;
+    }
+    if (!strcmp(name, "30b-a3b")) {
+        /* Qwen3-30B-A3B's block (embd 2048, 32 query / 4 KV heads of 128,
+         * 128 experts of 768 with 8 used, Qwen 3's vocab size, untied) in 12
+         * of its 48 blocks, so that a Q8_0 file (8.6 GB) and its load fit
+         * this 24 GiB machine: a decode step reads the same per block */
+        *out = (nm_mkmodel_shape){.n_embd = 2048,
+                                  .n_layer = 12,
+                                  .n_ff = 6144,
+                                  .n_head = 32,
+                                  .n_head_kv = 4,
+                                  .n_vocab = 151936,
+                                  .n_ctx = 4096,
+                                  .arch = NM_ARCH_QWEN3MOE,
+                                  .head_dim = 128,
+                                  .n_expert = 128,
+                                  .n_expert_used = 8,
+                                  .n_ff_exp = 768};
+        return 0;
+    }
+    return nm_fail(err, "unknown preset '%s' (known: tiny, 1b, moe-tiny, 30b-a3b)", name);
 }
 
 int nm_mkmodel_file_type(nm_mkmodel_quant q) {
@@ -134,6 +168,10 @@ static const char *arch_name(const nm_mkmodel_shape *s) {
     default:
         return "llama";
     }
+}
+
+static bool is_qwen3(const nm_mkmodel_shape *s) {
+    return mk_arch(s) == NM_ARCH_QWEN3 || mk_arch(s) == NM_ARCH_QWEN3MOE;
 }
 
 static uint32_t head_dim(const nm_mkmodel_shape *s) {
@@ -171,8 +209,18 @@ int nm_mkmodel_check(const nm_mkmodel_shape *s, nm_mkmodel_quant q, nm_error *er
         return nm_fail(err, "--heads %u is not a multiple of --kv-heads %u", s->n_head,
                        s->n_head_kv);
     nm_arch arch = mk_arch(s);
-    if (arch != NM_ARCH_LLAMA && arch != NM_ARCH_QWEN2 && arch != NM_ARCH_QWEN3)
-        return nm_fail(err, "architecture %d: mkmodel writes llama, qwen2 or qwen3", (int)arch);
+    if (arch != NM_ARCH_LLAMA && arch != NM_ARCH_QWEN2 && !is_qwen3(s))
+        return nm_fail(err, "architecture %d: mkmodel writes llama, qwen2, qwen3 or qwen3moe",
+                       (int)arch);
+    bool moe = arch == NM_ARCH_QWEN3MOE;
+    if (moe != (s->n_expert > 0) ||
+        (moe && (s->n_expert > 512 || s->n_expert_used < 1 || s->n_expert_used > s->n_expert ||
+                 !s->n_ff_exp || s->n_ff_exp > 262144)))
+        return nm_fail(err,
+                       "experts %u, used %u, expert ff %u: qwen3moe needs 1 to 512 experts, 1 "
+                       "to that many used and an expert ff of 1 to 262144; other "
+                       "architectures none",
+                       s->n_expert, s->n_expert_used, s->n_ff_exp);
     if (arch == NM_ARCH_QWEN2 && head_dim(s) * s->n_head != s->n_embd)
         return nm_fail(err, "qwen2 needs --head-dim x --heads == --embd (%u x %u != %u)",
                        head_dim(s), s->n_head, s->n_embd);
@@ -254,7 +302,7 @@ static uint64_t build_specs(const nm_mkmodel_shape *s, nm_mkmodel_quant q, tspec
     const float in_embd = 1.0f / sqrtf((float)embd);
     const float branch = 1.0f / sqrtf((float)(s->n_layer ? s->n_layer : 1));
     uint64_t n = 0;
-#define SPEC(nd, e0, e1, ty, mu, sd, ...)                                                          \
+#define SPEC3(nd, e0, e1, e2, ty, mu, sd, ...)                                                     \
     do {                                                                                           \
         if (out) {                                                                                 \
             tspec *t = &out[n];                                                                    \
@@ -262,15 +310,17 @@ static uint64_t build_specs(const nm_mkmodel_shape *s, nm_mkmodel_quant q, tspec
             t->n_dims = (nd);                                                                      \
             t->ne[0] = (e0);                                                                       \
             t->ne[1] = (e1);                                                                       \
+            t->ne[2] = (e2);                                                                       \
             t->type = (ty);                                                                        \
             t->fill = FILL_NORMAL;                                                                 \
             t->mean = (mu);                                                                        \
             t->std = (sd);                                                                         \
         }                                                                                          \
         if (bytes)                                                                                 \
-            *bytes += padded_bytes((ty), (e0), (e1));                                              \
+            *bytes += padded_bytes((ty), (e0), (uint64_t)(e1) * (e2));                             \
         n++;                                                                                       \
     } while (0)
+#define SPEC(nd, e0, e1, ty, mu, sd, ...) SPEC3(nd, e0, e1, 1, ty, mu, sd, __VA_ARGS__)
 #define MT(role, layer, ncols) matrix_type(s, q, role, layer, ncols)
 #define VEC(len, mu, sd, ...) SPEC(1, len, 1, NM_TYPE_F32, mu, sd, __VA_ARGS__)
     /* Tied, token_embd is also the LM head: std 2/sqrt(embd) keeps the logits
@@ -293,13 +343,27 @@ static uint64_t build_specs(const nm_mkmodel_shape *s, nm_mkmodel_quant q, tspec
             VEC(kv, 0.0f, 0.5f, "blk.%u.attn_k.bias", b);
             VEC(kv, 0.0f, 0.5f, "blk.%u.attn_v.bias", b);
         }
-        if (arch == NM_ARCH_QWEN3) {
+        if (is_qwen3(s)) {
             VEC(hd, 1.0f, 0.05f, "blk.%u.attn_q_norm.weight", b);
             VEC(hd, 1.0f, 0.05f, "blk.%u.attn_k_norm.weight", b);
         }
         SPEC(2, qd, embd, MT(NM_ROLE_ATTN_OUT, b, qd), 0.0f, branch / sqrtf((float)qd),
              "blk.%u.attn_output.weight", b);
         VEC(embd, 1.0f, 0.05f, "blk.%u.ffn_norm.weight", b);
+        if (arch == NM_ARCH_QWEN3MOE) {
+            /* the router stays F32 (llama-quantize never quantizes it); the
+             * experts' types follow the dense FFN's rules (down_exps is an
+             * ffn_down to llama-quantize) */
+            const uint64_t ne = s->n_expert, fe = s->n_ff_exp;
+            SPEC(2, embd, ne, NM_TYPE_F32, 0.0f, in_embd, "blk.%u.ffn_gate_inp.weight", b);
+            SPEC3(3, embd, fe, ne, MT(NM_ROLE_FFN_GATE, b, embd), 0.0f, in_embd,
+                  "blk.%u.ffn_gate_exps.weight", b);
+            SPEC3(3, embd, fe, ne, MT(NM_ROLE_FFN_UP, b, embd), 0.0f, in_embd,
+                  "blk.%u.ffn_up_exps.weight", b);
+            SPEC3(3, fe, embd, ne, MT(NM_ROLE_FFN_DOWN, b, fe), 0.0f, branch / sqrtf((float)fe),
+                  "blk.%u.ffn_down_exps.weight", b);
+            continue;
+        }
         SPEC(2, embd, ff, MT(NM_ROLE_FFN_GATE, b, embd), 0.0f, in_embd, "blk.%u.ffn_gate.weight",
              b);
         SPEC(2, embd, ff, MT(NM_ROLE_FFN_UP, b, embd), 0.0f, in_embd, "blk.%u.ffn_up.weight", b);
@@ -313,6 +377,7 @@ static uint64_t build_specs(const nm_mkmodel_shape *s, nm_mkmodel_quant q, tspec
 #undef VEC
 #undef MT
 #undef SPEC
+#undef SPEC3
     return n;
 }
 
@@ -337,8 +402,10 @@ uint64_t nm_mkmodel_n_params(const nm_mkmodel_shape *s) {
     uint64_t block = 2 * embd + 2 * embd * qd + 2 * embd * kv + 3 * embd * ff;
     if (mk_arch(s) == NM_ARCH_QWEN2)
         block += qd + 2 * kv; /* biases */
-    if (mk_arch(s) == NM_ARCH_QWEN3)
+    if (is_qwen3(s))
         block += 2 * hd; /* Q/K norms */
+    if (s->n_expert)     /* the router and the experts instead of the dense FFN */
+        block += embd * s->n_expert + 3ull * s->n_expert * s->n_ff_exp * embd - 3 * embd * ff;
     return (s->tied ? 1 : 2) * embd * s->n_vocab + embd + (s->rope_freqs ? hd / 2 : 0) +
            s->n_layer * block;
 }
@@ -430,9 +497,14 @@ static int write_metadata(nm_gguf_writer *w, const nm_mkmodel_opts *o, const nm_
     TRY(nm_gguf_w_f32(w, AK("rope.freq_base"), rope_base(s), err));
     TRY(nm_gguf_w_f32(w, AK("attention.layer_norm_rms_epsilon"), 1e-5f, err));
     TRY(nm_gguf_w_u32(w, AK("vocab_size"), s->n_vocab, err));
-    if (s->head_dim || mk_arch(s) == NM_ARCH_QWEN3) { /* as Qwen 3's converter writes */
+    if (s->head_dim || is_qwen3(s)) { /* as Qwen 3's converter writes */
         TRY(nm_gguf_w_u32(w, AK("attention.key_length"), head_dim(s), err));
         TRY(nm_gguf_w_u32(w, AK("attention.value_length"), head_dim(s), err));
+    }
+    if (s->n_expert) {
+        TRY(nm_gguf_w_u32(w, AK("expert_count"), s->n_expert, err));
+        TRY(nm_gguf_w_u32(w, AK("expert_used_count"), s->n_expert_used, err));
+        TRY(nm_gguf_w_u32(w, AK("expert_feed_forward_length"), s->n_ff_exp, err));
     }
 #undef AK
     TRY(nm_gguf_w_str(w, "tokenizer.ggml.model", "llama", err));
@@ -459,8 +531,9 @@ static int write_tensor(nm_gguf_writer *w, const nm_mkmodel_shape *s, const tspe
         return nm_fail(err, "tensor '%s': bad row length %llu", t->name,
                        (unsigned long long)t->ne[0]);
     uint64_t rows_per_chunk = CHUNK_ELEMS / t->ne[0] ? CHUNK_ELEMS / t->ne[0] : 1;
-    for (uint64_t row = 0; row < t->ne[1]; row += rows_per_chunk) {
-        uint64_t k = t->ne[1] - row < rows_per_chunk ? t->ne[1] - row : rows_per_chunk;
+    const uint64_t rows = t->ne[1] * t->ne[2];
+    for (uint64_t row = 0; row < rows; row += rows_per_chunk) {
+        uint64_t k = rows - row < rows_per_chunk ? rows - row : rows_per_chunk;
         if (stop && *stop)
             return nm_fail(err, "interrupted while writing tensor '%s'", t->name);
         if (t->fill == FILL_ROPE_FREQS)

@@ -1,5 +1,5 @@
 /* mkmodel: deterministic GGUF files of the llama family (llama, qwen2,
- * qwen3) with random weights and a generated SentencePiece-style vocab, for
+ * qwen3, qwen3moe) with random weights and a generated SentencePiece-style vocab, for
  * tests, demos and benchmarks. Same options and seed -> byte-identical file.
  *
  * Weights: each tensor has its own random stream (seed, tensor index), so a
@@ -39,6 +39,9 @@ typedef struct nm_mkmodel_shape {
     uint32_t head_dim; /* 0: n_embd / n_head */
     bool tied;         /* no output.weight: the LM head is token_embd */
     bool rope_freqs;   /* llama: a Llama 3.1-style rope_freqs.weight */
+    /* qwen3moe: experts per block, used per token, each one's feed-forward
+     * length (n_ff stays the dense length the file declares) */
+    uint32_t n_expert, n_expert_used, n_ff_exp;
 } nm_mkmodel_shape;
 
 typedef struct nm_mkmodel_opts {
