@@ -9,7 +9,8 @@
 #   env: NUMALM (default build/numalm), MODELS (dir for the models; default
 #        /tmp/numalm-bench), THREADS (2), N_DECODE (32), N_PROMPT (64),
 #        REPS (3; best and median kept), BLOCKS (12),
-#        LLAMA_BENCH (default /work/peers/llama.cpp/build/bin/llama-bench),
+#        LLAMA_BENCH (llama.cpp's llama-bench; default: llama-bench on PATH;
+#        without one, numalm alone),
 #        EXTRA (more numalm options, e.g. "--moe-placement experts")
 # Each run starts from a fully cached model file (read just before), as
 # bench/bench_decode.sh does. Prints the commands, `uptime` before and
@@ -26,7 +27,7 @@ N_DECODE=${N_DECODE:-32}
 N_PROMPT=${N_PROMPT:-64}
 REPS=${REPS:-3}
 BLOCKS=${BLOCKS:-12}
-LLAMA_BENCH=${LLAMA_BENCH:-/work/peers/llama.cpp/build/bin/llama-bench}
+LLAMA_BENCH=${LLAMA_BENCH:-$(command -v llama-bench || true)}
 EXTRA=${EXTRA:-}
 types=("$@")
 [ ${#types[@]} -gt 0 ] || types=(q8_0 q4_k_m)
@@ -34,7 +35,11 @@ types=("$@")
 command -v jq >/dev/null || { echo "bench_moe: needs jq" >&2; exit 1; }
 [ -x "$NUMALM" ] || { echo "bench_moe: no numalm binary at $NUMALM" >&2; exit 1; }
 have_llama=0
-[ -x "$LLAMA_BENCH" ] && have_llama=1
+if [ -n "$LLAMA_BENCH" ] && [ -x "$LLAMA_BENCH" ]; then
+    have_llama=1
+else
+    echo "bench_moe: no llama-bench (put it on PATH or set LLAMA_BENCH): numalm only" >&2
+fi
 mkdir -p "$MODELS"
 
 # A prompt of about N_PROMPT tokens of the demo vocab.

@@ -623,15 +623,17 @@ nm_loaded *nm_load(const nm_gguf *g, const nm_plan *plan, const nm_load_opts *op
     w->fd = -1;
     load_run r = {.w = w, .o = opts, .topo = opts->topo};
     if (opts->skip && w->io != NM_IO_MMAP) {
-        if (!(w->skipped = nm_calloc(g->n_tensors + 1, 1, "the skipped-tensor list", err))) {
+        /* by plan unit: an expert is skipped with its stacked tensor */
+        if (!(w->skipped = nm_calloc((size_t)plan->n_tensors + 1, 1, "the skipped-tensor list",
+                                     err))) {
             free(w);
             return NULL;
         }
+        for (int i = 0; i < plan->n_tensors; i++)
+            w->skipped[i] = opts->skip[plan->tensors[i].file_tensor];
         for (uint64_t i = 0; i < g->n_tensors; i++)
-            if (opts->skip[i]) {
-                w->skipped[i] = 1;
+            if (opts->skip[i])
                 w->skipped_bytes += g->tensors[i].nbytes;
-            }
     }
     for (int i = 0; i < plan->n_nodes; i++)
         r.plan_nodes[i] = plan->nodes[i].os_index;

@@ -88,7 +88,8 @@ typedef struct nm_loaded {
     bool thp;                /* arenas may use transparent huge pages */
     uint64_t mapped_bytes;   /* auto: bytes mapped from the page cache
                                 (zero copy) instead of copied */
-    uint8_t *skipped;        /* per tensor: 1 if opts.skip left it out; NULL: none */
+    uint8_t *skipped;        /* per plan tensor (experts included): 1 if opts.skip left it
+                                out (an expert with its stacked tensor); NULL: none */
     uint64_t skipped_bytes;
 } nm_loaded;
 

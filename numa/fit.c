@@ -74,6 +74,12 @@ static void bill_model(const nm_plan *p, const nm_fit_opts *o, const nm_mem_stat
     uint64_t E = hp->n_embd, F = hp->n_ff, KV = (uint64_t)hp->n_head_kv * hp->head_dim;
     uint64_t wide = E > F ? E : F;
     uint64_t per_worker = nb * E * 4 + nb * wide * 4 + ctx * 4;
+    uint64_t shared = nb * (4 * E + 2 * KV + 2 * F + hp->n_rot + 2) * 4 + nb * hp->n_vocab * 4;
+    if (hp->n_expert) { /* a mixture's routing and gathered inputs, its experts' outputs */
+        uint64_t ne = hp->n_expert, k = hp->n_expert_used, FX = hp->n_ff_exp;
+        per_worker += (3 * nb * k + 2 * (ne + 1)) * 4 + (nb * k + ne) * 4 + nb * E * 4;
+        shared += nb * (ne + 2 * k * FX + k * E) * 4;
+    }
     for (int k = 0; k < p->n_nodes; k++) {
         int i = mem_index(m, p->nodes[k].os_index);
         if (i < 0)
@@ -84,8 +90,7 @@ static void bill_model(const nm_plan *p, const nm_fit_opts *o, const nm_mem_stat
         f->nodes[i].scratch += (uint64_t)p->nodes[k].n_threads * per_worker +
                                CLAIM_BYTES * (CLAIMS_PER_LAYER * hp->n_layer + 1);
         if (k == 0)
-            f->nodes[i].scratch +=
-                nb * (4 * E + 2 * KV + 2 * F + hp->n_rot + 2) * 4 + nb * (uint64_t)hp->n_vocab * 4;
+            f->nodes[i].scratch += shared;
     }
 }
 

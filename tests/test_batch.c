@@ -2,9 +2,11 @@
  * serve --parallel` runs: every logits row of a sequence evaluated among
  * others, joining and leaving while they decode, is bit for bit the row it
  * gets alone, and the one-sequence path (nm_model_eval) gives those bits
- * too. On stories260K (F32) and on demo models with F16, Q8_0 and Q4_0
- * weights, with F16 and F32 KV caches; in the NUMA VM the same test runs
- * with the KV heads split across nodes. */
+ * too. On stories260K (F32), on demo models with F16, Q8_0 and Q4_0
+ * weights, with F16 and F32 KV caches, and on a mixture of experts
+ * (mkmodel's moe-tiny, Q8_0: each expert's tokens gathered from every
+ * sequence); in the NUMA VM the same test runs with the KV heads split
+ * across nodes. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -217,7 +219,9 @@ static void check_model(const char *path, numalm_kv_type kv) {
 }
 
 static char g_dir[512];
-static char g_model[4][600];
+/* tiny preset in F16, Q8_0, Q4_0; moe-tiny in Q8_0 */
+enum { N_MODELS = 4 };
+static char g_model[N_MODELS][600];
 
 static void test_stories(void **state) {
     (void)state;
@@ -251,6 +255,13 @@ static void prompt_alone(nm_model *m, int seq, int n, int32_t first, float *logi
     for (int i = 0; i < n; i++)
         b[i] = (nm_batch_tok){first + i, seq, i, i == n - 1};
     eval(m, b, n, logits);
+}
+
+/* Experts run over the tokens routed to them whichever sequences they
+ * come from: a sequence's rows still keep the bits they have alone. */
+static void test_moe(void **state) {
+    (void)state;
+    check_model(g_model[3], NUMALM_KV_F16);
 }
 
 static void test_attention_per_sequence(void **state) {
@@ -313,12 +324,14 @@ static int setup(void **state) {
     (void)state;
     if (nm_test_mkdtemp(g_dir, sizeof g_dir, "test_batch") < 0)
         return -1;
-    static const uint32_t types[] = {NM_TYPE_F16, NM_TYPE_Q8_0, NM_TYPE_Q4_0};
-    for (int i = 0; i < 3; i++) {
+    static const uint32_t types[N_MODELS] = {NM_TYPE_F16, NM_TYPE_Q8_0, NM_TYPE_Q4_0, NM_TYPE_Q8_0};
+    for (int i = 0; i < N_MODELS; i++) {
         snprintf(g_model[i], sizeof g_model[i], "%s/tiny-%d.gguf", g_dir, i);
         nm_mkmodel_result res;
         nm_error err = {{0}};
-        if (nm_test_write_tiny(g_model[i], types[i], 7, &res, &err) < 0) {
+        nm_mkmodel_opts o = {.type = types[i], .seed = 7};
+        if (nm_mkmodel_preset(i == 3 ? "moe-tiny" : "tiny", &o.shape, &err) < 0 ||
+            nm_mkmodel_write(g_model[i], &o, &res, &err) < 0) {
             fprintf(stderr, "test_batch: %s\n", err.msg);
             return -1;
         }
@@ -328,7 +341,7 @@ static int setup(void **state) {
 
 static int teardown(void **state) {
     (void)state;
-    for (int i = 0; i < 3; i++)
+    for (int i = 0; i < N_MODELS; i++)
         unlink(g_model[i]);
     rmdir(g_dir);
     return 0;
@@ -344,9 +357,8 @@ int main(int argc, char **argv) {
         cmocka_set_test_filter("test_stories");
     }
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_stories),
-        cmocka_unit_test(test_demo_types),
-        cmocka_unit_test(test_attention_per_sequence),
+        cmocka_unit_test(test_stories),     cmocka_unit_test(test_demo_types),
+        cmocka_unit_test(test_moe),         cmocka_unit_test(test_attention_per_sequence),
         cmocka_unit_test(test_bad_batches),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

@@ -3,8 +3,9 @@
  * and the LM head) the logits of a batched prompt and of decode steps are
  * the CPU forward pass's bits, on stories260K and on generated models of
  * each weight type; the offloaded tensors are not read by the CPU loader;
- * a missing upload, too little device memory and a failing copy mid-eval
- * each give a clear error, and nothing stays allocated. */
+ * a missing upload, too little device memory, a failing copy mid-eval and
+ * blocks the device does not run (a mixture of experts) each give a clear
+ * error, and nothing stays allocated. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -255,6 +256,27 @@ static void test_errors(void **state) {
     unlink(g_tiny);
 }
 
+/* A mixture-of-experts block stays on the CPU: -ngl names why. */
+static void test_moe_refused(void **state) {
+    (void)state;
+    char path[700];
+    nm_error err = {{0}};
+    nm_mkmodel_result mr;
+    nm_mkmodel_opts o = {.type = NM_TYPE_Q8_0, .seed = 5};
+    snprintf(path, sizeof path, "%s/moe-tiny.gguf", g_dir);
+    assert_int_equal(nm_mkmodel_preset("moe-tiny", &o.shape, &err), 0);
+    assert_int_equal(nm_mkmodel_write(path, &o, &mr, &err), 0);
+    nm_device *dev = nm_device_cpu_open(NULL, &err);
+    run r;
+    assert_int_equal(open_run(&r, path, dev, 1, NM_TYPE_F16, &err), -1);
+    printf("# offload: %s\n", err.msg);
+    assert_non_null(strstr(err.msg, "experts"));
+    assert_non_null(strstr(err.msg, "qwen3moe"));
+    close_run(&r);
+    nm_device_close(dev);
+    unlink(path);
+}
+
 static int setup(void **state) {
     (void)state;
     nm_error err = {{0}};
@@ -271,10 +293,9 @@ static int teardown(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_stories260k),
-        cmocka_unit_test(test_kquant_presets),
-        cmocka_unit_test(test_generated_types),
-        cmocka_unit_test(test_errors),
+        cmocka_unit_test(test_stories260k),     cmocka_unit_test(test_kquant_presets),
+        cmocka_unit_test(test_generated_types), cmocka_unit_test(test_errors),
+        cmocka_unit_test(test_moe_refused),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
