@@ -7,12 +7,20 @@
 #
 # Adding a check: write a function check_NAME that prints what it saw and
 # returns 0 (pass), 77 (skip; say why on the last line) or anything else
-# (fail), then list it with `register NAME`. Checks run in registration
+# (fail), then list it with `register NAME [N...]` (N...: the node counts
+# whose VM runs it; default every VM). Checks run in registration
 # order, each in its own subshell with a time limit, so one that hangs or
 # exits cannot take the others down. Other parts may keep their checks in
 # tests/vm/checks_PART.sh next to this file: those files are sourced below
 # and use the same register call. NUMALM_VM_CHECKS=REGEX (exported before
 # tests/test_numa_vm.sh) runs only the matching checks.
+#
+# Which VM: a check whose result depends on the node count (plans, row and
+# KV-head splits, traffic byte counts, text across placements) runs in the
+# 2- and the 4-node VM; one that checks a mechanism the same way on any
+# number of nodes (a policy, an io mode, a fallback, admission) is
+# registered for the 2-node VM only: the 4-node VM runs code on four vCPUs
+# over the host's cores and costs most of the suite's time.
 
 N=${1:?usage: checks.sh N_NODES}
 SELF_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -20,7 +28,11 @@ WORK=${NUMA_VM_SCRATCH:-${TMPDIR:-/tmp}}/numalm-checks
 CHECK_TIMEOUT=${CHECK_TIMEOUT:-240}
 mkdir -p "$WORK"
 CHECKS=()
-register() { CHECKS+=("$1"); }
+declare -A CHECK_NODES
+register() {
+    CHECKS+=("$1")
+    CHECK_NODES[$1]="${*:2}"
+}
 
 # ---- helpers ----
 
@@ -147,7 +159,7 @@ check_membind_node1() {
         echo "(plan part skipped: no mkmodel)"
     fi
 }
-register membind_node1
+register membind_node1 2
 
 # ---- checks of other parts ----
 for f in "$SELF_DIR"/checks_*.sh; do
@@ -162,6 +174,10 @@ failed=0
 for c in "${CHECKS[@]}"; do
     # NUMALM_VM_CHECKS=REGEX runs only the checks whose names match
     if [ -n "${NUMALM_VM_CHECKS:-}" ] && ! [[ $c =~ $NUMALM_VM_CHECKS ]]; then
+        continue
+    fi
+    if [ -n "${CHECK_NODES[$c]}" ] && ! [[ " ${CHECK_NODES[$c]} " == *" $N "* ]]; then
+        echo "SKIP $c: runs in the ${CHECK_NODES[$c]// / and }-node VM"
         continue
     fi
     log=$WORK/$c.log

@@ -48,7 +48,7 @@ check_admission_shard_refused() {
     out=$(run "$NUMALM" load -m "$m" --placement auto 2>&1 >/dev/null)
     expect_refused "$out" $? "not enough memory for any placement (--placement auto)" || return 1
 }
-register admission_shard_refused
+register admission_shard_refused 2
 
 # Past the check (--no-mem-check), the loader's guard stops the load when a
 # node runs out, with a message instead of SIGKILL, and frees what it took:

@@ -95,7 +95,7 @@ check_load_replicate() {
     echo "auto replicate: mapped $mapped of $bytes bytes (at most one copy: $((bytes / N)))"
     [ "$mapped" -le $((bytes / N)) ]
 }
-register load_replicate
+register load_replicate 2
 
 check_load_interleave() {
     tiny_model || return $?
@@ -109,7 +109,7 @@ check_load_node_last() {
     local last=$((N - 1))
     loader_run node "$last" -- -m "$TINY" --io dio --placement node:$last
 }
-register load_node_last
+register load_node_last 2
 
 # The mmap baseline after dropping caches: the page cache follows the
 # interleave policy, nothing off-policy; every node holds a share.
@@ -122,7 +122,7 @@ check_load_mmap_interleave() {
     echo "off-policy pages after drop_caches: $off"
     [ "$off" = 0 ]
 }
-register load_mmap_interleave
+register load_mmap_interleave 2
 
 check_load_membind_node1() {
     tiny_model || return $?
@@ -137,7 +137,7 @@ check_load_membind_node1() {
     done
     return $rc
 }
-register load_membind_node1
+register load_membind_node1 2
 
 # The host's files over virtio-9p (cache=loose) under overlayfs: 9p's
 # st_blksize (512 KiB) once became the O_DIRECT alignment, larger than the
@@ -160,7 +160,7 @@ check_load_9p_shared() {
     done
     return $rc
 }
-register load_9p_shared
+register load_9p_shared 2
 
 # The 6.1 kernel's tmpfs refuses O_DIRECT: the real fallback, plus the
 # io_uring and --drop-caches ones (tests/test_load_fallbacks.sh).
@@ -170,4 +170,4 @@ check_load_fallbacks() {
     tiny_model >/dev/null && export TEST_MODEL=$TINY
     TMPDIR=$WORK run bash "$script"
 }
-register load_fallbacks
+register load_fallbacks 2

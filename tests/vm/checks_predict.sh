@@ -72,7 +72,7 @@ ok &= len(names) == 4 and all(s["tok_s"] > 0 for s in j["scenarios"])
 sys.exit(0 if ok else 1)
 EOF
 }
-register predict_measure
+register predict_measure 2
 
 # numalm bench on two nodes under an address-space limit (ulimit -v) that
 # lets one copy of the model in but not two: replicate is left out with the
