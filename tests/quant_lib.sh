@@ -1,6 +1,25 @@
 # Checks of quantized model files from the command line, sourced by
-# test_kquant.sh and test_legacy.sh. The sourcing script defines ok, bad,
-# $NUMALM and $dir (a scratch directory); jq must be on PATH.
+# test_kquant.sh and test_legacy.sh, and the prologue they share: $NUMALM
+# and jq or the test is skipped (77), a scratch directory $dir removed on
+# exit, pass and fail counts (ok, bad), and quant_finish to print them and
+# set the exit status.
+set -u
+quant_test=$(basename "$0")
+if [ -z "${NUMALM:-}" ] || [ ! -x "$NUMALM" ]; then
+    echo "skipped: NUMALM is not set to the built numalm binary"
+    exit 77
+fi
+command -v jq >/dev/null || { echo "skipped: jq is needed"; exit 77; }
+dir=$(mktemp -d "/tmp/numalm-${quant_test%.sh}.XXXXXX")
+trap 'rm -rf "$dir"' EXIT
+fails=0
+passes=0
+ok() { passes=$((passes + 1)); }
+bad() { echo "FAIL: $*"; fails=$((fails + 1)); }
+quant_finish() {
+    echo "$quant_test: $passes passed, $fails failed"
+    [ "$fails" -eq 0 ]
+}
 
 # load_everywhere FILE: loads with --verify (placement and every block's
 # scales) in every placement, and generates

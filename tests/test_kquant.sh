@@ -7,19 +7,6 @@
 # K-quant preset and for Q4_0 and Q8_0 (mixtures: output.weight Q6_K) loads
 # with --verify and generates, info names the preset, and mkmodel's file of
 # the same K-quant preset has the same type in every tensor.
-set -u
-if [ -z "${NUMALM:-}" ] || [ ! -x "$NUMALM" ]; then
-    echo "skipped: NUMALM is not set to the built numalm binary"
-    exit 77
-fi
-command -v jq >/dev/null || { echo "skipped: jq is needed"; exit 77; }
-dir=$(mktemp -d /tmp/numalm-test-kquant.XXXXXX)
-trap 'rm -rf "$dir"' EXIT
-fails=0
-passes=0
-ok() { passes=$((passes + 1)); }
-bad() { echo "FAIL: $*"; fails=$((fails + 1)); }
-
 . "$(dirname "$0")/quant_lib.sh"
 
 for t in q2_k q3_k_s q3_k_m q3_k_l q4_k_s q4_k_m q5_k_s q5_k_m q6_k; do
@@ -83,5 +70,4 @@ else
     done
 fi
 
-echo "test_kquant.sh: $passes passed, $fails failed"
-[ "$fails" -eq 0 ]
+quant_finish

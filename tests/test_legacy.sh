@@ -9,19 +9,6 @@
 # perplexity on mkmodel's files agrees with numalm's, and the files
 # llama-quantize writes for these presets (their mixtures, an IQ4_XS file
 # with IQ4_NL fallbacks) load, generate and agree as well.
-set -u
-if [ -z "${NUMALM:-}" ] || [ ! -x "$NUMALM" ]; then
-    echo "skipped: NUMALM is not set to the built numalm binary"
-    exit 77
-fi
-command -v jq >/dev/null || { echo "skipped: jq is needed"; exit 77; }
-dir=$(mktemp -d /tmp/numalm-test-legacy.XXXXXX)
-trap 'rm -rf "$dir"' EXIT
-fails=0
-passes=0
-ok() { passes=$((passes + 1)); }
-bad() { echo "FAIL: $*"; fails=$((fails + 1)); }
-
 . "$(dirname "$0")/quant_lib.sh"
 
 types="q4_1 q5_0 q5_1 iq4_nl iq4_xs"
@@ -102,7 +89,7 @@ ppl_agrees() {
 }
 
 if [ ! -x "$bin/llama-perplexity" ] || [ ! -x "$bin/llama-quantize" ]; then
-    echo "note: no llama.cpp build at $bin: the llama.cpp cross-checks were not run"
+    echo "note: no llama-perplexity and llama-quantize (set LLAMA_CPP_BIN or PATH): the llama.cpp cross-checks were not run"
 elif ! llama_ppl "$dir/q4_1.gguf" >/dev/null; then
     echo "note: llama-perplexity at $bin does not run here: the llama.cpp cross-checks were not run"
 else
@@ -135,5 +122,4 @@ else
         ok || bad "llama-quantize's IQ4_XS with rows of 288: $(cat "$dir/info")"
 fi
 
-echo "test_legacy.sh: $passes passed, $fails failed"
-[ "$fails" -eq 0 ]
+quant_finish
