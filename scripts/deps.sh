@@ -7,6 +7,11 @@ PKGS=(cmake make gcc pkg-config clang libclang-rt-14-dev
       libnuma-dev libhwloc-dev hwloc-nox liburing-dev libcmocka-dev libxxhash-dev
       numactl fio xz-utils e2fsprogs qemu-system-x86 python3 jq
       libmicrohttpd-dev libjansson-dev curl tmux)
+# The server's OpenAI-client test runs the npm `openai` package: Node from
+# Debian unless a Node with its own npm (e.g. NodeSource's) is there already
+# (Debian's npm package would conflict with it).
+PKGS+=(nodejs)
+command -v npm >/dev/null || PKGS+=(npm)
 [ "${NUMALM_DEPS_EXTRA:-}" ] && read -r -a extra <<<"$NUMALM_DEPS_EXTRA" && PKGS+=("${extra[@]}")
 
 missing=()
