@@ -68,8 +68,8 @@ static void base_options(const nm_bench *b, numalm_options *o, numalm_stage stag
 /* ---- loads ---- */
 
 /* The whole file through the page cache, so a warm load finds it there
- * (this machine pages unmapped cache out within a minute: read it just
- * before, every time). */
+ * (some VMs page unmapped cache out within a minute, e.g. the dev VM's
+ * DAMON scheme in docs/loading.md: read it just before, every time). */
 static int warm_file(const char *path, nm_error *err) {
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)

@@ -127,7 +127,7 @@ int nm_mkmodel_preset(const char *name, nm_mkmodel_shape *out, nm_error *err) {
         /* Qwen3-30B-A3B's block (embd 2048, 32 query / 4 KV heads of 128,
          * 128 experts of 768 with 8 used, Qwen 3's vocab size, untied) in 12
          * of its 48 blocks, so that a Q8_0 file (8.6 GB) and its load fit
-         * this 24 GiB machine: a decode step reads the same per block */
+         * a 24 GiB machine: a decode step reads the same per block */
         *out = (nm_mkmodel_shape){.n_embd = 2048,
                                   .n_layer = 12,
                                   .n_ff = 6144,
