@@ -25,14 +25,13 @@
 #        EXTRA (more numalm options, e.g. "--placement interleave"),
 #        NEIGHBOUR (a CPU number: a busy loop runs pinned there for the whole
 #        run, a noisy neighbour sharing one core with both tools' workers)
-# The runs of the two tools alternate, so that a noisy neighbour hurts both.
-# Each run starts from a fully cached model file (read just before): a
-# machine may page out cold page cache that nobody maps (the dev VM's DAMON
-# pageout scheme does within ~30-60 s), and then numalm's auto mode copies
-# the missing pieces into its arena while llama.cpp faults them from disk.
+# The runs of the two tools alternate, so that a noisy neighbour hurts both,
+# each from a fully cached model file (bench/bench_lib.sh says why).
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")/.." && pwd)
+# shellcheck source=bench/bench_lib.sh
+. "$here/bench/bench_lib.sh"
 NUMALM=${NUMALM:-$here/build/numalm}
 MEMBW=${MEMBW:-$(dirname "$NUMALM")/membw}
 MODELS=${MODELS:-/tmp/numalm-bench}
@@ -57,12 +56,7 @@ if [ -n "${NEIGHBOUR:-}" ]; then
     echo "neighbour: a busy loop on CPU $NEIGHBOUR for the whole run"
 fi
 
-# A prompt of about N_PROMPT tokens: words of the demo vocab (letters).
-prompt=""
-words=(the cat sat on a mat and 'then' ran far away from home to see big red ball)
-while [ $(( ${#prompt} / 3 )) -lt "$N_PROMPT" ]; do
-    prompt+="${words[$(( ${#prompt} % ${#words[@]} ))]} "
-done
+bench_words_prompt
 
 # Read bandwidth: the best of membw runs before and after the models (a
 # shared machine gives a low figure when a neighbour is busy).
@@ -74,24 +68,10 @@ measure_bw() {
     bw=$(jq -n "[${bw:-0}, $b] | max")
 }
 measure_bw
-have_llama=0
-if [ -n "$LLAMA_BENCH" ] && [ -x "$LLAMA_BENCH" ]; then
-    have_llama=1
-else
-    echo "bench_decode: no llama-bench (put it on PATH or set LLAMA_BENCH): numalm only" >&2
-fi
+bench_find_llama bench_decode
 
 report_bw() { [ -z "$bw" ] || echo "membw: $THREADS threads read $bw GB/s (best of the runs so far)"; }
 report_bw
-warm() { cat "$1" >/dev/null; }
-# numalm run on $model from a warm file; its --json line (extra options in "$@")
-numalm_run() {
-    warm "$model"
-    # shellcheck disable=SC2086
-    "$NUMALM" run -m "$model" -p "$prompt" -n "$N_DECODE" -t "$THREADS" --no-echo --no-progress \
-        --json $EXTRA "$@" 2>&1 >/dev/null | tail -1
-}
-median() { tr ' ' '\n' | grep . | sort -g | awk '{v[NR] = $1} END {print NR ? v[int((NR + 1) / 2)] : 0}'; }
 printf "\n%-6s %9s %9s %6s %6s %9s %9s %9s %7s %8s %7s %7s %7s\n" type "numalm" "llama" "ratio" \
     "ratio" "np tok/s" "lp tok/s" "GB/s" "of bw" "file GB/s" "of file" "llama" "paired"
 printf "%-6s %9s %9s %6s %6s %9s %9s %9s %7s %8s %7s %7s %7s\n" "" "dec tok/s" "dec tok/s" "(best)" \
@@ -105,23 +85,8 @@ for t in "${types[@]}"; do
     best_dec=0 best_pp=0 best_ldec=0 best_lpp=0 wbytes=0 n_prompt=0 best_file=0
     ratios="" paired=""
     for _ in $(seq "$REPS"); do
-        js=$(numalm_run)
-        dec=$(jq -r .decode_tok_s <<<"$js")
-        pp=$(jq -r .prompt_tok_s <<<"$js")
-        wbytes=$(jq -r .weight_bytes_per_token <<<"$js")
-        n_prompt=$(jq -r .n_prompt <<<"$js")
-        best_dec=$(jq -n "[$best_dec, $dec] | max")
-        best_pp=$(jq -n "[$best_pp, $pp] | max")
-        if [ $have_llama = 1 ]; then
-            warm "$model"
-            lj=$("$LLAMA_BENCH" -m "$model" -t "$THREADS" -p "$n_prompt" -n "$N_DECODE" -r 1 \
-                 -o json 2>/dev/null)
-            ldec=$(jq -r '[.[] | select(.n_gen > 0) | .avg_ts] | first' <<<"$lj")
-            lpp=$(jq -r '[.[] | select(.n_prompt > 0) | .avg_ts] | first' <<<"$lj")
-            best_ldec=$(jq -n "[$best_ldec, $ldec] | max")
-            best_lpp=$(jq -n "[$best_lpp, $lpp] | max")
-            ratios+=" $(jq -n "$dec / $ldec")"
-        fi
+        # shellcheck disable=SC2119
+        bench_rep
         pj=$(numalm_run --read-probe)
         paired+=" $(jq -r .read_probe.of_read <<<"$pj")"
         if [ -x "$MEMBW" ]; then
@@ -132,9 +97,9 @@ for t in "${types[@]}"; do
     done
     measure_bw
     gbs=$(jq -n "$best_dec * $wbytes / 1e9")
-    ratio="-" mratio="-" pct="-" fpct="-" lfpct="-"
-    [ $have_llama = 1 ] && ratio=$(jq -n "$best_dec / $best_ldec * 100 | round / 100")
-    [ $have_llama = 1 ] && mratio=$(jq -n "$(median <<<"$ratios") * 100 | round / 100")
+    pct="-" fpct="-" lfpct="-"
+    ratio=$(bench_ratio "$best_dec" "$best_ldec")
+    mratio=$(bench_ratio "$(median <<<"$ratios")" 1)
     ppct=$(jq -n "$(median <<<"$paired") * 100 | round")%
     [ -n "$bw" ] && pct=$(jq -n "$gbs / $bw * 100 | round")%
     if [ "$best_file" != 0 ]; then

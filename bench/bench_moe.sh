@@ -20,6 +20,8 @@
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")/.." && pwd)
+# shellcheck source=bench/bench_lib.sh
+. "$here/bench/bench_lib.sh"
 NUMALM=${NUMALM:-$here/build/numalm}
 MODELS=${MODELS:-/tmp/numalm-bench}
 THREADS=${THREADS:-2}
@@ -34,30 +36,11 @@ types=("$@")
 
 command -v jq >/dev/null || { echo "bench_moe: needs jq" >&2; exit 1; }
 [ -x "$NUMALM" ] || { echo "bench_moe: no numalm binary at $NUMALM" >&2; exit 1; }
-have_llama=0
-if [ -n "$LLAMA_BENCH" ] && [ -x "$LLAMA_BENCH" ]; then
-    have_llama=1
-else
-    echo "bench_moe: no llama-bench (put it on PATH or set LLAMA_BENCH): numalm only" >&2
-fi
+bench_find_llama bench_moe
 mkdir -p "$MODELS"
 
-# A prompt of about N_PROMPT tokens of the demo vocab.
-prompt=""
-words=(the cat sat on a mat and 'then' ran far away from home to see big red ball)
-while [ $(( ${#prompt} / 3 )) -lt "$N_PROMPT" ]; do
-    prompt+="${words[$(( ${#prompt} % ${#words[@]} ))]} "
-done
-
+bench_words_prompt
 echo "uptime before: $(uptime)"
-warm() { cat "$1" >/dev/null; }
-numalm_run() {
-    warm "$model"
-    # shellcheck disable=SC2086
-    "$NUMALM" run -m "$model" -p "$prompt" -n "$N_DECODE" -t "$THREADS" -c 512 --no-echo \
-        --no-progress --json $EXTRA 2>&1 >/dev/null | tail -1
-}
-median() { tr ' ' '\n' | grep . | sort -g | awk '{v[NR] = $1} END {print NR ? v[int((NR + 1) / 2)] : 0}'; }
 
 printf "\n%-7s %9s %9s %6s %6s %9s %9s %6s %9s %8s\n" type numalm llama ratio ratio "numalm" \
     "llama" ratio "weights" "GB/s"
@@ -71,30 +54,11 @@ for t in "${types[@]}"; do
     fi
     best_dec=0 best_pp=0 best_ldec=0 best_lpp=0 wbytes=0 n_prompt=0 ratios=""
     for _ in $(seq "$REPS"); do
-        js=$(numalm_run)
-        dec=$(jq -r .decode_tok_s <<<"$js")
-        pp=$(jq -r .prompt_tok_s <<<"$js")
-        wbytes=$(jq -r .weight_bytes_per_token <<<"$js")
-        n_prompt=$(jq -r .n_prompt <<<"$js")
-        best_dec=$(jq -n "[$best_dec, $dec] | max")
-        best_pp=$(jq -n "[$best_pp, $pp] | max")
-        if [ $have_llama = 1 ]; then
-            warm "$model"
-            lj=$("$LLAMA_BENCH" -m "$model" -t "$THREADS" -p "$n_prompt" -n "$N_DECODE" -r 1 \
-                 -o json 2>/dev/null)
-            ldec=$(jq -r '[.[] | select(.n_gen > 0) | .avg_ts] | first' <<<"$lj")
-            lpp=$(jq -r '[.[] | select(.n_prompt > 0) | .avg_ts] | first' <<<"$lj")
-            best_ldec=$(jq -n "[$best_ldec, $ldec] | max")
-            best_lpp=$(jq -n "[$best_lpp, $lpp] | max")
-            ratios+=" $(jq -n "$dec / $ldec")"
-        fi
+        bench_rep -c 512
     done
-    ratio="-" mratio="-" pratio="-"
-    if [ $have_llama = 1 ]; then
-        ratio=$(jq -n "$best_dec / $best_ldec * 100 | round / 100")
-        mratio=$(jq -n "$(median <<<"$ratios") * 100 | round / 100")
-        pratio=$(jq -n "$best_pp / $best_lpp * 100 | round / 100")
-    fi
+    ratio=$(bench_ratio "$best_dec" "$best_ldec")
+    pratio=$(bench_ratio "$best_pp" "$best_lpp")
+    mratio=$(bench_ratio "$(median <<<"$ratios")" 1)
     printf "%-7s %9.2f %9.2f %6s %6s %9.1f %9.1f %6s %8.0fM %8.2f\n" "$t" "$best_dec" "$best_ldec" \
         "$ratio" "$mratio" "$best_pp" "$best_lpp" "$pratio" "$(jq -n "$wbytes / 1e6")" \
         "$(jq -n "$best_dec * $wbytes / 1e9")"
