@@ -87,62 +87,40 @@ static const char *type_names(char *buf, size_t cap) {
     return buf;
 }
 
+/* The shapes users run, by name (--preset). 1b: TinyLlama-1.1B's shape.
+ * moe-tiny: a small qwen3moe, 8 experts with 2 used. 30b-a3b: Qwen3-30B-A3B's
+ * block (embd 2048, 32 query / 4 KV heads of 128, 128 experts of 768 with 8
+ * used, Qwen 3's vocab size, untied) in 12 of its 48 blocks, so that a Q8_0
+ * file (8.6 GB) and its load fit a 24 GiB machine: a decode step reads the
+ * same per block. */
+static const struct mkmodel_preset {
+    const char *name;
+    nm_mkmodel_shape shape;
+} mkmodel_presets[] = {
+    // clang-format off
+    {"tiny",     {.n_embd = 256,  .n_layer = 4,  .n_ff = 768,  .n_head = 8,  .n_head_kv = 4, .n_vocab = 2048,   .n_ctx = 1024}},
+    {"1b",       {.n_embd = 2048, .n_layer = 22, .n_ff = 5632, .n_head = 32, .n_head_kv = 4, .n_vocab = 32000,  .n_ctx = 2048}},
+    {"moe-tiny", {.n_embd = 256,  .n_layer = 4,  .n_ff = 768,  .n_head = 8,  .n_head_kv = 4, .n_vocab = 2048,   .n_ctx = 1024,
+                  .arch = NM_ARCH_QWEN3MOE, .head_dim = 64,  .n_expert = 8,   .n_expert_used = 2, .n_ff_exp = 128}},
+    {"30b-a3b",  {.n_embd = 2048, .n_layer = 12, .n_ff = 6144, .n_head = 32, .n_head_kv = 4, .n_vocab = 151936, .n_ctx = 4096,
+                  .arch = NM_ARCH_QWEN3MOE, .head_dim = 128, .n_expert = 128, .n_expert_used = 8, .n_ff_exp = 768}},
+    // clang-format on
+};
+
 int nm_mkmodel_preset(const char *name, nm_mkmodel_shape *out, nm_error *err) {
-    if (!strcmp(name, "tiny")) {
-        *out = (nm_mkmodel_shape){.n_embd = 256,
-                                  .n_layer = 4,
-                                  .n_ff = 768,
-                                  .n_head = 8,
-                                  .n_head_kv = 4,
-                                  .n_vocab = 2048,
-                                  .n_ctx = 1024};
-        return 0;
+    char known[128] = "";
+    size_t len = 0;
+    for (size_t i = 0; i < sizeof mkmodel_presets / sizeof mkmodel_presets[0]; i++) {
+        if (!strcmp(name, mkmodel_presets[i].name)) {
+            *out = mkmodel_presets[i].shape;
+            return 0;
+        }
+        int w = snprintf(known + len, sizeof known - len, "%s%s", i ? ", " : "",
+                         mkmodel_presets[i].name);
+        if (w > 0 && (size_t)w < sizeof known - len)
+            len += (size_t)w;
     }
-    if (!strcmp(name, "1b")) { /* TinyLlama-1.1B's shape */
-        *out = (nm_mkmodel_shape){.n_embd = 2048,
-                                  .n_layer = 22,
-                                  .n_ff = 5632,
-                                  .n_head = 32,
-                                  .n_head_kv = 4,
-                                  .n_vocab = 32000,
-                                  .n_ctx = 2048};
-        return 0;
-    }
-    if (!strcmp(name, "moe-tiny")) { /* a small qwen3moe: 8 experts, 2 used */
-        *out = (nm_mkmodel_shape){.n_embd = 256,
-                                  .n_layer = 4,
-                                  .n_ff = 768,
-                                  .n_head = 8,
-                                  .n_head_kv = 4,
-                                  .n_vocab = 2048,
-                                  .n_ctx = 1024,
-                                  .arch = NM_ARCH_QWEN3MOE,
-                                  .head_dim = 64,
-                                  .n_expert = 8,
-                                  .n_expert_used = 2,
-                                  .n_ff_exp = 128};
-        return 0;
-    }
-    if (!strcmp(name, "30b-a3b")) {
-        /* Qwen3-30B-A3B's block (embd 2048, 32 query / 4 KV heads of 128,
-         * 128 experts of 768 with 8 used, Qwen 3's vocab size, untied) in 12
-         * of its 48 blocks, so that a Q8_0 file (8.6 GB) and its load fit
-         * a 24 GiB machine: a decode step reads the same per block */
-        *out = (nm_mkmodel_shape){.n_embd = 2048,
-                                  .n_layer = 12,
-                                  .n_ff = 6144,
-                                  .n_head = 32,
-                                  .n_head_kv = 4,
-                                  .n_vocab = 151936,
-                                  .n_ctx = 4096,
-                                  .arch = NM_ARCH_QWEN3MOE,
-                                  .head_dim = 128,
-                                  .n_expert = 128,
-                                  .n_expert_used = 8,
-                                  .n_ff_exp = 768};
-        return 0;
-    }
-    return nm_fail(err, "unknown preset '%s' (known: tiny, 1b, moe-tiny, 30b-a3b)", name);
+    return nm_fail(err, "unknown preset '%s' (known: %s)", name, known);
 }
 
 int nm_mkmodel_file_type(nm_mkmodel_quant q) {
