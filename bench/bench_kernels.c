@@ -4,7 +4,8 @@
  *
  * Each thread allocates and first-touches its own rows, and the matrix is
  * replicated until the copies exceed 256 MiB; successive calls cycle through
- * the copies, so matvec reads from DRAM, not from the 32 MiB L3. The same
+ * the copies in turn (the read and every kernel set alike), so matvec reads
+ * from DRAM, not from the L3. The same
  * threads also sum the same buffers with a plain read loop (what membw does),
  * alternating with the kernel: "ratio" is matvec GB/s over that read
  * bandwidth.
@@ -60,7 +61,7 @@ typedef struct bench {
     const nm_kernel_set *ks;
     nm_act act1, actk;
     float *y;
-    int copy;
+    int copy, next_copy; /* the copy of this call, of the next one */
     uint64_t sink[MAX_THREADS];
     double cpu_s[MAX_THREADS]; /* CPU seconds of each thread's last job */
     int wall;                  /* time with the wall clock, not CPU time */
@@ -149,13 +150,17 @@ static void time_sets(bench *b, enum job_kind job, const nm_kernel_set *const *s
     int it = 0;
     double begin = nm_now();
     while (it < MAX_ITERS && (it < 3 || nm_now() - begin < budget)) {
-        /* the job reads a copy far from the ones just read, which may
-         * still sit in L3 (copies is 1 only with --hot) */
-        b->copy = it % b->copies;
+        /* every call, read or kernel, reads the copy after the previous
+         * call's, so each reads one last touched `copies` calls ago: all
+         * equally far from the cache (copies is 1 only with --hot). Giving
+         * the sets copies at fixed offsets instead left some a copy another
+         * set had read a few calls before, partly still in the L3, and
+         * the order of the sets decided their ratios. */
+        b->copy = b->next_copy++ % b->copies;
         b->job = JOB_READ;
         tr[it] = run_once(b);
         for (int s = 0; s < ns; s++) {
-            b->copy = (it + b->copies / 2 + 3 * s) % b->copies;
+            b->copy = b->next_copy++ % b->copies;
             b->ks = sets[s];
             if (job == JOB_MATVEC)
                 b->act1 = acts[s];
