@@ -139,6 +139,11 @@ void nm_matmat_set(const nm_kernel_set *ks, const void *w, int64_t n_rows, const
  *   float  m[nb];   8 * d * sum(qs of the block): the Q4_0 kernels multiply
  *                   the unsigned nibbles q in 0..15 and subtract this for the
  *                   -8 offset, so they need no sign fix-up per byte.
+ *   int32  s[nb];   sum(qs of the block), exact: the VNNI kernels of Q5_0
+ *                   and IQ4_NL multiply unsigned codes (q, values[q] + 128)
+ *                   and take 16 s or 128 s off each block's integer sum,
+ *                   eight blocks with two instructions instead of a second
+ *                   vpdpbusd and a subtraction per 64 bytes.
  * Rows are padded to 64 bytes. Splitting qs from the scales lets SIMD code
  * load 64 activation bytes and several scales with one instruction each. */
 void nm_act_quantize_q8(const float *x, int64_t n, void *row);
@@ -152,8 +157,11 @@ static inline const float *nm_actq_d(const void *row, int64_t n) {
 static inline const float *nm_actq_m(const void *row, int64_t n) {
     return (const float *)((const char *)row + n) + n / 32;
 }
+static inline const int32_t *nm_actq_s(const void *row, int64_t n) {
+    return (const int32_t *)((const char *)row + n) + n / 32 * 2;
+}
 static inline uint64_t nm_actq_row_bytes(int64_t n) {
-    uint64_t b = (uint64_t)n + (uint64_t)(n / 32) * 8;
+    uint64_t b = (uint64_t)n + (uint64_t)(n / 32) * 12;
     return (b + 63) / 64 * 64;
 }
 

@@ -17,9 +17,10 @@
  * VNNI's vpdpbusd multiplies unsigned codes by signed activations and sums
  * groups of four into int32 with no saturation. Q5_0 and IQ4_NL have signed
  * values: the kernels feed the unsigned q (Q5_0) or values[q] + 128 (IQ4_NL)
- * and start the sums at -16 sum(a) or -128 sum(a), which one vpdpbusd of
- * the activations against a constant gives: the integer sums are the
- * signed ones exactly. Without VNNI, vpmaddubsw + vpmaddwd; there the
+ * and take 16 sum(a) or 128 sum(a) off each block's sum, from the
+ * activation row's block sums (nm_actq_s): the integer sums are the signed
+ * ones exactly. (Computing sum(a) with a second vpdpbusd per 64 bytes cost
+ * 15-20% of the decode loop's speed.) Without VNNI, vpmaddubsw + vpmaddwd; there the
  * signed types move the weight's sign onto the activation (|w| * (sign(w)
  * a)), since values[q] + 128 pairs would saturate int16.
  *
@@ -117,16 +118,11 @@ AI int value_offset(const int T) {
 }
 
 /* 16 int32 partial sums of the 64 products q . a (a signed). signed_w:
- * q holds signed values (the non-VNNI path of Q5_0 / IQ4_NL); off: the
- * unsigned q are the values + off (VNNI). */
-AI __m512i pair_dot(__m512i q, __m512i a, const int signed_w, const int off, const int VNNI) {
-    if (VNNI) {
-        __m512i start = _mm512_setzero_si512();
-        if (off)
-            start =
-                _mm512_sub_epi32(start, _mm512_dpbusd_epi32(start, _mm512_set1_epi8((char)off), a));
-        return _mm512_dpbusd_epi32(start, q, a);
-    }
+ * q holds signed values (the non-VNNI path of Q5_0 / IQ4_NL); VNNI takes
+ * unsigned q (the values + value_offset, taken off per block later). */
+AI __m512i pair_dot(__m512i q, __m512i a, const int signed_w, const int VNNI) {
+    if (VNNI)
+        return _mm512_dpbusd_epi32(_mm512_setzero_si512(), q, a);
     if (signed_w) {
         a = _mm512_mask_sub_epi8(a, _mm512_movepi8_mask(q), _mm512_setzero_si512(), a);
         q = _mm512_abs_epi8(q);
@@ -157,7 +153,7 @@ AI void step32(const char *row, int64_t b, const void *const *acts, int64_t n, _
     _mm_prefetch(w + NM_PREFETCH_BYTES + 64, _MM_HINT_T1);
     _mm_prefetch(w + NM_PREFETCH_BYTES + 128, _MM_HINT_T1);
     step_w s = unpack_step(w, T, k, VNNI);
-    const int signed_w = is_signed(T) && !VNNI, off = VNNI ? value_offset(T) : 0;
+    const int signed_w = is_signed(T) && !VNNI;
     _Pragma("GCC unroll 8") for (int t = 0; t < NT; t++) {
         const int8_t *qa = nm_actq_qs(acts[t]) + b * 32;
         __m512i p[4];
@@ -170,9 +166,16 @@ AI void step32(const char *row, int64_t b, const void *const *acts, int64_t n, _
                 2 * j + 1 < k
                     ? _mm512_loadu_si512(qa + 64 * j)
                     : _mm512_zextsi256_si512(_mm256_loadu_si256((const __m256i *)(qa + 64 * j)));
-            p[j] = pair_dot(s.q[j], a, signed_w, off, VNNI);
+            p[j] = pair_dot(s.q[j], a, signed_w, VNNI);
         }
-        acc[t] = scale_acc(reduce_pairs(p), s.dw, s.mw, nm_actq_d(acts[t], n) + b,
+        __m256i isum = reduce_pairs(p);
+        if (VNNI && value_offset(T)) { /* - offset * sum(a) per block */
+            const int32_t *sa = nm_actq_s(acts[t], n) + b;
+            __m256i sv = k == 8 ? _mm256_loadu_si256((const __m256i *)sa)
+                                : _mm256_maskz_loadu_epi32((__mmask8)((1u << k) - 1), sa);
+            isum = _mm256_sub_epi32(isum, _mm256_slli_epi32(sv, value_offset(T) == 16 ? 4 : 7));
+        }
+        acc[t] = scale_acc(isum, s.dw, s.mw, nm_actq_d(acts[t], n) + b,
                            nm_actq_m(acts[t], n) + b, acc[t], T, k);
     }
 }
@@ -243,7 +246,7 @@ AI void rowdot_xs(const void *row, const void *const *acts, int64_t n, float *ou
             const int8_t *qa = nm_actk_qs(acts[t]) + s * NM_QK_K;
             __m512i p[4];
             _Pragma("GCC unroll 4") for (int j = 0; j < 4; j++) p[j] =
-                pair_dot(q[j], _mm512_loadu_si512(qa + 64 * j), !VNNI, 0, VNNI);
+                pair_dot(q[j], _mm512_loadu_si512(qa + 64 * j), !VNNI, VNNI);
             __m256i isum = reduce_pairs(p);
             if (VNNI) { /* take off 128 sum(a) per sub-block, from the act's sums of 16 */
                 __m256i bs = _mm256_loadu_si256(

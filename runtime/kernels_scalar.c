@@ -74,10 +74,12 @@ void nm_act_quantize_q8(const float *x, int64_t n, void *row) {
     int8_t *qs = (int8_t *)row;
     float *d = (float *)((char *)row + n);
     float *m = d + n / 32;
+    int32_t *s = (int32_t *)(m + n / 32);
     for (int64_t b = 0; b < n / 32; b++) {
         int sum;
         d[b] = act_quantize_block(x + b * 32, 32, qs + b * 32, 32, &sum);
         m[b] = 8.0f * d[b] * (float)sum;
+        s[b] = sum;
     }
 }
 

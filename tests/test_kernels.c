@@ -347,6 +347,7 @@ static void test_act_quant_round_trip(void **state) {
                 amax = fmaxf(amax, fabsf(x[b * 32 + j]));
             if (!(127.0f / amax <= FLT_MAX)) { /* zero, or too small to scale */
                 assert_true(d[b] == 0.0f);
+                assert_int_equal(nm_actq_s(buf, N)[b], 0);
                 for (int j = 0; j < 32; j++)
                     assert_int_equal(qs[b * 32 + j], 0);
                 continue;
@@ -359,6 +360,7 @@ static void test_act_quant_round_trip(void **state) {
                 sum += qs[b * 32 + j];
             }
             assert_float_equal(m[b], 8.0f * d[b] * (float)sum, fabsf(m[b]) * 1e-6f);
+            assert_int_equal(nm_actq_s(buf, N)[b], sum);
         }
     }
 }
