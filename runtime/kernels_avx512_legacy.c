@@ -145,6 +145,22 @@ AI __m256i reduce_pairs(const __m512i p[4]) {
     return _mm512_castsi512_si256(_mm512_permutexvar_epi32(order, s));
 }
 
+/* reduce_pairs for sums that fit int16: each lane of p[k] at most 4 * 31 *
+ * 127 in magnitude (Q4_1, Q5_0, Q5_1: codes below 32; not IQ4_NL), the
+ * sums of 8 at most 8 * 31 * 127 < 2^15. vpackssdw + vpmaddwd by ones add
+ * lane pairs with one shuffle, where unpacks take two. */
+AI __m256i reduce_pairs16(const __m512i p[4]) {
+    const __m512i one = _mm512_set1_epi16(1);
+    /* each 128-bit lane: [p0 (2 sums), p1 (2)] and [p2, p3] */
+    __m512i s01 = _mm512_madd_epi16(_mm512_packs_epi32(p[0], p[1]), one);
+    __m512i s23 = _mm512_madd_epi16(_mm512_packs_epi32(p[2], p[3]), one);
+    /* each 128-bit lane: [p0, p1, p2, p3] summed over that lane */
+    __m512i s = _mm512_madd_epi16(_mm512_packs_epi32(s01, s23), one);
+    s = _mm512_add_epi32(s, _mm512_shuffle_i64x2(s, s, _MM_SHUFFLE(2, 3, 0, 1)));
+    const __m512i order = _mm512_set_epi32(0, 0, 0, 0, 0, 0, 0, 0, 11, 3, 10, 2, 9, 1, 8, 0);
+    return _mm512_castsi512_si256(_mm512_permutexvar_epi32(order, s));
+}
+
 /* Blocks b .. b+k-1 of one row for NT tokens. */
 AI void step32(const char *row, int64_t b, const void *const *acts, int64_t n, __m256 *acc,
                const int T, const int NT, const int k, const int VNNI) {
@@ -168,7 +184,7 @@ AI void step32(const char *row, int64_t b, const void *const *acts, int64_t n, _
                     : _mm512_zextsi256_si512(_mm256_loadu_si256((const __m256i *)(qa + 64 * j)));
             p[j] = pair_dot(s.q[j], a, signed_w, VNNI);
         }
-        __m256i isum = reduce_pairs(p);
+        __m256i isum = T == T_IQ4_NL ? reduce_pairs(p) : reduce_pairs16(p);
         if (VNNI && value_offset(T)) { /* - offset * sum(a) per block */
             const int32_t *sa = nm_actq_s(acts[t], n) + b;
             __m256i sv = k == 8 ? _mm256_loadu_si256((const __m256i *)sa)
