@@ -27,7 +27,10 @@
  * The eight blocks' int32 partial sums (four registers, eight lanes per
  * block) are added down to one sum per block in two rounds of unpacks and
  * one lane swap, then the float steps run on the eight blocks at once. */
+#include "kernels_kquant_simd.h"
 #include "kernels_legacy_x86.h"
+
+#include <stddef.h>
 
 #include <math.h>
 
@@ -277,6 +280,59 @@ AI void rowdot_xs(const void *row, const void *const *acts, int64_t n, float *ou
     _Pragma("GCC unroll 8") for (int t = 0; t < NT; t++) out[t] = acc[t];
 }
 
+/* Decode: 4 rows at w, w + rb, ... x one token. The rows share the
+ * activation loads and the offset of the VNNI path, and their sums are
+ * added across lanes together (kq_hsum4), four rows to a vector: their
+ * float steps run in the lanes of one vector, each lane the scalar's. */
+AI void rows4_xs(const void *w, size_t rb, const void *act, int64_t n, float *out, const int VNNI) {
+    __m128i v = _mm_loadu_si128((const __m128i *)nm_iq4nl_values);
+    if (VNNI)
+        v = _mm_xor_si128(v, _mm_set1_epi8((char)0x80));
+    const __m512i table = _mm512_broadcast_i32x4(v);
+    const __m512i shift = _mm512_set_epi64(4, 4, 0, 0, 4, 4, 0, 0);
+    const __m512i m4 = _mm512_set1_epi8(0x0f);
+    __m128 acc = _mm_setzero_ps();
+    for (int64_t s = 0; s < n / NM_QK_K; s++) {
+        const int8_t *qa = nm_actk_qs(act) + s * NM_QK_K;
+        __m512i a[4];
+        _Pragma("GCC unroll 4") for (int j = 0; j < 4; j++) a[j] = _mm512_loadu_si512(qa + 64 * j);
+        __m256i off = _mm256_setzero_si256();
+        if (VNNI) { /* 128 sum(a) per sub-block, from the act's sums of 16 */
+            __m256i bs = _mm256_loadu_si256(
+                (const __m256i *)(nm_actk_bsums(act, n) + s * (NM_QK_K / 16)));
+            off = _mm256_slli_epi32(_mm256_madd_epi16(bs, _mm256_set1_epi16(1)), 7);
+        }
+        __m256i sums[4];
+        _Pragma("GCC unroll 4") for (int r = 0; r < 4; r++) {
+            const nm_block_iq4_xs *blk = (const nm_block_iq4_xs *)((const char *)w + r * rb) + s;
+            kq_prefetch((const char *)blk, sizeof *blk);
+            const __m512i x[2] = {_mm512_loadu_si512(blk->qs), _mm512_loadu_si512(blk->qs + 64)};
+            __m512i p[4];
+            _Pragma("GCC unroll 4") for (int j = 0; j < 4; j++) {
+                __m512i raw =
+                    j % 2 ? _mm512_shuffle_i64x2(x[j / 2], x[j / 2], _MM_SHUFFLE(3, 3, 2, 2))
+                          : _mm512_shuffle_i64x2(x[j / 2], x[j / 2], _MM_SHUFFLE(1, 1, 0, 0));
+                raw = _mm512_and_si512(_mm512_srlv_epi64(raw, shift), m4);
+                p[j] = pair_dot(_mm512_shuffle_epi8(table, raw), a[j], !VNNI, VNNI);
+            }
+            sums[r] = _mm256_mullo_epi32(_mm256_sub_epi32(reduce_pairs(p), off), xs_scales(blk));
+        }
+        __m128 d, dm;
+        kq_gather_d4((const char *)w + s * sizeof(nm_block_iq4_xs), rb,
+                     offsetof(nm_block_iq4_xs, d), 0, &d, &dm);
+        __m128 dd = _mm_mul_ps(d, _mm_set1_ps(nm_actk_d(act, n)[s]));
+        acc = _mm_fmadd_ps(dd, _mm_cvtepi32_ps(kq_hsum4(sums)), acc);
+    }
+    _mm_storeu_ps(out, acc);
+}
+
+static void rows4_iq4_xs_bw(const void *w, size_t rb, const void *act, int64_t n, float *out) {
+    rows4_xs(w, rb, act, n, out, 0);
+}
+static void rows4_iq4_xs_vnni(const void *w, size_t rb, const void *act, int64_t n, float *out) {
+    rows4_xs(w, rb, act, n, out, 1);
+}
+
 /* ---- entry points: one instance per type, token count and sub-path ------ */
 
 #define DISPATCH_NT(CALL)                                                                          \
@@ -339,4 +395,5 @@ void nm_kernels_avx512_legacy(nm_kernel_set *ks, int features) {
     ks->k[NM_TYPE_Q5_1].rowdot = vnni ? rowdot_q5_1_vnni : rowdot_q5_1_bw;
     ks->k[NM_TYPE_IQ4_NL].rowdot = vnni ? rowdot_iq4_nl_vnni : rowdot_iq4_nl_bw;
     ks->k[NM_TYPE_IQ4_XS].rowdot = vnni ? rowdot_iq4_xs_vnni : rowdot_iq4_xs_bw;
+    ks->k[NM_TYPE_IQ4_XS].rows4 = vnni ? rows4_iq4_xs_vnni : rows4_iq4_xs_bw;
 }
