@@ -3,12 +3,13 @@
  * with 1..T pinned threads splitting the rows as the forward pass does.
  *
  * Each thread allocates and first-touches its own rows, and the matrix is
- * replicated until the copies exceed 256 MiB; successive calls cycle through
- * the copies in turn (the read and every kernel set alike), so matvec reads
- * from DRAM, not from the L3. The same
- * threads also sum the same buffers with a plain read loop (what membw does),
- * alternating with the kernel: "ratio" is matvec GB/s over that read
- * bandwidth.
+ * replicated until the copies exceed 256 MiB; successive calls, the read's
+ * and every kernel set's alike, take the copies in turn, so each call reads
+ * a copy last read 256 MiB of traffic ago: from DRAM where that is past the
+ * L3, and as far from the cache for every kernel as for the read anyway.
+ * The same threads also sum the same buffers with a plain read loop (what
+ * membw does), alternating with the kernel: "ratio" is matvec GB/s over
+ * that read bandwidth.
  *
  *   bench_kernels [-r ROWS] [-n COLS] [-t MAX_THREADS] [-k TOKENS]
  *                 [--time SECONDS] [--type T] [--only-threads N]

@@ -194,8 +194,8 @@ AI void step32(const char *row, int64_t b, const void *const *acts, int64_t n, _
                                 : _mm256_maskz_loadu_epi32((__mmask8)((1u << k) - 1), sa);
             isum = _mm256_sub_epi32(isum, _mm256_slli_epi32(sv, value_offset(T) == 16 ? 4 : 7));
         }
-        acc[t] = scale_acc(isum, s.dw, s.mw, nm_actq_d(acts[t], n) + b,
-                           nm_actq_m(acts[t], n) + b, acc[t], T, k);
+        acc[t] = scale_acc(isum, s.dw, s.mw, nm_actq_d(acts[t], n) + b, nm_actq_m(acts[t], n) + b,
+                           acc[t], T, k);
     }
 }
 
@@ -298,8 +298,8 @@ AI void rows4_xs(const void *w, size_t rb, const void *act, int64_t n, float *ou
         _Pragma("GCC unroll 4") for (int j = 0; j < 4; j++) a[j] = _mm512_loadu_si512(qa + 64 * j);
         __m256i off = _mm256_setzero_si256();
         if (VNNI) { /* 128 sum(a) per sub-block, from the act's sums of 16 */
-            __m256i bs = _mm256_loadu_si256(
-                (const __m256i *)(nm_actk_bsums(act, n) + s * (NM_QK_K / 16)));
+            __m256i bs =
+                _mm256_loadu_si256((const __m256i *)(nm_actk_bsums(act, n) + s * (NM_QK_K / 16)));
             off = _mm256_slli_epi32(_mm256_madd_epi16(bs, _mm256_set1_epi16(1)), 7);
         }
         __m256i sums[4];
