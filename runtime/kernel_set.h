@@ -111,6 +111,7 @@ void nm_kernels_avx2_legacy(nm_kernel_set *ks);
 /* features: the NM_AVX512_* sub-paths the set may use */
 void nm_kernels_avx512_kquant(nm_kernel_set *ks, int features);
 void nm_kernels_avx512_legacy(nm_kernel_set *ks, int features);
+void nm_kernels_avx512_q8_0(nm_kernel_set *ks, int features);
 
 const nm_kernel_set *nm_kernels_scalar(void);
 uint64_t nm_sum_words_avx2(const void *p, size_t bytes); /* kernels_avx2.c */
