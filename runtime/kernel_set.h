@@ -92,6 +92,8 @@ typedef struct nm_kernel_set {
     /* nm_act_quantize_q8k with vector code: the same bits (prompts prepare
      * every matrix input of every token with it) */
     void (*act_quantize_q8k)(const float *x, int64_t n, void *row);
+    /* nm_act_quantize_q8 (Q8_0 / Q4_0 activations) likewise: the same bits */
+    void (*act_quantize_q8)(const float *x, int64_t n, void *row);
 } nm_kernel_set;
 
 /* AVX-512 sub-paths, picked from CPUID unless a test asks for one. */
@@ -117,6 +119,8 @@ const nm_kernel_set *nm_kernels_scalar(void);
 uint64_t nm_sum_words_avx2(const void *p, size_t bytes); /* kernels_avx2.c */
 /* kernels_avx2_kquant.c; the AVX-512 sets use it too */
 void nm_act_quantize_q8k_avx2(const float *x, int64_t n, void *row);
+/* kernels_avx2.c; the AVX-512 sets use it too */
+void nm_act_quantize_q8_avx2(const float *x, int64_t n, void *row);
 const nm_kernel_set *nm_kernels_avx2(void);
 const nm_kernel_set *nm_kernels_avx512(void); /* best sub-path for this CPU */
 const nm_kernel_set *nm_kernels_avx512_variant(int features);

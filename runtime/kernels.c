@@ -183,7 +183,7 @@ static void prepare_row(nm_act_format f, bool wide, const float *x, int64_t n, v
         nm_quantize_bf16(x, row, n);
         break;
     case NM_ACT_Q8_32:
-        nm_act_quantize_q8(x, n, row);
+        current_kernels()->act_quantize_q8(x, n, row);
         break;
     case NM_ACT_Q8_K:
         current_kernels()->act_quantize_q8k(x, n, row);

@@ -705,6 +705,7 @@ static void build_set(nm_kernel_set *ks, const char *name, int features) {
     ks->k[NM_TYPE_Q8_0] =
         NM_TYPE_KERNELS(rowdot_q8_0_bw, NULL, tile_q8_0_bw, Q8_TILE_R, Q8_TILE_T);
     nm_kernels_avx512_q8_0(ks, features); /* VNNI: four blocks per step */
+    ks->act_quantize_q8 = nm_act_quantize_q8_avx2;
     ks->k[NM_TYPE_Q4_0] = NM_TYPE_KERNELS(
         vnni ? rowdot_q4_0_vnni : rowdot_q4_0_bw, vnni ? rows4_q4_0_vnni : rows4_q4_0_bw,
         vnni ? tile_q4_0_vnni : tile_q4_0_bw, Q4_TILE_R, Q4_TILE_T);

@@ -223,6 +223,7 @@ static void build_scalar_set(void) {
     ks->round_f16 = sc_round_f16;
     ks->sum_words = nm_sum_words;
     ks->act_quantize_q8k = nm_act_quantize_q8k;
+    ks->act_quantize_q8 = nm_act_quantize_q8;
     nm_kernels_scalar_kquant(ks);
     nm_kernels_scalar_legacy(ks);
 }

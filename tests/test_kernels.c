@@ -400,6 +400,43 @@ static void test_act_q8k_sets(void **state) {
     }
 }
 
+/* Every set's Q8 activation quantizer (Q8_0 / Q4_0 weights) gives the
+ * scalar one's bytes, on the same kinds of blocks; a NaN scale or m
+ * counts as equal to any other NaN. */
+static void test_act_q8_sets(void **state) {
+    (void)state;
+    enum { N = 32 * 48 };
+    static float x[N];
+    _Alignas(64) static uint8_t want[8192], got[8192];
+    const nm_kernel_set *sets[8];
+    int ns = supported_sets(sets);
+    size_t rb = (size_t)nm_actq_row_bytes(N);
+    assert_true(rb <= sizeof want);
+    for (int rep = 0; rep < 20; rep++) {
+        for (int i = 0; i < N; i++)
+            x[i] = rng_value() * (rep % 3 ? 1.0f : 1000.0f);
+        memset(x + 256, 0, 32 * sizeof *x);
+        for (int j = 512; j < 544; j++)
+            x[j] = (float)(j - 528) * 1e-40f;
+        x[768 + rep % 64] = rep & 1 ? NAN : -INFINITY;
+        x[1024 + (rep * 7) % 32] = 127.5f; /* a tie of the rounding after scaling */
+        memset(want, 0xab, rb);
+        nm_act_quantize_q8(x, N, want);
+        for (int s = 0; s < ns; s++) {
+            memset(got, 0xab, rb);
+            sets[s]->act_quantize_q8(x, N, got);
+            for (size_t i = 0; i < rb; i++) {
+                bool scale = i >= N && i < (size_t)N + N / 32 * 8; /* d, then m */
+                size_t k = (i - N) / 4;
+                const float *fw = nm_actq_d(want, N), *fg = nm_actq_d(got, N);
+                if (want[i] != got[i] && !(scale && isnan(fw[k]) && isnan(fg[k])))
+                    fail_msg("%s: byte %zu of the Q8 row: 0x%02x, scalar 0x%02x", sets[s]->name, i,
+                             got[i], want[i]);
+            }
+        }
+    }
+}
+
 /* An inf or NaN activation makes the dots with its block NaN, at every
  * level, instead of a plausible number: in a full 4-block step of the Q4_0
  * kernels or in the tail, and on the 4-row decode path. */
@@ -928,6 +965,7 @@ int main(void) {
         cmocka_unit_test(test_act_quant_round_trip),
         cmocka_unit_test(test_act_nonfinite),
         cmocka_unit_test(test_act_q8k_sets),
+        cmocka_unit_test(test_act_q8_sets),
         cmocka_unit_test(test_kernels_float_shapes),
         cmocka_unit_test(test_kernels_quant_shapes),
         cmocka_unit_test(test_kernels_token_counts),
