@@ -2,6 +2,9 @@
 #include "predict.h"
 
 #include "common/util.h"
+#include "gguf/ggml_types.h"
+#include "runtime/kernel_probe.h"
+#include "runtime/kernels.h"
 #include "runtime/membw_probe.h"
 
 #include <stdio.h>
@@ -21,6 +24,32 @@ static uint64_t *plan_distances(const nm_topo *t, const nm_plan *p) {
             d[k * n + j] = a >= 0 && b >= 0 ? t->distances[a * t->n_nodes + b] : 20;
         }
     return d;
+}
+
+/* On the machine it predicts: the matvec rate of each weight type with at
+ * least 5 % of a token's matrix bytes against a read, and a barrier's cost
+ * (runtime/kernel_probe.h). Types without kernels are left at 1. */
+static int measure_kernels(const nm_plan *p, const nm_topo *t, nm_traffic_opts *o, nm_error *err) {
+    uint32_t types[NM_TRAFFIC_MAX_TYPES], probe_types[NM_TRAFFIC_MAX_TYPES];
+    double bytes[NM_TRAFFIC_MAX_TYPES], total = 0;
+    int n = nm_traffic_matrix_types(p, o, types, bytes, NM_TRAFFIC_MAX_TYPES), m = 0;
+    for (int i = 0; i < n; i++)
+        total += bytes[i];
+    uint64_t rb;
+    for (int i = 0; i < n; i++)
+        if (bytes[i] >= 0.05 * total && nm_kernels_supports(types[i]) &&
+            nm_type_row_bytes(types[i], p->hp.n_embd, &rb) == 0)
+            probe_types[m++] = types[i];
+    nm_kernel_rate rates[NM_TRAFFIC_MAX_TYPES];
+    if (nm_kernel_probe(p, t, probe_types, m, p->hp.n_embd, rates, &o->barrier_s, o->kernel_source,
+                        sizeof o->kernel_source, err) != 0)
+        return -1;
+    o->n_kernel = m;
+    for (int i = 0; i < m; i++) {
+        o->kernel_type[i] = rates[i].type;
+        o->kernel_ratio[i] = rates[i].ratio;
+    }
+    return 0;
 }
 
 int nm_session_predict(numalm_session *s, const char *bw_spec, const nm_traffic_opts *o,
@@ -46,6 +75,9 @@ int nm_session_predict(numalm_session *s, const char *bw_spec, const nm_traffic_
         if (rc != 0)
             return -1;
     }
+    if (!s->topo->from_xml && out->opts.efficiency <= 0 &&
+        measure_kernels(s->plan, s->topo, &out->opts, &s->err) != 0)
+        return -1;
     uint64_t *dist = plan_distances(s->topo, s->plan);
     out->n = nm_traffic_all(s->plan, &out->opts, &out->bw, dist, out->t);
     free(dist);

@@ -26,8 +26,9 @@
  * llama.cpp's graph ~20 ops a layer, a barrier after each (an estimate). */
 #define NUMALM_BARRIERS_PER_LAYER 5
 #define LLAMA_BARRIERS_PER_LAYER 20
-/* One barrier: ~1 us among the cores of a node, ~2 us across nodes (the
- * last arrival's cache line has to cross the link; an assumption). */
+/* One barrier, unless measured (nm_traffic_opts.barrier_s): ~1 us among
+ * the cores of a node, ~2 us across nodes (the last arrival's cache line
+ * has to cross the link; an assumption). */
 #define BARRIER_S_LOCAL 1e-6
 #define BARRIER_S_REMOTE 2e-6
 
@@ -190,6 +191,78 @@ static void count_activations(const nm_plan *p, const double *share, nm_traffic 
     }
 }
 
+/* Is tensor i a matrix that decode reads (not a copied vector, not the
+ * embedding when only its row is looked up, not a stacked expert tensor)? */
+static bool is_read_matrix(const nm_plan *p, int i) {
+    const nm_tensor_plan *tp = &p->tensors[i];
+    return !(tp->role == NM_ROLE_TOKEN_EMBD && p->embd_row_bytes) && tp->first_expert < 0 &&
+           !nm_tensor_is_copied(tp->t);
+}
+
+int nm_traffic_matrix_types(const nm_plan *p, const nm_traffic_opts *o, uint32_t *types,
+                            double *bytes, int max) {
+    int n = 0;
+    for (int i = 0; i < p->n_tensors; i++) {
+        if (!is_read_matrix(p, i))
+            continue;
+        const nm_tensor_plan *tp = &p->tensors[i];
+        double b =
+            (double)tp->t->n_rows * (double)tp->t->row_bytes * nm_tensor_active_fraction(o, tp);
+        int k = 0;
+        while (k < n && types[k] != tp->t->type)
+            k++;
+        if (k == n) {
+            if (n == max) {
+                /* keep the max largest: replace the smallest if this is larger */
+                int small = 0;
+                for (int j = 1; j < n; j++)
+                    small = bytes[j] < bytes[small] ? j : small;
+                if (bytes[small] >= b)
+                    continue;
+                k = small;
+                bytes[k] = 0;
+            } else {
+                bytes[n++] = 0;
+            }
+            types[k] = tp->t->type;
+        }
+        bytes[k] += b;
+    }
+    for (int a = 1; a < n; a++) /* most bytes first */
+        for (int b = a; b > 0 && bytes[b] > bytes[b - 1]; b--) {
+            double tb = bytes[b];
+            uint32_t tt = types[b];
+            bytes[b] = bytes[b - 1], types[b] = types[b - 1];
+            bytes[b - 1] = tb, types[b - 1] = tt;
+        }
+    return n;
+}
+
+/* The kernels' fraction of the read bandwidth over a token's matrices:
+ * their bytes over the time each type's bytes take at its measured ratio
+ * (the byte-weighted harmonic mean). --efficiency overrides it. */
+static double kernel_efficiency(const nm_plan *p, const nm_traffic_opts *o) {
+    if (o->efficiency > 0)
+        return o->efficiency;
+    if (o->n_kernel <= 0)
+        return 1.0;
+    double bytes = 0, time = 0;
+    for (int i = 0; i < p->n_tensors; i++) {
+        if (!is_read_matrix(p, i))
+            continue;
+        const nm_tensor_plan *tp = &p->tensors[i];
+        double b =
+            (double)tp->t->n_rows * (double)tp->t->row_bytes * nm_tensor_active_fraction(o, tp);
+        double r = 1.0;
+        for (int k = 0; k < o->n_kernel && k < NM_TRAFFIC_MAX_TYPES; k++)
+            if (o->kernel_type[k] == tp->t->type && o->kernel_ratio[k] > 0)
+                r = o->kernel_ratio[k];
+        bytes += b;
+        time += b / r;
+    }
+    return time > 0 ? bytes / time : 1.0;
+}
+
 /* ---- prediction ---- */
 
 static void predict(nm_traffic *t, const nm_bw *bw, const uint64_t *dist,
@@ -246,8 +319,8 @@ static void predict(nm_traffic *t, const nm_bw *bw, const uint64_t *dist,
     int spans = 0;
     for (int k = 0; k < n; k++)
         spans += t->threads[k] > 0;
-    double eff = o->efficiency > 0 ? o->efficiency : 1.0;
-    t->seconds = worst / eff + t->barriers * (spans > 1 ? BARRIER_S_REMOTE : BARRIER_S_LOCAL);
+    t->barrier_s = o->barrier_s > 0 ? o->barrier_s : spans > 1 ? BARRIER_S_REMOTE : BARRIER_S_LOCAL;
+    t->seconds = worst / t->efficiency + t->barriers * t->barrier_s;
     t->tok_s = t->seconds > 0 ? 1.0 / t->seconds : 0;
 }
 
@@ -291,6 +364,7 @@ void nm_traffic_compute(const nm_plan *p, nm_scenario s, const nm_traffic_opts *
     count_weights(p, s, o, weights_home(p, s), share, t);
     count_kv(p, s, o, share, t);
     count_activations(p, share, t);
+    t->efficiency = kernel_efficiency(p, o);
     bool llama = s == NM_SCEN_FIRST_TOUCH || s == NM_SCEN_DISTRIBUTE;
     t->barriers =
         (int)p->hp.n_layer * (llama ? LLAMA_BARRIERS_PER_LAYER : NUMALM_BARRIERS_PER_LAYER) + 1;

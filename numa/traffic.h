@@ -26,12 +26,24 @@ typedef enum nm_scenario {
                          */
 } nm_scenario;
 
+#define NM_TRAFFIC_MAX_TYPES 4
+
 /* What is counted per token. */
 typedef struct nm_traffic_opts {
     int depth;              /* KV positions before the first generated token */
     int n_gen;              /* tokens generated (the KV read grows with each); 0: 128 */
     uint32_t kv_elem_bytes; /* 2 (f16) or 4; 0: 2 */
-    double efficiency;      /* kernels' fraction of the read bandwidth; 0: 1 */
+    double efficiency;      /* kernels' fraction of the read bandwidth, every type
+                               (--efficiency); 0: kernel_ratio, else 1 */
+    /* Measured on the machine it predicts (runtime/kernel_probe.h), none
+     * for a topology file: each matrix type's matvec rate as a fraction of
+     * a read (a type left out counts as 1), and one barrier's seconds (0:
+     * the assumed BARRIER_S_* of traffic.c). */
+    int n_kernel;
+    uint32_t kernel_type[NM_TRAFFIC_MAX_TYPES];
+    double kernel_ratio[NM_TRAFFIC_MAX_TYPES];
+    double barrier_s;
+    char kernel_source[200]; /* what measured them, "" when nothing did */
     /* mixture of experts (nm_traffic_moe): each token reads n_expert_used of
      * the n_expert experts of every *_exps tensor; 0: not a MoE model */
     uint32_t n_expert, n_expert_used;
@@ -60,6 +72,8 @@ typedef struct nm_traffic {
     double act_bytes[NM_MAX_NODES];
     /* prediction */
     int barriers;                   /* per token */
+    double efficiency;              /* the kernels' fraction of the read bandwidth used */
+    double barrier_s;               /* seconds per barrier used */
     double seconds, tok_s, speedup; /* speedup: against NM_SCEN_ONE_NODE, one socket */
     char bottleneck[64];
 } nm_traffic;
@@ -74,6 +88,11 @@ void nm_traffic_compute(const nm_plan *p, nm_scenario s, const nm_traffic_opts *
  * one socket. Returns the count (at most 4). */
 int nm_traffic_all(const nm_plan *p, const nm_traffic_opts *o, const nm_bw *bw,
                    const uint64_t *dist, nm_traffic *out);
+
+/* The weight types of the matrices a token reads, most bytes first, with
+ * their bytes per token (all nodes); at most max. Returns the count. */
+int nm_traffic_matrix_types(const nm_plan *p, const nm_traffic_opts *o, uint32_t *types,
+                            double *bytes, int max);
 
 /* Fraction of a tensor read per token: n_expert_used / n_expert for an
  * expert tensor (name with "_exps"), 1 for every other. The expected value

@@ -3,6 +3,7 @@
 
 #include "common/json.h"
 #include "common/util.h"
+#include "gguf/ggml_types.h"
 
 #include <string.h>
 
@@ -48,9 +49,20 @@ void nm_traffic_print(const nm_traffic *t, int n, const nm_bw *bw, const nm_traf
         return;
     fprintf(out,
             "predicted decode (memory-bound model, docs/prediction.md): %d tokens after %d, "
-            "%s KV cache, kernels at %.0f%% of the read bandwidth\n",
+            "%s KV cache, kernels at %.0f%% of the read bandwidth (%s), %.2f us a barrier\n",
             o->n_gen > 0 ? o->n_gen : 128, o->depth, o->kv_elem_bytes == 4 ? "f32" : "f16",
-            100 * (o->efficiency > 0 ? o->efficiency : 1.0));
+            100 * t[0].efficiency,
+            o->efficiency > 0 ? "--efficiency"
+            : o->n_kernel > 0 ? "measured"
+                              : "assumed: an upper bound",
+            t[0].barrier_s * 1e6);
+    if (o->n_kernel > 0) {
+        fprintf(out, "  measured: ");
+        for (int i = 0; i < o->n_kernel; i++)
+            fprintf(out, "%s%s matvec %.0f%% of a read", i ? ", " : "",
+                    nm_type_name(o->kernel_type[i]), 100 * o->kernel_ratio[i]);
+        fprintf(out, "; %s\n", o->kernel_source);
+    }
     if (o->n_expert)
         fprintf(out, "mixture of experts: %u of %u experts read per token\n", o->n_expert_used,
                 o->n_expert);
@@ -126,7 +138,22 @@ void nm_traffic_json(const nm_traffic *t, int n, const nm_bw *bw, const nm_traff
     nm_json_kint(j, "depth", o->depth);
     nm_json_kint(j, "n_gen", o->n_gen > 0 ? o->n_gen : 128);
     nm_json_kint(j, "kv_elem_bytes", o->kv_elem_bytes ? o->kv_elem_bytes : 2);
-    nm_json_kdouble(j, "efficiency", o->efficiency > 0 ? o->efficiency : 1.0);
+    nm_json_kdouble(j, "efficiency", n > 0 ? t[0].efficiency : 1.0);
+    nm_json_kstr(j, "efficiency_source",
+                 o->efficiency > 0 ? "option"
+                 : o->n_kernel > 0 ? "measured"
+                                   : "assumed");
+    nm_json_kdouble(j, "barrier_s", n > 0 ? t[0].barrier_s : 0);
+    nm_json_key(j, "kernels");
+    nm_json_arr_begin(j);
+    for (int i = 0; i < o->n_kernel; i++) {
+        nm_json_obj_begin(j);
+        nm_json_kstr(j, "type", nm_type_name(o->kernel_type[i]));
+        nm_json_kdouble(j, "of_read", o->kernel_ratio[i]);
+        nm_json_obj_end(j);
+    }
+    nm_json_arr_end(j);
+    nm_json_kstr(j, "kernel_source", o->kernel_source);
     nm_json_kint(j, "n_expert", o->n_expert);
     nm_json_kint(j, "n_expert_used", o->n_expert_used);
     json_bw(bw, j);

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define MIB (1ull << 20)
 
@@ -104,13 +105,13 @@ static double measure(const nm_topo *t, const int *cpus, int threads, const uint
     return median;
 }
 
-/* 256 MiB, or an eighth of what the smallest node has available. */
-static uint64_t buffer_bytes(const nm_plan *p, const nm_topo *t, uint64_t want) {
-    if (want)
-        return want;
+uint64_t nm_probe_buffer_bytes(const nm_plan *p, const nm_topo *t) {
+    uint64_t b = 256 * MIB;
+    long llc = sysconf(_SC_LEVEL3_CACHE_SIZE);
+    if (llc > 0 && 2 * (uint64_t)llc > b)
+        b = 2 * (uint64_t)llc;
     nm_mem_state m;
     nm_mem_probe(t, &m);
-    uint64_t b = 256 * MIB;
     for (int i = 0; i < m.n_nodes; i++) {
         uint64_t a = nm_node_mem_avail(&m, i);
         for (int k = 0; k < p->n_nodes; k++)
@@ -123,7 +124,7 @@ static uint64_t buffer_bytes(const nm_plan *p, const nm_topo *t, uint64_t want) 
 int nm_membw_probe(const nm_plan *p, const nm_topo *t, uint64_t bytes, int passes, double *gbs,
                    double *core_gbs, char *how, size_t how_len, nm_error *err) {
     int n = p->n_nodes;
-    bytes = buffer_bytes(p, t, bytes);
+    bytes = bytes ? bytes : nm_probe_buffer_bytes(p, t);
     passes = passes > 0 && passes <= 16 ? passes : 5;
     nm_arena *bufs = nm_calloc((size_t)n, sizeof *bufs, "the bandwidth probe's buffers", err);
     if (!bufs)

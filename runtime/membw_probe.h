@@ -12,9 +12,14 @@
  * plan CPUs, pinned) each sum their share of a buffer bound to node j;
  * the median of `passes` passes (0: 5), in GB/s, into gbs[k * p->n_nodes + j].
  * *core_gbs: one thread of node 0 on node 0's buffer. bytes per buffer (0:
- * 256 MiB, less where a node has less than 8 times that free). *how gets a
- * line saying what was run. */
+ * nm_probe_buffer_bytes). *how gets a line saying what was run. */
 int nm_membw_probe(const nm_plan *p, const nm_topo *t, uint64_t bytes, int passes, double *gbs,
                    double *core_gbs, char *how, size_t how_len, nm_error *err);
+
+/* A probe buffer that the caches do not hold: 256 MiB or twice the
+ * last-level cache (sysconf), whichever is larger (the dev VM's Intel Xeon
+ * host reports a 480 MiB L3), less where a plan node has less than 8 times
+ * that available. */
+uint64_t nm_probe_buffer_bytes(const nm_plan *p, const nm_topo *t);
 
 #endif

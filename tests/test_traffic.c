@@ -252,6 +252,51 @@ static void test_moe_fraction(void **state) {
     assert_int_equal(o.n_expert, 0); /* a dense model */
 }
 
+/* Measured kernel ratios and barrier cost (what plan --predict probes on
+ * the machine it runs on) enter the time of a token as the formula says:
+ * weight streaming / the byte-weighted harmonic mean of the matrices'
+ * types' ratios, plus barriers x the measured barrier; --efficiency
+ * overrides the ratios; a type the model does not have changes nothing. */
+static void test_measured_kernels(void **state) {
+    (void)state;
+    if (!g_n_topos)
+        skip();
+    nm_topo *t = topo(g_topos[0]);
+    nm_plan *p = plan(t, NM_PLACE_SHARD);
+    nm_bw bw;
+    bool measure;
+    nm_error err = {{0}};
+    assert_int_equal(nm_bw_resolve(t, p, NULL, &bw, &measure, &err), 0);
+    uint32_t types[NM_TRAFFIC_MAX_TYPES];
+    double bytes[NM_TRAFFIC_MAX_TYPES];
+    assert_int_equal(nm_traffic_matrix_types(p, &OPTS, types, bytes, NM_TRAFFIC_MAX_TYPES), 1);
+    assert_int_equal(types[0], NM_TYPE_Q8_0); /* the model is all Q8_0 */
+    uint64_t mat, vec;
+    sums(p, &mat, &vec);
+    assert_true(fabs(bytes[0] - (double)mat) < 1);
+
+    nm_traffic base, got;
+    nm_traffic_compute(p, NM_SCEN_PLAN, &OPTS, &bw, NULL, &base);
+    assert_true(base.efficiency == 1.0);
+    double stream = base.seconds - base.barriers * base.barrier_s;
+    nm_traffic_opts o = OPTS;
+    o.n_kernel = 2;
+    o.kernel_type[0] = NM_TYPE_Q4_K; /* not in the model */
+    o.kernel_ratio[0] = 0.5;
+    o.kernel_type[1] = NM_TYPE_Q8_0;
+    o.kernel_ratio[1] = 0.8;
+    o.barrier_s = 10e-6;
+    nm_traffic_compute(p, NM_SCEN_PLAN, &o, &bw, NULL, &got);
+    assert_true(fabs(got.efficiency - 0.8) < 1e-12);
+    assert_true(got.barrier_s == 10e-6);
+    assert_true(fabs(got.seconds - (stream / 0.8 + got.barriers * 10e-6)) < 1e-12);
+    o.efficiency = 0.5; /* --efficiency wins */
+    nm_traffic_compute(p, NM_SCEN_PLAN, &o, &bw, NULL, &got);
+    assert_true(got.efficiency == 0.5);
+    nm_plan_free(p);
+    nm_topo_free(t);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_counts_every_topology),
@@ -259,6 +304,7 @@ int main(void) {
         cmocka_unit_test(test_presets),
         cmocka_unit_test(test_bandwidth_option),
         cmocka_unit_test(test_moe_fraction),
+        cmocka_unit_test(test_measured_kernels),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

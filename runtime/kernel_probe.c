@@ -1,0 +1,187 @@
+/* The kernel and barrier probe (kernel_probe.h). */
+#include "kernel_probe.h"
+
+#include "common/util.h"
+#include "gguf/ggml_types.h"
+#include "gguf/quant.h"
+#include "kernels.h"
+#include "membw_probe.h"
+#include "numa/arena.h"
+#include "threadpool.h"
+
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define ROUNDS 5
+#define POOL_BLOCKS 1024
+#define BARRIERS 2000
+
+typedef struct probe {
+    uint8_t *buf;
+    uint64_t rows, row_bytes;
+    uint32_t type;
+    const uint8_t *pool; /* POOL_BLOCKS valid blocks of the type */
+    size_t block_bytes;
+    nm_act act;
+    float *y;
+    _Atomic uint64_t sink; /* the read passes' sums: they must not be optimized away */
+} probe;
+
+/* Node 0's workers each take a contiguous share of the rows; the others
+ * wait (the rate is a property of a core and its node's memory). */
+static bool my_rows(const probe *pr, const nm_worker *w, uint64_t *r0, uint64_t *r1) {
+    if (w->node != 0)
+        return false;
+    nm_split_rows(pr->rows, w->local, w->n_local, 1, r0, r1);
+    return *r1 > *r0;
+}
+
+/* Every block is one of the pool's, picked at random, so that no two pages
+ * are the same (a hypervisor could merge identical pages into one cached
+ * copy) and every scale is a real one (no denormal slow paths). */
+static void fill_job(void *ctx, const nm_worker *w) {
+    probe *pr = ctx;
+    uint64_t r0, r1;
+    if (!my_rows(pr, w, &r0, &r1))
+        return;
+    uint64_t s = 0x9e3779b97f4a7c15ull * (r0 + 1);
+    for (uint8_t *p = pr->buf + r0 * pr->row_bytes, *end = pr->buf + r1 * pr->row_bytes;
+         p + pr->block_bytes <= end; p += pr->block_bytes) {
+        s = s * 6364136223846793005ull + 1442695040888963407ull;
+        memcpy(p, pr->pool + (s >> 40) % POOL_BLOCKS * pr->block_bytes, pr->block_bytes);
+    }
+}
+
+static void read_job(void *ctx, const nm_worker *w) {
+    probe *pr = ctx;
+    uint64_t r0, r1;
+    if (my_rows(pr, w, &r0, &r1))
+        atomic_fetch_add_explicit(
+            &pr->sink, nm_read_sum(pr->buf + r0 * pr->row_bytes, (r1 - r0) * pr->row_bytes),
+            memory_order_relaxed);
+}
+
+static void matvec_job(void *ctx, const nm_worker *w) {
+    probe *pr = ctx;
+    uint64_t r0, r1;
+    if (my_rows(pr, w, &r0, &r1))
+        nm_matvec(pr->buf + r0 * pr->row_bytes, (int64_t)(r1 - r0), &pr->act, pr->y + r0);
+}
+
+static void barrier_job(void *ctx, const nm_worker *w) {
+    (void)ctx;
+    for (int i = 0; i < BARRIERS; i++)
+        nm_pool_barrier(w);
+}
+
+static double timed_run(nm_pool *pool, nm_pool_fn fn, void *ctx) {
+    double t0 = nm_now();
+    nm_pool_run(pool, fn, ctx);
+    return nm_now() - t0;
+}
+
+static double median(double *v, int n) {
+    nm_sort_doubles(v, (size_t)n);
+    return v[n / 2];
+}
+
+static float frand(uint64_t *s) {
+    *s = *s * 6364136223846793005ull + 1442695040888963407ull;
+    return (float)((double)(*s >> 40) / (double)(1ull << 24) * 2.0 - 1.0);
+}
+
+/* One type: fill, a warm-up round, then ROUNDS rounds of read and matvec. */
+static int probe_type(nm_pool *pool, probe *pr, uint64_t bytes, uint64_t n_cols,
+                      nm_kernel_rate *out, nm_error *err) {
+    const nm_type_info *ti = nm_type_get(pr->type);
+    uint64_t rb = 0;
+    if (!ti || !nm_kernels_supports(pr->type) || nm_type_row_bytes(pr->type, n_cols, &rb) < 0 ||
+        !ti->quantize)
+        return nm_fail(err, "kernel probe: no kernel for rows of %llu %s elements",
+                       (unsigned long long)n_cols, ti ? ti->name : "?");
+    pr->row_bytes = rb;
+    pr->rows = bytes / rb;
+    pr->block_bytes = ti->type_size;
+    float *x = malloc((size_t)(ti->block_size > n_cols ? ti->block_size : n_cols) * sizeof *x);
+    uint8_t *pool_blocks = malloc((size_t)POOL_BLOCKS * ti->type_size);
+    void *abuf =
+        aligned_alloc(64, nm_align_up(nm_act_buffer_bytes(pr->type, (int64_t)n_cols, 1), 64));
+    int rc = x && pool_blocks && abuf ? 0 : nm_fail(err, "kernel probe: out of memory");
+    uint64_t seed = 42 + pr->type;
+    for (int k = 0; rc == 0 && k < POOL_BLOCKS; k++) {
+        for (uint32_t i = 0; i < ti->block_size; i++)
+            x[i] = frand(&seed);
+        if (nm_quantize_row(pr->type, x, pool_blocks + (size_t)k * ti->type_size, ti->block_size) <
+            0)
+            rc = nm_fail(err, "kernel probe: cannot write %s blocks", ti->name);
+    }
+    if (rc == 0) {
+        pr->pool = pool_blocks;
+        nm_pool_run(pool, fill_job, pr);
+        for (uint64_t i = 0; i < n_cols; i++)
+            x[i] = frand(&seed);
+        nm_act_prepare(pr->type, x, (int64_t)n_cols, 1, abuf, &pr->act);
+        double rd[ROUNDS], mv[ROUNDS], ratio[ROUNDS];
+        for (int r = -1; r < ROUNDS; r++) {
+            double a = timed_run(pool, read_job, pr), b = timed_run(pool, matvec_job, pr);
+            if (r < 0)
+                continue; /* warm-up: the fill left part of the buffer in cache */
+            rd[r] = a;
+            mv[r] = b;
+            ratio[r] = a / b;
+        }
+        double used = (double)(pr->rows * rb);
+        *out = (nm_kernel_rate){.type = pr->type,
+                                .read_gbs = used / median(rd, ROUNDS) / 1e9,
+                                .matvec_gbs = used / median(mv, ROUNDS) / 1e9,
+                                .ratio = median(ratio, ROUNDS)};
+        if (out->ratio > 1)
+            out->ratio = 1;
+    }
+    free(x);
+    free(pool_blocks);
+    free(abuf);
+    return rc;
+}
+
+int nm_kernel_probe(const nm_plan *p, const nm_topo *t, const uint32_t *types, int n,
+                    uint64_t n_cols, nm_kernel_rate *out, double *barrier_s, char *how,
+                    size_t how_len, nm_error *err) {
+    uint64_t bytes = nm_probe_buffer_bytes(p, t);
+    probe *pr = nm_calloc(1, sizeof *pr, "the kernel probe", err);
+    if (!pr)
+        return -1;
+    nm_arena a;
+    int rc = nm_arena_create(&a, bytes, p->nodes[0].os_index, NULL, 0, NULL, err);
+    if (rc < 0) {
+        free(pr);
+        return -1;
+    }
+    nm_pool *pool = nm_pool_create(p, t, err);
+    pr->buf = a.base;
+    pr->y =
+        pool ? nm_calloc(bytes / 16 + 1, sizeof *pr->y, "the kernel probe's output", err) : NULL;
+    rc = pr->y ? 0 : -1;
+    for (int i = 0; rc == 0 && i < n; i++) {
+        pr->type = types[i];
+        rc = probe_type(pool, pr, bytes, n_cols, &out[i], err);
+    }
+    if (rc == 0) {
+        double runs[3];
+        for (int i = 0; i < 3; i++)
+            runs[i] = timed_run(pool, barrier_job, NULL) / BARRIERS;
+        *barrier_s = median(runs, 3);
+        snprintf(how, how_len,
+                 "node %d's %d workers, matvec against a read of a %llu MiB buffer, median of %d "
+                 "rounds; %d barriers of all %d workers",
+                 p->nodes[0].os_index, p->nodes[0].n_threads, (unsigned long long)(bytes >> 20),
+                 ROUNDS, BARRIERS, nm_pool_n_workers(pool));
+    }
+    free(pr->y);
+    nm_pool_free(pool);
+    nm_arena_destroy(&a);
+    free(pr);
+    return rc;
+}
