@@ -27,8 +27,9 @@ static uint64_t *plan_distances(const nm_topo *t, const nm_plan *p) {
 }
 
 /* On the machine it predicts: the matvec rate of each weight type with at
- * least 5 % of a token's matrix bytes against a read, and a barrier's cost
- * (runtime/kernel_probe.h). Types without kernels are left at 1. */
+ * least 5 % of a token's matrix bytes against a read, a barrier's cost and
+ * the non-matrix work of a layer (runtime/kernel_probe.h). Types without
+ * kernels are left at 1. */
 static int measure_kernels(const nm_plan *p, const nm_topo *t, nm_traffic_opts *o, nm_error *err) {
     uint32_t types[NM_TRAFFIC_MAX_TYPES], probe_types[NM_TRAFFIC_MAX_TYPES];
     double bytes[NM_TRAFFIC_MAX_TYPES], total = 0;
@@ -41,9 +42,16 @@ static int measure_kernels(const nm_plan *p, const nm_topo *t, nm_traffic_opts *
             nm_type_row_bytes(types[i], p->hp.n_embd, &rb) == 0)
             probe_types[m++] = types[i];
     nm_kernel_rate rates[NM_TRAFFIC_MAX_TYPES];
+    nm_vector_cost vc;
+    if (m == 0)
+        return 0; /* no matrix type numalm has kernels for: nothing to measure */
     if (nm_kernel_probe(p, t, probe_types, m, p->hp.n_embd, rates, &o->barrier_s, o->kernel_source,
-                        sizeof o->kernel_source, err) != 0)
+                        sizeof o->kernel_source, err) != 0 ||
+        nm_vector_probe(&p->hp, probe_types[0], &vc, err) != 0)
         return -1;
+    o->layer_s = vc.layer_s;
+    o->split_s = vc.split_s;
+    o->attend_s = vc.attend_s;
     o->n_kernel = m;
     for (int i = 0; i < m; i++) {
         o->kernel_type[i] = rates[i].type;

@@ -76,7 +76,10 @@ static void usage(FILE *out) {
             "                          the report names)\n"
             "  --depth N               KV positions before the first generated token (default 0)\n"
             "  -n, --n-predict N       tokens generated, for the KV reads (default 128)\n"
-            "  --efficiency F          kernels' fraction of the read bandwidth (default 1)\n"
+            "  --efficiency F          kernels' fraction of the read bandwidth, every type\n"
+            "                          (default: on this machine each matrix type's matvec\n"
+            "                          measured against a read, and a barrier's cost; for a\n"
+            "                          --topology file 1, an upper bound)\n"
             "  -v, --verbose           also the full per-tensor table\n"
             "  --json                  machine-readable output\n"
             "  -h, --help              this help\n");

@@ -156,14 +156,17 @@ static void count_weights(const nm_plan *p, nm_scenario s, const nm_traffic_opts
     }
 }
 
+/* The mean number of cached positions a generated token reads. */
+static double mean_position(const nm_traffic_opts *o) {
+    return (double)o->depth + (double)((o->n_gen > 0 ? o->n_gen : 128) + 1) / 2.0;
+}
+
 /* K and V per position for node k's heads (all heads when one node). */
 static void count_kv(const nm_plan *p, nm_scenario s, const nm_traffic_opts *o, const double *share,
                      nm_traffic *t) {
     const nm_llama_hparams *hp = &p->hp;
     uint64_t esize = o->kv_elem_bytes ? o->kv_elem_bytes : 2;
-    int n_gen = o->n_gen > 0 ? o->n_gen : 128;
-    /* the mean number of cached positions a generated token reads */
-    double mean_pos = (double)o->depth + (double)(n_gen + 1) / 2.0;
+    double mean_pos = mean_position(o);
     for (int k = 0; k < p->n_nodes; k++) {
         /* numalm: the plan's KV heads; one socket and llama.cpp: by threads */
         double heads = s == NM_SCEN_PLAN ? p->nodes[k].kv_head1 - p->nodes[k].kv_head0
@@ -320,7 +323,7 @@ static void predict(nm_traffic *t, const nm_bw *bw, const uint64_t *dist,
     for (int k = 0; k < n; k++)
         spans += t->threads[k] > 0;
     t->barrier_s = o->barrier_s > 0 ? o->barrier_s : spans > 1 ? BARRIER_S_REMOTE : BARRIER_S_LOCAL;
-    t->seconds = worst / t->efficiency + t->barriers * t->barrier_s;
+    t->seconds = worst / t->efficiency + t->barriers * t->barrier_s + t->vector_s;
     t->tok_s = t->seconds > 0 ? 1.0 / t->seconds : 0;
 }
 
@@ -365,6 +368,13 @@ void nm_traffic_compute(const nm_plan *p, nm_scenario s, const nm_traffic_opts *
     count_kv(p, s, o, share, t);
     count_activations(p, share, t);
     t->efficiency = kernel_efficiency(p, o);
+    /* the non-matrix work: each worker's own, and the shared part split
+     * over every working thread (each node does its heads' and rows' share) */
+    int threads = 0;
+    for (int k = 0; k < p->n_nodes; k++)
+        threads += t->threads[k];
+    double shared = o->split_s + p->hp.n_head * mean_position(o) * o->attend_s;
+    t->vector_s = threads > 0 ? p->hp.n_layer * (o->layer_s + shared / threads) : 0;
     bool llama = s == NM_SCEN_FIRST_TOUCH || s == NM_SCEN_DISTRIBUTE;
     t->barriers =
         (int)p->hp.n_layer * (llama ? LLAMA_BARRIERS_PER_LAYER : NUMALM_BARRIERS_PER_LAYER) + 1;

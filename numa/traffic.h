@@ -43,6 +43,10 @@ typedef struct nm_traffic_opts {
     uint32_t kernel_type[NM_TRAFFIC_MAX_TYPES];
     double kernel_ratio[NM_TRAFFIC_MAX_TYPES];
     double barrier_s;
+    /* the non-matrix work of a layer, seconds (runtime/kernel_probe.h's
+     * nm_vector_cost): each worker's, the node's workers' together, and
+     * one query head at one cached position; 0: not counted */
+    double layer_s, split_s, attend_s;
     char kernel_source[200]; /* what measured them, "" when nothing did */
     /* mixture of experts (nm_traffic_moe): each token reads n_expert_used of
      * the n_expert experts of every *_exps tensor; 0: not a MoE model */
@@ -74,6 +78,7 @@ typedef struct nm_traffic {
     int barriers;                   /* per token */
     double efficiency;              /* the kernels' fraction of the read bandwidth used */
     double barrier_s;               /* seconds per barrier used */
+    double vector_s;                /* non-matrix work per token (layer_s, split_s, attend_s) */
     double seconds, tok_s, speedup; /* speedup: against NM_SCEN_ONE_NODE, one socket */
     char bottleneck[64];
 } nm_traffic;

@@ -62,6 +62,10 @@ void nm_traffic_print(const nm_traffic *t, int n, const nm_bw *bw, const nm_traf
             fprintf(out, "%s%s matvec %.0f%% of a read", i ? ", " : "",
                     nm_type_name(o->kernel_type[i]), 100 * o->kernel_ratio[i]);
         fprintf(out, "; %s\n", o->kernel_source);
+        fprintf(out,
+                "  non-matrix work (measured): %.1f us a layer per worker, %.1f us shared, "
+                "%.1f ns a head and cached position: %.2f ms a token\n",
+                o->layer_s * 1e6, o->split_s * 1e6, o->attend_s * 1e9, t[0].vector_s * 1e3);
     }
     if (o->n_expert)
         fprintf(out, "mixture of experts: %u of %u experts read per token\n", o->n_expert_used,
@@ -106,6 +110,7 @@ static void json_scenario(const nm_traffic *t, nm_json *j) {
     nm_json_kstr(j, "name", t->name);
     nm_json_kdouble(j, "tok_s", t->tok_s);
     nm_json_kdouble(j, "seconds_per_token", t->seconds);
+    nm_json_kdouble(j, "vector_seconds_per_token", t->vector_s);
     nm_json_kdouble(j, "speedup_vs_one_node", t->speedup);
     nm_json_kstr(j, "bottleneck", t->bottleneck);
     nm_json_kint(j, "barriers_per_token", t->barriers);
@@ -154,6 +159,9 @@ void nm_traffic_json(const nm_traffic *t, int n, const nm_bw *bw, const nm_traff
     }
     nm_json_arr_end(j);
     nm_json_kstr(j, "kernel_source", o->kernel_source);
+    nm_json_kdouble(j, "layer_s", o->layer_s);
+    nm_json_kdouble(j, "split_s", o->split_s);
+    nm_json_kdouble(j, "attend_s", o->attend_s);
     nm_json_kint(j, "n_expert", o->n_expert);
     nm_json_kint(j, "n_expert_used", o->n_expert_used);
     json_bw(bw, j);

@@ -7,6 +7,7 @@
 #include "kernels.h"
 #include "membw_probe.h"
 #include "numa/arena.h"
+#include "ops.h"
 #include "threadpool.h"
 
 #include <stdatomic.h>
@@ -184,4 +185,99 @@ int nm_kernel_probe(const nm_plan *p, const nm_topo *t, const uint32_t *types, i
     nm_arena_destroy(&a);
     free(pr);
     return rc;
+}
+
+/* ---- the vector work of a layer ---- */
+
+#define VEC_REPS 64
+#define ATT_POS 256
+
+typedef struct vec_bufs {
+    float *x, *y, *w, *g, *u, *cs, *q, *scores, *tmp, *out;
+    uint16_t *kv;
+    void *act;
+} vec_bufs;
+
+static double median3(double a, double b, double c) {
+    double v[3] = {a, b, c};
+    return median(v, 3);
+}
+
+static double time_layer(const nm_llama_hparams *hp, uint32_t wtype, vec_bufs *b) {
+    const int64_t E = hp->n_embd, Q = (int64_t)hp->n_head * hp->head_dim;
+    const int64_t F = hp->n_expert ? (int64_t)hp->n_ff_exp * hp->n_expert_used : hp->n_ff;
+    nm_act a;
+    double t0 = nm_now();
+    for (int r = 0; r < VEC_REPS; r++) {
+        nm_rmsnorm(b->y, b->x, b->w, E, 1e-5f);
+        nm_act_prepare(wtype, b->y, E, 1, b->act, &a); /* Q, K, V */
+        nm_act_prepare(wtype, b->x, Q, 1, b->act, &a); /* attn_output */
+        nm_rmsnorm(b->y, b->x, b->w, E, 1e-5f);
+        nm_act_prepare(wtype, b->y, E, 1, b->act, &a); /* gate, up */
+        nm_act_prepare(wtype, b->g, F, 1, b->act, &a); /* down */
+    }
+    return (nm_now() - t0) / VEC_REPS;
+}
+
+static double time_split(const nm_llama_hparams *hp, vec_bufs *b) {
+    const int64_t F = hp->n_expert ? (int64_t)hp->n_ff_exp * hp->n_expert_used : hp->n_ff;
+    const int heads = (int)(hp->n_head + hp->n_head_kv);
+    double t0 = nm_now();
+    for (int r = 0; r < VEC_REPS; r++) {
+        for (int h = 0; h < heads; h++)
+            nm_rope_head(b->q + (size_t)(h % (int)hp->n_head) * hp->head_dim, b->cs,
+                         (int)hp->n_rot);
+        nm_swiglu(b->u, b->g, b->u, F);
+    }
+    return (nm_now() - t0) / VEC_REPS;
+}
+
+static double time_attend(const nm_llama_hparams *hp, vec_bufs *b) {
+    const size_t hd = hp->head_dim;
+    double t0 = nm_now();
+    for (int r = 0; r < VEC_REPS; r++)
+        nm_attend_head(b->q, b->kv, b->kv + ATT_POS * hd, NM_TYPE_F16, (int)hd, ATT_POS, true,
+                       b->scores, b->tmp, b->out);
+    return (nm_now() - t0) / VEC_REPS / ATT_POS;
+}
+
+int nm_vector_probe(const nm_llama_hparams *hp, uint32_t wtype, nm_vector_cost *out,
+                    nm_error *err) {
+    const size_t E = hp->n_embd, Q = (size_t)hp->n_head * hp->head_dim, hd = hp->head_dim;
+    size_t F = hp->n_expert ? (size_t)hp->n_ff_exp * hp->n_expert_used : hp->n_ff;
+    size_t n = E > Q ? E : Q;
+    n = n > F ? n : F;
+    vec_bufs b = {0};
+    float *f = calloc(7 * n + (size_t)hp->n_rot + 2 + ATT_POS + 2 * hd, sizeof *f);
+    b.kv = calloc(2 * ATT_POS * hd, sizeof *b.kv);
+    b.act = aligned_alloc(64, nm_align_up(nm_act_buffer_bytes(wtype, (int64_t)n, 1), 64));
+    if (!f || !b.kv || !b.act || !hd || !nm_kernels_supports(wtype)) {
+        free(f);
+        free(b.kv);
+        free(b.act);
+        return nm_fail(err, "vector probe: no memory or no kernel for %s", nm_type_name(wtype));
+    }
+    b.x = f, b.y = f + n, b.w = f + 2 * n, b.g = f + 3 * n, b.u = f + 4 * n, b.q = f + 5 * n;
+    b.out = f + 6 * n, b.cs = f + 7 * n, b.scores = b.cs + hp->n_rot + 2;
+    b.tmp = b.scores + ATT_POS;
+    uint64_t seed = 7;
+    for (size_t i = 0; i < 7 * n; i++)
+        f[i] = frand(&seed);
+    for (size_t i = 0; i < 2 * ATT_POS * hd; i++)
+        b.kv[i] = nm_f32_to_fp16(frand(&seed));
+    nm_rope_params rp = {.base = 10000.0f, .freq_scale = 1.0f, .attn_factor = 1.0f};
+    nm_rope_table(b.cs, 100, (int)hp->n_rot, &rp);
+    double l[3], s[3], a[3];
+    for (int i = 0; i < 3; i++) {
+        l[i] = time_layer(hp, wtype, &b);
+        s[i] = time_split(hp, &b);
+        a[i] = time_attend(hp, &b);
+    }
+    *out = (nm_vector_cost){.layer_s = median3(l[0], l[1], l[2]),
+                            .split_s = median3(s[0], s[1], s[2]),
+                            .attend_s = median3(a[0], a[1], a[2])};
+    free(f);
+    free(b.kv);
+    free(b.act);
+    return 0;
 }

@@ -24,6 +24,19 @@ typedef struct nm_kernel_rate {
  * a warm-up. *barrier_s: the seconds of one barrier of p's whole pool (the
  * median of 3 runs of 2000). *how gets a line saying what ran. 0 or -1 +
  * err. */
+/* The work of a layer that is not a matrix product, on the plan model's
+ * shapes, timed on the calling thread (in cache: the cost of the
+ * arithmetic, not of memory, which the traffic model counts as bytes). */
+typedef struct nm_vector_cost {
+    double layer_s;  /* each worker: 2 RMSNorms of n_embd, preparing the 4 matrix inputs */
+    double split_s;  /* shared by the node's workers: RoPE of Q and K, SwiGLU */
+    double attend_s; /* one query head against one cached position (f16 cache) */
+} nm_vector_cost;
+
+/* wtype: the type whose activation format the inputs are prepared in. 0
+ * or -1 + err. */
+int nm_vector_probe(const nm_llama_hparams *hp, uint32_t wtype, nm_vector_cost *out, nm_error *err);
+
 int nm_kernel_probe(const nm_plan *p, const nm_topo *t, const uint32_t *types, int n,
                     uint64_t n_cols, nm_kernel_rate *out, double *barrier_s, char *how,
                     size_t how_len, nm_error *err);

@@ -18,11 +18,34 @@ PY=/usr/bin/python3
 "$NUMALM" mkmodel "$tmp/1b.gguf" --preset 1b --type q8_0 --sparse >/dev/null || fail "mkmodel"
 
 # this machine, given bandwidths: every placement predicted, one node = 1x
-out=$("$NUMALM" plan -m "$tmp/1b.gguf" --predict --bandwidth 20) || fail "plan --predict: $out"
+out=$("$NUMALM" plan -m "$tmp/1b.gguf" --predict --bandwidth 20 --efficiency 1) || fail "plan --predict: $out"
 grep -q '^every placement, the same nodes and threads:' <<<"$out" &&
     grep -q '^  shard ' <<<"$out" && grep -q '^  replicate ' <<<"$out" ||
     fail "no table of every placement: $out"
 echo "ok: this machine"
+
+# this machine measures what decode spends beyond streaming (the kernel
+# probe): the model's one matrix type against a read, a barrier, the
+# non-matrix work; --efficiency replaces the ratios
+"$NUMALM" plan -m "$tmp/1b.gguf" -t 1 --predict --bandwidth 20 --json >"$tmp/here.json" ||
+    fail "plan --predict --json on this machine"
+"$NUMALM" plan -m "$tmp/1b.gguf" -t 1 --predict --bandwidth 20 --efficiency 0.5 --json \
+    >"$tmp/opt.json" || fail "plan --predict --efficiency 0.5"
+"$PY" -S -E - "$tmp" <<'EOF' || fail "the measured kernel figures"
+import json, sys
+d = sys.argv[1]
+j = json.load(open(f"{d}/here.json"))["predict"]
+print("measured:", j["efficiency"], j["kernels"], j["barrier_s"], j["kernel_source"])
+assert j["efficiency_source"] == "measured", j["efficiency_source"]
+assert [k["type"] for k in j["kernels"]] == ["Q8_0"], j["kernels"]
+assert 0 < j["kernels"][0]["of_read"] <= 1 and j["efficiency"] == j["kernels"][0]["of_read"]
+assert 0 < j["barrier_s"] < 1e-3, j["barrier_s"]
+s = j["scenarios"][0]
+assert 0 < s["vector_seconds_per_token"] < s["seconds_per_token"], s
+o = json.load(open(f"{d}/opt.json"))["predict"]
+assert o["efficiency_source"] == "option" and o["efficiency"] == 0.5 and o["kernels"] == [], o
+EOF
+echo "ok: measured kernel rate, barrier and non-matrix work"
 
 XML=$SHARED/topologies/32em64t-2n8c2t-pci-normalio.xml
 if [ ! -f "$XML" ]; then
@@ -46,6 +69,8 @@ for p in ["shard", "interleave", "node:1"]:
     # the plan's own row is its scenario; the same table whatever --placement
     assert abs(rows[p]["tok_s"] - scen[0]["tok_s"]) <= 1e-9 * scen[0]["tok_s"], (rows[p], scen[0])
     assert all(r["fits"] in (True, False) and r["tok_s"] > 0 for r in rows.values())
+    # another machine: nothing measured, kernels at the read bandwidth
+    assert j["predict"]["efficiency_source"] == "assumed" and j["predict"]["efficiency"] == 1
     # two sockets of the Sandy Bridge preset: memory-bound, so the shard
     # reads both nodes' memory (~2x), node:N only one (~1x)
     assert 1.8 <= rows["shard"]["speedup_vs_one_node"] <= 2.01, rows["shard"]

@@ -252,11 +252,12 @@ static void test_moe_fraction(void **state) {
     assert_int_equal(o.n_expert, 0); /* a dense model */
 }
 
-/* Measured kernel ratios and barrier cost (what plan --predict probes on
- * the machine it runs on) enter the time of a token as the formula says:
- * weight streaming / the byte-weighted harmonic mean of the matrices'
- * types' ratios, plus barriers x the measured barrier; --efficiency
- * overrides the ratios; a type the model does not have changes nothing. */
+/* Measured kernel ratios, barrier cost and non-matrix work (what plan
+ * --predict probes on the machine it runs on) enter the time of a token as
+ * the formula says: weight streaming / the byte-weighted harmonic mean of
+ * the matrices' types' ratios, plus barriers x the measured barrier, plus
+ * the layers' vector work; --efficiency overrides the ratios; a type the
+ * model does not have changes nothing. */
 static void test_measured_kernels(void **state) {
     (void)state;
     if (!g_n_topos)
@@ -290,6 +291,19 @@ static void test_measured_kernels(void **state) {
     assert_true(fabs(got.efficiency - 0.8) < 1e-12);
     assert_true(got.barrier_s == 10e-6);
     assert_true(fabs(got.seconds - (stream / 0.8 + got.barriers * 10e-6)) < 1e-12);
+    /* the non-matrix work: each worker's per layer, the shared part over
+     * every thread, attention per query head and mean cached position */
+    o.layer_s = 20e-6;
+    o.split_s = 60e-6;
+    o.attend_s = 30e-9;
+    nm_traffic_compute(p, NM_SCEN_PLAN, &o, &bw, NULL, &got);
+    int threads = 0;
+    for (int k = 0; k < got.n; k++)
+        threads += got.threads[k];
+    double mean_pos = OPTS.depth + (OPTS.n_gen + 1) / 2.0;
+    double work = p->hp.n_layer * (20e-6 + (60e-6 + p->hp.n_head * mean_pos * 30e-9) / threads);
+    assert_true(fabs(got.vector_s - work) < 1e-12);
+    assert_true(fabs(got.seconds - (stream / 0.8 + got.barriers * 10e-6 + work)) < 1e-12);
     o.efficiency = 0.5; /* --efficiency wins */
     nm_traffic_compute(p, NM_SCEN_PLAN, &o, &bw, NULL, &got);
     assert_true(got.efficiency == 0.5);
