@@ -29,7 +29,8 @@ static uint64_t *plan_distances(const nm_topo *t, const nm_plan *p) {
 /* On the machine it predicts: the matvec rate of each weight type with at
  * least 5 % of a token's matrix bytes against a read, a barrier's cost and
  * the non-matrix work of a layer (runtime/kernel_probe.h). Types without
- * kernels are left at 1. */
+ * kernels are left at 1; a probe that cannot run leaves everything as
+ * assumed, with the reason in kernel_source. */
 static int measure_kernels(const nm_plan *p, const nm_topo *t, nm_traffic_opts *o, nm_error *err) {
     uint32_t types[NM_TRAFFIC_MAX_TYPES], probe_types[NM_TRAFFIC_MAX_TYPES];
     double bytes[NM_TRAFFIC_MAX_TYPES], total = 0;
@@ -47,8 +48,13 @@ static int measure_kernels(const nm_plan *p, const nm_topo *t, nm_traffic_opts *
         return 0; /* no matrix type numalm has kernels for: nothing to measure */
     if (nm_kernel_probe(p, t, probe_types, m, p->hp.n_embd, rates, &o->barrier_s, o->kernel_source,
                         sizeof o->kernel_source, err) != 0 ||
-        nm_vector_probe(&p->hp, probe_types[0], &vc, err) != 0)
-        return -1;
+        nm_vector_probe(&p->hp, probe_types[0], &vc, err) != 0) {
+        /* no room or no threads for the probe: predict without it, and say so */
+        snprintf(o->kernel_source, sizeof o->kernel_source, "not measured: %.180s", err->msg);
+        o->barrier_s = 0;
+        memset(err, 0, sizeof *err);
+        return 0;
+    }
     o->layer_s = vc.layer_s;
     o->split_s = vc.split_s;
     o->attend_s = vc.attend_s;

@@ -56,6 +56,8 @@ void nm_traffic_print(const nm_traffic *t, int n, const nm_bw *bw, const nm_traf
             : o->n_kernel > 0 ? "measured"
                               : "assumed: an upper bound",
             t[0].barrier_s * 1e6);
+    if (o->n_kernel == 0 && o->kernel_source[0])
+        fprintf(out, "  kernels %s\n", o->kernel_source);
     if (o->n_kernel > 0) {
         fprintf(out, "  measured: ");
         for (int i = 0; i < o->n_kernel; i++)
