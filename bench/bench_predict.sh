@@ -6,8 +6,10 @@
 #                                         same threads in the same process
 #                                         (the read probe, between decode steps)
 #   numalm plan --predict --bandwidth R   predicted tok/s with that bandwidth:
-#                                         tests the byte count and the
-#                                         memory-bound assumption
+#                                         tests the byte count and the rest of
+#                                         the model (the kernels' measured
+#                                         fraction of a read, barriers, the
+#                                         non-matrix work: docs/prediction.md)
 #   numalm plan --predict --bandwidth measure
 #                                         predicted tok/s as plan --predict
 #                                         does by default on a live machine (its own probe
@@ -53,7 +55,8 @@ predict() { # SPEC DEPTH
         --json 2>/dev/null | "$PY" -S -E -c '
 import json, sys
 j = json.load(sys.stdin)["predict"]
-print(j["scenarios"][0]["tok_s"], j["bandwidth"]["gbs"][0][0])'
+s = j["scenarios"][0]
+print(s["tok_s"], j["bandwidth"]["gbs"][0][0], j["efficiency"], s.get("vector_seconds_per_token", 0))'
 }
 
 for ((i = 1; i <= REPS; i++)); do
@@ -66,11 +69,11 @@ j = json.loads(sys.stdin.read())
 print(j["decode_tok_s"], j["read_probe"]["read_gb_s"], j["n_prompt"])')
     read -r meas rgbs nprompt <<<"$run"
     [ -n "${rgbs:-}" ] || { echo "pair $i: numalm run failed"; continue; }
-    read -r p_read _ <<<"$(predict "$rgbs,$rgbs,$rgbs" "$nprompt")"
-    read -r p_anon agbs <<<"$(predict measure "$nprompt")"
-    echo "{\"rep\":$i,\"measured_tok_s\":$meas,\"read_probe_gbs\":$rgbs,\"predicted_read_probe\":${p_read:-null},\"membw_gbs\":${agbs:-null},\"predicted_membw\":${p_anon:-null}}" >>"$RESULTS"
-    printf 'pair %d: measured %6.2f tok/s; predicted %6.2f with the read probe (%5.1f GB/s), %6.2f with membw (%5.1f GB/s)\n' \
-        "$i" "$meas" "${p_read:-0}" "$rgbs" "${p_anon:-0}" "${agbs:-0}"
+    read -r p_read _ eff vec <<<"$(predict "$rgbs,$rgbs,$rgbs" "$nprompt")"
+    read -r p_anon agbs _ _ <<<"$(predict measure "$nprompt")"
+    echo "{\"rep\":$i,\"measured_tok_s\":$meas,\"read_probe_gbs\":$rgbs,\"predicted_read_probe\":${p_read:-null},\"membw_gbs\":${agbs:-null},\"predicted_membw\":${p_anon:-null},\"efficiency\":${eff:-null},\"vector_s\":${vec:-null}}" >>"$RESULTS"
+    printf 'pair %d: measured %6.2f tok/s; predicted %6.2f with the read probe (%5.1f GB/s), %6.2f with membw (%5.1f GB/s); kernels at %.2f of a read, %.1f ms of vector work\n' \
+        "$i" "$meas" "${p_read:-0}" "$rgbs" "${p_anon:-0}" "${agbs:-0}" "${eff:-0}" "$(awk -v v="${vec:-0}" 'BEGIN { print v * 1000 }')"
 done
 echo "# uptime after: $(uptime)"
 "$PY" -S -E - "$RESULTS" <<'PYEOF'
