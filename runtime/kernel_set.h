@@ -100,6 +100,7 @@ typedef struct nm_kernel_set {
 enum {
     NM_AVX512_VNNI = 1, /* vpdpbusd for the Q8_0 / Q4_0 integer dots */
     NM_AVX512_BF16 = 2, /* vdpbf16ps for BF16 weights */
+    NM_AVX512_GFNI = 4, /* with VNNI: vgf2p8affineqb unpacks 2- and 4-bit codes */
 };
 
 /* Each set starts as a copy of the scalar one, so a type that an ISA file

@@ -685,8 +685,8 @@ static void round_f16(const float *x, int64_t n, uint16_t *h, float *w) {
     }
 }
 
-/* The four sub-path sets, by NM_AVX512_* features, and the alternative. */
-static nm_kernel_set sets[4], set_alt;
+/* The sub-path sets, by NM_AVX512_* features, and the alternative. */
+static nm_kernel_set sets[8], set_alt;
 
 static void build_set(nm_kernel_set *ks, const char *name, int features) {
     const bool vnni = features & NM_AVX512_VNNI, bf16 = features & NM_AVX512_BF16;
@@ -720,9 +720,10 @@ static void build_set(nm_kernel_set *ks, const char *name, int features) {
 }
 
 static void build_sets(void) {
-    static const char *const names[4] = {"avx512", "avx512-vnni", "avx512-bf16",
-                                         "avx512-vnni-bf16"};
-    for (int f = 0; f < 4; f++)
+    static const char *const names[8] = {
+        "avx512",      "avx512-vnni",      "avx512-bf16",      "avx512-vnni-bf16",
+        "avx512-gfni", "avx512-vnni-gfni", "avx512-bf16-gfni", "avx512-vnni-bf16-gfni"};
+    for (int f = 0; f < 8; f++)
         build_set(&sets[f], names[f], f);
     /* the alternative takes F32 activations for Q8_0 and BF16: no Q8_0 tile */
     build_set(&set_alt, "avx512-alt", 0);
@@ -740,7 +741,7 @@ const nm_kernel_set *nm_kernels_avx512_alt(void) {
 
 const nm_kernel_set *nm_kernels_avx512_variant(int features) {
     pthread_once(&sets_once, build_sets);
-    return &sets[features & (NM_AVX512_VNNI | NM_AVX512_BF16)];
+    return &sets[features & (NM_AVX512_VNNI | NM_AVX512_BF16 | NM_AVX512_GFNI)];
 }
 
 const nm_kernel_set *nm_kernels_avx512(void) {
@@ -748,5 +749,7 @@ const nm_kernel_set *nm_kernels_avx512(void) {
     int f = __builtin_cpu_supports("avx512vnni") ? NM_AVX512_VNNI : 0;
     if (__builtin_cpu_supports("avx512bf16"))
         f |= NM_AVX512_BF16;
+    if (__builtin_cpu_supports("gfni"))
+        f |= NM_AVX512_GFNI;
     return nm_kernels_avx512_variant(f);
 }

@@ -44,14 +44,25 @@ AI __m512i bits2(__m512i v, int lo, int hi, int mask) {
  * bits in place (a rotate of the 64-bit lanes keeps each bit in its byte
  * for counts below 8) and one vpternlog picks lo's low bits and hi's high
  * ones. */
-AI __m512i merge_high(__m512i lo, __m512i hi, int kl, int kh, int at, int width) {
+AI __m512i high_at(__m512i hi, int kl, int kh, int at) {
     const __m512i rot =
         _mm512_set_epi64((at - kh) & 63, (at - kh) & 63, (at - kh) & 63, (at - kh) & 63,
                          (at - kl) & 63, (at - kl) & 63, (at - kl) & 63, (at - kl) & 63);
-    __m512i h = _mm512_rolv_epi64(hi, rot);
+    return _mm512_rolv_epi64(hi, rot);
+}
+
+AI __m512i merge_high(__m512i lo, __m512i hi, int kl, int kh, int at, int width) {
+    __m512i h = high_at(hi, kl, kh, at);
     /* 0xe4: bits of lo where the mask is set, else of h */
     __m512i v = _mm512_ternarylogic_epi32(lo, h, _mm512_set1_epi8((char)((1 << at) - 1)), 0xe4);
     return _mm512_and_si512(v, _mm512_set1_epi8((char)((1 << width) - 1)));
+}
+
+/* bits2 with GFNI: the shift and the mask as one affine transform of each
+ * byte (the matrix per 64-bit lane, kq_gf_bits). */
+AI __m512i bits2_gf(__m512i v, int lo, int hi, int width) {
+    const long long l = (long long)kq_gf_bits(lo, width), h = (long long)kq_gf_bits(hi, width);
+    return _mm512_gf2p8affine_epi64_epi8(v, _mm512_set_epi64(h, h, h, h, l, l, l, l), 0);
 }
 
 /* Q4_K / Q5_K scales and minima, as int16 per 16 values. */
@@ -99,20 +110,28 @@ AI __m512i k2_low(const uint8_t *qs, int c) {
     return bits2(bcast256(qs + 32 * (c / 2)), 4 * (c % 2), 4 * (c % 2) + 2, 3);
 }
 
-AI void unpack_q2_k(const void *blk, ksb *w) {
+AI void unpack_q2_k_with(const void *blk, ksb *w, const int GFNI) {
     const nm_block_q2_k *b = blk;
-    _Pragma("GCC unroll 4") for (int c = 0; c < 4; c++) w->u[c] = k2_low(b->qs, c);
+    _Pragma("GCC unroll 4") for (int c = 0; c < 4; c++) w->u[c] =
+        GFNI ? bits2_gf(bcast256(b->qs + 32 * (c / 2)), 4 * (c % 2), 4 * (c % 2) + 2, 2)
+             : k2_low(b->qs, c);
     __m128i s = _mm_loadu_si128((const __m128i *)b->scales);
     const __m128i m4 = _mm_set1_epi8(15);
     w->s16 = _mm256_cvtepu8_epi16(_mm_and_si128(s, m4));
     w->mins = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(s, 4), m4));
 }
 
-AI void unpack_q3_k(const void *blk, ksb *w) {
+AI void unpack_q3_k_with(const void *blk, ksb *w, const int GFNI) {
     const nm_block_q3_k *b = blk;
     __m512i hm = bcast256(b->hmask);
     _Pragma("GCC unroll 4") for (int c = 0; c < 4; c++) {
         const int s0 = 4 * (c % 2);
+        if (GFNI) { /* the 2 low bits, masked; then lo | (high bit at bit 2) */
+            __m512i lo = bits2_gf(bcast256(b->qs + 32 * (c / 2)), s0, s0 + 2, 2);
+            w->u[c] = _mm512_ternarylogic_epi32(lo, high_at(hm, 2 * c, 2 * c + 1, 2),
+                                                _mm512_set1_epi8(4), 0xf8);
+            continue;
+        }
         const __m512i sh = _mm512_set_epi64(s0 + 2, s0 + 2, s0 + 2, s0 + 2, s0, s0, s0, s0);
         __m512i lo = _mm512_srlv_epi64(bcast256(b->qs + 32 * (c / 2)), sh);
         w->u[c] = merge_high(lo, hm, 2 * c, 2 * c + 1, 2, 3);
@@ -120,6 +139,19 @@ AI void unpack_q3_k(const void *blk, ksb *w) {
     __m128i s8 = kq_q3k_scales(b->scales);
     w->s16 = _mm256_cvtepi8_epi16(s8);
     w->bias = kq_bias(s8, 2);
+}
+
+AI void unpack_q2_k(const void *blk, ksb *w) {
+    unpack_q2_k_with(blk, w, 0);
+}
+AI void unpack_q2_k_gf(const void *blk, ksb *w) {
+    unpack_q2_k_with(blk, w, 1);
+}
+AI void unpack_q3_k(const void *blk, ksb *w) {
+    unpack_q3_k_with(blk, w, 0);
+}
+AI void unpack_q3_k_gf(const void *blk, ksb *w) {
+    unpack_q3_k_with(blk, w, 1);
 }
 
 /* The int16 scale of each value pair of chunk c: lane i has s16[4c + i/8]. */
@@ -269,41 +301,35 @@ AI void kq_rt(const void *w, size_t rb, const void *const *acts, const int R, in
         }
 }
 
-#define KQ_KERNEL(T, MIN, BIAS)                                                                    \
-    static void T##_rowdot_vnni(const void *w, const void *const *acts, int nt, int64_t n,         \
-                                float *out) {                                                      \
-        kq_rt(w, 0, acts, 1, nt, n, out, sizeof(nm_block_##T), offsetof(nm_block_##T, d),          \
-              unpack_##T, MIN, BIAS, 1);                                                           \
+/* The three kernels of type T in one sub-path: V names them, UNPACK takes
+ * the blocks apart, VNNI picks the products. */
+#define KQ_KERNELS(T, V, UNPACK, MIN, BIAS, VNNI)                                                  \
+    static void T##_rowdot_##V(const void *w, const void *const *acts, int nt, int64_t n,          \
+                               float *out) {                                                       \
+        kq_rt(w, 0, acts, 1, nt, n, out, sizeof(nm_block_##T), offsetof(nm_block_##T, d), UNPACK,  \
+              MIN, BIAS, VNNI);                                                                    \
     }                                                                                              \
-    static void T##_rowdot_bw(const void *w, const void *const *acts, int nt, int64_t n,           \
-                              float *out) {                                                        \
-        kq_rt(w, 0, acts, 1, nt, n, out, sizeof(nm_block_##T), offsetof(nm_block_##T, d),          \
-              unpack_##T, MIN, BIAS, 0);                                                           \
+    static void T##_rows4_##V(const void *w, size_t rb, const void *act, int64_t n, float *out) {  \
+        kq_rows4(w, rb, act, n, out, sizeof(nm_block_##T), offsetof(nm_block_##T, d), UNPACK, MIN, \
+                 BIAS, VNNI);                                                                      \
     }                                                                                              \
-    static void T##_rows4_vnni(const void *w, size_t rb, const void *act, int64_t n, float *out) { \
-        kq_rows4(w, rb, act, n, out, sizeof(nm_block_##T), offsetof(nm_block_##T, d), unpack_##T,  \
-                 MIN, BIAS, 1);                                                                    \
-    }                                                                                              \
-    static void T##_rows4_bw(const void *w, size_t rb, const void *act, int64_t n, float *out) {   \
-        kq_rows4(w, rb, act, n, out, sizeof(nm_block_##T), offsetof(nm_block_##T, d), unpack_##T,  \
-                 MIN, BIAS, 0);                                                                    \
-    }                                                                                              \
-    static void T##_tile_vnni(const void *w, size_t rb, const void *const *acts, int nt,           \
-                              int64_t n, float *out) {                                             \
+    static void T##_tile_##V(const void *w, size_t rb, const void *const *acts, int nt, int64_t n, \
+                             float *out) {                                                         \
         kq_rt(w, rb, acts, KQ_TILE_R, nt, n, out, sizeof(nm_block_##T), offsetof(nm_block_##T, d), \
-              unpack_##T, MIN, BIAS, 1);                                                           \
-    }                                                                                              \
-    static void T##_tile_bw(const void *w, size_t rb, const void *const *acts, int nt, int64_t n,  \
-                            float *out) {                                                          \
-        kq_rt(w, rb, acts, KQ_TILE_R, nt, n, out, sizeof(nm_block_##T), offsetof(nm_block_##T, d), \
-              unpack_##T, MIN, BIAS, 0);                                                           \
+              UNPACK, MIN, BIAS, VNNI);                                                            \
     }
+#define KQ_KERNEL(T, MIN, BIAS)                                                                    \
+    KQ_KERNELS(T, vnni, unpack_##T, MIN, BIAS, 1)                                                  \
+    KQ_KERNELS(T, bw, unpack_##T, MIN, BIAS, 0)
 
 KQ_KERNEL(q2_k, 1, 0)
 KQ_KERNEL(q3_k, 0, 1)
 KQ_KERNEL(q4_k, 1, 0)
 KQ_KERNEL(q5_k, 1, 0)
 KQ_KERNEL(q6_k, 0, 1)
+/* GFNI unpacking where it saves instructions: the 2-bit codes */
+KQ_KERNELS(q2_k, gfni, unpack_q2_k_gf, 1, 0, 1)
+KQ_KERNELS(q3_k, gfni, unpack_q3_k_gf, 0, 1, 1)
 
 #define KQ_SET(T, TYPE, V)                                                                         \
     ks->k[TYPE] = NM_TYPE_KERNELS(T##_rowdot_##V, T##_rows4_##V, T##_tile_##V, KQ_TILE_R, KQ_TILE_T)
@@ -316,6 +342,10 @@ void nm_kernels_avx512_kquant(nm_kernel_set *ks, int features) {
         KQ_SET(q4_k, NM_TYPE_Q4_K, vnni);
         KQ_SET(q5_k, NM_TYPE_Q5_K, vnni);
         KQ_SET(q6_k, NM_TYPE_Q6_K, vnni);
+        if (features & NM_AVX512_GFNI) {
+            KQ_SET(q2_k, NM_TYPE_Q2_K, gfni);
+            KQ_SET(q3_k, NM_TYPE_Q3_K, gfni);
+        }
     } else {
         KQ_SET(q2_k, NM_TYPE_Q2_K, bw);
         KQ_SET(q3_k, NM_TYPE_Q3_K, bw);

@@ -72,11 +72,25 @@ typedef struct step_w {
     __m256 dw, mw; /* F16 scales and minima of the 8 blocks, as F32 */
 } step_w;
 
-/* The weights of k <= 8 blocks at w, as the dot products take them. */
-AI step_w unpack_step(const char *w, const int T, const int k, const int VNNI) {
-    const __m512i l[3] = {step_load(w, T, k, 0), step_load(w, T, k, 1), step_load(w, T, k, 2)};
+/* The nibbles of every 16-byte lane: (v >> 4 in lanes 1 and 3) & 15.
+ * GFNI does the shift and the mask as one affine transform per byte (the
+ * matrix per 64-bit lane picks bits 0-3 or 4-7): one instruction of the
+ * two. */
+AI __m512i lane_nibbles(__m512i v, const int GFNI) {
+    if (GFNI) {
+        const long long lo = (long long)kq_gf_bits(0, 4), hi = (long long)kq_gf_bits(4, 4);
+        return _mm512_gf2p8affine_epi64_epi8(v, _mm512_set_epi64(hi, hi, lo, lo, hi, hi, lo, lo),
+                                             0);
+    }
     const __m512i shift = _mm512_set_epi64(4, 4, 0, 0, 4, 4, 0, 0);
-    const __m512i m4 = _mm512_set1_epi8(0x0f);
+    return _mm512_and_si512(_mm512_srlv_epi64(v, shift), _mm512_set1_epi8(0x0f));
+}
+
+/* The weights of k <= 8 blocks at w, as the dot products take them. F:
+ * the NM_AVX512_* sub-paths. */
+AI step_w unpack_step(const char *w, const int T, const int k, const int F) {
+    const int VNNI = F & NM_AVX512_VNNI, GFNI = F & NM_AVX512_GFNI;
+    const __m512i l[3] = {step_load(w, T, k, 0), step_load(w, T, k, 1), step_load(w, T, k, 2)};
     step_w s;
     _Pragma("GCC unroll 4") for (int p = 0; p < 4; p++) {
         if (2 * p >= k) {
@@ -90,7 +104,7 @@ AI step_w unpack_step(const char *w, const int T, const int k, const int VNNI) {
         if (2 * p + 1 < k)
             raw = _mm512_mask_broadcast_i32x4(
                 raw, 0xff00, _mm_loadu_si128((const __m128i *)(qs + blk_bytes(T))));
-        __m512i q = _mm512_and_si512(_mm512_srlv_epi64(raw, shift), m4);
+        __m512i q = lane_nibbles(raw, GFNI);
         if (T == T_Q5_0 || T == T_Q5_1) {
             const char *b0 = w + 2 * p * blk_bytes(T) + qh_off(T);
             uint64_t qh = load_u32(b0);
@@ -166,12 +180,13 @@ AI __m256i reduce_pairs16(const __m512i p[4]) {
 
 /* Blocks b .. b+k-1 of one row for NT tokens. */
 AI void step32(const char *row, int64_t b, const void *const *acts, int64_t n, __m256 *acc,
-               const int T, const int NT, const int k, const int VNNI) {
+               const int T, const int NT, const int k, const int F) {
+    const int VNNI = F & NM_AVX512_VNNI;
     const char *w = row + b * blk_bytes(T);
     _mm_prefetch(w + NM_PREFETCH_BYTES, _MM_HINT_T1);
     _mm_prefetch(w + NM_PREFETCH_BYTES + 64, _MM_HINT_T1);
     _mm_prefetch(w + NM_PREFETCH_BYTES + 128, _MM_HINT_T1);
-    step_w s = unpack_step(w, T, k, VNNI);
+    step_w s = unpack_step(w, T, k, F);
     const int signed_w = is_signed(T) && !VNNI;
     _Pragma("GCC unroll 8") for (int t = 0; t < NT; t++) {
         const int8_t *qa = nm_actq_qs(acts[t]) + b * 32;
@@ -200,34 +215,34 @@ AI void step32(const char *row, int64_t b, const void *const *acts, int64_t n, _
 }
 
 AI void rowdot32(const void *row, const void *const *acts, int64_t n, float *out, const int T,
-                 const int NT, const int VNNI) {
+                 const int NT, const int F) {
     const int64_t nb = n / 32;
     __m256 acc[TOK_GROUP];
     _Pragma("GCC unroll 8") for (int t = 0; t < NT; t++) acc[t] = _mm256_setzero_ps();
     int64_t b = 0;
     for (; b + 8 <= nb; b += 8)
-        step32(row, b, acts, n, acc, T, NT, 8, VNNI);
+        step32(row, b, acts, n, acc, T, NT, 8, F);
     switch (nb - b) {
     case 7:
-        step32(row, b, acts, n, acc, T, NT, 7, VNNI);
+        step32(row, b, acts, n, acc, T, NT, 7, F);
         break;
     case 6:
-        step32(row, b, acts, n, acc, T, NT, 6, VNNI);
+        step32(row, b, acts, n, acc, T, NT, 6, F);
         break;
     case 5:
-        step32(row, b, acts, n, acc, T, NT, 5, VNNI);
+        step32(row, b, acts, n, acc, T, NT, 5, F);
         break;
     case 4:
-        step32(row, b, acts, n, acc, T, NT, 4, VNNI);
+        step32(row, b, acts, n, acc, T, NT, 4, F);
         break;
     case 3:
-        step32(row, b, acts, n, acc, T, NT, 3, VNNI);
+        step32(row, b, acts, n, acc, T, NT, 3, F);
         break;
     case 2:
-        step32(row, b, acts, n, acc, T, NT, 2, VNNI);
+        step32(row, b, acts, n, acc, T, NT, 2, F);
         break;
     case 1:
-        step32(row, b, acts, n, acc, T, NT, 1, VNNI);
+        step32(row, b, acts, n, acc, T, NT, 1, F);
         break;
     }
     _Pragma("GCC unroll 8") for (int t = 0; t < NT; t++) out[t] = hsum8(acc[t]);
@@ -236,14 +251,13 @@ AI void rowdot32(const void *row, const void *const *acts, int64_t n, float *out
 /* ---- IQ4_XS: a super-block's 128 code bytes are contiguous -------------- */
 
 AI void rowdot_xs(const void *row, const void *const *acts, int64_t n, float *out, const int NT,
-                  const int VNNI) {
+                  const int F) {
+    const int VNNI = F & NM_AVX512_VNNI, GFNI = F & NM_AVX512_GFNI;
     const nm_block_iq4_xs *w = row;
     __m128i v = _mm_loadu_si128((const __m128i *)nm_iq4nl_values);
     if (VNNI)
         v = _mm_xor_si128(v, _mm_set1_epi8((char)0x80));
     const __m512i table = _mm512_broadcast_i32x4(v);
-    const __m512i shift = _mm512_set_epi64(4, 4, 0, 0, 4, 4, 0, 0);
-    const __m512i m4 = _mm512_set1_epi8(0x0f);
     float acc[TOK_GROUP];
     _Pragma("GCC unroll 8") for (int t = 0; t < NT; t++) acc[t] = 0.0f;
     for (int64_t s = 0; s < n / NM_QK_K; s++) {
@@ -256,8 +270,7 @@ AI void rowdot_xs(const void *row, const void *const *acts, int64_t n, float *ou
         _Pragma("GCC unroll 4") for (int p = 0; p < 4; p++) {
             __m512i raw = p % 2 ? _mm512_shuffle_i64x2(x[p / 2], x[p / 2], _MM_SHUFFLE(3, 3, 2, 2))
                                 : _mm512_shuffle_i64x2(x[p / 2], x[p / 2], _MM_SHUFFLE(1, 1, 0, 0));
-            raw = _mm512_and_si512(_mm512_srlv_epi64(raw, shift), m4);
-            q[p] = _mm512_shuffle_epi8(table, raw);
+            q[p] = _mm512_shuffle_epi8(table, lane_nibbles(raw, GFNI));
         }
         __m256i ls = xs_scales(&w[s]);
         float dw = _cvtsh_ss(w[s].d);
@@ -284,13 +297,12 @@ AI void rowdot_xs(const void *row, const void *const *acts, int64_t n, float *ou
  * activation loads and the offset of the VNNI path, and their sums are
  * added across lanes together (kq_hsum4), four rows to a vector: their
  * float steps run in the lanes of one vector, each lane the scalar's. */
-AI void rows4_xs(const void *w, size_t rb, const void *act, int64_t n, float *out, const int VNNI) {
+AI void rows4_xs(const void *w, size_t rb, const void *act, int64_t n, float *out, const int F) {
+    const int VNNI = F & NM_AVX512_VNNI, GFNI = F & NM_AVX512_GFNI;
     __m128i v = _mm_loadu_si128((const __m128i *)nm_iq4nl_values);
     if (VNNI)
         v = _mm_xor_si128(v, _mm_set1_epi8((char)0x80));
     const __m512i table = _mm512_broadcast_i32x4(v);
-    const __m512i shift = _mm512_set_epi64(4, 4, 0, 0, 4, 4, 0, 0);
-    const __m512i m4 = _mm512_set1_epi8(0x0f);
     __m128 acc = _mm_setzero_ps();
     for (int64_t s = 0; s < n / NM_QK_K; s++) {
         const int8_t *qa = nm_actk_qs(act) + s * NM_QK_K;
@@ -312,8 +324,8 @@ AI void rows4_xs(const void *w, size_t rb, const void *act, int64_t n, float *ou
                 __m512i raw =
                     j % 2 ? _mm512_shuffle_i64x2(x[j / 2], x[j / 2], _MM_SHUFFLE(3, 3, 2, 2))
                           : _mm512_shuffle_i64x2(x[j / 2], x[j / 2], _MM_SHUFFLE(1, 1, 0, 0));
-                raw = _mm512_and_si512(_mm512_srlv_epi64(raw, shift), m4);
-                p[j] = pair_dot(_mm512_shuffle_epi8(table, raw), a[j], !VNNI, VNNI);
+                p[j] = pair_dot(_mm512_shuffle_epi8(table, lane_nibbles(raw, GFNI)), a[j], !VNNI,
+                                VNNI);
             }
             sums[r] = _mm256_mullo_epi32(_mm256_sub_epi32(reduce_pairs(p), off), xs_scales(blk));
         }
@@ -326,12 +338,13 @@ AI void rows4_xs(const void *w, size_t rb, const void *act, int64_t n, float *ou
     _mm_storeu_ps(out, acc);
 }
 
-static void rows4_iq4_xs_bw(const void *w, size_t rb, const void *act, int64_t n, float *out) {
-    rows4_xs(w, rb, act, n, out, 0);
-}
-static void rows4_iq4_xs_vnni(const void *w, size_t rb, const void *act, int64_t n, float *out) {
-    rows4_xs(w, rb, act, n, out, 1);
-}
+#define ROWS4_XS(NAME, F)                                                                          \
+    static void NAME(const void *w, size_t rb, const void *act, int64_t n, float *out) {           \
+        rows4_xs(w, rb, act, n, out, F);                                                           \
+    }
+ROWS4_XS(rows4_iq4_xs_bw, 0)
+ROWS4_XS(rows4_iq4_xs_vnni, NM_AVX512_VNNI)
+ROWS4_XS(rows4_iq4_xs_gfni, NM_AVX512_VNNI | NM_AVX512_GFNI)
 
 /* ---- entry points: one instance per type, token count and sub-path ------ */
 
@@ -363,37 +376,62 @@ static void rows4_iq4_xs_vnni(const void *w, size_t rb, const void *act, int64_t
         break;                                                                                     \
     }
 
-#define ROWDOT(NAME, TYPE, VNNI)                                                                   \
+/* F: the NM_AVX512_* sub-paths; GFNI is used with VNNI only (every CPU
+ * with AVX-512 GFNI has VNNI, not the other way round). */
+#define ROWDOT32(NAME, T, F)                                                                       \
     static void NAME(const void *w, const void *const *acts, int nt, int64_t n, float *out) {      \
-        DISPATCH_NT(CALL_##TYPE##_##VNNI)                                                          \
+        DISPATCH_NT(CALL32_##T##_##F)                                                              \
     }
-#define CALL_Q4_1_0(NT) rowdot32(w, acts, n, out, T_Q4_1, NT, 0)
-#define CALL_Q4_1_1(NT) rowdot32(w, acts, n, out, T_Q4_1, NT, 1)
-#define CALL_Q5_0_0(NT) rowdot32(w, acts, n, out, T_Q5_0, NT, 0)
-#define CALL_Q5_0_1(NT) rowdot32(w, acts, n, out, T_Q5_0, NT, 1)
-#define CALL_Q5_1_0(NT) rowdot32(w, acts, n, out, T_Q5_1, NT, 0)
-#define CALL_Q5_1_1(NT) rowdot32(w, acts, n, out, T_Q5_1, NT, 1)
-#define CALL_IQ4_NL_0(NT) rowdot32(w, acts, n, out, T_IQ4_NL, NT, 0)
-#define CALL_IQ4_NL_1(NT) rowdot32(w, acts, n, out, T_IQ4_NL, NT, 1)
-#define CALL_IQ4_XS_0(NT) rowdot_xs(w, acts, n, out, NT, 0)
-#define CALL_IQ4_XS_1(NT) rowdot_xs(w, acts, n, out, NT, 1)
-ROWDOT(rowdot_q4_1_bw, Q4_1, 0)
-ROWDOT(rowdot_q4_1_vnni, Q4_1, 1)
-ROWDOT(rowdot_q5_0_bw, Q5_0, 0)
-ROWDOT(rowdot_q5_0_vnni, Q5_0, 1)
-ROWDOT(rowdot_q5_1_bw, Q5_1, 0)
-ROWDOT(rowdot_q5_1_vnni, Q5_1, 1)
-ROWDOT(rowdot_iq4_nl_bw, IQ4_NL, 0)
-ROWDOT(rowdot_iq4_nl_vnni, IQ4_NL, 1)
-ROWDOT(rowdot_iq4_xs_bw, IQ4_XS, 0)
-ROWDOT(rowdot_iq4_xs_vnni, IQ4_XS, 1)
+#define VG (NM_AVX512_VNNI | NM_AVX512_GFNI)
+#define ROWDOTS32(T, NAME)                                                                         \
+    ROWDOT32(rowdot_##NAME##_bw, T, 0)                                                             \
+    ROWDOT32(rowdot_##NAME##_vnni, T, NM_AVX512_VNNI)                                              \
+    ROWDOT32(rowdot_##NAME##_gfni, T, VG)
+#define CALL32(T, F, NT) rowdot32(w, acts, n, out, T, NT, F)
+#define CALL32_T_Q4_1_0(NT) CALL32(T_Q4_1, 0, NT)
+#define CALL32_T_Q4_1_NM_AVX512_VNNI(NT) CALL32(T_Q4_1, NM_AVX512_VNNI, NT)
+#define CALL32_T_Q4_1_VG(NT) CALL32(T_Q4_1, VG, NT)
+#define CALL32_T_Q5_0_0(NT) CALL32(T_Q5_0, 0, NT)
+#define CALL32_T_Q5_0_NM_AVX512_VNNI(NT) CALL32(T_Q5_0, NM_AVX512_VNNI, NT)
+#define CALL32_T_Q5_0_VG(NT) CALL32(T_Q5_0, VG, NT)
+#define CALL32_T_Q5_1_0(NT) CALL32(T_Q5_1, 0, NT)
+#define CALL32_T_Q5_1_NM_AVX512_VNNI(NT) CALL32(T_Q5_1, NM_AVX512_VNNI, NT)
+#define CALL32_T_Q5_1_VG(NT) CALL32(T_Q5_1, VG, NT)
+#define CALL32_T_IQ4_NL_0(NT) CALL32(T_IQ4_NL, 0, NT)
+#define CALL32_T_IQ4_NL_NM_AVX512_VNNI(NT) CALL32(T_IQ4_NL, NM_AVX512_VNNI, NT)
+#define CALL32_T_IQ4_NL_VG(NT) CALL32(T_IQ4_NL, VG, NT)
+ROWDOTS32(T_Q4_1, q4_1)
+ROWDOTS32(T_Q5_0, q5_0)
+ROWDOTS32(T_Q5_1, q5_1)
+ROWDOTS32(T_IQ4_NL, iq4_nl)
+
+#define ROWDOT_XS(NAME, F)                                                                         \
+    static void NAME(const void *w, const void *const *acts, int nt, int64_t n, float *out) {      \
+        DISPATCH_NT(CALL_XS_##F)                                                                   \
+    }
+#define CALL_XS_0(NT) rowdot_xs(w, acts, n, out, NT, 0)
+#define CALL_XS_NM_AVX512_VNNI(NT) rowdot_xs(w, acts, n, out, NT, NM_AVX512_VNNI)
+#define CALL_XS_VG(NT) rowdot_xs(w, acts, n, out, NT, VG)
+ROWDOT_XS(rowdot_iq4_xs_bw, 0)
+ROWDOT_XS(rowdot_iq4_xs_vnni, NM_AVX512_VNNI)
+ROWDOT_XS(rowdot_iq4_xs_gfni, VG)
 
 void nm_kernels_avx512_legacy(nm_kernel_set *ks, int features) {
-    const int vnni = features & NM_AVX512_VNNI;
-    ks->k[NM_TYPE_Q4_1].rowdot = vnni ? rowdot_q4_1_vnni : rowdot_q4_1_bw;
-    ks->k[NM_TYPE_Q5_0].rowdot = vnni ? rowdot_q5_0_vnni : rowdot_q5_0_bw;
-    ks->k[NM_TYPE_Q5_1].rowdot = vnni ? rowdot_q5_1_vnni : rowdot_q5_1_bw;
-    ks->k[NM_TYPE_IQ4_NL].rowdot = vnni ? rowdot_iq4_nl_vnni : rowdot_iq4_nl_bw;
-    ks->k[NM_TYPE_IQ4_XS].rowdot = vnni ? rowdot_iq4_xs_vnni : rowdot_iq4_xs_bw;
-    ks->k[NM_TYPE_IQ4_XS].rows4 = vnni ? rows4_iq4_xs_vnni : rows4_iq4_xs_bw;
+    const int vnni = features & NM_AVX512_VNNI, gfni = vnni && (features & NM_AVX512_GFNI);
+#define LEGACY_ALL(SUFFIX)                                                                         \
+    do {                                                                                           \
+        ks->k[NM_TYPE_Q4_1].rowdot = rowdot_q4_1_##SUFFIX;                                         \
+        ks->k[NM_TYPE_Q5_0].rowdot = rowdot_q5_0_##SUFFIX;                                         \
+        ks->k[NM_TYPE_Q5_1].rowdot = rowdot_q5_1_##SUFFIX;                                         \
+        ks->k[NM_TYPE_IQ4_NL].rowdot = rowdot_iq4_nl_##SUFFIX;                                     \
+        ks->k[NM_TYPE_IQ4_XS].rowdot = rowdot_iq4_xs_##SUFFIX;                                     \
+        ks->k[NM_TYPE_IQ4_XS].rows4 = rows4_iq4_xs_##SUFFIX;                                       \
+    } while (0)
+    if (gfni)
+        LEGACY_ALL(gfni);
+    else if (vnni)
+        LEGACY_ALL(vnni);
+    else
+        LEGACY_ALL(bw);
+#undef LEGACY_ALL
 }

@@ -14,6 +14,16 @@
 
 #define KQ_AI static inline __attribute__((always_inline))
 
+/* The GF(2) affine matrix (GFNI's vgf2p8affineqb, one per 64-bit lane)
+ * that moves bits [at, at + width) of a byte to bits 0.. and clears the
+ * rest: result bit i is the parity of matrix byte 7 - i AND the byte. */
+KQ_AI uint64_t kq_gf_bits(int at, int width) {
+    uint64_t m = 0;
+    for (int i = 0; i < width; i++)
+        m |= (uint64_t)(1u << (at + i)) << (8 * (7 - i));
+    return m;
+}
+
 /* Q4_K / Q5_K: the 6-bit scales and minima (nm_k4_scale_min) of the 16
  * bytes at the block's start (d, dmin, scales), as bytes: scales 0..7,
  * then minima 0..7. */

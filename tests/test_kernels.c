@@ -111,7 +111,7 @@ static size_t row_bytes(uint32_t type, int64_t n) {
 }
 
 /* The kernel sets this CPU can run: scalar, avx2, avx512 without and with
- * VNNI. */
+ * VNNI, BF16, and GFNI (with VNNI). */
 static int supported_sets(const nm_kernel_set **sets) {
     int n = 0;
     sets[n++] = nm_kernels_scalar();
@@ -122,12 +122,15 @@ static int supported_sets(const nm_kernel_set **sets) {
         __builtin_cpu_init();
         int vnni = __builtin_cpu_supports("avx512vnni") ? NM_AVX512_VNNI : 0;
         int bf16 = __builtin_cpu_supports("avx512bf16") ? NM_AVX512_BF16 : 0;
+        int gfni = __builtin_cpu_supports("gfni") ? NM_AVX512_GFNI : 0;
         if (vnni)
             sets[n++] = nm_kernels_avx512_variant(vnni);
         if (bf16)
             sets[n++] = nm_kernels_avx512_variant(bf16);
         if (vnni && bf16)
             sets[n++] = nm_kernels_avx512_variant(vnni | bf16);
+        if (vnni && gfni)
+            sets[n++] = nm_kernels_avx512_variant(vnni | gfni);
     }
     return n;
 }
