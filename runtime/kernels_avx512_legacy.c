@@ -25,8 +25,11 @@
  * a)), since values[q] + 128 pairs would saturate int16.
  *
  * The eight blocks' int32 partial sums (four registers, eight lanes per
- * block) are added down to one sum per block in two rounds of unpacks and
- * one lane swap, then the float steps run on the eight blocks at once. */
+ * block) are added down to one sum per block in two rounds (unpacks for
+ * IQ4_NL; vpackssdw + vpmaddwd for the others, whose lane sums fit int16)
+ * and one lane swap, then the float steps run on the eight blocks at once.
+ * IQ4_XS decodes four rows per pass (rows4_xs). The GFNI sub-path (with
+ * VNNI) takes the nibbles out with one vgf2p8affineqb (lane_nibbles). */
 #include "kernels_kquant_simd.h"
 #include "kernels_legacy_x86.h"
 
