@@ -217,15 +217,10 @@ AI void step32(const char *row, int64_t b, const void *const *acts, int64_t n, _
     }
 }
 
-AI void rowdot32(const void *row, const void *const *acts, int64_t n, float *out, const int T,
-                 const int NT, const int F) {
-    const int64_t nb = n / 32;
-    __m256 acc[TOK_GROUP];
-    _Pragma("GCC unroll 8") for (int t = 0; t < NT; t++) acc[t] = _mm256_setzero_ps();
-    int64_t b = 0;
-    for (; b + 8 <= nb; b += 8)
-        step32(row, b, acts, n, acc, T, NT, 8, F);
-    switch (nb - b) {
+/* The last k < 8 blocks (step32 wants k known at compile time). */
+AI void step32_tail(const char *row, int64_t b, const void *const *acts, int64_t n, __m256 *acc,
+                    const int T, const int NT, int k, const int F) {
+    switch (k) {
     case 7:
         step32(row, b, acts, n, acc, T, NT, 7, F);
         break;
@@ -248,7 +243,37 @@ AI void rowdot32(const void *row, const void *const *acts, int64_t n, float *out
         step32(row, b, acts, n, acc, T, NT, 1, F);
         break;
     }
+}
+
+AI void rowdot32(const void *row, const void *const *acts, int64_t n, float *out, const int T,
+                 const int NT, const int F) {
+    const int64_t nb = n / 32;
+    __m256 acc[TOK_GROUP];
+    _Pragma("GCC unroll 8") for (int t = 0; t < NT; t++) acc[t] = _mm256_setzero_ps();
+    int64_t b = 0;
+    for (; b + 8 <= nb; b += 8)
+        step32(row, b, acts, n, acc, T, NT, 8, F);
+    step32_tail(row, b, acts, n, acc, T, NT, (int)(nb - b), F);
     _Pragma("GCC unroll 8") for (int t = 0; t < NT; t++) out[t] = hsum8(acc[t]);
+}
+
+/* Decode: 4 rows at w, w + rb, ... x one token, step by step in turn, so
+ * four rows stream from memory at once (as in the K-quants' rows4); each
+ * row keeps its own accumulators and rowdot32's steps, so its bits. */
+AI void rows4_32(const void *w, size_t rb, const void *act, int64_t n, float *out, const int T,
+                 const int F) {
+    const int64_t nb = n / 32;
+    const void *const acts[1] = {act};
+    __m256 acc[4];
+    _Pragma("GCC unroll 4") for (int r = 0; r < 4; r++) acc[r] = _mm256_setzero_ps();
+    int64_t b = 0;
+    for (; b + 8 <= nb; b += 8)
+        _Pragma("GCC unroll 4") for (int r = 0; r < 4; r++)
+            step32((const char *)w + r * rb, b, acts, n, &acc[r], T, 1, 8, F);
+    for (int r = 0; r < 4; r++) {
+        step32_tail((const char *)w + r * rb, b, acts, n, &acc[r], T, 1, (int)(nb - b), F);
+        out[r] = hsum8(acc[r]);
+    }
 }
 
 /* ---- IQ4_XS: a super-block's 128 code bytes are contiguous -------------- */
@@ -408,6 +433,19 @@ ROWDOTS32(T_Q5_0, q5_0)
 ROWDOTS32(T_Q5_1, q5_1)
 ROWDOTS32(T_IQ4_NL, iq4_nl)
 
+#define ROWS4_32(NAME, T, F)                                                                       \
+    static void NAME(const void *w, size_t rb, const void *act, int64_t n, float *out) {           \
+        rows4_32(w, rb, act, n, out, T, F);                                                        \
+    }
+#define ROWS4S_32(T, NAME)                                                                         \
+    ROWS4_32(rows4_##NAME##_bw, T, 0)                                                              \
+    ROWS4_32(rows4_##NAME##_vnni, T, NM_AVX512_VNNI)                                               \
+    ROWS4_32(rows4_##NAME##_gfni, T, VG)
+ROWS4S_32(T_Q4_1, q4_1)
+ROWS4S_32(T_Q5_0, q5_0)
+ROWS4S_32(T_Q5_1, q5_1)
+ROWS4S_32(T_IQ4_NL, iq4_nl)
+
 #define ROWDOT_XS(NAME, F)                                                                         \
     static void NAME(const void *w, const void *const *acts, int nt, int64_t n, float *out) {      \
         DISPATCH_NT(CALL_XS_##F)                                                                   \
@@ -424,6 +462,10 @@ void nm_kernels_avx512_legacy(nm_kernel_set *ks, int features) {
 #define LEGACY_ALL(SUFFIX)                                                                         \
     do {                                                                                           \
         ks->k[NM_TYPE_Q4_1].rowdot = rowdot_q4_1_##SUFFIX;                                         \
+        ks->k[NM_TYPE_Q4_1].rows4 = rows4_q4_1_##SUFFIX;                                           \
+        ks->k[NM_TYPE_Q5_0].rows4 = rows4_q5_0_##SUFFIX;                                           \
+        ks->k[NM_TYPE_Q5_1].rows4 = rows4_q5_1_##SUFFIX;                                           \
+        ks->k[NM_TYPE_IQ4_NL].rows4 = rows4_iq4_nl_##SUFFIX;                                       \
         ks->k[NM_TYPE_Q5_0].rowdot = rowdot_q5_0_##SUFFIX;                                         \
         ks->k[NM_TYPE_Q5_1].rowdot = rowdot_q5_1_##SUFFIX;                                         \
         ks->k[NM_TYPE_IQ4_NL].rowdot = rowdot_iq4_nl_##SUFFIX;                                     \
