@@ -81,8 +81,14 @@ int nm_session_predict(numalm_session *s, const char *bw_spec, const nm_traffic_
         int n = s->plan->n_nodes;
         double *gbs = calloc((size_t)n * (size_t)n, sizeof *gbs), core = 0;
         char how[200];
-        int rc = gbs ? nm_membw_probe(s->plan, s->topo, 0, 0, gbs, &core, how, sizeof how, &s->err)
-                     : nm_fail(&s->err, "out of memory for the bandwidth matrix");
+        /* decode reads the page cache itself when the file is cached and
+         * the loader maps it (auto, mmap): measure those pages then */
+        bool maps = s->opts.io == NUMALM_IO_AUTO || s->opts.io == NUMALM_IO_MMAP;
+        int rc = !gbs ? nm_fail(&s->err, "out of memory for the bandwidth matrix")
+                 : maps && nm_membw_probe_file(s->plan, s->topo, s->opts.model_path, gbs, &core,
+                                               how, sizeof how) == 1
+                     ? 0
+                     : nm_membw_probe(s->plan, s->topo, 0, 0, gbs, &core, how, sizeof how, &s->err);
         if (rc == 0)
             nm_bw_set_measured(&out->bw, gbs, core, how);
         free(gbs);
