@@ -28,7 +28,7 @@
  * block) are added down to one sum per block in two rounds (unpacks for
  * IQ4_NL; vpackssdw + vpmaddwd for the others, whose lane sums fit int16)
  * and one lane swap, then the float steps run on the eight blocks at once.
- * IQ4_XS decodes four rows per pass (rows4_xs). The GFNI sub-path (with
+ * Decode takes four rows per pass (rows4_32, rows4_xs). The GFNI sub-path (with
  * VNNI) takes the nibbles out with one vgf2p8affineqb (lane_nibbles). */
 #include "kernels_kquant_simd.h"
 #include "kernels_legacy_x86.h"
