@@ -301,6 +301,106 @@ AI void kq_rt(const void *w, size_t rb, const void *const *acts, const int R, in
         }
 }
 
+/* VNNI: row w's integer sum against activations a as 16 int32 lanes
+ * (ksb_dot's acc; their sum is isum without the bsums term). */
+AI __m512i ksb_dot16(const ksb *w, const __m512i *sc, const __m512i *a) {
+    __m512i p0 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), w->u[0], a[0]);
+    __m512i p1 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), w->u[1], a[1]);
+    __m512i acc = _mm512_madd_epi16(_mm512_packs_epi32(p0, p1), sc[0]);
+    __m512i p2 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), w->u[2], a[2]);
+    __m512i p3 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), w->u[3], a[3]);
+    return _mm512_dpwssd_epi32(acc, _mm512_packs_epi32(p2, p3), sc[1]);
+}
+
+/* Transpose-and-add steps of the full tile's sums: per 128-bit lane, a
+ * and b's partial sums as [a, b, a, b] (32-bit steps) or [a0, a1, b0, b1]
+ * from [a0, a1, a0, a1] and [b0, b1, b0, b1] (64-bit steps). */
+AI __m512i red32(__m512i a, __m512i b) {
+    return _mm512_add_epi32(_mm512_unpacklo_epi32(a, b), _mm512_unpackhi_epi32(a, b));
+}
+AI __m512i red64(__m512i a, __m512i b) {
+    return _mm512_add_epi32(_mm512_unpacklo_epi64(a, b), _mm512_unpackhi_epi64(a, b));
+}
+/* The sums of 128-bit lanes 0 + 1 and 2 + 3 as the two halves of a vector */
+AI __m256i red_lanes(__m512i v) {
+    return _mm512_castsi512_si256(
+        _mm512_add_epi32(_mm512_shuffle_i32x4(v, v, _MM_SHUFFLE(2, 0, 2, 0)),
+                         _mm512_shuffle_i32x4(v, v, _MM_SHUFFLE(3, 1, 3, 1))));
+}
+
+/* VNNI, the full tile: KQ_TILE_R rows x 8 tokens. Each (row, token) sum
+ * stays 16 lanes wide until the 8 tokens of a row are reduced together
+ * (red32/red64, token t in lane t); the bsums terms of token pairs (t,
+ * t + 4) take one vpmaddwd; the float step runs on 8 tokens at once, in
+ * the scalar order. */
+AI void kq_tile8(const void *w, size_t rb, const void *const *acts, int64_t n, float *out,
+                 size_t bsize, size_t doff, void (*unpack)(const void *, ksb *), const int MIN,
+                 const int BIAS) {
+    __m256 acc[KQ_TILE_R];
+    for (int r = 0; r < KQ_TILE_R; r++)
+        acc[r] = _mm256_setzero_ps();
+    for (int64_t b = 0; b < n / NM_QK_K; b++) {
+        ksb wb[KQ_TILE_R];
+        __m512i sc[KQ_TILE_R][4], coef[KQ_TILE_R];
+        __m256 d[KQ_TILE_R], dm[KQ_TILE_R];
+        _Pragma("GCC unroll 4") for (int r = 0; r < KQ_TILE_R; r++) {
+            unpack_row(w, rb, r, b, bsize, unpack, &wb[r], sc[r], 1);
+            coef[r] = _mm512_broadcast_i64x4(MIN ? wb[r].mins : wb[r].bias);
+            const char *blk = (const char *)w + (size_t)r * rb + (size_t)b * bsize + doff;
+            d[r] = _mm256_set1_ps(kq_f16(blk));
+            dm[r] = MIN ? _mm256_set1_ps(kq_f16(blk + 2)) : d[r];
+        }
+        float da_s[8];
+        __m512i bs[4]; /* bsums of tokens k (low half) and k + 4 (high) */
+        _Pragma("GCC unroll 8") for (int t = 0; t < 8; t++) da_s[t] = nm_actk_d(acts[t], n)[b];
+        _Pragma("GCC unroll 4") for (int k = 0; k < 4; k++) {
+            const int16_t *b0 = nm_actk_bsums(acts[k], n) + b * 16;
+            const int16_t *b1 = nm_actk_bsums(acts[k + 4], n) + b * 16;
+            bs[k] =
+                _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)b0)),
+                                   _mm256_loadu_si256((const __m256i *)b1), 1);
+        }
+        const __m256 da = _mm256_loadu_ps(da_s);
+        __m512i pair[KQ_TILE_R], quad[KQ_TILE_R][2];
+        _Pragma("GCC unroll 8") for (int t = 0; t < 8; t++) {
+            __m512i a[4];
+            const int8_t *qa = nm_actk_qs(acts[t]) + b * NM_QK_K;
+            _Pragma("GCC unroll 4") for (int c = 0; c < 4; c++) a[c] =
+                _mm512_loadu_si512(qa + 64 * c);
+            _Pragma("GCC unroll 4") for (int r = 0; r < KQ_TILE_R; r++) {
+                __m512i s = ksb_dot16(&wb[r], sc[r], a);
+                if (t % 2 == 0)
+                    pair[r] = s;
+                else if (t % 4 == 1)
+                    quad[r][t / 4] = red32(pair[r], s);
+                else
+                    quad[r][t / 4] = red64(quad[r][t / 4], red32(pair[r], s));
+            }
+        }
+        _Pragma("GCC unroll 4") for (int r = 0; r < KQ_TILE_R; r++) {
+            /* quad[r][h]: tokens 4h .. 4h + 3 in every 128-bit lane */
+            __m512i q0 = quad[r][0], q1 = quad[r][1];
+            __m512i v = _mm512_add_epi32(_mm512_shuffle_i32x4(q0, q1, _MM_SHUFFLE(1, 0, 1, 0)),
+                                         _mm512_shuffle_i32x4(q0, q1, _MM_SHUFFLE(3, 2, 3, 2)));
+            __m256i is = red_lanes(v);
+            /* bsums terms: lanes 0, 1 of m[k] token k, lanes 2, 3 token k + 4 */
+            __m512i m[4];
+            _Pragma("GCC unroll 4") for (int k = 0; k < 4; k++) m[k] =
+                _mm512_madd_epi16(bs[k], coef[r]);
+            __m256i bt = red_lanes(red64(red32(m[0], m[1]), red32(m[2], m[3])));
+            if (BIAS)
+                is = _mm256_add_epi32(is, bt);
+            __m256 t = _mm256_mul_ps(_mm256_mul_ps(d[r], da), _mm256_cvtepi32_ps(is));
+            if (MIN)
+                t = _mm256_sub_ps(t,
+                                  _mm256_mul_ps(_mm256_mul_ps(dm[r], da), _mm256_cvtepi32_ps(bt)));
+            acc[r] = _mm256_add_ps(acc[r], t);
+        }
+    }
+    for (int r = 0; r < KQ_TILE_R; r++)
+        _mm256_storeu_ps(out + 8 * r, acc[r]);
+}
+
 /* The three kernels of type T in one sub-path: V names them, UNPACK takes
  * the blocks apart, VNNI picks the products. */
 #define KQ_KERNELS(T, V, UNPACK, MIN, BIAS, VNNI)                                                  \
@@ -315,8 +415,12 @@ AI void kq_rt(const void *w, size_t rb, const void *const *acts, const int R, in
     }                                                                                              \
     static void T##_tile_##V(const void *w, size_t rb, const void *const *acts, int nt, int64_t n, \
                              float *out) {                                                         \
-        kq_rt(w, rb, acts, KQ_TILE_R, nt, n, out, sizeof(nm_block_##T), offsetof(nm_block_##T, d), \
-              UNPACK, MIN, BIAS, VNNI);                                                            \
+        if (VNNI && nt == KQ_TILE_T)                                                               \
+            kq_tile8(w, rb, acts, n, out, sizeof(nm_block_##T), offsetof(nm_block_##T, d), UNPACK, \
+                     MIN, BIAS);                                                                   \
+        else                                                                                       \
+            kq_rt(w, rb, acts, KQ_TILE_R, nt, n, out, sizeof(nm_block_##T),                        \
+                  offsetof(nm_block_##T, d), UNPACK, MIN, BIAS, VNNI);                             \
     }
 #define KQ_KERNEL(T, MIN, BIAS)                                                                    \
     KQ_KERNELS(T, vnni, unpack_##T, MIN, BIAS, 1)                                                  \
