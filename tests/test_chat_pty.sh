@@ -14,7 +14,8 @@ shared=${NUMALM_SHARED:-$(dirname "$0")/../../shared}
 stories=$shared/models/stories260K.gguf
 [ -f "$stories" ] || { echo "skipped: $stories is absent"; exit 77; }
 tmp=$(mktemp -d)
-sock="$tmp/tmux.sock"
+n_term=0
+sock="$tmp/tmux0.sock"
 trap 'tmux -S "$sock" kill-server 2>/dev/null; rm -rf "$tmp"' EXIT
 fail() {
     echo "FAIL: $*"
@@ -43,8 +44,14 @@ wait_reply() {
     done
     fail "no reply to '$1' after 60 s"
 }
-start() { # start ARGS...: numalm chat ARGS in a fresh 250x50 terminal
-    tmux -S "$sock" kill-session -t chat 2>/dev/null
+# start ARGS...: numalm chat ARGS in a fresh 250x50 terminal. Each start
+# gets a tmux server of its own: killing the last session makes its server
+# exit, and a new-session sent to that socket meanwhile can reach the exiting
+# server ("server exited unexpectedly").
+start() {
+    tmux -S "$sock" kill-server 2>/dev/null
+    n_term=$((n_term + 1))
+    sock="$tmp/tmux$n_term.sock"
     tmux -S "$sock" new-session -d -s chat -x 250 -y 50 \
         "$NUMALM chat --no-progress $*; echo EXITED \$?; sleep 60"
 }
