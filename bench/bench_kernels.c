@@ -3,10 +3,11 @@
  * with 1..T pinned threads splitting the rows as the forward pass does.
  *
  * Each thread allocates and first-touches its own rows, and the matrix is
- * replicated until the copies exceed 256 MiB; successive calls, the read's
- * and every kernel set's alike, take the copies in turn, so each call reads
- * a copy last read 256 MiB of traffic ago: from DRAM where that is past the
- * L3, and as far from the cache for every kernel as for the read anyway.
+ * replicated until the copies exceed twice the last-level cache (at least
+ * 256 MiB; the dev VM reports an L3 of 480 MiB); successive calls, the
+ * read's and every kernel set's alike, take the copies in turn, so each
+ * call reads a copy last read twice the L3's size of traffic ago: from DRAM,
+ * and as far from the cache for every kernel as for the read.
  * The same threads also sum the same buffers with a plain read loop (what
  * membw does), alternating with the kernel: "ratio" is matvec GB/s over
  * that read bandwidth.
@@ -38,11 +39,17 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <time.h>
+#include <unistd.h>
 
 #define MAX_THREADS 64
 #define MAX_ITERS 4096
 #define MAX_SETS 8
-#define COPY_BYTES (256ull << 20)
+/* Bytes of copies: twice the L3 (sysconf), at least 256 MiB. */
+static uint64_t copy_bytes(void) {
+    long llc = sysconf(_SC_LEVEL3_CACHE_SIZE);
+    uint64_t b = 256ull << 20;
+    return llc > 0 && 2 * (uint64_t)llc > b ? 2 * (uint64_t)llc : b;
+}
 
 enum job_kind { JOB_FILL, JOB_READ, JOB_MATVEC, JOB_MATMAT, JOB_EXIT };
 
@@ -388,7 +395,7 @@ static int bench_type(const options *o, uint32_t type, int threads, result *res,
     nm_type_row_bytes(type, (uint64_t)o->cols, &rb);
     b.row_bytes = (size_t)rb;
     uint64_t mat = rb * (uint64_t)o->rows;
-    b.copies = o->hot ? 1 : (int)((COPY_BYTES + mat - 1) / mat);
+    b.copies = o->hot ? 1 : (int)((copy_bytes() + mat - 1) / mat);
     b.wall = o->wall;
     int ncpu = nm_allowed_cpus(b.cpus, MAX_THREADS);
     for (int k = ncpu; k < threads && ncpu > 0; k++)
