@@ -202,6 +202,11 @@ static bool is_read_matrix(const nm_plan *p, int i) {
            !nm_tensor_is_copied(tp->t);
 }
 
+/* Bytes of a matrix a token reads (its active experts' share for MoE). */
+static double token_matrix_bytes(const nm_traffic_opts *o, const nm_tensor_plan *tp) {
+    return (double)tp->t->n_rows * (double)tp->t->row_bytes * nm_tensor_active_fraction(o, tp);
+}
+
 int nm_traffic_matrix_types(const nm_plan *p, const nm_traffic_opts *o, uint32_t *types,
                             double *bytes, int max) {
     int n = 0;
@@ -209,8 +214,7 @@ int nm_traffic_matrix_types(const nm_plan *p, const nm_traffic_opts *o, uint32_t
         if (!is_read_matrix(p, i))
             continue;
         const nm_tensor_plan *tp = &p->tensors[i];
-        double b =
-            (double)tp->t->n_rows * (double)tp->t->row_bytes * nm_tensor_active_fraction(o, tp);
+        double b = token_matrix_bytes(o, tp);
         int k = 0;
         while (k < n && types[k] != tp->t->type)
             k++;
@@ -254,8 +258,7 @@ static double kernel_efficiency(const nm_plan *p, const nm_traffic_opts *o) {
         if (!is_read_matrix(p, i))
             continue;
         const nm_tensor_plan *tp = &p->tensors[i];
-        double b =
-            (double)tp->t->n_rows * (double)tp->t->row_bytes * nm_tensor_active_fraction(o, tp);
+        double b = token_matrix_bytes(o, tp);
         double r = 1.0;
         for (int k = 0; k < o->n_kernel && k < NM_TRAFFIC_MAX_TYPES; k++)
             if (o->kernel_type[k] == tp->t->type && o->kernel_ratio[k] > 0)
