@@ -6,10 +6,13 @@
 #include "bench.h"
 #include "cli_opt.h"
 #include "commands.h"
+#include "messages.h"
 
 #include "common/util.h"
+#include "gguf/ggml_types.h"
 #include "io/loader.h"
 #include "numa/plan.h"
+#include "tools/mkmodel.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -172,18 +175,21 @@ static int defaults(nm_bench_opts *o, nm_error *err) {
     return 0;
 }
 
+/* The demo model, as `numalm mkmodel PATH --preset 1b --type q8_0` writes it. */
 static int make_default_model(const char *path, nm_error *err) {
     struct stat st;
     if (stat(path, &st) == 0)
         return 0;
-    char cmd[512];
     fprintf(stderr,
             "numalm bench: writing the demo model: numalm mkmodel %s --preset 1b "
             "--type q8_0\n",
             path);
-    snprintf(cmd, sizeof cmd, "/proc/self/exe mkmodel '%s' --preset 1b --type q8_0 >/dev/null",
-             path);
-    return system(cmd) == 0 ? 0 : nm_fail(err, "could not write the demo model %s", path);
+    nm_mkmodel_opts o = {.type = NM_TYPE_Q8_0, .seed = NM_MKMODEL_DEFAULT_SEED};
+    if (nm_cli_progress_wanted())
+        o.progress = nm_cli_progress;
+    if (nm_mkmodel_preset("1b", &o.shape, err) || nm_mkmodel_write(path, &o, NULL, err))
+        return nm_fail_prefix(err, "writing the demo model");
+    return 0;
 }
 
 static void progress(nm_bench *b, const char *what) {

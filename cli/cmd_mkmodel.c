@@ -88,7 +88,7 @@ static int parse_field(int argc, char **argv, int *i, mk_args *a, nm_error *err)
 
 static int parse_args(int argc, char **argv, mk_args *a, nm_error *err) {
     memset(a, 0, sizeof *a);
-    a->seed = 42;
+    a->seed = NM_MKMODEL_DEFAULT_SEED;
     for (int f = 0; f < 7; f++)
         a->over[f] = -1;
     const struct {

@@ -112,6 +112,9 @@ uint32_t nm_mkmodel_fallback(uint32_t type, uint64_t ncols);
 uint32_t nm_mkmodel_mix_type(uint32_t ftype, const nm_mkmodel_shape *s, nm_role role,
                              uint32_t layer, uint64_t ncols);
 
+/* --seed's default: the demo models of the docs and benchmarks. */
+#define NM_MKMODEL_DEFAULT_SEED 42
+
 /* Writes path (via path.tmp + rename). res may be NULL. */
 int nm_mkmodel_write(const char *path, const nm_mkmodel_opts *o, nm_mkmodel_result *res,
                      nm_error *err);
