@@ -26,6 +26,7 @@
  * "best" columns are the fastest call. */
 #include "common/error.h"
 #include "common/json.h"
+#include "common/rng.h"
 #include "common/util.h"
 #include "gguf/ggml_types.h"
 #include "runtime/kernels.h"
@@ -210,28 +211,14 @@ static void fill_random(uint32_t type, void *dst, size_t bytes, uint64_t seed) {
     }
 }
 
-static float frand(uint64_t *s);
-
-/* Quantized rows need sane block scales: each block is one of a pool of
- * blocks quantized from random values, picked at random (pages stay
- * different from one another). */
+/* Quantized rows need sane block scales: nm_block_pool_fill. */
 #define POOL_BLOCKS 4096
 static void fill_quantized(uint32_t type, void *dst, size_t bytes, uint64_t seed) {
-    const nm_type_info *ti = nm_type_get(type);
-    static float x[1024];
-    uint8_t *pool = malloc((size_t)POOL_BLOCKS * ti->type_size);
-    if (!pool)
+    nm_block_pool pool;
+    if (nm_block_pool_make(&pool, type, POOL_BLOCKS, seed) < 0)
         abort();
-    for (int k = 0; k < POOL_BLOCKS; k++) {
-        for (uint32_t i = 0; i < ti->block_size; i++)
-            x[i] = frand(&seed);
-        nm_quantize_row(type, x, pool + (size_t)k * ti->type_size, ti->block_size);
-    }
-    for (size_t off = 0; off + ti->type_size <= bytes; off += ti->type_size) {
-        seed = seed * 6364136223846793005ull + 1442695040888963407ull;
-        memcpy((char *)dst + off, pool + (seed >> 40) % POOL_BLOCKS * ti->type_size, ti->type_size);
-    }
-    free(pool);
+    nm_block_pool_fill(&pool, dst, bytes, seed);
+    nm_block_pool_free(&pool);
 }
 
 static int alloc_weights(bench *b) {
@@ -254,11 +241,6 @@ static void fill_weights(bench *b, int k) {
         fill_quantized(b->type, b->buf[k], b->buf_bytes[k], seed);
     else
         fill_random(b->type, b->buf[k], b->buf_bytes[k], seed);
-}
-
-static float frand(uint64_t *s) {
-    *s = *s * 6364136223846793005ull + 1442695040888963407ull;
-    return (float)((double)(*s >> 40) / (double)(1ull << 24) * 2.0 - 1.0);
 }
 
 typedef struct result {
@@ -401,7 +383,8 @@ static int bench_type(const options *o, uint32_t type, int threads, result *res,
     for (int k = ncpu; k < threads && ncpu > 0; k++)
         b.cpus[k] = b.cpus[k % ncpu];
 
-    uint64_t seed = 42 + type;
+    nm_rng rng;
+    nm_rng_seed(&rng, 42 + type, 0);
     size_t xn = (size_t)o->cols * (size_t)o->n_tok;
     float *x = malloc(xn * sizeof(float));
     /* activations prepared once per set: --interleave switches sets call by
@@ -418,7 +401,7 @@ static int bench_type(const options *o, uint32_t type, int threads, result *res,
     if (!x || qfail || !b.y)
         return -1;
     for (size_t i = 0; i < xn; i++)
-        x[i] = frand(&seed);
+        x[i] = (float)(nm_rng_uniform01(&rng) * 2.0 - 1.0);
     if (alloc_weights(&b) != 0) {
         fprintf(stderr, "bench_kernels: cannot map %d copies of %s weights\n", b.copies,
                 nm_type_name(type));

@@ -2,7 +2,10 @@
 
 #include "ggml_types.h"
 
+#include "common/rng.h"
+
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 static inline uint32_t f32_bits(float f) {
@@ -204,4 +207,40 @@ int nm_dequantize_row(uint32_t type, const void *src, float *dst, int64_t n) {
         return -1;
     t->dequantize(src, dst, n);
     return 0;
+}
+
+int nm_block_pool_make(nm_block_pool *pool, uint32_t type, int n, uint64_t seed) {
+    const nm_type_info *ti = nm_type_get(type);
+    *pool = (nm_block_pool){.type = type, .n = n};
+    if (!ti || !ti->quantize || n <= 0)
+        return -1;
+    pool->block_bytes = ti->type_size;
+    pool->blocks = malloc((size_t)n * ti->type_size);
+    float *x = malloc(ti->block_size * sizeof *x);
+    nm_rng r;
+    nm_rng_seed(&r, seed, 0);
+    int rc = pool->blocks && x ? 0 : -1;
+    for (int k = 0; rc == 0 && k < n; k++) {
+        for (uint32_t i = 0; i < ti->block_size; i++)
+            x[i] = (float)(nm_rng_uniform01(&r) * 2.0 - 1.0);
+        rc = nm_quantize_row(type, x, pool->blocks + (size_t)k * ti->type_size, ti->block_size);
+    }
+    free(x);
+    if (rc < 0)
+        nm_block_pool_free(pool);
+    return rc < 0 ? -1 : 0;
+}
+
+void nm_block_pool_fill(const nm_block_pool *pool, void *dst, size_t bytes, uint64_t seed) {
+    nm_rng r;
+    nm_rng_seed(&r, seed, 1);
+    for (size_t off = 0; off + pool->block_bytes <= bytes; off += pool->block_bytes)
+        memcpy((char *)dst + off,
+               pool->blocks + nm_rng_next(&r) % (uint64_t)pool->n * pool->block_bytes,
+               pool->block_bytes);
+}
+
+void nm_block_pool_free(nm_block_pool *pool) {
+    free(pool->blocks);
+    pool->blocks = NULL;
 }

@@ -6,6 +6,7 @@
 #ifndef NM_QUANT_H
 #define NM_QUANT_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #define NM_QK 32 /* elements per Q8_0 / Q4_0 block */
@@ -37,6 +38,24 @@ nm_bf16 nm_f32_to_bf16(float f); /* round to nearest even, NaN kept */
  * not a whole number of blocks. */
 int nm_quantize_row(uint32_t type, const float *src, void *dst, int64_t n);
 int nm_dequantize_row(uint32_t type, const void *src, float *dst, int64_t n);
+
+/* Random weights of a quantized type for the buffers that benchmarks and
+ * probes stream: a pool of n blocks quantized from uniform [-1, 1) values
+ * (every scale a real one, no denormal slow paths), from which fill picks
+ * one block at random per block of dst, so no two pages are the same (a
+ * hypervisor could merge identical pages into one cached copy and fake the
+ * bandwidth). make returns -1 for a type without a quantizer or without
+ * memory for the pool. */
+typedef struct nm_block_pool {
+    uint32_t type;
+    size_t block_bytes;
+    int n;
+    uint8_t *blocks;
+} nm_block_pool;
+int nm_block_pool_make(nm_block_pool *pool, uint32_t type, int n, uint64_t seed);
+/* Whole blocks only: a tail shorter than a block is left as it is. */
+void nm_block_pool_fill(const nm_block_pool *pool, void *dst, size_t bytes, uint64_t seed);
+void nm_block_pool_free(nm_block_pool *pool);
 
 /* The converters and checks of the type table (n a whole number of
  * blocks; the checks take a count of blocks). */

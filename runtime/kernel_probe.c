@@ -1,6 +1,7 @@
 /* The kernel and barrier probe (kernel_probe.h). */
 #include "kernel_probe.h"
 
+#include "common/rng.h"
 #include "common/util.h"
 #include "gguf/ggml_types.h"
 #include "gguf/quant.h"
@@ -23,8 +24,7 @@ typedef struct probe {
     uint8_t *buf;
     uint64_t rows, row_bytes;
     uint32_t type;
-    const uint8_t *pool; /* POOL_BLOCKS valid blocks of the type */
-    size_t block_bytes;
+    nm_block_pool pool; /* valid blocks of the type */
     nm_act act;
     float *y;
     _Atomic uint64_t sink; /* the read passes' sums: they must not be optimized away */
@@ -39,20 +39,13 @@ static bool my_rows(const probe *pr, const nm_worker *w, uint64_t *r0, uint64_t 
     return *r1 > *r0;
 }
 
-/* Every block is one of the pool's, picked at random, so that no two pages
- * are the same (a hypervisor could merge identical pages into one cached
- * copy) and every scale is a real one (no denormal slow paths). */
+/* Random blocks of the pool (nm_block_pool_fill says why). */
 static void fill_job(void *ctx, const nm_worker *w) {
     probe *pr = ctx;
     uint64_t r0, r1;
-    if (!my_rows(pr, w, &r0, &r1))
-        return;
-    uint64_t s = 0x9e3779b97f4a7c15ull * (r0 + 1);
-    for (uint8_t *p = pr->buf + r0 * pr->row_bytes, *end = pr->buf + r1 * pr->row_bytes;
-         p + pr->block_bytes <= end; p += pr->block_bytes) {
-        s = s * 6364136223846793005ull + 1442695040888963407ull;
-        memcpy(p, pr->pool + (s >> 40) % POOL_BLOCKS * pr->block_bytes, pr->block_bytes);
-    }
+    if (my_rows(pr, w, &r0, &r1))
+        nm_block_pool_fill(&pr->pool, pr->buf + r0 * pr->row_bytes, (r1 - r0) * pr->row_bytes,
+                           r0 + 1);
 }
 
 static void read_job(void *ctx, const nm_worker *w) {
@@ -88,9 +81,9 @@ static double median(double *v, int n) {
     return v[n / 2];
 }
 
-static float frand(uint64_t *s) {
-    *s = *s * 6364136223846793005ull + 1442695040888963407ull;
-    return (float)((double)(*s >> 40) / (double)(1ull << 24) * 2.0 - 1.0);
+/* Uniform in [-1, 1). */
+static float frand(nm_rng *r) {
+    return (float)(nm_rng_uniform01(r) * 2.0 - 1.0);
 }
 
 /* One type: fill, a warm-up round, then ROUNDS rounds of read and matvec. */
@@ -104,25 +97,18 @@ static int probe_type(nm_pool *pool, probe *pr, uint64_t bytes, uint64_t n_cols,
                        (unsigned long long)n_cols, ti ? ti->name : "?");
     pr->row_bytes = rb;
     pr->rows = bytes / rb;
-    pr->block_bytes = ti->type_size;
-    float *x = malloc((size_t)(ti->block_size > n_cols ? ti->block_size : n_cols) * sizeof *x);
-    uint8_t *pool_blocks = malloc((size_t)POOL_BLOCKS * ti->type_size);
+    float *x = malloc((size_t)n_cols * sizeof *x);
     void *abuf =
         aligned_alloc(64, nm_align_up(nm_act_buffer_bytes(pr->type, (int64_t)n_cols, 1), 64));
-    int rc = x && pool_blocks && abuf ? 0 : nm_fail(err, "kernel probe: out of memory");
-    uint64_t seed = 42 + pr->type;
-    for (int k = 0; rc == 0 && k < POOL_BLOCKS; k++) {
-        for (uint32_t i = 0; i < ti->block_size; i++)
-            x[i] = frand(&seed);
-        if (nm_quantize_row(pr->type, x, pool_blocks + (size_t)k * ti->type_size, ti->block_size) <
-            0)
-            rc = nm_fail(err, "kernel probe: cannot write %s blocks", ti->name);
-    }
+    int rc = x && abuf ? 0 : nm_fail(err, "kernel probe: out of memory");
+    if (rc == 0 && nm_block_pool_make(&pr->pool, pr->type, POOL_BLOCKS, 42 + pr->type) < 0)
+        rc = nm_fail(err, "kernel probe: cannot write %s blocks", ti->name);
     if (rc == 0) {
-        pr->pool = pool_blocks;
         nm_pool_run(pool, fill_job, pr);
+        nm_rng rng;
+        nm_rng_seed(&rng, 42 + pr->type, 2);
         for (uint64_t i = 0; i < n_cols; i++)
-            x[i] = frand(&seed);
+            x[i] = frand(&rng);
         nm_act_prepare(pr->type, x, (int64_t)n_cols, 1, abuf, &pr->act);
         double rd[ROUNDS], mv[ROUNDS], ratio[ROUNDS];
         for (int r = -1; r < ROUNDS; r++) {
@@ -142,7 +128,7 @@ static int probe_type(nm_pool *pool, probe *pr, uint64_t bytes, uint64_t n_cols,
             out->ratio = 1;
     }
     free(x);
-    free(pool_blocks);
+    nm_block_pool_free(&pr->pool);
     free(abuf);
     return rc;
 }
@@ -260,11 +246,12 @@ int nm_vector_probe(const nm_llama_hparams *hp, uint32_t wtype, nm_vector_cost *
     b.x = f, b.y = f + n, b.w = f + 2 * n, b.g = f + 3 * n, b.u = f + 4 * n, b.q = f + 5 * n;
     b.out = f + 6 * n, b.cs = f + 7 * n, b.scores = b.cs + hp->n_rot + 2;
     b.tmp = b.scores + ATT_POS;
-    uint64_t seed = 7;
+    nm_rng r;
+    nm_rng_seed(&r, 7, 0);
     for (size_t i = 0; i < 7 * n; i++)
-        f[i] = frand(&seed);
+        f[i] = frand(&r);
     for (size_t i = 0; i < 2 * ATT_POS * hd; i++)
-        b.kv[i] = nm_f32_to_fp16(frand(&seed));
+        b.kv[i] = nm_f32_to_fp16(frand(&r));
     nm_rope_params rp = {.base = 10000.0f, .freq_scale = 1.0f, .attn_factor = 1.0f};
     nm_rope_table(b.cs, 100, (int)hp->n_rot, &rp);
     double l[3], s[3], a[3];
