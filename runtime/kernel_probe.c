@@ -184,6 +184,11 @@ typedef struct vec_bufs {
     void *act;
 } vec_bufs;
 
+/* Feed-forward values one token computes: its experts' for a mixture. */
+static int64_t ff_per_token(const nm_llama_hparams *hp) {
+    return hp->n_expert ? (int64_t)hp->n_ff_exp * hp->n_expert_used : hp->n_ff;
+}
+
 static double median3(double a, double b, double c) {
     double v[3] = {a, b, c};
     return median(v, 3);
@@ -191,7 +196,7 @@ static double median3(double a, double b, double c) {
 
 static double time_layer(const nm_llama_hparams *hp, uint32_t wtype, vec_bufs *b) {
     const int64_t E = hp->n_embd, Q = (int64_t)hp->n_head * hp->head_dim;
-    const int64_t F = hp->n_expert ? (int64_t)hp->n_ff_exp * hp->n_expert_used : hp->n_ff;
+    const int64_t F = ff_per_token(hp);
     nm_act a;
     double t0 = nm_now();
     for (int r = 0; r < VEC_REPS; r++) {
@@ -206,7 +211,7 @@ static double time_layer(const nm_llama_hparams *hp, uint32_t wtype, vec_bufs *b
 }
 
 static double time_split(const nm_llama_hparams *hp, vec_bufs *b) {
-    const int64_t F = hp->n_expert ? (int64_t)hp->n_ff_exp * hp->n_expert_used : hp->n_ff;
+    const int64_t F = ff_per_token(hp);
     const int heads = (int)(hp->n_head + hp->n_head_kv);
     double t0 = nm_now();
     for (int r = 0; r < VEC_REPS; r++) {
@@ -230,7 +235,7 @@ static double time_attend(const nm_llama_hparams *hp, vec_bufs *b) {
 int nm_vector_probe(const nm_llama_hparams *hp, uint32_t wtype, nm_vector_cost *out,
                     nm_error *err) {
     const size_t E = hp->n_embd, Q = (size_t)hp->n_head * hp->head_dim, hd = hp->head_dim;
-    size_t F = hp->n_expert ? (size_t)hp->n_ff_exp * hp->n_expert_used : hp->n_ff;
+    size_t F = (size_t)ff_per_token(hp);
     size_t n = E > Q ? E : Q;
     n = n > F ? n : F;
     vec_bufs b = {0};
