@@ -30,8 +30,8 @@ static uint64_t *plan_distances(const nm_topo *t, const nm_plan *p) {
  * least 5 % of a token's matrix bytes against a read, a barrier's cost and
  * the non-matrix work of a layer (runtime/kernel_probe.h). Types without
  * kernels are left at 1; a probe that cannot run leaves everything as
- * assumed, with the reason in kernel_source. */
-static int measure_kernels(const nm_plan *p, const nm_topo *t, nm_traffic_opts *o, nm_error *err) {
+ * assumed, with the reason in kernel_source (never an error). */
+static void measure_kernels(const nm_plan *p, const nm_topo *t, nm_traffic_opts *o, nm_error *err) {
     uint32_t types[NM_TRAFFIC_MAX_TYPES], probe_types[NM_TRAFFIC_MAX_TYPES];
     double bytes[NM_TRAFFIC_MAX_TYPES], total = 0;
     int n = nm_traffic_matrix_types(p, o, types, bytes, NM_TRAFFIC_MAX_TYPES), m = 0;
@@ -45,7 +45,7 @@ static int measure_kernels(const nm_plan *p, const nm_topo *t, nm_traffic_opts *
     nm_kernel_rate rates[NM_TRAFFIC_MAX_TYPES];
     nm_vector_cost vc;
     if (m == 0)
-        return 0; /* no matrix type numalm has kernels for: nothing to measure */
+        return; /* no matrix type numalm has kernels for: nothing to measure */
     if (nm_kernel_probe(p, t, probe_types, m, p->hp.n_embd, rates, &o->barrier_s, o->kernel_source,
                         sizeof o->kernel_source, err) != 0 ||
         nm_vector_probe(&p->hp, probe_types[0], &vc, err) != 0) {
@@ -53,7 +53,7 @@ static int measure_kernels(const nm_plan *p, const nm_topo *t, nm_traffic_opts *
         snprintf(o->kernel_source, sizeof o->kernel_source, "not measured: %.180s", err->msg);
         o->barrier_s = 0;
         memset(err, 0, sizeof *err);
-        return 0;
+        return;
     }
     o->layer_s = vc.layer_s;
     o->split_s = vc.split_s;
@@ -63,7 +63,6 @@ static int measure_kernels(const nm_plan *p, const nm_topo *t, nm_traffic_opts *
         o->kernel_type[i] = rates[i].type;
         o->kernel_ratio[i] = rates[i].ratio;
     }
-    return 0;
 }
 
 int nm_session_predict(numalm_session *s, const char *bw_spec, const nm_traffic_opts *o,
@@ -95,9 +94,8 @@ int nm_session_predict(numalm_session *s, const char *bw_spec, const nm_traffic_
         if (rc != 0)
             return -1;
     }
-    if (!s->topo->from_xml && out->opts.efficiency <= 0 &&
-        measure_kernels(s->plan, s->topo, &out->opts, &s->err) != 0)
-        return -1;
+    if (!s->topo->from_xml && out->opts.efficiency <= 0)
+        measure_kernels(s->plan, s->topo, &out->opts, &s->err);
     uint64_t *dist = plan_distances(s->topo, s->plan);
     out->n = nm_traffic_all(s->plan, &out->opts, &out->bw, dist, out->t);
     free(dist);
