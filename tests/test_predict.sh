@@ -3,9 +3,11 @@
 # (its preset bandwidths) the scenarios and the table of every placement
 # agree (the plan's own row is its scenario), a shard over two sockets is
 # close to 2x one socket and node:N is one socket's memory; --json carries
-# the same; bad --bandwidth values are refused with a message. The byte
-# counts against the runtime's are checked in the NUMA VM
-# (tests/vm/checks_predict.sh), the model itself in test_traffic.
+# the same; on this machine the kernel probe's rates, or the assumed ones
+# and the reason when the probe cannot run; bad --bandwidth values are
+# refused with a message. The byte counts against the runtime's are checked
+# in the NUMA VM (tests/vm/checks_predict.sh), the model itself in
+# test_traffic.
 set -u
 : "${NUMALM:?set NUMALM to the built numalm binary}"
 SHARED=${NUMALM_SHARED:-${NUMALM_SOURCE:-.}/../shared}
@@ -46,6 +48,24 @@ o = json.load(open(f"{d}/opt.json"))["predict"]
 assert o["efficiency_source"] == "option" and o["efficiency"] == 0.5 and o["kernels"] == [], o
 EOF
 echo "ok: measured kernel rate, barrier and non-matrix work"
+
+# a probe that cannot run (here: no address space for its buffer of twice
+# the LLC) still predicts, with the assumed rates, and says why
+# (a sanitizer build reserves terabytes of shadow and cannot start so: skip)
+if ! sh -c 'ulimit -v 700000 && "$0" --help >/dev/null 2>&1' "$NUMALM"; then
+    echo "skipped: numalm cannot start in 700 MB of address space (a sanitizer build)"
+else
+out=$( (ulimit -v 700000 && "$NUMALM" plan -m "$tmp/1b.gguf" -t 1 --predict --bandwidth 20 \
+    --json) 2>&1) || fail "plan --predict with the kernel probe out of memory: $out"
+"$PY" -S -E -c '
+import json, sys
+j = json.loads(sys.argv[1])["predict"]
+assert j["efficiency_source"] == "assumed" and j["efficiency"] == 1 and j["kernels"] == [], j
+assert j["kernel_source"].startswith("not measured: ") and "arena" in j["kernel_source"], j
+assert j["scenarios"][0]["tok_s"] > 0, j["scenarios"][0]
+' "$out" || fail "the prediction without the kernel probe: $out"
+echo "ok: no kernel probe: assumed rates, and the reason"
+fi
 
 XML=$SHARED/topologies/32em64t-2n8c2t-pci-normalio.xml
 if [ ! -f "$XML" ]; then
