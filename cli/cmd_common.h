@@ -24,8 +24,8 @@ typedef struct nm_cli_common {
     "                          shard; auto: replicate if every node has room for a copy,\n"        \
     "                          else shard, else interleave; `numalm plan` shows the fit)\n"        \
     "  --moe-placement M       rows | experts: mixture-of-experts models compute every\n"          \
-    "                          expert's rows on every node (default), or whole experts\n"         \
-    "                          per node\n"                                                        \
+    "                          expert's rows on every node (default), or whole experts\n"          \
+    "                          per node\n"                                                         \
     "  --nodes LIST            NUMA nodes to use, e.g. 0,1 (default: all allowed)\n"               \
     "  -t, --threads N         worker threads in all (default: all allowed cores)\n"               \
     "  --threads-per-node N    worker threads on each node\n"                                      \

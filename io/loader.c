@@ -624,8 +624,8 @@ nm_loaded *nm_load(const nm_gguf *g, const nm_plan *plan, const nm_load_opts *op
     load_run r = {.w = w, .o = opts, .topo = opts->topo};
     if (opts->skip && w->io != NM_IO_MMAP) {
         /* by plan unit: an expert is skipped with its stacked tensor */
-        if (!(w->skipped = nm_calloc((size_t)plan->n_tensors + 1, 1, "the skipped-tensor list",
-                                     err))) {
+        if (!(w->skipped =
+                  nm_calloc((size_t)plan->n_tensors + 1, 1, "the skipped-tensor list", err))) {
             free(w);
             return NULL;
         }

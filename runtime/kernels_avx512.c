@@ -362,9 +362,8 @@ AI void q8_rt(const void *w, size_t rb, const void *const *acts, const int R, co
      * prefetch: 8 tokens of TinyLlama's FFN matrix from DRAM ran at 0.6 of
      * their in-cache rate without it (2 threads), 0.87 with it. */
     for (; b + 2 <= nb; b += 2) {
-        _Pragma("GCC unroll 4") for (int r = 0; r < R; r++)
-            _mm_prefetch(row[r] + b * (int64_t)sizeof(nm_block_q8_0) + NM_PREFETCH_BYTES,
-                         _MM_HINT_T1);
+        _Pragma("GCC unroll 4") for (int r = 0; r < R; r++) _mm_prefetch(
+            row[r] + b * (int64_t)sizeof(nm_block_q8_0) + NM_PREFETCH_BYTES, _MM_HINT_T1);
         q8_step(row, b, qa, da, acc, R, NT, 1, VNNI);
     }
     if (b < nb)
@@ -702,8 +701,7 @@ static void build_set(nm_kernel_set *ks, const char *name, int features) {
     else
         ks->k[NM_TYPE_BF16] =
             NM_TYPE_KERNELS(rowdot_bf16, rowdot_bf16_rows4, rowdot_bf16_tile, TILE_R, TILE_T);
-    ks->k[NM_TYPE_Q8_0] =
-        NM_TYPE_KERNELS(rowdot_q8_0_bw, NULL, tile_q8_0_bw, Q8_TILE_R, Q8_TILE_T);
+    ks->k[NM_TYPE_Q8_0] = NM_TYPE_KERNELS(rowdot_q8_0_bw, NULL, tile_q8_0_bw, Q8_TILE_R, Q8_TILE_T);
     nm_kernels_avx512_q8_0(ks, features); /* VNNI: four blocks per step */
     ks->act_quantize_q8 = nm_act_quantize_q8_avx2;
     ks->k[NM_TYPE_Q4_0] = NM_TYPE_KERNELS(

@@ -6,7 +6,7 @@ set -euo pipefail
 PKGS=(cmake make gcc pkg-config clang libclang-rt-14-dev
       libnuma-dev libhwloc-dev hwloc-nox liburing-dev libcmocka-dev libxxhash-dev
       numactl fio xz-utils e2fsprogs qemu-system-x86 python3 jq
-      libmicrohttpd-dev libjansson-dev curl tmux)
+      libmicrohttpd-dev libjansson-dev curl tmux clang-format)
 # The server's OpenAI-client test runs the npm `openai` package: Node from
 # Debian unless a Node with its own npm (e.g. NodeSource's) is there already
 # (Debian's npm package would conflict with it).
