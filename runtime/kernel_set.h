@@ -118,9 +118,9 @@ void nm_kernels_avx512_q8_0(nm_kernel_set *ks, int features);
 
 const nm_kernel_set *nm_kernels_scalar(void);
 uint64_t nm_sum_words_avx2(const void *p, size_t bytes); /* kernels_avx2.c */
-/* kernels_avx2_kquant.c; the AVX-512 sets use it too */
+/* kernels_avx2.c (one block quantizer for both); the AVX-512 sets use them
+ * too */
 void nm_act_quantize_q8k_avx2(const float *x, int64_t n, void *row);
-/* kernels_avx2.c; the AVX-512 sets use it too */
 void nm_act_quantize_q8_avx2(const float *x, int64_t n, void *row);
 const nm_kernel_set *nm_kernels_avx2(void);
 const nm_kernel_set *nm_kernels_avx512(void); /* best sub-path for this CPU */

@@ -378,46 +378,42 @@ uint64_t nm_sum_words_avx2(const void *p, size_t bytes) {
     return lanes[0] + lanes[1] + lanes[2] + lanes[3] + nm_sum_words(b + i, bytes - i);
 }
 
-/* nm_act_quantize_q8 (kernels_scalar.c) with AVX2: the same float
- * operations lane by lane (|x| and its maximum, x * (127 / amax) rounded by
- * adding and taking off 1.5 * 2^23, the clamp), so the same bits. Every
- * matrix input of Q8_0 and Q4_0 weights is prepared with it, for every
- * token of a batch (5% of a serve step of 8 sequences when it was scalar). */
-void nm_act_quantize_q8_avx2(const float *x, int64_t n, void *row) {
-    int8_t *qs = (int8_t *)row;
-    float *d = (float *)((char *)row + n);
-    float *m = d + n / 32;
-    int32_t *s = (int32_t *)(m + n / 32);
+/* The scalar quantizers' act_quantize_block (kernels_scalar.c) with AVX2:
+ * the same float operations lane by lane (|x| and its maximum, x * (127 /
+ * amax) rounded by adding and taking off 1.5 * 2^23, the clamp), so the
+ * same bits. count values (32 or 256) into qs, the sum of each group of
+ * values (32 or 16) into sums; returns the block scale. Every matrix input
+ * of every token of a batch is prepared with it (Q8_0 / Q4_0 with the Q8
+ * row, the K-quants and IQ4_XS with the Q8_K row; 5% of a serve step of 8
+ * sequences when the Q8 one was scalar). */
+static inline __attribute__((always_inline)) float
+quantize_block_avx2(const float *x, const int count, int8_t *qs, const int group, int *sums) {
     const __m256 sign = _mm256_set1_ps(-0.0f), magic = _mm256_set1_ps(0x1.8p23f);
     const __m256i lim = _mm256_set1_epi32(127);
-    for (int64_t b = 0; b < n / 32; b++) {
-        const float *xb = x + b * 32;
-        __m256 v[4], amax = _mm256_setzero_ps(), bad = _mm256_setzero_ps();
-        for (int k = 0; k < 4; k++) {
-            v[k] = _mm256_loadu_ps(xb + 8 * k);
-            __m256 a = _mm256_andnot_ps(sign, v[k]);
-            /* inf or NaN: not <= FLT_MAX */
-            bad = _mm256_or_ps(bad, _mm256_cmp_ps(a, _mm256_set1_ps(FLT_MAX), _CMP_NLE_UQ));
-            amax = _mm256_max_ps(amax, a);
-        }
-        if (_mm256_movemask_ps(bad)) { /* as the scalar code: NaN scale, zeros */
-            memset(qs + b * 32, 0, 32);
-            d[b] = NAN;
-            m[b] = NAN; /* 8 * NaN * 0 */
-            s[b] = 0;
-            continue;
-        }
-        __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(amax), _mm256_extractf128_ps(amax, 1));
-        m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
-        float am = _mm_cvtss_f32(_mm_max_ss(m4, _mm_movehdup_ps(m4)));
-        float db = am / 127.0f;
-        float id = am > 0.0f ? 127.0f / am : 0.0f;
-        if (id > FLT_MAX)
-            db = id = 0.0f;
-        const __m256 vid = _mm256_set1_ps(id);
+    __m256 amax = _mm256_setzero_ps(), bad = _mm256_setzero_ps();
+    for (int i = 0; i < count; i += 8) {
+        __m256 a = _mm256_andnot_ps(sign, _mm256_loadu_ps(x + i));
+        /* inf or NaN: not <= FLT_MAX */
+        bad = _mm256_or_ps(bad, _mm256_cmp_ps(a, _mm256_set1_ps(FLT_MAX), _CMP_NLE_UQ));
+        amax = _mm256_max_ps(amax, a);
+    }
+    if (_mm256_movemask_ps(bad)) { /* as the scalar code: NaN scale, zeros */
+        memset(qs, 0, (size_t)count);
+        memset(sums, 0, (size_t)(count / group) * sizeof *sums);
+        return NAN;
+    }
+    __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(amax), _mm256_extractf128_ps(amax, 1));
+    m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+    float am = _mm_cvtss_f32(_mm_max_ss(m4, _mm_movehdup_ps(m4)));
+    float db = am / 127.0f;
+    float id = am > 0.0f ? 127.0f / am : 0.0f;
+    if (id > FLT_MAX)
+        db = id = 0.0f;
+    const __m256 vid = _mm256_set1_ps(id);
+    for (int i = 0; i < count; i += 32) {
         __m256i q[4];
         for (int k = 0; k < 4; k++) {
-            __m256 t = _mm256_mul_ps(v[k], vid);
+            __m256 t = _mm256_mul_ps(_mm256_loadu_ps(x + i + 8 * k), vid);
             t = _mm256_sub_ps(_mm256_add_ps(t, magic), magic);
             q[k] = _mm256_max_epi32(_mm256_min_epi32(_mm256_cvttps_epi32(t), lim),
                                     _mm256_sub_epi32(_mm256_setzero_si256(), lim));
@@ -426,15 +422,43 @@ void nm_act_quantize_q8_avx2(const float *x, int64_t n, void *row) {
         __m256i p =
             _mm256_packs_epi16(_mm256_packs_epi32(q[0], q[1]), _mm256_packs_epi32(q[2], q[3]));
         p = _mm256_permutevar8x32_epi32(p, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
-        _mm256_storeu_si256((__m256i *)(qs + b * 32), p);
-        __m256i t = _mm256_add_epi32(_mm256_add_epi32(q[0], q[1]), _mm256_add_epi32(q[2], q[3]));
-        __m128i s4 = _mm_add_epi32(_mm256_castsi256_si128(t), _mm256_extracti128_si256(t, 1));
-        s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, 0x4e));
-        s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, 0xb1));
-        int sum = _mm_cvtsi128_si32(s4);
-        d[b] = db;
-        m[b] = 8.0f * db * (float)sum;
+        _mm256_storeu_si256((__m256i *)(qs + i), p);
+        /* the two 16-value groups' sums in lanes 0 and 1 */
+        __m256i t = _mm256_hadd_epi32(_mm256_add_epi32(q[0], q[1]), _mm256_add_epi32(q[2], q[3]));
+        t = _mm256_hadd_epi32(t, t);
+        __m128i s2 = _mm_add_epi32(_mm256_castsi256_si128(t), _mm256_extracti128_si256(t, 1));
+        if (group == 16) {
+            sums[i / 16] = _mm_cvtsi128_si32(s2);
+            sums[i / 16 + 1] = _mm_extract_epi32(s2, 1);
+        } else {
+            sums[i / 32] = _mm_cvtsi128_si32(s2) + _mm_extract_epi32(s2, 1);
+        }
+    }
+    return db;
+}
+
+void nm_act_quantize_q8_avx2(const float *x, int64_t n, void *row) {
+    int8_t *qs = (int8_t *)row;
+    float *d = (float *)((char *)row + n);
+    float *m = d + n / 32;
+    int32_t *s = (int32_t *)(m + n / 32);
+    for (int64_t b = 0; b < n / 32; b++) {
+        int sum;
+        d[b] = quantize_block_avx2(x + b * 32, 32, qs + b * 32, 32, &sum);
+        m[b] = 8.0f * d[b] * (float)sum;
         s[b] = sum;
+    }
+}
+
+void nm_act_quantize_q8k_avx2(const float *x, int64_t n, void *row) {
+    int8_t *qs = (int8_t *)row;
+    float *d = (float *)((char *)row + n);
+    int16_t *bsums = (int16_t *)(d + n / 256);
+    for (int64_t b = 0; b < n / 256; b++) {
+        int sums[16];
+        d[b] = quantize_block_avx2(x + b * 256, 256, qs + b * 256, 16, sums);
+        for (int g = 0; g < 16; g++) /* |sum| <= 16 * 127 */
+            bsums[b * 16 + g] = (int16_t)sums[g];
     }
 }
 

@@ -15,10 +15,6 @@
  * for prompts), as in kernels_avx512_kquant.c. */
 #include "kernels_kquant_simd.h"
 
-#include <float.h>
-#include <math.h>
-#include <string.h>
-
 #define AI KQ_AI
 
 #define KQ_TILE_R 2
@@ -248,63 +244,6 @@ KQ_KERNEL(q3_k, 0, 1)
 KQ_KERNEL(q4_k, 1, 0)
 KQ_KERNEL(q5_k, 1, 0)
 KQ_KERNEL(q6_k, 0, 1)
-
-/* nm_act_quantize_q8k (kernels_scalar.c) with AVX2: the same float
- * operations lane by lane (|x| and its maximum, x * (127 / amax) rounded by
- * adding and taking off 1.5 * 2^23, the clamp), so the same bits; prompts
- * prepare every matrix input of every token with it. */
-void nm_act_quantize_q8k_avx2(const float *x, int64_t n, void *row) {
-    int8_t *qs = (int8_t *)row;
-    float *d = (float *)((char *)row + n);
-    int16_t *bsums = (int16_t *)(d + n / 256);
-    const __m256 sign = _mm256_set1_ps(-0.0f), magic = _mm256_set1_ps(0x1.8p23f);
-    const __m256i lim = _mm256_set1_epi32(127);
-    for (int64_t b = 0; b < n / 256; b++) {
-        const float *xb = x + b * 256;
-        __m256 amax = _mm256_setzero_ps(), bad = _mm256_setzero_ps();
-        for (int i = 0; i < 256; i += 8) {
-            __m256 a = _mm256_andnot_ps(sign, _mm256_loadu_ps(xb + i));
-            /* inf or NaN: not <= FLT_MAX */
-            bad = _mm256_or_ps(bad, _mm256_cmp_ps(a, _mm256_set1_ps(FLT_MAX), _CMP_NLE_UQ));
-            amax = _mm256_max_ps(amax, a);
-        }
-        if (_mm256_movemask_ps(bad)) { /* as the scalar code: NaN scale, zeros */
-            memset(qs + b * 256, 0, 256);
-            memset(bsums + b * 16, 0, 16 * sizeof *bsums);
-            d[b] = NAN;
-            continue;
-        }
-        __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(amax), _mm256_extractf128_ps(amax, 1));
-        m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
-        float am = _mm_cvtss_f32(_mm_max_ss(m4, _mm_movehdup_ps(m4)));
-        float db = am / 127.0f;
-        float id = am > 0.0f ? 127.0f / am : 0.0f;
-        if (id > FLT_MAX)
-            db = id = 0.0f;
-        d[b] = db;
-        const __m256 vid = _mm256_set1_ps(id);
-        for (int g = 0; g < 16; g += 2) { /* 32 values: groups g and g + 1 */
-            __m256i q[4];
-            for (int k = 0; k < 4; k++) {
-                __m256 v = _mm256_mul_ps(_mm256_loadu_ps(xb + 16 * g + 8 * k), vid);
-                v = _mm256_sub_ps(_mm256_add_ps(v, magic), magic);
-                q[k] = _mm256_max_epi32(_mm256_min_epi32(_mm256_cvttps_epi32(v), lim),
-                                        _mm256_sub_epi32(_mm256_setzero_si256(), lim));
-            }
-            /* the packs leave dwords of 4 values in the order 0 2 4 6 1 3 5 7 */
-            __m256i p =
-                _mm256_packs_epi16(_mm256_packs_epi32(q[0], q[1]), _mm256_packs_epi32(q[2], q[3]));
-            p = _mm256_permutevar8x32_epi32(p, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
-            _mm256_storeu_si256((__m256i *)(qs + b * 256 + 16 * g), p);
-            __m256i t =
-                _mm256_hadd_epi32(_mm256_add_epi32(q[0], q[1]), _mm256_add_epi32(q[2], q[3]));
-            t = _mm256_hadd_epi32(t, t);
-            __m128i s2 = _mm_add_epi32(_mm256_castsi256_si128(t), _mm256_extracti128_si256(t, 1));
-            bsums[b * 16 + g] = (int16_t)_mm_cvtsi128_si32(s2);
-            bsums[b * 16 + g + 1] = (int16_t)_mm_extract_epi32(s2, 1);
-        }
-    }
-}
 
 #define KQ_SET(T, TYPE)                                                                            \
     ks->k[TYPE] = NM_TYPE_KERNELS(T##_rowdot, T##_rows4, T##_tile, KQ_TILE_R, KQ_TILE_T)
