@@ -70,6 +70,24 @@ int numalm_eval(numalm_session *s, const int32_t *tokens, int n, int pos, int lo
     return nm_model_eval(s->model, tokens, n, pos, logits_from, logits, &s->err);
 }
 
+int numalm_eval_batch(numalm_session *s, const numalm_batch_token *b, int n, float *logits) {
+    if (need_model(s, "eval_batch") < 0)
+        return -1;
+    int cap = nm_model_n_batch(s->model);
+    if (n < 0 || n > cap)
+        return nm_fail(&s->err,
+                       "eval_batch: a batch of %d tokens (at most %d: numalm_options.n_batch)", n,
+                       cap);
+    nm_batch_tok *t = nm_calloc(n ? (size_t)n : 1, sizeof *t, "the batch", &s->err);
+    if (!t)
+        return -1;
+    for (int i = 0; i < n; i++)
+        t[i] = (nm_batch_tok){b[i].token, b[i].seq, b[i].pos, b[i].logits};
+    int rc = nm_model_eval_batch(s->model, t, n, logits, &s->err);
+    free(t);
+    return rc;
+}
+
 void numalm_gen_params_init(numalm_gen_params *p) {
     memset(p, 0, sizeof *p);
     p->n_predict = 128;

@@ -350,6 +350,14 @@ int numalm_n_ctx(const numalm_session *s) {
     return s->model ? nm_model_n_ctx(s->model) : 0;
 }
 
+int numalm_n_seq(const numalm_session *s) {
+    return s->model ? nm_model_n_seq(s->model) : 0;
+}
+
+int numalm_n_batch(const numalm_session *s) {
+    return s->model ? nm_model_n_batch(s->model) : 0;
+}
+
 numalm_kv_type numalm_kv_type_used(const numalm_session *s) {
     return s->model ? (numalm_kv_type)nm_model_kv_type(s->model) : s->opts.kv_type;
 }

@@ -256,7 +256,9 @@ NUMALM_API int numalm_n_ctx_train(const numalm_session *s); /* llama.context_len
 NUMALM_API numalm_io numalm_io_used(const numalm_session *s);
 /* From stage MODEL (else 0 / -1): */
 NUMALM_API int numalm_n_vocab(const numalm_session *s);
-NUMALM_API int numalm_n_ctx(const numalm_session *s);
+NUMALM_API int numalm_n_ctx(const numalm_session *s);   /* positions per sequence */
+NUMALM_API int numalm_n_seq(const numalm_session *s);   /* KV sequences (numalm_eval_batch) */
+NUMALM_API int numalm_n_batch(const numalm_session *s); /* tokens per numalm_eval_batch */
 NUMALM_API numalm_kv_type numalm_kv_type_used(const numalm_session *s);
 /* Weight bytes one decode step reads (every matrix + one embedding row). */
 NUMALM_API uint64_t numalm_weight_bytes_per_token(const numalm_session *s);
@@ -325,6 +327,28 @@ NUMALM_API int64_t numalm_detokenize(numalm_session *s, const int32_t *tokens, i
  * context, without touching the cache). */
 NUMALM_API int numalm_eval(numalm_session *s, const int32_t *tokens, int n, int pos,
                            int logits_from, float *logits);
+
+/* One token of a batch over several sequences (numalm_eval_batch). */
+typedef struct numalm_batch_token {
+    int32_t token;
+    int seq;     /* its KV sequence, 0 .. numalm_n_seq() - 1 */
+    int pos;     /* its position in that sequence */
+    bool logits; /* return its logits */
+} numalm_batch_token;
+
+/* A server's step: runs b[0..n) (n <= numalm_n_batch()) as one pass over the
+ * weights, every matrix multiplying all n tokens at once, each token
+ * attending within its own sequence. A sequence's tokens come in order of
+ * consecutive positions, the first at most where its cache ends (0 starts
+ * it anew); its cache then ends after its last token here. The logits of
+ * the tokens with .logits go to logits[k * n_vocab], k counting those
+ * tokens in batch order. A token's logits are bit for bit those its
+ * sequence gets evaluated alone: the other sequences change nothing. 0, or
+ * -1 (numalm_last_error) without touching any cache for a bad batch. The
+ * session's one-sequence calls (numalm_eval, numalm_generate) use
+ * sequence 0. */
+NUMALM_API int numalm_eval_batch(numalm_session *s, const numalm_batch_token *b, int n,
+                                 float *logits);
 
 /* ---- generation ------------------------------------------------------- */
 

@@ -274,6 +274,7 @@ static int setup_scratch(nm_model *m, nm_error *err) {
         !(m->tok_ids = nm_model_alloc(m, nb * sizeof(int32_t), -1, err)) ||
         !(m->tok_online = nm_model_alloc(m, nb * sizeof(bool), -1, err)) ||
         !(m->seq_next = nm_model_alloc(m, (size_t)m->n_seq * sizeof(int), -1, err)) ||
+        !(m->seq_len = nm_model_alloc(m, (size_t)m->n_seq * sizeof(int), -1, err)) ||
         (hp->n_expert && nm_moe_setup_shared(m, err) < 0))
         return -1;
     return 0;

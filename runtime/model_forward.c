@@ -422,6 +422,17 @@ static int run_device_share(nm_model *m, nm_error *err) {
     return 0;
 }
 
+/* A sequence continues where its cache ends or earlier (pos 0 starts it
+ * anew): a later position would attend over positions never computed. */
+static int check_continues(const nm_model *m, int seq, int pos, nm_error *err) {
+    if (pos <= m->seq_len[seq])
+        return 0;
+    return nm_fail(err,
+                   "model eval: sequence %d continues at position %d, but its cache holds %d "
+                   "positions (continue at %d at most; 0 starts it anew)",
+                   seq, pos, m->seq_len[seq], m->seq_len[seq]);
+}
+
 int nm_model_eval(nm_model *m, const int32_t *tokens, int n, int pos, int logits_from,
                   float *logits, nm_error *err) {
     if (n < 0 || pos < 0 || pos > m->n_ctx - n)
@@ -429,6 +440,8 @@ int nm_model_eval(nm_model *m, const int32_t *tokens, int n, int pos, int logits
                        "context full: positions %d..%d do not fit in a context of "
                        "%d tokens",
                        pos, pos + n - 1, m->n_ctx);
+    if (check_continues(m, 0, pos, err) < 0)
+        return -1;
     if (logits_from < 0 || logits_from > n || (logits_from < n && !logits))
         return nm_fail(err, "model eval: bad logits range %d of %d", logits_from, n);
     for (int i = 0; i < n; i++)
@@ -439,6 +452,7 @@ int nm_model_eval(nm_model *m, const int32_t *tokens, int n, int pos, int logits
     const nm_rope_params rope = rope_params(m);
     for (int b = 0; b < n; b += m->n_batch) {
         int nt = n - b < m->n_batch ? n - b : m->n_batch;
+        m->seq_len[0] = pos + b; /* the positions from here on are being rewritten */
         if (embed(m, tokens + b, nt, err) < 0)
             return -1;
         for (int t = 0; t < nt; t++)
@@ -471,6 +485,7 @@ int nm_model_eval(nm_model *m, const int32_t *tokens, int n, int pos, int logits
             nm_pool_run(m->pool, forward_job, m);
         if (m->off && run_device_share(m, err) < 0)
             return -1;
+        m->seq_len[0] = pos + b + nt;
     }
     return 0;
 }
@@ -496,6 +511,8 @@ static int check_batch(nm_model *m, const nm_batch_tok *b, int n, const float *l
         if (m->seq_next[t->seq] >= 0 && t->pos != m->seq_next[t->seq])
             return nm_fail(err, "model eval: sequence %d has position %d after %d in the batch",
                            t->seq, t->pos, m->seq_next[t->seq] - 1);
+        if (m->seq_next[t->seq] < 0 && check_continues(m, t->seq, t->pos, err) < 0)
+            return -1;
         m->seq_next[t->seq] = t->pos + 1;
         if (t->token < 0 || (uint32_t)t->token >= m->hp.n_vocab)
             return nm_fail(err, "token id %d is outside the vocabulary of %u", t->token,
@@ -544,5 +561,7 @@ int nm_model_eval_batch(nm_model *m, const nm_batch_tok *b, int n, float *logits
     m->head_now = true;
     m->decode_evals += n == 1;
     nm_pool_run(m->pool, forward_job, m);
+    for (int t = 0; t < n; t++) /* a sequence's last token here ends its cache */
+        m->seq_len[b[t].seq] = b[t].pos + 1;
     return 0;
 }

@@ -176,6 +176,7 @@ struct nm_model {
     bool *tok_online;
     int32_t *tok_ids; /* n_batch: the batch's token ids */
     int *seq_next;    /* n_seq: eval_batch's count and check of each sequence */
+    int *seq_len;     /* n_seq: positions 0 .. seq_len - 1 of each sequence are cached */
     float *logits;
     /* Blocks [l0, l1) run on the CPU in this pass, then the LM head if
      * head_now; the device's share is in off (model_offload.c). */

@@ -1,7 +1,8 @@
 /* The public interface (include/numalm.h) as a program outside the
  * repository sees it: errors in the caller's buffer and in the session,
- * staged opens, tokens both ways, evaluation against generation, a text
- * callback that stops, and the log and progress callbacks. Only numalm.h
+ * staged opens, tokens both ways, evaluation against generation, batches
+ * of several sequences against each one alone, a text callback that
+ * stops, and the log and progress callbacks. Only numalm.h
  * is used here, besides the test helpers that write a model. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -203,6 +204,72 @@ static void test_generate_matches_eval(void **state) {
     numalm_close(s);
 }
 
+/* numalm_eval_batch: three sequences' prompts in one pass, then one token
+ * each, give bit for bit the logits each sequence gets alone through
+ * numalm_eval. Bad batches (a sequence out of range, a gap after a
+ * sequence's cache, positions out of order, too many tokens) fail with the
+ * reason and leave every cache as it was. */
+static void test_eval_batch(void **state) {
+    (void)state;
+    numalm_options o = tiny_opts();
+    o.n_seq = 3;
+    o.n_batch = 16;
+    numalm_session *s = nm_test_open(&o);
+    assert_int_equal(numalm_n_seq(s), 3);
+    assert_int_equal(numalm_n_batch(s), 16);
+    const int nv = numalm_n_vocab(s), len[3] = {4, 3, 5};
+    int32_t tok[3][6];
+    for (int q = 0; q < 3; q++)
+        for (int i = 0; i <= len[q]; i++)
+            tok[q][i] = (int32_t)((7 + 13 * q + 5 * i) % nv);
+    /* alone: the prompt, then the next token */
+    float *want = malloc(6 * (size_t)nv * sizeof(float));
+    float *got = malloc(6 * (size_t)nv * sizeof(float));
+    assert_non_null(want);
+    assert_non_null(got);
+    for (int q = 0; q < 3; q++) {
+        assert_int_equal(numalm_eval(s, tok[q], len[q], 0, len[q] - 1, want + 2 * q * nv), 0);
+        assert_int_equal(numalm_eval(s, &tok[q][len[q]], 1, len[q], 0, want + (2 * q + 1) * nv), 0);
+    }
+    /* a gap after sequence 0's cache (it holds len[2] + 1 positions now) */
+    assert_int_equal(numalm_eval(s, tok[0], 1, len[2] + 2, 0, got), -1);
+    assert_non_null(strstr(numalm_last_error(s), "continues at position"));
+
+    numalm_batch_token b[16];
+    int n = 0;
+    for (int q = 0; q < 3; q++)
+        for (int i = 0; i < len[q]; i++)
+            b[n++] = (numalm_batch_token){tok[q][i], q, i, i == len[q] - 1};
+    assert_int_equal(numalm_eval_batch(s, b, n, got), 0);
+    for (int q = 0; q < 3; q++)
+        assert_memory_equal(got + q * nv, want + 2 * q * nv, (size_t)nv * sizeof(float));
+
+    numalm_batch_token bad[2] = {{tok[0][0], 3, 0, true}};
+    assert_int_equal(numalm_eval_batch(s, bad, 1, got), -1);
+    assert_non_null(strstr(numalm_last_error(s), "sequence 3 of 3"));
+    bad[0] = (numalm_batch_token){tok[1][0], 1, len[1] + 1, true};
+    assert_int_equal(numalm_eval_batch(s, bad, 1, got), -1);
+    assert_non_null(strstr(numalm_last_error(s), "its cache holds 3 positions"));
+    bad[0] = (numalm_batch_token){tok[1][0], 1, len[1], false};
+    bad[1] = (numalm_batch_token){tok[1][0], 1, len[1] + 2, true};
+    assert_int_equal(numalm_eval_batch(s, bad, 2, got), -1);
+    assert_non_null(strstr(numalm_last_error(s), "after"));
+    assert_int_equal(numalm_eval_batch(s, b, 17, got), -1);
+    assert_non_null(strstr(numalm_last_error(s), "at most 16"));
+
+    /* the failed batches changed nothing: each sequence continues (in
+     * another order: logits come in batch order) */
+    for (int k = 0; k < 3; k++)
+        b[k] = (numalm_batch_token){tok[2 - k][len[2 - k]], 2 - k, len[2 - k], true};
+    assert_int_equal(numalm_eval_batch(s, b, 3, got), 0);
+    for (int k = 0; k < 3; k++)
+        assert_memory_equal(got + k * nv, want + (2 * (2 - k) + 1) * nv,
+                            (size_t)nv * sizeof(float));
+    free(want);
+    free(got);
+    numalm_close(s);
+}
+
 typedef struct logged {
     int n_warn, n_info, n_other;
     char last_warn[1024], last_info[1024];
@@ -333,13 +400,10 @@ int main(void) {
         return 1;
     }
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_open_errors),
-        cmocka_unit_test(test_staged_open),
-        cmocka_unit_test(test_tokens_both_ways),
-        cmocka_unit_test(test_generate_matches_eval),
-        cmocka_unit_test(test_log_and_progress),
-        cmocka_unit_test(test_simd_cap),
-        cmocka_unit_test(test_names),
+        cmocka_unit_test(test_open_errors),      cmocka_unit_test(test_staged_open),
+        cmocka_unit_test(test_tokens_both_ways), cmocka_unit_test(test_generate_matches_eval),
+        cmocka_unit_test(test_eval_batch),       cmocka_unit_test(test_log_and_progress),
+        cmocka_unit_test(test_simd_cap),         cmocka_unit_test(test_names),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     unlink(g_model);
