@@ -401,6 +401,97 @@ AI void kq_tile8(const void *w, size_t rb, const void *const *acts, int64_t n, f
         _mm256_storeu_ps(out + 8 * r, acc[r]);
 }
 
+/* Q2_K decode with GFNI and VNNI: the scales go into the codes' bytes, so
+ * that vpdpbusd sums scale * code * activation for the whole super-block.
+ * A code (0..3) times its 4-bit scale is at most 45, an unsigned byte. In a
+ * 64-value chunk c each 128-bit lane l is one 16-value sub-block, j = 4c +
+ * l; one vgf2p8affineqb moves the codes to bits 2-3 and its constant XORs
+ * c into bits 0-1, and one vpshufb looks the byte 4q + c up in the row's
+ * table: lane l, byte 4q + c holds s(4c + l) * q (built once per block by
+ * vpshufb and one vpmullw: bytes 4q + c and 4q + c + 1 form a word, and
+ * both are multiplied by q). Per 64 values and row: three instructions, no
+ * vpmaddwd / vpackssdw.
+ *
+ * The four rows share the rest: their 16-lane sums are transposed and added
+ * (red32, red64) to [row 0 .. row 3] in every 128-bit lane; msum takes the
+ * rows' scale bytes as one vector, lane L holding in dword k row k's minima
+ * of sub-blocks 4L .. 4L + 3, and two vpmaddwd with the bsums laid out to
+ * match (words 4L, 4L + 2 and 4L + 1, 4L + 3) give the same layout, so one
+ * lane reduction serves isum and msum. The integer sums are the scalar
+ * kernel's; the float step is kq_step4's. In cache (one core, 64 x 5632)
+ * this runs at 1.27x the unpack-and-vpmaddwd kernel's speed. */
+AI void q2k_rows4_table(const void *w, size_t rb, const void *act, int64_t n, float *out) {
+    /* lane l, byte 4q + c <- scale byte 4c + l; word k of a lane times k / 2 */
+    const int sp = 0x0c080400, one = 0x01010101;
+    const __m512i spread = _mm512_set_epi32(sp + 3 * one, sp + 3 * one, sp + 3 * one, sp + 3 * one,
+                                            sp + 2 * one, sp + 2 * one, sp + 2 * one, sp + 2 * one,
+                                            sp + one, sp + one, sp + one, sp + one, sp, sp, sp, sp);
+    const __m512i qmul = _mm512_set4_epi32(0x00030003, 0x00020002, 0x00010001, 0);
+    /* chunk c: the lower 256 bits' codes at bit 4 (c % 2), the upper's two
+     * bits higher (k2_low), to bits 2-3 */
+    const long long g0 = (long long)kq_gf_move(0, 2, 2), g2 = (long long)kq_gf_move(2, 2, 2),
+                    g4 = (long long)kq_gf_move(4, 2, 2), g6 = (long long)kq_gf_move(6, 2, 2);
+    const __m512i even = _mm512_set_epi64(g2, g2, g2, g2, g0, g0, g0, g0);
+    const __m512i odd = _mm512_set_epi64(g6, g6, g6, g6, g4, g4, g4, g4);
+    /* lane L dword k <- dword 4k + L */
+    const __m512i tr = _mm512_set_epi32(15, 11, 7, 3, 14, 10, 6, 2, 13, 9, 5, 1, 12, 8, 4, 0);
+    /* bsums: lane L, words 2k, 2k + 1 <- 4L, 4L + 2 (pa) and 4L + 1, 4L + 3 (pb) */
+    const __m512i pa = _mm512_set_epi16(14, 12, 14, 12, 14, 12, 14, 12, 10, 8, 10, 8, 10, 8, 10, 8,
+                                        6, 4, 6, 4, 6, 4, 6, 4, 2, 0, 2, 0, 2, 0, 2, 0);
+    const __m512i pb = _mm512_add_epi16(pa, _mm512_set1_epi16(1));
+    const size_t bsize = sizeof(nm_block_q2_k);
+    __m128 acc = _mm_setzero_ps();
+    for (int64_t b = 0; b < n / NM_QK_K; b++) {
+        const int8_t *qa = nm_actk_qs(act) + b * NM_QK_K;
+        __m512i a[4];
+        _Pragma("GCC unroll 4") for (int c = 0; c < 4; c++) a[c] = _mm512_loadu_si512(qa + 64 * c);
+        const __m512i bs = _mm512_castsi256_si512(
+            _mm256_loadu_si256((const __m256i *)(nm_actk_bsums(act, n) + b * 16)));
+        const __m512i ba = _mm512_permutexvar_epi16(pa, bs), bb = _mm512_permutexvar_epi16(pb, bs);
+        const char *b0 = (const char *)w + (size_t)b * bsize;
+        __m512i is[4];
+        /* the rows' scale bytes, row r in lane r (immediates spelled out: the
+         * Debug build does not unroll) */
+        __m128i s[4];
+        _Pragma("GCC unroll 4") for (int r = 0; r < 4; r++) s[r] =
+            _mm_loadu_si128((const __m128i *)(b0 + (size_t)r * rb));
+        __m512i sc4 = _mm512_inserti32x4(_mm512_castsi128_si512(s[0]), s[1], 1);
+        sc4 = _mm512_inserti32x4(_mm512_inserti32x4(sc4, s[2], 2), s[3], 3);
+        _Pragma("GCC unroll 4") for (int r = 0; r < 4; r++) {
+            const nm_block_q2_k *blk = (const nm_block_q2_k *)(b0 + (size_t)r * rb);
+            kq_prefetch((const char *)blk, bsize);
+            const __m512i lo = _mm512_and_si512(_mm512_broadcast_i32x4(s[r]), _mm512_set1_epi8(15));
+            const __m512i table = _mm512_mullo_epi16(_mm512_shuffle_epi8(lo, spread), qmul);
+            const __m512i r0 = bcast256(blk->qs), r1 = bcast256(blk->qs + 32);
+            const __m512i idx[4] = {_mm512_gf2p8affine_epi64_epi8(r0, even, 0),
+                                    _mm512_gf2p8affine_epi64_epi8(r0, odd, 1),
+                                    _mm512_gf2p8affine_epi64_epi8(r1, even, 2),
+                                    _mm512_gf2p8affine_epi64_epi8(r1, odd, 3)};
+            __m512i sum = _mm512_setzero_si512();
+            _Pragma("GCC unroll 4") for (int c = 0; c < 4; c++) sum =
+                _mm512_dpbusd_epi32(sum, _mm512_shuffle_epi8(table, idx[c]), a[c]);
+            is[r] = sum;
+        }
+        const __m512i p = _mm512_permutexvar_epi32(tr, sc4);
+        const __m512i ma = _mm512_and_si512(_mm512_srli_epi16(p, 4), _mm512_set1_epi16(15));
+        const __m512i mb = _mm512_srli_epi16(p, 12);
+        const __m512i m = _mm512_add_epi32(_mm512_madd_epi16(ma, ba), _mm512_madd_epi16(mb, bb));
+        const __m512i v = red64(red32(is[0], is[1]), red32(is[2], is[3]));
+        __m512i z = _mm512_add_epi32(_mm512_shuffle_i64x2(v, m, _MM_SHUFFLE(1, 0, 1, 0)),
+                                     _mm512_shuffle_i64x2(v, m, _MM_SHUFFLE(3, 2, 3, 2)));
+        z = _mm512_add_epi32(z, _mm512_shuffle_i64x2(z, z, _MM_SHUFFLE(2, 3, 0, 1)));
+        __m128 d, dm;
+        kq_gather_d4(b0, rb, offsetof(nm_block_q2_k, d), 1, &d, &dm);
+        acc = kq_step4_sums(acc, d, dm, _mm_set1_ps(nm_actk_d(act, n)[b]),
+                            _mm512_castsi512_si128(z), _mm512_extracti32x4_epi32(z, 2), 1);
+    }
+    _mm_storeu_ps(out, acc);
+}
+
+static void q2_k_rows4_table(const void *w, size_t rb, const void *act, int64_t n, float *out) {
+    q2k_rows4_table(w, rb, act, n, out);
+}
+
 /* The three kernels of type T in one sub-path: V names them, UNPACK takes
  * the blocks apart, VNNI picks the products. */
 #define KQ_KERNELS(T, V, UNPACK, MIN, BIAS, VNNI)                                                  \
@@ -449,6 +540,7 @@ void nm_kernels_avx512_kquant(nm_kernel_set *ks, int features) {
         if (features & NM_AVX512_GFNI) {
             KQ_SET(q2_k, NM_TYPE_Q2_K, gfni);
             KQ_SET(q3_k, NM_TYPE_Q3_K, gfni);
+            ks->k[NM_TYPE_Q2_K].rows4 = q2_k_rows4_table;
         }
     } else {
         KQ_SET(q2_k, NM_TYPE_Q2_K, bw);
