@@ -195,6 +195,21 @@ static inline uint64_t nm_actk_row_bytes(int64_t n) {
     return (b + 63) / 64 * 64;
 }
 
+/* Rows prepared for several tokens (nm_act_prepare with n_tok > 1, the
+ * matmat tiles' input) are followed by their qs in the tiles' order: per
+ * super-block four pieces of 64 bytes, piece k holding in its 8-byte word q
+ * the values 32q + 8k .. 32q + 8k + 7 (of sub-block q). A vpdpbusd chain over
+ * the four pieces then sums 16 products of one sub-block in every int32
+ * lane, which the Q4_K tile packs to int16 before it applies the scales.
+ * nm_actk_tile_order writes the copy from the row's qs. */
+static inline uint64_t nm_actk_tiled_row_bytes(int64_t n) {
+    return nm_actk_row_bytes(n) + (uint64_t)n;
+}
+static inline const int8_t *nm_actk_tiled_qs(const void *row, int64_t n) {
+    return (const int8_t *)row + nm_actk_row_bytes(n);
+}
+void nm_actk_tile_order(void *row, int64_t n);
+
 /* Rounds to nearest even for |v| < 2^22 without a libm call: adding 1.5 *
  * 2^23 leaves no fraction bits. (nearbyintf is a call on baseline x86-64, and
  * the activation quantizers run it for every activation of every token.) */

@@ -492,9 +492,147 @@ static void q2_k_rows4_table(const void *w, size_t rb, const void *act, int64_t 
     q2k_rows4_table(w, rb, act, n, out);
 }
 
+/* Q4_K codes in the activations' tile order (nm_actk_tiled): register k
+ * holds in qword q the codes of values 32q + 8k .. 32q + 8k + 7, all of
+ * sub-block q. Qword q of register k is qs qword 4(q / 2) + k, its low
+ * nibbles for even q, its high ones for odd q. */
+AI void unpack_q4_k_tiled(const void *blk, __m512i *u, const int GFNI) {
+    const nm_block_q4_k *b = blk;
+    const __m512i q0 = _mm512_loadu_si512(b->qs), q1 = _mm512_loadu_si512(b->qs + 64);
+    const long long lo = (long long)kq_gf_bits(0, 4), hi = (long long)kq_gf_bits(4, 4);
+    _Pragma("GCC unroll 4") for (int k = 0; k < 4; k++) {
+        const __m512i idx = _mm512_set_epi64(12 + k, 12 + k, 8 + k, 8 + k, 4 + k, 4 + k, k, k);
+        __m512i v = _mm512_permutex2var_epi64(q0, idx, q1);
+        if (GFNI)
+            u[k] = _mm512_gf2p8affine_epi64_epi8(
+                v, _mm512_set_epi64(hi, lo, hi, lo, hi, lo, hi, lo), 0);
+        else
+            u[k] = _mm512_and_si512(_mm512_srlv_epi64(v, _mm512_set_epi64(4, 0, 4, 0, 4, 0, 4, 0)),
+                                    _mm512_set1_epi8(15));
+    }
+}
+
+/* Two tokens' (a, b) madd-ed sums, [a0 a1 b0 b1] in each 128-bit lane, and
+ * the next two (c, d): [a c b d] lane sums, a0 + a1 in place of a. */
+AI __m512i red_pairs(__m512i ab, __m512i cd) {
+    __m512i t = _mm512_unpacklo_epi32(ab, cd), u = _mm512_unpackhi_epi32(ab, cd);
+    return _mm512_add_epi32(_mm512_unpacklo_epi64(t, u), _mm512_unpackhi_epi64(t, u));
+}
+
+/* The 8-lane sums of two rows' vectors (each 4 128-bit lanes of partial
+ * sums, lanes 0 + 1 and 2 + 3 to add) as one vector: row a's in the low
+ * half, row b's in the high. */
+AI __m512i red_lanes2(__m512i a, __m512i b) {
+    return _mm512_add_epi32(_mm512_shuffle_i32x4(a, b, _MM_SHUFFLE(2, 0, 2, 0)),
+                            _mm512_shuffle_i32x4(a, b, _MM_SHUFFLE(3, 1, 3, 1)));
+}
+
+/* d and dmin (the F16 pair at doff) of the blocks at blk and blk + rb as
+ * [d0 x 8, d1 x 8] and [dmin0 x 8, dmin1 x 8]. */
+AI void kq_d2(const char *blk, size_t rb, size_t doff, __m512 *d, __m512 *dm) {
+    uint32_t x0, x1;
+    __builtin_memcpy(&x0, blk + doff, 4);
+    __builtin_memcpy(&x1, blk + rb + doff, 4);
+    __m512 f = _mm512_castps128_ps512(_mm_cvtph_ps(_mm_set_epi32(0, 0, (int)x1, (int)x0)));
+    *d = _mm512_permutexvar_ps(_mm512_set_epi32(2, 2, 2, 2, 2, 2, 2, 2, 0, 0, 0, 0, 0, 0, 0, 0), f);
+    *dm =
+        _mm512_permutexvar_ps(_mm512_set_epi32(3, 3, 3, 3, 3, 3, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1), f);
+}
+
+/* VNNI, Q4_K, the full tile (2 rows x 8 tokens) over tile-ordered
+ * activations: each (row, token) sum of a super-block is one chain of four
+ * vpdpbusd whose int32 lanes hold sums of 16 products of one sub-block (at
+ * most 16 * 15 * 128 < 2^15), so two tokens' chains pack into one int16
+ * vector and one vpmaddwd applies the scales. The tokens come out in the
+ * order 0 2 1 3 4 6 5 7 (the reductions'), which the minima sums and the
+ * activation scales follow and the store undoes; the float step takes both
+ * rows' 8 tokens in one vector, in the scalar order. */
+AI void kq_tile8_q4_k(const void *w, size_t rb, const void *const *acts, int64_t n, float *out,
+                      const int GFNI) {
+    _Static_assert(KQ_TILE_R == 2, "kq_tile8_q4_k: two rows");
+    const size_t bsize = sizeof(nm_block_q4_k), doff = offsetof(nm_block_q4_k, d);
+    static const int perm[8] = {0, 2, 1, 3, 4, 6, 5, 7};
+    const __m512i sidx = _mm512_set_epi16(7, 7, 6, 6, 7, 7, 6, 6, 5, 5, 4, 4, 5, 5, 4, 4, 3, 3, 2,
+                                          2, 3, 3, 2, 2, 1, 1, 0, 0, 1, 1, 0, 0);
+    __m512 acc = _mm512_setzero_ps();
+    for (int64_t b = 0; b < n / NM_QK_K; b++) {
+        __m512i u[2][4], sc[2], coef[2];
+        _Pragma("GCC unroll 2") for (int r = 0; r < 2; r++) {
+            const char *blk = (const char *)w + (size_t)r * rb + (size_t)b * bsize;
+            kq_prefetch(blk, bsize);
+            unpack_q4_k_tiled(blk, u[r], GFNI);
+            __m256i sm = _mm256_cvtepu8_epi16(kq_k4_scales(blk));
+            sc[r] = _mm512_permutexvar_epi16(sidx, _mm512_castsi256_si512(sm));
+            coef[r] = _mm512_broadcast_i64x4(_mm256_permutexvar_epi16(
+                _mm256_setr_epi16(8, 8, 9, 9, 10, 10, 11, 11, 12, 12, 13, 13, 14, 14, 15, 15), sm));
+        }
+        __m512 d, dm;
+        kq_d2((const char *)w + (size_t)b * bsize, rb, doff, &d, &dm);
+        float da_s[8];
+        _Pragma("GCC unroll 8") for (int t = 0; t < 8; t++) da_s[t] =
+            nm_actk_d(acts[perm[t]], n)[b];
+        const __m256 da8 = _mm256_loadu_ps(da_s);
+        const __m512 da = _mm512_insertf32x8(_mm512_castps256_ps512(da8), da8, 1);
+        __m512i bs[4]; /* bsums of tokens perm[k] (low half) and perm[k] + 4 (high) */
+        _Pragma("GCC unroll 4") for (int k = 0; k < 4; k++) {
+            const int16_t *b0 = nm_actk_bsums(acts[perm[k]], n) + b * 16;
+            const int16_t *b1 = nm_actk_bsums(acts[perm[k] + 4], n) + b * 16;
+            bs[k] =
+                _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)b0)),
+                                   _mm256_loadu_si256((const __m256i *)b1), 1);
+        }
+        __m512i first[2], m2[2][4];
+        _Pragma("GCC unroll 8") for (int t = 0; t < 8; t++) {
+            __m512i a[4];
+            const int8_t *qa = nm_actk_tiled_qs(acts[t], n) + b * NM_QK_K;
+            _Pragma("GCC unroll 4") for (int c = 0; c < 4; c++) a[c] =
+                _mm512_loadu_si512(qa + 64 * c);
+            _Pragma("GCC unroll 2") for (int r = 0; r < 2; r++) {
+                __m512i s = _mm512_dpbusd_epi32(_mm512_setzero_si512(), u[r][0], a[0]);
+                s = _mm512_dpbusd_epi32(s, u[r][1], a[1]);
+                s = _mm512_dpbusd_epi32(s, u[r][2], a[2]);
+                s = _mm512_dpbusd_epi32(s, u[r][3], a[3]);
+                if (t % 2 == 0)
+                    first[r] = s;
+                else
+                    m2[r][t / 2] = _mm512_madd_epi16(_mm512_packs_epi32(first[r], s), sc[r]);
+            }
+        }
+        __m512i v[2], mv[2];
+        _Pragma("GCC unroll 2") for (int r = 0; r < 2; r++) {
+            __m512i q0 = red_pairs(m2[r][0], m2[r][1]), q1 = red_pairs(m2[r][2], m2[r][3]);
+            v[r] = _mm512_add_epi32(_mm512_shuffle_i32x4(q0, q1, _MM_SHUFFLE(1, 0, 1, 0)),
+                                    _mm512_shuffle_i32x4(q0, q1, _MM_SHUFFLE(3, 2, 3, 2)));
+            __m512i m[4];
+            _Pragma("GCC unroll 4") for (int k = 0; k < 4; k++) m[k] =
+                _mm512_madd_epi16(bs[k], coef[r]);
+            mv[r] = red64(red32(m[0], m[1]), red32(m[2], m[3]));
+        }
+        __m512 fi = _mm512_cvtepi32_ps(red_lanes2(v[0], v[1]));
+        __m512 fm = _mm512_cvtepi32_ps(red_lanes2(mv[0], mv[1]));
+        __m512 t = _mm512_mul_ps(_mm512_mul_ps(d, da), fi);
+        t = _mm512_sub_ps(t, _mm512_mul_ps(_mm512_mul_ps(dm, da), fm));
+        acc = _mm512_add_ps(acc, t);
+    }
+    _mm512_storeu_ps(
+        out, _mm512_permutexvar_ps(
+                 _mm512_set_epi32(15, 13, 14, 12, 11, 9, 10, 8, 7, 5, 6, 4, 3, 1, 2, 0), acc));
+}
+
+/* The full tile (VNNI, KQ_TILE_T tokens) of type T in sub-path V. */
+typedef void (*kq_tile8_fn)(const void *w, size_t rb, const void *const *acts, int64_t n,
+                            float *out);
+#define KQ_TILE8(T, V, UNPACK, MIN, BIAS)                                                          \
+    static void T##_tile8_##V(const void *w, size_t rb, const void *const *acts, int64_t n,        \
+                              float *out) {                                                        \
+        kq_tile8(w, rb, acts, n, out, sizeof(nm_block_##T), offsetof(nm_block_##T, d), UNPACK,     \
+                 MIN, BIAS);                                                                       \
+    }
+
 /* The three kernels of type T in one sub-path: V names them, UNPACK takes
- * the blocks apart, VNNI picks the products. */
-#define KQ_KERNELS(T, V, UNPACK, MIN, BIAS, VNNI)                                                  \
+ * the blocks apart, VNNI picks the products, TILE8 (or NULL) takes full
+ * tiles. */
+#define KQ_KERNELS(T, V, UNPACK, MIN, BIAS, VNNI, TILE8)                                           \
     static void T##_rowdot_##V(const void *w, const void *const *acts, int nt, int64_t n,          \
                                float *out) {                                                       \
         kq_rt(w, 0, acts, 1, nt, n, out, sizeof(nm_block_##T), offsetof(nm_block_##T, d), UNPACK,  \
@@ -506,25 +644,42 @@ static void q2_k_rows4_table(const void *w, size_t rb, const void *act, int64_t 
     }                                                                                              \
     static void T##_tile_##V(const void *w, size_t rb, const void *const *acts, int nt, int64_t n, \
                              float *out) {                                                         \
-        if (VNNI && nt == KQ_TILE_T)                                                               \
-            kq_tile8(w, rb, acts, n, out, sizeof(nm_block_##T), offsetof(nm_block_##T, d), UNPACK, \
-                     MIN, BIAS);                                                                   \
+        const kq_tile8_fn full = TILE8;                                                            \
+        if (full && nt == KQ_TILE_T)                                                               \
+            full(w, rb, acts, n, out);                                                             \
         else                                                                                       \
             kq_rt(w, rb, acts, KQ_TILE_R, nt, n, out, sizeof(nm_block_##T),                        \
                   offsetof(nm_block_##T, d), UNPACK, MIN, BIAS, VNNI);                             \
     }
-#define KQ_KERNEL(T, MIN, BIAS)                                                                    \
-    KQ_KERNELS(T, vnni, unpack_##T, MIN, BIAS, 1)                                                  \
-    KQ_KERNELS(T, bw, unpack_##T, MIN, BIAS, 0)
+#define KQ_KERNEL(T, MIN, BIAS, TILE8)                                                             \
+    KQ_KERNELS(T, vnni, unpack_##T, MIN, BIAS, 1, TILE8)                                           \
+    KQ_KERNELS(T, bw, unpack_##T, MIN, BIAS, 0, NULL)
 
-KQ_KERNEL(q2_k, 1, 0)
-KQ_KERNEL(q3_k, 0, 1)
-KQ_KERNEL(q4_k, 1, 0)
-KQ_KERNEL(q5_k, 1, 0)
-KQ_KERNEL(q6_k, 0, 1)
-/* GFNI unpacking where it saves instructions: the 2-bit codes */
-KQ_KERNELS(q2_k, gfni, unpack_q2_k_gf, 1, 0, 1)
-KQ_KERNELS(q3_k, gfni, unpack_q3_k_gf, 0, 1, 1)
+/* Q4_K's full tiles read the tile-ordered activations (kq_tile8_q4_k) */
+static void q4_k_tile8_vnni(const void *w, size_t rb, const void *const *acts, int64_t n,
+                            float *out) {
+    kq_tile8_q4_k(w, rb, acts, n, out, 0);
+}
+static void q4_k_tile8_gfni(const void *w, size_t rb, const void *const *acts, int64_t n,
+                            float *out) {
+    kq_tile8_q4_k(w, rb, acts, n, out, 1);
+}
+KQ_TILE8(q2_k, vnni, unpack_q2_k, 1, 0)
+KQ_TILE8(q3_k, vnni, unpack_q3_k, 0, 1)
+KQ_TILE8(q5_k, vnni, unpack_q5_k, 1, 0)
+KQ_TILE8(q6_k, vnni, unpack_q6_k, 0, 1)
+KQ_TILE8(q2_k, gfni, unpack_q2_k_gf, 1, 0)
+KQ_TILE8(q3_k, gfni, unpack_q3_k_gf, 0, 1)
+
+KQ_KERNEL(q2_k, 1, 0, q2_k_tile8_vnni)
+KQ_KERNEL(q3_k, 0, 1, q3_k_tile8_vnni)
+KQ_KERNEL(q4_k, 1, 0, q4_k_tile8_vnni)
+KQ_KERNEL(q5_k, 1, 0, q5_k_tile8_vnni)
+KQ_KERNEL(q6_k, 0, 1, q6_k_tile8_vnni)
+/* GFNI where it saves instructions: the 2-bit codes, and Q4_K's tiles */
+KQ_KERNELS(q2_k, gfni, unpack_q2_k_gf, 1, 0, 1, q2_k_tile8_gfni)
+KQ_KERNELS(q3_k, gfni, unpack_q3_k_gf, 0, 1, 1, q3_k_tile8_gfni)
+KQ_KERNELS(q4_k, gfni, unpack_q4_k, 1, 0, 1, q4_k_tile8_gfni)
 
 #define KQ_SET(T, TYPE, V)                                                                         \
     ks->k[TYPE] = NM_TYPE_KERNELS(T##_rowdot_##V, T##_rows4_##V, T##_tile_##V, KQ_TILE_R, KQ_TILE_T)
@@ -541,6 +696,7 @@ void nm_kernels_avx512_kquant(nm_kernel_set *ks, int features) {
             KQ_SET(q2_k, NM_TYPE_Q2_K, gfni);
             KQ_SET(q3_k, NM_TYPE_Q3_K, gfni);
             ks->k[NM_TYPE_Q2_K].rows4 = q2_k_rows4_table;
+            KQ_SET(q4_k, NM_TYPE_Q4_K, gfni);
         }
     } else {
         KQ_SET(q2_k, NM_TYPE_Q2_K, bw);
