@@ -239,6 +239,8 @@ wait_metric() { # NAME VALUE: up to 20 s
 curl -sN "$URL/v1/completions" -d "$HOLD" >"$TMP/a" 2>/dev/null &
 A=$!
 wait_metric numalm_slots_active 1 || bad "first request did not start"
+# the first stream sends before the disconnect (up to 20 s: a starved CPU)
+for i in $(seq 200); do grep -q '^data: {' "$TMP/a" && break; sleep 0.1; done
 curl -sN "$URL/v1/completions" -d "$HOLD" >"$TMP/b" 2>/dev/null &
 B=$!
 wait_metric numalm_queue_depth 1 || bad "second request was not queued"
