@@ -248,6 +248,20 @@ static void fill_nan(float *y, int64_t n_rows, int n_tok, int64_t ldy) {
             y[t * ldy + i] = NAN;
 }
 
+/* How many rows apart the four rows of a rows4 call are. Four consecutive
+ * rows are four streams that advance side by side through a few KiB (a
+ * Q2_K row of 5632 values is 1848 bytes), and the hardware prefetcher
+ * follows them badly: Q2_K decode read at 0.75 of a plain read of the same
+ * bytes from DRAM, Q2_K rows of 22528 values at 1.0. Rows s apart, the
+ * calls j = 0 .. s - 1 of a group of 4s rows taking rows j, j + s, ..., make
+ * each stream s consecutive rows, about 16 KiB of contiguous memory, and
+ * Q2_K decode reads at the read's speed (docs/kernels.md). A row's result
+ * does not depend on which call computes it. */
+static int64_t rows4_spread(uint64_t rb) {
+    const uint64_t s = 16384 / (rb ? rb : 1);
+    return s < 1 ? 1 : s > 16 ? 16 : (int64_t)s;
+}
+
 void nm_matvec_set(const nm_kernel_set *ks, const void *w, int64_t n_rows, const nm_act *x,
                    float *y) {
     const nm_type_kernels *tk = type_kernels(ks, x->wtype, x->wide);
@@ -260,9 +274,18 @@ void nm_matvec_set(const nm_kernel_set *ks, const void *w, int64_t n_rows, const
     uint64_t rb = row_bytes_of(x->wtype, x->n);
     const void *a = act_row(x, 0);
     int64_t i = 0;
-    if (rows4) /* F32-sized activations: share each load among four rows */
+    if (rows4) { /* F32-sized activations: share each load among four rows */
+        const int64_t s = rows4_spread(rb);
+        for (; i + 4 * s <= n_rows; i += 4 * s)
+            for (int64_t j = 0; j < s; j++) {
+                float o[4];
+                rows4((const char *)w + (i + j) * rb, s * rb, a, x->n, o);
+                for (int k = 0; k < 4; k++)
+                    y[i + j + k * s] = o[k];
+            }
         for (; i + 4 <= n_rows; i += 4)
             rows4((const char *)w + i * rb, rb, a, x->n, &y[i]);
+    }
     for (; i < n_rows; i++)
         dot((const char *)w + i * rb, &a, 1, x->n, &y[i]);
 }
