@@ -201,12 +201,17 @@ static inline uint64_t nm_actk_row_bytes(int64_t n) {
  * the values 32q + 8k .. 32q + 8k + 7 (of sub-block q). A vpdpbusd chain over
  * the four pieces then sums 16 products of one sub-block in every int32
  * lane, which the Q4_K tile packs to int16 before it applies the scales.
- * nm_actk_tile_order writes the copy from the row's qs. */
+ * Then, per super-block, the 8 sums of 32 qs (int16, bsums added in pairs:
+ * Q4_K's minima are per 32 values). Padded to 64 bytes.
+ * nm_actk_tile_order writes both from the row's qs and bsums. */
 static inline uint64_t nm_actk_tiled_row_bytes(int64_t n) {
-    return nm_actk_row_bytes(n) + (uint64_t)n;
+    return nm_actk_row_bytes(n) + ((uint64_t)n + (uint64_t)(n / 16) + 63) / 64 * 64;
 }
 static inline const int8_t *nm_actk_tiled_qs(const void *row, int64_t n) {
     return (const int8_t *)row + nm_actk_row_bytes(n);
+}
+static inline const int16_t *nm_actk_tiled_sums32(const void *row, int64_t n) {
+    return (const int16_t *)(nm_actk_tiled_qs(row, n) + n);
 }
 void nm_actk_tile_order(void *row, int64_t n);
 

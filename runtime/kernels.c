@@ -180,6 +180,10 @@ void nm_actk_tile_order(void *row, int64_t n) {
         int64_t b = i / 32, k = i / 8 % 4, q = i % 8;
         memcpy(t + 8 * i, qs + 256 * b + 32 * q + 8 * k, 8);
     }
+    const int16_t *bsums = nm_actk_bsums(row, n);
+    int16_t *s32 = (int16_t *)(t + n);
+    for (int64_t j = 0; j < n / 32; j++) /* |sum| <= 32 * 127 */
+        s32[j] = (int16_t)(bsums[2 * j] + bsums[2 * j + 1]);
 }
 
 /* One token's prepared row; several (many, for matmat tiles) when n_tok > 1. */

@@ -554,6 +554,7 @@ AI void kq_tile8_q4_k(const void *w, size_t rb, const void *const *acts, int64_t
     static const int perm[8] = {0, 2, 1, 3, 4, 6, 5, 7};
     const __m512i sidx = _mm512_set_epi16(7, 7, 6, 6, 7, 7, 6, 6, 5, 5, 4, 4, 5, 5, 4, 4, 3, 3, 2,
                                           2, 3, 3, 2, 2, 1, 1, 0, 0, 1, 1, 0, 0);
+    const __m512i midx = _mm512_set4_epi32(0x000f000e, 0x000d000c, 0x000b000a, 0x00090008);
     __m512 acc = _mm512_setzero_ps();
     for (int64_t b = 0; b < n / NM_QK_K; b++) {
         __m512i u[2][4], sc[2], coef[2];
@@ -563,8 +564,8 @@ AI void kq_tile8_q4_k(const void *w, size_t rb, const void *const *acts, int64_t
             unpack_q4_k_tiled(blk, u[r], GFNI);
             __m256i sm = _mm256_cvtepu8_epi16(kq_k4_scales(blk));
             sc[r] = _mm512_permutexvar_epi16(sidx, _mm512_castsi256_si512(sm));
-            coef[r] = _mm512_broadcast_i64x4(_mm256_permutexvar_epi16(
-                _mm256_setr_epi16(8, 8, 9, 9, 10, 10, 11, 11, 12, 12, 13, 13, 14, 14, 15, 15), sm));
+            /* the 8 minima in every 128-bit lane */
+            coef[r] = _mm512_permutexvar_epi16(midx, _mm512_castsi256_si512(sm));
         }
         __m512 d, dm;
         kq_d2((const char *)w + (size_t)b * bsize, rb, doff, &d, &dm);
@@ -573,13 +574,15 @@ AI void kq_tile8_q4_k(const void *w, size_t rb, const void *const *acts, int64_t
             nm_actk_d(acts[perm[t]], n)[b];
         const __m256 da8 = _mm256_loadu_ps(da_s);
         const __m512 da = _mm512_insertf32x8(_mm512_castps256_ps512(da8), da8, 1);
-        __m512i bs[4]; /* bsums of tokens perm[k] (low half) and perm[k] + 4 (high) */
-        _Pragma("GCC unroll 4") for (int k = 0; k < 4; k++) {
-            const int16_t *b0 = nm_actk_bsums(acts[perm[k]], n) + b * 16;
-            const int16_t *b1 = nm_actk_bsums(acts[perm[k] + 4], n) + b * 16;
-            bs[k] =
-                _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)b0)),
-                                   _mm256_loadu_si256((const __m256i *)b1), 1);
+        /* the sums of 32 of tokens perm[4h .. 4h + 3] in 128-bit lanes 0 .. 3
+         * (immediates spelled out: the Debug build does not unroll) */
+        __m128i z[8];
+        _Pragma("GCC unroll 8") for (int t = 0; t < 8; t++) z[t] =
+            _mm_loadu_si128((const __m128i *)(nm_actk_tiled_sums32(acts[perm[t]], n) + 8 * b));
+        __m512i s32[2];
+        _Pragma("GCC unroll 2") for (int h = 0; h < 2; h++) {
+            __m512i v = _mm512_inserti32x4(_mm512_castsi128_si512(z[4 * h]), z[4 * h + 1], 1);
+            s32[h] = _mm512_inserti32x4(_mm512_inserti32x4(v, z[4 * h + 2], 2), z[4 * h + 3], 3);
         }
         __m512i first[2], m2[2][4];
         _Pragma("GCC unroll 8") for (int t = 0; t < 8; t++) {
@@ -603,13 +606,15 @@ AI void kq_tile8_q4_k(const void *w, size_t rb, const void *const *acts, int64_t
             __m512i q0 = red_pairs(m2[r][0], m2[r][1]), q1 = red_pairs(m2[r][2], m2[r][3]);
             v[r] = _mm512_add_epi32(_mm512_shuffle_i32x4(q0, q1, _MM_SHUFFLE(1, 0, 1, 0)),
                                     _mm512_shuffle_i32x4(q0, q1, _MM_SHUFFLE(3, 2, 3, 2)));
-            __m512i m[4];
-            _Pragma("GCC unroll 4") for (int k = 0; k < 4; k++) m[k] =
-                _mm512_madd_epi16(bs[k], coef[r]);
-            mv[r] = red64(red32(m[0], m[1]), red32(m[2], m[3]));
+            /* lane l: [msum of token perm[l], of perm[l + 4]] twice */
+            __m512i x =
+                red32(_mm512_madd_epi16(s32[0], coef[r]), _mm512_madd_epi16(s32[1], coef[r]));
+            mv[r] = _mm512_add_epi32(x, _mm512_shuffle_epi32(x, _MM_PERM_BADC));
         }
         __m512 fi = _mm512_cvtepi32_ps(red_lanes2(v[0], v[1]));
-        __m512 fm = _mm512_cvtepi32_ps(red_lanes2(mv[0], mv[1]));
+        __m512 fm = _mm512_cvtepi32_ps(_mm512_permutex2var_epi32(
+            mv[0], _mm512_set_epi32(29, 25, 21, 17, 28, 24, 20, 16, 13, 9, 5, 1, 12, 8, 4, 0),
+            mv[1]));
         __m512 t = _mm512_mul_ps(_mm512_mul_ps(d, da), fi);
         t = _mm512_sub_ps(t, _mm512_mul_ps(_mm512_mul_ps(dm, da), fm));
         acc = _mm512_add_ps(acc, t);
