@@ -360,22 +360,35 @@ static void round_f16(const float *x, int64_t n, uint16_t *h, float *w) {
         nm_kernels_scalar()->round_f16(x + i, n - i, h ? h + i : NULL, h ? NULL : w + i);
 }
 
-/* Four accumulators of 64-bit lanes: lane sums mod 2^64 regroup the same
- * words, so the total equals nm_sum_words's. The AVX-512 set uses it too. */
+/* The 64-bit lane sums of one 64-byte line */
+static inline __m256i line_words(const char *p) {
+    return _mm256_add_epi64(_mm256_loadu_si256((const __m256i *)p),
+                            _mm256_loadu_si256((const __m256i *)(p + 32)));
+}
+
+/* Four streams, each a quarter of the buffer, read side by side (the
+ * AVX-512 set uses this read too). One sequential stream a core reads
+ * 15-30 % slower than four on this machine (two threads, 1 GiB: 19-22 vs
+ * 23-27 GB/s): the hardware prefetchers follow each stream, and one keeps
+ * too few lines in flight. Decode's matvec reads four streams a thread
+ * (nm_matvec_set), and this read is the limit it is compared against (the
+ * read probes, bench_kernels, plan --predict's bandwidth), so it must not
+ * be the slower pattern. The words are summed mod 2^64: the order leaves
+ * the result nm_sum_words's. */
 uint64_t nm_sum_words_avx2(const void *p, size_t bytes) {
     const char *b = p;
+    const size_t q = bytes / 4 / 64 * 64; /* each stream's bytes, whole lines */
     __m256i a0 = _mm256_setzero_si256(), a1 = a0, a2 = a0, a3 = a0;
-    size_t i = 0;
-    for (; i + 128 <= bytes; i += 128) {
-        a0 = _mm256_add_epi64(a0, _mm256_loadu_si256((const __m256i *)(b + i)));
-        a1 = _mm256_add_epi64(a1, _mm256_loadu_si256((const __m256i *)(b + i + 32)));
-        a2 = _mm256_add_epi64(a2, _mm256_loadu_si256((const __m256i *)(b + i + 64)));
-        a3 = _mm256_add_epi64(a3, _mm256_loadu_si256((const __m256i *)(b + i + 96)));
+    for (size_t i = 0; i < q; i += 64) {
+        a0 = _mm256_add_epi64(a0, line_words(b + i));
+        a1 = _mm256_add_epi64(a1, line_words(b + q + i));
+        a2 = _mm256_add_epi64(a2, line_words(b + 2 * q + i));
+        a3 = _mm256_add_epi64(a3, line_words(b + 3 * q + i));
     }
     __m256i s = _mm256_add_epi64(_mm256_add_epi64(a0, a1), _mm256_add_epi64(a2, a3));
     uint64_t lanes[4];
     _mm256_storeu_si256((__m256i *)lanes, s);
-    return lanes[0] + lanes[1] + lanes[2] + lanes[3] + nm_sum_words(b + i, bytes - i);
+    return lanes[0] + lanes[1] + lanes[2] + lanes[3] + nm_sum_words(b + 4 * q, bytes - 4 * q);
 }
 
 /* The scalar quantizers' act_quantize_block (kernels_scalar.c) with AVX2:
