@@ -660,7 +660,7 @@ typedef void (*kq_tile8_fn)(const void *w, size_t rb, const void *const *acts, i
     KQ_KERNELS(T, vnni, unpack_##T, MIN, BIAS, 1, TILE8)                                           \
     KQ_KERNELS(T, bw, unpack_##T, MIN, BIAS, 0, NULL)
 
-/* Q4_K's full tiles read the tile-ordered activations (kq_tile8_q4_k) */
+/* Q4_K's full tiles read the tile-ordered activations (kq_tile8_q4_k). */
 static void q4_k_tile8_vnni(const void *w, size_t rb, const void *const *acts, int64_t n,
                             float *out) {
     kq_tile8_q4_k(w, rb, acts, n, out, 0);
@@ -669,6 +669,28 @@ static void q4_k_tile8_gfni(const void *w, size_t rb, const void *const *acts, i
                             float *out) {
     kq_tile8_q4_k(w, rb, acts, n, out, 1);
 }
+
+/* Q4_K groups of 4 to 7 tokens (a prompt's last group, a serve step with a
+ * slot between requests) run the full tile with the last token repeated:
+ * each (row, token) is computed alone, so the bits are the same, and 8
+ * tokens' tile beats kq_rt per token from 4 tokens on (bench_kernels, 512 x
+ * 5632, 1 thread, in cache: 7 tokens 20.6k tok/s in kq_rt, 37.9k x 7/8
+ * padded; 3 tokens 16.8k against 14.2k). */
+static void q4_k_tile_padded(const void *w, size_t rb, const void *const *acts, int nt, int64_t n,
+                             float *out, const int GFNI) {
+    const void *a8[KQ_TILE_T];
+    float o8[KQ_TILE_R * KQ_TILE_T];
+    for (int t = 0; t < KQ_TILE_T; t++)
+        a8[t] = acts[t < nt ? t : nt - 1];
+    kq_tile8_q4_k(w, rb, a8, n, o8, GFNI);
+    for (int r = 0; r < KQ_TILE_R; r++)
+        for (int t = 0; t < nt; t++)
+            out[r * nt + t] = o8[r * KQ_TILE_T + t];
+}
+static void q4_k_tile_vnni(const void *w, size_t rb, const void *const *acts, int nt, int64_t n,
+                           float *out);
+static void q4_k_tile_gfni(const void *w, size_t rb, const void *const *acts, int nt, int64_t n,
+                           float *out);
 KQ_TILE8(q2_k, vnni, unpack_q2_k, 1, 0)
 KQ_TILE8(q3_k, vnni, unpack_q3_k, 0, 1)
 KQ_TILE8(q5_k, vnni, unpack_q5_k, 1, 0)
@@ -686,6 +708,22 @@ KQ_KERNELS(q2_k, gfni, unpack_q2_k_gf, 1, 0, 1, q2_k_tile8_gfni)
 KQ_KERNELS(q3_k, gfni, unpack_q3_k_gf, 0, 1, 1, q3_k_tile8_gfni)
 KQ_KERNELS(q4_k, gfni, unpack_q4_k, 1, 0, 1, q4_k_tile8_gfni)
 
+/* Q4_K's tiles with padding for groups of 4 .. 7 tokens */
+static void q4_k_tile_vnni_p(const void *w, size_t rb, const void *const *acts, int nt, int64_t n,
+                             float *out) {
+    if (nt >= 4 && nt < KQ_TILE_T)
+        q4_k_tile_padded(w, rb, acts, nt, n, out, 0);
+    else
+        q4_k_tile_vnni(w, rb, acts, nt, n, out);
+}
+static void q4_k_tile_gfni_p(const void *w, size_t rb, const void *const *acts, int nt, int64_t n,
+                             float *out) {
+    if (nt >= 4 && nt < KQ_TILE_T)
+        q4_k_tile_padded(w, rb, acts, nt, n, out, 1);
+    else
+        q4_k_tile_gfni(w, rb, acts, nt, n, out);
+}
+
 #define KQ_SET(T, TYPE, V)                                                                         \
     ks->k[TYPE] = NM_TYPE_KERNELS(T##_rowdot_##V, T##_rows4_##V, T##_tile_##V, KQ_TILE_R, KQ_TILE_T)
 
@@ -695,6 +733,7 @@ void nm_kernels_avx512_kquant(nm_kernel_set *ks, int features) {
         KQ_SET(q2_k, NM_TYPE_Q2_K, vnni);
         KQ_SET(q3_k, NM_TYPE_Q3_K, vnni);
         KQ_SET(q4_k, NM_TYPE_Q4_K, vnni);
+        ks->k[NM_TYPE_Q4_K].tile = q4_k_tile_vnni_p;
         KQ_SET(q5_k, NM_TYPE_Q5_K, vnni);
         KQ_SET(q6_k, NM_TYPE_Q6_K, vnni);
         if (features & NM_AVX512_GFNI) {
@@ -702,6 +741,7 @@ void nm_kernels_avx512_kquant(nm_kernel_set *ks, int features) {
             KQ_SET(q3_k, NM_TYPE_Q3_K, gfni);
             ks->k[NM_TYPE_Q2_K].rows4 = q2_k_rows4_table;
             KQ_SET(q4_k, NM_TYPE_Q4_K, gfni);
+            ks->k[NM_TYPE_Q4_K].tile = q4_k_tile_gfni_p;
         }
     } else {
         KQ_SET(q2_k, NM_TYPE_Q2_K, bw);
