@@ -634,6 +634,59 @@ typedef void (*kq_tile8_fn)(const void *w, size_t rb, const void *const *acts, i
                  MIN, BIAS);                                                                       \
     }
 
+/* Q3_K decode (VNNI): the codes' -4 offset starts the products. Q3_K's
+ * unsigned codes 0..7 leave isum += -4 * scale(j) * bsum(j) per sub-block,
+ * which kq_rows4 computes per row (the scales widened, shifted and negated,
+ * one vpmaddwd). Here each chunk's vpdpbusd chain starts from -4 * bsum(j)
+ * in one int32 lane of sub-block j (lane l of chunk c: j = 4c + l), built
+ * once per block for the four rows: a lane then holds 4 products minus that
+ * term, at most 4 * 7 * 127 + 4 * 16 * 127 < 2^15, so it still packs to
+ * int16 for the scales' vpdpwssd, and the sum is the scalar isum. 8% faster
+ * in cache than kq_rows4 (one core, 64 x 5632). */
+AI void q3k_rows4_offset(const void *w, size_t rb, const void *act, int64_t n, float *out,
+                         void (*unpack)(const void *, ksb *)) {
+    const size_t bsize = sizeof(nm_block_q3_k), doff = offsetof(nm_block_q3_k, d);
+    __m128 acc = _mm_setzero_ps();
+    for (int64_t b = 0; b < n / NM_QK_K; b++) {
+        kact x;
+        load_act(act, n, b, &x);
+        const __m512i off = _mm512_sub_epi32(_mm512_setzero_si512(),
+                                             _mm512_slli_epi32(_mm512_cvtepi16_epi32(x.bsums), 2));
+        __m512i start[4];
+        _Pragma("GCC unroll 4") for (int c = 0; c < 4; c++) start[c] =
+            _mm512_maskz_permutexvar_epi32(0x1111,
+                                           _mm512_set_epi32(0, 0, 0, 4 * c + 3, 0, 0, 0, 4 * c + 2,
+                                                            0, 0, 0, 4 * c + 1, 0, 0, 0, 4 * c),
+                                           off);
+        __m256i is[4];
+        _Pragma("GCC unroll 4") for (int r = 0; r < 4; r++) {
+            ksb wb;
+            __m512i sc[4];
+            unpack_row(w, rb, r, b, bsize, unpack, &wb, sc, 1);
+            __m512i s = _mm512_setzero_si512();
+            _Pragma("GCC unroll 2") for (int c = 0; c < 4; c += 2) {
+                __m512i p0 = _mm512_dpbusd_epi32(start[c], wb.u[c], x.a[c]);
+                __m512i p1 = _mm512_dpbusd_epi32(start[c + 1], wb.u[c + 1], x.a[c + 1]);
+                s = _mm512_dpwssd_epi32(s, _mm512_packs_epi32(p0, p1), sc[c / 2]);
+            }
+            is[r] = _mm256_add_epi32(_mm512_castsi512_si256(s), _mm512_extracti64x4_epi64(s, 1));
+        }
+        __m128 d, dm;
+        kq_gather_d4((const char *)w + (size_t)b * bsize, rb, doff, 0, &d, &dm);
+        acc = kq_step4(acc, d, dm, _mm_set1_ps(x.d), is, is, 0);
+    }
+    _mm_storeu_ps(out, acc);
+}
+
+static void q3_k_rows4_offset_vnni(const void *w, size_t rb, const void *act, int64_t n,
+                                   float *out) {
+    q3k_rows4_offset(w, rb, act, n, out, unpack_q3_k);
+}
+static void q3_k_rows4_offset_gfni(const void *w, size_t rb, const void *act, int64_t n,
+                                   float *out) {
+    q3k_rows4_offset(w, rb, act, n, out, unpack_q3_k_gf);
+}
+
 /* The three kernels of type T in one sub-path: V names them, UNPACK takes
  * the blocks apart, VNNI picks the products, TILE8 (or NULL) takes full
  * tiles. */
@@ -732,6 +785,7 @@ void nm_kernels_avx512_kquant(nm_kernel_set *ks, int features) {
     if (features & NM_AVX512_VNNI) {
         KQ_SET(q2_k, NM_TYPE_Q2_K, vnni);
         KQ_SET(q3_k, NM_TYPE_Q3_K, vnni);
+        ks->k[NM_TYPE_Q3_K].rows4 = q3_k_rows4_offset_vnni;
         KQ_SET(q4_k, NM_TYPE_Q4_K, vnni);
         ks->k[NM_TYPE_Q4_K].tile = q4_k_tile_vnni_p;
         KQ_SET(q5_k, NM_TYPE_Q5_K, vnni);
@@ -740,6 +794,7 @@ void nm_kernels_avx512_kquant(nm_kernel_set *ks, int features) {
             KQ_SET(q2_k, NM_TYPE_Q2_K, gfni);
             KQ_SET(q3_k, NM_TYPE_Q3_K, gfni);
             ks->k[NM_TYPE_Q2_K].rows4 = q2_k_rows4_table;
+            ks->k[NM_TYPE_Q3_K].rows4 = q3_k_rows4_offset_gfni;
             KQ_SET(q4_k, NM_TYPE_Q4_K, gfni);
             ks->k[NM_TYPE_Q4_K].tile = q4_k_tile_gfni_p;
         }
