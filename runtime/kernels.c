@@ -252,20 +252,16 @@ static void fill_nan(float *y, int64_t n_rows, int n_tok, int64_t ldy) {
             y[t * ldy + i] = NAN;
 }
 
-/* How many rows apart the four rows of a rows4 call are. Four consecutive
- * rows are four streams that advance side by side through a few KiB (a
- * Q2_K row of 5632 values is 1848 bytes), and the hardware prefetcher
- * follows them badly: Q2_K decode read at 0.75 of a plain read of the same
- * bytes from DRAM, Q2_K rows of 22528 values at 1.0. Rows s apart, the
- * calls j = 0 .. s - 1 of a group of 4s rows taking rows j, j + s, ..., make
- * each stream s consecutive rows, about 16 KiB of contiguous memory, and
- * Q2_K decode reads at the read's speed (docs/kernels.md). A row's result
- * does not depend on which call computes it. */
-static int64_t rows4_spread(uint64_t rb) {
-    const uint64_t s = 16384 / (rb ? rb : 1);
-    return s < 1 ? 1 : s > 16 ? 16 : (int64_t)s;
-}
-
+/* The four rows of a rows4 call are s = n_rows / 4 rows apart: the calls
+ * j = 0 .. s - 1 take rows j, j + s, j + 2s, j + 3s, so each of the four
+ * streams a call reads runs over a quarter of the rows, contiguous memory,
+ * as the read probe's four streams do (nm_read_sum). Four adjacent short
+ * rows (a Q2_K row of 5632 values is 1848 bytes) were four streams side by
+ * side in a few KiB, which the hardware prefetcher followed badly: Q2_K
+ * decode read at 0.75 of a one-stream read from DRAM, at 1.0 with the rows
+ * about 16 KiB apart, and at 0.85 of the four-stream read with quarters
+ * (16 KiB apart: 0.78; docs/kernels.md). A row's result does not depend on the
+ * call that computes it. */
 void nm_matvec_set(const nm_kernel_set *ks, const void *w, int64_t n_rows, const nm_act *x,
                    float *y) {
     const nm_type_kernels *tk = type_kernels(ks, x->wtype, x->wide);
@@ -279,7 +275,7 @@ void nm_matvec_set(const nm_kernel_set *ks, const void *w, int64_t n_rows, const
     const void *a = act_row(x, 0);
     int64_t i = 0;
     if (rows4) { /* F32-sized activations: share each load among four rows */
-        const int64_t s = rows4_spread(rb);
+        const int64_t s = n_rows / 4 > 0 ? n_rows / 4 : 1;
         for (; i + 4 * s <= n_rows; i += 4 * s)
             for (int64_t j = 0; j < s; j++) {
                 float o[4];
