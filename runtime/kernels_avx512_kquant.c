@@ -624,9 +624,29 @@ AI void kq_tile8_q4_k(const void *w, size_t rb, const void *const *acts, int64_t
                  _mm512_set_epi32(15, 13, 14, 12, 11, 9, 10, 8, 7, 5, 6, 4, 3, 1, 2, 0), acc));
 }
 
-/* The full tile (VNNI, KQ_TILE_T tokens) of type T in sub-path V. */
+/* A full tile: KQ_TILE_R rows x KQ_TILE_T tokens. */
 typedef void (*kq_tile8_fn)(const void *w, size_t rb, const void *const *acts, int64_t n,
                             float *out);
+
+/* A group of 4 to 7 tokens (a prompt's last group, a serve step with a slot
+ * between requests) through the full tile with the last token repeated:
+ * each (row, token) is computed alone, so the bits are the same. For Q4_K's
+ * tile (kq_tile8_q4_k) this beats kq_rt from 4 tokens on (bench_kernels,
+ * 512 x 5632, 1 thread, in cache: 7 tokens 20.6k tok/s in kq_rt, 37.9k x 7/8
+ * padded; 3 tokens 16.8k against 14.2k). */
+static void kq_tile8_padded(kq_tile8_fn full, const void *w, size_t rb, const void *const *acts,
+                            int nt, int64_t n, float *out) {
+    const void *a8[KQ_TILE_T];
+    float o8[KQ_TILE_R * KQ_TILE_T];
+    for (int t = 0; t < KQ_TILE_T; t++)
+        a8[t] = acts[t < nt ? t : nt - 1];
+    full(w, rb, a8, n, o8);
+    for (int r = 0; r < KQ_TILE_R; r++)
+        for (int t = 0; t < nt; t++)
+            out[r * nt + t] = o8[r * KQ_TILE_T + t];
+}
+
+/* The full tile (VNNI, KQ_TILE_T tokens) of type T in sub-path V. */
 #define KQ_TILE8(T, V, UNPACK, MIN, BIAS)                                                          \
     static void T##_tile8_##V(const void *w, size_t rb, const void *const *acts, int64_t n,        \
                               float *out) {                                                        \
@@ -689,8 +709,8 @@ static void q3_k_rows4_offset_gfni(const void *w, size_t rb, const void *act, in
 
 /* The three kernels of type T in one sub-path: V names them, UNPACK takes
  * the blocks apart, VNNI picks the products, TILE8 (or NULL) takes full
- * tiles. */
-#define KQ_KERNELS(T, V, UNPACK, MIN, BIAS, VNNI, TILE8)                                           \
+ * tiles, and with PAD groups of 4 to 7 tokens too (kq_tile8_padded). */
+#define KQ_KERNELS(T, V, UNPACK, MIN, BIAS, VNNI, TILE8, PAD)                                      \
     static void T##_rowdot_##V(const void *w, const void *const *acts, int nt, int64_t n,          \
                                float *out) {                                                       \
         kq_rt(w, 0, acts, 1, nt, n, out, sizeof(nm_block_##T), offsetof(nm_block_##T, d), UNPACK,  \
@@ -705,13 +725,15 @@ static void q3_k_rows4_offset_gfni(const void *w, size_t rb, const void *act, in
         const kq_tile8_fn full = TILE8;                                                            \
         if (full && nt == KQ_TILE_T)                                                               \
             full(w, rb, acts, n, out);                                                             \
+        else if (full && PAD && nt >= 4 && nt < KQ_TILE_T)                                         \
+            kq_tile8_padded(full, w, rb, acts, nt, n, out);                                        \
         else                                                                                       \
             kq_rt(w, rb, acts, KQ_TILE_R, nt, n, out, sizeof(nm_block_##T),                        \
                   offsetof(nm_block_##T, d), UNPACK, MIN, BIAS, VNNI);                             \
     }
-#define KQ_KERNEL(T, MIN, BIAS, TILE8)                                                             \
-    KQ_KERNELS(T, vnni, unpack_##T, MIN, BIAS, 1, TILE8)                                           \
-    KQ_KERNELS(T, bw, unpack_##T, MIN, BIAS, 0, NULL)
+#define KQ_KERNEL(T, MIN, BIAS, TILE8, PAD)                                                        \
+    KQ_KERNELS(T, vnni, unpack_##T, MIN, BIAS, 1, TILE8, PAD)                                      \
+    KQ_KERNELS(T, bw, unpack_##T, MIN, BIAS, 0, NULL, 0)
 
 /* Q4_K's full tiles read the tile-ordered activations (kq_tile8_q4_k). */
 static void q4_k_tile8_vnni(const void *w, size_t rb, const void *const *acts, int64_t n,
@@ -723,27 +745,6 @@ static void q4_k_tile8_gfni(const void *w, size_t rb, const void *const *acts, i
     kq_tile8_q4_k(w, rb, acts, n, out, 1);
 }
 
-/* Q4_K groups of 4 to 7 tokens (a prompt's last group, a serve step with a
- * slot between requests) run the full tile with the last token repeated:
- * each (row, token) is computed alone, so the bits are the same, and 8
- * tokens' tile beats kq_rt per token from 4 tokens on (bench_kernels, 512 x
- * 5632, 1 thread, in cache: 7 tokens 20.6k tok/s in kq_rt, 37.9k x 7/8
- * padded; 3 tokens 16.8k against 14.2k). */
-static void q4_k_tile_padded(const void *w, size_t rb, const void *const *acts, int nt, int64_t n,
-                             float *out, const int GFNI) {
-    const void *a8[KQ_TILE_T];
-    float o8[KQ_TILE_R * KQ_TILE_T];
-    for (int t = 0; t < KQ_TILE_T; t++)
-        a8[t] = acts[t < nt ? t : nt - 1];
-    kq_tile8_q4_k(w, rb, a8, n, o8, GFNI);
-    for (int r = 0; r < KQ_TILE_R; r++)
-        for (int t = 0; t < nt; t++)
-            out[r * nt + t] = o8[r * KQ_TILE_T + t];
-}
-static void q4_k_tile_vnni(const void *w, size_t rb, const void *const *acts, int nt, int64_t n,
-                           float *out);
-static void q4_k_tile_gfni(const void *w, size_t rb, const void *const *acts, int nt, int64_t n,
-                           float *out);
 KQ_TILE8(q2_k, vnni, unpack_q2_k, 1, 0)
 KQ_TILE8(q3_k, vnni, unpack_q3_k, 0, 1)
 KQ_TILE8(q5_k, vnni, unpack_q5_k, 1, 0)
@@ -751,31 +752,16 @@ KQ_TILE8(q6_k, vnni, unpack_q6_k, 0, 1)
 KQ_TILE8(q2_k, gfni, unpack_q2_k_gf, 1, 0)
 KQ_TILE8(q3_k, gfni, unpack_q3_k_gf, 0, 1)
 
-KQ_KERNEL(q2_k, 1, 0, q2_k_tile8_vnni)
-KQ_KERNEL(q3_k, 0, 1, q3_k_tile8_vnni)
-KQ_KERNEL(q4_k, 1, 0, q4_k_tile8_vnni)
-KQ_KERNEL(q5_k, 1, 0, q5_k_tile8_vnni)
-KQ_KERNEL(q6_k, 0, 1, q6_k_tile8_vnni)
+/* Only Q4_K's tile pads groups of 4 to 7 tokens: Q6_K's gained nothing */
+KQ_KERNEL(q2_k, 1, 0, q2_k_tile8_vnni, 0)
+KQ_KERNEL(q3_k, 0, 1, q3_k_tile8_vnni, 0)
+KQ_KERNEL(q4_k, 1, 0, q4_k_tile8_vnni, 1)
+KQ_KERNEL(q5_k, 1, 0, q5_k_tile8_vnni, 0)
+KQ_KERNEL(q6_k, 0, 1, q6_k_tile8_vnni, 0)
 /* GFNI where it saves instructions: the 2-bit codes, and Q4_K's tiles */
-KQ_KERNELS(q2_k, gfni, unpack_q2_k_gf, 1, 0, 1, q2_k_tile8_gfni)
-KQ_KERNELS(q3_k, gfni, unpack_q3_k_gf, 0, 1, 1, q3_k_tile8_gfni)
-KQ_KERNELS(q4_k, gfni, unpack_q4_k, 1, 0, 1, q4_k_tile8_gfni)
-
-/* Q4_K's tiles with padding for groups of 4 .. 7 tokens */
-static void q4_k_tile_vnni_p(const void *w, size_t rb, const void *const *acts, int nt, int64_t n,
-                             float *out) {
-    if (nt >= 4 && nt < KQ_TILE_T)
-        q4_k_tile_padded(w, rb, acts, nt, n, out, 0);
-    else
-        q4_k_tile_vnni(w, rb, acts, nt, n, out);
-}
-static void q4_k_tile_gfni_p(const void *w, size_t rb, const void *const *acts, int nt, int64_t n,
-                             float *out) {
-    if (nt >= 4 && nt < KQ_TILE_T)
-        q4_k_tile_padded(w, rb, acts, nt, n, out, 1);
-    else
-        q4_k_tile_gfni(w, rb, acts, nt, n, out);
-}
+KQ_KERNELS(q2_k, gfni, unpack_q2_k_gf, 1, 0, 1, q2_k_tile8_gfni, 0)
+KQ_KERNELS(q3_k, gfni, unpack_q3_k_gf, 0, 1, 1, q3_k_tile8_gfni, 0)
+KQ_KERNELS(q4_k, gfni, unpack_q4_k, 1, 0, 1, q4_k_tile8_gfni, 1)
 
 #define KQ_SET(T, TYPE, V)                                                                         \
     ks->k[TYPE] = NM_TYPE_KERNELS(T##_rowdot_##V, T##_rows4_##V, T##_tile_##V, KQ_TILE_R, KQ_TILE_T)
@@ -787,7 +773,6 @@ void nm_kernels_avx512_kquant(nm_kernel_set *ks, int features) {
         KQ_SET(q3_k, NM_TYPE_Q3_K, vnni);
         ks->k[NM_TYPE_Q3_K].rows4 = q3_k_rows4_offset_vnni;
         KQ_SET(q4_k, NM_TYPE_Q4_K, vnni);
-        ks->k[NM_TYPE_Q4_K].tile = q4_k_tile_vnni_p;
         KQ_SET(q5_k, NM_TYPE_Q5_K, vnni);
         KQ_SET(q6_k, NM_TYPE_Q6_K, vnni);
         if (features & NM_AVX512_GFNI) {
@@ -796,7 +781,6 @@ void nm_kernels_avx512_kquant(nm_kernel_set *ks, int features) {
             ks->k[NM_TYPE_Q2_K].rows4 = q2_k_rows4_table;
             ks->k[NM_TYPE_Q3_K].rows4 = q3_k_rows4_offset_gfni;
             KQ_SET(q4_k, NM_TYPE_Q4_K, gfni);
-            ks->k[NM_TYPE_Q4_K].tile = q4_k_tile_gfni_p;
         }
     } else {
         KQ_SET(q2_k, NM_TYPE_Q2_K, bw);
