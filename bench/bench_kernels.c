@@ -146,9 +146,10 @@ static double run_once(bench *b) {
 
 /* Alternates job with a plain read of the same copy until budget seconds
  * have passed (at least 3 rounds); *job_s and *read_s get the median
- * seconds of one call of each, *read_best_s the read's fastest call. Interleaving gives both the
- * same share of whatever else runs on the machine, so their ratio holds even when the absolute
- * numbers move; the median drops bursts. */
+ * seconds of one call of each, *read_best_s the read's fastest call.
+ * Interleaving gives both the same share of whatever else runs on the
+ * machine, so their ratio holds even when the absolute numbers move; the
+ * median drops bursts. */
 /* With --interleave, one round runs the read and then the job with each of
  * ns kernel sets (sets[s] with activations acts[s]), so that the sets, not
  * only kernel and read, share the machine's noise alike: job_s[s] is set
@@ -404,7 +405,7 @@ static int bench_type(const options *o, uint32_t type, int threads, result *res,
     if (!x || qfail || !b.y)
         return -1;
     for (size_t i = 0; i < xn; i++)
-        x[i] = (float)(nm_rng_uniform01(&rng) * 2.0 - 1.0);
+        x[i] = nm_rng_uniform_pm1(&rng);
     if (alloc_weights(&b) != 0) {
         fprintf(stderr, "bench_kernels: cannot map %d copies of %s weights\n", b.copies,
                 nm_type_name(type));

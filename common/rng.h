@@ -48,4 +48,9 @@ static inline double nm_rng_uniform01(nm_rng *r) {
     return (double)(nm_rng_next(r) >> 11) * (1.0 / 9007199254740992.0);
 }
 
+/* Uniform in [-1, 1), as a float: random weights and activations. */
+static inline float nm_rng_uniform_pm1(nm_rng *r) {
+    return (float)(nm_rng_uniform01(r) * 2.0 - 1.0);
+}
+
 #endif

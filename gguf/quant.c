@@ -222,7 +222,7 @@ int nm_block_pool_make(nm_block_pool *pool, uint32_t type, int n, uint64_t seed)
     int rc = pool->blocks && x ? 0 : -1;
     for (int k = 0; rc == 0 && k < n; k++) {
         for (uint32_t i = 0; i < ti->block_size; i++)
-            x[i] = (float)(nm_rng_uniform01(&r) * 2.0 - 1.0);
+            x[i] = nm_rng_uniform_pm1(&r);
         rc = nm_quantize_row(type, x, pool->blocks + (size_t)k * ti->type_size, ti->block_size);
     }
     free(x);

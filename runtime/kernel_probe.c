@@ -92,11 +92,6 @@ static double median(double *v, int n) {
     return v[n / 2];
 }
 
-/* Uniform in [-1, 1). */
-static float frand(nm_rng *r) {
-    return (float)(nm_rng_uniform01(r) * 2.0 - 1.0);
-}
-
 /* One type: fill, a warm-up round, then ROUNDS rounds of read and matvec. */
 static int probe_type(nm_pool *pool, probe *pr, uint64_t bytes, uint64_t n_cols,
                       nm_kernel_rate *out, nm_error *err) {
@@ -119,7 +114,7 @@ static int probe_type(nm_pool *pool, probe *pr, uint64_t bytes, uint64_t n_cols,
         nm_rng rng;
         nm_rng_seed(&rng, 42 + pr->type, 2);
         for (uint64_t i = 0; i < n_cols; i++)
-            x[i] = frand(&rng);
+            x[i] = nm_rng_uniform_pm1(&rng);
         nm_act_prepare(pr->type, x, (int64_t)n_cols, 1, abuf, &pr->act);
         double rd[ROUNDS], mv[ROUNDS], ratio[ROUNDS];
         for (int r = -1; r < ROUNDS; r++) {
@@ -269,9 +264,9 @@ int nm_vector_probe(const nm_llama_hparams *hp, uint32_t wtype, nm_vector_cost *
     nm_rng r;
     nm_rng_seed(&r, 7, 0);
     for (size_t i = 0; i < 7 * n; i++)
-        f[i] = frand(&r);
+        f[i] = nm_rng_uniform_pm1(&r);
     for (size_t i = 0; i < 2 * ATT_POS * hd; i++)
-        b.kv[i] = nm_f32_to_fp16(frand(&r));
+        b.kv[i] = nm_f32_to_fp16(nm_rng_uniform_pm1(&r));
     nm_rope_params rp = {.base = 10000.0f, .freq_scale = 1.0f, .attn_factor = 1.0f};
     nm_rope_table(b.cs, 100, (int)hp->n_rot, &rp);
     double l[3], s[3], a[3];

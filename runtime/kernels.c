@@ -275,16 +275,14 @@ void nm_matvec_set(const nm_kernel_set *ks, const void *w, int64_t n_rows, const
     const void *a = act_row(x, 0);
     int64_t i = 0;
     if (rows4) { /* F32-sized activations: share each load among four rows */
-        const int64_t s = n_rows / 4 > 0 ? n_rows / 4 : 1;
-        for (; i + 4 * s <= n_rows; i += 4 * s)
-            for (int64_t j = 0; j < s; j++) {
-                float o[4];
-                rows4((const char *)w + (i + j) * rb, s * rb, a, x->n, o);
-                for (int k = 0; k < 4; k++)
-                    y[i + j + k * s] = o[k];
-            }
-        for (; i + 4 <= n_rows; i += 4)
-            rows4((const char *)w + i * rb, rb, a, x->n, &y[i]);
+        const int64_t s = n_rows / 4;
+        for (int64_t j = 0; j < s; j++) {
+            float o[4];
+            rows4((const char *)w + j * rb, s * rb, a, x->n, o);
+            for (int k = 0; k < 4; k++)
+                y[j + k * s] = o[k];
+        }
+        i = 4 * s; /* the last n_rows % 4 rows one at a time */
     }
     for (; i < n_rows; i++)
         dot((const char *)w + i * rb, &a, 1, x->n, &y[i]);
