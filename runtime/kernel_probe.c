@@ -60,9 +60,10 @@ static void read_job(void *ctx, const nm_worker *w) {
 
 /* The matvec in calls as long as decode's: a worker's share of one
  * feed-forward matrix. Each call's four streams (nm_matvec_set) start
- * anew, and on this machine a Q4_0 matvec over 480 MiB a worker ran at
- * 0.91 of the read where decode's calls of a few MiB ran at 0.80; the
- * read stays one long pass, the limit that the bandwidth probes measure. */
+ * anew: on the dev VM (Intel Xeon host, 2 threads) a Q4_0 matvec over 480
+ * MiB a worker ran at 0.91 of the read where decode's calls of a few MiB
+ * ran at 0.80. The read stays one long pass, the limit that the bandwidth
+ * probes measure. */
 static void matvec_job(void *ctx, const nm_worker *w) {
     probe *pr = ctx;
     uint64_t r0, r1;

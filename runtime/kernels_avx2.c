@@ -368,13 +368,13 @@ static inline __m256i line_words(const char *p) {
 
 /* Four streams, each a quarter of the buffer, read side by side (the
  * AVX-512 set uses this read too). One sequential stream a core reads
- * 15-30 % slower than four on this machine (two threads, 1 GiB: 19-22 vs
- * 23-27 GB/s): the hardware prefetchers follow each stream, and one keeps
- * too few lines in flight. Decode's matvec reads four streams a thread
- * (nm_matvec_set), and this read is the limit it is compared against (the
- * read probes, bench_kernels, plan --predict's bandwidth), so it must not
- * be the slower pattern. The words are summed mod 2^64: the order leaves
- * the result nm_sum_words's. */
+ * 15-30 % slower than four on the dev VM (Intel Xeon host; two threads,
+ * 1 GiB: 19-22 vs 23-27 GB/s): the hardware prefetchers follow each
+ * stream, and one keeps too few lines in flight. Decode's matvec reads
+ * four streams a thread (nm_matvec_set), and this read is the limit it is
+ * compared against (the read probes, bench_kernels, plan --predict's
+ * bandwidth), so it must not be the slower pattern. The words are summed
+ * mod 2^64: the order leaves the result nm_sum_words's. */
 uint64_t nm_sum_words_avx2(const void *p, size_t bytes) {
     const char *b = p;
     const size_t q = bytes / 4 / 64 * 64; /* each stream's bytes, whole lines */
