@@ -193,6 +193,31 @@ AI void q8_nt(const void *row, const void *const *acts, const int NT, int64_t n,
     _Pragma("GCC unroll 4") for (int t = 0; t < NT; t++) out[t] = hsum8(acc[t]);
 }
 
+/* Q8_0 decode: four rows rb apart, each activation block loaded once for
+ * them; each row's sequence is q8_nt's with one token (the same bits). */
+static void rows4_q8_0(const void *w, size_t rb, const void *act, int64_t n, float *out) {
+    const nm_block_q8_0 *row[4];
+    const int8_t *qa = nm_actq_qs(act);
+    const float *da = nm_actq_d(act, n);
+    const __m256i ones = _mm256_set1_epi16(1);
+    __m256 acc[4];
+    _Pragma("GCC unroll 4") for (int r = 0; r < 4; r++) {
+        row[r] = (const nm_block_q8_0 *)((const char *)w + (size_t)r * rb);
+        acc[r] = _mm256_setzero_ps();
+    }
+    for (int64_t b = 0; b < n / 32; b++) {
+        __m256i a = _mm256_loadu_si256((const __m256i *)(qa + b * 32));
+        _Pragma("GCC unroll 4") for (int r = 0; r < 4; r++) {
+            _mm_prefetch((const char *)(row[r] + b) + NM_PREFETCH_BYTES, _MM_HINT_T1);
+            __m256i wq = _mm256_loadu_si256((const __m256i *)row[r][b].qs);
+            __m256i p = _mm256_maddubs_epi16(_mm256_sign_epi8(wq, wq), _mm256_sign_epi8(a, wq));
+            __m256 f = _mm256_cvtepi32_ps(_mm256_madd_epi16(p, ones));
+            acc[r] = _mm256_fmadd_ps(f, _mm256_set1_ps(_cvtsh_ss(row[r][b].d) * da[b]), acc[r]);
+        }
+    }
+    _Pragma("GCC unroll 4") for (int r = 0; r < 4; r++) out[r] = hsum8(acc[r]);
+}
+
 /* Q4_0: four blocks (72 bytes) per step. Each block's 16 nibble bytes are
  * loaded into both 128-bit lanes and the upper lane shifted by 4, so one
  * AND leaves the block's 32 elements in order, as unsigned bytes 0..15 that
@@ -488,7 +513,7 @@ static void build_avx2_set(void) {
     ks->k[NM_TYPE_F32] = FLOAT_KERNELS(rowdot_f32);
     ks->k[NM_TYPE_F16] = FLOAT_KERNELS(rowdot_f16);
     ks->k[NM_TYPE_BF16] = FLOAT_KERNELS(rowdot_bf16);
-    ks->k[NM_TYPE_Q8_0] = NM_TYPE_KERNELS(rowdot_q8_0, NULL, NULL, 0, 0);
+    ks->k[NM_TYPE_Q8_0] = NM_TYPE_KERNELS(rowdot_q8_0, rows4_q8_0, NULL, 0, 0);
     ks->k[NM_TYPE_Q4_0] = NM_TYPE_KERNELS(rowdot_q4_0, NULL, NULL, 0, 0);
     ks->f16_wide = FLOAT_KERNELS(rowdot_f16_f32act);
     ks->f16_wide.rows4 = NULL; /* decode never takes widened activations */

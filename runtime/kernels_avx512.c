@@ -276,7 +276,7 @@ AI void q8_step(const char *const *row, int64_t b, const int8_t *const *qa, cons
                 const int VNNI) {
     /* no software prefetch here: it halved the streaming speed of this
      * loop as decode loop (0.86 -> 0.46 of read bandwidth at 8-64 KiB
-     * ahead); decode now uses q8_row1 */
+     * ahead); decode now uses q8_rows */
     __m512i wabs[4];
     __mmask64 neg[4];
     __m512 dw[4];
@@ -326,20 +326,30 @@ AI __m256 q8_block(const nm_block_q8_0 *w, const int8_t *qa, const float *da, __
     return _mm256_fmadd_ps(f, _mm256_mul_ps(dw, _mm256_set1_ps(*da)), acc);
 }
 
-AI void q8_row1(const void *row, const void *act, int64_t n, float *out, const int VNNI) {
-    const nm_block_q8_0 *w = row;
+/* R rows rb apart (R = 1, or 4 for rows4: each activation block loaded
+ * once for the four rows), each row's sequence the same. */
+AI void q8_rows(const void *w, size_t rb, const void *act, int64_t n, float *out, const int R,
+                const int VNNI) {
     const int64_t nb = n / 32;
     const int8_t *qa = nm_actq_qs(act);
     const float *da = nm_actq_d(act, n);
-    __m256 even = _mm256_setzero_ps(), odd = _mm256_setzero_ps();
-    int64_t b = 0;
-    for (; b + 2 <= nb; b += 2) {
-        even = q8_block(w + b, qa + b * 32, da + b, even, VNNI);
-        odd = q8_block(w + b + 1, qa + b * 32 + 32, da + b + 1, odd, VNNI);
+    const nm_block_q8_0 *row[4];
+    __m256 even[4], odd[4];
+    _Pragma("GCC unroll 4") for (int r = 0; r < R; r++) {
+        row[r] = (const nm_block_q8_0 *)((const char *)w + (size_t)r * rb);
+        even[r] = odd[r] = _mm256_setzero_ps();
     }
+    int64_t b = 0;
+    for (; b + 2 <= nb; b += 2)
+        _Pragma("GCC unroll 4") for (int r = 0; r < R; r++) {
+            even[r] = q8_block(row[r] + b, qa + b * 32, da + b, even[r], VNNI);
+            odd[r] = q8_block(row[r] + b + 1, qa + b * 32 + 32, da + b + 1, odd[r], VNNI);
+        }
     if (b < nb)
-        even = q8_block(w + b, qa + b * 32, da + b, even, VNNI);
-    *out = _mm512_reduce_add_ps(_mm512_insertf32x8(_mm512_castps256_ps512(even), odd, 1));
+        _Pragma("GCC unroll 4") for (int r = 0; r < R; r++) even[r] =
+            q8_block(row[r] + b, qa + b * 32, da + b, even[r], VNNI);
+    _Pragma("GCC unroll 4") for (int r = 0; r < R; r++) out[r] =
+        _mm512_reduce_add_ps(_mm512_insertf32x8(_mm512_castps256_ps512(even[r]), odd[r], 1));
 }
 
 AI void q8_rt(const void *w, size_t rb, const void *const *acts, const int R, const int NT,
@@ -376,7 +386,7 @@ AI void q8_rt(const void *w, size_t rb, const void *const *acts, const int R, co
 AI void q8_nt(const void *row, const void *const *acts, const int NT, int64_t n, float *out,
               const int VNNI) {
     if (NT == 1)
-        q8_row1(row, acts[0], n, out, VNNI);
+        q8_rows(row, 0, acts[0], n, out, 1, VNNI);
     else
         q8_rt(row, 0, acts, 1, NT, n, out, VNNI);
 }
@@ -535,6 +545,9 @@ AI void q4_nt(const void *w, const void *const *acts, const int NT, int64_t n, f
 
 static void rowdot_q8_0_bw(const void *w, const void *const *acts, int nt, int64_t n, float *out) {
     DISPATCH_NT(q8_nt, 0)
+}
+static void rows4_q8_0_bw(const void *w, size_t rb, const void *act, int64_t n, float *out) {
+    q8_rows(w, rb, act, n, out, 4, 0);
 }
 static void rowdot_q4_0_vnni(const void *w, const void *const *acts, int nt, int64_t n,
                              float *out) {
@@ -701,7 +714,8 @@ static void build_set(nm_kernel_set *ks, const char *name, int features) {
     else
         ks->k[NM_TYPE_BF16] =
             NM_TYPE_KERNELS(rowdot_bf16, rowdot_bf16_rows4, rowdot_bf16_tile, TILE_R, TILE_T);
-    ks->k[NM_TYPE_Q8_0] = NM_TYPE_KERNELS(rowdot_q8_0_bw, NULL, tile_q8_0_bw, Q8_TILE_R, Q8_TILE_T);
+    ks->k[NM_TYPE_Q8_0] =
+        NM_TYPE_KERNELS(rowdot_q8_0_bw, rows4_q8_0_bw, tile_q8_0_bw, Q8_TILE_R, Q8_TILE_T);
     nm_kernels_avx512_q8_0(ks, features); /* VNNI: four blocks per step */
     ks->act_quantize_q8 = nm_act_quantize_q8_avx2;
     ks->k[NM_TYPE_Q4_0] = NM_TYPE_KERNELS(

@@ -28,9 +28,11 @@
 
 #define AI static inline __attribute__((always_inline))
 
-/* Prompt tile: 2 rows x 8 tokens, 16 accumulators. */
+/* Prompt tile: 2 rows x 8 tokens, 16 accumulators. Decode takes 4 rows x
+ * 1 token (rows4). */
 #define Q8V_TILE_R 2
 #define Q8V_TILE_T 8
+#define Q8V_MAX_R 4
 
 /* One row's step: low and high codes, scales, and the sums' start. */
 typedef struct q8v_w {
@@ -116,10 +118,10 @@ AI __m512 q8v_fma(const q8v_w *w, const q8v_a *a, __m512 acc) {
 
 /* Blocks [b, b + nblk) for R rows x NT tokens. */
 AI void q8v_step(const char *const *row, int64_t b, const int8_t *const *qa, const float *const *da,
-                 __m512 acc[Q8V_TILE_R][Q8V_TILE_T], const int R, const int NT, int nblk,
+                 __m512 acc[Q8V_MAX_R][Q8V_TILE_T], const int R, const int NT, int nblk,
                  const int FULL) {
-    q8v_w w[Q8V_TILE_R];
-    _Pragma("GCC unroll 2") for (int r = 0; r < R; r++) {
+    q8v_w w[Q8V_MAX_R];
+    _Pragma("GCC unroll 4") for (int r = 0; r < R; r++) {
         const char *p = row[r] + b * (int64_t)sizeof(nm_block_q8_0);
         /* 136 bytes a step: three lines ahead cover them */
         _mm_prefetch(p + NM_PREFETCH_BYTES, _MM_HINT_T1);
@@ -129,7 +131,7 @@ AI void q8v_step(const char *const *row, int64_t b, const int8_t *const *qa, con
     }
     _Pragma("GCC unroll 8") for (int t = 0; t < NT; t++) {
         q8v_a a = q8v_act(qa[t] + b * 32, da[t] + b, nblk, FULL);
-        _Pragma("GCC unroll 2") for (int r = 0; r < R; r++) acc[r][t] =
+        _Pragma("GCC unroll 4") for (int r = 0; r < R; r++) acc[r][t] =
             q8v_fma(&w[r], &a, acc[r][t]);
     }
 }
@@ -137,15 +139,15 @@ AI void q8v_step(const char *const *row, int64_t b, const int8_t *const *qa, con
 AI void q8v_rt(const void *w, size_t rb, const void *const *acts, const int R, const int NT,
                int64_t n, float *out) {
     const int64_t nb = n / 32;
-    const char *row[Q8V_TILE_R];
+    const char *row[Q8V_MAX_R];
     const int8_t *qa[Q8V_TILE_T];
     const float *da[Q8V_TILE_T];
-    __m512 acc[Q8V_TILE_R][Q8V_TILE_T];
+    __m512 acc[Q8V_MAX_R][Q8V_TILE_T];
     _Pragma("GCC unroll 8") for (int t = 0; t < NT; t++) {
         qa[t] = nm_actq_qs(acts[t]);
         da[t] = nm_actq_d(acts[t], n);
     }
-    _Pragma("GCC unroll 2") for (int r = 0; r < R; r++) {
+    _Pragma("GCC unroll 4") for (int r = 0; r < R; r++) {
         row[r] = (const char *)w + (size_t)r * rb;
         _Pragma("GCC unroll 8") for (int t = 0; t < NT; t++) acc[r][t] = _mm512_setzero_ps();
     }
@@ -154,7 +156,7 @@ AI void q8v_rt(const void *w, size_t rb, const void *const *acts, const int R, c
         q8v_step(row, b, qa, da, acc, R, NT, 4, 1);
     if (b < nb)
         q8v_step(row, b, qa, da, acc, R, NT, (int)(nb - b), 0);
-    _Pragma("GCC unroll 2") for (int r = 0; r < R; r++)
+    _Pragma("GCC unroll 4") for (int r = 0; r < R; r++)
         _Pragma("GCC unroll 8") for (int t = 0; t < NT; t++) out[r * NT + t] =
             _mm512_reduce_add_ps(acc[r][t]);
 }
@@ -198,8 +200,14 @@ static void tile_q8_0_vnni(const void *w, size_t rb, const void *const *acts, in
     Q8V_DISPATCH(rb, Q8V_TILE_R)
 }
 
+/* Decode: four rows rb apart, each activation step loaded once for them. */
+static void rows4_q8_0_vnni(const void *w, size_t rb, const void *act, int64_t n, float *out) {
+    const void *acts[1] = {act};
+    q8v_rt(w, rb, acts, 4, 1, n, out);
+}
+
 void nm_kernels_avx512_q8_0(nm_kernel_set *ks, int features) {
     if (features & NM_AVX512_VNNI)
-        ks->k[NM_TYPE_Q8_0] =
-            NM_TYPE_KERNELS(rowdot_q8_0_vnni, NULL, tile_q8_0_vnni, Q8V_TILE_R, Q8V_TILE_T);
+        ks->k[NM_TYPE_Q8_0] = NM_TYPE_KERNELS(rowdot_q8_0_vnni, rows4_q8_0_vnni, tile_q8_0_vnni,
+                                              Q8V_TILE_R, Q8V_TILE_T);
 }
