@@ -61,13 +61,17 @@ AI void keep_in_reg(__m256 *v) {
     __asm__("" : "+x"(*v));
 }
 
-/* The weight lines of one step (32 elements of es bytes), NM_PREFETCH_BYTES
+/* The weight lines of one step (32 elements of es bytes), ahead bytes
  * ahead, into L2. */
-AI void prefetch_l2(const char *p, const int es) {
-    _mm_prefetch(p + NM_PREFETCH_BYTES, _MM_HINT_T1);
+AI void prefetch_l2(const char *p, const int es, size_t ahead) {
+    _mm_prefetch(p + ahead, _MM_HINT_T1);
     if (es == 4)
-        _mm_prefetch(p + NM_PREFETCH_BYTES + 64, _MM_HINT_T1);
+        _mm_prefetch(p + ahead + 64, _MM_HINT_T1);
 }
+
+/* How far ahead a kernel of R rows prefetches: four rows are rows4 (the
+ * tiles here have TILE_R = 2 rows). */
+#define AHEAD(R) ((R) == 4 ? NM_PREFETCH_ROWS4_BYTES : NM_PREFETCH_BYTES)
 
 /* R rows x NT tokens; out[r * NT + t]. Each dot keeps two accumulators of
  * 8 lanes with the same order of operations whatever R and NT are, so a
@@ -90,7 +94,7 @@ AI void prefetch_l2(const char *p, const int es) {
         for (; i + 16 <= n; i += 16) {                                                             \
             if ((i & 31) == 0) /* one prefetch per 64 bytes of F16 */                              \
                 _Pragma("GCC unroll 4") for (int r = 0; r < R; r++)                                \
-                    prefetch_l2(row[r] + i * ES, ES);                                              \
+                    prefetch_l2(row[r] + i * ES, ES, AHEAD(R));                                    \
             _Pragma("GCC unroll 2") for (int h = 0; h < 2; h++) {                                  \
                 __m256 wv[4];                                                                      \
                 _Pragma("GCC unroll 4") for (int r = 0; r < R; r++) wv[r] = LD(row[r], i + 8 * h); \
@@ -208,7 +212,7 @@ static void rows4_q8_0(const void *w, size_t rb, const void *act, int64_t n, flo
     for (int64_t b = 0; b < n / 32; b++) {
         __m256i a = _mm256_loadu_si256((const __m256i *)(qa + b * 32));
         _Pragma("GCC unroll 4") for (int r = 0; r < 4; r++) {
-            _mm_prefetch((const char *)(row[r] + b) + NM_PREFETCH_BYTES, _MM_HINT_T1);
+            _mm_prefetch((const char *)(row[r] + b) + NM_PREFETCH_ROWS4_BYTES, _MM_HINT_T1);
             __m256i wq = _mm256_loadu_si256((const __m256i *)row[r][b].qs);
             __m256i p = _mm256_maddubs_epi16(_mm256_sign_epi8(wq, wq), _mm256_sign_epi8(a, wq));
             __m256 f = _mm256_cvtepi32_ps(_mm256_madd_epi16(p, ones));
@@ -499,6 +503,8 @@ void nm_act_quantize_q8k_avx2(const float *x, int64_t n, void *row) {
             bsums[b * 16 + g] = (int16_t)sums[g];
     }
 }
+
+_Static_assert(TILE_R < 4, "AHEAD: four rows are rows4");
 
 static nm_kernel_set avx2_set;
 

@@ -151,9 +151,9 @@ AI void ksb_dot(const ksb *w, const __m256i *sc, const kact *x, __m256i *isum, _
 
 /* Unpacks row r's block b and its scale vectors (ksb_dot's sc). */
 AI void unpack_row(const void *w, size_t rb, int r, int64_t b, size_t bsize,
-                   void (*unpack)(const void *, ksb *), ksb *wb, __m256i *sc) {
+                   void (*unpack)(const void *, ksb *), ksb *wb, __m256i *sc, size_t ahead) {
     const char *blk = (const char *)w + (size_t)r * rb + (size_t)b * bsize;
-    kq_prefetch(blk, bsize);
+    kq_prefetch(blk, bsize, ahead);
     unpack(blk, wb);
     _Pragma("GCC unroll 4") for (int k = 0; k < 4; k++) sc[k] = pair_scales(wb->s8, k);
 }
@@ -170,7 +170,7 @@ AI void kq_rows4(const void *w, size_t rb, const void *act, int64_t n, float *ou
         _Pragma("GCC unroll 4") for (int r = 0; r < 4; r++) {
             ksb wb;
             __m256i sc[4];
-            unpack_row(w, rb, r, b, bsize, unpack, &wb, sc);
+            unpack_row(w, rb, r, b, bsize, unpack, &wb, sc, NM_PREFETCH_ROWS4_BYTES);
             ksb_dot(&wb, sc, &x, &is[r], &ms[r], MIN, BIAS);
         }
         __m128 d, dm;
@@ -193,7 +193,7 @@ AI void kq_rt(const void *w, size_t rb, const void *const *acts, const int R, in
         __m256i sc[KQ_TILE_R][4];
         __m128 d[KQ_TILE_R], dm[KQ_TILE_R];
         _Pragma("GCC unroll 2") for (int r = 0; r < R; r++) {
-            unpack_row(w, rb, r, b, bsize, unpack, &wb[r], sc[r]);
+            unpack_row(w, rb, r, b, bsize, unpack, &wb[r], sc[r], NM_PREFETCH_BYTES);
             const char *blk = (const char *)w + (size_t)r * rb + (size_t)b * bsize + doff;
             d[r] = _mm_set1_ps(kq_f16(blk));
             dm[r] = MIN ? _mm_set1_ps(kq_f16(blk + 2)) : d[r];

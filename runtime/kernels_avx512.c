@@ -65,13 +65,17 @@ AI void keep_in_reg(__m512 *v) {
     __asm__("" : "+v"(*v));
 }
 
-/* The weight lines of one step (32 elements of es bytes), NM_PREFETCH_BYTES
+/* The weight lines of one step (32 elements of es bytes), ahead bytes
  * ahead, into L2. */
-AI void prefetch_l2(const char *p, const int es) {
-    _mm_prefetch(p + NM_PREFETCH_BYTES, _MM_HINT_T1);
+AI void prefetch_l2(const char *p, const int es, size_t ahead) {
+    _mm_prefetch(p + ahead, _MM_HINT_T1);
     if (es == 4)
-        _mm_prefetch(p + NM_PREFETCH_BYTES + 64, _MM_HINT_T1);
+        _mm_prefetch(p + ahead + 64, _MM_HINT_T1);
 }
+
+/* How far ahead a kernel of R rows prefetches: four rows are rows4 (the
+ * tiles of this file that prefetch have 2 or 3). */
+#define AHEAD(R) ((R) == 4 ? NM_PREFETCH_ROWS4_BYTES : NM_PREFETCH_BYTES)
 
 /* R rows x NT tokens; out[r * NT + t]. Each dot keeps two accumulators
  * of 16 lanes, with the same order of operations whatever R and NT are: a
@@ -95,7 +99,7 @@ AI void prefetch_l2(const char *p, const int es) {
         for (; i + 32 <= n; i += 32) {                                                             \
             if (PF)                                                                                \
                 _Pragma("GCC unroll 4") for (int r = 0; r < R; r++)                                \
-                    prefetch_l2(row[r] + i * ES, ES);                                              \
+                    prefetch_l2(row[r] + i * ES, ES, AHEAD(R));                                    \
             _Pragma("GCC unroll 2") for (int h = 0; h < 2; h++) {                                  \
                 __m512 wv[4];                                                                      \
                 _Pragma("GCC unroll 4") for (int r = 0; r < R; r++) wv[r] =                        \
@@ -316,8 +320,8 @@ AI __m256i dot_us8_256(__m256i u, __m256i s, const int VNNI) {
 }
 
 AI __m256 q8_block(const nm_block_q8_0 *w, const int8_t *qa, const float *da, __m256 acc,
-                   const int VNNI) {
-    _mm_prefetch((const char *)w + NM_PREFETCH_BYTES, _MM_HINT_T1);
+                   const int VNNI, size_t ahead) {
+    _mm_prefetch((const char *)w + ahead, _MM_HINT_T1);
     __m256i wq = _mm256_loadu_si256((const __m256i *)w->qs);
     __m256i a = _mm256_sign_epi8(_mm256_loadu_si256((const __m256i *)qa), wq);
     __m256 f = _mm256_cvtepi32_ps(dot_us8_256(_mm256_abs_epi8(wq), a, VNNI));
@@ -342,12 +346,12 @@ AI void q8_rows(const void *w, size_t rb, const void *act, int64_t n, float *out
     int64_t b = 0;
     for (; b + 2 <= nb; b += 2)
         _Pragma("GCC unroll 4") for (int r = 0; r < R; r++) {
-            even[r] = q8_block(row[r] + b, qa + b * 32, da + b, even[r], VNNI);
-            odd[r] = q8_block(row[r] + b + 1, qa + b * 32 + 32, da + b + 1, odd[r], VNNI);
+            even[r] = q8_block(row[r] + b, qa + b * 32, da + b, even[r], VNNI, AHEAD(R));
+            odd[r] = q8_block(row[r] + b + 1, qa + b * 32 + 32, da + b + 1, odd[r], VNNI, AHEAD(R));
         }
     if (b < nb)
         _Pragma("GCC unroll 4") for (int r = 0; r < R; r++) even[r] =
-            q8_block(row[r] + b, qa + b * 32, da + b, even[r], VNNI);
+            q8_block(row[r] + b, qa + b * 32, da + b, even[r], VNNI, AHEAD(R));
     _Pragma("GCC unroll 4") for (int r = 0; r < R; r++) out[r] =
         _mm512_reduce_add_ps(_mm512_insertf32x8(_mm512_castps256_ps512(even[r]), odd[r], 1));
 }
@@ -435,14 +439,14 @@ typedef struct q4_astep {
 
 /* k = blocks in this step (1..4); k < 4 only for a row's last step, whose
  * masked loads read nothing past the row and zero the missing blocks. */
-AI q4_wstep q4_unpack(const char *p, const int k) {
+AI q4_wstep q4_unpack(const char *p, const int k, size_t ahead) {
     const __m512i m4 = _mm512_set1_epi8(0x0f);
     __m512i l0, l1;
     if (k == 4) {
         /* unlike the Q8_0 loop, this one needs the prefetch: without it
          * four rows at once streamed at 0.40 of the read bandwidth */
-        _mm_prefetch(p + NM_PREFETCH_BYTES, _MM_HINT_T1);
-        _mm_prefetch(p + NM_PREFETCH_BYTES + 64, _MM_HINT_T1);
+        _mm_prefetch(p + ahead, _MM_HINT_T1);
+        _mm_prefetch(p + ahead + 64, _MM_HINT_T1);
         l0 = _mm512_loadu_si512(p);
         l1 = _mm512_loadu_si512(p + 8);
     } else {
@@ -502,7 +506,7 @@ AI void q4_step(const char *const *row, int64_t b, const void *const *acts, int6
                 __m512 acc[4][TOK_GROUP], const int R, const int NT, const int k, const int VNNI) {
     q4_wstep ws[4];
     _Pragma("GCC unroll 4") for (int r = 0; r < R; r++) ws[r] =
-        q4_unpack(row[r] + b * (int64_t)sizeof(nm_block_q4_0), k);
+        q4_unpack(row[r] + b * (int64_t)sizeof(nm_block_q4_0), k, AHEAD(R));
     _Pragma("GCC unroll 8") for (int t = 0; t < NT; t++) {
         q4_astep as = q4_act(acts[t], n, b, k);
         _Pragma("GCC unroll 4") for (int r = 0; r < R; r++) acc[r][t] =
@@ -699,6 +703,8 @@ static void round_f16(const float *x, int64_t n, uint16_t *h, float *w) {
 
 /* The sub-path sets, by NM_AVX512_* features, and the alternative. */
 static nm_kernel_set sets[8], set_alt;
+
+_Static_assert(TILE_R < 4 && Q8_TILE_R < 4 && Q4_TILE_R < 4, "AHEAD: four rows are rows4");
 
 static void build_set(nm_kernel_set *ks, const char *name, int features) {
     const bool vnni = features & NM_AVX512_VNNI, bf16 = features & NM_AVX512_BF16;

@@ -219,9 +219,10 @@ AI void ksb_dot(const ksb *w, const __m512i *sc, const kact *x, __m256i *isum, _
 
 /* Unpacks row r's block b and its scale vectors (kq_dot's sc). */
 AI void unpack_row(const void *w, size_t rb, int r, int64_t b, size_t bsize,
-                   void (*unpack)(const void *, ksb *), ksb *wb, __m512i *sc, const int VNNI) {
+                   void (*unpack)(const void *, ksb *), ksb *wb, __m512i *sc, const int VNNI,
+                   size_t ahead) {
     const char *blk = (const char *)w + (size_t)r * rb + (size_t)b * bsize;
-    kq_prefetch(blk, bsize);
+    kq_prefetch(blk, bsize, ahead);
     unpack(blk, wb);
     _Pragma("GCC unroll 4") for (int c = 0; c < 4; c++) {
         if (!VNNI)
@@ -244,7 +245,7 @@ AI void kq_rows4(const void *w, size_t rb, const void *act, int64_t n, float *ou
         _Pragma("GCC unroll 4") for (int r = 0; r < 4; r++) {
             ksb wb;
             __m512i sc[4];
-            unpack_row(w, rb, r, b, bsize, unpack, &wb, sc, VNNI);
+            unpack_row(w, rb, r, b, bsize, unpack, &wb, sc, VNNI, NM_PREFETCH_ROWS4_BYTES);
             ksb_dot(&wb, sc, &x, &is[r], &ms[r], MIN, BIAS, VNNI);
         }
         __m128 d, dm;
@@ -268,7 +269,7 @@ AI void kq_rt(const void *w, size_t rb, const void *const *acts, const int R, in
         __m512i sc[2][4];
         __m128 d[2], dm[2];
         _Pragma("GCC unroll 2") for (int r = 0; r < R; r++) {
-            unpack_row(w, rb, r, b, bsize, unpack, &wb[r], sc[r], VNNI);
+            unpack_row(w, rb, r, b, bsize, unpack, &wb[r], sc[r], VNNI, NM_PREFETCH_BYTES);
             const char *blk = (const char *)w + (size_t)r * rb + (size_t)b * bsize + doff;
             d[r] = _mm_set1_ps(kq_f16(blk));
             dm[r] = MIN ? _mm_set1_ps(kq_f16(blk + 2)) : d[r];
@@ -344,7 +345,7 @@ AI void kq_tile8(const void *w, size_t rb, const void *const *acts, int64_t n, f
         __m512i sc[KQ_TILE_R][4], coef[KQ_TILE_R];
         __m256 d[KQ_TILE_R], dm[KQ_TILE_R];
         _Pragma("GCC unroll 4") for (int r = 0; r < KQ_TILE_R; r++) {
-            unpack_row(w, rb, r, b, bsize, unpack, &wb[r], sc[r], 1);
+            unpack_row(w, rb, r, b, bsize, unpack, &wb[r], sc[r], 1, NM_PREFETCH_BYTES);
             coef[r] = _mm512_broadcast_i64x4(MIN ? wb[r].mins : wb[r].bias);
             const char *blk = (const char *)w + (size_t)r * rb + (size_t)b * bsize + doff;
             d[r] = _mm256_set1_ps(kq_f16(blk));
@@ -459,7 +460,7 @@ AI void q2k_rows4_table(const void *w, size_t rb, const void *act, int64_t n, fl
         sc4 = _mm512_inserti32x4(_mm512_inserti32x4(sc4, s[2], 2), s[3], 3);
         _Pragma("GCC unroll 4") for (int r = 0; r < 4; r++) {
             const nm_block_q2_k *blk = (const nm_block_q2_k *)(b0 + (size_t)r * rb);
-            kq_prefetch((const char *)blk, bsize);
+            kq_prefetch((const char *)blk, bsize, NM_PREFETCH_ROWS4_BYTES);
             const __m512i lo = _mm512_and_si512(_mm512_broadcast_i32x4(s[r]), _mm512_set1_epi8(15));
             const __m512i table = _mm512_mullo_epi16(_mm512_shuffle_epi8(lo, spread), qmul);
             const __m512i r0 = bcast256(blk->qs), r1 = bcast256(blk->qs + 32);
@@ -560,7 +561,7 @@ AI void kq_tile8_q4_k(const void *w, size_t rb, const void *const *acts, int64_t
         __m512i u[2][4], sc[2], coef[2];
         _Pragma("GCC unroll 2") for (int r = 0; r < 2; r++) {
             const char *blk = (const char *)w + (size_t)r * rb + (size_t)b * bsize;
-            kq_prefetch(blk, bsize);
+            kq_prefetch(blk, bsize, NM_PREFETCH_BYTES);
             unpack_q4_k_tiled(blk, u[r], GFNI);
             __m256i sm = _mm256_cvtepu8_epi16(kq_k4_scales(blk));
             sc[r] = _mm512_permutexvar_epi16(sidx, _mm512_castsi256_si512(sm));
@@ -682,7 +683,7 @@ AI void q3k_rows4_offset(const void *w, size_t rb, const void *act, int64_t n, f
         _Pragma("GCC unroll 4") for (int r = 0; r < 4; r++) {
             ksb wb;
             __m512i sc[4];
-            unpack_row(w, rb, r, b, bsize, unpack, &wb, sc, 1);
+            unpack_row(w, rb, r, b, bsize, unpack, &wb, sc, 1, NM_PREFETCH_ROWS4_BYTES);
             __m512i s = _mm512_setzero_si512();
             _Pragma("GCC unroll 2") for (int c = 0; c < 4; c += 2) {
                 __m512i p0 = _mm512_dpbusd_epi32(start[c], wb.u[c], x.a[c]);

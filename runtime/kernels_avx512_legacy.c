@@ -183,12 +183,12 @@ AI __m256i reduce_pairs16(const __m512i p[4]) {
 
 /* Blocks b .. b+k-1 of one row for NT tokens. */
 AI void step32(const char *row, int64_t b, const void *const *acts, int64_t n, __m256 *acc,
-               const int T, const int NT, const int k, const int F) {
+               const int T, const int NT, const int k, const int F, size_t ahead) {
     const int VNNI = F & NM_AVX512_VNNI;
     const char *w = row + b * blk_bytes(T);
-    _mm_prefetch(w + NM_PREFETCH_BYTES, _MM_HINT_T1);
-    _mm_prefetch(w + NM_PREFETCH_BYTES + 64, _MM_HINT_T1);
-    _mm_prefetch(w + NM_PREFETCH_BYTES + 128, _MM_HINT_T1);
+    _mm_prefetch(w + ahead, _MM_HINT_T1);
+    _mm_prefetch(w + ahead + 64, _MM_HINT_T1);
+    _mm_prefetch(w + ahead + 128, _MM_HINT_T1);
     step_w s = unpack_step(w, T, k, F);
     const int signed_w = is_signed(T) && !VNNI;
     _Pragma("GCC unroll 8") for (int t = 0; t < NT; t++) {
@@ -219,28 +219,28 @@ AI void step32(const char *row, int64_t b, const void *const *acts, int64_t n, _
 
 /* The last k < 8 blocks (step32 wants k known at compile time). */
 AI void step32_tail(const char *row, int64_t b, const void *const *acts, int64_t n, __m256 *acc,
-                    const int T, const int NT, int k, const int F) {
+                    const int T, const int NT, int k, const int F, size_t ahead) {
     switch (k) {
     case 7:
-        step32(row, b, acts, n, acc, T, NT, 7, F);
+        step32(row, b, acts, n, acc, T, NT, 7, F, ahead);
         break;
     case 6:
-        step32(row, b, acts, n, acc, T, NT, 6, F);
+        step32(row, b, acts, n, acc, T, NT, 6, F, ahead);
         break;
     case 5:
-        step32(row, b, acts, n, acc, T, NT, 5, F);
+        step32(row, b, acts, n, acc, T, NT, 5, F, ahead);
         break;
     case 4:
-        step32(row, b, acts, n, acc, T, NT, 4, F);
+        step32(row, b, acts, n, acc, T, NT, 4, F, ahead);
         break;
     case 3:
-        step32(row, b, acts, n, acc, T, NT, 3, F);
+        step32(row, b, acts, n, acc, T, NT, 3, F, ahead);
         break;
     case 2:
-        step32(row, b, acts, n, acc, T, NT, 2, F);
+        step32(row, b, acts, n, acc, T, NT, 2, F, ahead);
         break;
     case 1:
-        step32(row, b, acts, n, acc, T, NT, 1, F);
+        step32(row, b, acts, n, acc, T, NT, 1, F, ahead);
         break;
     }
 }
@@ -252,8 +252,8 @@ AI void rowdot32(const void *row, const void *const *acts, int64_t n, float *out
     _Pragma("GCC unroll 8") for (int t = 0; t < NT; t++) acc[t] = _mm256_setzero_ps();
     int64_t b = 0;
     for (; b + 8 <= nb; b += 8)
-        step32(row, b, acts, n, acc, T, NT, 8, F);
-    step32_tail(row, b, acts, n, acc, T, NT, (int)(nb - b), F);
+        step32(row, b, acts, n, acc, T, NT, 8, F, NM_PREFETCH_BYTES);
+    step32_tail(row, b, acts, n, acc, T, NT, (int)(nb - b), F, NM_PREFETCH_BYTES);
     _Pragma("GCC unroll 8") for (int t = 0; t < NT; t++) out[t] = hsum8(acc[t]);
 }
 
@@ -268,10 +268,11 @@ AI void rows4_32(const void *w, size_t rb, const void *act, int64_t n, float *ou
     _Pragma("GCC unroll 4") for (int r = 0; r < 4; r++) acc[r] = _mm256_setzero_ps();
     int64_t b = 0;
     for (; b + 8 <= nb; b += 8)
-        _Pragma("GCC unroll 4") for (int r = 0; r < 4; r++)
-            step32((const char *)w + r * rb, b, acts, n, &acc[r], T, 1, 8, F);
+        _Pragma("GCC unroll 4") for (int r = 0; r < 4; r++) step32(
+            (const char *)w + r * rb, b, acts, n, &acc[r], T, 1, 8, F, NM_PREFETCH_ROWS4_BYTES);
     for (int r = 0; r < 4; r++) {
-        step32_tail((const char *)w + r * rb, b, acts, n, &acc[r], T, 1, (int)(nb - b), F);
+        step32_tail((const char *)w + r * rb, b, acts, n, &acc[r], T, 1, (int)(nb - b), F,
+                    NM_PREFETCH_ROWS4_BYTES);
         out[r] = hsum8(acc[r]);
     }
 }
@@ -345,7 +346,7 @@ AI void rows4_xs(const void *w, size_t rb, const void *act, int64_t n, float *ou
         __m256i sums[4];
         _Pragma("GCC unroll 4") for (int r = 0; r < 4; r++) {
             const nm_block_iq4_xs *blk = (const nm_block_iq4_xs *)((const char *)w + r * rb) + s;
-            kq_prefetch((const char *)blk, sizeof *blk);
+            kq_prefetch((const char *)blk, sizeof *blk, NM_PREFETCH_ROWS4_BYTES);
             const __m512i x[2] = {_mm512_loadu_si512(blk->qs), _mm512_loadu_si512(blk->qs + 64)};
             __m512i p[4];
             _Pragma("GCC unroll 4") for (int j = 0; j < 4; j++) {

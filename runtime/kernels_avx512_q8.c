@@ -124,9 +124,10 @@ AI void q8v_step(const char *const *row, int64_t b, const int8_t *const *qa, con
     _Pragma("GCC unroll 4") for (int r = 0; r < R; r++) {
         const char *p = row[r] + b * (int64_t)sizeof(nm_block_q8_0);
         /* 136 bytes a step: three lines ahead cover them */
-        _mm_prefetch(p + NM_PREFETCH_BYTES, _MM_HINT_T1);
-        _mm_prefetch(p + NM_PREFETCH_BYTES + 64, _MM_HINT_T1);
-        _mm_prefetch(p + NM_PREFETCH_BYTES + 128, _MM_HINT_T1);
+        const size_t ahead = R == 4 ? NM_PREFETCH_ROWS4_BYTES : NM_PREFETCH_BYTES;
+        _mm_prefetch(p + ahead, _MM_HINT_T1);
+        _mm_prefetch(p + ahead + 64, _MM_HINT_T1);
+        _mm_prefetch(p + ahead + 128, _MM_HINT_T1);
         w[r] = q8v_weights(p, nblk, FULL);
     }
     _Pragma("GCC unroll 8") for (int t = 0; t < NT; t++) {

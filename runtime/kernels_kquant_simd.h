@@ -67,11 +67,13 @@ KQ_AI __m256i kq_bias(__m128i s8, int shift) {
                             _mm256_slli_epi16(_mm256_cvtepi8_epi16(s8), shift));
 }
 
-/* Prefetches one block's lines NM_PREFETCH_BYTES ahead into L2: one per 64
- * bytes of the block (the line holding its end is the next block's first). */
-KQ_AI void kq_prefetch(const char *blk, size_t bsize) {
+/* Prefetches one block's lines `ahead` bytes ahead into L2
+ * (NM_PREFETCH_BYTES, or NM_PREFETCH_ROWS4_BYTES in rows4 kernels): one per
+ * 64 bytes of the block (the line holding its end is the next block's
+ * first). */
+KQ_AI void kq_prefetch(const char *blk, size_t bsize, size_t ahead) {
     for (size_t o = 0; o < bsize; o += 64)
-        _mm_prefetch(blk + NM_PREFETCH_BYTES + o, _MM_HINT_T1);
+        _mm_prefetch(blk + ahead + o, _MM_HINT_T1);
 }
 
 /* d (and dmin, the F16 after it, when MIN) of 4 blocks at blk, blk + rb,
