@@ -27,7 +27,7 @@ struct nm_act;
 /* Decode's four-row kernels (rows4) read four streams a quarter of the
  * matrix apart (nm_matvec_set) and prefetch this far ahead in each. With 32
  * KiB in each stream (128 KiB ahead per thread) matvec/read was 0.79-0.87;
- * 8 KiB gave 0.82-0.89, 1-3 KiB 0.90-0.96 for every type, 512 bytes less
+ * 4-8 KiB gave 0.80-0.89, 1-3 KiB 0.90-0.96 for every type, 512 bytes less
  * again (2 threads, DRAM copies, docs/kernels.md). */
 #define NM_PREFETCH_ROWS4_BYTES 2048
 

@@ -170,10 +170,15 @@ FLOAT_KERNEL(rowdot_f16_f32act, 2, ld_f16, el_f16, float, ld_f32, el_f32)
 FLOAT_KERNEL(rowdot_bf16, 2, ld_bf16, el_bf16, uint16_t, ld_bf16, el_bf16)
 
 /* Q8_0: maddubs wants unsigned x signed bytes, so the weight's sign moves
- * onto the activation (|w| * sign(w)a), then pairs of int16 widen to int32. */
+ * onto the activation (|w| * sign(w)a), then pairs of int16 widen to int32:
+ * a block's products as eight F32 partial sums. */
+AI __m256 q8_products(__m256i wq, __m256i a) {
+    __m256i p = _mm256_maddubs_epi16(_mm256_sign_epi8(wq, wq), _mm256_sign_epi8(a, wq));
+    return _mm256_cvtepi32_ps(_mm256_madd_epi16(p, _mm256_set1_epi16(1)));
+}
+
 AI void q8_nt(const void *row, const void *const *acts, const int NT, int64_t n, float *out) {
     const nm_block_q8_0 *w = row;
-    const __m256i ones = _mm256_set1_epi16(1);
     const int8_t *qa[TOK_GROUP];
     const float *da[TOK_GROUP];
     __m256 acc[TOK_GROUP];
@@ -185,12 +190,9 @@ AI void q8_nt(const void *row, const void *const *acts, const int NT, int64_t n,
     for (int64_t b = 0; b < n / 32; b++) {
         _mm_prefetch((const char *)(w + b) + NM_PREFETCH_BYTES, _MM_HINT_T1);
         __m256i wq = _mm256_loadu_si256((const __m256i *)w[b].qs);
-        __m256i wabs = _mm256_sign_epi8(wq, wq);
         float dw = _cvtsh_ss(w[b].d);
         _Pragma("GCC unroll 4") for (int t = 0; t < NT; t++) {
-            __m256i a = _mm256_loadu_si256((const __m256i *)(qa[t] + b * 32));
-            __m256i p = _mm256_maddubs_epi16(wabs, _mm256_sign_epi8(a, wq));
-            __m256 f = _mm256_cvtepi32_ps(_mm256_madd_epi16(p, ones));
+            __m256 f = q8_products(wq, _mm256_loadu_si256((const __m256i *)(qa[t] + b * 32)));
             acc[t] = _mm256_fmadd_ps(f, _mm256_set1_ps(dw * da[t][b]), acc[t]);
         }
     }
@@ -203,7 +205,6 @@ static void rows4_q8_0(const void *w, size_t rb, const void *act, int64_t n, flo
     const nm_block_q8_0 *row[4];
     const int8_t *qa = nm_actq_qs(act);
     const float *da = nm_actq_d(act, n);
-    const __m256i ones = _mm256_set1_epi16(1);
     __m256 acc[4];
     _Pragma("GCC unroll 4") for (int r = 0; r < 4; r++) {
         row[r] = (const nm_block_q8_0 *)((const char *)w + (size_t)r * rb);
@@ -213,9 +214,7 @@ static void rows4_q8_0(const void *w, size_t rb, const void *act, int64_t n, flo
         __m256i a = _mm256_loadu_si256((const __m256i *)(qa + b * 32));
         _Pragma("GCC unroll 4") for (int r = 0; r < 4; r++) {
             _mm_prefetch((const char *)(row[r] + b) + NM_PREFETCH_ROWS4_BYTES, _MM_HINT_T1);
-            __m256i wq = _mm256_loadu_si256((const __m256i *)row[r][b].qs);
-            __m256i p = _mm256_maddubs_epi16(_mm256_sign_epi8(wq, wq), _mm256_sign_epi8(a, wq));
-            __m256 f = _mm256_cvtepi32_ps(_mm256_madd_epi16(p, ones));
+            __m256 f = q8_products(_mm256_loadu_si256((const __m256i *)row[r][b].qs), a);
             acc[r] = _mm256_fmadd_ps(f, _mm256_set1_ps(_cvtsh_ss(row[r][b].d) * da[b]), acc[r]);
         }
     }
