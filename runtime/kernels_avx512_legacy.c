@@ -28,8 +28,9 @@
  * block) are added down to one sum per block in two rounds (unpacks for
  * IQ4_NL; vpackssdw + vpmaddwd for the others, whose lane sums fit int16)
  * and one lane swap, then the float steps run on the eight blocks at once.
- * Decode takes four rows per pass (rows4_32, rows4_xs). The GFNI sub-path (with
- * VNNI) takes the nibbles out with one vgf2p8affineqb (lane_nibbles). */
+ * Decode takes four rows per pass (rows4_32; IQ4_XS: rows4_xs_lanes with
+ * VNNI, rows4_xs without). The GFNI sub-path (with VNNI) takes the nibbles
+ * out with one vgf2p8affineqb (lane_nibbles). */
 #include "kernels_kquant_simd.h"
 #include "kernels_legacy_x86.h"
 
@@ -322,27 +323,17 @@ AI void rowdot_xs(const void *row, const void *const *acts, int64_t n, float *ou
     _Pragma("GCC unroll 8") for (int t = 0; t < NT; t++) out[t] = acc[t];
 }
 
-/* Decode: 4 rows at w, w + rb, ... x one token. The rows share the
- * activation loads and the offset of the VNNI path, and their sums are
- * added across lanes together (kq_hsum4), four rows to a vector: their
- * float steps run in the lanes of one vector, each lane the scalar's. */
-AI void rows4_xs(const void *w, size_t rb, const void *act, int64_t n, float *out, const int F) {
-    const int VNNI = F & NM_AVX512_VNNI, GFNI = F & NM_AVX512_GFNI;
-    __m128i v = _mm_loadu_si128((const __m128i *)nm_iq4nl_values);
-    if (VNNI)
-        v = _mm_xor_si128(v, _mm_set1_epi8((char)0x80));
-    const __m512i table = _mm512_broadcast_i32x4(v);
+/* Decode without VNNI: 4 rows at w, w + rb, ... x one token. The rows
+ * share the activation loads, and their sums are added across lanes
+ * together (kq_hsum4), four rows to a vector: their float steps run in the
+ * lanes of one vector, each lane the scalar's. */
+AI void rows4_xs(const void *w, size_t rb, const void *act, int64_t n, float *out) {
+    const __m512i table = _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)nm_iq4nl_values));
     __m128 acc = _mm_setzero_ps();
     for (int64_t s = 0; s < n / NM_QK_K; s++) {
         const int8_t *qa = nm_actk_qs(act) + s * NM_QK_K;
         __m512i a[4];
         _Pragma("GCC unroll 4") for (int j = 0; j < 4; j++) a[j] = _mm512_loadu_si512(qa + 64 * j);
-        __m256i off = _mm256_setzero_si256();
-        if (VNNI) { /* 128 sum(a) per sub-block, from the act's sums of 16 */
-            __m256i bs =
-                _mm256_loadu_si256((const __m256i *)(nm_actk_bsums(act, n) + s * (NM_QK_K / 16)));
-            off = _mm256_slli_epi32(_mm256_madd_epi16(bs, _mm256_set1_epi16(1)), 7);
-        }
         __m256i sums[4];
         _Pragma("GCC unroll 4") for (int r = 0; r < 4; r++) {
             const nm_block_iq4_xs *blk = (const nm_block_iq4_xs *)((const char *)w + r * rb) + s;
@@ -353,10 +344,9 @@ AI void rows4_xs(const void *w, size_t rb, const void *act, int64_t n, float *ou
                 __m512i raw =
                     j % 2 ? _mm512_shuffle_i64x2(x[j / 2], x[j / 2], _MM_SHUFFLE(3, 3, 2, 2))
                           : _mm512_shuffle_i64x2(x[j / 2], x[j / 2], _MM_SHUFFLE(1, 1, 0, 0));
-                p[j] = pair_dot(_mm512_shuffle_epi8(table, lane_nibbles(raw, GFNI)), a[j], !VNNI,
-                                VNNI);
+                p[j] = pair_dot(_mm512_shuffle_epi8(table, lane_nibbles(raw, 0)), a[j], 1, 0);
             }
-            sums[r] = _mm256_mullo_epi32(_mm256_sub_epi32(reduce_pairs(p), off), xs_scales(blk));
+            sums[r] = _mm256_mullo_epi32(reduce_pairs(p), xs_scales(blk));
         }
         __m128 d, dm;
         kq_gather_d4((const char *)w + s * sizeof(nm_block_iq4_xs), rb,
@@ -367,13 +357,124 @@ AI void rows4_xs(const void *w, size_t rb, const void *act, int64_t n, float *ou
     _mm_storeu_ps(out, acc);
 }
 
-#define ROWS4_XS(NAME, F)                                                                          \
-    static void NAME(const void *w, size_t rb, const void *act, int64_t n, float *out) {           \
-        rows4_xs(w, rb, act, n, out, F);                                                           \
+/* VNNI decode of IQ4_XS, 4 rows, with the activations arranged per super-block
+ * instead of the weights: 64 code bytes (sub-blocks k..k+3, 16 bytes each)
+ * give their low nibbles (values 0-15 of sub-block k + lane) and high
+ * nibbles (values 16-31) as they lie, and the activations are gathered to
+ * match (two 128-bit lane shuffles per 64 bytes, once for the four rows),
+ * where rows4_xs spreads each row's code bytes (a lane shuffle per 32
+ * values and row). Each chain of two vpdpbusd starts from -128 sum(a) of
+ * its sub-block in one int32 lane (the values + 128 offset, built once per
+ * super-block). One unpack round leaves sub-blocks k and 4 + k in the
+ * int32 lanes of 128-bit lane k, which meet the scales in that order (two
+ * variable shifts of broadcast scale words); every lane is at most 8 * 241 *
+ * 127 + 128 * 32 * 127 in magnitude, times a scale below 2^5: the int32
+ * sums are the scalar sumi exactly, and the float step is rows4_xs's.
+ * In cache (one thread, 64 x 5632) 18.7 -> 25.2 GB/s with GFNI. */
+AI void rows4_xs_lanes(const void *w, size_t rb, const void *act, int64_t n, float *out,
+                       const int GFNI) {
+    const __m512i table = _mm512_broadcast_i32x4(_mm_xor_si128(
+        _mm_loadu_si128((const __m128i *)nm_iq4nl_values), _mm_set1_epi8((char)0x80)));
+    /* int32 lane l holds sub-block j = l / 4 + 4 (l % 2): its 4-bit scale at
+     * bit 4j of scales_l, its 2-bit high part at bit 2j of scales_h (bit
+     * 16 + 2j of the word at the block's start), moved to bits 4-5 */
+#define XS_J(l) ((l) / 4 + 4 * ((l) % 2))
+#define XS_SET16(F)                                                                                \
+    _mm512_set_epi32(F(15), F(14), F(13), F(12), F(11), F(10), F(9), F(8), F(7), F(6), F(5), F(4), \
+                     F(3), F(2), F(1), F(0))
+#define XS_LO(l) (4 * XS_J(l))
+#define XS_HI(l) (12 + 2 * XS_J(l))
+    const __m512i lo_shift = XS_SET16(XS_LO), hi_shift = XS_SET16(XS_HI);
+#undef XS_HI
+#undef XS_LO
+#undef XS_SET16
+#undef XS_J
+    const __m512i m_lo = _mm512_set1_epi64((long long)kq_gf_bits(0, 4));
+    const __m512i m_hi = _mm512_set1_epi64((long long)kq_gf_bits(4, 4));
+    /* sub-block k's offset into int32 lane 0 of 128-bit lane k */
+    const __m512i to_a = _mm512_set_epi32(0, 0, 0, 3, 0, 0, 0, 2, 0, 0, 0, 1, 0, 0, 0, 0);
+    const __m512i to_b = _mm512_add_epi32(to_a, _mm512_set1_epi32(4));
+    __m128 acc = _mm_setzero_ps();
+    for (int64_t s = 0; s < n / NM_QK_K; s++) {
+        const int8_t *qa = nm_actk_qs(act) + s * NM_QK_K;
+        __m512i a[4];
+        _Pragma("GCC unroll 4") for (int j = 0; j < 4; j++) a[j] = _mm512_loadu_si512(qa + 64 * j);
+        /* [first 16 of sub-blocks 0..3], [last 16 of 0..3], the same for 4..7 */
+        const __m512i alo0 = _mm512_shuffle_i64x2(a[0], a[1], 0x88);
+        const __m512i ahi0 = _mm512_shuffle_i64x2(a[0], a[1], 0xdd);
+        const __m512i alo1 = _mm512_shuffle_i64x2(a[2], a[3], 0x88);
+        const __m512i ahi1 = _mm512_shuffle_i64x2(a[2], a[3], 0xdd);
+        const __m256i bs =
+            _mm256_loadu_si256((const __m256i *)(nm_actk_bsums(act, n) + s * (NM_QK_K / 16)));
+        const __m512i off = _mm512_castsi256_si512(
+            _mm256_sub_epi32(_mm256_setzero_si256(),
+                             _mm256_slli_epi32(_mm256_madd_epi16(bs, _mm256_set1_epi16(1)), 7)));
+        const __m512i start_a = _mm512_maskz_permutexvar_epi32(0x1111, to_a, off);
+        const __m512i start_b = _mm512_maskz_permutexvar_epi32(0x1111, to_b, off);
+        __m512i p[4];
+        _Pragma("GCC unroll 4") for (int r = 0; r < 4; r++) {
+            const char *blk = (const char *)w + r * rb + s * sizeof(nm_block_iq4_xs);
+            kq_prefetch(blk, sizeof(nm_block_iq4_xs), NM_PREFETCH_ROWS4_BYTES);
+            const __m512i x0 = _mm512_loadu_si512(blk + offsetof(nm_block_iq4_xs, qs));
+            const __m512i x1 = _mm512_loadu_si512(blk + offsetof(nm_block_iq4_xs, qs) + 64);
+            __m512i lo0, hi0, lo1, hi1;
+            if (GFNI) {
+                lo0 = _mm512_gf2p8affine_epi64_epi8(x0, m_lo, 0);
+                hi0 = _mm512_gf2p8affine_epi64_epi8(x0, m_hi, 0);
+                lo1 = _mm512_gf2p8affine_epi64_epi8(x1, m_lo, 0);
+                hi1 = _mm512_gf2p8affine_epi64_epi8(x1, m_hi, 0);
+            } else {
+                const __m512i m4 = _mm512_set1_epi8(0x0f);
+                lo0 = _mm512_and_si512(x0, m4);
+                hi0 = _mm512_and_si512(_mm512_srli_epi16(x0, 4), m4);
+                lo1 = _mm512_and_si512(x1, m4);
+                hi1 = _mm512_and_si512(_mm512_srli_epi16(x1, 4), m4);
+            }
+            __m512i sa = _mm512_dpbusd_epi32(start_a, _mm512_shuffle_epi8(table, lo0), alo0);
+            sa = _mm512_dpbusd_epi32(sa, _mm512_shuffle_epi8(table, hi0), ahi0);
+            __m512i sb = _mm512_dpbusd_epi32(start_b, _mm512_shuffle_epi8(table, lo1), alo1);
+            sb = _mm512_dpbusd_epi32(sb, _mm512_shuffle_epi8(table, hi1), ahi1);
+            /* 128-bit lane k: sub-blocks [k, 4 + k, k, 4 + k] */
+            const __m512i t =
+                _mm512_add_epi32(_mm512_unpacklo_epi32(sa, sb), _mm512_unpackhi_epi32(sa, sb));
+            const __m512i sl =
+                _mm512_set1_epi32((int)load_u32(blk + offsetof(nm_block_iq4_xs, scales_l)));
+            const __m512i sh = _mm512_set1_epi32((int)load_u32(blk));
+            const __m512i ls = _mm512_sub_epi32(
+                _mm512_or_si512(
+                    _mm512_and_si512(_mm512_srlv_epi32(sl, lo_shift), _mm512_set1_epi32(15)),
+                    _mm512_and_si512(_mm512_srlv_epi32(sh, hi_shift), _mm512_set1_epi32(0x30))),
+                _mm512_set1_epi32(32));
+            p[r] = _mm512_mullo_epi32(t, ls);
+        }
+        /* the four rows' sums, row r in lane r */
+        const __m512i u01 =
+            _mm512_add_epi32(_mm512_unpacklo_epi32(p[0], p[1]), _mm512_unpackhi_epi32(p[0], p[1]));
+        const __m512i u23 =
+            _mm512_add_epi32(_mm512_unpacklo_epi32(p[2], p[3]), _mm512_unpackhi_epi32(p[2], p[3]));
+        __m512i v =
+            _mm512_add_epi32(_mm512_unpacklo_epi64(u01, u23), _mm512_unpackhi_epi64(u01, u23));
+        __m256i v8 = _mm256_add_epi32(_mm512_castsi512_si256(v), _mm512_extracti64x4_epi64(v, 1));
+        __m128i sumi = _mm_add_epi32(_mm256_castsi256_si128(v8), _mm256_extracti128_si256(v8, 1));
+        __m128 d, dm;
+        kq_gather_d4((const char *)w + s * sizeof(nm_block_iq4_xs), rb,
+                     offsetof(nm_block_iq4_xs, d), 0, &d, &dm);
+        __m128 dd = _mm_mul_ps(d, _mm_set1_ps(nm_actk_d(act, n)[s]));
+        acc = _mm_fmadd_ps(dd, _mm_cvtepi32_ps(sumi), acc);
     }
-ROWS4_XS(rows4_iq4_xs_bw, 0)
-ROWS4_XS(rows4_iq4_xs_vnni, NM_AVX512_VNNI)
-ROWS4_XS(rows4_iq4_xs_gfni, NM_AVX512_VNNI | NM_AVX512_GFNI)
+    _mm_storeu_ps(out, acc);
+}
+
+static void rows4_iq4_xs_vnni(const void *w, size_t rb, const void *act, int64_t n, float *out) {
+    rows4_xs_lanes(w, rb, act, n, out, 0);
+}
+static void rows4_iq4_xs_gfni(const void *w, size_t rb, const void *act, int64_t n, float *out) {
+    rows4_xs_lanes(w, rb, act, n, out, NM_AVX512_GFNI);
+}
+
+static void rows4_iq4_xs_bw(const void *w, size_t rb, const void *act, int64_t n, float *out) {
+    rows4_xs(w, rb, act, n, out);
+}
 
 /* ---- entry points: one instance per type, token count and sub-path ------ */
 
