@@ -334,8 +334,51 @@ NM_HD void nm_dm_rope_pair(float *row, int64_t r, const float *cs, int head_dim,
     row[r + 1] = x0 * s + x1 * c;
 }
 
+/* e^x as SwiGLU takes it: defined by these float steps (no libm, no fused
+ * multiply-add: the build has -ffp-contract=off), which the vector kernels
+ * repeat lane by lane (nm_swiglu_avx2), so every kernel set, the scalar
+ * one included, gives the same bits. Cephes' expf: x = n ln2 + r with
+ * |r| <= ln2 / 2 (ln2 in two parts, so n ln2's first part is exact), a
+ * degree-5 polynomial for (e^r - 1 - r) / r^2, and 2^n in the exponent
+ * bits; within 2 ulp of e^x (tests/test_kernels.c checks against the
+ * double one). Above 88 it is infinity, below -87.3 e^-87.3, so 2^n stays a
+ * normal float: SwiGLU needs nothing finer at the ends (g / (1 + e^-g) is 0
+ * or g there; a NaN g stays NaN). llama.cpp's SiLU takes its own vector exp as well. */
+#define NM_EXP_LO (-87.3f)
+#define NM_EXP_HI 88.0f
+#define NM_EXP_LOG2E 1.44269504088896341f
+#define NM_EXP_ROUND 12582912.0f /* 1.5 * 2^23: x + it - it rounds x to an integer */
+#define NM_EXP_LN2_HI 0.693359375f
+#define NM_EXP_LN2_LO (-2.12194440e-4f)
+#define NM_EXP_P0 1.9875691500e-4f
+#define NM_EXP_P1 1.3981999507e-3f
+#define NM_EXP_P2 8.3334519073e-3f
+#define NM_EXP_P3 4.1665795894e-2f
+#define NM_EXP_P4 1.6666665459e-1f
+#define NM_EXP_P5 5.0000001201e-1f
+
+NM_HD float nm_dm_exp(float x) {
+    if (!(x >= NM_EXP_LO)) /* NaN too: no undefined conversion below */
+        x = NM_EXP_LO;
+    if (x > NM_EXP_HI)
+        return INFINITY;
+    float n = (x * NM_EXP_LOG2E + NM_EXP_ROUND) - NM_EXP_ROUND;
+    float r = (x - n * NM_EXP_LN2_HI) - n * NM_EXP_LN2_LO;
+    float p = NM_EXP_P0;
+    p = p * r + NM_EXP_P1;
+    p = p * r + NM_EXP_P2;
+    p = p * r + NM_EXP_P3;
+    p = p * r + NM_EXP_P4;
+    p = p * r + NM_EXP_P5;
+    float y = (p * (r * r) + r) + 1.0f;
+    uint32_t bits = (uint32_t)((int32_t)n + 127) << 23;
+    float scale;
+    memcpy(&scale, &bits, 4);
+    return y * scale;
+}
+
 NM_HD float nm_dm_swiglu(float g, float u) {
-    return g / (1.0f + expf(-g)) * u;
+    return g / (1.0f + nm_dm_exp(-g)) * u;
 }
 
 /* ---- attention, one (token, query head) per thread block ----------------

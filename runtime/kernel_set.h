@@ -89,6 +89,9 @@ typedef struct nm_kernel_set {
      * into h, or (h NULL) widened back to F32 into w. F16 activations are
      * prepared with it for every matrix input, so F16C does it. */
     void (*round_f16)(const float *x, int64_t n, uint16_t *h, float *w);
+    /* h = SwiGLU(g, u), element by element: nm_dm_swiglu's bits
+     * (runtime/device_math.h), its exp in vector steps */
+    void (*swiglu)(float *h, const float *g, const float *u, int64_t n);
     /* nm_sum_words (common/util.h) with vector loads, for the read
      * bandwidth probes, which must be limited by memory and not by the
      * loop. Same value as nm_sum_words. The AVX2 loop on AVX2 and AVX-512
@@ -125,6 +128,7 @@ void nm_kernels_avx512_q8_0(nm_kernel_set *ks, int features);
 
 const nm_kernel_set *nm_kernels_scalar(void);
 uint64_t nm_sum_words_avx2(const void *p, size_t bytes); /* kernels_avx2.c */
+void nm_swiglu_avx2(float *h, const float *g, const float *u, int64_t n);
 /* kernels_avx2.c (one block quantizer for both); the AVX-512 sets use them
  * too */
 void nm_act_quantize_q8k_avx2(const float *x, int64_t n, void *row);

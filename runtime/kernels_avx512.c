@@ -732,6 +732,7 @@ static void build_set(nm_kernel_set *ks, const char *name, int features) {
     ks->axpy_f32 = axpy_f32;
     ks->axpy_f16 = axpy_f16;
     ks->round_f16 = round_f16;
+    ks->swiglu = nm_swiglu_avx2;
     ks->sum_words = nm_sum_words_avx2;
     nm_kernels_avx512_kquant(ks, features);
     nm_kernels_avx512_legacy(ks, features);

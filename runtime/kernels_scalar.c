@@ -25,6 +25,7 @@
  * kernels.c (dispatch, activation preparation) needs no edit unless the
  * type needs a new activation format. */
 #include "kernel_set.h"
+#include "device_math.h"
 
 #include "common/util.h"
 #include "gguf/quant.h"
@@ -121,6 +122,11 @@ static float sc_dot_bf16(const uint16_t *a, const uint16_t *b, int64_t n) {
 static void sc_axpy_f32(float *y, float a, const float *x, int64_t n) {
     for (int64_t i = 0; i < n; i++)
         y[i] += a * x[i];
+}
+
+static void sc_swiglu(float *h, const float *g, const float *u, int64_t n) {
+    for (int64_t i = 0; i < n; i++)
+        h[i] = nm_dm_swiglu(g[i], u[i]);
 }
 
 static void sc_round_f16(const float *x, int64_t n, uint16_t *h, float *w) {
@@ -221,6 +227,7 @@ static void build_scalar_set(void) {
     ks->axpy_f32 = sc_axpy_f32;
     ks->axpy_f16 = sc_axpy_f16;
     ks->round_f16 = sc_round_f16;
+    ks->swiglu = sc_swiglu;
     ks->sum_words = nm_sum_words;
     ks->act_quantize_q8k = nm_act_quantize_q8k;
     ks->act_quantize_q8 = nm_act_quantize_q8;

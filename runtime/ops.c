@@ -61,11 +61,6 @@ void nm_softmax(float *x, int64_t n) {
         x[i] *= inv;
 }
 
-void nm_swiglu(float *h, const float *g, const float *u, int64_t n) {
-    for (int64_t i = 0; i < n; i++)
-        h[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
-}
-
 /* nm_attend_head's f16_online path. */
 static void attend_f16_online(const float *q, const uint16_t *K, const uint16_t *V, int hd,
                               int n_pos, float scale, float *tmp, float *out) {

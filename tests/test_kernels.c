@@ -387,6 +387,41 @@ static void test_round_f16(void **state) {
         }
 }
 
+/* SwiGLU: every set gives the scalar set's bits (random g over the exp's
+ * whole range, its clamps, zeros, odd lengths), and the scalar exp is within
+ * 2 ulp of the double one: h within 3e-7 relative of g / (1 + e^-g) u. */
+static void test_swiglu(void **state) {
+    (void)state;
+    const nm_kernel_set *sets[8];
+    int ns = supported_sets(sets);
+    enum { N = 301 };
+    float g[N], u[N], want[N], h[N];
+    for (int i = 0; i < N; i++) {
+        g[i] = rng_value() * (i % 4 == 0 ? 100.0f : i % 4 == 1 ? 8.0f : 1.0f);
+        u[i] = rng_value() + 2.0f;
+    }
+    const float ends[] = {0.0f, -0.0f, 87.3f, -87.3f, 88.0f, -88.0f, 90.0f, -90.0f, 1e-30f, -1e30f};
+    for (size_t i = 0; i < sizeof ends / sizeof ends[0]; i++)
+        g[3 * i + 1] = ends[i];
+    nm_kernels_scalar()->swiglu(want, g, u, N);
+    for (int i = 0; i < N; i++) {
+        double e = (double)g[i] / (1.0 + exp(-(double)g[i])) * u[i];
+        if (fabs(want[i] - e) > 3e-7 * fabs(e) + 1e-30)
+            fail_msg("swiglu(%.9g, %.9g) = %.9g, want %.9g", g[i], u[i], want[i], e);
+    }
+    for (int s = 0; s < ns; s++)
+        for (int64_t n = 0; n <= N; n += n < 40 ? 1 : 37) {
+            memset(h, 0xab, sizeof h);
+            sets[s]->swiglu(h, g, u, n);
+            for (int64_t i = 0; i < N; i++) {
+                uint32_t w = i < n ? f2u(want[i]) : 0xabababab; /* nothing past n */
+                if (f2u(h[i]) != w)
+                    fail_msg("%s n=%ld g[%ld]=%.9g: %.9g, want %.9g", sets[s]->name, (long)n,
+                             (long)i, g[i], h[i], want[i]);
+            }
+        }
+}
+
 /* The read probes' sum: every set's wide-load version gives nm_sum_words's
  * value (a plain loop written here) for any start and length; under ASan a
  * read past the end of the buffer would fail. */
@@ -501,6 +536,7 @@ int main(void) {
     /* clang-format off */
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_round_f16),
+        cmocka_unit_test(test_swiglu),
         cmocka_unit_test(test_kernels_float_shapes),
         cmocka_unit_test(test_kernels_quant_shapes),
         cmocka_unit_test(test_kernels_token_counts),
