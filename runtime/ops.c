@@ -6,10 +6,33 @@
 #include <math.h>
 #include <string.h>
 
+/* The sum of squares in double (each square exact), in 8 interleaved
+ * partial sums added in a fixed order: one chain of dependent adds waited
+ * on each add's latency, and RMSNorm was 2.3 % of a serve --parallel 8 step
+ * (Q4_K_M, every worker normalizes every token). */
+static double sum_squares(const float *x, int64_t n) {
+    /* named variables, not an array: the compiler kept an array's sums in
+     * memory across iterations */
+    double s0 = 0, s1 = 0, s2 = 0, s3 = 0, s4 = 0, s5 = 0, s6 = 0, s7 = 0;
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        const float *v = x + i;
+        s0 += (double)v[0] * v[0];
+        s1 += (double)v[1] * v[1];
+        s2 += (double)v[2] * v[2];
+        s3 += (double)v[3] * v[3];
+        s4 += (double)v[4] * v[4];
+        s5 += (double)v[5] * v[5];
+        s6 += (double)v[6] * v[6];
+        s7 += (double)v[7] * v[7];
+    }
+    for (; i < n; i++)
+        s0 += (double)x[i] * x[i];
+    return ((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7));
+}
+
 void nm_rmsnorm(float *y, const float *x, const float *w, int64_t n, float eps) {
-    double ss = 0;
-    for (int64_t i = 0; i < n; i++)
-        ss += (double)x[i] * x[i];
+    double ss = sum_squares(x, n);
     float scale = 1.0f / sqrtf((float)(ss / (double)n) + eps);
     for (int64_t i = 0; i < n; i++)
         y[i] = (x[i] * scale) * w[i];
