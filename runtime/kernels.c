@@ -214,7 +214,16 @@ static void prepare_row(nm_act_format f, int n_tok, const float *x, int64_t n, v
     }
 }
 
+bool nm_act_same_format(uint32_t a, uint32_t b) {
+    return act_format(a) == act_format(b);
+}
+
 void nm_act_prepare(uint32_t wtype, const float *x, int64_t n, int n_tok, void *buf, nm_act *act) {
+    nm_act_prepare_rows(wtype, x, n, n_tok, 0, n_tok, buf, act);
+}
+
+void nm_act_prepare_rows(uint32_t wtype, const float *x, int64_t n, int n_tok, int t0, int t1,
+                         void *buf, nm_act *act) {
     nm_act_format f = act_format(wtype);
     act->wtype = wtype;
     act->n = n;
@@ -226,7 +235,7 @@ void nm_act_prepare(uint32_t wtype, const float *x, int64_t n, int n_tok, void *
     size_t rb = (size_t)act_row_bytes(f, n, n_tok);
     if (rb == 0)
         return;
-    for (int t = 0; t < n_tok; t++)
+    for (int t = t0; t < t1; t++)
         prepare_row(f, n_tok, x + (size_t)t * (size_t)n, n, (char *)buf + t * rb);
     act->q = buf;
     act->q_row_bytes = rb;

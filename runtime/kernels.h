@@ -57,6 +57,12 @@ size_t nm_act_buffer_bytes(uint32_t wtype, int64_t n, int n_tok);
  * per load and gives the same products), F32 weights use x as is. See
  * docs/kernels.md for why. */
 void nm_act_prepare(uint32_t wtype, const float *x, int64_t n, int n_tok, void *buf, nm_act *act);
+/* nm_act_prepare's *act with only the rows of tokens [t0, t1) written into
+ * buf (workers that share a buffer each take some tokens). */
+void nm_act_prepare_rows(uint32_t wtype, const float *x, int64_t n, int n_tok, int t0, int t1,
+                         void *buf, nm_act *act);
+/* True when weights of types a and b take the same prepared activations. */
+bool nm_act_same_format(uint32_t a, uint32_t b);
 
 /* y[i] = dot(row i of w, x) for i in [0, n_rows); rows are contiguous, each
  * n_cols elements of act->wtype. Uses the current SIMD level. */

@@ -12,9 +12,10 @@
  * A mixture-of-experts block runs four phases instead of D and E (router,
  * experts' gate and up, experts' down, the weighted sum into x: see
  * model_moe.c).
- * Each worker normalizes and prepares (nm_act_prepare) the whole input
- * vector itself, into its own node-local buffer: a few microseconds of
- * redundant work that saves a barrier per phase. */
+ * For one token each worker normalizes and prepares (nm_act_prepare) the
+ * whole input vector itself, into its own node-local buffer: a few
+ * microseconds of redundant work that saves a barrier per phase. A batch's
+ * inputs are shared by the node's workers instead (prepare_input). */
 #include "model_internal.h"
 
 #include "gguf/ggml_types.h"
@@ -33,9 +34,71 @@
 
 void nm_prepare(const nm_scratch *s, nm_act *a, uint32_t type, const float *x, int64_t n,
                 int n_tok) {
-    if (a->f32 == x && a->wtype == type && a->n == n && a->n_tok == n_tok)
+    if (a->f32 == x && a->n == n && a->n_tok == n_tok && nm_act_same_format(a->wtype, type)) {
+        a->wtype = type; /* e.g. Q6_K after Q4_K: the same Q8_K rows */
         return;
+    }
     nm_act_prepare(type, x, n, n_tok, s->act, a);
+}
+
+/* Batched passes (several tokens, several workers on the node): the node's
+ * workers share the normalization and preparation of a matrix input, each
+ * taking a share of the tokens into the scratch of the node's first worker,
+ * then a node barrier; every row is the one a worker computes alone. Each
+ * worker normalizing and preparing every token itself was 4 % of a serve
+ * --parallel 8 step (Q4_K_M, 2 workers). For one token a worker still does
+ * it all: a barrier would cost more than the work. */
+static bool share_input(const nm_worker *w, int n_tok) {
+    return n_tok > 1 && w->n_local > 1;
+}
+
+static nm_scratch *input_scratch(nm_model *m, const nm_worker *w, int n_tok) {
+    return &m->scr[share_input(w, n_tok) ? w->id - w->local : w->id];
+}
+
+/* The tokens [*t0, *t1) of n_tok that this worker normalizes and prepares. */
+static void input_share(const nm_worker *w, int n_tok, int *t0, int *t1) {
+    uint64_t a = 0, b = (uint64_t)n_tok;
+    if (share_input(w, n_tok))
+        nm_split_rows((uint64_t)n_tok, w->local, w->n_local, 1, &a, &b);
+    *t0 = (int)a;
+    *t1 = (int)b;
+}
+
+/* RMSNorm (weights norm) of rows[t] (t when rows is NULL) of x for t <
+ * n_tok into the input scratch's xb, which is returned: complete once the
+ * prepare_input that follows has passed its barrier. */
+static float *norm_input(nm_model *m, const nm_worker *w, const float *x, const int *rows,
+                         int n_tok, const float *norm) {
+    float *xb = input_scratch(m, w, n_tok)->xb;
+    const int64_t E = m->hp.n_embd;
+    int t0, t1;
+    input_share(w, n_tok, &t0, &t1);
+    for (int t = t0; t < t1; t++)
+        nm_rmsnorm(xb + t * E, x + (int64_t)(rows ? rows[t] : t) * E, norm, E, m->hp.rms_eps);
+    return xb;
+}
+
+/* a <- x (n_tok vectors of n) prepared for type in the input scratch, unless
+ * a holds x in that format already. in_use: a was prepared earlier in the
+ * phase and the node's other workers may still read it, so they are waited
+ * for before it is overwritten. */
+static void prepare_input(nm_model *m, const nm_worker *w, nm_act *a, uint32_t type, const float *x,
+                          int64_t n, int n_tok, bool in_use) {
+    if (!share_input(w, n_tok)) {
+        nm_prepare(&m->scr[w->id], a, type, x, n, n_tok);
+        return;
+    }
+    if (a->f32 == x && a->n == n && a->n_tok == n_tok && nm_act_same_format(a->wtype, type)) {
+        a->wtype = type;
+        return;
+    }
+    if (in_use)
+        nm_pool_node_barrier(w);
+    int t0, t1;
+    input_share(w, n_tok, &t0, &t1);
+    nm_act_prepare_rows(type, x, n, n_tok, t0, t1, input_scratch(m, w, n_tok)->act, a);
+    nm_pool_node_barrier(w);
 }
 
 /* y (row i of token t at y[t * ldy + i]) for n_rows rows of weights at wp. */
@@ -161,22 +224,20 @@ static void store_kv(const nm_model *m, int layer, const float *src, int64_t ld,
 
 static void phase_qkv(nm_model *m, const nm_worker *w, int l) {
     const nm_layer *L = &m->layers[l];
-    nm_scratch *s = &m->scr[w->id];
     const int n = w->node;
     const int64_t E = m->hp.n_embd, Q = m->q_dim, KV = m->kv_dim;
-    for (int t = 0; t < m->n_tok; t++)
-        nm_rmsnorm(s->xb + t * E, m->x + t * E, L->attn_norm[n], E, m->hp.rms_eps);
+    const float *xb = norm_input(m, w, m->x, NULL, m->n_tok, L->attn_norm[n]);
     nm_act a = {0};
     uint64_t a0, a1;
-    nm_prepare(s, &a, L->q.type, s->xb, E, m->n_tok);
+    prepare_input(m, w, &a, L->q.type, xb, E, m->n_tok, false);
     while (nm_claim_rows(m, &L->q, slot_of(l, NM_CLAIM_Q), w, &a, m->q, Q, &a0, &a1))
         finish_heads(m, m->q, Q, L->q.bias[n], L->q_norm[n], a0, a1);
-    nm_prepare(s, &a, L->k.type, s->xb, E, m->n_tok);
+    prepare_input(m, w, &a, L->k.type, xb, E, m->n_tok, true);
     while (nm_claim_rows(m, &L->k, slot_of(l, NM_CLAIM_K), w, &a, m->k, KV, &a0, &a1)) {
         finish_heads(m, m->k, KV, L->k.bias[n], L->k_norm[n], a0, a1);
         store_kv(m, l, m->k, KV, a0, a1, false);
     }
-    nm_prepare(s, &a, L->v.type, s->xb, E, m->n_tok);
+    prepare_input(m, w, &a, L->v.type, xb, E, m->n_tok, true);
     while (nm_claim_rows(m, &L->v, slot_of(l, NM_CLAIM_V), w, &a, m->v, KV, &a0, &a1)) {
         add_bias(m, m->v, KV, L->v.bias[n], a0, a1);
         store_kv(m, l, m->v, KV, a0, a1, true);
@@ -215,11 +276,10 @@ static void phase_attention(nm_model *m, const nm_worker *w, int l) {
 /* x += in @ mt^T (+ bias) for the worker's rows. */
 static void phase_proj_residual(nm_model *m, const nm_worker *w, const nm_mat *mt, int slot,
                                 const float *in) {
-    nm_scratch *s = &m->scr[w->id];
     const int64_t E = m->hp.n_embd;
     nm_act a = {0};
     uint64_t a0, a1;
-    nm_prepare(s, &a, mt->type, in, (int64_t)mt->n_cols, m->n_tok);
+    prepare_input(m, w, &a, mt->type, in, (int64_t)mt->n_cols, m->n_tok, false);
     while (nm_claim_rows(m, mt, slot, w, &a, m->y, E, &a0, &a1)) {
         add_bias(m, m->y, E, mt->bias[w->node], a0, a1);
         for (int t = 0; t < m->n_tok; t++) {
@@ -242,13 +302,11 @@ static void swiglu_rows(nm_model *m, const nm_layer *L, int node, uint64_t a0, u
 
 static void phase_ffn_up(nm_model *m, const nm_worker *w, int l) {
     const nm_layer *L = &m->layers[l];
-    nm_scratch *s = &m->scr[w->id];
     const int64_t E = m->hp.n_embd, F = m->hp.n_ff;
-    for (int t = 0; t < m->n_tok; t++)
-        nm_rmsnorm(s->xb + t * E, m->x + t * E, L->ffn_norm[w->node], E, m->hp.rms_eps);
+    const float *xb = norm_input(m, w, m->x, NULL, m->n_tok, L->ffn_norm[w->node]);
     nm_act a = {0};
     uint64_t a0, a1;
-    nm_prepare(s, &a, L->gate.type, s->xb, E, m->n_tok);
+    prepare_input(m, w, &a, L->gate.type, xb, E, m->n_tok, false);
     if (m->gate_up_same && L->up.type == L->gate.type) {
         /* up rows [a0, a1) right after the same gate rows, then SwiGLU on
          * them: one claim counter (gate's) serves both matrices. */
@@ -263,7 +321,7 @@ static void phase_ffn_up(nm_model *m, const nm_worker *w, int l) {
     }
     while (nm_claim_rows(m, &L->gate, slot_of(l, NM_CLAIM_GATE), w, &a, m->g, F, &a0, &a1))
         ;
-    nm_prepare(s, &a, L->up.type, s->xb, E, m->n_tok); /* kept when the types match */
+    prepare_input(m, w, &a, L->up.type, xb, E, m->n_tok, true); /* kept when the formats match */
     while (nm_claim_rows(m, &L->up, slot_of(l, NM_CLAIM_UP), w, &a, m->u, F, &a0, &a1))
         ;
     /* Other workers computed some of the matching rows: wait, then combine
@@ -277,14 +335,11 @@ static void phase_lm_head(nm_model *m, const nm_worker *w) {
     int n_out = m->n_out;
     if (n_out <= 0)
         return;
-    nm_scratch *s = &m->scr[w->id];
     const int64_t E = m->hp.n_embd;
-    for (int t = 0; t < n_out; t++)
-        nm_rmsnorm(s->xb + t * E, m->x + (int64_t)m->out_tok[t] * E, m->out_norm[w->node], E,
-                   m->hp.rms_eps);
+    const float *xb = norm_input(m, w, m->x, m->out_tok, n_out, m->out_norm[w->node]);
     nm_act a = {0};
     uint64_t a0, a1;
-    nm_prepare(s, &a, m->output.type, s->xb, E, n_out);
+    prepare_input(m, w, &a, m->output.type, xb, E, n_out, false);
     int slot = (int)m->hp.n_layer * NM_CLAIMS_PER_LAYER;
     const float *bias = m->output.bias[w->node]; /* qwen2's output.bias */
     while (nm_claim_rows(m, &m->output, slot, w, &a, m->logits, m->hp.n_vocab, &a0, &a1))
