@@ -363,7 +363,8 @@ static uint64_t n_units_of(const nm_gguf_tensor *t, nm_role r) {
     return is_experts(r) && t->n_dims == 3 ? t->ne[2] : 0;
 }
 
-#define EXPERT_NAME 96
+/* "%.80s#%llu": 80 characters of the name, '#', up to 20 digits, NUL. */
+#define EXPERT_NAME 104
 
 /* Expert e of the tensor at file index fi: its matrix, named NAME#e. */
 static void make_expert_unit(nm_plan *p, int fi, uint64_t e, int ui) {

@@ -52,7 +52,8 @@ ver=$(pkg-config --modversion numalm)
 head -1 "$TMP/version" | grep -q "^numalm $ver (commit [0-9a-f]\{12\}\(-dirty\)\?)$\|^numalm $ver (commit unknown)$" &&
     grep -q "^kernels: scalar" "$TMP/version" && grep -q "^cuda: " "$TMP/version" &&
     ok "numalm --version: $(head -1 "$TMP/version")" || bad "numalm --version: $(cat "$TMP/version")"
-"$PREFIX/bin/numalm" --version --json | jq -e --arg v "$ver" '.version == $v and (.commit | length) > 0' >/dev/null &&
+# (-n with input: an empty output fails, where plain jq -e would pass it)
+"$PREFIX/bin/numalm" --version --json | jq -en --arg v "$ver" 'input | .version == $v and (.commit | length) > 0' >/dev/null &&
     ok "numalm --version --json" || bad "numalm --version --json: $("$PREFIX/bin/numalm" --version --json)"
 
 # 4. The example, built as its header says (and once statically).
