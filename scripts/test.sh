@@ -14,16 +14,20 @@ jobs=$(nproc)
 # $(...), would not see the children).
 times_file=$(mktemp)
 prepare_log=$(mktemp)
-disk_log=$(mktemp)
-disk_pid=""
-trap 'rm -f "$times_file" "$prepare_log" "$disk_log"; [ -z "$disk_pid" ] || kill "$disk_pid" 2>/dev/null' EXIT
+trap 'rm -f "$times_file" "$prepare_log"' EXIT
+cpu_seconds() {
+    times >"$times_file"
+    cpu=$(awk 'NR == 2 { split($1, u, /[ms]/); split($2, s, /[ms]/); print u[1] * 60 + u[2] + s[1] * 60 + s[2] }' \
+        "$times_file")
+}
 
 # Free disk, in MiB, where the builds go and where the tests write their
 # temporary models; sampled every 2 s so that the summary can say how low it
 # went (a test that runs out of disk fails with ENOSPC, and the summary
 # then shows why).
 tmp_dir=${TMPDIR:-/tmp}
-disk_free_mib() { df -Pm "$@" | awk 'NR > 1 { print $4 }' | sort -n | head -1; }
+disk_log=$(mktemp)
+disk_free_mib() { df -Pm "$@" | awk 'NR > 1 && (m == "" || $4 < m) { m = $4 } END { print m }'; }
 disk_free_start=$(disk_free_mib . "$tmp_dir")
 # The three builds take ~0.6 GiB (the sanitizer build's test programs
 # share one numalm_core, CMakeLists.txt), the tests' temporary files up to
@@ -33,11 +37,7 @@ if [ "$disk_free_start" -lt 2048 ]; then
 fi
 while sleep 2; do disk_free_mib . "$tmp_dir"; done >"$disk_log" 2>/dev/null &
 disk_pid=$!
-cpu_seconds() {
-    times >"$times_file"
-    cpu=$(awk 'NR == 2 { split($1, u, /[ms]/); split($2, s, /[ms]/); print u[1] * 60 + u[2] + s[1] * 60 + s[2] }' \
-        "$times_file")
-}
+trap 'rm -f "$times_file" "$prepare_log" "$disk_log"; kill "$disk_pid" 2>/dev/null' EXIT
 
 # phase NAME: ends the running phase (its wall and CPU time go into the
 # summary) and starts NAME; no NAME ends the last one.
@@ -140,6 +140,6 @@ phase
 echo "== done in $(($(date +%s) - start)) s (release + sanitizer test runs, and the fuzzers)"
 printf '%s' "$summary"
 echo "  load average at the end: $(cut -d' ' -f1-3 /proc/loadavg) ($jobs cores)"
-echo "  free disk (checkout, $tmp_dir): $disk_free_start MiB at the start, lowest $(sort -n "$disk_log" | head -1) MiB"
+echo "  free disk (checkout, $tmp_dir): $disk_free_start MiB at the start, lowest $(awk 'm == "" || $1 < m { m = $1 } END { print m }' "$disk_log") MiB"
 echo "test.sh: $passed passed, $failed failed"
 exit $fail
