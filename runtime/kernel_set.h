@@ -31,6 +31,10 @@ struct nm_act;
  * again (2 threads, DRAM copies, docs/kernels.md). */
 #define NM_PREFETCH_ROWS4_BYTES 2048
 
+/* How far ahead a kernel of R rows prefetches: four rows are rows4 (the
+ * row tiles have fewer rows: each kernel file asserts it). */
+#define NM_PREFETCH_AHEAD(R) ((R) == 4 ? NM_PREFETCH_ROWS4_BYTES : NM_PREFETCH_BYTES)
+
 /* Most tokens a row kernel handles in one call (matmat token group). */
 #define NM_K_MAX_TOK 8
 

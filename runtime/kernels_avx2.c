@@ -70,10 +70,6 @@ AI void prefetch_l2(const char *p, const int es, size_t ahead) {
         _mm_prefetch(p + ahead + 64, _MM_HINT_T1);
 }
 
-/* How far ahead a kernel of R rows prefetches: four rows are rows4 (the
- * tiles here have TILE_R = 2 rows). */
-#define AHEAD(R) ((R) == 4 ? NM_PREFETCH_ROWS4_BYTES : NM_PREFETCH_BYTES)
-
 /* R rows x NT tokens; out[r * NT + t]. Each dot keeps two accumulators of
  * 8 lanes with the same order of operations whatever R and NT are, so a
  * row's result does not depend on how rows or tokens are grouped. */
@@ -95,7 +91,7 @@ AI void prefetch_l2(const char *p, const int es, size_t ahead) {
         for (; i + 16 <= n; i += 16) {                                                             \
             if ((i & 31) == 0) /* one prefetch per 64 bytes of F16 */                              \
                 _Pragma("GCC unroll 4") for (int r = 0; r < R; r++)                                \
-                    prefetch_l2(row[r] + i * ES, ES, AHEAD(R));                                    \
+                    prefetch_l2(row[r] + i * ES, ES, NM_PREFETCH_AHEAD(R));                        \
             _Pragma("GCC unroll 2") for (int h = 0; h < 2; h++) {                                  \
                 __m256 wv[4];                                                                      \
                 _Pragma("GCC unroll 4") for (int r = 0; r < R; r++) wv[r] = LD(row[r], i + 8 * h); \
@@ -536,7 +532,7 @@ void nm_act_quantize_q8k_avx2(const float *x, int64_t n, void *row) {
     }
 }
 
-_Static_assert(TILE_R < 4, "AHEAD: four rows are rows4");
+_Static_assert(TILE_R < 4, "NM_PREFETCH_AHEAD: four rows are rows4");
 
 static nm_kernel_set avx2_set;
 

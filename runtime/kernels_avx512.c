@@ -73,10 +73,6 @@ AI void prefetch_l2(const char *p, const int es, size_t ahead) {
         _mm_prefetch(p + ahead + 64, _MM_HINT_T1);
 }
 
-/* How far ahead a kernel of R rows prefetches: four rows are rows4 (the
- * tiles of this file that prefetch have 2 or 3). */
-#define AHEAD(R) ((R) == 4 ? NM_PREFETCH_ROWS4_BYTES : NM_PREFETCH_BYTES)
-
 /* R rows x NT tokens; out[r * NT + t]. Each dot keeps two accumulators
  * of 16 lanes, with the same order of operations whatever R and NT are: a
  * row's result does not depend on how the caller groups rows or tokens (nor
@@ -99,7 +95,7 @@ AI void prefetch_l2(const char *p, const int es, size_t ahead) {
         for (; i + 32 <= n; i += 32) {                                                             \
             if (PF)                                                                                \
                 _Pragma("GCC unroll 4") for (int r = 0; r < R; r++)                                \
-                    prefetch_l2(row[r] + i * ES, ES, AHEAD(R));                                    \
+                    prefetch_l2(row[r] + i * ES, ES, NM_PREFETCH_AHEAD(R));                        \
             _Pragma("GCC unroll 2") for (int h = 0; h < 2; h++) {                                  \
                 __m512 wv[4];                                                                      \
                 _Pragma("GCC unroll 4") for (int r = 0; r < R; r++) wv[r] =                        \
@@ -346,12 +342,14 @@ AI void q8_rows(const void *w, size_t rb, const void *act, int64_t n, float *out
     int64_t b = 0;
     for (; b + 2 <= nb; b += 2)
         _Pragma("GCC unroll 4") for (int r = 0; r < R; r++) {
-            even[r] = q8_block(row[r] + b, qa + b * 32, da + b, even[r], VNNI, AHEAD(R));
-            odd[r] = q8_block(row[r] + b + 1, qa + b * 32 + 32, da + b + 1, odd[r], VNNI, AHEAD(R));
+            even[r] =
+                q8_block(row[r] + b, qa + b * 32, da + b, even[r], VNNI, NM_PREFETCH_AHEAD(R));
+            odd[r] = q8_block(row[r] + b + 1, qa + b * 32 + 32, da + b + 1, odd[r], VNNI,
+                              NM_PREFETCH_AHEAD(R));
         }
     if (b < nb)
         _Pragma("GCC unroll 4") for (int r = 0; r < R; r++) even[r] =
-            q8_block(row[r] + b, qa + b * 32, da + b, even[r], VNNI, AHEAD(R));
+            q8_block(row[r] + b, qa + b * 32, da + b, even[r], VNNI, NM_PREFETCH_AHEAD(R));
     _Pragma("GCC unroll 4") for (int r = 0; r < R; r++) out[r] =
         _mm512_reduce_add_ps(_mm512_insertf32x8(_mm512_castps256_ps512(even[r]), odd[r], 1));
 }
@@ -506,7 +504,7 @@ AI void q4_step(const char *const *row, int64_t b, const void *const *acts, int6
                 __m512 acc[4][TOK_GROUP], const int R, const int NT, const int k, const int VNNI) {
     q4_wstep ws[4];
     _Pragma("GCC unroll 4") for (int r = 0; r < R; r++) ws[r] =
-        q4_unpack(row[r] + b * (int64_t)sizeof(nm_block_q4_0), k, AHEAD(R));
+        q4_unpack(row[r] + b * (int64_t)sizeof(nm_block_q4_0), k, NM_PREFETCH_AHEAD(R));
     _Pragma("GCC unroll 8") for (int t = 0; t < NT; t++) {
         q4_astep as = q4_act(acts[t], n, b, k);
         _Pragma("GCC unroll 4") for (int r = 0; r < R; r++) acc[r][t] =
@@ -704,7 +702,8 @@ static void round_f16(const float *x, int64_t n, uint16_t *h, float *w) {
 /* The sub-path sets, by NM_AVX512_* features, and the alternative. */
 static nm_kernel_set sets[8], set_alt;
 
-_Static_assert(TILE_R < 4 && Q8_TILE_R < 4 && Q4_TILE_R < 4, "AHEAD: four rows are rows4");
+_Static_assert(TILE_R < 4 && Q8_TILE_R < 4 && Q4_TILE_R < 4,
+               "NM_PREFETCH_AHEAD: four rows are rows4");
 
 static void build_set(nm_kernel_set *ks, const char *name, int features) {
     const bool vnni = features & NM_AVX512_VNNI, bf16 = features & NM_AVX512_BF16;

@@ -33,6 +33,7 @@
 #define Q8V_TILE_R 2
 #define Q8V_TILE_T 8
 #define Q8V_MAX_R 4
+_Static_assert(Q8V_TILE_R < 4, "NM_PREFETCH_AHEAD: four rows are rows4");
 
 /* One row's step: low and high codes, scales, and the sums' start. */
 typedef struct q8v_w {
@@ -124,7 +125,7 @@ AI void q8v_step(const char *const *row, int64_t b, const int8_t *const *qa, con
     _Pragma("GCC unroll 4") for (int r = 0; r < R; r++) {
         const char *p = row[r] + b * (int64_t)sizeof(nm_block_q8_0);
         /* 136 bytes a step: three lines ahead cover them */
-        const size_t ahead = R == 4 ? NM_PREFETCH_ROWS4_BYTES : NM_PREFETCH_BYTES;
+        const size_t ahead = NM_PREFETCH_AHEAD(R);
         _mm_prefetch(p + ahead, _MM_HINT_T1);
         _mm_prefetch(p + ahead + 64, _MM_HINT_T1);
         _mm_prefetch(p + ahead + 128, _MM_HINT_T1);
