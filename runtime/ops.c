@@ -9,7 +9,8 @@
 /* The sum of squares in double (each square exact), in 8 interleaved
  * partial sums added in a fixed order: one chain of dependent adds waited
  * on each add's latency, and RMSNorm was 2.3 % of a serve --parallel 8 step
- * (Q4_K_M, every worker normalizes every token). */
+ * (Q4_K_M, measured with each of 2 workers normalizing every token;
+ * batched passes split the tokens among a node's workers, model_forward.c). */
 static double sum_squares(const float *x, int64_t n) {
     /* named variables, not an array: the compiler kept an array's sums in
      * memory across iterations */
