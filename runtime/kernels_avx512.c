@@ -76,7 +76,9 @@ AI void prefetch_l2(const char *p, const int es, size_t ahead) {
 /* R rows x NT tokens; out[r * NT + t]. Each dot keeps two accumulators
  * of 16 lanes, with the same order of operations whatever R and NT are: a
  * row's result does not depend on how the caller groups rows or tokens (nor
- * on how threads split the rows), only on the SIMD level. */
+ * on how threads split the rows), only on the SIMD level. PF: the weights
+ * are prefetched; rows4 (R = 4) always prefetches, NM_PREFETCH_ROWS4_BYTES
+ * ahead in each of its four streams. */
 #define FLOAT_KERNEL(NAME, ES, PF, LD, LDM, XT, XLD, XLDM)                                         \
     AI void NAME##_rt(const void *w, size_t rb, const void *const *acts, const int R,              \
                       const int NT, int64_t n, float *out) {                                       \
@@ -93,7 +95,7 @@ AI void prefetch_l2(const char *p, const int es, size_t ahead) {
         }                                                                                          \
         int64_t i = 0;                                                                             \
         for (; i + 32 <= n; i += 32) {                                                             \
-            if (PF)                                                                                \
+            if (PF || R == 4)                                                                      \
                 _Pragma("GCC unroll 4") for (int r = 0; r < R; r++)                                \
                     prefetch_l2(row[r] + i * ES, ES, NM_PREFETCH_AHEAD(R));                        \
             _Pragma("GCC unroll 2") for (int h = 0; h < 2; h++) {                                  \
@@ -193,10 +195,10 @@ AI void prefetch_l2(const char *p, const int es, size_t ahead) {
     }
 
 FLOAT_KERNEL(rowdot_f32, 4, 1, ld_f32, ldm_f32, float, ld_f32, ldm_f32)
-/* F16 weights take F16 activations (nm_act_prepare), one row at a time and
- * no software prefetch: with half the bytes loaded from L1 per weight this
- * plain loop streams faster than the four-row prefetching one did with F32
- * activations (docs/kernels.md, "F16 decode"). */
+/* F16 weights take F16 activations (nm_act_prepare). Decode takes four rows
+ * a quarter of the matrix apart (rows4, with its prefetch): 0.55-0.58 of the
+ * four-stream read one row at a time without prefetch, 0.95-0.97 so
+ * (docs/kernels.md, "F16 decode"). One row alone does not prefetch. */
 FLOAT_KERNEL(rowdot_f16, 2, 0, ld_f16, ldm_f16, uint16_t, ld_f16, ldm_f16)
 /* attention: the F16 KV cache against the F32 query */
 FLOAT_KERNEL(rowdot_f16_f32act, 2, 0, ld_f16, ldm_f16, float, ld_f32, ldm_f32)
@@ -587,7 +589,7 @@ static void rows4_q4_0_bw(const void *w, size_t rb, const void *act, int64_t n, 
  * and adds them to F32 lanes (denormal inputs count as zero). ------------ */
 
 AI void bf16dp_rt(const void *w, size_t rb, const void *const *acts, const int R, const int NT,
-                  int64_t n, float *out) {
+                  int64_t n, float *out, const size_t AHEAD) {
     const uint16_t *row[4], *x[TOK_GROUP];
     __m512 acc[4][TOK_GROUP];
     _Pragma("GCC unroll 8") for (int t = 0; t < NT; t++) x[t] = acts[t];
@@ -599,7 +601,7 @@ AI void bf16dp_rt(const void *w, size_t rb, const void *const *acts, const int R
         __mmask32 m = n - i >= 32 ? (__mmask32)0xffffffffu : (__mmask32)((1ull << (n - i)) - 1);
         __m512i wv[4];
         _Pragma("GCC unroll 4") for (int r = 0; r < R; r++) {
-            _mm_prefetch((const char *)(row[r] + i) + NM_PREFETCH_BYTES, _MM_HINT_T1);
+            _mm_prefetch((const char *)(row[r] + i) + AHEAD, _MM_HINT_T1);
             wv[r] = _mm512_maskz_loadu_epi16(m, row[r] + i);
         }
         _Pragma("GCC unroll 8") for (int t = 0; t < NT; t++) {
@@ -615,13 +617,19 @@ AI void bf16dp_rt(const void *w, size_t rb, const void *const *acts, const int R
 }
 
 AI void bf16dp_nt(const void *w, const void *const *acts, const int NT, int64_t n, float *out) {
-    bf16dp_rt(w, 0, acts, 1, NT, n, out);
+    bf16dp_rt(w, 0, acts, 1, NT, n, out, NM_PREFETCH_BYTES);
 }
 
 /* one accumulator per dot: 4 rows x 6 tokens = 24 of the 32 registers */
 static void tile_bf16_dpbf16(const void *w, size_t rb, const void *const *acts, int nt, int64_t n,
                              float *out) {
-    DISPATCH_TILE(bf16dp_rt, 4, 6)
+    DISPATCH_TILE(bf16dp_rt, 4, 6, NM_PREFETCH_BYTES)
+}
+
+/* decode: the four streams of rows4 (the tile's four adjacent rows keep
+ * the one-stream distance) */
+static void rows4_bf16_dpbf16(const void *w, size_t rb, const void *act, int64_t n, float *out) {
+    bf16dp_rt(w, rb, &act, 4, 1, n, out, NM_PREFETCH_ROWS4_BYTES);
 }
 
 static void rowdot_bf16_dpbf16(const void *w, const void *const *acts, int nt, int64_t n,
@@ -712,10 +720,12 @@ static void build_set(nm_kernel_set *ks, const char *name, int features) {
     ks->tok_group = TOK_GROUP;
     ks->k[NM_TYPE_F32] =
         NM_TYPE_KERNELS(rowdot_f32, rowdot_f32_rows4, rowdot_f32_tile, TILE_R, TILE_T);
-    ks->k[NM_TYPE_F16] = NM_TYPE_KERNELS(rowdot_f16, NULL, rowdot_f16_tile, TILE_R, TILE_T);
+    ks->k[NM_TYPE_F16] =
+        NM_TYPE_KERNELS(rowdot_f16, rowdot_f16_rows4, rowdot_f16_tile, TILE_R, TILE_T);
     ks->f16_wide = NM_TYPE_KERNELS(rowdot_f16_wide, NULL, rowdot_f16w_tile, TILE_R, TILE_T);
     if (bf16)
-        ks->k[NM_TYPE_BF16] = NM_TYPE_KERNELS(rowdot_bf16_dpbf16, NULL, tile_bf16_dpbf16, 4, 6);
+        ks->k[NM_TYPE_BF16] =
+            NM_TYPE_KERNELS(rowdot_bf16_dpbf16, rows4_bf16_dpbf16, tile_bf16_dpbf16, 4, 6);
     else
         ks->k[NM_TYPE_BF16] =
             NM_TYPE_KERNELS(rowdot_bf16, rowdot_bf16_rows4, rowdot_bf16_tile, TILE_R, TILE_T);
