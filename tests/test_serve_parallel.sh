@@ -94,7 +94,11 @@ for i in $(seq 0 5); do
     curl -sSN --max-time 120 "$URL/v1/completions" -d "$LONG" >"$TMP/term$i" 2>/dev/null &
     pids+=($!)
 done
-for i in $(seq 200); do [ "$(metric numalm_slots_active)" = 4 ] && break; sleep 0.05; done
+# all six in: a client still connecting when the server stops gets no [DONE]
+for i in $(seq 200); do
+    [ "$(metric numalm_slots_active)" = 4 ] && [ "$(metric numalm_queue_depth)" = 2 ] && break
+    sleep 0.05
+done
 serve_stop TERM && ok "SIGTERM with 4 streams running and 2 queued: exit 0" || bad "SIGTERM exit"
 wait "${pids[@]}"
 done_all=0
