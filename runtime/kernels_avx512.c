@@ -196,8 +196,8 @@ AI void prefetch_l2(const char *p, const int es, size_t ahead) {
 
 FLOAT_KERNEL(rowdot_f32, 4, 1, ld_f32, ldm_f32, float, ld_f32, ldm_f32)
 /* F16 weights take F16 activations (nm_act_prepare). Decode takes four rows
- * a quarter of the matrix apart (rows4, with its prefetch): 0.55-0.58 of the
- * four-stream read one row at a time without prefetch, 0.95-0.97 so
+ * a quarter of the matrix apart (rows4, with its prefetch): 0.55-0.60 of the
+ * four-stream read one row at a time without prefetch, 0.94-0.97 so
  * (docs/kernels.md, "F16 decode"). One row alone does not prefetch. */
 FLOAT_KERNEL(rowdot_f16, 2, 0, ld_f16, ldm_f16, uint16_t, ld_f16, ldm_f16)
 /* attention: the F16 KV cache against the F32 query */
