@@ -22,7 +22,7 @@ _Static_assert(NUMALM_IO_DIO == (int)NM_IO_DIO && NUMALM_IO_BUFFERED == (int)NM_
                    NUMALM_IO_MMAP == (int)NM_IO_MMAP && NUMALM_IO_AUTO == (int)NM_IO_AUTO,
                "numalm_io matches nm_io_mode");
 _Static_assert(NUMALM_SIMD_SCALAR == (int)NM_SIMD_SCALAR && NUMALM_SIMD_AVX2 == (int)NM_SIMD_AVX2 &&
-                   NUMALM_SIMD_AVX512 == (int)NM_SIMD_AVX512,
+                   NUMALM_SIMD_AVX512 == (int)NM_SIMD_AVX512 && NUMALM_SIMD_AMX == (int)NM_SIMD_AMX,
                "numalm_simd matches nm_simd");
 _Static_assert(NUMALM_KV_F32 == (int)NM_TYPE_F32 && NUMALM_KV_F16 == (int)NM_TYPE_F16,
                "numalm_kv_type holds GGUF type ids");
@@ -37,7 +37,7 @@ void numalm_options_init(numalm_options *o) {
     o->io = NUMALM_IO_AUTO;
     o->thp = NUMALM_THP_AUTO;
     o->kv_type = NUMALM_KV_F16;
-    o->simd_max = NUMALM_SIMD_AVX512;
+    o->simd_max = NUMALM_SIMD_AMX;
     o->log_level = NUMALM_LOG_INFO;
     o->gpu_staging_node = -1;
 }

@@ -13,7 +13,7 @@ const numalm_build *numalm_build_info(void) {
         .version = NUMALM_BUILD_VERSION,
         .commit = NUMALM_BUILD_COMMIT,
 #if defined(__x86_64__)
-        .simd = "scalar avx2 avx512", /* kernels_avx2*.c, kernels_avx512*.c */
+        .simd = "scalar avx2 avx512 amx", /* kernels_avx2*.c, kernels_avx512*.c */
 #else
         .simd = "scalar",
 #endif

@@ -6,8 +6,10 @@
  * alternate R times. Reports ms per step and tokens/s per round, and the
  * median ratio of the N-sequence rate to the one-sequence rate.
  *
- *   bench_batch -m MODEL [-t THREADS] [-N SEQS] [-p PROMPT] [-s STEPS] [-r ROUNDS] [--json]
- *   defaults: 2 threads, 8 sequences, 20 prompt tokens, 16 steps, 3 rounds */
+ *   bench_batch -m MODEL [-t THREADS] [-N SEQS] [-p PROMPT] [-s STEPS] [-r ROUNDS]
+ *               [--simd LEVEL] [--json]
+ *   defaults: 2 threads, 8 sequences, 20 prompt tokens, 16 steps, 3 rounds, the
+ *   CPU's best kernel level (--simd avx512 against amx: the AMX tiles' share) */
 #include "api/session_internal.h"
 #include "common/util.h"
 #include "runtime/model.h"
@@ -19,17 +21,18 @@
 typedef struct bench_opts {
     const char *model;
     int threads, n_seq, prompt, steps, rounds;
+    int simd; /* -1: the CPU's best */
     bool json;
 } bench_opts;
 
 static int usage(void) {
     fprintf(stderr, "usage: bench_batch -m MODEL [-t THREADS] [-N SEQS] [-p PROMPT] [-s STEPS] "
-                    "[-r ROUNDS] [--json]\n");
+                    "[-r ROUNDS] [--simd LEVEL] [--json]\n");
     return 2;
 }
 
 static int parse(int argc, char **argv, bench_opts *o) {
-    *o = (bench_opts){.threads = 2, .n_seq = 8, .prompt = 20, .steps = 16, .rounds = 3};
+    *o = (bench_opts){.threads = 2, .n_seq = 8, .prompt = 20, .steps = 16, .rounds = 3, .simd = -1};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "--json")) {
@@ -51,7 +54,13 @@ static int parse(int argc, char **argv, bench_opts *o) {
             o->steps = atoi(v);
         else if (!strcmp(a, "-r"))
             o->rounds = atoi(v);
-        else
+        else if (!strcmp(a, "--simd")) {
+            for (int l = NUMALM_SIMD_SCALAR; l <= NUMALM_SIMD_AMX; l++)
+                if (!strcmp(v, numalm_simd_name((numalm_simd)l)))
+                    o->simd = l;
+            if (o->simd < 0)
+                return -1;
+        } else
             return -1;
     }
     if (!o->model || o->threads < 1 || o->n_seq < 1 || o->prompt < 1 || o->steps < 1 ||
@@ -106,6 +115,8 @@ int main(int argc, char **argv) {
     mo.n_ctx = o.prompt + o.steps;
     mo.n_batch = o.prompt > o.n_seq ? o.prompt : o.n_seq;
     mo.thp = NUMALM_THP_ON; /* as numalm serve */
+    if (o.simd >= 0)
+        mo.simd_max = (numalm_simd)o.simd;
     char msg[1024];
     numalm_session *s = numalm_open(&mo, msg, sizeof msg);
     if (!s) {
@@ -126,13 +137,16 @@ int main(int argc, char **argv) {
             goto out;
         ratio[r] = one * o.n_seq / many;
         if (o.json)
-            printf("{\"round\": %d, \"threads\": %d, \"n_seq\": %d, \"step1_ms\": %.2f, "
-                   "\"stepN_ms\": %.2f, \"tok_s_1\": %.2f, \"tok_s_N\": %.2f, \"ratio\": %.3f}\n",
-                   r, o.threads, o.n_seq, one * 1e3, many * 1e3, 1 / one, o.n_seq / many, ratio[r]);
+            printf("{\"round\": %d, \"simd\": \"%s\", \"threads\": %d, \"n_seq\": %d, "
+                   "\"step1_ms\": %.2f, \"stepN_ms\": %.2f, \"tok_s_1\": %.2f, \"tok_s_N\": %.2f, "
+                   "\"ratio\": %.3f}\n",
+                   r, numalm_simd_name(numalm_simd_level()), o.threads, o.n_seq, one * 1e3,
+                   many * 1e3, 1 / one, o.n_seq / many, ratio[r]);
         else
-            printf("round %d: N=1 %.2f ms/step (%.2f tok/s), N=%d %.2f ms/step (%.2f tok/s): "
+            printf("round %d (%s): N=1 %.2f ms/step (%.2f tok/s), N=%d %.2f ms/step (%.2f tok/s): "
                    "%.2fx\n",
-                   r, one * 1e3, 1 / one, o.n_seq, many * 1e3, o.n_seq / many, ratio[r]);
+                   r, numalm_simd_name(numalm_simd_level()), one * 1e3, 1 / one, o.n_seq,
+                   many * 1e3, o.n_seq / many, ratio[r]);
         fflush(stdout);
     }
     qsort(ratio, (size_t)o.rounds, sizeof *ratio, cmp_double);

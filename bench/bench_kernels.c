@@ -348,6 +348,8 @@ static int sets_for(uint32_t type, const options *o, const nm_kernel_set **s) {
             s[n++] = nm_kernels_avx512_variant(NM_AVX512_VNNI);
         if (quant && __builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("gfni"))
             s[n++] = nm_kernels_avx512_variant(NM_AVX512_VNNI | NM_AVX512_GFNI);
+        if (quant && nm_simd_supported(NM_SIMD_AMX))
+            s[n++] = nm_kernels_for(NM_SIMD_AMX);
         if (type == NM_TYPE_BF16 && __builtin_cpu_supports("avx512bf16"))
             s[n++] = nm_kernels_avx512_variant(NM_AVX512_BF16);
         if (type == NM_TYPE_Q8_0 || type == NM_TYPE_BF16)

@@ -16,13 +16,14 @@
 
 /* NUMALM_SIMD: a level name; anything else is ignored with a warning. */
 static void env_simd(numalm_options *o, const char *v) {
-    static const numalm_simd levels[] = {NUMALM_SIMD_SCALAR, NUMALM_SIMD_AVX2, NUMALM_SIMD_AVX512};
+    static const numalm_simd levels[] = {NUMALM_SIMD_SCALAR, NUMALM_SIMD_AVX2, NUMALM_SIMD_AVX512,
+                                         NUMALM_SIMD_AMX};
     for (size_t i = 0; i < sizeof levels / sizeof levels[0]; i++)
         if (!strcmp(v, numalm_simd_name(levels[i]))) {
             o->simd_max = levels[i];
             return;
         }
-    fprintf(stderr, "numalm: NUMALM_SIMD=%s is not scalar, avx2 or avx512; ignoring it\n", v);
+    fprintf(stderr, "numalm: NUMALM_SIMD=%s is not scalar, avx2, avx512 or amx; ignoring it\n", v);
 }
 
 static bool env_set(const char *name) {

@@ -50,7 +50,7 @@ typedef struct nm_cli_common {
  * each sets one of the session options, before the command line. */
 #define NM_CLI_ENV_HELP                                                                            \
     "Environment (overrides for tests and broken machines):\n"                                     \
-    "  NUMALM_SIMD=scalar|avx2|avx512  highest kernel level (default: the CPU's best)\n"           \
+    "  NUMALM_SIMD=scalar|avx2|avx512|amx  highest kernel level (default: the CPU's best)\n"       \
     "  NUMALM_DISABLE_ODIRECT=1        as if the filesystem refused O_DIRECT\n"                    \
     "  NUMALM_DISABLE_URING=1          as if the kernel had no io_uring (preadv)\n"                \
     "  NUMALM_DIO_ALIGN=N              O_DIRECT offset alignment N when a multiple of the\n"       \

@@ -102,6 +102,7 @@ typedef enum numalm_simd {
     NUMALM_SIMD_SCALAR = 0,
     NUMALM_SIMD_AVX2 = 1,
     NUMALM_SIMD_AVX512 = 2,
+    NUMALM_SIMD_AMX = 3, /* AVX-512 and AMX int8 tiles (K-quant prompts, batches) */
 } numalm_simd;
 
 typedef enum numalm_log_level {
@@ -174,7 +175,7 @@ typedef struct numalm_options {
     numalm_kv_type kv_type; /* default F16 */
     int n_batch;            /* prompt tokens per batched pass; 0: 64 */
     int n_seq;              /* KV sequences (a server's slots), each of n_ctx; 0: 1 */
-    numalm_simd simd_max;   /* highest kernel level to use (default AVX512:
+    numalm_simd simd_max;   /* highest kernel level to use (default AMX:
                                the best this CPU has); process-wide, set
                                when a session reaches stage MODEL */
 
@@ -213,7 +214,7 @@ typedef struct numalm_build {
     const char *version;    /* as numalm_version() */
     const char *commit;     /* git commit built from ("-dirty": with local
                                changes; "unknown" outside a checkout) */
-    const char *simd;       /* kernel levels compiled in: "scalar avx2 avx512" */
+    const char *simd;       /* kernel levels compiled in: "scalar avx2 avx512 amx" */
     bool cuda;              /* the CUDA device compiled in */
     const char *compiler;   /* "GNU 12.2.0" */
     const char *build_type; /* "Release", "Debug" */

@@ -38,6 +38,11 @@ struct nm_act;
 /* Most tokens a row kernel handles in one call (matmat token group). */
 #define NM_K_MAX_TOK 8
 
+/* Largest tile a set may have: rows x tokens (the AMX tiles' 16 x 16; the
+ * vector tiles have at most 4 rows and NM_K_MAX_TOK tokens). */
+#define NM_K_MAX_TILE_ROWS 16
+#define NM_K_MAX_TILE_TOK 16
+
 /* out[t] = dot(row, acts[t]) for t < nt (1 <= nt <= the set's tok_group).
  * acts[t] is a row of the type's activation format (nm_act_format): a float
  * vector for F32, an F16 or BF16 vector, a prepared Q8 row (layouts below).
@@ -54,7 +59,11 @@ typedef void (*nm_rows4_fn)(const void *w, size_t row_bytes, const void *act, in
 /* out[r * nt + t] = dot(row r, acts[t]) for the set's tile_rows rows at w,
  * w + row_bytes, ... and t < nt (1 <= nt <= the set's tile_tok): a block of
  * prompt matmat in which each loaded weight vector serves nt tokens and each
- * loaded activation vector serves tile_rows rows. Same bits as rowdot. */
+ * loaded activation vector serves tile_rows rows. Same bits as rowdot.
+ * acts[0] is the row of token t0 of a batch prepared for several tokens, t0
+ * a multiple of tile_tok, and acts[t] its token t0 + t (nm_matmat_set calls
+ * them so): the AMX tiles read the batch's token-interleaved copy
+ * (nm_actk_vnni) from there. */
 typedef void (*nm_tile_fn)(const void *w, size_t row_bytes, const void *const *acts, int nt,
                            int64_t n, float *out);
 
@@ -63,7 +72,8 @@ typedef struct nm_type_kernels {
     nm_rowdot_fn rowdot; /* NULL: the set cannot compute with the type */
     nm_rows4_fn rows4;   /* matvec on 4 rows, or NULL */
     nm_tile_fn tile;     /* matmat tile, or NULL: rowdot per row */
-    /* the tile's shape: rows (at most 4) x tokens (at most tok_group) */
+    /* the tile's shape: rows x tokens (at most NM_K_MAX_TILE_ROWS x
+     * NM_K_MAX_TILE_TOK; leftover rows run rowdot, tok_group tokens a call) */
     int tile_rows, tile_tok;
     /* in the scalar set: every set gives these kernels' results bit for bit
      * (the K-quants); else only as exactly (test_kernels checks both) */
@@ -115,7 +125,13 @@ enum {
     NM_AVX512_VNNI = 1, /* vpdpbusd for the Q8_0 / Q4_0 integer dots */
     NM_AVX512_BF16 = 2, /* vdpbf16ps for BF16 weights */
     NM_AVX512_GFNI = 4, /* with VNNI: vgf2p8affineqb unpacks 2- and 4-bit codes */
+    NM_AVX512_AMX = 8,  /* with VNNI: AMX int8 tiles for the K-quants' matmat */
 };
+
+/* True when this CPU has AMX-TILE and AMX-INT8 and the kernel lets the
+ * process use the tile data (the permission is requested on the first
+ * call, once per process: kernels.c). */
+bool nm_amx_usable(void);
 
 /* Each set starts as a copy of the scalar one, so a type that an ISA file
  * does not accelerate runs the scalar kernel, then the kernel families fill
@@ -129,6 +145,8 @@ void nm_kernels_avx2_legacy(nm_kernel_set *ks);
 void nm_kernels_avx512_kquant(nm_kernel_set *ks, int features);
 void nm_kernels_avx512_legacy(nm_kernel_set *ks, int features);
 void nm_kernels_avx512_q8_0(nm_kernel_set *ks, int features);
+/* the AMX tiles over a VNNI set's K-quant kernels (kernels_avx512_amx.c) */
+void nm_kernels_avx512_amx(nm_kernel_set *ks, int features);
 
 const nm_kernel_set *nm_kernels_scalar(void);
 uint64_t nm_sum_words_avx2(const void *p, size_t bytes); /* kernels_avx2.c */
@@ -138,7 +156,8 @@ void nm_swiglu_avx2(float *h, const float *g, const float *u, int64_t n);
 void nm_act_quantize_q8k_avx2(const float *x, int64_t n, void *row);
 void nm_act_quantize_q8_avx2(const float *x, int64_t n, void *row);
 const nm_kernel_set *nm_kernels_avx2(void);
-const nm_kernel_set *nm_kernels_avx512(void); /* best sub-path for this CPU */
+const nm_kernel_set *nm_kernels_avx512(void);         /* best sub-path for this CPU, no AMX */
+const nm_kernel_set *nm_kernels_avx512_amx_set(void); /* the same with the AMX tiles */
 const nm_kernel_set *nm_kernels_avx512_variant(int features);
 /* Alternatives that bench_kernels measures against the chosen kernels: the
  * Q8_0 and BF16 kernels take F32 activations (acts[t] = float vectors)
@@ -229,6 +248,25 @@ static inline const int16_t *nm_actk_tiled_sums32(const void *row, int64_t n) {
     return (const int16_t *)(nm_actk_tiled_qs(row, n) + n);
 }
 void nm_actk_tile_order(void *row, int64_t n);
+
+/* Batches prepared for several tokens also hold their qs interleaved by
+ * groups of 16 tokens, as AMX's second operand wants them: 4-byte word w of
+ * every token of a group (its qs 4w .. 4w + 3) side by side in one 64-byte
+ * line, token 16g + c at byte 4c of group g's line w. The lines of a group
+ * sit in its 16 rows, after the tiled qs: line w in row 16g + w % 16, at
+ * nm_actk_vnni_off(n) + 64 (w / 16). So 16 aligned lines (8 from a multiple
+ * of 8, ...) are one tile load with the row stride nm_actk_batch_row_bytes.
+ * The buffer has rows for a whole last group (nm_act_buffer_bytes): a tile
+ * reads the lines of every group row, and the columns of the tokens a batch
+ * lacks hold whatever was there (their results are never used). */
+static inline uint64_t nm_actk_vnni_off(int64_t n) {
+    return nm_actk_tiled_row_bytes(n);
+}
+static inline uint64_t nm_actk_batch_row_bytes(int64_t n) {
+    return nm_actk_tiled_row_bytes(n) + (uint64_t)n; /* n: a multiple of 256 */
+}
+/* Token t's words into its group's lines; rows: the batch's first row. */
+void nm_actk_vnni(void *rows, int t, int64_t n);
 
 /* Rounds to nearest even for |v| < 2^22 without a libm call: adding 1.5 *
  * 2^23 leaves no fraction bits. (nearbyintf is a call on baseline x86-64, and

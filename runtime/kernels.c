@@ -13,6 +13,9 @@
 
 #include <cpuid.h>
 #include <float.h>
+#include <pthread.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 #include <math.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -29,6 +32,36 @@ static bool cpu_has_f16c(void) {
     return (c & bit_F16C) != 0;
 }
 
+#define ARCH_REQ_XCOMP_PERM 0x1023
+#define XFEATURE_XTILEDATA 18
+
+static bool amx_ok;
+
+/* CPUID.(7,0):EDX bit 24 AMX-TILE, bit 25 AMX-INT8; the kernel must then
+ * grant the process the tile data (Linux 5.16+: without it the first tile
+ * instruction is SIGILL; it refuses while a thread's signal stack is too
+ * small for the tile state), and XCR0 bits 17 and 18 say the OS saves the
+ * tile state. Here, not in the AMX kernel file: this file is compiled for
+ * any x86-64. */
+static void amx_probe(void) {
+    unsigned a, b, c, d;
+    if (!__get_cpuid_count(7, 0, &a, &b, &c, &d) || !(d & (1u << 24)) || !(d & (1u << 25)))
+        return;
+    if (!__get_cpuid(1, &a, &b, &c, &d) || !(c & bit_OSXSAVE))
+        return;
+    if (syscall(SYS_arch_prctl, ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA) != 0)
+        return;
+    unsigned lo, hi;
+    __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+    amx_ok = (lo & (3u << 17)) == (3u << 17);
+}
+
+bool nm_amx_usable(void) {
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, amx_probe);
+    return amx_ok;
+}
+
 static bool cpu_level_ok(nm_simd level) {
     __builtin_cpu_init();
     switch (level) {
@@ -40,6 +73,9 @@ static bool cpu_level_ok(nm_simd level) {
         return cpu_level_ok(NM_SIMD_AVX2) && __builtin_cpu_supports("avx512f") &&
                __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
                __builtin_cpu_supports("avx512dq");
+    case NM_SIMD_AMX: /* the AMX tiles sit on the VNNI K-quant kernels */
+        return cpu_level_ok(NM_SIMD_AVX512) && __builtin_cpu_supports("avx512vnni") &&
+               nm_amx_usable();
     }
     return false;
 }
@@ -56,6 +92,8 @@ const char *nm_simd_name(nm_simd level) {
         return "avx2";
     case NM_SIMD_AVX512:
         return "avx512";
+    case NM_SIMD_AMX:
+        return "amx";
     }
     return "unknown";
 }
@@ -68,7 +106,7 @@ nm_simd nm_simd_detect(void) {
     if (d >= 0)
         return (nm_simd)d;
     int best = NM_SIMD_SCALAR;
-    for (int l = NM_SIMD_AVX2; l <= NM_SIMD_AVX512; l++)
+    for (int l = NM_SIMD_AVX2; l <= NM_SIMD_AMX; l++)
         if (cpu_level_ok((nm_simd)l))
             best = l;
     atomic_store(&detected, best);
@@ -108,6 +146,8 @@ static const nm_kernel_set *current_kernels(void) {
 
 const nm_kernel_set *nm_kernels_for(int level) {
     switch (level) {
+    case NM_SIMD_AMX:
+        return nm_kernels_avx512_amx_set();
     case NM_SIMD_AVX512:
         return nm_kernels_avx512();
     case NM_SIMD_AVX2:
@@ -156,7 +196,7 @@ static uint64_t act_row_bytes(nm_act_format f, int64_t n, int n_tok) {
     case NM_ACT_Q8_32:
         return nm_actq_row_bytes(n);
     case NM_ACT_Q8_K:
-        return n_tok > 1 ? nm_actk_tiled_row_bytes(n) : nm_actk_row_bytes(n);
+        return n_tok > 1 ? nm_actk_batch_row_bytes(n) : nm_actk_row_bytes(n);
     case NM_ACT_F16:
         return act_row_bytes_of(n, f16_wide(f, n_tok) ? 4 : 2);
     case NM_ACT_BF16:
@@ -168,8 +208,17 @@ static uint64_t act_row_bytes(nm_act_format f, int64_t n, int n_tok) {
     return 0;
 }
 
+/* Rows a batch's buffer holds: Q8_K batches have rows for a whole last
+ * group of 16 tokens (nm_actk_vnni's lines). */
+static size_t act_rows(nm_act_format f, int n_tok) {
+    if (f == NM_ACT_Q8_K && n_tok > 1)
+        return ((size_t)n_tok + 15) / 16 * 16;
+    return (size_t)n_tok;
+}
+
 size_t nm_act_buffer_bytes(uint32_t wtype, int64_t n, int n_tok) {
-    return (size_t)act_row_bytes(act_format(wtype), n, n_tok) * (size_t)n_tok;
+    nm_act_format f = act_format(wtype);
+    return (size_t)act_row_bytes(f, n, n_tok) * act_rows(f, n_tok);
 }
 
 /* One loop over the copy's 8-byte words: gcc 12 -O2 dropped the call of a
@@ -185,6 +234,17 @@ void nm_actk_tile_order(void *row, int64_t n) {
     int16_t *s32 = (int16_t *)(t + n);
     for (int64_t j = 0; j < n / 32; j++) /* |sum| <= 32 * 127 */
         s32[j] = (int16_t)(bsums[2 * j] + bsums[2 * j + 1]);
+}
+
+/* Workers that prepare different tokens of a group write different 4-byte
+ * columns of the same lines: no word is written twice. */
+void nm_actk_vnni(void *rows, int t, int64_t n) {
+    const size_t rb = (size_t)nm_actk_batch_row_bytes(n);
+    char *group = (char *)rows + (size_t)(t / 16) * 16 * rb;
+    const int8_t *qs = nm_actk_qs(group + (size_t)(t % 16) * rb);
+    char *lines = group + nm_actk_vnni_off(n) + 4 * (size_t)(t % 16);
+    for (int64_t w = 0; w < n / 4; w++)
+        memcpy(lines + (size_t)(w % 16) * rb + (size_t)(w / 16) * 64, qs + 4 * w, 4);
 }
 
 /* One token's prepared row; several (many, for matmat tiles) when n_tok > 1. */
@@ -235,8 +295,11 @@ void nm_act_prepare_rows(uint32_t wtype, const float *x, int64_t n, int n_tok, i
     size_t rb = (size_t)act_row_bytes(f, n, n_tok);
     if (rb == 0)
         return;
-    for (int t = t0; t < t1; t++)
+    for (int t = t0; t < t1; t++) {
         prepare_row(f, n_tok, x + (size_t)t * (size_t)n, n, (char *)buf + t * rb);
+        if (f == NM_ACT_Q8_K && n_tok > 1)
+            nm_actk_vnni(buf, t, n);
+    }
     act->q = buf;
     act->q_row_bytes = rb;
 }
@@ -313,10 +376,11 @@ static void scatter_tile(const float *out, int tr, int nt, float *y, int64_t ldy
 /* Rows [r0, r1) x tokens [t0, t0 + nt): tiles of tile_rows rows where the
  * set has them (each loaded weight vector serves nt tokens and each loaded
  * activation vector tile_rows rows), one row at a time for the rest. */
-static void matmat_rows(const nm_type_kernels *tk, const void *w, uint64_t rb, int64_t r0,
-                        int64_t r1, const nm_act *x, int t0, int nt, float *y, int64_t ldy) {
-    const void *acts[NM_K_MAX_TOK];
-    float out[4 * NM_K_MAX_TOK], tiles[2][4 * NM_K_MAX_TOK];
+static void matmat_rows(const nm_type_kernels *tk, int tok_group, const void *w, uint64_t rb,
+                        int64_t r0, int64_t r1, const nm_act *x, int t0, int nt, float *y,
+                        int64_t ldy) {
+    const void *acts[NM_K_MAX_TILE_TOK];
+    float out[NM_K_MAX_TOK], tiles[2][NM_K_MAX_TILE_ROWS * NM_K_MAX_TILE_TOK];
     for (int t = 0; t < nt; t++)
         acts[t] = act_row(x, t0 + t);
     int64_t i = r0;
@@ -338,11 +402,13 @@ static void matmat_rows(const nm_type_kernels *tk, const void *w, uint64_t rb, i
         if (prev >= 0)
             scatter_tile(tiles[k ^ 1], tr, nt, y + t0 * ldy + prev, ldy);
     }
-    for (; i < r1; i++) {
-        tk->rowdot((const char *)w + i * rb, acts, nt, x->n, out);
-        for (int t = 0; t < nt; t++)
-            y[(t0 + t) * ldy + i] = out[t];
-    }
+    for (; i < r1; i++)
+        for (int g = 0; g < nt; g += tok_group) { /* a tile's tokens may be more */
+            int ng = nt - g < tok_group ? nt - g : tok_group;
+            tk->rowdot((const char *)w + i * rb, acts + g, ng, x->n, out);
+            for (int t = 0; t < ng; t++)
+                y[(t0 + g + t) * ldy + i] = out[t];
+        }
 }
 
 void nm_matmat_set(const nm_kernel_set *ks, const void *w, int64_t n_rows, const nm_act *x,
@@ -368,7 +434,7 @@ void nm_matmat_set(const nm_kernel_set *ks, const void *w, int64_t n_rows, const
         int64_t r1 = r0 + block < n_rows ? r0 + block : n_rows;
         for (int t0 = 0; t0 < x->n_tok; t0 += group) {
             int nt = x->n_tok - t0 < group ? x->n_tok - t0 : group;
-            matmat_rows(tk, w, rb, r0, r1, x, t0, nt, y, ldy);
+            matmat_rows(tk, ks->tok_group, w, rb, r0, r1, x, t0, nt, y, ldy);
         }
     }
 }

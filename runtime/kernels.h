@@ -16,6 +16,7 @@ typedef enum nm_simd {
     NM_SIMD_SCALAR = 0,
     NM_SIMD_AVX2 = 1,
     NM_SIMD_AVX512 = 2,
+    NM_SIMD_AMX = 3, /* AVX-512 with AMX int8 tiles for the K-quants' matmat */
 } nm_simd;
 
 /* Best level this CPU supports (cached). A session caps the level in use

@@ -708,7 +708,7 @@ static void round_f16(const float *x, int64_t n, uint16_t *h, float *w) {
 }
 
 /* The sub-path sets, by NM_AVX512_* features, and the alternative. */
-static nm_kernel_set sets[8], set_alt;
+static nm_kernel_set sets[16], set_alt;
 
 _Static_assert(TILE_R < 4 && Q8_TILE_R < 4 && Q4_TILE_R < 4,
                "NM_PREFETCH_AHEAD: four rows are rows4");
@@ -745,13 +745,28 @@ static void build_set(nm_kernel_set *ks, const char *name, int features) {
     ks->sum_words = nm_sum_words_avx2;
     nm_kernels_avx512_kquant(ks, features);
     nm_kernels_avx512_legacy(ks, features);
+    if (vnni && (features & NM_AVX512_AMX))
+        nm_kernels_avx512_amx(ks, features);
 }
 
 static void build_sets(void) {
-    static const char *const names[8] = {
-        "avx512",      "avx512-vnni",      "avx512-bf16",      "avx512-vnni-bf16",
-        "avx512-gfni", "avx512-vnni-gfni", "avx512-bf16-gfni", "avx512-vnni-bf16-gfni"};
-    for (int f = 0; f < 8; f++)
+    static const char *const names[16] = {"avx512",
+                                          "avx512-vnni",
+                                          "avx512-bf16",
+                                          "avx512-vnni-bf16",
+                                          "avx512-gfni",
+                                          "avx512-vnni-gfni",
+                                          "avx512-bf16-gfni",
+                                          "avx512-vnni-bf16-gfni",
+                                          "avx512-amx",
+                                          "avx512-vnni-amx",
+                                          "avx512-bf16-amx",
+                                          "avx512-vnni-bf16-amx",
+                                          "avx512-gfni-amx",
+                                          "avx512-vnni-gfni-amx",
+                                          "avx512-bf16-gfni-amx",
+                                          "avx512-vnni-bf16-gfni-amx"};
+    for (int f = 0; f < 16; f++)
         build_set(&sets[f], names[f], f);
     /* the alternative takes F32 activations for Q8_0 and BF16: no Q8_0 tile */
     build_set(&set_alt, "avx512-alt", 0);
@@ -769,15 +784,24 @@ const nm_kernel_set *nm_kernels_avx512_alt(void) {
 
 const nm_kernel_set *nm_kernels_avx512_variant(int features) {
     pthread_once(&sets_once, build_sets);
-    return &sets[features & (NM_AVX512_VNNI | NM_AVX512_BF16 | NM_AVX512_GFNI)];
+    return &sets[features & (NM_AVX512_VNNI | NM_AVX512_BF16 | NM_AVX512_GFNI | NM_AVX512_AMX)];
 }
 
-const nm_kernel_set *nm_kernels_avx512(void) {
+/* The NM_AVX512_* sub-paths this CPU has, but AMX (its own level) */
+static int best_features(void) {
     __builtin_cpu_init();
     int f = __builtin_cpu_supports("avx512vnni") ? NM_AVX512_VNNI : 0;
     if (__builtin_cpu_supports("avx512bf16"))
         f |= NM_AVX512_BF16;
     if (__builtin_cpu_supports("gfni"))
         f |= NM_AVX512_GFNI;
-    return nm_kernels_avx512_variant(f);
+    return f;
+}
+
+const nm_kernel_set *nm_kernels_avx512(void) {
+    return nm_kernels_avx512_variant(best_features());
+}
+
+const nm_kernel_set *nm_kernels_avx512_amx_set(void) {
+    return nm_kernels_avx512_variant(best_features() | NM_AVX512_AMX);
 }

@@ -103,8 +103,11 @@ static inline size_t row_bytes(uint32_t type, int64_t n) {
     return (size_t)b;
 }
 
+/* Most sets supported_sets returns */
+#define KT_MAX_SETS 12
+
 /* The kernel sets this CPU can run: scalar, avx2, avx512 without and with
- * VNNI, BF16, and GFNI (with VNNI). */
+ * VNNI, BF16, and GFNI (with VNNI), and the best with AMX. */
 static inline int supported_sets(const nm_kernel_set **sets) {
     int n = 0;
     sets[n++] = nm_kernels_scalar();
@@ -124,6 +127,10 @@ static inline int supported_sets(const nm_kernel_set **sets) {
             sets[n++] = nm_kernels_avx512_variant(vnni | bf16);
         if (vnni && gfni)
             sets[n++] = nm_kernels_avx512_variant(vnni | gfni);
+        /* AMX only where the kernel grants the tile data: not in the NUMA
+         * VM (no AVX-512) nor on CPUs before Sapphire Rapids */
+        if (nm_simd_supported(NM_SIMD_AMX))
+            sets[n++] = nm_kernels_avx512_variant(vnni | bf16 | gfni | NM_AVX512_AMX);
     }
     return n;
 }
@@ -140,10 +147,12 @@ static inline void kernel_test_init(const char *prog) {
             all_types[n_all_types++] = t;
     printf("%s: seed %llu (NUMALM_TEST_SEED repeats it), SIMD %s\n", prog, (unsigned long long)seed,
            nm_simd_name(nm_simd_detect()));
-    const nm_kernel_set *sets[8];
+    const nm_kernel_set *sets[KT_MAX_SETS];
     int ns = supported_sets(sets);
     for (int i = 0; i < ns; i++)
         printf("%s: kernel set %s\n", prog, sets[i]->name);
+    if (nm_simd_supported(NM_SIMD_AVX512) && !nm_simd_supported(NM_SIMD_AMX))
+        printf("%s: AMX not usable on this CPU: the AMX tiles are not tested\n", prog);
 }
 
 #endif

@@ -356,7 +356,7 @@ static void test_simd_cap(void **state) {
     p.max_tokens = 32;
     numalm_gen_stats st[2];
     for (int k = 0; k < 2; k++) {
-        o.simd_max = k ? NUMALM_SIMD_SCALAR : NUMALM_SIMD_AVX512;
+        o.simd_max = k ? NUMALM_SIMD_SCALAR : NUMALM_SIMD_AMX;
         numalm_session *s = nm_test_open(&o);
         if (k)
             assert_int_equal(numalm_simd_level(), NUMALM_SIMD_SCALAR);
@@ -366,7 +366,7 @@ static void test_simd_cap(void **state) {
     }
     assert_int_equal(st[0].n_tokens, st[1].n_tokens);
     assert_memory_equal(best, scalar, (size_t)st[0].n_tokens * sizeof best[0]);
-    o.simd_max = NUMALM_SIMD_AVX512; /* the CPU's best again, for what follows */
+    o.simd_max = NUMALM_SIMD_AMX; /* the CPU's best again, for what follows */
     numalm_close(nm_test_open(&o));
 }
 
@@ -376,7 +376,7 @@ static void test_names(void **state) {
     assert_string_equal(numalm_io_name(NUMALM_IO_DIO), "dio");
     assert_string_equal(numalm_simd_name(NUMALM_SIMD_AVX2), "avx2");
     assert_string_equal(numalm_kv_type_name(NUMALM_KV_F16), "f16");
-    assert_true(numalm_simd_level() <= NUMALM_SIMD_AVX512);
+    assert_true(numalm_simd_level() <= NUMALM_SIMD_AMX);
     /* the build: a MAJOR.MINOR.PATCH version, a commit, the scalar kernels */
     const numalm_build *b = numalm_build_info();
     unsigned major, minor, patch;

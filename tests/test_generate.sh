@@ -110,7 +110,7 @@ NUMALM_SIMD=scalar "$NUMALM" run -m "$MODEL" -p "Once upon a time" -n 8 --json >
 tail -1 "$TMP/err" | grep -q '"simd":"scalar"' && cmp -s "$TMP/out_best" "$TMP/out_scalar" &&
     ok "NUMALM_SIMD=scalar" || bad "NUMALM_SIMD=scalar: $(cat "$TMP/out_scalar" "$TMP/err")"
 NUMALM_SIMD=sse9 "$NUMALM" run -m "$MODEL" -p "Once upon a time" -n 8 >"$TMP/out_bad" 2>"$TMP/err" &&
-    grep -q "NUMALM_SIMD=sse9 is not scalar, avx2 or avx512; ignoring it" "$TMP/err" &&
+    grep -q "NUMALM_SIMD=sse9 is not scalar, avx2, avx512 or amx; ignoring it" "$TMP/err" &&
     ok "NUMALM_SIMD=sse9 ignored with a message" || bad "NUMALM_SIMD=sse9: $(cat "$TMP/err")"
 
 # 7. Errors name the command and what is wrong.

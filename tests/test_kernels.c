@@ -147,7 +147,7 @@ static void check_against_exact(const problem *p, const float *y, int64_t ldy, c
 }
 
 static void run_problem_all_sets(problem *p) {
-    const nm_kernel_set *sets[8];
+    const nm_kernel_set *sets[KT_MAX_SETS];
     int ns = supported_sets(sets);
     int64_t ldy = p->n_rows + 3;
     size_t ny = (size_t)(ldy * p->n_tok);
@@ -292,7 +292,7 @@ static void test_quant_act_error(void **state) {
  * with leftover rows and tokens): the forward pass gives the same result
  * with any thread count, and prompt and decode agree. */
 static void check_deterministic(uint32_t type, int64_t n, int64_t rows, int n_tok) {
-    const nm_kernel_set *sets[8];
+    const nm_kernel_set *sets[KT_MAX_SETS];
     int ns = supported_sets(sets);
     problem p;
     problem_make(&p, type, n, rows, n_tok);
@@ -350,11 +350,31 @@ static void test_kernels_deterministic(void **state) {
     }
 }
 
+/* The shapes of the tiles with most rows and tokens (AMX: 16 x 16, the
+ * batch's token groups of 16): whole and partial groups, several groups,
+ * leftover rows, against scalar and matvec, for the exact types. */
+static void test_kernels_big_tiles(void **state) {
+    (void)state;
+    static const int toks[] = {4, 7, 8, 15, 16, 17, 35};
+    for (size_t ti = 0; ti < n_all_types; ti++) {
+        uint32_t t = all_types[ti];
+        if (!exact_type(t))
+            continue;
+        for (size_t k = 0; k < sizeof toks / sizeof toks[0]; k++) {
+            problem p;
+            problem_make(&p, t, 2 * block_of(t), k % 2 ? 48 : 35, toks[k]);
+            run_problem_all_sets(&p);
+            problem_free(&p);
+        }
+        check_deterministic(t, 3 * block_of(t), 37, 21);
+    }
+}
+
 /* Every set's F16 rounding of activations gives nm_f32_to_fp16's bits:
  * random values, ties, subnormals, overflow to infinity, odd lengths. */
 static void test_round_f16(void **state) {
     (void)state;
-    const nm_kernel_set *sets[8];
+    const nm_kernel_set *sets[KT_MAX_SETS];
     int ns = supported_sets(sets);
     enum { N = 203 };
     float x[N], w[N];
@@ -392,7 +412,7 @@ static void test_round_f16(void **state) {
  * 2 ulp of the double one: h within 3e-7 relative of g / (1 + e^-g) u. */
 static void test_swiglu(void **state) {
     (void)state;
-    const nm_kernel_set *sets[8];
+    const nm_kernel_set *sets[KT_MAX_SETS];
     int ns = supported_sets(sets);
     enum { N = 301 };
     float g[N], u[N], want[N], h[N];
@@ -427,7 +447,7 @@ static void test_swiglu(void **state) {
  * read past the end of the buffer would fail. */
 static void test_sum_words(void **state) {
     (void)state;
-    const nm_kernel_set *sets[8];
+    const nm_kernel_set *sets[KT_MAX_SETS];
     int ns = supported_sets(sets);
     enum { N = 1500 };
     uint8_t *buf = malloc(N);
@@ -454,7 +474,7 @@ static void test_sum_words(void **state) {
 
 static void test_vector_helpers(void **state) {
     (void)state;
-    const nm_kernel_set *sets[8];
+    const nm_kernel_set *sets[KT_MAX_SETS];
     int nsets = supported_sets(sets);
     static const int64_t ns[] = {1, 5, 16, 31, 100, 4096 + 17};
     for (size_t k = 0; k < sizeof ns / sizeof ns[0]; k++) {
@@ -514,6 +534,9 @@ static void test_dispatch(void **state) {
     assert_int_equal(nm_simd_get(), NM_SIMD_SCALAR);
     if (!nm_simd_supported(NM_SIMD_AVX512))
         assert_int_equal(nm_simd_set(NM_SIMD_AVX512), -1);
+    assert_string_equal(nm_simd_name(NM_SIMD_AMX), "amx");
+    if (!nm_simd_supported(NM_SIMD_AMX))
+        assert_int_equal(nm_simd_set(NM_SIMD_AMX), -1);
     assert_int_equal(nm_simd_set(saved), 0);
     for (size_t i = 0; i < n_all_types; i++)
         assert_true(nm_kernels_supports(all_types[i]));
@@ -542,6 +565,7 @@ int main(void) {
         cmocka_unit_test(test_kernels_token_counts),
         cmocka_unit_test(test_quant_act_error),
         cmocka_unit_test(test_kernels_deterministic),
+        cmocka_unit_test(test_kernels_big_tiles),
         cmocka_unit_test(test_sum_words),
         cmocka_unit_test(test_vector_helpers),
         cmocka_unit_test(test_dispatch),

@@ -271,7 +271,7 @@ static void test_act_q8k_sets(void **state) {
     enum { N = 256 * 6 };
     static float x[N];
     _Alignas(64) static uint8_t want[8192], got[8192];
-    const nm_kernel_set *sets[8];
+    const nm_kernel_set *sets[KT_MAX_SETS];
     int ns = supported_sets(sets);
     size_t rb = (size_t)nm_actk_row_bytes(N);
     assert_true(rb <= sizeof want);
@@ -306,7 +306,7 @@ static void test_act_q8_sets(void **state) {
     enum { N = 32 * 48 };
     static float x[N];
     _Alignas(64) static uint8_t want[8192], got[8192];
-    const nm_kernel_set *sets[8];
+    const nm_kernel_set *sets[KT_MAX_SETS];
     int ns = supported_sets(sets);
     size_t rb = (size_t)nm_actq_row_bytes(N);
     assert_true(rb <= sizeof want);
@@ -345,7 +345,7 @@ static void test_act_nonfinite(void **state) {
     static uint8_t wq[ROWS * (N / 32) * sizeof(nm_block_q8_0)];
     _Alignas(64) static uint8_t buf[1024];
     const uint32_t types[] = {NM_TYPE_Q8_0, NM_TYPE_Q4_0};
-    const nm_kernel_set *sets[8];
+    const nm_kernel_set *sets[KT_MAX_SETS];
     int ns = supported_sets(sets);
     for (int i = 0; i < N * ROWS; i++)
         w[i] = 0.5f;
