@@ -4,9 +4,10 @@
  * Every row kernel is written once for a compile-time token count NT and
  * instantiated for NT = 1..4 through a switch, so the accumulators stay in
  * registers. With more tokens each weight vector is converted once and used
- * NT times; with one token (decode) the float types take four rows at once,
- * so each activation load from L1/L2 serves four rows; prompt matmat takes
- * them in tiles of 2 rows x 3 tokens, so each load serves several FMAs. */
+ * NT times; with one token (decode) every type takes four rows at once
+ * (rows4), four streams a quarter of the matrix apart; prompt matmat takes
+ * the float types in tiles of 2 rows x 3 tokens, so each load serves
+ * several FMAs. */
 #include "common/util.h"
 #include "kernel_set.h"
 #include "device_math.h"
@@ -286,13 +287,31 @@ AI __m256 q4_fma(const q4_wstep *w, const void *act, int64_t n, int64_t b, __m25
     return _mm256_fmadd_ps(t, w->d, acc);
 }
 
+/* One step of k blocks for NT tokens; the step's 72 bytes span two lines,
+ * prefetched ahead bytes ahead. */
 AI void q4_step(const nm_block_q4_0 *w, int64_t b, const void *const *acts, int64_t n, __m256 *acc,
-                const int NT, const int k) {
-    _mm_prefetch((const char *)(w + b) + NM_PREFETCH_BYTES, _MM_HINT_T1);
-    _mm_prefetch((const char *)(w + b) + NM_PREFETCH_BYTES + 64, _MM_HINT_T1);
+                const int NT, const int k, const size_t ahead) {
+    _mm_prefetch((const char *)(w + b) + ahead, _MM_HINT_T1);
+    _mm_prefetch((const char *)(w + b) + ahead + 64, _MM_HINT_T1);
     q4_wstep ws = q4_unpack(w + b, k);
     _Pragma("GCC unroll 4") for (int t = 0; t < NT; t++) acc[t] =
         q4_fma(&ws, acts[t], n, b, acc[t], k);
+}
+
+/* A row's last k < 4 blocks (none when k is 0). */
+AI void q4_tail(const nm_block_q4_0 *w, int64_t b, const void *const *acts, int64_t n, __m256 *acc,
+                const int NT, const int k, const size_t ahead) {
+    switch (k) {
+    case 3:
+        q4_step(w, b, acts, n, acc, NT, 3, ahead);
+        break;
+    case 2:
+        q4_step(w, b, acts, n, acc, NT, 2, ahead);
+        break;
+    case 1:
+        q4_step(w, b, acts, n, acc, NT, 1, ahead);
+        break;
+    }
 }
 
 AI void q4_nt(const void *row, const void *const *acts, const int NT, int64_t n, float *out) {
@@ -302,19 +321,33 @@ AI void q4_nt(const void *row, const void *const *acts, const int NT, int64_t n,
     _Pragma("GCC unroll 4") for (int t = 0; t < NT; t++) acc[t] = _mm256_setzero_ps();
     int64_t b = 0;
     for (; b + 4 <= nb; b += 4)
-        q4_step(w, b, acts, n, acc, NT, 4);
-    switch (nb - b) {
-    case 3:
-        q4_step(w, b, acts, n, acc, NT, 3);
-        break;
-    case 2:
-        q4_step(w, b, acts, n, acc, NT, 2);
-        break;
-    case 1:
-        q4_step(w, b, acts, n, acc, NT, 1);
-        break;
-    }
+        q4_step(w, b, acts, n, acc, NT, 4, NM_PREFETCH_BYTES);
+    q4_tail(w, b, acts, n, acc, NT, (int)(nb - b), NM_PREFETCH_BYTES);
     _Pragma("GCC unroll 4") for (int t = 0; t < NT; t++) out[t] = hsum8(acc[t]);
+}
+
+/* Q4_0 decode: four rows rb apart, step by step in turn, so four streams
+ * a quarter of the matrix apart are read at once, each prefetched
+ * NM_PREFETCH_ROWS4_BYTES ahead (as the Q8_0 and AVX-512 rows4). A step's
+ * activations and scales are loaded again for each row, from L1. Each row
+ * keeps q4_nt's one-token sequence, so its bits. */
+static void rows4_q4_0(const void *w, size_t rb, const void *act, int64_t n, float *out) {
+    const nm_block_q4_0 *row[4];
+    const void *const acts[1] = {act};
+    const int64_t nb = n / 32;
+    __m256 acc[4];
+    _Pragma("GCC unroll 4") for (int r = 0; r < 4; r++) {
+        row[r] = (const nm_block_q4_0 *)((const char *)w + (size_t)r * rb);
+        acc[r] = _mm256_setzero_ps();
+    }
+    int64_t b = 0;
+    for (; b + 4 <= nb; b += 4)
+        _Pragma("GCC unroll 4") for (int r = 0; r < 4; r++)
+            q4_step(row[r], b, acts, n, &acc[r], 1, 4, NM_PREFETCH_ROWS4_BYTES);
+    _Pragma("GCC unroll 4") for (int r = 0; r < 4; r++) {
+        q4_tail(row[r], b, acts, n, &acc[r], 1, (int)(nb - b), NM_PREFETCH_ROWS4_BYTES);
+        out[r] = hsum8(acc[r]);
+    }
 }
 
 #define QUANT_ROWDOT(NAME, IMPL)                                                                   \
@@ -548,7 +581,7 @@ static void build_avx2_set(void) {
     ks->k[NM_TYPE_F16] = FLOAT_KERNELS(rowdot_f16);
     ks->k[NM_TYPE_BF16] = FLOAT_KERNELS(rowdot_bf16);
     ks->k[NM_TYPE_Q8_0] = NM_TYPE_KERNELS(rowdot_q8_0, rows4_q8_0, NULL, 0, 0);
-    ks->k[NM_TYPE_Q4_0] = NM_TYPE_KERNELS(rowdot_q4_0, NULL, NULL, 0, 0);
+    ks->k[NM_TYPE_Q4_0] = NM_TYPE_KERNELS(rowdot_q4_0, rows4_q4_0, NULL, 0, 0);
     ks->f16_wide = FLOAT_KERNELS(rowdot_f16_f32act);
     ks->f16_wide.rows4 = NULL; /* decode never takes widened activations */
     ks->dot_f32 = dot_f32;
