@@ -36,6 +36,7 @@ typedef struct nm_bench_case {
 
 typedef struct nm_bench_opts {
     const char *model, *out_dir, *llama_bench, *bandwidth;
+    double efficiency; /* --efficiency; 0: the kernel probe's */
     int reps, n_prompt, n_gen;
     int threads[16], n_threads;
     numalm_placement placements[8];

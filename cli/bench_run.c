@@ -233,7 +233,7 @@ int nm_bench_predict(nm_bench *b, numalm_placement p, int fixed_node, int thread
     if (!s)
         return -1;
     nm_prediction *pr = nm_calloc(1, sizeof *pr, "the prediction", err);
-    nm_traffic_opts to = {.n_gen = b->o.n_gen};
+    nm_traffic_opts to = {.n_gen = b->o.n_gen, .efficiency = b->o.efficiency};
     int rc = pr ? nm_session_predict(s, b->o.bandwidth, &to, pr) : -1;
     if (pr && rc != 0)
         nm_fail(err, "%s", numalm_last_error(s));
@@ -242,10 +242,13 @@ int nm_bench_predict(nm_bench *b, numalm_placement p, int fixed_node, int thread
     series_name(p, fixed_node, series, sizeof series);
     placement_arg(p, fixed_node, place, sizeof place);
     if (rc == 0) {
+        char eff[32] = "";
+        if (b->o.efficiency > 0)
+            snprintf(eff, sizeof eff, " --efficiency %g", b->o.efficiency);
         set_command(b, NM_BENCH_PREDICTED, group, series,
-                    "numalm plan -m %s --placement %s -t %d --predict -n %d%s%s", b->o.model, place,
-                    threads, b->o.n_gen, b->o.bandwidth ? " --bandwidth " : "",
-                    b->o.bandwidth ? b->o.bandwidth : "");
+                    "numalm plan -m %s --placement %s -t %d --predict -n %d%s%s%s", b->o.model,
+                    place, threads, b->o.n_gen, b->o.bandwidth ? " --bandwidth " : "",
+                    b->o.bandwidth ? b->o.bandwidth : "", eff);
         nm_bench_case *c = nm_bench_case_get(b, NM_BENCH_PREDICTED, group, series);
         if (c)
             snprintf(c->note, sizeof c->note,

@@ -26,8 +26,8 @@ static void usage(FILE *out) {
     fprintf(out,
             "usage: numalm bench [-m MODEL] [-o DIR] [-r N] [-p N] [-n N] [-t LIST]\n"
             "                    [--placements LIST] [--io LIST] [--llama-bench PATH]\n"
-            "                    [--bandwidth SPEC] [--skip-load] [--skip-run] [--json]\n"
-            "                    [--no-progress]\n"
+            "                    [--bandwidth SPEC] [--efficiency F] [--skip-load]\n"
+            "                    [--skip-run] [--json] [--no-progress]\n"
             "\n"
             "Measures, repeating every case and alternating them: loads into node memory\n"
             "for each io mode, cold (the model evicted from the page cache) and warm;\n"
@@ -51,6 +51,8 @@ static void usage(FILE *out) {
             "  --io LIST               load modes (default dio,buffered,auto,mmap)\n"
             "  --llama-bench PATH      also run llama.cpp's llama-bench (pp and tg)\n"
             "  --bandwidth SPEC        for the predictions, as numalm plan --bandwidth\n"
+            "  --efficiency F          for the predictions, as numalm plan --efficiency\n"
+            "                          (default: the kernel probe's ratios)\n"
             "  --skip-load, --skip-run leave out the loads / the prompt and decode runs\n"
             "  --json                  the results as JSON on stdout too\n"
             "  --no-progress           no progress lines on a TTY\n"
@@ -99,7 +101,12 @@ static int value(nm_bench_opts *o, const char *opt, const char *v, nm_error *err
         o->llama_bench = v;
     else if (!strcmp(opt, "--bandwidth"))
         o->bandwidth = v;
-    else if (!strcmp(opt, "--placements"))
+    else if (!strcmp(opt, "--efficiency")) {
+        char *end;
+        o->efficiency = strtod(v, &end);
+        if (*end || !(o->efficiency > 0 && o->efficiency <= 1))
+            return nm_fail(err, "--efficiency %s: expected a fraction in (0, 1]", v);
+    } else if (!strcmp(opt, "--placements"))
         return parse_placements(v, o, err);
     else if (!strcmp(opt, "--io"))
         return parse_ios(v, o, err);
@@ -122,10 +129,10 @@ static int value(nm_bench_opts *o, const char *opt, const char *v, nm_error *err
 static int parse(int argc, char **argv, nm_bench_opts *o, nm_error *err) {
     static const struct {
         const char *name, *alias;
-    } OPTS[] = {{"--model", "-m"},      {"--out", "-o"},   {"--reps", "-r"},
-                {"--n-prompt", "-p"},   {"--n-gen", "-n"}, {"--threads", "-t"},
-                {"--placements", NULL}, {"--io", NULL},    {"--llama-bench", NULL},
-                {"--bandwidth", NULL}};
+    } OPTS[] = {{"--model", "-m"},      {"--out", "-o"},       {"--reps", "-r"},
+                {"--n-prompt", "-p"},   {"--n-gen", "-n"},     {"--threads", "-t"},
+                {"--placements", NULL}, {"--io", NULL},        {"--llama-bench", NULL},
+                {"--bandwidth", NULL},  {"--efficiency", NULL}};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "--json") || !strcmp(a, "--no-progress") || !strcmp(a, "--skip-load") ||

@@ -81,4 +81,6 @@ out=$("$NUMALM" bench --llama-bench "$tmp/nothing" 2>&1)
 [ $? = 2 ] && grep -q "not an executable" <<<"$out" || fail "a missing llama-bench: $out"
 out=$("$NUMALM" bench --io floppy 2>&1)
 [ $? = 2 ] && grep -q "floppy" <<<"$out" || fail "a bad --io: $out"
+out=$("$NUMALM" bench --efficiency 2 2>&1)
+[ $? = 2 ] && grep -q "efficiency 2: expected a fraction" <<<"$out" || fail "a bad --efficiency: $out"
 echo "test_bench: ok"

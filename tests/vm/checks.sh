@@ -13,7 +13,10 @@
 # exits cannot take the others down. Other parts may keep their checks in
 # tests/vm/checks_PART.sh next to this file: those files are sourced below
 # and use the same register call. NUMALM_VM_CHECKS=REGEX (exported before
-# tests/test_numa_vm.sh) runs only the matching checks.
+# tests/test_numa_vm.sh) runs only the matching checks. tests/test_numa_vm.sh
+# shares the checks of one node count between VMs with NUMALM_VM_PART=REGEX
+# (this VM runs only the matching ones) and NUMALM_VM_SKIP=REGEX (and none
+# of these).
 #
 # Which VM: a check whose result depends on the node count (plans, row and
 # KV-head splits, traffic byte counts, text across placements) runs in the
@@ -174,6 +177,11 @@ failed=0
 for c in "${CHECKS[@]}"; do
     # NUMALM_VM_CHECKS=REGEX runs only the checks whose names match
     if [ -n "${NUMALM_VM_CHECKS:-}" ] && ! [[ $c =~ $NUMALM_VM_CHECKS ]]; then
+        continue
+    fi
+    # another VM of this node count runs it
+    if { [ -n "${NUMALM_VM_PART:-}" ] && ! [[ $c =~ $NUMALM_VM_PART ]]; } ||
+        { [ -n "${NUMALM_VM_SKIP:-}" ] && [[ $c =~ $NUMALM_VM_SKIP ]]; }; then
         continue
     fi
     if [ -n "${CHECK_NODES[$c]}" ] && ! [[ " ${CHECK_NODES[$c]} " == *" $N "* ]]; then
