@@ -20,9 +20,10 @@
 # 3-258 in mkmodel's vocab) and so text that is not UTF-8; llama-server
 # ends such a stream with an error. The load generator bans those ids
 # (logit_bias -100) in the requests to both servers.
-# llama.cpp's AMX kernels trap (SIGILL) on VMs that advertise AMX without
-# letting processes use the tiles; the script then restarts llama-server with
-# --no-repack (no AMX buffer type) and says so in the output.
+# A llama.cpp built with AMX can die of SIGILL in its AMX kernels (it does on
+# the dev VM of docs/benchmarks.md, where numalm's own AMX tiles run); the
+# script then restarts llama-server with --no-repack (no AMX buffer type)
+# and says so in the output.
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")/.." && pwd)
@@ -100,7 +101,7 @@ start_llama() { # MODEL N
     wait "$ll_pid" 2>/dev/null || rc=$?
     ll_pid=
     if [ "$rc" = 132 ] && [[ " $LLAMA_ARGS " != *" --no-repack "* ]]; then
-        echo "# llama-server: SIGILL (AMX tiles not usable on this machine): --no-repack from here on" | tee -a "$OUT"
+        echo "# llama-server: SIGILL (its AMX kernels): --no-repack from here on" | tee -a "$OUT"
         LLAMA_ARGS="$LLAMA_ARGS --no-repack"
         start_llama "$1" "$2"
         return
