@@ -16,6 +16,7 @@
 #include <immintrin.h>
 #include <pthread.h>
 #include <stdbool.h>
+#include <stdio.h>
 
 #define AI static inline __attribute__((always_inline))
 #define TOK_GROUP 8
@@ -749,25 +750,25 @@ static void build_set(nm_kernel_set *ks, const char *name, int features) {
         nm_kernels_avx512_amx(ks, features);
 }
 
+/* A sub-path set's name: "avx512" and a suffix per NM_AVX512_* bit, in
+ * bit order ("avx512-vnni-bf16-gfni-amx"). */
+static void set_name(int features, char *name, size_t size) {
+    _Static_assert(NM_AVX512_VNNI == 1 && NM_AVX512_BF16 == 2 && NM_AVX512_GFNI == 4 &&
+                       NM_AVX512_AMX == 8,
+                   "the suffixes in bit order");
+    static const char *const suffix[] = {"-vnni", "-bf16", "-gfni", "-amx"};
+    size_t len = (size_t)snprintf(name, size, "avx512");
+    for (int bit = 0; bit < 4; bit++)
+        if (features & (1 << bit))
+            len += (size_t)snprintf(name + len, size - len, "%s", suffix[bit]);
+}
+
 static void build_sets(void) {
-    static const char *const names[16] = {"avx512",
-                                          "avx512-vnni",
-                                          "avx512-bf16",
-                                          "avx512-vnni-bf16",
-                                          "avx512-gfni",
-                                          "avx512-vnni-gfni",
-                                          "avx512-bf16-gfni",
-                                          "avx512-vnni-bf16-gfni",
-                                          "avx512-amx",
-                                          "avx512-vnni-amx",
-                                          "avx512-bf16-amx",
-                                          "avx512-vnni-bf16-amx",
-                                          "avx512-gfni-amx",
-                                          "avx512-vnni-gfni-amx",
-                                          "avx512-bf16-gfni-amx",
-                                          "avx512-vnni-bf16-gfni-amx"};
-    for (int f = 0; f < 16; f++)
+    static char names[16][32];
+    for (int f = 0; f < 16; f++) {
+        set_name(f, names[f], sizeof names[f]);
         build_set(&sets[f], names[f], f);
+    }
     /* the alternative takes F32 activations for Q8_0 and BF16: no Q8_0 tile */
     build_set(&set_alt, "avx512-alt", 0);
     set_alt.k[NM_TYPE_Q8_0] = NM_TYPE_KERNELS(rowdot_q8_0_f32act, NULL, NULL, 0, 0);
