@@ -125,7 +125,7 @@ enum {
     NM_AVX512_VNNI = 1, /* vpdpbusd for the Q8_0 / Q4_0 integer dots */
     NM_AVX512_BF16 = 2, /* vdpbf16ps for BF16 weights */
     NM_AVX512_GFNI = 4, /* with VNNI: vgf2p8affineqb unpacks 2- and 4-bit codes */
-    NM_AVX512_AMX = 8,  /* with VNNI: AMX int8 tiles for the K-quants' matmat */
+    NM_AVX512_AMX = 8,  /* with VNNI: AMX int8 tiles for the K-quants' and Q8_0's matmat */
 };
 
 /* True when this CPU has AMX-TILE and AMX-INT8 and the kernel lets the
@@ -147,6 +147,9 @@ void nm_kernels_avx512_legacy(nm_kernel_set *ks, int features);
 void nm_kernels_avx512_q8_0(nm_kernel_set *ks, int features);
 /* the AMX tiles over a VNNI set's K-quant kernels (kernels_avx512_amx.c) */
 void nm_kernels_avx512_amx(nm_kernel_set *ks, int features);
+/* the amx set's Q8_0 kernels, AMX tiles and vector kernels of one
+ * definition (kernels_avx512_q8_0_amx.c) */
+void nm_kernels_avx512_q8_0_amx(nm_kernel_set *ks);
 
 const nm_kernel_set *nm_kernels_scalar(void);
 uint64_t nm_sum_words_avx2(const void *p, size_t bytes); /* kernels_avx2.c */
@@ -204,6 +207,28 @@ static inline uint64_t nm_actq_row_bytes(int64_t n) {
     uint64_t b = (uint64_t)n + (uint64_t)(n / 32) * 12;
     return (b + 63) / 64 * 64;
 }
+
+/* Q8 batches (nm_act_prepare with n_tok > 1) also hold their qs and block
+ * scales interleaved by groups of 16 tokens, for the AMX Q8_0 tile
+ * (kernels_avx512_q8_0_amx.c). Within a group's 16 rows, after each row's
+ * Q8 row: the qs lines, word w (qs 4w .. 4w + 3) of token 16g + c at byte 4c
+ * of line w, line w in group row w % 16 at nm_actq_vnni_off(n) + 64 (w / 16)
+ * (nm_actk_vnni's layout), so block b's 8 lines are one tile load with the
+ * batch row stride; then the scale lines, d[b] of token 16g + c at byte 4c
+ * of line b, in group row b % 16 at nm_actq_dline_off(n) + 64 (b / 16). The
+ * buffer has rows for a whole last group, as for Q8_K batches. */
+static inline uint64_t nm_actq_vnni_off(int64_t n) {
+    return nm_actq_row_bytes(n);
+}
+static inline uint64_t nm_actq_dline_off(int64_t n) {
+    return nm_actq_vnni_off(n) + ((uint64_t)n + 63) / 64 * 64;
+}
+static inline uint64_t nm_actq_batch_row_bytes(int64_t n) {
+    return nm_actq_dline_off(n) + ((uint64_t)(n / 32) + 15) / 16 * 64;
+}
+/* Token t's qs and scales into its group's lines; rows: the batch's first
+ * row. */
+void nm_actq_vnni(void *rows, int t, int64_t n);
 
 /* Prepared Q8_K activation row for n elements (n a multiple of 256), the
  * format of the K-quant kernels (kernels_scalar_kquant.c), nb = n/256:

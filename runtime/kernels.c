@@ -194,7 +194,7 @@ static bool f16_wide(nm_act_format f, int n_tok) {
 static uint64_t act_row_bytes(nm_act_format f, int64_t n, int n_tok) {
     switch (f) {
     case NM_ACT_Q8_32:
-        return nm_actq_row_bytes(n);
+        return n_tok > 1 ? nm_actq_batch_row_bytes(n) : nm_actq_row_bytes(n);
     case NM_ACT_Q8_K:
         return n_tok > 1 ? nm_actk_batch_row_bytes(n) : nm_actk_row_bytes(n);
     case NM_ACT_F16:
@@ -208,10 +208,10 @@ static uint64_t act_row_bytes(nm_act_format f, int64_t n, int n_tok) {
     return 0;
 }
 
-/* Rows a batch's buffer holds: Q8_K batches have rows for a whole last
- * group of 16 tokens (nm_actk_vnni's lines). */
+/* Rows a batch's buffer holds: Q8_K and Q8 batches have rows for a whole
+ * last group of 16 tokens (nm_actk_vnni's and nm_actq_vnni's lines). */
 static size_t act_rows(nm_act_format f, int n_tok) {
-    if (f == NM_ACT_Q8_K && n_tok > 1)
+    if ((f == NM_ACT_Q8_K || f == NM_ACT_Q8_32) && n_tok > 1)
         return ((size_t)n_tok + 15) / 16 * 16;
     return (size_t)n_tok;
 }
@@ -236,15 +236,27 @@ void nm_actk_tile_order(void *row, int64_t n) {
         s32[j] = (int16_t)(bsums[2 * j] + bsums[2 * j + 1]);
 }
 
-/* Workers that prepare different tokens of a group write different 4-byte
- * columns of the same lines: no word is written twice. */
+/* Token t's n_words 4-byte words at src into its group's lines at offset
+ * off of the group's rows (rb apart): word w at row w % 16, line w / 16,
+ * column t % 16. Workers that prepare different tokens of a group write
+ * different 4-byte columns of the same lines: no word is written twice. */
+static void vnni_words(void *rows, size_t rb, int t, uint64_t off, const void *src,
+                       int64_t n_words) {
+    char *lines = (char *)rows + (size_t)(t / 16) * 16 * rb + off + 4 * (size_t)(t % 16);
+    for (int64_t w = 0; w < n_words; w++)
+        memcpy(lines + (size_t)(w % 16) * rb + (size_t)(w / 16) * 64, (const char *)src + 4 * w, 4);
+}
+
 void nm_actk_vnni(void *rows, int t, int64_t n) {
     const size_t rb = (size_t)nm_actk_batch_row_bytes(n);
-    char *group = (char *)rows + (size_t)(t / 16) * 16 * rb;
-    const int8_t *qs = nm_actk_qs(group + (size_t)(t % 16) * rb);
-    char *lines = group + nm_actk_vnni_off(n) + 4 * (size_t)(t % 16);
-    for (int64_t w = 0; w < n / 4; w++)
-        memcpy(lines + (size_t)(w % 16) * rb + (size_t)(w / 16) * 64, qs + 4 * w, 4);
+    vnni_words(rows, rb, t, nm_actk_vnni_off(n), nm_actk_qs((char *)rows + (size_t)t * rb), n / 4);
+}
+
+void nm_actq_vnni(void *rows, int t, int64_t n) {
+    const size_t rb = (size_t)nm_actq_batch_row_bytes(n);
+    const char *row = (const char *)rows + (size_t)t * rb;
+    vnni_words(rows, rb, t, nm_actq_vnni_off(n), nm_actq_qs(row), n / 4);
+    vnni_words(rows, rb, t, nm_actq_dline_off(n), nm_actq_d(row, n), n / 32);
 }
 
 /* One token's prepared row; several (many, for matmat tiles) when n_tok > 1. */
@@ -299,6 +311,8 @@ void nm_act_prepare_rows(uint32_t wtype, const float *x, int64_t n, int n_tok, i
         prepare_row(f, n_tok, x + (size_t)t * (size_t)n, n, (char *)buf + t * rb);
         if (f == NM_ACT_Q8_K && n_tok > 1)
             nm_actk_vnni(buf, t, n);
+        else if (f == NM_ACT_Q8_32 && n_tok > 1)
+            nm_actq_vnni(buf, t, n);
     }
     act->q = buf;
     act->q_row_bytes = rb;

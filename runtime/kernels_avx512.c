@@ -746,8 +746,10 @@ static void build_set(nm_kernel_set *ks, const char *name, int features) {
     ks->sum_words = nm_sum_words_avx2;
     nm_kernels_avx512_kquant(ks, features);
     nm_kernels_avx512_legacy(ks, features);
-    if (vnni && (features & NM_AVX512_AMX))
+    if (vnni && (features & NM_AVX512_AMX)) {
         nm_kernels_avx512_amx(ks, features);
+        nm_kernels_avx512_q8_0_amx(ks);
+    }
 }
 
 /* A sub-path set's name: "avx512" and a suffix per NM_AVX512_* bit, in

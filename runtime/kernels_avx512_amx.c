@@ -17,6 +17,7 @@
  * and again only when a thread switches shapes. Groups of fewer tokens than
  * the AMX tile wins from, and processes the kernel denies the tile data,
  * run the VNNI tiles. */
+#include "kernels_amx.h"
 #include "kernels_avx512_kq.h"
 
 #define AMX_R 16 /* rows of a tile */
@@ -28,13 +29,6 @@
 #define AMX_MIN_TOK 3
 
 /* ---- tile shapes -------------------------------------------------------- */
-
-/* ldtilecfg's 64-byte operand (palette 1) */
-typedef struct {
-    uint8_t palette, start_row, reserved[14];
-    uint16_t colsb[16];
-    uint8_t rows[16];
-} amx_cfg;
 
 /* Q6_K: tmm0, tmm1: C (16 rows x 16 int32); tmm2, tmm3: weight codes (16
  * rows x 16 bytes); tmm4, tmm5: activations (4 lines of 16 tokens x 4
@@ -53,8 +47,7 @@ static const amx_cfg cfg_q4_8 __attribute__((aligned(64))) = {
 
 static _Thread_local const amx_cfg *loaded;
 
-/* False when the process may not use the tiles. */
-static bool amx_use(const amx_cfg *cfg) {
+bool nm_amx_use(const amx_cfg *cfg) {
     if (loaded == cfg)
         return true;
     if (!nm_amx_usable())
@@ -340,7 +333,7 @@ static void tile_few(const nm_type_kernels *k, const void *w, size_t rb, const v
     static void q4_k_tile_amx##G(const void *w, size_t rb, const void *const *acts, int nt,        \
                                  int64_t n, float *out) {                                          \
         const bool t8 = nt <= 8;                                                                   \
-        if (nt < AMX_MIN_TOK || !amx_use(t8 ? &cfg_q4_8 : &cfg_q4_16)) {                           \
+        if (nt < AMX_MIN_TOK || !nm_amx_use(t8 ? &cfg_q4_8 : &cfg_q4_16)) {                        \
             tile_few(&few[0][G], w, rb, acts, nt, n, out);                                         \
             return;                                                                                \
         }                                                                                          \
@@ -352,7 +345,7 @@ static void tile_few(const nm_type_kernels *k, const void *w, size_t rb, const v
     }                                                                                              \
     static void q6_k_tile_amx##G(const void *w, size_t rb, const void *const *acts, int nt,        \
                                  int64_t n, float *out) {                                          \
-        if (nt < Q6_MIN_TOK || !amx_use(&cfg_q6)) {                                                \
+        if (nt < Q6_MIN_TOK || !nm_amx_use(&cfg_q6)) {                                             \
             tile_few(&few[1][G], w, rb, acts, nt, n, out);                                         \
             return;                                                                                \
         }                                                                                          \

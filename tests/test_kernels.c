@@ -350,23 +350,39 @@ static void test_kernels_deterministic(void **state) {
     }
 }
 
+/* True when a set this CPU runs has a tile of more than NM_K_MAX_TOK
+ * tokens for type t (the AMX tiles). */
+static bool has_big_tile(uint32_t t) {
+    const nm_kernel_set *sets[KT_MAX_SETS];
+    int ns = supported_sets(sets);
+    for (int s = 0; s < ns; s++)
+        if (sets[s]->k[t].tile && sets[s]->k[t].tile_tok > NM_K_MAX_TOK)
+            return true;
+    return false;
+}
+
 /* The shapes of the tiles with most rows and tokens (AMX: 16 x 16, the
  * batch's token groups of 16): whole and partial groups, several groups,
- * leftover rows, against scalar and matvec, for the exact types. */
+ * leftover rows, against scalar (bit for bit for the exact types, within
+ * the tolerance for the others) and matvec (bit for bit), for the exact
+ * types and the types with such tiles (Q8_0 at amx). */
 static void test_kernels_big_tiles(void **state) {
     (void)state;
-    static const int toks[] = {4, 7, 8, 15, 16, 17, 35};
+    static const int toks[] = {1, 4, 7, 8, 15, 16, 17, 35};
     for (size_t ti = 0; ti < n_all_types; ti++) {
         uint32_t t = all_types[ti];
-        if (!exact_type(t))
+        if (!exact_type(t) && !has_big_tile(t))
             continue;
         for (size_t k = 0; k < sizeof toks / sizeof toks[0]; k++) {
             problem p;
-            problem_make(&p, t, 2 * block_of(t), k % 2 ? 48 : 35, toks[k]);
+            problem_make(&p, t, 2 * block_of(t), k % 2 ? 35 : 48, toks[k]);
             run_problem_all_sets(&p);
             problem_free(&p);
         }
         check_deterministic(t, 3 * block_of(t), 37, 21);
+        if (!exact_type(t)) /* its own definition: several steps, a tail of 1-3 */
+            for (int64_t nb = 8; nb <= 11; nb++)
+                check_deterministic(t, nb * block_of(t), 35, nb == 9 ? 8 : 16 + (int)nb);
     }
 }
 

@@ -263,6 +263,47 @@ static void test_act_quant_round_trip(void **state) {
     }
 }
 
+/* A Q8 batch (Q8_0 weights, several tokens): each token's row as one
+ * token's, and its qs and scales in its group's lines where the AMX Q8_0
+ * tile reads them (kernel_set.h, nm_actq_vnni): two groups, the second
+ * partial; rows of 3 (a half line) and 40 blocks (three scale lines). */
+static void test_act_q8_batch_lines(void **state) {
+    (void)state;
+    enum { T = 19 };
+    static const int64_t ns[] = {96, 1280};
+    for (int k = 0; k < 2; k++) {
+        const int64_t n = ns[k];
+        float *x = malloc((size_t)(n * T) * sizeof *x);
+        size_t bytes = nm_act_buffer_bytes(NM_TYPE_Q8_0, n, T);
+        const size_t rb = (size_t)nm_actq_batch_row_bytes(n);
+        assert_int_equal(bytes, 32 * rb); /* two whole groups of rows */
+        char *buf = aligned_alloc(64, bytes), *one = aligned_alloc(64, nm_actq_row_bytes(n));
+        assert_true(x && buf && one);
+        for (int64_t i = 0; i < n * T; i++)
+            x[i] = rng_value();
+        nm_act act;
+        nm_act_prepare(NM_TYPE_Q8_0, x, n, T, buf, &act);
+        assert_int_equal(act.q_row_bytes, rb);
+        for (int t = 0; t < T; t++) {
+            const char *row = buf + (size_t)t * rb, *group = buf + (size_t)(t / 16) * 16 * rb;
+            nm_act_quantize_q8(x + t * n, n, one);
+            assert_memory_equal(row, one, (size_t)(n + n / 32 * 12)); /* qs, d, m, s */
+            const size_t col = 4 * (size_t)(t % 16);
+            for (int64_t w = 0; w < n / 4; w++)
+                assert_memory_equal(group + (size_t)(w % 16) * rb + nm_actq_vnni_off(n) +
+                                        (size_t)(w / 16) * 64 + col,
+                                    nm_actq_qs(row) + 4 * w, 4);
+            for (int64_t b = 0; b < n / 32; b++)
+                assert_memory_equal(group + (size_t)(b % 16) * rb + nm_actq_dline_off(n) +
+                                        (size_t)(b / 16) * 64 + col,
+                                    nm_actq_d(row, n) + b, 4);
+        }
+        free(x);
+        free(buf);
+        free(one);
+    }
+}
+
 /* Every set's Q8_K activation quantizer gives the scalar one's bytes:
  * random blocks of mixed magnitude, an all-zero block, one too small to
  * scale, and blocks with an inf or a NaN. */
@@ -380,7 +421,7 @@ int main(void) {
         cmocka_unit_test(test_bf16_known_bits),    cmocka_unit_test(test_block_layouts),
         cmocka_unit_test(test_quant_error_bounds), cmocka_unit_test(test_act_quant_round_trip),
         cmocka_unit_test(test_act_nonfinite),      cmocka_unit_test(test_act_q8k_sets),
-        cmocka_unit_test(test_act_q8_sets),
+        cmocka_unit_test(test_act_q8_sets),        cmocka_unit_test(test_act_q8_batch_lines),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
