@@ -218,32 +218,68 @@ AI void step32(const char *row, int64_t b, const void *const *acts, int64_t n, _
     }
 }
 
-/* The last k < 8 blocks (step32 wants k known at compile time). */
-AI void step32_tail(const char *row, int64_t b, const void *const *acts, int64_t n, __m256 *acc,
-                    const int T, const int NT, int k, const int F, size_t ahead) {
+/* The last k < 8 blocks of a row for one token: step32 wants k known at
+ * compile time, so a switch of seven steps. It is one function per type
+ * and sub-path (tails), shared by every token count and by rows4: inlined
+ * into each of the 96 row-dot instances, with their tokens unrolled, the
+ * seven steps were most of this file's compile time. A token's sums are
+ * its own (acc[t] depends on token t alone), so the tokens taken one at a
+ * time give the same bits. Rows whose block count is a multiple of 8 (most
+ * models' widths) never come here. */
+AI __m256 tail32(const char *row, int64_t b, const void *act, int64_t n, __m256 acc, const int T,
+                 int k, const int F, size_t ahead) {
+    const void *const acts[1] = {act};
     switch (k) {
     case 7:
-        step32(row, b, acts, n, acc, T, NT, 7, F, ahead);
+        step32(row, b, acts, n, &acc, T, 1, 7, F, ahead);
         break;
     case 6:
-        step32(row, b, acts, n, acc, T, NT, 6, F, ahead);
+        step32(row, b, acts, n, &acc, T, 1, 6, F, ahead);
         break;
     case 5:
-        step32(row, b, acts, n, acc, T, NT, 5, F, ahead);
+        step32(row, b, acts, n, &acc, T, 1, 5, F, ahead);
         break;
     case 4:
-        step32(row, b, acts, n, acc, T, NT, 4, F, ahead);
+        step32(row, b, acts, n, &acc, T, 1, 4, F, ahead);
         break;
     case 3:
-        step32(row, b, acts, n, acc, T, NT, 3, F, ahead);
+        step32(row, b, acts, n, &acc, T, 1, 3, F, ahead);
         break;
     case 2:
-        step32(row, b, acts, n, acc, T, NT, 2, F, ahead);
+        step32(row, b, acts, n, &acc, T, 1, 2, F, ahead);
         break;
     case 1:
-        step32(row, b, acts, n, acc, T, NT, 1, F, ahead);
+        step32(row, b, acts, n, &acc, T, 1, 1, F, ahead);
         break;
     }
+    return acc;
+}
+
+typedef __m256 (*tail_fn)(const char *row, int64_t b, const void *act, int64_t n, __m256 acc, int k,
+                          size_t ahead);
+#define VG (NM_AVX512_VNNI | NM_AVX512_GFNI)
+#define TAIL32(T, F, NAME)                                                                         \
+    static __attribute__((noinline)) __m256 NAME(const char *row, int64_t b, const void *act,      \
+                                                 int64_t n, __m256 acc, int k, size_t ahead) {     \
+        return tail32(row, b, act, n, acc, T, k, F, ahead);                                        \
+    }
+#define TAILS32(T, NAME)                                                                           \
+    TAIL32(T, 0, tail_##NAME##_bw)                                                                 \
+    TAIL32(T, NM_AVX512_VNNI, tail_##NAME##_vnni)                                                  \
+    TAIL32(T, VG, tail_##NAME##_gfni)
+TAILS32(T_Q4_1, q4_1)
+TAILS32(T_Q5_0, q5_0)
+TAILS32(T_Q5_1, q5_1)
+TAILS32(T_IQ4_NL, iq4_nl)
+
+/* by T_* and sub-path (bw, vnni, gfni) */
+static const tail_fn tails[4][3] = {{tail_q4_1_bw, tail_q4_1_vnni, tail_q4_1_gfni},
+                                    {tail_q5_0_bw, tail_q5_0_vnni, tail_q5_0_gfni},
+                                    {tail_q5_1_bw, tail_q5_1_vnni, tail_q5_1_gfni},
+                                    {tail_iq4_nl_bw, tail_iq4_nl_vnni, tail_iq4_nl_gfni}};
+
+AI tail_fn tail_of(const int T, const int F) {
+    return tails[T][F & NM_AVX512_GFNI ? 2 : F & NM_AVX512_VNNI ? 1 : 0];
 }
 
 AI void rowdot32(const void *row, const void *const *acts, int64_t n, float *out, const int T,
@@ -254,7 +290,9 @@ AI void rowdot32(const void *row, const void *const *acts, int64_t n, float *out
     int64_t b = 0;
     for (; b + 8 <= nb; b += 8)
         step32(row, b, acts, n, acc, T, NT, 8, F, NM_PREFETCH_BYTES);
-    step32_tail(row, b, acts, n, acc, T, NT, (int)(nb - b), F, NM_PREFETCH_BYTES);
+    if (b < nb)
+        for (int t = 0; t < NT; t++)
+            acc[t] = tail_of(T, F)(row, b, acts[t], n, acc[t], (int)(nb - b), NM_PREFETCH_BYTES);
     _Pragma("GCC unroll 8") for (int t = 0; t < NT; t++) out[t] = hsum8(acc[t]);
 }
 
@@ -272,8 +310,9 @@ AI void rows4_32(const void *w, size_t rb, const void *act, int64_t n, float *ou
         _Pragma("GCC unroll 4") for (int r = 0; r < 4; r++) step32(
             (const char *)w + r * rb, b, acts, n, &acc[r], T, 1, 8, F, NM_PREFETCH_ROWS4_BYTES);
     for (int r = 0; r < 4; r++) {
-        step32_tail((const char *)w + r * rb, b, acts, n, &acc[r], T, 1, (int)(nb - b), F,
-                    NM_PREFETCH_ROWS4_BYTES);
+        if (b < nb)
+            acc[r] = tail_of(T, F)((const char *)w + r * rb, b, act, n, acc[r], (int)(nb - b),
+                                   NM_PREFETCH_ROWS4_BYTES);
         out[r] = hsum8(acc[r]);
     }
 }
@@ -512,7 +551,6 @@ static void rows4_iq4_xs_bw(const void *w, size_t rb, const void *act, int64_t n
     static void NAME(const void *w, const void *const *acts, int nt, int64_t n, float *out) {      \
         DISPATCH_NT(CALL32_##T##_##F)                                                              \
     }
-#define VG (NM_AVX512_VNNI | NM_AVX512_GFNI)
 #define ROWDOTS32(T, NAME)                                                                         \
     ROWDOT32(rowdot_##NAME##_bw, T, 0)                                                             \
     ROWDOT32(rowdot_##NAME##_vnni, T, NM_AVX512_VNNI)                                              \

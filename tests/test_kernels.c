@@ -239,6 +239,23 @@ static void test_kernels_quant_shapes(void **state) {
     }
 }
 
+/* Rows of 8 + k blocks of 32 for every k = 1..7: the SIMD kernels that take
+ * blocks eight at a time end a row with a k-block step of its own (matvec's
+ * four rows at once and the leftover row, matmat with k + 1 tokens). */
+static void test_kernels_block_tails(void **state) {
+    (void)state;
+    for (size_t ti = 0; ti < n_all_types; ti++) {
+        if (block_of(all_types[ti]) != 32)
+            continue;
+        for (int k = 1; k <= 7; k++) {
+            problem p;
+            problem_make(&p, all_types[ti], (8 + k) * 32, 9, k + 1);
+            run_problem_all_sets(&p);
+            problem_free(&p);
+        }
+    }
+}
+
 /* Every token count 1..9 (each token-group remainder) and row counts that
  * cross the matmat row blocks. */
 static void test_kernels_token_counts(void **state) {
@@ -578,6 +595,7 @@ int main(void) {
         cmocka_unit_test(test_swiglu),
         cmocka_unit_test(test_kernels_float_shapes),
         cmocka_unit_test(test_kernels_quant_shapes),
+        cmocka_unit_test(test_kernels_block_tails),
         cmocka_unit_test(test_kernels_token_counts),
         cmocka_unit_test(test_quant_act_error),
         cmocka_unit_test(test_kernels_deterministic),
