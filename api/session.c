@@ -382,6 +382,15 @@ const char *numalm_simd_name(numalm_simd level) {
     return nm_simd_name((nm_simd)level);
 }
 
+int numalm_simd_from_name(const char *name, numalm_simd *level) {
+    for (int l = NUMALM_SIMD_SCALAR; name && l <= NUMALM_SIMD_AMX; l++)
+        if (!strcmp(name, numalm_simd_name((numalm_simd)l))) {
+            *level = (numalm_simd)l;
+            return 0;
+        }
+    return -1;
+}
+
 const char *numalm_kv_type_name(numalm_kv_type t) {
     return t == NUMALM_KV_F16 ? "f16" : t == NUMALM_KV_F32 ? "f32" : "?";
 }

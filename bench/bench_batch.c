@@ -55,11 +55,10 @@ static int parse(int argc, char **argv, bench_opts *o) {
         else if (!strcmp(a, "-r"))
             o->rounds = atoi(v);
         else if (!strcmp(a, "--simd")) {
-            for (int l = NUMALM_SIMD_SCALAR; l <= NUMALM_SIMD_AMX; l++)
-                if (!strcmp(v, numalm_simd_name((numalm_simd)l)))
-                    o->simd = l;
-            if (o->simd < 0)
+            numalm_simd l;
+            if (numalm_simd_from_name(v, &l) != 0)
                 return -1;
+            o->simd = (int)l;
         } else
             return -1;
     }

@@ -16,13 +16,8 @@
 
 /* NUMALM_SIMD: a level name; anything else is ignored with a warning. */
 static void env_simd(numalm_options *o, const char *v) {
-    static const numalm_simd levels[] = {NUMALM_SIMD_SCALAR, NUMALM_SIMD_AVX2, NUMALM_SIMD_AVX512,
-                                         NUMALM_SIMD_AMX};
-    for (size_t i = 0; i < sizeof levels / sizeof levels[0]; i++)
-        if (!strcmp(v, numalm_simd_name(levels[i]))) {
-            o->simd_max = levels[i];
-            return;
-        }
+    if (numalm_simd_from_name(v, &o->simd_max) == 0)
+        return;
     fprintf(stderr, "numalm: NUMALM_SIMD=%s is not scalar, avx2, avx512 or amx; ignoring it\n", v);
 }
 

@@ -296,6 +296,11 @@ NUMALM_API const char *numalm_io_name(numalm_io io);              /* "auto" */
 NUMALM_API const char *numalm_simd_name(numalm_simd level);       /* "avx2" */
 NUMALM_API const char *numalm_kv_type_name(numalm_kv_type t);     /* "f16" */
 
+/* The level numalm_simd_name calls name ("scalar", "avx2", "avx512", "amx";
+ * exact, lower case) into *level: 0, or -1 with *level unchanged when name
+ * is NULL or none of them. Whether this CPU runs it is numalm_open's check. */
+NUMALM_API int numalm_simd_from_name(const char *name, numalm_simd *level);
+
 /* ---- tokens ----------------------------------------------------------- */
 
 /* Encodes text[0..len) as llama.cpp's llama_tokenize: with add_bos, BOS

@@ -377,6 +377,21 @@ static void test_names(void **state) {
     assert_string_equal(numalm_simd_name(NUMALM_SIMD_AVX2), "avx2");
     assert_string_equal(numalm_kv_type_name(NUMALM_KV_F16), "f16");
     assert_true(numalm_simd_level() <= NUMALM_SIMD_AMX);
+    /* every level's name back to the level; anything else refused */
+    for (int l = NUMALM_SIMD_SCALAR; l <= NUMALM_SIMD_AMX; l++) {
+        numalm_simd got = (numalm_simd)-1;
+        assert_int_equal(numalm_simd_from_name(numalm_simd_name((numalm_simd)l), &got), 0);
+        assert_int_equal(got, l);
+    }
+    static const char *const bad[] = {"", "AVX2", "avx", "avx512 ", "avx5120", "sse", "unknown"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        numalm_simd got = NUMALM_SIMD_AVX2;
+        assert_int_equal(numalm_simd_from_name(bad[i], &got), -1);
+        assert_int_equal(got, NUMALM_SIMD_AVX2);
+    }
+    numalm_simd got = NUMALM_SIMD_AVX2;
+    assert_int_equal(numalm_simd_from_name(NULL, &got), -1);
+    assert_int_equal(got, NUMALM_SIMD_AVX2);
     /* the build: a MAJOR.MINOR.PATCH version, a commit, the scalar kernels */
     const numalm_build *b = numalm_build_info();
     unsigned major, minor, patch;
