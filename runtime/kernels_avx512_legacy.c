@@ -290,9 +290,12 @@ AI void rowdot32(const void *row, const void *const *acts, int64_t n, float *out
     int64_t b = 0;
     for (; b + 8 <= nb; b += 8)
         step32(row, b, acts, n, acc, T, NT, 8, F, NM_PREFETCH_BYTES);
+    /* unrolled: with acc indexed by constants it stays in registers in the
+     * loop above (a variable index kept it in memory, stored every step:
+     * 2-3 % of Q4_1's matmat) */
     if (b < nb)
-        for (int t = 0; t < NT; t++)
-            acc[t] = tail_of(T, F)(row, b, acts[t], n, acc[t], (int)(nb - b), NM_PREFETCH_BYTES);
+        _Pragma("GCC unroll 8") for (int t = 0; t < NT; t++) acc[t] =
+            tail_of(T, F)(row, b, acts[t], n, acc[t], (int)(nb - b), NM_PREFETCH_BYTES);
     _Pragma("GCC unroll 8") for (int t = 0; t < NT; t++) out[t] = hsum8(acc[t]);
 }
 
@@ -309,7 +312,7 @@ AI void rows4_32(const void *w, size_t rb, const void *act, int64_t n, float *ou
     for (; b + 8 <= nb; b += 8)
         _Pragma("GCC unroll 4") for (int r = 0; r < 4; r++) step32(
             (const char *)w + r * rb, b, acts, n, &acc[r], T, 1, 8, F, NM_PREFETCH_ROWS4_BYTES);
-    for (int r = 0; r < 4; r++) {
+    _Pragma("GCC unroll 4") for (int r = 0; r < 4; r++) {
         if (b < nb)
             acc[r] = tail_of(T, F)((const char *)w + r * rb, b, act, n, acc[r], (int)(nb - b),
                                    NM_PREFETCH_ROWS4_BYTES);
