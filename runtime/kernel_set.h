@@ -227,8 +227,8 @@ static inline uint64_t nm_actq_batch_row_bytes(int64_t n) {
     return nm_actq_dline_off(n) + ((uint64_t)(n / 32) + 15) / 16 * 64;
 }
 /* Token t's qs and scales into its group's lines; rows: the batch's first
- * row. */
-void nm_actq_vnni(void *rows, int t, int64_t n);
+ * row. Token n_tok - 1 (the batch's last) zeroes the columns after its own. */
+void nm_actq_vnni(void *rows, int t, int n_tok, int64_t n);
 
 /* Prepared Q8_K activation row for n elements (n a multiple of 256), the
  * format of the K-quant kernels (kernels_scalar_kquant.c), nb = n/256:
@@ -283,15 +283,16 @@ void nm_actk_tile_order(void *row, int64_t n);
  * of 8, ...) are one tile load with the row stride nm_actk_batch_row_bytes.
  * The buffer has rows for a whole last group (nm_act_buffer_bytes): a tile
  * reads the lines of every group row, and the columns of the tokens a batch
- * lacks hold whatever was there (their results are never used). */
+ * lacks hold zeros (their results are never used). */
 static inline uint64_t nm_actk_vnni_off(int64_t n) {
     return nm_actk_tiled_row_bytes(n);
 }
 static inline uint64_t nm_actk_batch_row_bytes(int64_t n) {
     return nm_actk_tiled_row_bytes(n) + (uint64_t)n; /* n: a multiple of 256 */
 }
-/* Token t's words into its group's lines; rows: the batch's first row. */
-void nm_actk_vnni(void *rows, int t, int64_t n);
+/* Token t's words into its group's lines; rows: the batch's first row.
+ * Token n_tok - 1 (the batch's last) zeroes the columns after its own. */
+void nm_actk_vnni(void *rows, int t, int n_tok, int64_t n);
 
 /* Rounds to nearest even for |v| < 2^22 without a libm call: adding 1.5 *
  * 2^23 leaves no fraction bits. (nearbyintf is a call on baseline x86-64, and

@@ -239,24 +239,36 @@ void nm_actk_tile_order(void *row, int64_t n) {
 /* Token t's n_words 4-byte words at src into its group's lines at offset
  * off of the group's rows (rb apart): word w at row w % 16, line w / 16,
  * column t % 16. Workers that prepare different tokens of a group write
- * different 4-byte columns of the same lines: no word is written twice. */
-static void vnni_words(void *rows, size_t rb, int t, uint64_t off, const void *src,
+ * different 4-byte columns of the same lines: no word is written twice.
+ * The batch's last token (t == n_tok - 1) also zeroes the columns after
+ * its own: a tile reads every column of a line, so no byte it reads is
+ * left as the buffer held it (the results of those columns are discarded,
+ * but uninitialised bytes are what valgrind and MSan report). One store of
+ * at most 60 bytes a line, in a line the token's own word has just brought
+ * into the cache. */
+static void vnni_words(void *rows, size_t rb, int t, int n_tok, uint64_t off, const void *src,
                        int64_t n_words) {
     char *lines = (char *)rows + (size_t)(t / 16) * 16 * rb + off + 4 * (size_t)(t % 16);
-    for (int64_t w = 0; w < n_words; w++)
-        memcpy(lines + (size_t)(w % 16) * rb + (size_t)(w / 16) * 64, (const char *)src + 4 * w, 4);
+    const size_t pad = t == n_tok - 1 ? 4 * (size_t)(15 - t % 16) : 0;
+    for (int64_t w = 0; w < n_words; w++) {
+        char *word = lines + (size_t)(w % 16) * rb + (size_t)(w / 16) * 64;
+        memcpy(word, (const char *)src + 4 * w, 4);
+        if (pad)
+            memset(word + 4, 0, pad);
+    }
 }
 
-void nm_actk_vnni(void *rows, int t, int64_t n) {
+void nm_actk_vnni(void *rows, int t, int n_tok, int64_t n) {
     const size_t rb = (size_t)nm_actk_batch_row_bytes(n);
-    vnni_words(rows, rb, t, nm_actk_vnni_off(n), nm_actk_qs((char *)rows + (size_t)t * rb), n / 4);
+    vnni_words(rows, rb, t, n_tok, nm_actk_vnni_off(n), nm_actk_qs((char *)rows + (size_t)t * rb),
+               n / 4);
 }
 
-void nm_actq_vnni(void *rows, int t, int64_t n) {
+void nm_actq_vnni(void *rows, int t, int n_tok, int64_t n) {
     const size_t rb = (size_t)nm_actq_batch_row_bytes(n);
     const char *row = (const char *)rows + (size_t)t * rb;
-    vnni_words(rows, rb, t, nm_actq_vnni_off(n), nm_actq_qs(row), n / 4);
-    vnni_words(rows, rb, t, nm_actq_dline_off(n), nm_actq_d(row, n), n / 32);
+    vnni_words(rows, rb, t, n_tok, nm_actq_vnni_off(n), nm_actq_qs(row), n / 4);
+    vnni_words(rows, rb, t, n_tok, nm_actq_dline_off(n), nm_actq_d(row, n), n / 32);
 }
 
 /* One token's prepared row; several (many, for matmat tiles) when n_tok > 1. */
@@ -310,9 +322,9 @@ void nm_act_prepare_rows(uint32_t wtype, const float *x, int64_t n, int n_tok, i
     for (int t = t0; t < t1; t++) {
         prepare_row(f, n_tok, x + (size_t)t * (size_t)n, n, (char *)buf + t * rb);
         if (f == NM_ACT_Q8_K && n_tok > 1)
-            nm_actk_vnni(buf, t, n);
+            nm_actk_vnni(buf, t, n_tok, n);
         else if (f == NM_ACT_Q8_32 && n_tok > 1)
-            nm_actq_vnni(buf, t, n);
+            nm_actq_vnni(buf, t, n_tok, n);
     }
     act->q = buf;
     act->q_row_bytes = rb;

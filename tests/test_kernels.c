@@ -256,6 +256,44 @@ static void test_kernels_block_tails(void **state) {
     }
 }
 
+/* A batch's interleaved lines (nm_actk_vnni): token 16 g + c's word w at
+ * byte 4 c of its group's line w, and zeros in the columns of the tokens a
+ * partial last group lacks, whatever the buffer held before (the AMX tiles
+ * read every column). */
+static void test_actk_vnni_columns(void **state) {
+    (void)state;
+    const int64_t n = 512;
+    static const int counts[] = {2, 5, 16, 21};
+    for (size_t k = 0; k < sizeof counts / sizeof counts[0]; k++) {
+        const int nt = counts[k];
+        float *x = malloc((size_t)(n * nt) * sizeof(float));
+        assert_non_null(x);
+        for (int64_t i = 0; i < n * nt; i++)
+            x[i] = rng_value();
+        size_t bytes = nm_act_buffer_bytes(NM_TYPE_Q4_K, n, nt);
+        char *buf = aligned_alloc(64, bytes);
+        assert_non_null(buf);
+        memset(buf, 0xa5, bytes);
+        nm_act a;
+        nm_act_prepare(NM_TYPE_Q4_K, x, n, nt, buf, &a);
+        const size_t rb = (size_t)nm_actk_batch_row_bytes(n);
+        static const char zero[4];
+        for (int g = 0; g < (nt + 15) / 16; g++)
+            for (int64_t w = 0; w < n / 4; w++) {
+                const char *line = buf + (size_t)(16 * g + w % 16) * rb + nm_actk_vnni_off(n) +
+                                   64 * (size_t)(w / 16);
+                for (int c = 0; c < 16; c++) {
+                    const int t = 16 * g + c;
+                    const void *want =
+                        t < nt ? (const void *)(nm_actk_qs(buf + (size_t)t * rb) + 4 * w) : zero;
+                    assert_memory_equal(line + 4 * c, want, 4);
+                }
+            }
+        free(buf);
+        free(x);
+    }
+}
+
 /* Every token count 1..9 (each token-group remainder) and row counts that
  * cross the matmat row blocks. */
 static void test_kernels_token_counts(void **state) {
@@ -596,6 +634,7 @@ int main(void) {
         cmocka_unit_test(test_kernels_float_shapes),
         cmocka_unit_test(test_kernels_quant_shapes),
         cmocka_unit_test(test_kernels_block_tails),
+        cmocka_unit_test(test_actk_vnni_columns),
         cmocka_unit_test(test_kernels_token_counts),
         cmocka_unit_test(test_quant_act_error),
         cmocka_unit_test(test_kernels_deterministic),
