@@ -118,6 +118,10 @@ typedef struct nm_kernel_set {
     void (*act_quantize_q8k)(const float *x, int64_t n, void *row);
     /* nm_act_quantize_q8 (Q8_0 / Q4_0 activations) likewise: the same bits */
     void (*act_quantize_q8)(const float *x, int64_t n, void *row);
+    /* NULL, or what a thread calls as it leaves nm_matmat_set: the AMX sets
+     * hand the tile state back (tilerelease), so a thread that is not in a
+     * matmat has none for the kernel to save at each context switch */
+    void (*matmat_end)(void);
 } nm_kernel_set;
 
 /* AVX-512 sub-paths, picked from CPUID unless a test asks for one. */

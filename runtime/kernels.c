@@ -463,6 +463,8 @@ void nm_matmat_set(const nm_kernel_set *ks, const void *w, int64_t n_rows, const
             matmat_rows(tk, ks->tok_group, w, rb, r0, r1, x, t0, nt, y, ldy);
         }
     }
+    if (ks->matmat_end)
+        ks->matmat_end();
 }
 
 void nm_matvec_at(nm_simd level, const void *w, int64_t n_rows, const nm_act *x, float *y) {

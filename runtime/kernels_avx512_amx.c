@@ -13,8 +13,10 @@
  * each result row's tokens in one register for the scalar kernels' float
  * steps, in their order.
  *
- * The tile shapes are loaded once per thread (ldtilecfg costs about 54 ns)
- * and again only when a thread switches shapes. Groups of fewer tokens than
+ * The tile shapes are loaded once per matmat call and thread (ldtilecfg
+ * costs about 54 ns) and again only when a thread switches shapes; the
+ * thread releases the tiles as it leaves the matmat (amx_release, the set's
+ * matmat_end). Groups of fewer tokens than
  * the AMX tile wins from, and processes the kernel denies the tile data,
  * run the VNNI tiles. */
 #include "kernels_amx.h"
@@ -46,6 +48,16 @@ static const amx_cfg cfg_q4_8 __attribute__((aligned(64))) = {
     .palette = 1, .colsb = {32, 32, 0, 0, 64, 64, 32}, .rows = {16, 16, 0, 0, 16, 16, 16}};
 
 static _Thread_local const amx_cfg *loaded;
+
+/* The tile state back to the CPU (tilerelease) when this thread holds it:
+ * the kernel saves and restores 8 KiB of tile data at each context switch
+ * of a thread that does. The next tile loads its shape again. */
+static void amx_release(void) {
+    if (loaded) {
+        _tile_release();
+        loaded = NULL;
+    }
+}
 
 bool nm_amx_use(const amx_cfg *cfg) {
     if (loaded == cfg)
@@ -368,4 +380,5 @@ void nm_kernels_avx512_amx(nm_kernel_set *ks, int features) {
         k->tile_rows = AMX_R;
         k->tile_tok = AMX_T;
     }
+    ks->matmat_end = amx_release;
 }
