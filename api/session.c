@@ -7,6 +7,7 @@
 #include "gguf/ggml_types.h"
 #include "runtime/kernels.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -218,6 +219,16 @@ static int open_model(numalm_session *s) {
     if ((int)level < 0 || nm_simd_set(level) != 0)
         return nm_fail(&s->err, "options: SIMD level %d is not usable on this CPU",
                        (int)o->simd_max);
+    int amx_err = nm_amx_refused();
+    if (amx_err && o->simd_max >= NUMALM_SIMD_AMX)
+        nm_session_log(
+            s, NUMALM_LOG_WARN,
+            "the CPU has AMX tiles, but Linux refused this process their state "
+            "(arch_prctl ARCH_REQ_XCOMP_PERM: %s%s): level %s, the AVX-512 VNNI tiles "
+            "instead",
+            strerror(amx_err),
+            amx_err == ENOSPC ? "; a thread's signal stack is smaller than the tile state" : "",
+            nm_simd_name(level));
     /* the KV cache and scratch against what the nodes have left now */
     nm_fit_opts fo = fit_opts(o, NUMALM_STAGE_MODEL);
     fo.weights_unchecked = "loaded already";

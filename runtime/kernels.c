@@ -12,6 +12,7 @@
 #include "gguf/quant.h"
 
 #include <cpuid.h>
+#include <errno.h>
 #include <float.h>
 #include <pthread.h>
 #include <sys/syscall.h>
@@ -36,6 +37,7 @@ static bool cpu_has_f16c(void) {
 #define XFEATURE_XTILEDATA 18
 
 static bool amx_ok;
+static int amx_errno; /* arch_prctl's, when it refused */
 
 /* CPUID.(7,0):EDX bit 24 AMX-TILE, bit 25 AMX-INT8; the kernel must then
  * grant the process the tile data (Linux 5.16+: without it the first tile
@@ -49,8 +51,10 @@ static void amx_probe(void) {
         return;
     if (!__get_cpuid(1, &a, &b, &c, &d) || !(c & bit_OSXSAVE))
         return;
-    if (syscall(SYS_arch_prctl, ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA) != 0)
+    if (syscall(SYS_arch_prctl, ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA) != 0) {
+        amx_errno = errno;
         return;
+    }
     unsigned lo, hi;
     __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
     amx_ok = (lo & (3u << 17)) == (3u << 17);
@@ -60,6 +64,11 @@ bool nm_amx_usable(void) {
     static pthread_once_t once = PTHREAD_ONCE_INIT;
     pthread_once(&once, amx_probe);
     return amx_ok;
+}
+
+int nm_amx_refused(void) {
+    nm_amx_usable();
+    return amx_errno;
 }
 
 static bool cpu_level_ok(nm_simd level) {

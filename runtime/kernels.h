@@ -24,6 +24,10 @@ typedef enum nm_simd {
  * each level and a suspected SIMD bug ruled out without a rebuild. */
 nm_simd nm_simd_detect(void);
 bool nm_simd_supported(nm_simd level);
+/* 0, or the errno with which Linux refused this process the AMX tile data
+ * on a CPU that has the tiles (level amx is then unsupported, and the
+ * K-quant matmat runs the AVX-512 VNNI tiles): for the session's log. */
+int nm_amx_refused(void);
 /* Level used by nm_matvec/nm_matmat; defaults to nm_simd_detect(). Returns -1
  * if the CPU lacks it. Not thread-safe: call before starting workers. */
 int nm_simd_set(nm_simd level);

@@ -17,9 +17,13 @@
 #include "test_session.h"
 #include "test_util.h"
 
+#include <cpuid.h>
+#include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 static char g_dir[512], g_model[600];
@@ -403,7 +407,64 @@ static void test_names(void **state) {
     assert_ptr_equal(numalm_build_info(), b);
 }
 
-int main(void) {
+/* A signal stack smaller than the AMX tile state: Linux refuses the
+ * process the tile data (ENOSPC), and a session says so in its log and
+ * runs level avx512. In a fresh process, since the permission is asked
+ * once per process: this program again (main: --amx-refused MODEL). */
+static void on_amx_log(void *user, numalm_log_level level, const char *msg) {
+    if (level == NUMALM_LOG_WARN && strstr(msg, "refused this process their state") &&
+        strstr(msg, strerror(ENOSPC)))
+        snprintf(user, 1024, "%s", msg);
+}
+
+static int amx_refused_child(const char *model) {
+    static char stack[4096]; /* the tile data alone is 8 KiB */
+    stack_t ss = {.ss_sp = stack, .ss_size = sizeof stack};
+    if (sigaltstack(&ss, NULL) != 0)
+        return 2;
+    numalm_options o = tiny_opts();
+    o.model_path = model;
+    char warning[1024] = "";
+    o.log = on_amx_log;
+    o.log_user = warning;
+    char err[512];
+    numalm_session *s = numalm_open(&o, err, sizeof err);
+    if (!s) {
+        fprintf(stderr, "amx_refused_child: %s\n", err);
+        return 3;
+    }
+    bool ok = warning[0] && numalm_simd_level() == NUMALM_SIMD_AVX512;
+    if (!ok)
+        fprintf(stderr, "amx_refused_child: level %s, AMX warning: \"%s\"\n",
+                numalm_simd_name(numalm_simd_level()), warning);
+    numalm_close(s);
+    return ok ? 0 : 1;
+}
+
+static void test_amx_refused(void **state) {
+    (void)state;
+    unsigned a, b, c, d;
+    if (!__get_cpuid_count(7, 0, &a, &b, &c, &d) || !(d & (1u << 24)) || !(d & (1u << 25)) ||
+        !__builtin_cpu_supports("avx512vnni")) {
+        printf("test_amx_refused: skipped: no AMX int8 and AVX-512 VNNI on this CPU\n");
+        skip();
+    }
+    fflush(NULL);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        execl("/proc/self/exe", "test_api", "--amx-refused", g_model, (char *)NULL);
+        _exit(127);
+    }
+    int st = 0;
+    assert_int_equal(waitpid(pid, &st, 0), pid);
+    assert_true(WIFEXITED(st));
+    assert_int_equal(WEXITSTATUS(st), 0);
+}
+
+int main(int argc, char **argv) {
+    if (argc == 3 && !strcmp(argv[1], "--amx-refused"))
+        return amx_refused_child(argv[2]);
     if (nm_test_mkdtemp(g_dir, sizeof g_dir, "test_api")) {
         printf("test_api: cannot make a directory under /tmp\n");
         return 1;
@@ -419,6 +480,7 @@ int main(void) {
         cmocka_unit_test(test_tokens_both_ways), cmocka_unit_test(test_generate_matches_eval),
         cmocka_unit_test(test_eval_batch),       cmocka_unit_test(test_log_and_progress),
         cmocka_unit_test(test_simd_cap),         cmocka_unit_test(test_names),
+        cmocka_unit_test(test_amx_refused),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     unlink(g_model);
