@@ -182,86 +182,115 @@ AI __m256i reduce_pairs16(const __m512i p[4]) {
     return _mm512_castsi512_si256(_mm512_permutexvar_epi32(order, s));
 }
 
-/* Blocks b .. b+k-1 of one row for NT tokens. */
-AI void step32(const char *row, int64_t b, const void *const *acts, int64_t n, __m256 *acc,
-               const int T, const int NT, const int k, const int F, size_t ahead) {
+/* One token's products with the step's unpacked blocks b .. b+k-1 (s),
+ * added to acc. */
+AI __m256 tok32(const step_w *s, int64_t b, const void *act, int64_t n, __m256 acc, const int T,
+                const int k, const int F) {
     const int VNNI = F & NM_AVX512_VNNI;
-    const char *w = row + b * blk_bytes(T);
+    const int signed_w = is_signed(T) && !VNNI;
+    const int8_t *qa = nm_actq_qs(act) + b * 32;
+    __m512i p[4];
+    _Pragma("GCC unroll 4") for (int j = 0; j < 4; j++) {
+        if (2 * j >= k) {
+            p[j] = _mm512_setzero_si512();
+            continue;
+        }
+        __m512i a =
+            2 * j + 1 < k
+                ? _mm512_loadu_si512(qa + 64 * j)
+                : _mm512_zextsi256_si512(_mm256_loadu_si256((const __m256i *)(qa + 64 * j)));
+        p[j] = pair_dot(s->q[j], a, signed_w, VNNI);
+    }
+    __m256i isum = T == T_IQ4_NL ? reduce_pairs(p) : reduce_pairs16(p);
+    if (VNNI && value_offset(T)) { /* - offset * sum(a) per block */
+        const int32_t *sa = nm_actq_s(act, n) + b;
+        __m256i sv = k == 8 ? _mm256_loadu_si256((const __m256i *)sa)
+                            : _mm256_maskz_loadu_epi32((__mmask8)((1u << k) - 1), sa);
+        isum = _mm256_sub_epi32(isum, _mm256_slli_epi32(sv, value_offset(T) == 16 ? 4 : 7));
+    }
+    return scale_acc(isum, s->dw, s->mw, nm_actq_d(act, n) + b, nm_actq_m(act, n) + b, acc, T, k);
+}
+
+/* A step's weights ahead bytes on (past a row's end: the next row's, which
+ * the next call reads) into L2: three lines, at least a step's bytes. */
+AI void step_prefetch(const char *w, size_t ahead) {
     _mm_prefetch(w + ahead, _MM_HINT_T1);
     _mm_prefetch(w + ahead + 64, _MM_HINT_T1);
     _mm_prefetch(w + ahead + 128, _MM_HINT_T1);
-    step_w s = unpack_step(w, T, k, F);
-    const int signed_w = is_signed(T) && !VNNI;
-    _Pragma("GCC unroll 8") for (int t = 0; t < NT; t++) {
-        const int8_t *qa = nm_actq_qs(acts[t]) + b * 32;
-        __m512i p[4];
-        _Pragma("GCC unroll 4") for (int j = 0; j < 4; j++) {
-            if (2 * j >= k) {
-                p[j] = _mm512_setzero_si512();
-                continue;
-            }
-            __m512i a =
-                2 * j + 1 < k
-                    ? _mm512_loadu_si512(qa + 64 * j)
-                    : _mm512_zextsi256_si512(_mm256_loadu_si256((const __m256i *)(qa + 64 * j)));
-            p[j] = pair_dot(s.q[j], a, signed_w, VNNI);
-        }
-        __m256i isum = T == T_IQ4_NL ? reduce_pairs(p) : reduce_pairs16(p);
-        if (VNNI && value_offset(T)) { /* - offset * sum(a) per block */
-            const int32_t *sa = nm_actq_s(acts[t], n) + b;
-            __m256i sv = k == 8 ? _mm256_loadu_si256((const __m256i *)sa)
-                                : _mm256_maskz_loadu_epi32((__mmask8)((1u << k) - 1), sa);
-            isum = _mm256_sub_epi32(isum, _mm256_slli_epi32(sv, value_offset(T) == 16 ? 4 : 7));
-        }
-        acc[t] = scale_acc(isum, s.dw, s.mw, nm_actq_d(acts[t], n) + b, nm_actq_m(acts[t], n) + b,
-                           acc[t], T, k);
-    }
 }
 
-/* The last k < 8 blocks of a row for one token: step32 wants k known at
- * compile time, so a switch of seven steps. It is one function per type
- * and sub-path (tails), shared by every token count and by rows4: inlined
- * into each of the 96 row-dot instances, with their tokens unrolled, the
- * seven steps were most of this file's compile time. A token's sums are
- * its own (acc[t] depends on token t alone), so the tokens taken one at a
- * time give the same bits. Rows whose block count is a multiple of 8 (most
- * models' widths) never come here. */
-AI __m256 tail32(const char *row, int64_t b, const void *act, int64_t n, __m256 acc, const int T,
-                 int k, const int F, size_t ahead) {
-    const void *const acts[1] = {act};
+/* Blocks b .. b+k-1 of one row for NT tokens. */
+AI void step32(const char *row, int64_t b, const void *const *acts, int64_t n, __m256 *acc,
+               const int T, const int NT, const int k, const int F, size_t ahead) {
+    const char *w = row + b * blk_bytes(T);
+    step_prefetch(w, ahead);
+    const step_w s = unpack_step(w, T, k, F);
+    _Pragma("GCC unroll 8") for (int t = 0; t < NT; t++) acc[t] =
+        tok32(&s, b, acts[t], n, acc[t], T, k, F);
+}
+
+/* The last k < 8 blocks of a row for nt tokens: step32 wants k known at
+ * compile time, so a switch of seven steps, with the tokens in a loop. It
+ * is two functions per type and sub-path (tails: any token count; tails1:
+ * rows4's one token, acc by value, since through memory rows4 decode ran
+ * 19 % slower in cache), shared by every row-dot and rows4 instance:
+ * inlined into each of the 96 row-dot instances, with their tokens
+ * unrolled, the seven steps were most of this file's compile time. Rows
+ * whose block count is a multiple of 8 (most models' widths) never come
+ * here. */
+AI void tail32(const char *row, int64_t b, const void *const *acts, int nt, int64_t n, __m256 *acc,
+               const int T, const int k, const int F, size_t ahead) {
+    const char *w = row + b * blk_bytes(T);
+    step_prefetch(w, ahead);
+    const step_w s = unpack_step(w, T, k, F);
+    _Pragma("GCC unroll 1") for (int t = 0; t < nt; t++) acc[t] =
+        tok32(&s, b, acts[t], n, acc[t], T, k, F);
+}
+
+/* tail32 with k known in each case */
+AI void tail32_k(const char *row, int64_t b, const void *const *acts, int nt, int64_t n,
+                 __m256 *acc, const int T, int k, const int F, size_t ahead) {
     switch (k) {
     case 7:
-        step32(row, b, acts, n, &acc, T, 1, 7, F, ahead);
+        tail32(row, b, acts, nt, n, acc, T, 7, F, ahead);
         break;
     case 6:
-        step32(row, b, acts, n, &acc, T, 1, 6, F, ahead);
+        tail32(row, b, acts, nt, n, acc, T, 6, F, ahead);
         break;
     case 5:
-        step32(row, b, acts, n, &acc, T, 1, 5, F, ahead);
+        tail32(row, b, acts, nt, n, acc, T, 5, F, ahead);
         break;
     case 4:
-        step32(row, b, acts, n, &acc, T, 1, 4, F, ahead);
+        tail32(row, b, acts, nt, n, acc, T, 4, F, ahead);
         break;
     case 3:
-        step32(row, b, acts, n, &acc, T, 1, 3, F, ahead);
+        tail32(row, b, acts, nt, n, acc, T, 3, F, ahead);
         break;
     case 2:
-        step32(row, b, acts, n, &acc, T, 1, 2, F, ahead);
+        tail32(row, b, acts, nt, n, acc, T, 2, F, ahead);
         break;
     case 1:
-        step32(row, b, acts, n, &acc, T, 1, 1, F, ahead);
+        tail32(row, b, acts, nt, n, acc, T, 1, F, ahead);
         break;
     }
-    return acc;
 }
 
-typedef __m256 (*tail_fn)(const char *row, int64_t b, const void *act, int64_t n, __m256 acc, int k,
-                          size_t ahead);
+typedef void (*tail_fn)(const char *row, int64_t b, const void *const *acts, int nt, int64_t n,
+                        __m256 *acc, int k, size_t ahead);
+typedef __m256 (*tail1_fn)(const char *row, int64_t b, const void *act, int64_t n, __m256 acc,
+                           int k, size_t ahead);
 #define VG (NM_AVX512_VNNI | NM_AVX512_GFNI)
 #define TAIL32(T, F, NAME)                                                                         \
-    static __attribute__((noinline)) __m256 NAME(const char *row, int64_t b, const void *act,      \
-                                                 int64_t n, __m256 acc, int k, size_t ahead) {     \
-        return tail32(row, b, act, n, acc, T, k, F, ahead);                                        \
+    static __attribute__((noinline)) void NAME(const char *row, int64_t b,                         \
+                                               const void *const *acts, int nt, int64_t n,         \
+                                               __m256 *acc, int k, size_t ahead) {                 \
+        tail32_k(row, b, acts, nt, n, acc, T, k, F, ahead);                                        \
+    }                                                                                              \
+    static __attribute__((noinline)) __m256 NAME##_1(const char *row, int64_t b, const void *act,  \
+                                                     int64_t n, __m256 acc, int k, size_t ahead) { \
+        const void *const acts[1] = {act};                                                         \
+        tail32_k(row, b, acts, 1, n, &acc, T, k, F, ahead);                                        \
+        return acc;                                                                                \
     }
 #define TAILS32(T, NAME)                                                                           \
     TAIL32(T, 0, tail_##NAME##_bw)                                                                 \
@@ -278,8 +307,13 @@ static const tail_fn tails[4][3] = {{tail_q4_1_bw, tail_q4_1_vnni, tail_q4_1_gfn
                                     {tail_q5_1_bw, tail_q5_1_vnni, tail_q5_1_gfni},
                                     {tail_iq4_nl_bw, tail_iq4_nl_vnni, tail_iq4_nl_gfni}};
 
-AI tail_fn tail_of(const int T, const int F) {
-    return tails[T][F & NM_AVX512_GFNI ? 2 : F & NM_AVX512_VNNI ? 1 : 0];
+static const tail1_fn tails1[4][3] = {{tail_q4_1_bw_1, tail_q4_1_vnni_1, tail_q4_1_gfni_1},
+                                      {tail_q5_0_bw_1, tail_q5_0_vnni_1, tail_q5_0_gfni_1},
+                                      {tail_q5_1_bw_1, tail_q5_1_vnni_1, tail_q5_1_gfni_1},
+                                      {tail_iq4_nl_bw_1, tail_iq4_nl_vnni_1, tail_iq4_nl_gfni_1}};
+
+AI int sub_path(const int F) {
+    return F & NM_AVX512_GFNI ? 2 : F & NM_AVX512_VNNI ? 1 : 0;
 }
 
 AI void rowdot32(const void *row, const void *const *acts, int64_t n, float *out, const int T,
@@ -290,13 +324,14 @@ AI void rowdot32(const void *row, const void *const *acts, int64_t n, float *out
     int64_t b = 0;
     for (; b + 8 <= nb; b += 8)
         step32(row, b, acts, n, acc, T, NT, 8, F, NM_PREFETCH_BYTES);
-    /* unrolled: with acc indexed by constants it stays in registers in the
-     * loop above (a variable index kept it in memory, stored every step:
-     * 2-3 % of Q4_1's matmat) */
+    /* the tail on a copy: acc's address never taken, it stays in registers
+     * in the loop above (in memory, it was stored every step: Q4_1 matmat
+     * -2.5 %) */
+    __m256 last[TOK_GROUP];
+    _Pragma("GCC unroll 8") for (int t = 0; t < NT; t++) last[t] = acc[t];
     if (b < nb)
-        _Pragma("GCC unroll 8") for (int t = 0; t < NT; t++) acc[t] =
-            tail_of(T, F)(row, b, acts[t], n, acc[t], (int)(nb - b), NM_PREFETCH_BYTES);
-    _Pragma("GCC unroll 8") for (int t = 0; t < NT; t++) out[t] = hsum8(acc[t]);
+        tails[T][sub_path(F)](row, b, acts, NT, n, last, (int)(nb - b), NM_PREFETCH_BYTES);
+    _Pragma("GCC unroll 8") for (int t = 0; t < NT; t++) out[t] = hsum8(last[t]);
 }
 
 /* Decode: 4 rows at w, w + rb, ... x one token, step by step in turn, so
@@ -314,8 +349,8 @@ AI void rows4_32(const void *w, size_t rb, const void *act, int64_t n, float *ou
             (const char *)w + r * rb, b, acts, n, &acc[r], T, 1, 8, F, NM_PREFETCH_ROWS4_BYTES);
     _Pragma("GCC unroll 4") for (int r = 0; r < 4; r++) {
         if (b < nb)
-            acc[r] = tail_of(T, F)((const char *)w + r * rb, b, act, n, acc[r], (int)(nb - b),
-                                   NM_PREFETCH_ROWS4_BYTES);
+            acc[r] = tails1[T][sub_path(F)]((const char *)w + r * rb, b, act, n, acc[r],
+                                            (int)(nb - b), NM_PREFETCH_ROWS4_BYTES);
         out[r] = hsum8(acc[r]);
     }
 }
