@@ -256,42 +256,67 @@ static void test_kernels_block_tails(void **state) {
     }
 }
 
-/* A batch's interleaved lines (nm_actk_vnni): token 16 g + c's word w at
- * byte 4 c of its group's line w, and zeros in the columns of the tokens a
- * partial last group lacks, whatever the buffer held before (the AMX tiles
- * read every column). */
-static void test_actk_vnni_columns(void **state) {
+/* Checks one kind of a batch's interleaved lines: n_words 4-byte words of
+ * each token, from word(row) of its row, at off of its group's rows. */
+static void check_vnni_lines(const char *buf, size_t rb, int nt, uint64_t off,
+                             const void *(*word0)(const char *row, int64_t n), int64_t n,
+                             int64_t n_words) {
+    static const char zero[4];
+    for (int g = 0; g < (nt + 15) / 16; g++)
+        for (int64_t w = 0; w < n_words; w++) {
+            const char *line = buf + (size_t)(16 * g + w % 16) * rb + off + 64 * (size_t)(w / 16);
+            for (int c = 0; c < 16; c++) {
+                const int t = 16 * g + c;
+                const void *want =
+                    t < nt ? (const char *)word0(buf + (size_t)t * rb, n) + 4 * w : zero;
+                assert_memory_equal(line + 4 * c, want, 4);
+            }
+        }
+}
+
+static const void *actk_qs_of(const char *row, int64_t n) {
+    return nm_actk_qs(row);
+}
+static const void *actq_qs_of(const char *row, int64_t n) {
+    return nm_actq_qs(row);
+}
+static const void *actq_d_of(const char *row, int64_t n) {
+    return nm_actq_d(row, n);
+}
+
+/* A batch's interleaved lines (nm_actk_vnni, nm_actq_vnni): token 16 g + c's
+ * word w at byte 4 c of its group's line w, and zeros in the columns of the
+ * tokens a partial last group lacks, whatever the buffer held before (the
+ * AMX tiles read every column). */
+static void test_vnni_lines(void **state) {
     (void)state;
     const int64_t n = 512;
     static const int counts[] = {2, 5, 16, 21};
-    for (size_t k = 0; k < sizeof counts / sizeof counts[0]; k++) {
-        const int nt = counts[k];
-        float *x = malloc((size_t)(n * nt) * sizeof(float));
-        assert_non_null(x);
-        for (int64_t i = 0; i < n * nt; i++)
-            x[i] = rng_value();
-        size_t bytes = nm_act_buffer_bytes(NM_TYPE_Q4_K, n, nt);
-        char *buf = aligned_alloc(64, bytes);
-        assert_non_null(buf);
-        memset(buf, 0xa5, bytes);
-        nm_act a;
-        nm_act_prepare(NM_TYPE_Q4_K, x, n, nt, buf, &a);
-        const size_t rb = (size_t)nm_actk_batch_row_bytes(n);
-        static const char zero[4];
-        for (int g = 0; g < (nt + 15) / 16; g++)
-            for (int64_t w = 0; w < n / 4; w++) {
-                const char *line = buf + (size_t)(16 * g + w % 16) * rb + nm_actk_vnni_off(n) +
-                                   64 * (size_t)(w / 16);
-                for (int c = 0; c < 16; c++) {
-                    const int t = 16 * g + c;
-                    const void *want =
-                        t < nt ? (const void *)(nm_actk_qs(buf + (size_t)t * rb) + 4 * w) : zero;
-                    assert_memory_equal(line + 4 * c, want, 4);
-                }
+    for (int q8 = 0; q8 < 2; q8++)
+        for (size_t k = 0; k < sizeof counts / sizeof counts[0]; k++) {
+            const int nt = counts[k];
+            const uint32_t type = q8 ? NM_TYPE_Q8_0 : NM_TYPE_Q4_K;
+            float *x = malloc((size_t)(n * nt) * sizeof(float));
+            assert_non_null(x);
+            for (int64_t i = 0; i < n * nt; i++)
+                x[i] = rng_value();
+            size_t bytes = nm_act_buffer_bytes(type, n, nt);
+            char *buf = aligned_alloc(64, bytes);
+            assert_non_null(buf);
+            memset(buf, 0xa5, bytes);
+            nm_act a;
+            nm_act_prepare(type, x, n, nt, buf, &a);
+            if (q8) {
+                const size_t rb = (size_t)nm_actq_batch_row_bytes(n);
+                check_vnni_lines(buf, rb, nt, nm_actq_vnni_off(n), actq_qs_of, n, n / 4);
+                check_vnni_lines(buf, rb, nt, nm_actq_dline_off(n), actq_d_of, n, n / 32);
+            } else {
+                check_vnni_lines(buf, (size_t)nm_actk_batch_row_bytes(n), nt, nm_actk_vnni_off(n),
+                                 actk_qs_of, n, n / 4);
             }
-        free(buf);
-        free(x);
-    }
+            free(buf);
+            free(x);
+        }
 }
 
 /* Every token count 1..9 (each token-group remainder) and row counts that
@@ -634,7 +659,7 @@ int main(void) {
         cmocka_unit_test(test_kernels_float_shapes),
         cmocka_unit_test(test_kernels_quant_shapes),
         cmocka_unit_test(test_kernels_block_tails),
-        cmocka_unit_test(test_actk_vnni_columns),
+        cmocka_unit_test(test_vnni_lines),
         cmocka_unit_test(test_kernels_token_counts),
         cmocka_unit_test(test_quant_act_error),
         cmocka_unit_test(test_kernels_deterministic),
