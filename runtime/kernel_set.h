@@ -63,7 +63,7 @@ typedef void (*nm_rows4_fn)(const void *w, size_t row_bytes, const void *act, in
  * acts[0] is the row of token t0 of a batch prepared for several tokens, t0
  * a multiple of tile_tok, and acts[t] its token t0 + t (nm_matmat_set calls
  * them so): the AMX tiles read the batch's token-interleaved copy
- * (nm_actk_vnni) from there. */
+ * (nm_actk_lines) from there. */
 typedef void (*nm_tile_fn)(const void *w, size_t row_bytes, const void *const *acts, int nt,
                            int64_t n, float *out);
 
@@ -217,10 +217,11 @@ static inline uint64_t nm_actq_row_bytes(int64_t n) {
  * (kernels_avx512_q8_0_amx.c). Within a group's 16 rows, after each row's
  * Q8 row: the qs lines, word w (qs 4w .. 4w + 3) of token 16g + c at byte 4c
  * of line w, line w in group row w % 16 at nm_actq_vnni_off(n) + 64 (w / 16)
- * (nm_actk_vnni's layout), so block b's 8 lines are one tile load with the
- * batch row stride; then the scale lines, d[b] of token 16g + c at byte 4c
- * of line b, in group row b % 16 at nm_actq_dline_off(n) + 64 (b / 16). The
- * buffer has rows for a whole last group, as for Q8_K batches. */
+ * (the layout of Q8_K's lines, below, in the values' order), so block b's
+ * 8 lines are one tile load with the batch row stride; then the scale
+ * lines, d[b] of token 16g + c at byte 4c of line b, in group row b % 16 at
+ * nm_actq_dline_off(n) + 64 (b / 16). The buffer has rows for a whole last
+ * group, as for Q8_K batches. */
 static inline uint64_t nm_actq_vnni_off(int64_t n) {
     return nm_actq_row_bytes(n);
 }
@@ -230,9 +231,16 @@ static inline uint64_t nm_actq_dline_off(int64_t n) {
 static inline uint64_t nm_actq_batch_row_bytes(int64_t n) {
     return nm_actq_dline_off(n) + ((uint64_t)(n / 32) + 15) / 16 * 64;
 }
-/* Token t's qs and scales into its group's lines; rows: the batch's first
- * row. Token n_tok - 1 (the batch's last) zeroes the columns after its own. */
-void nm_actq_vnni(void *rows, int t, int n_tok, int64_t n);
+/* Line l of the kind at off (nm_actq_*_off, nm_actk_*_off) of the group
+ * whose first row is at group, rows ra apart: row l % 16, 64-byte column
+ * l / 16. */
+static inline const char *nm_act_line(const void *group, size_t ra, uint64_t off, int64_t l) {
+    return (const char *)group + (size_t)(l % 16) * ra + off + (size_t)(l / 16) * 64;
+}
+/* The lines of blocks [b0, b1) of every group of a batch of n_tok prepared
+ * rows; rows: the batch's first row. Workers that take disjoint blocks
+ * write disjoint cache lines (nm_act_lines). */
+void nm_actq_lines(void *rows, int n_tok, int64_t n, int64_t b0, int64_t b1);
 
 /* Prepared Q8_K activation row for n elements (n a multiple of 256), the
  * format of the K-quant kernels (kernels_scalar_kquant.c), nb = n/256:
@@ -280,23 +288,43 @@ void nm_actk_tile_order(void *row, int64_t n);
 
 /* Batches prepared for several tokens also hold their qs interleaved by
  * groups of 16 tokens, as AMX's second operand wants them: 4-byte word w of
- * every token of a group (its qs 4w .. 4w + 3) side by side in one 64-byte
- * line, token 16g + c at byte 4c of group g's line w. The lines of a group
+ * every token of a group side by side in one 64-byte line, token 16g + c at
+ * byte 4c of group g's line w. Each super-block's 64 words are in the
+ * order of a Q4_K row's nibbles: by 32 values, position p holds the values
+ * of sub-block NM_ACTK_LINE_SUB(p) (0, 2, 1, 3, 4, 6, 5, 7), so the low
+ * nibbles of code bytes 64h .. 64h + 63 are the values of window 2h (lines
+ * 16 (2h) .. 16 (2h) + 15) and their high nibbles window 2h + 1, without a
+ * broadcast or shift per 32 bytes (word w of a super-block: its qs 32
+ * NM_ACTK_LINE_SUB(w / 8) + 4 (w % 8) ..). The lines of a group
  * sit in its 16 rows, after the tiled qs: line w in row 16g + w % 16, at
  * nm_actk_vnni_off(n) + 64 (w / 16). So 16 aligned lines (8 from a multiple
  * of 8, ...) are one tile load with the row stride nm_actk_batch_row_bytes.
- * The buffer has rows for a whole last group (nm_act_buffer_bytes): a tile
- * reads the lines of every group row, and the columns of the tokens a batch
- * lacks hold zeros (their results are never used). */
+ * The per-token values of each super-block b follow in lines of the same
+ * kind, for the tiles' float steps (plain loads instead of gathers): d[b]
+ * (float) in line b at nm_actk_dline_off(n), and the sums of 32 qs of
+ * sub-blocks 2i, 2i + 1 (the int16 pair of the tiled row) in line 4b + i at
+ * nm_actk_sline_off(n). The buffer has rows for a whole last group
+ * (nm_act_buffer_bytes): a tile reads the lines of every group row, and the
+ * columns of the tokens a batch lacks hold zeros (their results are never
+ * used). nm_actk_lines writes the lines once every token's row is
+ * prepared. */
+#define NM_ACTK_LINE_SUB(p) (((p) & ~3) | (((p)&1) << 1) | (((p) >> 1) & 1))
 static inline uint64_t nm_actk_vnni_off(int64_t n) {
     return nm_actk_tiled_row_bytes(n);
 }
-static inline uint64_t nm_actk_batch_row_bytes(int64_t n) {
-    return nm_actk_tiled_row_bytes(n) + (uint64_t)n; /* n: a multiple of 256 */
+static inline uint64_t nm_actk_dline_off(int64_t n) {
+    return nm_actk_vnni_off(n) + (uint64_t)n; /* n: a multiple of 256 */
 }
-/* Token t's words into its group's lines; rows: the batch's first row.
- * Token n_tok - 1 (the batch's last) zeroes the columns after its own. */
-void nm_actk_vnni(void *rows, int t, int n_tok, int64_t n);
+static inline uint64_t nm_actk_sline_off(int64_t n) {
+    return nm_actk_dline_off(n) + ((uint64_t)(n / 256) + 15) / 16 * 64;
+}
+static inline uint64_t nm_actk_batch_row_bytes(int64_t n) {
+    return nm_actk_sline_off(n) + ((uint64_t)(n / 64) + 15) / 16 * 64;
+}
+/* The lines of super-blocks [b0, b1) of every group of a batch of n_tok
+ * prepared rows; rows: the batch's first row. Workers that take disjoint
+ * super-blocks write disjoint cache lines. */
+void nm_actk_lines(void *rows, int n_tok, int64_t n, int64_t b0, int64_t b1);
 
 /* Rounds to nearest even for |v| < 2^22 without a libm call: adding 1.5 *
  * 2^23 leaves no fraction bits. (nearbyintf is a call on baseline x86-64, and

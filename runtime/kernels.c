@@ -13,6 +13,7 @@
 
 #include <cpuid.h>
 #include <errno.h>
+#include <xmmintrin.h>
 #include <float.h>
 #include <pthread.h>
 #include <sys/syscall.h>
@@ -218,7 +219,7 @@ static uint64_t act_row_bytes(nm_act_format f, int64_t n, int n_tok) {
 }
 
 /* Rows a batch's buffer holds: Q8_K and Q8 batches have rows for a whole
- * last group of 16 tokens (nm_actk_vnni's and nm_actq_vnni's lines). */
+ * last group of 16 tokens (their lines, nm_act_lines). */
 static size_t act_rows(nm_act_format f, int n_tok) {
     if ((f == NM_ACT_Q8_K || f == NM_ACT_Q8_32) && n_tok > 1)
         return ((size_t)n_tok + 15) / 16 * 16;
@@ -245,39 +246,53 @@ void nm_actk_tile_order(void *row, int64_t n) {
         s32[j] = (int16_t)(bsums[2 * j] + bsums[2 * j + 1]);
 }
 
-/* Token t's n_words 4-byte words at src into its group's lines at offset
- * off of the group's rows (rb apart): word w at row w % 16, line w / 16,
- * column t % 16. Workers that prepare different tokens of a group write
- * different 4-byte columns of the same lines: no word is written twice.
- * The batch's last token (t == n_tok - 1) also zeroes the columns after
- * its own: a tile reads every column of a line, so no byte it reads is
- * left as the buffer held it (the results of those columns are discarded,
- * but uninitialised bytes are what valgrind and MSan report). One store of
- * at most 60 bytes a line, in a line the token's own word has just brought
- * into the cache. */
-static void vnni_words(void *rows, size_t rb, int t, int n_tok, uint64_t off, const void *src,
-                       int64_t n_words) {
-    char *lines = (char *)rows + (size_t)(t / 16) * 16 * rb + off + 4 * (size_t)(t % 16);
-    const size_t pad = t == n_tok - 1 ? 4 * (size_t)(15 - t % 16) : 0;
-    for (int64_t w = 0; w < n_words; w++) {
-        char *word = lines + (size_t)(w % 16) * rb + (size_t)(w / 16) * 64;
-        memcpy(word, (const char *)src + 4 * w, 4);
-        if (pad)
-            memset(word + 4, 0, pad);
+/* Line l at off of a group (rows ra apart) from the 4 bytes at src of each
+ * of its nt tokens' rows, token c at byte 4c: the whole 64-byte line from
+ * one writer. The columns of the tokens a partial group lacks are zeroed: a
+ * tile reads every column of a line, so no byte it reads is left as the
+ * buffer held it (the results of those columns are discarded, but
+ * uninitialised bytes are what valgrind and MSan report). */
+static void line_of_rows(char *group, size_t ra, int nt, uint64_t off, int64_t l, size_t src) {
+    char *line = (char *)nm_act_line(group, ra, off, l);
+    for (int c = 0; c < nt; c++)
+        memcpy(line + 4 * c, group + (size_t)c * ra + src, 4);
+    if (nt < 16)
+        memset(line + 4 * nt, 0, 4 * (size_t)(16 - nt));
+}
+
+/* Per group of 16 tokens and super-block: 64 qs lines (16 rows x 4 pieces
+ * of 64 bytes) in the lines' order, a d line and 4 sums lines. */
+void nm_actk_lines(void *rows, int n_tok, int64_t n, int64_t b0, int64_t b1) {
+    const size_t ra = (size_t)nm_actk_batch_row_bytes(n);
+    const uint64_t vo = nm_actk_vnni_off(n), d_o = nm_actk_dline_off(n), so = nm_actk_sline_off(n);
+    const size_t sums = (size_t)nm_actk_row_bytes(n) + (size_t)n; /* nm_actk_tiled_sums32 */
+    for (int g = 0; 16 * g < n_tok; g++) {
+        char *group = (char *)rows + (size_t)g * 16 * ra;
+        const int nt = n_tok - 16 * g < 16 ? n_tok - 16 * g : 16;
+        for (int64_t b = b0; b < b1; b++) {
+            for (int j = 0; j < 64; j++)
+                line_of_rows(group, ra, nt, vo, 64 * b + j,
+                             (size_t)(256 * b + 32 * NM_ACTK_LINE_SUB(j / 8) + 4 * (j % 8)));
+            line_of_rows(group, ra, nt, d_o, b, (size_t)n + 4 * (size_t)b); /* nm_actk_d */
+            for (int i = 0; i < 4; i++)
+                line_of_rows(group, ra, nt, so, 4 * b + i, sums + 2 * (size_t)(8 * b + 2 * i));
+        }
     }
 }
 
-void nm_actk_vnni(void *rows, int t, int n_tok, int64_t n) {
-    const size_t rb = (size_t)nm_actk_batch_row_bytes(n);
-    vnni_words(rows, rb, t, n_tok, nm_actk_vnni_off(n), nm_actk_qs((char *)rows + (size_t)t * rb),
-               n / 4);
-}
-
-void nm_actq_vnni(void *rows, int t, int n_tok, int64_t n) {
-    const size_t rb = (size_t)nm_actq_batch_row_bytes(n);
-    const char *row = (const char *)rows + (size_t)t * rb;
-    vnni_words(rows, rb, t, n_tok, nm_actq_vnni_off(n), nm_actq_qs(row), n / 4);
-    vnni_words(rows, rb, t, n_tok, nm_actq_dline_off(n), nm_actq_d(row, n), n / 32);
+/* Per group of 16 tokens and block of 32: 8 qs lines and a d line. */
+void nm_actq_lines(void *rows, int n_tok, int64_t n, int64_t b0, int64_t b1) {
+    const size_t ra = (size_t)nm_actq_batch_row_bytes(n);
+    const uint64_t vo = nm_actq_vnni_off(n), d_o = nm_actq_dline_off(n);
+    for (int g = 0; 16 * g < n_tok; g++) {
+        char *group = (char *)rows + (size_t)g * 16 * ra;
+        const int nt = n_tok - 16 * g < 16 ? n_tok - 16 * g : 16;
+        for (int64_t b = b0; b < b1; b++) {
+            for (int j = 0; j < 8; j++)
+                line_of_rows(group, ra, nt, vo, 8 * b + j, (size_t)(32 * b + 4 * j));
+            line_of_rows(group, ra, nt, d_o, b, (size_t)n + 4 * (size_t)b); /* nm_actq_d */
+        }
+    }
 }
 
 /* One token's prepared row; several (many, for matmat tiles) when n_tok > 1. */
@@ -313,6 +328,21 @@ bool nm_act_same_format(uint32_t a, uint32_t b) {
 
 void nm_act_prepare(uint32_t wtype, const float *x, int64_t n, int n_tok, void *buf, nm_act *act) {
     nm_act_prepare_rows(wtype, x, n, n_tok, 0, n_tok, buf, act);
+    nm_act_lines(act, 0, 1);
+}
+
+bool nm_act_has_lines(const nm_act *act) {
+    nm_act_format f = act_format(act->wtype);
+    return act->q && act->n_tok > 1 && (f == NM_ACT_Q8_K || f == NM_ACT_Q8_32);
+}
+
+void nm_act_lines(const nm_act *act, int part, int parts) {
+    if (!nm_act_has_lines(act))
+        return;
+    const bool k = act_format(act->wtype) == NM_ACT_Q8_K;
+    const int64_t nb = act->n / (k ? 256 : 32); /* super-blocks, blocks */
+    (k ? nm_actk_lines : nm_actq_lines)((void *)act->q, act->n_tok, act->n, nb * part / parts,
+                                        nb * (part + 1) / parts);
 }
 
 void nm_act_prepare_rows(uint32_t wtype, const float *x, int64_t n, int n_tok, int t0, int t1,
@@ -328,13 +358,8 @@ void nm_act_prepare_rows(uint32_t wtype, const float *x, int64_t n, int n_tok, i
     size_t rb = (size_t)act_row_bytes(f, n, n_tok);
     if (rb == 0)
         return;
-    for (int t = t0; t < t1; t++) {
+    for (int t = t0; t < t1; t++)
         prepare_row(f, n_tok, x + (size_t)t * (size_t)n, n, (char *)buf + t * rb);
-        if (f == NM_ACT_Q8_K && n_tok > 1)
-            nm_actk_vnni(buf, t, n_tok, n);
-        else if (f == NM_ACT_Q8_32 && n_tok > 1)
-            nm_actq_vnni(buf, t, n_tok, n);
-    }
     act->q = buf;
     act->q_row_bytes = rb;
 }
@@ -403,8 +428,22 @@ void nm_matvec_set(const nm_kernel_set *ks, const void *w, int64_t n_rows, const
 
 /* y[t * ldy + r] = out[r * nt + t]: a tile's results into the tokens' rows */
 static void scatter_tile(const float *out, int tr, int nt, float *y, int64_t ldy) {
+    int t0 = 0;
+    if (tr % 4 == 0) /* 4 x 4 blocks: a 16-byte store per token and 4 rows */
+        for (; t0 + 4 <= nt; t0 += 4)
+            for (int r = 0; r < tr; r += 4) {
+                __m128 a = _mm_loadu_ps(out + r * nt + t0),
+                       b = _mm_loadu_ps(out + (r + 1) * nt + t0);
+                __m128 c = _mm_loadu_ps(out + (r + 2) * nt + t0),
+                       d = _mm_loadu_ps(out + (r + 3) * nt + t0);
+                _MM_TRANSPOSE4_PS(a, b, c, d);
+                _mm_storeu_ps(y + t0 * ldy + r, a);
+                _mm_storeu_ps(y + (t0 + 1) * ldy + r, b);
+                _mm_storeu_ps(y + (t0 + 2) * ldy + r, c);
+                _mm_storeu_ps(y + (t0 + 3) * ldy + r, d);
+            }
     for (int r = 0; r < tr; r++)
-        for (int t = 0; t < nt; t++)
+        for (int t = t0; t < nt; t++)
             y[t * ldy + r] = out[r * nt + t];
 }
 

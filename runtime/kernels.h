@@ -63,9 +63,18 @@ size_t nm_act_buffer_bytes(uint32_t wtype, int64_t n, int n_tok);
  * docs/kernels.md for why. */
 void nm_act_prepare(uint32_t wtype, const float *x, int64_t n, int n_tok, void *buf, nm_act *act);
 /* nm_act_prepare's *act with only the rows of tokens [t0, t1) written into
- * buf (workers that share a buffer each take some tokens). */
+ * buf (workers that share a buffer each take some tokens), and without the
+ * lines below. */
 void nm_act_prepare_rows(uint32_t wtype, const float *x, int64_t n, int n_tok, int t0, int t1,
                          void *buf, nm_act *act);
+/* True when a batch's prepared rows are followed by token-interleaved lines
+ * (the AMX tiles' input, kernel_set.h), written once every row is prepared:
+ * nm_act_lines writes part `part` of `parts`, disjoint memory for each part
+ * (when several workers each wrote their tokens' columns of the same lines,
+ * the cache lines moving between cores cost 3.5 % of a serve --parallel 8
+ * decode step). nm_act_prepare writes them all. */
+bool nm_act_has_lines(const nm_act *act);
+void nm_act_lines(const nm_act *act, int part, int parts);
 /* True when weights of types a and b take the same prepared activations. */
 bool nm_act_same_format(uint32_t a, uint32_t b);
 

@@ -9,7 +9,7 @@
  * work around them (unpacking the weights, the float steps), which is what
  * these kernels keep small. The weights' codes go to byte buffers (16 rows
  * x 256 per super-block), the activations come from the batch's
- * token-interleaved copy (nm_actk_vnni), and the vector units then take
+ * token-interleaved copy (nm_actk_lines), and the vector units then take
  * each result row's tokens in one register for the scalar kernels' float
  * steps, in their order.
  *
@@ -69,12 +69,18 @@ bool nm_amx_use(const amx_cfg *cfg) {
     return true;
 }
 
-/* Token t's row at a0 + t ra, for the gathers of per-token values: lanes
- * 0..15 (T 16) or 0..7 twice (T 8, two rows a vector). */
-AI __m512i token_offsets(size_t ra, const int T8) {
-    const __m512i t = T8 ? _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 0, 1, 2, 3, 4, 5, 6, 7)
-                         : _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
-    return _mm512_mullo_epi32(t, _mm512_set1_epi32((int)ra));
+/* Line l of the per-token values at off (nm_actk_dline_off,
+ * nm_actk_sline_off) of the group at a0: 16 tokens (T 16) or the first 8
+ * twice (T 8, two rows a vector). The lanes of tokens the batch lacks are
+ * zero: their columns hold whatever was there, which as a float can be
+ * subnormal, and each float step on one then took a microcode assist (the
+ * prompt passes of serve --parallel 8 ran 2.4x slower). */
+AI __m512i token_line(const char *a0, size_t ra, uint64_t off, int64_t l, __mmask16 live,
+                      const int T8) {
+    const char *p = nm_act_line(a0, ra, off, l);
+    return T8 ? _mm512_maskz_mov_epi32(
+                    live, _mm512_broadcast_i64x4(_mm256_load_si256((const __m256i *)p)))
+              : _mm512_maskz_load_epi32(live, p);
 }
 
 /* ---- Q4_K: the scales in the codes -------------------------------------- */
@@ -116,7 +122,7 @@ AI __m512i k4_scales4(__m512i raw) {
 /* Rows 4g .. 4g + 3 of super-block b: codes x scales into s. One vpmullw
  * makes 32 byte products (each below 256, so none carries into its
  * neighbour). */
-AI void q4_unpack4(const char *blk0, size_t rb, int g, q4_work *s) {
+AI void q4_unpack4(const char *blk0, size_t rb, int g, q4_work *s, const int GFNI) {
     __m512i raw = _mm512_castsi128_si512(_mm_loadu_si128((const __m128i *)blk0));
     raw = _mm512_inserti32x4(raw, _mm_loadu_si128((const __m128i *)(blk0 + rb)), 1);
     raw = _mm512_inserti32x4(raw, _mm_loadu_si128((const __m128i *)(blk0 + 2 * rb)), 2);
@@ -140,24 +146,32 @@ AI void q4_unpack4(const char *blk0, size_t rb, int g, q4_work *s) {
                              _mm512_set1_epi32(4 * i));
         const __m512i rlo = _mm512_permutexvar_epi32(lane, slo);
         const __m512i rhi = _mm512_permutexvar_epi32(lane, shi);
-        _Pragma("GCC unroll 4") for (int c = 0; c < 4; c++) {
-            __m512i u = bits2(bcast256(q->qs + 32 * c), 0, 4, 15); /* values 64c .. 64c + 63 */
-            /* vpshufb: each word of 128-bit lane L gets the scale byte of
-             * sub-block 2c + L / 2 (and 0x80: a zero high byte) */
-            const __m512i sel = _mm512_inserti64x4(
-                _mm512_castsi256_si512(_mm256_set1_epi16((short)(0x8000 | (2 * c)))),
-                _mm256_set1_epi16((short)(0x8000 | (2 * c + 1))), 1);
-            _mm512_store_si512(s->lo + r * NM_QK_K + 64 * c,
-                               _mm512_mullo_epi16(u, _mm512_shuffle_epi8(rlo, sel)));
-            _mm512_store_si512(s->hi + r * NM_QK_K + 64 * c,
-                               _mm512_mullo_epi16(u, _mm512_shuffle_epi8(rhi, sel)));
+        _Pragma("GCC unroll 2") for (int h = 0; h < 2; h++) {
+            /* the lines' order (nm_actk_lines): window 2h the low nibbles
+             * of bytes 64h .. 64h + 63, window 2h + 1 their high nibbles */
+            const __m512i v = _mm512_loadu_si512(q->qs + 64 * h);
+            _Pragma("GCC unroll 2") for (int k = 2 * h; k < 2 * h + 2; k++) {
+                const __m512i u = k % 2 ? (GFNI ? bits2_gf(v, 4, 4, 4) : bits2(v, 4, 4, 15))
+                                        : _mm512_and_si512(v, _mm512_set1_epi8(15));
+                /* vpshufb: each word of 128-bit lane L gets the scale byte of
+                 * its sub-block, NM_ACTK_LINE_SUB (and 0x80: a zero high
+                 * byte) */
+                const __m512i sel = _mm512_inserti64x4(
+                    _mm512_castsi256_si512(
+                        _mm256_set1_epi16((short)(0x8000 | NM_ACTK_LINE_SUB(2 * k)))),
+                    _mm256_set1_epi16((short)(0x8000 | NM_ACTK_LINE_SUB(2 * k + 1))), 1);
+                _mm512_store_si512(s->lo + r * NM_QK_K + 64 * k,
+                                   _mm512_mullo_epi16(u, _mm512_shuffle_epi8(rlo, sel)));
+                _mm512_store_si512(s->hi + r * NM_QK_K + 64 * k,
+                                   _mm512_mullo_epi16(u, _mm512_shuffle_epi8(rhi, sel)));
+            }
         }
     }
 }
 
 /* Super-block b of the 16 rows: C_lo and C_hi stored in s, T = 8 or 16
- * columns. The 16 lines of window k (values 64k .. 64k + 63) are rows
- * 0..15 of the group at line offset 4b + k (nm_actk_vnni). */
+ * columns. The 16 lines of window k (the codes at lo, hi + 64k) are rows
+ * 0..15 of the group at line offset 4b + k (nm_actk_lines). */
 AI void q4_products(const char *lines, size_t ra, int64_t b, q4_work *s, const int T8) {
     _tile_zero(0);
     _tile_zero(1);
@@ -190,11 +204,11 @@ AI __m512 q4_step(__m512 acc, __m512i clo, __m512i chi, __m512 d, __m512 dm, __m
  * one vector. Token lanes from nt on compute on whatever their columns
  * hold and are not stored. */
 AI void q4_tile(const void *w, size_t rb, const void *const *acts, int nt, int64_t n, float *out,
-                q4_work *s, const int T8) {
+                q4_work *s, const int T8, const int GFNI) {
     const size_t ra = (size_t)nm_actk_batch_row_bytes(n);
     const char *a0 = acts[0], *lines = a0 + nm_actk_vnni_off(n);
     const __mmask16 m = (__mmask16)((1u << nt) - 1), live = T8 ? (__mmask16)(m | m << 8) : m;
-    const __m512i toff = token_offsets(ra, T8);
+    const uint64_t d_o = nm_actk_dline_off(n), so = nm_actk_sline_off(n);
     const int NV = T8 ? AMX_R / 2 : AMX_R; /* vectors of results */
     __m512 acc[AMX_R];
     for (int v = 0; v < NV; v++)
@@ -202,13 +216,12 @@ AI void q4_tile(const void *w, size_t rb, const void *const *acts, int nt, int64
     for (int64_t b = 0; b < n / NM_QK_K; b++) {
         for (int g = 0; g < AMX_R / 4; g++)
             q4_unpack4((const char *)w + (size_t)(4 * g) * rb + (size_t)b * sizeof(nm_block_q4_k),
-                       rb, g, s);
+                       rb, g, s, GFNI);
         q4_products(lines, ra, b, s, T8);
-        const __m512 da =
-            _mm512_mask_i32gather_ps(_mm512_setzero_ps(), live, toff, nm_actk_d(a0, n) + b, 1);
+        const __m512 da = _mm512_castsi512_ps(token_line(a0, ra, d_o, b, live, T8));
         __m512i s32[4];
-        _Pragma("GCC unroll 4") for (int i = 0; i < 4; i++) s32[i] = _mm512_mask_i32gather_epi32(
-            _mm512_setzero_si512(), live, toff, nm_actk_tiled_sums32(a0, n) + 8 * b + 2 * i, 1);
+        _Pragma("GCC unroll 4") for (int i = 0; i < 4; i++) s32[i] =
+            token_line(a0, ra, so, 4 * b + i, live, T8);
         const __m512 d0 = _mm512_load_ps(s->ddm), d1 = _mm512_load_ps(s->ddm + 16);
         const __m512 dv = _mm512_permutex2var_ps(
             d0, _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30), d1);
@@ -270,11 +283,12 @@ AI void q6_unpack(const char *blk, int r, q6_work *s) {
 }
 
 /* Sub-block j of super-block b: codes (tile AT) x activation lines (BT)
- * into CT, stored to s->c[j]. Its 4 lines start at line w0 = 64 b + 4 j, in
- * group row w0 % 16 (nm_actk_vnni). */
+ * into CT, stored to s->c[j]. Its 4 lines start at line w0 = 64 b + 4 p, p
+ * its position in the lines' order (half j % 2 of 32-value sub-block
+ * NM_ACTK_LINE_SUB(j / 2)), in group row w0 % 16 (nm_actk_lines). */
 #define Q6_SUB(CT, AT, BT, J)                                                                      \
     do {                                                                                           \
-        const size_t w0 = 64 * (size_t)b + 4 * (size_t)(J);                                        \
+        const size_t w0 = 64 * (size_t)b + 8 * NM_ACTK_LINE_SUB((J) / 2) + 4 * ((J) % 2);          \
         _tile_zero(CT);                                                                            \
         _tile_loadd(AT, s->codes + 16 * (J), NM_QK_K);                                             \
         _tile_loadd(BT, lines + (w0 % 16) * ra + (w0 / 16) * 64, (long)ra);                        \
@@ -288,7 +302,7 @@ static void q6_tile(const void *w, size_t rb, const void *const *acts, int nt, i
     const size_t ra = (size_t)nm_actk_batch_row_bytes(n);
     const char *a0 = acts[0], *lines = a0 + nm_actk_vnni_off(n);
     const __mmask16 live = (__mmask16)((1u << nt) - 1);
-    const __m512i toff = token_offsets(ra, 0);
+    const uint64_t d_o = nm_actk_dline_off(n);
     __m512 acc[AMX_R];
     for (int r = 0; r < AMX_R; r++)
         acc[r] = _mm512_setzero_ps();
@@ -302,8 +316,7 @@ static void q6_tile(const void *w, size_t rb, const void *const *acts, int nt, i
             Q6_SUB(0, 2, 4, j);
             Q6_SUB(1, 3, 5, j + 1);
         }
-        const __m512 da =
-            _mm512_mask_i32gather_ps(_mm512_setzero_ps(), live, toff, nm_actk_d(a0, n) + b, 1);
+        const __m512 da = _mm512_castsi512_ps(token_line(a0, ra, d_o, b, live, 0));
         for (int r = 0; r < AMX_R; r++) {
             __m512i is = _mm512_setzero_si512();
             _Pragma("GCC unroll 16") for (int j = 0; j < 16; j++) is =
@@ -351,9 +364,9 @@ static void tile_few(const nm_type_kernels *k, const void *w, size_t rb, const v
         }                                                                                          \
         q4_work s;                                                                                 \
         if (t8)                                                                                    \
-            q4_tile(w, rb, acts, nt, n, out, &s, 1);                                               \
+            q4_tile(w, rb, acts, nt, n, out, &s, 1, G);                                            \
         else                                                                                       \
-            q4_tile(w, rb, acts, nt, n, out, &s, 0);                                               \
+            q4_tile(w, rb, acts, nt, n, out, &s, 0, G);                                            \
     }                                                                                              \
     static void q6_k_tile_amx##G(const void *w, size_t rb, const void *const *acts, int nt,        \
                                  int64_t n, float *out) {                                          \

@@ -19,7 +19,7 @@
  * The tile. A block's codes are the 32 bytes at 34 b + 2 of each row, so
  * the 16 rows' codes of a block are one tile load straight from the
  * weights with the row stride: no repacking. The activations come from the
- * batch's token-interleaved copy (nm_actq_vnni): 8 lines a block and a line
+ * batch's token-interleaved copy (nm_actq_lines): 8 lines a block and a line
  * of the 16 tokens' scales. Per block one product into C (16 rows x 16 or,
  * for up to 8 tokens, 8 int32), a store, and the float step of each row's
  * tokens in one vector (8 tokens: two rows a vector). The rows' scales come

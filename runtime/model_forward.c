@@ -44,10 +44,11 @@ void nm_prepare(const nm_scratch *s, nm_act *a, uint32_t type, const float *x, i
 /* Batched passes (several tokens, several workers on the node): the node's
  * workers share the normalization and preparation of a matrix input, each
  * taking a share of the tokens into the scratch of the node's first worker,
- * then a node barrier; every row is the one a worker computes alone. Each
- * worker normalizing and preparing every token itself was 4 % of a serve
- * --parallel 8 step (Q4_K_M, 2 workers). For one token a worker still does
- * it all: a barrier would cost more than the work. */
+ * then a node barrier (and where the batch has token-interleaved lines, a
+ * share of those and another barrier); every row is the one a worker
+ * computes alone. Each worker normalizing and preparing every token itself
+ * was 4 % of a serve --parallel 8 step (Q4_K_M, 2 workers). For one token a
+ * worker still does it all: a barrier would cost more than the work. */
 static bool share_input(const nm_worker *w, int n_tok) {
     return n_tok > 1 && w->n_local > 1;
 }
@@ -99,6 +100,10 @@ static void prepare_input(nm_model *m, const nm_worker *w, nm_act *a, uint32_t t
     input_share(w, n_tok, &t0, &t1);
     nm_act_prepare_rows(type, x, n, n_tok, t0, t1, input_scratch(m, w, n_tok)->act, a);
     nm_pool_node_barrier(w);
+    if (nm_act_has_lines(a)) { /* from every token's row: a second share */
+        nm_act_lines(a, w->local, w->n_local);
+        nm_pool_node_barrier(w);
+    }
 }
 
 /* y (row i of token t at y[t * ldy + i]) for n_rows rows of weights at wp. */

@@ -2,8 +2,9 @@
  * serve --parallel` runs: every logits row of a sequence evaluated among
  * others, joining and leaving while they decode, is bit for bit the row it
  * gets alone, and the one-sequence path (nm_model_eval) gives those bits
- * too. On stories260K (F32), on demo models with F16, Q8_0 and Q4_0
- * weights, with F16 and F32 KV caches, and on a mixture of experts
+ * too. On stories260K (F32), on demo models with F16, Q8_0, Q4_0 and Q4_K
+ * weights (Q4_K: the AMX tiles at level amx, their activation lines
+ * written by both workers), with F16 and F32 KV caches, and on a mixture of experts
  * (mkmodel's moe-tiny, Q8_0: each expert's tokens gathered from every
  * sequence); in the NUMA VM the same test runs with the KV heads split
  * across nodes. */
@@ -219,8 +220,8 @@ static void check_model(const char *path, numalm_kv_type kv) {
 }
 
 static char g_dir[512];
-/* tiny preset in F16, Q8_0, Q4_0; moe-tiny in Q8_0 */
-enum { N_MODELS = 4 };
+/* tiny preset in F16, Q8_0, Q4_0; moe-tiny in Q8_0; tiny in Q4_K */
+enum { N_MODELS = 5 };
 static char g_model[N_MODELS][600];
 
 static void test_stories(void **state) {
@@ -238,11 +239,11 @@ static void test_stories(void **state) {
 
 static void test_demo_types(void **state) {
     (void)state;
-    static const uint32_t types[] = {NM_TYPE_F16, NM_TYPE_Q8_0, NM_TYPE_Q4_0};
-    for (size_t i = 0; i < sizeof types / sizeof types[0]; i++) {
+    for (int i = 0; i < 3; i++) {
         check_model(g_model[i], NUMALM_KV_F16);
         check_model(g_model[i], NUMALM_KV_F32);
     }
+    check_model(g_model[4], NUMALM_KV_F16);
 }
 
 /* With an F16 cache, a sequence's tokens attend as llama.cpp's one-query
@@ -324,7 +325,8 @@ static int setup(void **state) {
     (void)state;
     if (nm_test_mkdtemp(g_dir, sizeof g_dir, "test_batch") < 0)
         return -1;
-    static const uint32_t types[N_MODELS] = {NM_TYPE_F16, NM_TYPE_Q8_0, NM_TYPE_Q4_0, NM_TYPE_Q8_0};
+    static const uint32_t types[N_MODELS] = {NM_TYPE_F16, NM_TYPE_Q8_0, NM_TYPE_Q4_0, NM_TYPE_Q8_0,
+                                             NM_TYPE_Q4_K};
     for (int i = 0; i < N_MODELS; i++) {
         snprintf(g_model[i], sizeof g_model[i], "%s/tiny-%d.gguf", g_dir, i);
         nm_mkmodel_result res;

@@ -257,10 +257,11 @@ static void test_kernels_block_tails(void **state) {
 }
 
 /* Checks one kind of a batch's interleaved lines: n_words 4-byte words of
- * each token, from word(row) of its row, at off of its group's rows. */
+ * each token, line w holding word src(w) from word0(row) of its row (src
+ * NULL: word w), at off of its group's rows. */
 static void check_vnni_lines(const char *buf, size_t rb, int nt, uint64_t off,
-                             const void *(*word0)(const char *row, int64_t n), int64_t n,
-                             int64_t n_words) {
+                             const void *(*word0)(const char *row, int64_t n),
+                             int64_t (*src)(int64_t w), int64_t n, int64_t n_words) {
     static const char zero[4];
     for (int g = 0; g < (nt + 15) / 16; g++)
         for (int64_t w = 0; w < n_words; w++) {
@@ -268,7 +269,8 @@ static void check_vnni_lines(const char *buf, size_t rb, int nt, uint64_t off,
             for (int c = 0; c < 16; c++) {
                 const int t = 16 * g + c;
                 const void *want =
-                    t < nt ? (const char *)word0(buf + (size_t)t * rb, n) + 4 * w : zero;
+                    t < nt ? (const char *)word0(buf + (size_t)t * rb, n) + 4 * (src ? src(w) : w)
+                           : zero;
                 assert_memory_equal(line + 4 * c, want, 4);
             }
         }
@@ -277,24 +279,37 @@ static void check_vnni_lines(const char *buf, size_t rb, int nt, uint64_t off,
 static const void *actk_qs_of(const char *row, int64_t n) {
     return nm_actk_qs(row);
 }
+static const void *actk_d_of(const char *row, int64_t n) {
+    return nm_actk_d(row, n);
+}
+static const void *actk_sums_of(const char *row, int64_t n) {
+    return nm_actk_tiled_sums32(row, n);
+}
 static const void *actq_qs_of(const char *row, int64_t n) {
     return nm_actq_qs(row);
 }
 static const void *actq_d_of(const char *row, int64_t n) {
     return nm_actq_d(row, n);
 }
+/* Q8_K's qs lines in Q4_K's nibble order: by 32 values, sub-blocks 0, 2, 1,
+ * 3, 4, 6, 5, 7 of each super-block (written out, not NM_ACTK_LINE_SUB) */
+static int64_t actk_qs_word(int64_t w) {
+    static const int sub[8] = {0, 2, 1, 3, 4, 6, 5, 7};
+    return 64 * (w / 64) + 8 * sub[w % 64 / 8] + w % 8;
+}
 
-/* A batch's interleaved lines (nm_actk_vnni, nm_actq_vnni): token 16 g + c's
- * word w at byte 4 c of its group's line w, and zeros in the columns of the
- * tokens a partial last group lacks, whatever the buffer held before (the
- * AMX tiles read every column). */
+/* A batch's interleaved lines (nm_act_lines): token 16 g + c's word at byte
+ * 4 c of its group's lines, and zeros in the columns of the tokens a
+ * partial last group lacks, whatever the buffer held before (the AMX tiles
+ * read every column); the lines written by 1, 2 or 3 parts as the workers
+ * of a batch write them. */
 static void test_vnni_lines(void **state) {
     (void)state;
-    const int64_t n = 512;
+    const int64_t n = 768;
     static const int counts[] = {2, 5, 16, 21};
     for (int q8 = 0; q8 < 2; q8++)
         for (size_t k = 0; k < sizeof counts / sizeof counts[0]; k++) {
-            const int nt = counts[k];
+            const int nt = counts[k], parts = 1 + (int)k % 3;
             const uint32_t type = q8 ? NM_TYPE_Q8_0 : NM_TYPE_Q4_K;
             float *x = malloc((size_t)(n * nt) * sizeof(float));
             assert_non_null(x);
@@ -305,14 +320,20 @@ static void test_vnni_lines(void **state) {
             assert_non_null(buf);
             memset(buf, 0xa5, bytes);
             nm_act a;
-            nm_act_prepare(type, x, n, nt, buf, &a);
+            nm_act_prepare_rows(type, x, n, nt, 0, nt, buf, &a);
+            assert_true(nm_act_has_lines(&a));
+            for (int p = parts - 1; p >= 0; p--)
+                nm_act_lines(&a, p, parts);
             if (q8) {
                 const size_t rb = (size_t)nm_actq_batch_row_bytes(n);
-                check_vnni_lines(buf, rb, nt, nm_actq_vnni_off(n), actq_qs_of, n, n / 4);
-                check_vnni_lines(buf, rb, nt, nm_actq_dline_off(n), actq_d_of, n, n / 32);
+                check_vnni_lines(buf, rb, nt, nm_actq_vnni_off(n), actq_qs_of, NULL, n, n / 4);
+                check_vnni_lines(buf, rb, nt, nm_actq_dline_off(n), actq_d_of, NULL, n, n / 32);
             } else {
-                check_vnni_lines(buf, (size_t)nm_actk_batch_row_bytes(n), nt, nm_actk_vnni_off(n),
-                                 actk_qs_of, n, n / 4);
+                const size_t rb = (size_t)nm_actk_batch_row_bytes(n);
+                check_vnni_lines(buf, rb, nt, nm_actk_vnni_off(n), actk_qs_of, actk_qs_word, n,
+                                 n / 4);
+                check_vnni_lines(buf, rb, nt, nm_actk_dline_off(n), actk_d_of, NULL, n, n / 256);
+                check_vnni_lines(buf, rb, nt, nm_actk_sline_off(n), actk_sums_of, NULL, n, n / 64);
             }
             free(buf);
             free(x);

@@ -265,7 +265,7 @@ static void test_act_quant_round_trip(void **state) {
 
 /* A Q8 batch (Q8_0 weights, several tokens): each token's row as one
  * token's, and its qs and scales in its group's lines where the AMX Q8_0
- * tile reads them (kernel_set.h, nm_actq_vnni): two groups, the second
+ * tile reads them (kernel_set.h, nm_actq_lines): two groups, the second
  * partial; rows of 3 (a half line) and 40 blocks (three scale lines). */
 static void test_act_q8_batch_lines(void **state) {
     (void)state;
