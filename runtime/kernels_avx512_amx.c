@@ -249,14 +249,7 @@ AI void q4_tile(const void *w, size_t rb, const void *const *acts, int nt, int64
                              _mm512_permutexvar_ps(ri, dmv), da, s32, mins);
         }
     }
-    for (int v = 0; v < NV; v++) {
-        if (!T8) {
-            _mm512_mask_storeu_ps(out + v * nt, m, acc[v]);
-            continue;
-        }
-        _mm512_mask_storeu_ps(out + 2 * v * nt, m, acc[v]);
-        _mm256_mask_storeu_ps(out + (2 * v + 1) * nt, m, _mm512_extractf32x8_ps(acc[v], 1));
-    }
+    nm_amx_store_results(out, acc, nt, m, T8);
 }
 
 /* ---- Q6_K: a tile product per sub-block ---------------------------------- */

@@ -22,6 +22,7 @@
  * the last multiple of four take the same step with masked loads, zero
  * codes and zero scales in the missing lanes. */
 #include "kernel_set.h"
+#include "kernels_avx512_q8_0.h"
 #include "gguf/quant.h"
 
 #include <immintrin.h>
@@ -41,41 +42,13 @@ typedef struct q8v_w {
     __m512 d;
 } q8v_w;
 
-/* Bytes [0, len) of a 64-byte window, 0 <= len. */
-AI __mmask64 first_bytes(int64_t len) {
-    return len >= 64 ? ~(__mmask64)0 : len <= 0 ? 0 : (((__mmask64)1 << len) - 1);
-}
-
 /* nblk (1..4) blocks at p; FULL: nblk == 4, plain loads. */
 AI q8v_w q8v_weights(const char *p, int nblk, const int FULL) {
-    /* word k of (a, b) is bytes 2k, 2k + 1 of the 128 bytes they hold:
-     * block k starts at byte 34k (its F16 scale), codes at 34k + 2 */
-    const __m512i idx_lo =
-        _mm512_set_epi16(59, 58, 57, 56, 55, 54, 53, 52, 42, 41, 40, 39, 38, 37, 36, 35, 25, 24, 23,
-                         22, 21, 20, 19, 18, 8, 7, 6, 5, 4, 3, 2, 1);
-    /* the same with the windows at +8 and +72: high codes at 34k + 18 */
-    const __m512i idx_hi =
-        _mm512_set_epi16(63, 62, 61, 60, 59, 58, 57, 56, 46, 45, 44, 43, 42, 41, 40, 39, 29, 28, 27,
-                         26, 25, 24, 23, 22, 12, 11, 10, 9, 8, 7, 6, 5);
-    const __m512i idx_d = _mm512_set_epi16(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 51, 51,
-                                           51, 51, 34, 34, 34, 34, 17, 17, 17, 17, 0, 0, 0, 0);
-    __m512i a0, a8, a64, a72;
-    if (FULL) {
-        a0 = _mm512_loadu_si512(p);
-        a8 = _mm512_loadu_si512(p + 8);
-        a64 = _mm512_loadu_si512(p + 64);
-        a72 = _mm512_loadu_si512(p + 72);
-    } else {
-        const int64_t len = 34 * (int64_t)nblk;
-        a0 = _mm512_maskz_loadu_epi8(first_bytes(len), p);
-        a8 = _mm512_maskz_loadu_epi8(first_bytes(len - 8), p + 8);
-        a64 = _mm512_maskz_loadu_epi8(first_bytes(len - 64), p + 64);
-        a72 = _mm512_maskz_loadu_epi8(first_bytes(len - 72), p + 72);
-    }
+    const q8_0_w4 r = q8_0_weights4(p, nblk, FULL);
     q8v_w w;
-    w.lo = _mm512_permutex2var_epi16(a0, idx_lo, a64);
-    w.hi = _mm512_permutex2var_epi16(a8, idx_hi, a72);
-    w.d = _mm512_cvtph_ps(_mm512_castsi512_si256(_mm512_permutex2var_epi16(a0, idx_d, a64)));
+    w.lo = r.lo;
+    w.hi = r.hi;
+    w.d = _mm512_cvtph_ps(_mm512_castsi512_si256(q8_0_scale_words(&r, 0xffff)));
     const __m512i c128 = _mm512_set1_epi8(-128);
     __m512i s = _mm512_dpbusd_epi32(_mm512_setzero_si512(), c128, w.lo);
     s = _mm512_dpbusd_epi32(s, c128, w.hi);
@@ -90,23 +63,14 @@ typedef struct q8v_a {
 } q8v_a;
 
 AI q8v_a q8v_act(const int8_t *qa, const float *da, int nblk, const int FULL) {
-    __m512i x0, x1;
-    __m128 d4;
-    if (FULL) {
-        x0 = _mm512_loadu_si512(qa);
-        x1 = _mm512_loadu_si512(qa + 64);
-        d4 = _mm_loadu_ps(da);
-    } else {
-        x0 = _mm512_maskz_loadu_epi8(first_bytes(32 * (int64_t)nblk), qa);
-        x1 = _mm512_maskz_loadu_epi8(first_bytes(32 * (int64_t)nblk - 64), qa + 64);
-        d4 = _mm_maskz_loadu_ps((__mmask8)((1u << nblk) - 1), da);
-    }
+    const __m128 d4 =
+        FULL ? _mm_loadu_ps(da) : _mm_maskz_loadu_ps((__mmask8)((1u << nblk) - 1), da);
     const __m512i flip = _mm512_set1_epi8(-128);
     const __m512i spread = _mm512_set_epi32(3, 3, 3, 3, 2, 2, 2, 2, 1, 1, 1, 1, 0, 0, 0, 0);
     q8v_a a;
-    /* x0 = [b0 lo, b0 hi, b1 lo, b1 hi], x1 the same for b2, b3 */
-    a.lo = _mm512_xor_si512(_mm512_shuffle_i64x2(x0, x1, 0x88), flip);
-    a.hi = _mm512_xor_si512(_mm512_shuffle_i64x2(x0, x1, 0xdd), flip);
+    q8_0_act4(qa, nblk, FULL, &a.lo, &a.hi);
+    a.lo = _mm512_xor_si512(a.lo, flip);
+    a.hi = _mm512_xor_si512(a.hi, flip);
     a.d = _mm512_permutexvar_ps(spread, _mm512_castps128_ps512(d4));
     return a;
 }

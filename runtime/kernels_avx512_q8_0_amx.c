@@ -34,6 +34,7 @@
  * same for one row and up to four tokens. */
 #include "kernel_set.h"
 #include "kernels_amx.h"
+#include "kernels_avx512_q8_0.h"
 #include "gguf/quant.h"
 
 #include <immintrin.h>
@@ -46,54 +47,14 @@
 
 /* ---- vector kernels: four (row, token) pairs, four blocks a step -------- */
 
-/* Bytes [0, len) of a 64-byte window, 0 <= len. */
-AI __mmask64 first_bytes(int64_t len) {
-    return len >= 64 ? ~(__mmask64)0 : len <= 0 ? 0 : (((__mmask64)1 << len) - 1);
-}
-
-/* One row's nblk (1..4) blocks at p: low and high 16 codes of block k in
- * 128-bit lane k as unsigned bytes (w + 128), and the raw windows at +0 and
- * +64 for the scales; FULL: nblk == 4, plain loads. */
-typedef struct q8a_w {
-    __m512i lo, hi, a0, a64;
-} q8a_w;
-
-AI q8a_w q8a_weights(const char *p, int nblk, const int FULL) {
-    /* word k of (a, b) is bytes 2k, 2k + 1 of the 128 bytes they hold:
-     * block k starts at byte 34k (its F16 scale), codes at 34k + 2 */
-    const __m512i idx_lo =
-        _mm512_set_epi16(59, 58, 57, 56, 55, 54, 53, 52, 42, 41, 40, 39, 38, 37, 36, 35, 25, 24, 23,
-                         22, 21, 20, 19, 18, 8, 7, 6, 5, 4, 3, 2, 1);
-    /* the same with the windows at +8 and +72: high codes at 34k + 18 */
-    const __m512i idx_hi =
-        _mm512_set_epi16(63, 62, 61, 60, 59, 58, 57, 56, 46, 45, 44, 43, 42, 41, 40, 39, 29, 28, 27,
-                         26, 25, 24, 23, 22, 12, 11, 10, 9, 8, 7, 6, 5);
-    __m512i a8, a72;
-    q8a_w w;
-    if (FULL) {
-        w.a0 = _mm512_loadu_si512(p);
-        a8 = _mm512_loadu_si512(p + 8);
-        w.a64 = _mm512_loadu_si512(p + 64);
-        a72 = _mm512_loadu_si512(p + 72);
-    } else {
-        const int64_t len = QB * nblk;
-        w.a0 = _mm512_maskz_loadu_epi8(first_bytes(len), p);
-        a8 = _mm512_maskz_loadu_epi8(first_bytes(len - 8), p + 8);
-        w.a64 = _mm512_maskz_loadu_epi8(first_bytes(len - 64), p + 64);
-        a72 = _mm512_maskz_loadu_epi8(first_bytes(len - 72), p + 72);
-    }
+/* One row's nblk (1..4) blocks at p (kernels_avx512_q8_0.h), the codes
+ * made unsigned (w + 128); FULL: nblk == 4, plain loads. */
+AI q8_0_w4 q8a_weights(const char *p, int nblk, const int FULL) {
     const __m512i flip = _mm512_set1_epi8(-128);
-    w.lo = _mm512_xor_si512(_mm512_permutex2var_epi16(w.a0, idx_lo, w.a64), flip);
-    w.hi = _mm512_xor_si512(_mm512_permutex2var_epi16(a8, idx_hi, a72), flip);
+    q8_0_w4 w = q8_0_weights4(p, nblk, FULL);
+    w.lo = _mm512_xor_si512(w.lo, flip);
+    w.hi = _mm512_xor_si512(w.hi, flip);
     return w;
-}
-
-/* Word 4k + j (j < 4, k < 4) of the result: block k's F16 scale in the
- * words of mask (words 4k + j for the j in it), zero elsewhere. */
-AI __m512i q8a_scale_words(const q8a_w *w, __mmask32 mask) {
-    const __m512i idx_d = _mm512_set_epi16(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 51, 51,
-                                           51, 51, 34, 34, 34, 34, 17, 17, 17, 17, 0, 0, 0, 0);
-    return _mm512_maskz_permutex2var_epi16(mask, w->a0, idx_d, w->a64);
 }
 
 /* One token's nblk blocks: low and high 16 of block k in 128-bit lane k,
@@ -105,26 +66,13 @@ typedef struct q8a_a {
 } q8a_a;
 
 AI q8a_a q8a_act(const void *row, int64_t n, int64_t b, int nblk, const int FULL) {
-    const int8_t *qa = nm_actq_qs(row) + 32 * b;
     const float *da = nm_actq_d(row, n) + b;
     const int32_t *sa = nm_actq_s(row, n) + b;
-    __m512i x0, x1;
+    const __mmask8 m = (__mmask8)((1u << nblk) - 1);
     q8a_a a;
-    if (FULL) {
-        x0 = _mm512_loadu_si512(qa);
-        x1 = _mm512_loadu_si512(qa + 64);
-        a.d = _mm_loadu_ps(da);
-        a.s = _mm_loadu_si128((const __m128i *)sa);
-    } else {
-        const __mmask8 m = (__mmask8)((1u << nblk) - 1);
-        x0 = _mm512_maskz_loadu_epi8(first_bytes(32 * (int64_t)nblk), qa);
-        x1 = _mm512_maskz_loadu_epi8(first_bytes(32 * (int64_t)nblk - 64), qa + 64);
-        a.d = _mm_maskz_loadu_ps(m, da);
-        a.s = _mm_maskz_loadu_epi32(m, sa);
-    }
-    /* x0 = [b0 lo, b0 hi, b1 lo, b1 hi], x1 the same for b2, b3 */
-    a.lo = _mm512_shuffle_i64x2(x0, x1, 0x88);
-    a.hi = _mm512_shuffle_i64x2(x0, x1, 0xdd);
+    q8_0_act4(nm_actq_qs(row) + 32 * b, nblk, FULL, &a.lo, &a.hi);
+    a.d = FULL ? _mm_loadu_ps(da) : _mm_maskz_loadu_ps(m, da);
+    a.s = FULL ? _mm_loadu_si128((const __m128i *)sa) : _mm_maskz_loadu_epi32(m, sa);
     return a;
 }
 
@@ -146,7 +94,7 @@ enum { PAIRS_ROWS, PAIRS_TOKENS };
 AI __m128 q8a_step(const char *const *row, const void *const *act, int64_t n, int64_t b, int nblk,
                    __m128 acc, const int FULL, const int PAIRS) {
     const int NR = PAIRS == PAIRS_ROWS ? 4 : 1, NA = PAIRS == PAIRS_ROWS ? 1 : 4;
-    q8a_w w[4];
+    q8_0_w4 w[4];
     q8a_a a[4];
     _Pragma("GCC unroll 4") for (int r = 0; r < NR; r++) {
         const char *p = row[r] + b * QB;
@@ -160,7 +108,7 @@ AI __m128 q8a_step(const char *const *row, const void *const *act, int64_t n, in
     _Pragma("GCC unroll 4") for (int t = 0; t < NA; t++) a[t] = q8a_act(act[t], n, b, nblk, FULL);
     __m512i s[4];
     _Pragma("GCC unroll 4") for (int j = 0; j < 4; j++) {
-        const q8a_w *wj = &w[PAIRS == PAIRS_ROWS ? j : 0];
+        const q8_0_w4 *wj = &w[PAIRS == PAIRS_ROWS ? j : 0];
         const q8a_a *aj = &a[PAIRS == PAIRS_ROWS ? 0 : j];
         s[j] = _mm512_dpbusd_epi32(_mm512_setzero_si512(), wj->lo, aj->lo);
         s[j] = _mm512_dpbusd_epi32(s[j], wj->hi, aj->hi);
@@ -170,12 +118,12 @@ AI __m128 q8a_step(const char *const *row, const void *const *act, int64_t n, in
     const __m512i spread = _mm512_set_epi32(3, 3, 3, 3, 2, 2, 2, 2, 1, 1, 1, 1, 0, 0, 0, 0);
     if (PAIRS == PAIRS_ROWS) {
         dwh = _mm512_or_si512(
-            _mm512_or_si512(q8a_scale_words(&w[0], 0x1111), q8a_scale_words(&w[1], 0x2222)),
-            _mm512_or_si512(q8a_scale_words(&w[2], 0x4444), q8a_scale_words(&w[3], 0x8888)));
+            _mm512_or_si512(q8_0_scale_words(&w[0], 0x1111), q8_0_scale_words(&w[1], 0x2222)),
+            _mm512_or_si512(q8_0_scale_words(&w[2], 0x4444), q8_0_scale_words(&w[3], 0x8888)));
         da = _mm512_permutexvar_ps(spread, _mm512_castps128_ps512(a[0].d));
         sa = _mm512_permutexvar_epi32(spread, _mm512_castsi128_si512(a[0].s));
     } else {
-        dwh = q8a_scale_words(&w[0], 0xffff);
+        dwh = q8_0_scale_words(&w[0], 0xffff);
         /* [token 0's 4, token 1's 4, ...] to lane 4k + j: token j, block k */
         const __m512i tr = _mm512_set_epi32(15, 11, 7, 3, 14, 10, 6, 2, 13, 9, 5, 1, 12, 8, 4, 0);
         const __m512 d = _mm512_insertf32x4(
@@ -330,14 +278,7 @@ AI void q8a_tile(const void *w, size_t rb, const void *const *acts, int nt, int6
         q8a_float(acc, s->c[0], dw0, (const float *)(dlines + (b % 16) * ra + (b / 16) * 64), live,
                   s, T8);
     }
-    for (int v = 0; v < NV; v++) {
-        if (!T8) {
-            _mm512_mask_storeu_ps(out + v * nt, m, acc[v]);
-            continue;
-        }
-        _mm512_mask_storeu_ps(out + 2 * v * nt, m, acc[v]);
-        _mm256_mask_storeu_ps(out + (2 * v + 1) * nt, m, _mm512_extractf32x8_ps(acc[v], 1));
-    }
+    nm_amx_store_results(out, acc, nt, m, T8);
 }
 
 static void tile_q8_0_amx(const void *w, size_t rb, const void *const *acts, int nt, int64_t n,
