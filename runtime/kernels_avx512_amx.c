@@ -71,10 +71,13 @@ bool nm_amx_use(const amx_cfg *cfg) {
 
 /* Line l of the per-token values at off (nm_actk_dline_off,
  * nm_actk_sline_off) of the group at a0: 16 tokens (T 16) or the first 8
- * twice (T 8, two rows a vector). The lanes of tokens the batch lacks are
- * zero: their columns hold whatever was there, which as a float can be
- * subnormal, and each float step on one then took a microcode assist (the
- * prompt passes of serve --parallel 8 ran 2.4x slower). */
+ * twice (T 8, two rows a vector), the lanes of tokens the batch lacks
+ * zero. The line writer zeroes their columns too (nm_actk_lines); a
+ * subnormal float there makes each float step on it take a microcode
+ * assist (prompt passes of serve --parallel 8 ran 2.4x slower with the
+ * buffer's old bytes in them). The masked loads cost nothing: without
+ * them the tiles measured 1-3 % slower (bench_kernels --hot, 5 and 12
+ * tokens). */
 AI __m512i token_line(const char *a0, size_t ra, uint64_t off, int64_t l, __mmask16 live,
                       const int T8) {
     const char *p = nm_act_line(a0, ra, off, l);
@@ -201,8 +204,8 @@ AI __m512 q4_step(__m512 acc, __m512i clo, __m512i chi, __m512 d, __m512 dm, __m
 
 /* 16 rows x nt tokens (AMX_MIN_TOK <= nt <= 16) of a batch's group
  * (kernel_set.h); T8 when nt <= 8: 8-column tiles, rows 2p and 2p + 1 in
- * one vector. Token lanes from nt on compute on whatever their columns
- * hold and are not stored. */
+ * one vector. Token lanes from nt compute on zero columns and are not
+ * stored. */
 AI void q4_tile(const void *w, size_t rb, const void *const *acts, int nt, int64_t n, float *out,
                 q4_work *s, const int T8, const int GFNI) {
     const size_t ra = (size_t)nm_actk_batch_row_bytes(n);

@@ -220,7 +220,9 @@ AI __m512 q8a_row_scales(const char *wq, __m512i roff, int64_t b) {
 }
 
 /* Block b's float step for the 16 rows: c its sums, dw the rows' scales,
- * dline the tokens' scales (zero for the tokens not in live). */
+ * dline the tokens' scales, loaded zero for the tokens not in live (their
+ * columns are zero as well, nm_actq_lines: token_line in
+ * kernels_avx512_amx.c says why both). */
 AI void q8a_float(__m512 *acc, const int32_t *c, __m512 dw, const float *dline, __mmask16 live,
                   q8a_work *s, const int T8) {
     if (!T8) {
